@@ -1,0 +1,17 @@
+import logging
+
+from accounts.models import ApiToken, User
+
+logger = logging.getLogger(__name__)
+
+
+def issue_api_token(user: User, name: str) -> tuple[ApiToken, str]:
+    token, raw = ApiToken.issue(user, name)
+    logger.info("api token issued id=%s user=%s", token.pk, user.pk)
+    return token, raw
+
+
+def revoke_api_token(user: User, token: ApiToken) -> None:
+    assert token.user_id == user.pk
+    token.delete()
+    logger.info("api token revoked id=%s user=%s", token.pk, user.pk)

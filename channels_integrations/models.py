@@ -1,0 +1,323 @@
+import re
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from phonenumber_field.modelfields import PhoneNumberField
+
+from accounts.scoping import TenantManager
+from crm.fields import SecretField
+
+# ---------------------------------------------------------------- WhatsApp
+
+
+class WhatsAppNumber(models.Model):
+    tenant_path = "company"
+
+    class Provider(models.TextChoices):
+        CLOUD = "cloud", "WhatsApp Cloud API"
+        WEB = "web", "WhatsApp Web (QR-linked)"
+
+    class Status(models.TextChoices):
+        DISCONNECTED = "disconnected", "Disconnected"
+        CONNECTING = "connecting", "Connecting"
+        CONNECTED = "connected", "Connected"
+        ERROR = "error", "Error"
+        DELETING = "deleting", "Being deleted"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)  # webhook URL
+    company = models.ForeignKey(
+        "accounts.Company", on_delete=models.CASCADE, related_name="whatsapp_numbers"
+    )
+    phone = PhoneNumberField()
+    display_name = models.CharField(max_length=100, blank=True)
+    provider = models.CharField(max_length=10, choices=Provider.choices, default=Provider.CLOUD)
+    is_active = models.BooleanField(default=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DISCONNECTED)
+    last_error = models.TextField(blank=True)
+    # Cloud API credentials (provider "cloud").
+    cloud_phone_number_id = models.CharField(max_length=64, blank=True)
+    cloud_business_account_id = models.CharField(max_length=64, blank=True)
+    cloud_access_token = SecretField()
+    cloud_app_secret = SecretField()
+    cloud_verify_token = SecretField()
+    # The paired device (provider "web"); its keys live in neonize's tables, not here.
+    web_jid = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["phone"]
+        verbose_name = "WhatsApp number"
+        constraints = [
+            models.UniqueConstraint(fields=["company", "phone"], name="whatsapp_number_unique_phone")
+        ]
+
+    def __str__(self):
+        return f"{self.display_name} {self.phone}".strip()
+
+
+class Bot(models.Model):
+    tenant_path = "number__company"
+
+    number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, related_name="bots")
+    name = models.CharField(max_length=100)
+    is_active = models.BooleanField(default=True)
+    greeting = models.TextField(blank=True, help_text="Sent once, on a client's first message.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self):
+        return self.name
+
+
+class BotRule(models.Model):
+    tenant_path = "bot__number__company"
+
+    class MatchType(models.TextChoices):
+        KEYWORD = "keyword", "Keyword"
+        REGEX = "regex", "Regular expression"
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="rules")
+    position = models.PositiveIntegerField(default=0)
+    match_type = models.CharField(max_length=10, choices=MatchType.choices, default=MatchType.KEYWORD)
+    trigger = models.CharField(max_length=500)
+    reply_text = models.TextField(max_length=4096)
+    is_active = models.BooleanField(default=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["bot", "position", "id"]
+
+    def __str__(self):
+        return f"{self.trigger} → {self.reply_text[:30]}"
+
+    def clean(self):
+        if self.match_type == self.MatchType.REGEX:
+            try:
+                re.compile(self.trigger)
+            except re.error as exc:
+                raise ValidationError({"trigger": f"Not a valid regular expression: {exc}"}) from None
+
+
+class Broadcast(models.Model):
+    tenant_path = "number__company"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, related_name="broadcasts")
+    name = models.CharField(max_length=200, blank=True)
+    text = models.TextField(max_length=4096)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        "accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "scheduled_at"])]
+
+    def __str__(self):
+        return self.name or f"Broadcast #{self.pk}"
+
+
+class BroadcastRecipient(models.Model):
+    tenant_path = "broadcast__number__company"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        READ = "read", "Read"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown (not retried)"
+        CANCELLED = "cancelled", "Cancelled"
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="recipients")
+    phone = PhoneNumberField()
+    client = models.ForeignKey(
+        "crm.Client", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["broadcast", "phone"], name="broadcast_recipient_unique")
+        ]
+        indexes = [models.Index(fields=["broadcast", "status"])]
+
+    def __str__(self):
+        return str(self.phone)
+
+
+class WhatsAppSession(models.Model):
+    """The live connection of a number, as the supervisor sees it."""
+
+    tenant_path = "number__company"
+
+    class Status(models.TextChoices):
+        STOPPED = "stopped", "Stopped"
+        STARTING = "starting", "Starting"
+        QR = "qr", "Waiting for QR scan"
+        CONNECTED = "connected", "Connected"
+        RECONNECTING = "reconnecting", "Reconnecting"
+        LOGGED_OUT = "logged_out", "Logged out (scan again)"
+        QR_TIMEOUT = "qr_timeout", "QR not scanned in time"
+        FAILED = "failed", "Failed (admin must restart)"
+
+    number = models.OneToOneField(WhatsAppNumber, on_delete=models.CASCADE, related_name="session")
+    status = models.CharField(max_length=15, choices=Status.choices, default=Status.STOPPED)
+    last_connected_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    reconnect_attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        verbose_name = "WhatsApp session"
+
+    def __str__(self):
+        return f"Session of {self.number}"
+
+
+# ---------------------------------------------------------------- Telegram
+
+api_hash_validator = RegexValidator(
+    r"^[0-9a-fA-F]{32}$", "api_hash must be 32 hexadecimal characters."
+)
+
+
+class TelegramAccount(models.Model):
+    """A Telegram user account (MTProto via Telethon), not a bot."""
+
+    tenant_path = "company"
+
+    class Status(models.TextChoices):
+        NEW = "new", "Not connected yet"
+        CONNECTED = "connected", "Connected"
+        RECONNECTING = "reconnecting", "Reconnecting"
+        ERROR = "error", "Error"
+        LOGGED_OUT = "logged_out", "Logged out"
+
+    company = models.ForeignKey(
+        "accounts.Company", on_delete=models.CASCADE, related_name="telegram_accounts"
+    )
+    name = models.CharField(max_length=100)
+    phone = PhoneNumberField()
+    api_id = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(2**31 - 1)])
+    api_hash = SecretField(validators=[api_hash_validator])
+    session_string = SecretField()
+    is_active = models.BooleanField(default=True)
+    status = models.CharField(max_length=15, choices=Status.choices, default=Status.NEW)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    messages_received = models.PositiveBigIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "phone"], name="telegram_account_unique_phone")
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.phone})"
+
+
+# ---------------------------------------------------------------- Email
+
+
+class EmailAccount(models.Model):
+    tenant_path = "company"
+
+    class SmtpSecurity(models.TextChoices):
+        SSL = "ssl", "SSL/TLS"
+        STARTTLS = "starttls", "STARTTLS"
+        NONE = "none", "None (loopback only)"
+
+    class Status(models.TextChoices):
+        NEW = "new", "Not polled yet"
+        OK = "ok", "OK"
+        ERROR = "error", "Error (backing off)"
+
+    company = models.ForeignKey(
+        "accounts.Company", on_delete=models.CASCADE, related_name="email_accounts"
+    )
+    owner = models.ForeignKey(
+        "accounts.User",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="email_accounts",
+    )
+    address = models.EmailField()
+    display_name = models.CharField(max_length=100, blank=True)
+    imap_host = models.CharField(max_length=255)
+    imap_port = models.PositiveIntegerField(default=993, validators=[MaxValueValidator(65535)])
+    imap_ssl = models.BooleanField(default=True)
+    smtp_host = models.CharField(max_length=255)
+    smtp_port = models.PositiveIntegerField(default=465, validators=[MaxValueValidator(65535)])
+    smtp_security = models.CharField(
+        max_length=10, choices=SmtpSecurity.choices, default=SmtpSecurity.SSL
+    )
+    username = models.CharField(max_length=255)
+    password = SecretField()
+    is_active = models.BooleanField(default=True)
+    poll_interval_seconds = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(10)]
+    )
+    first_sync_days = models.PositiveIntegerField(default=30)
+    # IMAP sync state: incremental by UID within one UIDVALIDITY.
+    uidvalidity = models.BigIntegerField(null=True, blank=True)
+    last_uid = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_poll_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    messages_imported = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["address"]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "address"], name="email_account_unique_address")
+        ]
+
+    def __str__(self):
+        return self.address

@@ -1,0 +1,94 @@
+"""Writes for connected channels (numbers, Telegram accounts, email accounts)."""
+
+import logging
+
+from django.db import transaction
+
+from crm.services import delete_in_database, save_validated
+
+from .models import EmailAccount, TelegramAccount, WhatsAppNumber
+
+logger = logging.getLogger(__name__)
+
+# Fields a company admin may set, per model; secrets left blank keep their stored value.
+EDITABLE = {
+    WhatsAppNumber: (
+        "phone",
+        "display_name",
+        "provider",
+        "is_active",
+        "cloud_phone_number_id",
+        "cloud_business_account_id",
+        "cloud_access_token",
+        "cloud_app_secret",
+        "cloud_verify_token",
+    ),
+    TelegramAccount: ("name", "phone", "api_id", "api_hash", "session_string", "is_active"),
+    EmailAccount: (
+        "owner",
+        "address",
+        "display_name",
+        "imap_host",
+        "imap_port",
+        "imap_ssl",
+        "smtp_host",
+        "smtp_port",
+        "smtp_security",
+        "username",
+        "password",
+        "is_active",
+        "poll_interval_seconds",
+        "first_sync_days",
+    ),
+}
+SECRETS = {
+    WhatsAppNumber: ("cloud_access_token", "cloud_app_secret", "cloud_verify_token"),
+    TelegramAccount: ("api_hash", "session_string"),
+    EmailAccount: ("password",),
+}
+UNIQUE_PER_COMPANY = {
+    WhatsAppNumber: ("phone",),
+    TelegramAccount: ("phone",),
+    EmailAccount: ("address",),
+}
+
+
+def _apply(instance, fields: dict) -> None:
+    model = type(instance)
+    for name, value in fields.items():
+        if name not in EDITABLE[model]:
+            raise TypeError(f"{model.__name__}: field {name!r} is not editable")
+        if name in SECRETS[model] and value in (None, "") and instance.pk:
+            continue  # blank secret on edit = keep the stored one
+        setattr(instance, name, value)
+
+
+def save_channel(actor, model, instance=None, **fields):
+    """Create (instance=None) or update a channel of actor's company."""
+    if instance is None:
+        instance = model(company=actor.company)
+    if model is EmailAccount and fields.get("owner") is not None:
+        if fields["owner"].company_id != actor.company_id:
+            from django.core.exceptions import ValidationError
+
+            raise ValidationError({"owner": ["Choose a member of your company."]})
+    if model is EmailAccount and instance.pk is None and "owner" not in fields:
+        fields["owner"] = actor
+    _apply(instance, fields)
+    created = instance.pk is None
+    save_validated(instance, UNIQUE_PER_COMPANY[model])
+    logger.info(
+        "%s %s id=%s company=%s",
+        model.__name__,
+        "created" if created else "updated",
+        instance.pk,
+        instance.company_id,
+    )
+    return instance
+
+
+def delete_channel(actor, instance) -> None:
+    """Delete a Telegram or email account and its conversations and messages (one SQL DELETE)."""
+    with transaction.atomic():
+        delete_in_database(instance)
+    logger.info("%s deleted id=%s company=%s", type(instance).__name__, instance.pk, actor.company_id)

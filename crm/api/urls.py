@@ -1,0 +1,21 @@
+"""/api/v1/: every app's API in one router."""
+
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from accounts.api.views import ApiTokenViewSet, me
+from channels_integrations.api.views import (
+    EmailAccountViewSet,
+    TelegramAccountViewSet,
+    WhatsAppNumberViewSet,
+)
+from crm.api.views import ClientViewSet
+
+router = DefaultRouter()
+router.register("clients", ClientViewSet, basename="client")
+router.register("whatsapp/numbers", WhatsAppNumberViewSet, basename="whatsapp-number")
+router.register("telegram/accounts", TelegramAccountViewSet, basename="telegram-account")
+router.register("email/accounts", EmailAccountViewSet, basename="email-account")
+router.register("tokens", ApiTokenViewSet, basename="api-token")
+
+urlpatterns = [path("me/", me, name="api-me"), *router.urls]

@@ -1,0 +1,51 @@
+from django.db import models
+from django.db.models import Q
+from phonenumber_field.modelfields import PhoneNumberField
+
+from accounts.scoping import TenantManager
+
+
+class Client(models.Model):
+    """A person the company talks to, on any channel."""
+
+    tenant_path = "company"
+
+    company = models.ForeignKey(
+        "accounts.Company", on_delete=models.CASCADE, related_name="clients"
+    )
+    name = models.CharField(max_length=200, blank=True)
+    phone = PhoneNumberField(blank=True, help_text="International format, e.g. +4915123456789")
+    email = models.EmailField(blank=True)
+    telegram_user_id = models.BigIntegerField(null=True, blank=True)
+    telegram_username = models.CharField(max_length=64, blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            # One client per identity per company: what inbound messages link to.
+            models.UniqueConstraint(
+                fields=["company", "phone"], condition=~Q(phone=""), name="client_unique_phone"
+            ),
+            models.UniqueConstraint(
+                fields=["company", "email"], condition=~Q(email=""), name="client_unique_email"
+            ),
+            models.UniqueConstraint(
+                fields=["company", "telegram_user_id"], name="client_unique_telegram_user"
+            ),
+        ]
+        indexes = [models.Index(fields=["company", "-created_at"])]
+
+    def clean(self):
+        self.email = (self.email or "").strip().lower()
+
+    def save(self, *args, **kwargs):
+        self.email = (self.email or "").strip().lower()
+        super().save(*args, **kwargs)
+
+    def __str__(self):
+        return self.name or str(self.phone) or self.email or self.telegram_username or f"#{self.pk}"

@@ -1,0 +1,276 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from accounts.scoping import TenantManager
+
+
+class Platform(models.TextChoices):
+    WHATSAPP = "whatsapp", "WhatsApp"
+    TELEGRAM = "telegram", "Telegram"
+    EMAIL = "email", "Email"
+    # Reserved for a later Meta channel; no source account exists for them yet, so the
+    # check constraint below admits no row with them.
+    INSTAGRAM = "instagram", "Instagram"
+    FACEBOOK = "facebook", "Facebook"
+
+
+# platform -> the one source-account field that must be set for it
+SOURCE_FIELD_BY_PLATFORM = {
+    Platform.WHATSAPP: "whatsapp_number",
+    Platform.TELEGRAM: "telegram_account",
+    Platform.EMAIL: "email_account",
+}
+
+
+def _exactly_one_source_matching_platform() -> Q:
+    condition = Q()
+    for platform, field in SOURCE_FIELD_BY_PLATFORM.items():
+        branch = Q(platform=platform)
+        for other in SOURCE_FIELD_BY_PLATFORM.values():
+            branch &= Q(**{f"{other}__isnull": other != field})
+        condition |= branch
+    return condition
+
+
+class Conversation(models.Model):
+    tenant_path = "company"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    company = models.ForeignKey(
+        "accounts.Company", on_delete=models.CASCADE, related_name="conversations"
+    )
+    platform = models.CharField(max_length=10, choices=Platform.choices)
+    external_thread_id = models.CharField(max_length=255)
+    whatsapp_number = models.ForeignKey(
+        "channels_integrations.WhatsAppNumber",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="conversations",
+    )
+    telegram_account = models.ForeignKey(
+        "channels_integrations.TelegramAccount",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="conversations",
+    )
+    email_account = models.ForeignKey(
+        "channels_integrations.EmailAccount",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="conversations",
+    )
+    client = models.ForeignKey(
+        "crm.Client",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="conversations",
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_conversations",
+    )
+    subject = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    last_message_preview = models.CharField(max_length=200, blank=True)
+    unread_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["-last_message_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=_exactly_one_source_matching_platform(),
+                name="conversation_one_source_matching_platform",
+            ),
+            # NULLs are distinct, so each constraint binds only its own platform's rows.
+            models.UniqueConstraint(
+                fields=["whatsapp_number", "external_thread_id"],
+                name="conversation_unique_whatsapp_thread",
+            ),
+            models.UniqueConstraint(
+                fields=["telegram_account", "external_thread_id"],
+                name="conversation_unique_telegram_thread",
+            ),
+            models.UniqueConstraint(
+                fields=["email_account", "external_thread_id"],
+                name="conversation_unique_email_thread",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["company", "-last_message_at", "-id"], name="conv_inbox_idx"),
+            models.Index(
+                fields=["company", "status", "-last_message_at", "-id"], name="conv_inbox_status_idx"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_platform_display()} · {self.client or self.external_thread_id}"
+
+    @property
+    def source(self):
+        field = SOURCE_FIELD_BY_PLATFORM.get(self.platform)
+        return getattr(self, field) if field else None
+
+
+class Message(models.Model):
+    tenant_path = "conversation__company"
+
+    class Direction(models.TextChoices):
+        INBOUND = "in", "Inbound"
+        OUTBOUND = "out", "Outbound"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        READ = "read", "Read"
+        FAILED = "failed", "Failed"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    # The provider's id; NULL until an outbound message is accepted by the provider.
+    external_id = models.CharField(max_length=255, null=True, blank=True)
+    sender_name = models.CharField(max_length=200, blank=True)
+    sender_address = models.CharField(max_length=255, blank=True)  # phone, email or Telegram id
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="authored_messages",
+    )
+    bot = models.ForeignKey(
+        "channels_integrations.Bot",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="messages",
+    )
+    body = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "external_id"], name="message_unique_external_id"
+            )
+        ]
+        indexes = [models.Index(fields=["conversation", "-created_at", "-id"], name="msg_history_idx")]
+
+    def __str__(self):
+        return f"{self.get_direction_display()} #{self.pk}"
+
+
+class TeamChat(models.Model):
+    tenant_path = "company"
+
+    company = models.ForeignKey(
+        "accounts.Company", on_delete=models.CASCADE, related_name="team_chats"
+    )
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="ChatMember", related_name="team_chats"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self):
+        return self.name
+
+
+class ChatMember(models.Model):
+    tenant_path = "chat__company"
+
+    chat = models.ForeignKey(TeamChat, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_memberships"
+    )
+    joined_at = models.DateTimeField(auto_now_add=True)
+    last_read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["chat", "user"], name="chat_member_unique")]
+
+    def __str__(self):
+        return f"{self.user} in {self.chat}"
+
+
+class ChatMessage(models.Model):
+    tenant_path = "chat__company"
+
+    chat = models.ForeignKey(TeamChat, on_delete=models.CASCADE, related_name="messages")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="chat_messages",
+    )
+    body = models.TextField(max_length=10000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    edited_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["chat", "-created_at", "-id"], name="chatmsg_history_idx")]
+
+    def __str__(self):
+        return f"Chat message #{self.pk}"
+
+
+class Reaction(models.Model):
+    tenant_path = "message__chat__company"
+
+    message = models.ForeignKey(ChatMessage, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reactions"
+    )
+    emoji = models.CharField(max_length=32)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user", "emoji"], name="reaction_unique")
+        ]
+
+    def __str__(self):
+        return self.emoji

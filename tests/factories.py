@@ -1,0 +1,200 @@
+import factory
+from django.utils import timezone
+
+from accounts.models import Company, Role, User
+from channels_integrations.models import (
+    Bot,
+    BotRule,
+    Broadcast,
+    BroadcastRecipient,
+    EmailAccount,
+    TelegramAccount,
+    WhatsAppNumber,
+    WhatsAppSession,
+)
+from crm.models import Client
+from messaging.models import (
+    ChatMember,
+    ChatMessage,
+    Conversation,
+    Message,
+    Platform,
+    Reaction,
+    TeamChat,
+)
+
+PASSWORD = "correct-horse-battery"
+
+
+class CompanyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Company
+
+    name = factory.Sequence(lambda n: f"Company {n}")
+    slug = factory.Sequence(lambda n: f"company-{n}")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    company = factory.SubFactory(CompanyFactory)
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    role = Role.AGENT
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+class ClientFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Client
+
+    company = factory.SubFactory(CompanyFactory)
+    name = factory.Sequence(lambda n: f"Client {n}")
+    phone = factory.Sequence(lambda n: f"+4915100{n:06d}")
+
+
+class WhatsAppNumberFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WhatsAppNumber
+
+    company = factory.SubFactory(CompanyFactory)
+    phone = factory.Sequence(lambda n: f"+4917000{n:06d}")
+    display_name = factory.Sequence(lambda n: f"Line {n}")
+    cloud_access_token = "EAAG-secret-access-token"
+    cloud_app_secret = "app-secret-value"
+    cloud_verify_token = "verify-token-value"
+
+
+class WhatsAppSessionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WhatsAppSession
+
+    number = factory.SubFactory(WhatsAppNumberFactory)
+
+
+class BotFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Bot
+
+    number = factory.SubFactory(WhatsAppNumberFactory)
+    name = factory.Sequence(lambda n: f"Bot {n}")
+
+
+class BotRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BotRule
+
+    bot = factory.SubFactory(BotFactory)
+    position = factory.Sequence(int)
+    trigger = "price"
+    reply_text = "Our prices are on the website."
+
+
+class BroadcastFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Broadcast
+
+    number = factory.SubFactory(WhatsAppNumberFactory)
+    text = "Hello from us"
+
+
+class BroadcastRecipientFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BroadcastRecipient
+
+    broadcast = factory.SubFactory(BroadcastFactory)
+    phone = factory.Sequence(lambda n: f"+4916000{n:06d}")
+
+
+class TelegramAccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TelegramAccount
+
+    company = factory.SubFactory(CompanyFactory)
+    name = factory.Sequence(lambda n: f"Telegram {n}")
+    phone = factory.Sequence(lambda n: f"+4917100{n:06d}")
+    api_id = 28906808
+    api_hash = "0123456789abcdef0123456789abcdef"
+    session_string = "1BVtsOKABu-secret-session-string"
+
+
+class EmailAccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = EmailAccount
+
+    company = factory.SubFactory(CompanyFactory)
+    address = factory.Sequence(lambda n: f"support{n}@example.com")
+    imap_host = "127.0.0.1"
+    smtp_host = "127.0.0.1"
+    username = factory.LazyAttribute(lambda a: a.address)
+    password = "mailbox-secret-password"
+
+
+class ConversationFactory(factory.django.DjangoModelFactory):
+    """A WhatsApp conversation by default; pass telegram_account/email_account + platform."""
+
+    class Meta:
+        model = Conversation
+
+    company = factory.SubFactory(CompanyFactory)
+    platform = Platform.WHATSAPP
+    whatsapp_number = factory.LazyAttribute(
+        lambda c: WhatsAppNumberFactory(company=c.company)
+        if c.platform == Platform.WHATSAPP
+        else None
+    )
+    external_thread_id = factory.Sequence(lambda n: f"thread-{n}")
+    client = factory.LazyAttribute(lambda c: ClientFactory(company=c.company))
+    last_message_at = factory.LazyFunction(timezone.now)
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Message
+
+    conversation = factory.SubFactory(ConversationFactory)
+    direction = Message.Direction.INBOUND
+    external_id = factory.Sequence(lambda n: f"ext-{n}")
+    body = "Hello, is anybody there?"
+    status = Message.Status.RECEIVED
+
+
+class TeamChatFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TeamChat
+
+    company = factory.SubFactory(CompanyFactory)
+    name = factory.Sequence(lambda n: f"Chat {n}")
+
+
+class ChatMemberFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ChatMember
+
+    chat = factory.SubFactory(TeamChatFactory)
+    user = factory.LazyAttribute(lambda m: UserFactory(company=m.chat.company))
+
+
+class ChatMessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ChatMessage
+
+    chat = factory.SubFactory(TeamChatFactory)
+    author = factory.LazyAttribute(lambda m: UserFactory(company=m.chat.company))
+    body = "Who takes the next one?"
+
+
+class ReactionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Reaction
+
+    message = factory.SubFactory(ChatMessageFactory)
+    user = factory.LazyAttribute(lambda r: UserFactory(company=r.message.chat.company))
+    emoji = "👍"
