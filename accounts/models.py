@@ -28,6 +28,8 @@ class Role(models.TextChoices):
 
 
 class User(AbstractUser):
+    tenant_path = "company"
+
     # Superusers (platform staff) may have no company; everyone else belongs to exactly one.
     company = models.ForeignKey(
         Company, on_delete=models.CASCADE, null=True, blank=True, related_name="members"
@@ -60,6 +62,8 @@ def hash_token(raw: str) -> str:
 
 class ApiToken(models.Model):
     """A personal API token. Only its SHA-256 is stored; the raw value is shown once."""
+
+    tenant_path = "user__company"
 
     PREFIX = "sb_"
 

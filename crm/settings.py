@@ -34,12 +34,12 @@ if not DEBUG:
             ("FIELD_ENCRYPTION_KEYS", FIELD_ENCRYPTION_KEYS),
         )
         if not value
-        or value == _DEV_SECRET_KEY
-        or value == [_DEV_ENCRYPTION_KEY]
+        or value in (_DEV_SECRET_KEY, [_DEV_ENCRYPTION_KEY])
+        or "change-me" in str(value)
     ]
     if missing:
         raise ImproperlyConfigured(
-            f"Production mode (DEBUG=False) needs these environment variables: {', '.join(missing)}"
+            f"Production mode (DEBUG=False) needs real values in these environment variables: {', '.join(missing)}"
         )
 SALT_KEY = FIELD_ENCRYPTION_KEYS
 

@@ -28,6 +28,9 @@ class RealtimeConsumer(AsyncJsonWebsocketConsumer):
         logger.info("ws: connection attempt")
         if self.user is None or not self.user.company_id:
             logger.info("ws: rejected unauthenticated connection")
+            # Accept first: a close before accept reaches the browser as a bare 403/1006,
+            # while 4401 tells the client to log in rather than retry.
+            await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.groups_joined = [user_group(self.user.pk), company_group(self.user.company_id)]

@@ -1,0 +1,53 @@
+# Switchboard: `make run` (the whole product with a demo company) and `make test` (the suite).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+WEB_HOST ?= 127.0.0.1
+WEB_PORT ?= 8000
+export WEB_HOST WEB_PORT
+
+.PHONY: run test lint format install install-dev services db migrate seed clean
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# Checks PostgreSQL and Redis (starting local ones that are stopped); fails fast otherwise.
+services: install
+	@$(PY) manage.py ensure_services --create-db
+
+migrate: services
+	$(PY) manage.py migrate --noinput
+
+seed: migrate
+	$(PY) manage.py seed_demo --url http://$(WEB_HOST):$(WEB_PORT)/
+
+run: seed
+	@mkdir -p var
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(VENV)/bin/honcho start
+
+test: install-dev
+	@REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} $(PY) manage.py ensure_services
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) staticfiles var .pytest_cache .ruff_cache

@@ -1,0 +1,63 @@
+"""Account pages: the page guard every page uses, and the user's own API tokens."""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from accounts import services
+from accounts.forms import ApiTokenForm
+
+
+def company_member_required(view):
+    """The one guard for pages: signed in, and a member of a company.
+
+    Anonymous users go to the login page; platform superusers without a company have no
+    tenant data to show, so they go to the admin. Put it outermost (above require_POST etc.)
+    so an anonymous request always gets the login redirect first.
+    """
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        user = request.user
+        if not user.is_authenticated:
+            response = redirect_to_login(request.get_full_path())
+            if getattr(request, "htmx", False):
+                # A partial swap would paste the login page into the page; reload instead.
+                return HttpResponseClientRedirect(response.url)
+            return response
+        if not user.company_id:
+            return redirect("admin:index")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@company_member_required
+@never_cache  # the response after creation carries the raw token
+def api_tokens(request):
+    form = ApiTokenForm(request.POST if request.method == "POST" else None)
+    raw_token = None
+    if form.is_valid():
+        token, raw_token = services.issue_api_token(request.user, form.cleaned_data["name"])
+        messages.success(request, f"Token “{token.name}” created. Copy it now: it is shown only once.")
+        form = ApiTokenForm()
+    # Rendered, not redirected: the raw token must not be stored anywhere to survive a redirect.
+    return render(
+        request,
+        "accounts/api_tokens.html",
+        {"form": form, "raw_token": raw_token, "tokens": request.user.api_tokens.all()},
+    )
+
+
+@company_member_required
+@require_POST
+def api_token_revoke(request, pk):
+    token = get_object_or_404(request.user.api_tokens.all(), pk=pk)  # only your own tokens
+    services.revoke_api_token(request.user, token)
+    messages.success(request, f"Token “{token.name}” revoked.")
+    return redirect("api_tokens")

@@ -1,0 +1,103 @@
+"""Reads for the inbox and team chat pages, scoped to the user's company."""
+
+from collections import OrderedDict
+
+from django.db.models import Count, Exists, OuterRef, Subquery
+
+from accounts.scoping import get_scoped_or_404, scoped
+from channels_integrations.services import SECRETS
+from messaging.models import (
+    SOURCE_FIELD_BY_PLATFORM,
+    ChatMember,
+    ChatMessage,
+    Conversation,
+    Platform,
+    TeamChat,
+)
+
+MESSAGE_LIMIT = 200  # the read-only pages show the latest messages only
+
+
+def inbox_conversations(user, *, platform: str = "", status: str = ""):
+    """Newest first; unknown filter values are ignored rather than matching nothing."""
+    conversations = scoped(Conversation, user).select_related("client", "assignee")
+    if platform in Platform.values:
+        conversations = conversations.filter(platform=platform)
+    if status in Conversation.Status.values:
+        conversations = conversations.filter(status=status)
+    return conversations
+
+
+def get_conversation(user, pk) -> Conversation:
+    """One conversation with its client, assignee and source account (secrets not loaded)."""
+    sources = SOURCE_FIELD_BY_PLATFORM.values()
+    secret_fields = [
+        f"{field}__{secret}"
+        for field in sources
+        for secret in SECRETS[Conversation._meta.get_field(field).related_model]
+    ]
+    queryset = Conversation.objects.select_related("client", "assignee", *sources).defer(
+        *secret_fields
+    )
+    return get_scoped_or_404(queryset, user, pk=pk)
+
+
+def conversation_messages(conversation, limit: int = MESSAGE_LIMIT) -> list:
+    """The latest `limit` messages, oldest first."""
+    latest = conversation.messages.select_related("author", "bot").order_by("-created_at", "-id")
+    return list(reversed(latest[:limit]))
+
+
+def _member_of(user):
+    return Exists(ChatMember.objects.filter(chat=OuterRef("pk"), user=user))
+
+
+def member_chats(user):
+    """The team chats `user` belongs to, with member count and last message time.
+
+    Subqueries, not joins: two counts over joined tables would multiply each other.
+    """
+    member_count = (
+        ChatMember.objects.filter(chat=OuterRef("pk"))
+        .order_by()
+        .values("chat")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    last_message = ChatMessage.objects.filter(chat=OuterRef("pk")).order_by("-created_at", "-id")
+    return (
+        scoped(TeamChat, user)
+        .filter(_member_of(user))
+        .annotate(
+            member_count=Subquery(member_count),
+            last_message_at=Subquery(last_message.values("created_at")[:1]),
+        )
+    )
+
+
+def get_member_chat(user, pk) -> TeamChat:
+    """A chat of the user's company that the user is a member of; anything else is a 404."""
+    return get_scoped_or_404(TeamChat.objects.filter(_member_of(user)), user, pk=pk)
+
+
+def chat_messages(chat, limit: int = MESSAGE_LIMIT) -> list:
+    """The latest `limit` messages, oldest first, each with `reaction_summary`:
+    [(emoji, count, "alice, bob"), ...] in the order the emojis were first used."""
+    latest = (
+        chat.messages.select_related("author")
+        .prefetch_related("reactions__user")
+        .order_by("-created_at", "-id")
+    )
+    messages = list(reversed(latest[:limit]))
+    for message in messages:
+        by_emoji = OrderedDict()
+        for reaction in sorted(message.reactions.all(), key=lambda r: (r.created_at, r.pk)):
+            by_emoji.setdefault(reaction.emoji, []).append(reaction.user.display_name)
+        message.reaction_summary = [
+            (emoji, len(names), ", ".join(names)) for emoji, names in by_emoji.items()
+        ]
+    return messages
+
+
+def chat_members(chat):
+    return [m.user for m in chat.memberships.select_related("user").order_by("user__username")]

@@ -1,0 +1,76 @@
+"""Nobody sees or touches another company's rows through any API endpoint: another company's
+id answers 404 exactly like a missing one, and lists hold only the caller's rows."""
+
+import pytest
+
+from crm.api.urls import router
+
+from .factories import (
+    ClientFactory,
+    EmailAccountFactory,
+    TelegramAccountFactory,
+    UserFactory,
+    WhatsAppNumberFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _token_of(user):
+    from accounts.models import ApiToken
+
+    return ApiToken.issue(user, "t")[0]
+
+
+# basename -> make(company) returning a row owned by that company. Every endpoint registered
+# on the router must be listed here, so a new endpoint cannot skip this test.
+OWNED_ROW = {
+    "client": lambda company: ClientFactory(company=company),
+    "whatsapp-number": lambda company: WhatsAppNumberFactory(company=company),
+    "telegram-account": lambda company: TelegramAccountFactory(company=company),
+    "email-account": lambda company: EmailAccountFactory(company=company),
+    "api-token": lambda company: _token_of(UserFactory(company=company)),
+}
+REGISTERED = sorted(basename for _, _, basename in router.registry)
+
+
+def test_every_api_endpoint_is_covered_by_the_tenancy_test():
+    assert sorted(OWNED_ROW) == REGISTERED
+
+
+@pytest.mark.parametrize("basename", REGISTERED)
+def test_another_companys_row_is_404_for_every_method(basename, admin_api, admin_user, other_company):
+    foreign = OWNED_ROW[basename](other_company)
+    mine = OWNED_ROW[basename](admin_user.company)
+    prefix = next(prefix for prefix, _, name in router.registry if name == basename)
+    url = f"/api/v1/{prefix}/{foreign.pk}/"
+    missing = f"/api/v1/{prefix}/999999999/"
+
+    for path in (url, missing):
+        assert admin_api.get(path).status_code == 404
+        assert admin_api.patch(path, {"name": "x"}, format="json").status_code in (404, 405)
+        assert admin_api.delete(path).status_code in (404, 405)
+    assert type(foreign).objects.filter(pk=foreign.pk).exists()  # nothing was deleted
+
+    listing = admin_api.get(f"/api/v1/{prefix}/")
+    assert listing.status_code == 200
+    ids = {row["id"] for row in listing.json()["results"]}
+    assert foreign.pk not in ids
+    if basename != "api-token":  # tokens are per user, and `mine` belongs to a colleague
+        assert mine.pk in ids
+
+
+@pytest.mark.parametrize("basename", REGISTERED)
+def test_api_requires_authentication(basename, client):
+    prefix = next(prefix for prefix, _, name in router.registry if name == basename)
+    response = client.get(f"/api/v1/{prefix}/")
+    assert response.status_code in (401, 403)
+
+
+def test_superuser_without_company_sees_no_tenant_rows(api_for, company):
+    from accounts.models import User
+
+    ClientFactory(company=company)
+    root = User.objects.create_superuser("root", "root@example.com", "pw")
+    response = api_for(root).get("/api/v1/clients/")
+    assert response.status_code == 403
