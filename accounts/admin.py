@@ -90,7 +90,9 @@ class CompanyRequiredMixin:
 
     def clean(self):
         cleaned_data = super().clean()
-        is_superuser = cleaned_data.get("is_superuser", getattr(self.instance, "is_superuser", False))
+        is_superuser = cleaned_data.get(
+            "is_superuser", getattr(self.instance, "is_superuser", False)
+        )
         if "company" in self.fields and not cleaned_data.get("company") and not is_superuser:
             self.add_error("company", "Every user except a superuser belongs to a company.")
         return cleaned_data

@@ -12,6 +12,8 @@ def issue_api_token(user: User, name: str) -> tuple[ApiToken, str]:
 
 
 def revoke_api_token(user: User, token: ApiToken) -> None:
-    assert token.user_id == user.pk
+    if token.user_id != user.pk:
+        raise PermissionError("Only the owner can revoke an API token.")
+    token_id = token.pk
     token.delete()
-    logger.info("api token revoked id=%s user=%s", token.pk, user.pk)
+    logger.info("api token revoked id=%s user=%s", token_id, user.pk)

@@ -44,7 +44,9 @@ def api_tokens(request):
     raw_token = None
     if form.is_valid():
         token, raw_token = services.issue_api_token(request.user, form.cleaned_data["name"])
-        messages.success(request, f"Token “{token.name}” created. Copy it now: it is shown only once.")
+        messages.success(
+            request, f"Token “{token.name}” created. Copy it now: it is shown only once."
+        )
         form = ApiTokenForm()
     # Rendered, not redirected: the raw token must not be stored anywhere to survive a redirect.
     return render(

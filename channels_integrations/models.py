@@ -53,7 +53,9 @@ class WhatsAppNumber(models.Model):
         ordering = ["phone"]
         verbose_name = "WhatsApp number"
         constraints = [
-            models.UniqueConstraint(fields=["company", "phone"], name="whatsapp_number_unique_phone")
+            models.UniqueConstraint(
+                fields=["company", "phone"], name="whatsapp_number_unique_phone"
+            )
         ]
 
     def __str__(self):
@@ -87,7 +89,9 @@ class BotRule(models.Model):
 
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="rules")
     position = models.PositiveIntegerField(default=0)
-    match_type = models.CharField(max_length=10, choices=MatchType.choices, default=MatchType.KEYWORD)
+    match_type = models.CharField(
+        max_length=10, choices=MatchType.choices, default=MatchType.KEYWORD
+    )
     trigger = models.CharField(max_length=500)
     reply_text = models.TextField(max_length=4096)
     is_active = models.BooleanField(default=True)
@@ -105,7 +109,9 @@ class BotRule(models.Model):
             try:
                 re.compile(self.trigger)
             except re.error as exc:
-                raise ValidationError({"trigger": f"Not a valid regular expression: {exc}"}) from None
+                raise ValidationError(
+                    {"trigger": f"Not a valid regular expression: {exc}"}
+                ) from None
 
 
 class Broadcast(models.Model):
@@ -169,7 +175,9 @@ class BroadcastRecipient(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["broadcast", "phone"], name="broadcast_recipient_unique")
+            models.UniqueConstraint(
+                fields=["broadcast", "phone"], name="broadcast_recipient_unique"
+            )
         ]
         indexes = [models.Index(fields=["broadcast", "status"])]
 
@@ -234,7 +242,9 @@ class TelegramAccount(models.Model):
     )
     name = models.CharField(max_length=100)
     phone = PhoneNumberField()
-    api_id = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(2**31 - 1)])
+    api_id = models.PositiveIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(2**31 - 1)]
+    )
     api_hash = SecretField(validators=[api_hash_validator])
     session_string = SecretField()
     is_active = models.BooleanField(default=True)
@@ -250,7 +260,9 @@ class TelegramAccount(models.Model):
     class Meta:
         ordering = ["name", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["company", "phone"], name="telegram_account_unique_phone")
+            models.UniqueConstraint(
+                fields=["company", "phone"], name="telegram_account_unique_phone"
+            )
         ]
 
     def __str__(self):
@@ -316,7 +328,9 @@ class EmailAccount(models.Model):
     class Meta:
         ordering = ["address"]
         constraints = [
-            models.UniqueConstraint(fields=["company", "address"], name="email_account_unique_address")
+            models.UniqueConstraint(
+                fields=["company", "address"], name="email_account_unique_address"
+            )
         ]
 
     def __str__(self):

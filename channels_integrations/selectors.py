@@ -5,14 +5,16 @@ from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from accounts.scoping import scoped
 from channels_integrations.models import EmailAccount, TelegramAccount, WhatsAppNumber
-from channels_integrations.services import SECRETS
+from crm.fields import secret_field_names
 
 
 def _without_secrets(model, user):
-    secrets = SECRETS[model]
+    secrets = secret_field_names(model)
     # SecretField stores an empty secret as NULL, so "set" is "not NULL".
     is_set = {
-        f"{name}_set": ExpressionWrapper(Q(**{f"{name}__isnull": False}), output_field=BooleanField())
+        f"{name}_set": ExpressionWrapper(
+            Q(**{f"{name}__isnull": False}), output_field=BooleanField()
+        )
         for name in secrets
     }
     return scoped(model, user).defer(*secrets).annotate(**is_set)

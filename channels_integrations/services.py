@@ -2,8 +2,10 @@
 
 import logging
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from crm.fields import secret_field_names
 from crm.services import delete_in_database, save_validated
 
 from .models import EmailAccount, TelegramAccount, WhatsAppNumber
@@ -41,11 +43,6 @@ EDITABLE = {
         "first_sync_days",
     ),
 }
-SECRETS = {
-    WhatsAppNumber: ("cloud_access_token", "cloud_app_secret", "cloud_verify_token"),
-    TelegramAccount: ("api_hash", "session_string"),
-    EmailAccount: ("password",),
-}
 UNIQUE_PER_COMPANY = {
     WhatsAppNumber: ("phone",),
     TelegramAccount: ("phone",),
@@ -58,7 +55,7 @@ def _apply(instance, fields: dict) -> None:
     for name, value in fields.items():
         if name not in EDITABLE[model]:
             raise TypeError(f"{model.__name__}: field {name!r} is not editable")
-        if name in SECRETS[model] and value in (None, "") and instance.pk:
+        if name in secret_field_names(model) and value in (None, "") and instance.pk:
             continue  # blank secret on edit = keep the stored one
         setattr(instance, name, value)
 
@@ -69,8 +66,6 @@ def save_channel(actor, model, instance=None, **fields):
         instance = model(company=actor.company)
     if model is EmailAccount and fields.get("owner") is not None:
         if fields["owner"].company_id != actor.company_id:
-            from django.core.exceptions import ValidationError
-
             raise ValidationError({"owner": ["Choose a member of your company."]})
     if model is EmailAccount and instance.pk is None and "owner" not in fields:
         fields["owner"] = actor
@@ -91,4 +86,6 @@ def delete_channel(actor, instance) -> None:
     """Delete a Telegram or email account and its conversations and messages (one SQL DELETE)."""
     with transaction.atomic():
         delete_in_database(instance)
-    logger.info("%s deleted id=%s company=%s", type(instance).__name__, instance.pk, actor.company_id)
+    logger.info(
+        "%s deleted id=%s company=%s", type(instance).__name__, instance.pk, actor.company_id
+    )

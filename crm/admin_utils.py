@@ -136,7 +136,9 @@ class SecretFieldsAdminMixin:
                 f"{type(self).__name__}.secret_fields must list {', '.join(missing)}"
             )
         if not issubclass(self.form, SecretFieldsModelForm):
-            raise ImproperlyConfigured(f"{type(self).__name__}.form must be a SecretFieldsModelForm")
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}.form must be a SecretFieldsModelForm"
+            )
         super().__init__(model, admin_site)
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):

@@ -20,3 +20,10 @@ class SecretField(EncryptedTextField):
         # The library flags the (shared) field object while cleaning; a plain value fails
         # decryption harmlessly, so skip that thread-unsafe flag.
         return models.TextField.clean(self, value, model_instance)
+
+
+def secret_field_names(model) -> tuple[str, ...]:
+    """The names of a model's SecretFields (what the API, pages and admin must never show)."""
+    return tuple(
+        field.name for field in model._meta.concrete_fields if isinstance(field, SecretField)
+    )

@@ -40,12 +40,12 @@ class Client(models.Model):
         ]
         indexes = [models.Index(fields=["company", "-created_at"])]
 
-    def clean(self):
-        self.email = (self.email or "").strip().lower()
+    def __str__(self):
+        return self.name or str(self.phone) or self.email or self.telegram_username or f"#{self.pk}"
 
     def save(self, *args, **kwargs):
         self.email = (self.email or "").strip().lower()
         super().save(*args, **kwargs)
 
-    def __str__(self):
-        return self.name or str(self.phone) or self.email or self.telegram_username or f"#{self.pk}"
+    def clean(self):
+        self.email = (self.email or "").strip().lower()

@@ -51,11 +51,9 @@ def search_clients(user, query: str = ""):
     query = query.strip()
     if not query:
         return clients
-    condition = (
-        Q(name__icontains=query)
-        | Q(email__icontains=query)
-        | Q(telegram_username__icontains=query.lstrip("@"))
-    )
+    condition = Q(name__icontains=query) | Q(email__icontains=query)
+    if username := query.lstrip("@"):
+        condition |= Q(telegram_username__icontains=username)
     # Phones are stored as E.164, so "+49 151-23" is looked up as "+4915123".
     digits = re.sub(r"[^\d+]", "", query)
     if len(re.sub(r"\D", "", digits)) >= 3:

@@ -6,43 +6,49 @@ from django.db import IntegrityError, models, router, transaction
 from crm.models import Client
 
 
-def save_validated(instance: models.Model, unique_per_company: tuple[str, ...] = ()) -> models.Model:
-    """Validate and save one tenant row.
-
-    Field validators run on the model; each field in `unique_per_company` that has a value
-    must not repeat within the row's company, and a clash is reported on that field (also
-    when a concurrent insert wins the race and the database constraint fires).
-    """
+def _company_clashes(instance, fields) -> dict[str, list[str]]:
+    """Fields whose value another row of the same company already has."""
     errors = {}
-    company_field = instance.tenant_path
-    company_id = getattr(instance, f"{company_field}_id", None) if "__" not in company_field else None
-    try:
-        instance.full_clean(validate_unique=False, validate_constraints=False)
-    except ValidationError as exc:
-        for field, messages in exc.message_dict.items():
-            errors.setdefault(field, []).extend(messages)
-    for field in unique_per_company:
-        if field in errors:
-            continue
+    for field in fields:
         value = getattr(instance, field)
         if value in (None, ""):
             continue
         clash = type(instance)._default_manager.filter(
-            **{f"{company_field}_id": company_id, field: value}
-        ).exclude(pk=instance.pk)
-        if clash.exists():
+            company_id=instance.company_id, **{field: value}
+        )
+        if clash.exclude(pk=instance.pk).exists():
             label = instance._meta.get_field(field).verbose_name
-            errors[field] = [f"Another {instance._meta.verbose_name} in your company has this {label}."]
+            errors[field] = [
+                f"Another {instance._meta.verbose_name} in your company has this {label}."
+            ]
+    return errors
+
+
+def save_validated(
+    instance: models.Model, unique_per_company: tuple[str, ...] = ()
+) -> models.Model:
+    """Validate and save one row of a model with a direct `company`.
+
+    Field validators run on the model; each field in `unique_per_company` that has a value
+    must not repeat within the company, and a clash is reported on that field (also when a
+    concurrent insert wins the race and the database constraint fires).
+    """
+    errors = {}
+    try:
+        instance.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    for field, messages in _company_clashes(instance, unique_per_company).items():
+        errors.setdefault(field, messages)
     if errors:
         raise ValidationError(errors)
     try:
         with transaction.atomic():
             instance.save()
     except IntegrityError:
-        if unique_per_company:
-            raise ValidationError(
-                {unique_per_company[0]: ["This conflicts with a record saved at the same time."]}
-            ) from None
+        clashes = _company_clashes(instance, unique_per_company)
+        if clashes:
+            raise ValidationError(clashes) from None
         raise
     return instance
 

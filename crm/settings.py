@@ -129,6 +129,14 @@ CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "crm.tasks.beat_heartbeat", "schedule": 30.0},
 }
 
+# platform -> provider class (messaging.providers.Provider). Channels register theirs here.
+MESSAGING_PROVIDERS = {
+    "whatsapp": "messaging.providers.NotConnectedProvider",
+    "telegram": "messaging.providers.NotConnectedProvider",
+    "email": "messaging.providers.NotConnectedProvider",
+}
+MESSAGE_MAX_LENGTH = {"whatsapp": 4096, "telegram": 4096, "email": 100_000}
+
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"

@@ -79,6 +79,4 @@ def client_edit(request, pk):
         else:
             messages.success(request, f"Client “{client}” saved.")
             return redirect("client_detail", pk=client.pk)
-    return render(
-        request, "crm/client_form.html", {"form": form, "client": client, "title": title}
-    )
+    return render(request, "crm/client_form.html", {"form": form, "client": client, "title": title})

@@ -1,60 +1,71 @@
 """The one WebSocket endpoint, /ws/. The user comes from the session cookie or an API token
 (`?token=` for non-browser clients), never from the URL path."""
 
+import json
 import logging
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.models import ApiToken
+
+from .events import company_group, user_group
+from .realtime import hub
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 
 
-def user_group(user_id) -> str:
-    return f"user.{user_id}"
+class RealtimeConsumer(AsyncWebsocketConsumer):
+    # Events arrive through messaging.realtime's per-process hub, not a channel layer
+    # (no per-socket Redis channel to poll).
+    channel_layer_alias = "__no_channel_layer__"
 
-
-def company_group(company_id) -> str:
-    return f"company.{company_id}"
-
-
-class RealtimeConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
-        self.user = await self._authenticate()
+        self.user = None
+        self.joined: list[str] = []
         logger.info("ws: connection attempt")
-        if self.user is None or not self.user.company_id:
+        user = await self._authenticate()
+        # Accept first even when refusing: a close before accept reaches the browser as a bare
+        # 403/1006, while 4401 tells the client to log in rather than retry.
+        await self.accept()
+        if user is None or not user.company_id:
             logger.info("ws: rejected unauthenticated connection")
-            # Accept first: a close before accept reaches the browser as a bare 403/1006,
-            # while 4401 tells the client to log in rather than retry.
-            await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.groups_joined = [user_group(self.user.pk), company_group(self.user.company_id)]
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
-        await self.accept()
-        logger.info("ws: accepted user=%s", self.user.pk)
-        await self.send_json({"event": "welcome", "data": {"user_id": self.user.pk}})
+        self.user = user
+        self.joined = [user_group(user.pk), company_group(user.company_id)]
+        await hub().join(self, self.joined)
+        logger.info("ws: accepted user=%s", user.pk)
+        await self.send(text_data=json.dumps({"event": "welcome", "data": {"user_id": user.pk}}))
 
     async def disconnect(self, code):
-        for group in getattr(self, "groups_joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.joined:
+            hub().leave(self, self.joined)
         logger.info("ws: disconnected user=%s code=%s", getattr(self.user, "pk", None), code)
 
-    async def receive_json(self, content, **kwargs):
+    async def receive(self, text_data=None, bytes_data=None):
+        try:
+            content = json.loads(text_data or "")
+        except ValueError:
+            return
         event = content.get("event") if isinstance(content, dict) else None
-        logger.debug("ws: received event=%s user=%s", event, self.user.pk)
+        logger.info("ws: received event=%s user=%s", event, getattr(self.user, "pk", None))
         if event == "ping":
-            await self.send_json({"event": "pong"})
+            await self.send(text_data='{"event": "pong"}')
 
-    async def realtime_event(self, message):
-        """Group messages published by messaging.events.publish."""
-        logger.debug("ws: sending event=%s user=%s", message["payload"]["event"], self.user.pk)
-        await self.send_json(message["payload"])
+    def push(self, text: str) -> None:
+        """Called by the hub with an already-encoded event for this socket."""
+        self._pending_send(text)
+
+    def _pending_send(self, text: str) -> None:
+        import asyncio
+
+        asyncio.get_running_loop().create_task(
+            self.base_send({"type": "websocket.send", "text": text})
+        )
 
     async def _authenticate(self):
         token = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [None])[0]

@@ -1,19 +1,25 @@
 """The one place realtime events leave the server.
 
-Every event is `{"event": "<noun>.<verb>", "data": {...}}`, published to the groups
-`company.<id>` and/or `user.<id>` and only after the surrounding transaction commits, so a
-browser never hears of a row that was rolled back.
+Every event is `{"event": "<noun>.<verb>", "data": {...}}`, addressed to the groups
+`company.<id>` and/or `user.<id>`, and sent only after the surrounding transaction commits,
+so a browser never hears of a row that was rolled back.
 """
 
 import logging
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 
-from .consumers import company_group, user_group
+from . import realtime
 
 logger = logging.getLogger(__name__)
+
+
+def user_group(user_id) -> str:
+    return f"user.{user_id}"
+
+
+def company_group(company_id) -> str:
+    return f"company.{company_id}"
 
 
 def publish(event: str, data: dict, *, company_id=None, user_ids=()) -> None:
@@ -24,12 +30,9 @@ def publish(event: str, data: dict, *, company_id=None, user_ids=()) -> None:
 
 
 def _send(groups: list[str], payload: dict) -> None:
-    layer = get_channel_layer()
-    if layer is None:
+    try:
+        realtime.publish_now(groups, payload)
+    except Exception:  # a realtime hiccup must never fail the write that caused it
+        logger.exception("realtime: publish failed event=%s", payload["event"])
         return
-    for group in groups:
-        try:
-            async_to_sync(layer.group_send)(group, {"type": "realtime.event", "payload": payload})
-        except Exception:  # a realtime hiccup must never fail the write that caused it
-            logger.exception("realtime: publish failed event=%s group=%s", payload["event"], group)
     logger.debug("realtime: published event=%s groups=%d", payload["event"], len(groups))

@@ -114,7 +114,8 @@ class Conversation(models.Model):
         indexes = [
             models.Index(fields=["company", "-last_message_at", "-id"], name="conv_inbox_idx"),
             models.Index(
-                fields=["company", "status", "-last_message_at", "-id"], name="conv_inbox_status_idx"
+                fields=["company", "status", "-last_message_at", "-id"],
+                name="conv_inbox_status_idx",
             ),
         ]
 
@@ -142,7 +143,9 @@ class Message(models.Model):
         READ = "read", "Read"
         FAILED = "failed", "Failed"
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
     direction = models.CharField(max_length=3, choices=Direction.choices)
     # The provider's id; NULL until an outbound message is accepted by the provider.
     external_id = models.CharField(max_length=255, null=True, blank=True)
@@ -166,6 +169,8 @@ class Message(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices)
     error = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Set when a send task takes the message, so a second run of the task never sends it again.
+    send_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -180,7 +185,9 @@ class Message(models.Model):
                 fields=["conversation", "external_id"], name="message_unique_external_id"
             )
         ]
-        indexes = [models.Index(fields=["conversation", "-created_at", "-id"], name="msg_history_idx")]
+        indexes = [
+            models.Index(fields=["conversation", "-created_at", "-id"], name="msg_history_idx")
+        ]
 
     def __str__(self):
         return f"{self.get_direction_display()} #{self.pk}"

@@ -5,7 +5,7 @@ from collections import OrderedDict
 from django.db.models import Count, Exists, OuterRef, Subquery
 
 from accounts.scoping import get_scoped_or_404, scoped
-from channels_integrations.services import SECRETS
+from crm.fields import secret_field_names
 from messaging.models import (
     SOURCE_FIELD_BY_PLATFORM,
     ChatMember,
@@ -34,7 +34,7 @@ def get_conversation(user, pk) -> Conversation:
     secret_fields = [
         f"{field}__{secret}"
         for field in sources
-        for secret in SECRETS[Conversation._meta.get_field(field).related_model]
+        for secret in secret_field_names(Conversation._meta.get_field(field).related_model)
     ]
     queryset = Conversation.objects.select_related("client", "assignee", *sources).defer(
         *secret_fields

@@ -146,9 +146,9 @@ class ConversationFactory(factory.django.DjangoModelFactory):
     company = factory.SubFactory(CompanyFactory)
     platform = Platform.WHATSAPP
     whatsapp_number = factory.LazyAttribute(
-        lambda c: WhatsAppNumberFactory(company=c.company)
-        if c.platform == Platform.WHATSAPP
-        else None
+        lambda c: (
+            WhatsAppNumberFactory(company=c.company) if c.platform == Platform.WHATSAPP else None
+        )
     )
     external_thread_id = factory.Sequence(lambda n: f"thread-{n}")
     client = factory.LazyAttribute(lambda c: ClientFactory(company=c.company))

@@ -66,7 +66,11 @@ def test_duplicate_phone_in_same_company_names_phone(admin_api, admin_user, othe
 
 
 SECRET_CASES = [
-    ("/api/v1/whatsapp/numbers/", WhatsAppNumberFactory, ["cloud_access_token", "cloud_app_secret", "cloud_verify_token"]),
+    (
+        "/api/v1/whatsapp/numbers/",
+        WhatsAppNumberFactory,
+        ["cloud_access_token", "cloud_app_secret", "cloud_verify_token"],
+    ),
     (TELEGRAM_URL, TelegramAccountFactory, ["api_hash", "session_string"]),
     ("/api/v1/email/accounts/", EmailAccountFactory, ["password"]),
 ]
@@ -94,7 +98,9 @@ def test_secrets_never_appear_in_api_responses(admin_api, admin_user, url, facto
 
 
 @pytest.mark.parametrize("url,factory,secrets", SECRET_CASES)
-def test_blank_secret_on_update_keeps_it_and_a_new_one_replaces_it(admin_api, admin_user, url, factory, secrets):
+def test_blank_secret_on_update_keeps_it_and_a_new_one_replaces_it(
+    admin_api, admin_user, url, factory, secrets
+):
     row = factory(company=admin_user.company)
     name = secrets[0]
     old = getattr(row, name)
@@ -120,20 +126,39 @@ def test_agents_read_channels_but_cannot_change_them(api_for, agent_user):
     number = WhatsAppNumberFactory(company=agent_user.company)
     api = api_for(agent_user)
     assert api.get("/api/v1/whatsapp/numbers/").status_code == 200
-    assert api.post("/api/v1/whatsapp/numbers/", {"phone": "+4915100000001"}, format="json").status_code == 403
-    assert api.patch(f"/api/v1/whatsapp/numbers/{number.pk}/", {"display_name": "x"}, format="json").status_code == 403
-    assert api.delete(f"{TELEGRAM_URL}{TelegramAccountFactory(company=agent_user.company).pk}/").status_code == 403
+    assert (
+        api.post(
+            "/api/v1/whatsapp/numbers/", {"phone": "+4915100000001"}, format="json"
+        ).status_code
+        == 403
+    )
+    assert (
+        api.patch(
+            f"/api/v1/whatsapp/numbers/{number.pk}/", {"display_name": "x"}, format="json"
+        ).status_code
+        == 403
+    )
+    assert (
+        api.delete(
+            f"{TELEGRAM_URL}{TelegramAccountFactory(company=agent_user.company).pk}/"
+        ).status_code
+        == 403
+    )
 
 
 def test_whatsapp_number_phone_is_validated_and_normalised(admin_api):
     url = "/api/v1/whatsapp/numbers/"
     response = admin_api.post(url, {"phone": "12"}, format="json")
     assert response.status_code == 400 and "phone" in response.json()
-    response = admin_api.post(url, {"phone": "+49 30 1234 5678", "provider": "cloud"}, format="json")
+    response = admin_api.post(
+        url, {"phone": "+49 30 1234 5678", "provider": "cloud"}, format="json"
+    )
     assert response.status_code == 201, response.json()
     assert response.json()["phone"] == "+493012345678"
     assert admin_api.post(url, {"phone": "+493012345678"}, format="json").json().keys() == {"phone"}
-    response = admin_api.post(url, {"phone": "+493012345679", "provider": "carrier-pigeon"}, format="json")
+    response = admin_api.post(
+        url, {"phone": "+493012345679", "provider": "carrier-pigeon"}, format="json"
+    )
     assert response.status_code == 400 and "provider" in response.json()
     assert WhatsAppNumber.objects.count() == 1
 
@@ -153,9 +178,13 @@ def test_email_account_owner_must_be_a_member_of_my_company(admin_api, admin_use
         "username": "help@acme.example",
         "password": "pw",
     }
-    response = admin_api.post("/api/v1/email/accounts/", dict(payload, owner=stranger.pk), format="json")
+    response = admin_api.post(
+        "/api/v1/email/accounts/", dict(payload, owner=stranger.pk), format="json"
+    )
     assert response.status_code == 400 and "owner" in response.json()
-    response = admin_api.post("/api/v1/email/accounts/", dict(payload, imap_port=70000), format="json")
+    response = admin_api.post(
+        "/api/v1/email/accounts/", dict(payload, imap_port=70000), format="json"
+    )
     assert response.status_code == 400 and "imap_port" in response.json()
     response = admin_api.post("/api/v1/email/accounts/", payload, format="json")
     assert response.status_code == 201
@@ -173,22 +202,34 @@ def test_deleting_an_email_account_removes_it(admin_api, admin_user):
 
 def test_client_crud_and_validation(api_for, agent_user, other_company):
     api = api_for(agent_user)
-    response = api.post("/api/v1/clients/", {"name": "Maria", "phone": "+49 151 2345 6789", "email": "Maria@Example.org"}, format="json")
+    response = api.post(
+        "/api/v1/clients/",
+        {"name": "Maria", "phone": "+49 151 2345 6789", "email": "Maria@Example.org"},
+        format="json",
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["phone"] == "+4915123456789"
     assert body["email"] == "maria@example.org"
 
-    duplicate = api.post("/api/v1/clients/", {"name": "Again", "phone": "+4915123456789"}, format="json")
+    duplicate = api.post(
+        "/api/v1/clients/", {"name": "Again", "phone": "+4915123456789"}, format="json"
+    )
     assert duplicate.status_code == 400 and list(duplicate.json()) == ["phone"]
-    duplicate = api.post("/api/v1/clients/", {"name": "Again", "email": "MARIA@example.org"}, format="json")
+    duplicate = api.post(
+        "/api/v1/clients/", {"name": "Again", "email": "MARIA@example.org"}, format="json"
+    )
     assert duplicate.status_code == 400 and list(duplicate.json()) == ["email"]
-    invalid = api.post("/api/v1/clients/", {"name": "Bad", "phone": "not a phone", "email": "nope"}, format="json")
+    invalid = api.post(
+        "/api/v1/clients/", {"name": "Bad", "phone": "not a phone", "email": "nope"}, format="json"
+    )
     assert invalid.status_code == 400 and set(invalid.json()) == {"phone", "email"}
     assert Client.objects.filter(company=agent_user.company).count() == 1
 
     ClientFactory(company=other_company, phone="+4915111111111")  # other company: no clash
-    other = api.post("/api/v1/clients/", {"name": "Jonas", "phone": "+4915111111111"}, format="json")
+    other = api.post(
+        "/api/v1/clients/", {"name": "Jonas", "phone": "+4915111111111"}, format="json"
+    )
     assert other.status_code == 201
 
     client_id = body["id"]

@@ -39,7 +39,9 @@ def test_every_api_endpoint_is_covered_by_the_tenancy_test():
 
 
 @pytest.mark.parametrize("basename", REGISTERED)
-def test_another_companys_row_is_404_for_every_method(basename, admin_api, admin_user, other_company):
+def test_another_companys_row_is_404_for_every_method(
+    basename, admin_api, admin_user, other_company
+):
     foreign = OWNED_ROW[basename](other_company)
     mine = OWNED_ROW[basename](admin_user.company)
     prefix = next(prefix for prefix, _, name in router.registry if name == basename)

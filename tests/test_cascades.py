@@ -69,8 +69,12 @@ def test_every_cascade_and_set_null_foreign_key_has_the_same_rule_in_postgresql(
             checked += 1
             actual = actions.get((model._meta.db_table, field.column))
             if actual != expected:
-                wrong.append(f"{model._meta.label}.{field.name}: expected {expected!r}, found {actual!r}")
-    assert not wrong, "foreign keys whose PostgreSQL rule differs from on_delete:\n" + "\n".join(wrong)
+                wrong.append(
+                    f"{model._meta.label}.{field.name}: expected {expected!r}, found {actual!r}"
+                )
+    assert not wrong, "foreign keys whose PostgreSQL rule differs from on_delete:\n" + "\n".join(
+        wrong
+    )
     assert checked >= 30  # the test really looked at our models
 
 
@@ -117,11 +121,18 @@ def test_one_sql_delete_of_a_number_removes_its_whole_tree_and_nothing_else(
     assert _counts(other.pk) == before_other
 
 
-@pytest.mark.parametrize("factory,field", [(TelegramAccountFactory, "telegram_account"), (EmailAccountFactory, "email_account")])
-def test_deleting_a_telegram_or_email_account_deletes_its_conversations_and_messages(factory, field):
+@pytest.mark.parametrize(
+    "factory,field",
+    [(TelegramAccountFactory, "telegram_account"), (EmailAccountFactory, "email_account")],
+)
+def test_deleting_a_telegram_or_email_account_deletes_its_conversations_and_messages(
+    factory, field
+):
     account = factory()
     platform = Platform.TELEGRAM if field == "telegram_account" else Platform.EMAIL
-    conversation = ConversationFactory(company=account.company, platform=platform, **{field: account})
+    conversation = ConversationFactory(
+        company=account.company, platform=platform, **{field: account}
+    )
     MessageFactory.create_batch(4, conversation=conversation)
     kept = MessageFactory(conversation__company=account.company)
 
@@ -188,7 +199,10 @@ def test_a_conversation_must_have_exactly_the_source_its_platform_names():
         with pytest.raises(IntegrityError), transaction.atomic():
             Conversation.objects.create(company=number.company, external_thread_id="t", **fields)
     Conversation.objects.create(
-        company=number.company, external_thread_id="t", platform=Platform.WHATSAPP, whatsapp_number=number
+        company=number.company,
+        external_thread_id="t",
+        platform=Platform.WHATSAPP,
+        whatsapp_number=number,
     )
 
 
@@ -201,7 +215,9 @@ def test_external_ids_are_unique_per_source_account_and_per_conversation():
             external_thread_id=conversation.external_thread_id,
         )
     # The same thread id on another number is another conversation.
-    ConversationFactory(company=conversation.company, external_thread_id=conversation.external_thread_id)
+    ConversationFactory(
+        company=conversation.company, external_thread_id=conversation.external_thread_id
+    )
     MessageFactory(conversation=conversation, external_id="wamid.1")
     with pytest.raises(IntegrityError), transaction.atomic():
         MessageFactory(conversation=conversation, external_id="wamid.1")

@@ -42,7 +42,9 @@ def test_foreign_origin_is_refused_and_own_origin_accepted(client, company):
     cookie = (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
 
     async def run():
-        communicator = WebsocketCommunicator(application, "/ws/", headers=[cookie, (b"origin", b"https://evil.example")])
+        communicator = WebsocketCommunicator(
+            application, "/ws/", headers=[cookie, (b"origin", b"https://evil.example")]
+        )
         connected, _ = await communicator.connect(timeout=5)
         assert not connected
         _, connected, _ = await _connect(headers=[cookie, (b"origin", b"http://localhost")])
@@ -59,7 +61,10 @@ def test_session_cookie_connects_and_gets_welcome_and_pong(client, company):
     async def run():
         communicator, connected, _ = await _connect(headers=[(b"cookie", cookie)])
         assert connected
-        assert await communicator.receive_json_from(timeout=5) == {"event": "welcome", "data": {"user_id": user.pk}}
+        assert await communicator.receive_json_from(timeout=5) == {
+            "event": "welcome",
+            "data": {"user_id": user.pk},
+        }
         await communicator.send_json_to({"event": "ping"})
         assert await communicator.receive_json_from(timeout=5) == {"event": "pong"}
         await communicator.disconnect()
@@ -106,7 +111,10 @@ def test_events_reach_only_the_company_and_user_they_are_for(company, other_comp
         updated = {"event": "conversation.updated", "data": {"id": 1}}
         assert await sockets[alice.pk].receive_json_from(timeout=5) == updated
         assert await sockets[bob.pk].receive_json_from(timeout=5) == updated
-        assert await sockets[bob.pk].receive_json_from(timeout=5) == {"event": "chat.created", "data": {"id": 7}}
+        assert await sockets[bob.pk].receive_json_from(timeout=5) == {
+            "event": "chat.created",
+            "data": {"id": 7},
+        }
         assert await sockets[alice.pk].receive_nothing(timeout=0.3)
         assert await sockets[mallory.pk].receive_nothing(timeout=0.3)
         for communicator in sockets.values():

@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.django_db
 def test_secret_columns_hold_ciphertext_not_the_secret():
-    account = TelegramAccountFactory(api_hash="0123456789abcdef0123456789abcdef", session_string="my-session")
+    account = TelegramAccountFactory(
+        api_hash="0123456789abcdef0123456789abcdef", session_string="my-session"
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT api_hash, session_string FROM channels_integrations_telegramaccount WHERE id = %s",
@@ -60,7 +62,11 @@ def test_secrets_are_masked_in_repr_and_str():
 
 
 def _start_django(env_overrides):
-    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "DEBUG")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "DEBUG")
+    }
     env.update(env_overrides, DJANGO_SETTINGS_MODULE="crm.settings")
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); print('started')"],
@@ -73,11 +79,19 @@ def test_production_mode_refuses_to_start_without_secrets():
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr and "FIELD_ENCRYPTION_KEYS" in result.stderr
 
-    result = _start_django({"DEBUG": "false", "SECRET_KEY": "change-me-to-a-long-random-string", "FIELD_ENCRYPTION_KEYS": "k" * 40})
+    result = _start_django(
+        {
+            "DEBUG": "false",
+            "SECRET_KEY": "change-me-to-a-long-random-string",
+            "FIELD_ENCRYPTION_KEYS": "k" * 40,
+        }
+    )
     assert result.returncode != 0 and "SECRET_KEY" in result.stderr
 
 
 def test_production_mode_starts_with_secrets_and_development_needs_nothing():
-    result = _start_django({"DEBUG": "false", "SECRET_KEY": "s" * 50, "FIELD_ENCRYPTION_KEYS": "k" * 40})
+    result = _start_django(
+        {"DEBUG": "false", "SECRET_KEY": "s" * 50, "FIELD_ENCRYPTION_KEYS": "k" * 40}
+    )
     assert result.returncode == 0, result.stderr
     assert _start_django({}).returncode == 0

@@ -1,8 +1,8 @@
 from phonenumber_field.serializerfields import PhoneNumberField
 from rest_framework import serializers
 
-from accounts.scoping import scoped
 from accounts.models import User
+from accounts.scoping import scoped
 from crm.api.base import WriteOnlySecretField
 
 from ..models import EmailAccount, TelegramAccount, WhatsAppNumber
@@ -68,7 +68,9 @@ class TelegramAccountSerializer(SecretsSerializerMixin, serializers.ModelSeriali
     phone = PhoneNumberField()
     api_id = StrictPositiveIntegerField(
         max_value=2**31 - 1,
-        error_messages={"invalid": "api_id must be a positive whole number (from my.telegram.org)."},
+        error_messages={
+            "invalid": "api_id must be a positive whole number (from my.telegram.org)."
+        },
     )
     api_hash = WriteOnlySecretField(max_length=32)
     session_string = WriteOnlySecretField()

@@ -1,5 +1,5 @@
-from crm.api.base import CompanyScopedViewSet
 from accounts.permissions import IsCompanyAdminOrReadOnly
+from crm.api.base import CompanyScopedViewSet
 
 from .. import services
 from ..models import EmailAccount, TelegramAccount, WhatsAppNumber

@@ -17,7 +17,9 @@ def exception_handler(exc, context):
     """DRF's handler, plus: model ValidationErrors and constraint violations become 400s
     naming the field instead of 500s."""
     if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        detail = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
         return Response(detail, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, IntegrityError):
         logger.warning("api: integrity error in %s", context["view"].__class__.__name__)

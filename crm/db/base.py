@@ -25,9 +25,7 @@ class DatabaseSchemaEditor(schema.DatabaseSchemaEditor):
 
     def _create_fk_sql(self, model, field, suffix):
         statement = super()._create_fk_sql(model, field, suffix)
-        statement.parts["deferrable"] = (
-            db_on_delete_sql(field) + statement.parts["deferrable"]
-        )
+        statement.parts["deferrable"] = db_on_delete_sql(field) + statement.parts["deferrable"]
         return statement
 
     def _field_should_be_altered(self, old_field, new_field, ignore=None):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import psycopg
 import redis
-from psycopg import sql
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from psycopg import sql
 
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect {version} main start"
 START_REDIS = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
