@@ -119,6 +119,9 @@ CHANNEL_LAYERS = {
     }
 }
 
+# The Redis pub/sub channel realtime events travel on (messaging/realtime.py).
+REALTIME_CHANNEL = env.str("REALTIME_CHANNEL", default="switchboard:events")
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

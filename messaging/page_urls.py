@@ -1,10 +1,10 @@
 from django.urls import path
 
-from messaging import views
+from messaging.views import chats, inbox
 
 urlpatterns = [
-    path("inbox/", views.inbox, name="inbox"),
-    path("inbox/<int:pk>/", views.conversation_detail, name="conversation_detail"),
-    path("chats/", views.chat_list, name="chats"),
-    path("chats/<int:pk>/", views.chat_detail, name="chat_detail"),
+    path("inbox/", inbox.inbox, name="inbox"),
+    path("inbox/<int:pk>/", inbox.conversation_detail, name="conversation_detail"),
+    path("chats/", chats.chat_list, name="chats"),
+    path("chats/<int:pk>/", chats.chat_detail, name="chat_detail"),
 ]

@@ -20,8 +20,6 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "switchboard:events"
-
 # ---------------------------------------------------------------- publishing (sync)
 
 _publishers: dict[str, redis.Redis] = {}
@@ -36,7 +34,9 @@ def _publisher_client() -> redis.Redis:
 
 def publish_now(groups: list[str], payload: dict) -> None:
     """Send one event to every process; callers use messaging.events.publish (after commit)."""
-    _publisher_client().publish(CHANNEL, json.dumps({"groups": groups, "payload": payload}))
+    _publisher_client().publish(
+        settings.REALTIME_CHANNEL, json.dumps({"groups": groups, "payload": payload})
+    )
 
 
 # ---------------------------------------------------------------- fan-out (async, per process)
@@ -84,7 +84,7 @@ class Hub:
             client = aioredis.Redis.from_url(settings.REDIS_URL, health_check_interval=15)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(CHANNEL)
+                await pubsub.subscribe(settings.REALTIME_CHANNEL)
                 if attempt:
                     logger.info("realtime: resubscribed after %d attempts", attempt)
                     self._tell_everyone_to_resync()

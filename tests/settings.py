@@ -12,3 +12,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# Two checkouts testing on one machine must not share a database or realtime channel.
+_RUN_ID = __import__("hashlib").sha1(str(BASE_DIR).encode()).hexdigest()[:8]  # noqa: F405
+DATABASES["default"]["TEST"] = {"NAME": f"test_switchboard_{_RUN_ID}"}  # noqa: F405
+REALTIME_CHANNEL = f"switchboard:events:test:{_RUN_ID}"
+CACHES["default"]["KEY_PREFIX"] = f"switchboard-test-{_RUN_ID}"  # noqa: F405

@@ -42,26 +42,3 @@ def conversation_detail(request, pk):
             "limited": len(messages) >= selectors.MESSAGE_LIMIT,
         },
     )
-
-
-@company_member_required
-def chat_list(request):
-    return render(
-        request, "messaging/chat_list.html", {"chats": selectors.member_chats(request.user)}
-    )
-
-
-@company_member_required
-def chat_detail(request, pk):
-    chat = selectors.get_member_chat(request.user, pk)
-    messages = selectors.chat_messages(chat)
-    return render(
-        request,
-        "messaging/chat_detail.html",
-        {
-            "chat": chat,
-            "chat_messages": messages,
-            "members": selectors.chat_members(chat),
-            "limited": len(messages) >= selectors.MESSAGE_LIMIT,
-        },
-    )

@@ -16,9 +16,9 @@ from channels_integrations.models import EmailAccount, TelegramAccount, WhatsApp
 from crm.db.upsert import insert_unless_conflict
 from crm.models import Client
 
-from . import events
-from .models import SOURCE_FIELD_BY_PLATFORM, Conversation, Message, Platform
-from .payloads import conversation_payload, message_payload
+from .. import events
+from ..models import SOURCE_FIELD_BY_PLATFORM, Conversation, Message, Platform
+from ..payloads import conversation_payload, message_payload
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def validate_body(platform: str, body: str) -> str:
 
 def send_message(conversation: Conversation, author, body: str, *, bot=None) -> Message:
     """Store an outbound message as `queued` and hand it to the sender after commit."""
-    from .tasks import deliver_message
+    from ..tasks import deliver_message
 
     body = validate_body(conversation.platform, body)
     source = conversation.source

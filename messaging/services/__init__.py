@@ -1,0 +1,15 @@
+"""Writes for the inbox and team chats. `ingest_inbound` is the one door in for every channel;
+`send_message` the one door out."""
+
+from .inbox import (  # noqa: F401
+    IngestResult,
+    Sender,
+    SourceInactive,
+    assign_conversation,
+    ingest_inbound,
+    mark_conversation_read,
+    record_delivery_status,
+    send_message,
+    set_conversation_status,
+    validate_body,
+)

@@ -1,0 +1,83 @@
+// Switchboard realtime client: one WebSocket to /ws/ per tab, shared by every page script.
+//
+//   Switchboard.realtime.on("message.created", (data) => { ... });
+//   Switchboard.realtime.on("resync", () => { ...re-fetch what may have been missed... });
+//
+// Reconnects with exponential backoff and jitter (1 s doubling to 30 s). After any reconnect,
+// and whenever the server says it lost events ("resync"), listeners of "resync" run so pages
+// re-fetch what they show: nothing missed while the socket was down stays missed.
+// A 4401 close means the session ended: we go to the login page instead of retrying.
+(function () {
+  "use strict";
+  const listeners = new Map();
+  let socket = null;
+  let attempt = 0;
+  let everConnected = false;
+  let pingTimer = null;
+
+  function emit(event, data) {
+    for (const handler of listeners.get(event) || []) {
+      try {
+        handler(data);
+      } catch (err) {
+        console.error("realtime handler failed", event, err);
+      }
+    }
+  }
+
+  function setState(state) {
+    document.documentElement.dataset.realtime = state; // "connecting" | "live" | "offline"
+    emit("state", state);
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    setState("connecting");
+    socket = new WebSocket(`${scheme}://${location.host}/ws/`);
+    socket.onmessage = (message) => {
+      let payload;
+      try {
+        payload = JSON.parse(message.data);
+      } catch (err) {
+        return;
+      }
+      if (payload.event === "welcome") {
+        setState("live");
+        if (everConnected) emit("resync", {});
+        everConnected = true;
+        attempt = 0;
+      }
+      emit(payload.event, payload.data || {});
+    };
+    socket.onclose = (event) => {
+      clearInterval(pingTimer);
+      setState("offline");
+      if (event.code === 4401) {
+        location.href = "/login/?next=" + encodeURIComponent(location.pathname + location.search);
+        return;
+      }
+      const delay = Math.min(30000, 1000 * 2 ** attempt) * (0.5 + Math.random());
+      attempt += 1;
+      setTimeout(connect, delay);
+    };
+    socket.onopen = () => {
+      clearInterval(pingTimer);
+      pingTimer = setInterval(() => {
+        if (socket.readyState === WebSocket.OPEN) socket.send('{"event":"ping"}');
+      }, 25000);
+    };
+  }
+
+  window.Switchboard = window.Switchboard || {};
+  window.Switchboard.realtime = {
+    on(event, handler) {
+      if (!listeners.has(event)) listeners.set(event, []);
+      listeners.get(event).push(handler);
+    },
+    get state() {
+      return document.documentElement.dataset.realtime || "connecting";
+    },
+  };
+  if (document.body && document.body.dataset.user) connect();
+  else document.addEventListener("DOMContentLoaded", () => document.body.dataset.user && connect());
+})();
