@@ -1,10 +1,6 @@
-from django.urls import path
-
-from messaging.views import chats, inbox
+from django.urls import include, path
 
 urlpatterns = [
-    path("inbox/", inbox.inbox, name="inbox"),
-    path("inbox/<int:pk>/", inbox.conversation_detail, name="conversation_detail"),
-    path("chats/", chats.chat_list, name="chats"),
-    path("chats/<int:pk>/", chats.chat_detail, name="chat_detail"),
+    path("", include("messaging.inbox_urls")),
+    path("", include("messaging.chat_urls")),
 ]
