@@ -17,5 +17,9 @@ router.register("whatsapp/numbers", WhatsAppNumberViewSet, basename="whatsapp-nu
 router.register("telegram/accounts", TelegramAccountViewSet, basename="telegram-account")
 router.register("email/accounts", EmailAccountViewSet, basename="email-account")
 router.register("tokens", ApiTokenViewSet, basename="api-token")
+# inbox
+
+# team chats
+
 
 urlpatterns = [path("me/", me, name="api-me"), *router.urls]
