@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from accounts.scoping import TenantManager
 
@@ -82,7 +83,9 @@ class Conversation(models.Model):
     )
     subject = models.CharField(max_length=500, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
-    last_message_at = models.DateTimeField(null=True, blank=True)
+    # Never NULL (cursor pagination and the inbox order need a value): creation time until
+    # the first message sets it.
+    last_message_at = models.DateTimeField(default=timezone.now)
     last_message_preview = models.CharField(max_length=200, blank=True)
     unread_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

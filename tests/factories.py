@@ -145,13 +145,13 @@ class ConversationFactory(factory.django.DjangoModelFactory):
 
     company = factory.SubFactory(CompanyFactory)
     platform = Platform.WHATSAPP
-    whatsapp_number = factory.LazyAttribute(
-        lambda c: (
-            WhatsAppNumberFactory(company=c.company) if c.platform == Platform.WHATSAPP else None
-        )
+    whatsapp_number = factory.Maybe(
+        factory.LazyAttribute(lambda c: c.platform == Platform.WHATSAPP),
+        factory.SubFactory(WhatsAppNumberFactory, company=factory.SelfAttribute("..company")),
+        None,
     )
     external_thread_id = factory.Sequence(lambda n: f"thread-{n}")
-    client = factory.LazyAttribute(lambda c: ClientFactory(company=c.company))
+    client = factory.SubFactory(ClientFactory, company=factory.SelfAttribute("..company"))
     last_message_at = factory.LazyFunction(timezone.now)
 
 

@@ -1,13 +1,17 @@
 """Nobody sees or touches another company's rows through any API endpoint: another company's
 id answers 404 exactly like a missing one, and lists hold only the caller's rows."""
 
+import re
+
 import pytest
 
 from crm.api.urls import router
 
 from .factories import (
     ClientFactory,
+    ConversationFactory,
     EmailAccountFactory,
+    MessageFactory,
     TelegramAccountFactory,
     UserFactory,
     WhatsAppNumberFactory,
@@ -30,8 +34,22 @@ OWNED_ROW = {
     "telegram-account": lambda company: TelegramAccountFactory(company=company),
     "email-account": lambda company: EmailAccountFactory(company=company),
     "api-token": lambda company: _token_of(UserFactory(company=company)),
+    "conversation": lambda company: ConversationFactory(company=company),
+    "conversation-message": lambda company: MessageFactory(conversation__company=company),
+}
+# Nested routes: basename -> the URL kwargs of a row's parent(s) in the route prefix.
+PARENT_KWARGS = {
+    "conversation-message": lambda message: {"conversation_pk": message.conversation_id},
 }
 REGISTERED = sorted(basename for _, _, basename in router.registry)
+
+
+def list_url(basename, row) -> str:
+    """The list URL of `basename`, with a nested route's parent ids taken from `row`."""
+    prefix = next(prefix for prefix, _, name in router.registry if name == basename)
+    for key, value in PARENT_KWARGS.get(basename, lambda _: {})(row).items():
+        prefix = re.sub(rf"\(\?P<{key}>[^)]*\)", str(value), prefix)
+    return f"/api/v1/{prefix}/"
 
 
 def test_every_api_endpoint_is_covered_by_the_tenancy_test():
@@ -44,17 +62,23 @@ def test_another_companys_row_is_404_for_every_method(
 ):
     foreign = OWNED_ROW[basename](other_company)
     mine = OWNED_ROW[basename](admin_user.company)
-    prefix = next(prefix for prefix, _, name in router.registry if name == basename)
-    url = f"/api/v1/{prefix}/{foreign.pk}/"
-    missing = f"/api/v1/{prefix}/999999999/"
+    url = f"{list_url(basename, foreign)}{foreign.pk}/"
+    missing = f"{list_url(basename, mine)}999999999/"
 
     for path in (url, missing):
-        assert admin_api.get(path).status_code == 404
+        assert admin_api.get(path).status_code in (404, 405)
         assert admin_api.patch(path, {"name": "x"}, format="json").status_code in (404, 405)
         assert admin_api.delete(path).status_code in (404, 405)
     assert type(foreign).objects.filter(pk=foreign.pk).exists()  # nothing was deleted
 
-    listing = admin_api.get(f"/api/v1/{prefix}/")
+    if basename in PARENT_KWARGS:  # a nested list under another company's parent is a 404
+        assert admin_api.get(list_url(basename, foreign)).status_code == 404
+        assert (
+            admin_api.post(list_url(basename, foreign), {"body": "x"}, format="json").status_code
+            == 404
+        )
+
+    listing = admin_api.get(list_url(basename, mine))
     assert listing.status_code == 200
     ids = {row["id"] for row in listing.json()["results"]}
     assert foreign.pk not in ids
@@ -63,9 +87,8 @@ def test_another_companys_row_is_404_for_every_method(
 
 
 @pytest.mark.parametrize("basename", REGISTERED)
-def test_api_requires_authentication(basename, client):
-    prefix = next(prefix for prefix, _, name in router.registry if name == basename)
-    response = client.get(f"/api/v1/{prefix}/")
+def test_api_requires_authentication(basename, client, other_company):
+    response = client.get(list_url(basename, OWNED_ROW[basename](other_company)))
     assert response.status_code in (401, 403)
 
 

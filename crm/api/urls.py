@@ -10,6 +10,7 @@ from channels_integrations.api.views import (
     WhatsAppNumberViewSet,
 )
 from crm.api.views import ClientViewSet
+from messaging.api.inbox import ConversationMessageViewSet, ConversationViewSet
 
 router = DefaultRouter()
 router.register("clients", ClientViewSet, basename="client")
@@ -18,6 +19,12 @@ router.register("telegram/accounts", TelegramAccountViewSet, basename="telegram-
 router.register("email/accounts", EmailAccountViewSet, basename="email-account")
 router.register("tokens", ApiTokenViewSet, basename="api-token")
 # inbox
+router.register("conversations", ConversationViewSet, basename="conversation")
+router.register(
+    r"conversations/(?P<conversation_pk>\d+)/messages",
+    ConversationMessageViewSet,
+    basename="conversation-message",
+)
 
 # team chats
 

@@ -1,5 +1,11 @@
 """Reads for the inbox and team chat pages, scoped to the user's company."""
 
+import re
+
+from django.db.models import Q
+from django.http import Http404
+
+from accounts.models import User
 from accounts.scoping import get_scoped_or_404, scoped
 from crm.fields import secret_field_names
 from messaging.models import (
@@ -9,33 +15,104 @@ from messaging.models import (
 )
 
 MESSAGE_LIMIT = 200  # the read-only pages show the latest messages only
+MESSAGES_PER_PAGE = 50  # the conversation view loads history upward, this many at a time
+ASSIGNED_FILTERS = ("mine", "unassigned")  # "" (or anything else) means everyone's
 
 
-def inbox_conversations(user, *, platform: str = "", status: str = ""):
-    """Newest first; unknown filter values are ignored rather than matching nothing."""
+def inbox_conversations(
+    user,
+    *,
+    platform: str = "",
+    status: str = "",
+    assigned: str = "",
+    unread: bool = False,
+    query: str = "",
+):
+    """Newest first; unknown filter values are ignored rather than matching nothing.
+
+    `assigned`: "mine" or "unassigned"; `unread`: only conversations with unread messages;
+    `query`: the client's name, phone or email, or the subject, contains it.
+    """
     conversations = scoped(Conversation, user).select_related("client", "assignee")
     if platform in Platform.values:
         conversations = conversations.filter(platform=platform)
     if status in Conversation.Status.values:
         conversations = conversations.filter(status=status)
+    if assigned == "mine":
+        conversations = conversations.filter(assignee=user)
+    elif assigned == "unassigned":
+        conversations = conversations.filter(assignee__isnull=True)
+    if unread:
+        conversations = conversations.filter(unread_count__gt=0)
+    query = (query or "").strip()
+    if query:
+        condition = (
+            Q(client__name__icontains=query)
+            | Q(client__email__icontains=query)
+            | Q(subject__icontains=query)
+        )
+        # Phones are stored as E.164, so "+49 151-23" is looked up as "+4915123".
+        digits = re.sub(r"[^\d+]", "", query)
+        if len(re.sub(r"\D", "", digits)) >= 3:
+            condition |= Q(client__phone__contains=digits)
+        conversations = conversations.filter(condition)
     return conversations
 
 
-def get_conversation(user, pk) -> Conversation:
-    """One conversation with its client, assignee and source account (secrets not loaded)."""
+def conversation_with_sources():
+    """Conversations with client, assignee and source account joined (secrets not loaded)."""
     sources = SOURCE_FIELD_BY_PLATFORM.values()
     secret_fields = [
         f"{field}__{secret}"
         for field in sources
         for secret in secret_field_names(Conversation._meta.get_field(field).related_model)
     ]
-    queryset = Conversation.objects.select_related("client", "assignee", *sources).defer(
-        *secret_fields
-    )
-    return get_scoped_or_404(queryset, user, pk=pk)
+    return Conversation.objects.select_related("client", "assignee", *sources).defer(*secret_fields)
+
+
+def get_conversation(user, pk) -> Conversation:
+    """One conversation with its client, assignee and source account (secrets not loaded)."""
+    return get_scoped_or_404(conversation_with_sources(), user, pk=pk)
 
 
 def conversation_messages(conversation, limit: int = MESSAGE_LIMIT) -> list:
     """The latest `limit` messages, oldest first."""
     latest = conversation.messages.select_related("author", "bot").order_by("-created_at", "-id")
     return list(reversed(latest[:limit]))
+
+
+def message_page(conversation, *, before=None, limit: int = MESSAGES_PER_PAGE):
+    """One page of history, oldest first, and whether there is more before it.
+
+    Without `before`: the newest `limit` messages. With `before` (a message id of this
+    conversation): the `limit` messages just before that one, in (created_at, id) order.
+    An id that is not in this conversation is a 404.
+    """
+    latest = conversation.messages.select_related("author", "bot").order_by("-created_at", "-id")
+    if before is not None:
+        cursor = conversation.messages.filter(pk=before).values("created_at", "pk").first()
+        if cursor is None:
+            raise Http404("Not found.")
+        latest = latest.filter(
+            Q(created_at__lt=cursor["created_at"])
+            | Q(created_at=cursor["created_at"], pk__lt=cursor["pk"])
+        )
+    rows = list(latest[: limit + 1])
+    return list(reversed(rows[:limit])), len(rows) > limit
+
+
+def get_conversation_message(conversation, pk):
+    """One message of this conversation (author and bot joined); anything else is a 404."""
+    message = (
+        conversation.messages.select_related("author", "bot").filter(pk=pk).first()
+        if str(pk).isdigit()
+        else None
+    )
+    if message is None:
+        raise Http404("Not found.")
+    return message
+
+
+def company_members(user):
+    """The active users of `user`'s company: whom a conversation can be assigned to."""
+    return scoped(User, user).filter(is_active=True).order_by("first_name", "last_name", "username")

@@ -86,7 +86,9 @@ def ingest_inbound(
     external_thread_id = str(external_thread_id)
     with transaction.atomic():
         client = _upsert_client(source.company_id, sender)
-        conversation = _upsert_conversation(source, platform, external_thread_id, client, subject)
+        conversation = _upsert_conversation(
+            source, platform, external_thread_id, client, subject, received_at
+        )
         message = Message(
             conversation=conversation,
             direction=Message.Direction.INBOUND,
@@ -149,7 +151,9 @@ def _upsert_client(company_id: int, sender: Sender) -> Client | None:
     return Client.objects.filter(company_id=company_id, **{key: identity[key]}).first()
 
 
-def _upsert_conversation(source, platform, external_thread_id, client, subject) -> Conversation:
+def _upsert_conversation(
+    source, platform, external_thread_id, client, subject, received_at
+) -> Conversation:
     source_field = SOURCE_FIELD_BY_PLATFORM[platform]
     lookup = {source_field: source, "external_thread_id": external_thread_id}
     conversation = Conversation.objects.filter(**lookup).first()
@@ -160,6 +164,7 @@ def _upsert_conversation(source, platform, external_thread_id, client, subject) 
         platform=platform,
         client=client,
         subject=subject[:500],
+        last_message_at=received_at,
         **lookup,
     )
     if not insert_unless_conflict(conversation):
@@ -171,9 +176,8 @@ def _bump_conversation(conversation_id: int, body: str, at: datetime, *, inbound
     """Move last-message time/preview forward (never back) and count unread inbound messages."""
     preview = Value(body[:PREVIEW_LENGTH])
     changes = {
-        "last_message_at": Greatest(F("last_message_at"), Value(at)),  # GREATEST skips NULL
+        "last_message_at": Greatest(F("last_message_at"), Value(at)),
         "last_message_preview": Case(
-            When(last_message_at__isnull=True, then=preview),
             When(last_message_at__lte=at, then=preview),
             default=F("last_message_preview"),
         ),

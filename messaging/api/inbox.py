@@ -1,0 +1,225 @@
+"""Inbox REST API: conversations (list/detail/assign/close/reopen/read) and their messages
+(list/send). Reads go through selectors (tenant-scoped), writes through services."""
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from accounts.scoping import get_scoped_or_404, scoped
+from messaging import selectors, services
+from messaging.models import Conversation, Message
+
+
+class ConversationPagination(CursorPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    ordering = ("-last_message_at", "-id")
+
+
+class MessagePagination(CursorPagination):
+    """Newest first: a client pages upward through history with `next`."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    ordering = ("-id",)
+
+
+class PersonSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField(source="display_name")
+
+
+class ClientSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    phone = serializers.CharField()
+    email = serializers.CharField()
+
+
+class ConversationSerializer(serializers.ModelSerializer):
+    client = ClientSummarySerializer(read_only=True)
+    assignee = PersonSerializer(read_only=True)
+
+    class Meta:
+        model = Conversation
+        fields = [
+            "id",
+            "platform",
+            "external_thread_id",
+            "whatsapp_number_id",
+            "telegram_account_id",
+            "email_account_id",
+            "client",
+            "assignee",
+            "subject",
+            "status",
+            "last_message_at",
+            "last_message_preview",
+            "unread_count",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "conversation_id",
+            "direction",
+            "status",
+            "body",
+            "sender_name",
+            "sender_address",
+            "author_id",
+            "bot_id",
+            "external_id",
+            "error",
+            "created_at",
+            "sent_at",
+            "delivered_at",
+            "read_at",
+        ]
+        read_only_fields = fields
+
+
+class SendSerializer(serializers.Serializer):
+    body = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class AssignSerializer(serializers.Serializer):
+    assignee = serializers.IntegerField(
+        allow_null=True, help_text="A member's id, or null to unassign"
+    )
+
+
+FILTER_PARAMETERS = [
+    OpenApiParameter("platform", str, enum=["whatsapp", "telegram", "email"]),
+    OpenApiParameter("status", str, enum=["open", "closed"]),
+    OpenApiParameter("assignee", str, description="`me`, `unassigned` or a member id"),
+    OpenApiParameter("unread", bool, description="only conversations with unread messages"),
+    OpenApiParameter("q", str, description="search client name, phone, email and subject"),
+]
+
+
+def filter_conversations(queryset, user, params):
+    """Apply the inbox filters of a request's query string; unknown values are ignored."""
+    platform, state = params.get("platform", ""), params.get("status", "")
+    if platform:
+        queryset = queryset.filter(platform=platform)
+    if state in Conversation.Status.values:
+        queryset = queryset.filter(status=state)
+    assignee = params.get("assignee", "")
+    if assignee == "me":
+        queryset = queryset.filter(assignee=user)
+    elif assignee == "unassigned":
+        queryset = queryset.filter(assignee__isnull=True)
+    elif assignee.isdigit():
+        queryset = queryset.filter(assignee_id=int(assignee))
+    if params.get("unread") in ("1", "true", "yes"):
+        queryset = queryset.filter(unread_count__gt=0)
+    query = params.get("q", "").strip()
+    if query:
+        queryset = queryset.filter(
+            Q(client__name__icontains=query)
+            | Q(client__phone__icontains=query)
+            | Q(client__email__icontains=query)
+            | Q(subject__icontains=query)
+        )
+    return queryset
+
+
+class ConversationViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    serializer_class = ConversationSerializer
+    pagination_class = ConversationPagination
+
+    def get_queryset(self):
+        queryset = scoped(Conversation, self.request.user).select_related("client", "assignee")
+        if self.action == "list":
+            queryset = filter_conversations(queryset, self.request.user, self.request.query_params)
+        return queryset
+
+    @extend_schema(parameters=FILTER_PARAMETERS)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def _respond(self, conversation):
+        return Response(ConversationSerializer(conversation).data)
+
+    @extend_schema(request=AssignSerializer, responses=ConversationSerializer)
+    @action(detail=True, methods=["post"])
+    def assign(self, request, pk=None):
+        conversation = self.get_object()
+        payload = AssignSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        assignee_id = payload.validated_data["assignee"]
+        assignee = None
+        if assignee_id is not None:
+            assignee = scoped(get_user_model(), request.user).filter(pk=assignee_id).first()
+            if assignee is None:
+                raise serializers.ValidationError(
+                    {"assignee": ["Choose a member of your company."]}
+                )
+        return self._respond(services.assign_conversation(request.user, conversation, assignee))
+
+    @extend_schema(request=None, responses=ConversationSerializer)
+    @action(detail=True, methods=["post"])
+    def close(self, request, pk=None):
+        return self._respond(
+            services.set_conversation_status(
+                request.user, self.get_object(), Conversation.Status.CLOSED
+            )
+        )
+
+    @extend_schema(request=None, responses=ConversationSerializer)
+    @action(detail=True, methods=["post"])
+    def reopen(self, request, pk=None):
+        return self._respond(
+            services.set_conversation_status(
+                request.user, self.get_object(), Conversation.Status.OPEN
+            )
+        )
+
+    @extend_schema(request=None, responses=ConversationSerializer)
+    @action(detail=True, methods=["post"])
+    def read(self, request, pk=None):
+        return self._respond(services.mark_conversation_read(request.user, self.get_object()))
+
+
+class ConversationMessageViewSet(
+    mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    """`/conversations/{conversation_pk}/messages/`: history newest first; POST sends a reply."""
+
+    serializer_class = MessageSerializer
+    pagination_class = MessagePagination
+
+    def conversation(self) -> Conversation:
+        if not hasattr(self, "_conversation"):
+            self._conversation = get_scoped_or_404(
+                selectors.conversation_with_sources(),
+                self.request.user,
+                pk=self.kwargs["conversation_pk"],
+            )
+        return self._conversation
+
+    def get_queryset(self):
+        return Message.objects.filter(conversation=self.conversation())
+
+    @extend_schema(request=SendSerializer, responses={201: MessageSerializer})
+    def create(self, request, *args, **kwargs):
+        payload = SendSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        message = services.send_message(
+            self.conversation(), request.user, payload.validated_data["body"]
+        )
+        return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,338 @@
+"""The inbox pipeline on the real PostgreSQL and Redis: one door in (ingest_inbound), one door
+out (send_message + the send task). Providers are the only stand-in: the far end of a network
+this machine cannot reach, replaced at the provider interface (messaging.providers)."""
+
+import json
+import threading
+import time
+
+import pytest
+import redis
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection
+
+from crm.celery import app as celery_app
+from crm.models import Client
+from messaging import services
+from messaging.models import Conversation, Message
+from messaging.providers import SendError, SendReceipt, TransientSendError
+from messaging.services import Sender, SourceInactive, ingest_inbound
+from messaging.tasks import deliver_message
+
+from .factories import (
+    ClientFactory,
+    ConversationFactory,
+    EmailAccountFactory,
+    TelegramAccountFactory,
+    UserFactory,
+    WhatsAppNumberFactory,
+)
+
+SENDER = Sender(address="+4915199999999", name="Maria", phone="+4915199999999")
+
+
+class RecordingProvider:
+    """Records every send; behaviour set per test through `RecordingProvider.script`."""
+
+    sent: list = []
+    script: list = []  # exceptions to raise on the next calls, in order
+
+    def send_text(self, message):
+        RecordingProvider.sent.append(message)
+        if RecordingProvider.script:
+            raise RecordingProvider.script.pop(0)
+        return SendReceipt(external_id=f"wamid.{message.message_id}")
+
+
+@pytest.fixture
+def provider(settings):
+    RecordingProvider.sent = []
+    RecordingProvider.script = []
+    settings.MESSAGING_PROVIDERS = dict.fromkeys(
+        ("whatsapp", "telegram", "email"), "tests.test_pipeline.RecordingProvider"
+    )
+    return RecordingProvider
+
+
+@pytest.fixture
+def eager_celery():
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def published():
+    """Events really published on Redis, read back from the realtime channel."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(settings.REALTIME_CHANNEL)
+    received = []
+
+    def read(wait: float = 0.3) -> list[dict]:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.05)
+            if message:
+                received.append(json.loads(message["data"]))
+        return received
+
+    yield read
+    pubsub.close()
+    client.close()
+
+
+def _events(items, name):
+    return [item for item in items if item["payload"]["event"] == name]
+
+
+@pytest.mark.django_db
+def test_ingest_creates_client_conversation_and_message_and_publishes(
+    django_capture_on_commit_callbacks, published
+):
+    number = WhatsAppNumberFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        result = ingest_inbound(number, "+4915199999999", "wamid.1", SENDER, "Hello!")
+    assert result.created
+    conversation = result.conversation
+    assert conversation.platform == "whatsapp" and conversation.whatsapp_number == number
+    assert conversation.client.phone == "+4915199999999" and conversation.client.name == "Maria"
+    conversation.refresh_from_db()
+    assert conversation.unread_count == 1
+    assert conversation.last_message_preview == "Hello!"
+    events = published()
+    created = _events(events, "message.created")
+    assert len(created) == 1
+    assert created[0]["groups"] == [f"company.{number.company_id}"]
+    assert created[0]["payload"]["data"]["body"] == "Hello!"
+    assert _events(events, "conversation.updated")[0]["payload"]["data"]["unread_count"] == 1
+
+
+@pytest.mark.django_db
+def test_ingesting_the_same_message_twice_stores_one_row_and_one_event(
+    django_capture_on_commit_callbacks, published
+):
+    number = WhatsAppNumberFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        first = ingest_inbound(number, "t1", "wamid.dup", SENDER, "Hi")
+    with django_capture_on_commit_callbacks(execute=True):
+        second = ingest_inbound(number, "t1", "wamid.dup", SENDER, "Hi")
+    assert first.created and not second.created
+    assert second.message.pk == first.message.pk
+    assert Message.objects.count() == 1
+    first.conversation.refresh_from_db()
+    assert first.conversation.unread_count == 1  # the duplicate counted nothing
+    assert len(_events(published(), "message.created")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_threads_ingesting_the_same_message_yield_one_row_and_one_event(published):
+    number = WhatsAppNumberFactory()
+    barrier = threading.Barrier(20)
+    results, errors = [], []
+
+    def worker():
+        try:
+            barrier.wait()
+            results.append(ingest_inbound(number, "+4915199999999", "wamid.race", SENDER, "Race"))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert errors == []
+    assert sum(result.created for result in results) == 1
+    assert Message.objects.count() == 1
+    assert Conversation.objects.count() == 1
+    assert Client.objects.count() == 1
+    assert Conversation.objects.get().unread_count == 1
+    assert len(_events(published(1.0), "message.created")) == 1
+
+
+@pytest.mark.django_db
+def test_clients_are_linked_by_identity_within_the_company():
+    number = WhatsAppNumberFactory()
+    known = ClientFactory(company=number.company, phone="+4915111111111", name="Known")
+    ClientFactory(phone="+4915122222222")  # another company's client with the sender's phone
+    a = ingest_inbound(
+        number, "a", "m1", Sender(address="+4915111111111", phone="+4915111111111"), "x"
+    )
+    b = ingest_inbound(
+        number, "b", "m2", Sender(address="+4915122222222", phone="+4915122222222", name="New"), "y"
+    )
+    assert a.conversation.client == known
+    assert b.conversation.client.company == number.company and b.conversation.client.name == "New"
+
+    telegram = TelegramAccountFactory(company=number.company)
+    t1 = ingest_inbound(
+        telegram,
+        "777",
+        "1",
+        Sender(address="777", telegram_user_id=777, telegram_username="ann"),
+        "hi",
+    )
+    t2 = ingest_inbound(telegram, "777", "2", Sender(address="777", telegram_user_id=777), "again")
+    assert t1.conversation == t2.conversation
+    assert t1.conversation.client.telegram_username == "ann"
+
+    mailbox = EmailAccountFactory(company=number.company)
+    e1 = ingest_inbound(
+        mailbox,
+        "<root@x>",
+        "<root@x>",
+        Sender(address="Ann@Example.org", email="Ann@Example.org"),
+        "mail",
+    )
+    e2 = ingest_inbound(
+        mailbox,
+        "<other@x>",
+        "<other@x>",
+        Sender(address="ann@example.org", email="ann@example.org"),
+        "mail 2",
+    )
+    assert e1.conversation.client == e2.conversation.client
+    assert e1.conversation.client.email == "ann@example.org"
+
+
+@pytest.mark.django_db
+def test_same_thread_id_on_two_numbers_is_two_conversations():
+    first, second = WhatsAppNumberFactory(), WhatsAppNumberFactory()
+    a = ingest_inbound(first, "+4915199999999", "m1", SENDER, "x")
+    b = ingest_inbound(second, "+4915199999999", "m1", SENDER, "x")
+    assert a.conversation != b.conversation and a.created and b.created
+
+
+@pytest.mark.django_db
+def test_deactivated_source_receives_nothing():
+    number = WhatsAppNumberFactory(is_active=False)
+    with pytest.raises(SourceInactive):
+        ingest_inbound(number, "t", "m", SENDER, "x")
+    assert Message.objects.count() == 0 and Conversation.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_new_message_reopens_and_an_older_one_does_not_move_the_preview_back():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    number = WhatsAppNumberFactory()
+    now = timezone.now()
+    result = ingest_inbound(number, "t", "m1", SENDER, "newest", received_at=now)
+    conversation = services.set_conversation_status(None, result.conversation, "closed")
+    ingest_inbound(
+        number, "t", "m0", SENDER, "older, delivered late", received_at=now - timedelta(minutes=5)
+    )
+    conversation.refresh_from_db()
+    assert conversation.status == "open"
+    assert conversation.unread_count == 2
+    assert conversation.last_message_preview == "newest"
+    assert conversation.last_message_at == now
+
+
+@pytest.mark.django_db
+def test_send_validates_body_and_stores_nothing_on_error(provider):
+    conversation = ConversationFactory()
+    agent = UserFactory(company=conversation.company)
+    for body, fragment in (("", "Write"), ("   ", "Write"), ("x" * 4097, "4096")):
+        with pytest.raises(ValidationError) as error:
+            services.send_message(conversation, agent, body)
+        assert fragment in error.value.message_dict["body"][0]
+    assert Message.objects.count() == 0
+    services.send_message(conversation, agent, "x" * 4096)  # the limit itself is fine
+
+
+@pytest.mark.django_db
+def test_send_on_a_deactivated_number_is_refused():
+    conversation = ConversationFactory(whatsapp_number__is_active=False)
+    with pytest.raises(ValidationError) as error:
+        services.send_message(conversation, None, "hello")
+    assert "conversation" in error.value.message_dict
+
+
+@pytest.mark.django_db
+def test_send_queues_then_the_task_sends_once_and_publishes_each_change(
+    provider, eager_celery, django_capture_on_commit_callbacks, published
+):
+    conversation = ConversationFactory(client__phone="+4915133333333")
+    agent = UserFactory(company=conversation.company)
+    with django_capture_on_commit_callbacks(execute=True):
+        message = services.send_message(conversation, agent, "On our way!")
+    message.refresh_from_db()
+    assert message.status == "sent"
+    assert message.external_id == f"wamid.{message.pk}"
+    assert message.sent_at is not None
+    assert len(provider.sent) == 1
+    assert provider.sent[0].to_address == "+4915133333333"
+    statuses = [
+        e["payload"]["data"]["status"]
+        for e in published()
+        if e["payload"]["event"].startswith("message.")
+    ]
+    assert statuses == ["queued", "sent"]
+
+    deliver_message(message.pk)  # a duplicate task run: nothing more is sent
+    assert len(provider.sent) == 1
+
+
+@pytest.mark.django_db
+def test_transient_errors_are_retried_and_permanent_ones_fail_with_the_reason(
+    provider, eager_celery, django_capture_on_commit_callbacks
+):
+    conversation = ConversationFactory()
+    provider.script = [
+        TransientSendError("rate limited", retry_after=0),
+        TransientSendError("again", retry_after=0),
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        message = services.send_message(conversation, None, "one")
+    message.refresh_from_db()
+    assert message.status == "sent" and len(provider.sent) == 3
+
+    provider.sent.clear()
+    provider.script = [SendError("Recipient is not on WhatsApp")]
+    with django_capture_on_commit_callbacks(execute=True):
+        message = services.send_message(conversation, None, "two")
+    message.refresh_from_db()
+    assert message.status == "failed"
+    assert message.error == "Recipient is not on WhatsApp"
+    assert len(provider.sent) == 1
+
+    provider.sent.clear()
+    provider.script = [RuntimeError("socket exploded")]
+    with django_capture_on_commit_callbacks(execute=True):
+        message = services.send_message(conversation, None, "three")
+    message.refresh_from_db()
+    assert message.status == "failed" and "unexpected" in message.error
+    deliver_message(message.pk)
+    assert len(provider.sent) == 1  # an unknown outcome is never retried automatically
+
+
+@pytest.mark.django_db
+def test_without_a_configured_provider_a_send_fails_honestly(
+    eager_celery, django_capture_on_commit_callbacks, settings
+):
+    settings.MESSAGING_PROVIDERS = {}
+    conversation = ConversationFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        message = services.send_message(conversation, None, "hello")
+    message.refresh_from_db()
+    assert message.status == "failed" and "not available" in message.error
+
+
+@pytest.mark.django_db
+def test_delivery_status_only_moves_forward():
+    message = ConversationFactory().messages.create(direction="out", status="queued", body="x")
+    assert services.record_delivery_status(message.pk, "sent", external_id="wamid.9")
+    assert services.record_delivery_status(message.pk, "read")
+    assert not services.record_delivery_status(message.pk, "delivered")  # late, out of order
+    assert not services.record_delivery_status(message.pk, "failed")
+    message.refresh_from_db()
+    assert message.status == "read" and message.read_at and message.external_id == "wamid.9"
