@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
@@ -8,6 +9,7 @@ from accounts.models import ApiToken
 from .serializers import ApiTokenSerializer, MeSerializer
 
 
+@extend_schema(responses=MeSerializer)
 @api_view(["GET"])
 def me(request):
     return Response(MeSerializer(request.user).data)
@@ -23,6 +25,7 @@ class ApiTokenViewSet(
     """Your own API tokens. The raw token is returned once, on creation, as `token`."""
 
     serializer_class = ApiTokenSerializer
+    queryset = ApiToken.objects.none()  # for the schema; get_queryset scopes to the caller
 
     def get_queryset(self):
         return ApiToken.objects.filter(user=self.request.user)
