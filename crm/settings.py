@@ -138,6 +138,8 @@ MESSAGING_PROVIDERS = {
     "telegram": "messaging.providers.NotConnectedProvider",
     "email": "messaging.providers.NotConnectedProvider",
 }
+# A WhatsApp number carrying more rows than this is deleted by a worker, not in the request.
+NUMBER_DELETE_SYNC_LIMIT = env.int("NUMBER_DELETE_SYNC_LIMIT", default=50_000)
 MESSAGE_MAX_LENGTH = {"whatsapp": 4096, "telegram": 4096, "email": 100_000}
 
 AUTH_USER_MODEL = "accounts.User"

@@ -163,12 +163,6 @@ def test_whatsapp_number_phone_is_validated_and_normalised(admin_api):
     assert WhatsAppNumber.objects.count() == 1
 
 
-def test_whatsapp_number_delete_is_not_offered_yet(admin_api, admin_user):
-    number = WhatsAppNumberFactory(company=admin_user.company)
-    assert admin_api.delete(f"/api/v1/whatsapp/numbers/{number.pk}/").status_code == 405
-    assert WhatsAppNumber.objects.filter(pk=number.pk).exists()
-
-
 def test_email_account_owner_must_be_a_member_of_my_company(admin_api, admin_user, other_company):
     stranger = UserFactory(company=other_company)
     payload = {

@@ -1,9 +1,34 @@
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
 from accounts.permissions import IsCompanyAdminOrReadOnly
 from crm.api.base import CompanyScopedViewSet
 
 from .. import services
 from ..models import EmailAccount, TelegramAccount, WhatsAppNumber
 from .serializers import EmailAccountSerializer, TelegramAccountSerializer, WhatsAppNumberSerializer
+
+
+class DeletionPreviewSerializer(serializers.Serializer):
+    bots = serializers.IntegerField()
+    bot_rules = serializers.IntegerField()
+    conversations = serializers.IntegerField()
+    messages = serializers.IntegerField()
+    broadcasts = serializers.IntegerField()
+    broadcast_recipients = serializers.IntegerField()
+    sessions = serializers.IntegerField()
+    total = serializers.IntegerField(help_text="every row that goes, the number included")
+    irreversible = serializers.BooleanField()
+    synchronous = serializers.BooleanField(help_text="false: a worker deletes it (202)")
+
+
+class DeletionStartedSerializer(serializers.Serializer):
+    status = serializers.CharField(required=False)
+    detail = serializers.CharField(required=False)
+    number_id = serializers.IntegerField()
 
 
 class ChannelViewSet(CompanyScopedViewSet):
@@ -28,11 +53,46 @@ class ChannelViewSet(CompanyScopedViewSet):
 class WhatsAppNumberViewSet(ChannelViewSet):
     model = WhatsAppNumber
     serializer_class = WhatsAppNumberSerializer
-    # Deleting a number (with its preview and background path) comes with the numbers issue.
-    http_method_names = ["get", "post", "patch", "put", "head", "options"]
 
     def get_queryset(self):
+        # A number being deleted is gone for everyone already.
         return super().get_queryset().exclude(status=WhatsAppNumber.Status.DELETING)
+
+    def perform_update(self, serializer):
+        is_active = serializer.validated_data.pop("is_active", None)
+        super().perform_update(serializer)
+        if is_active is not None and is_active != serializer.instance.is_active:
+            services.set_number_active(self.request.user, serializer.instance, is_active)
+
+    @extend_schema(responses=DeletionPreviewSerializer)
+    @action(detail=True, methods=["get"], url_path="deletion-preview")
+    def deletion_preview(self, request, pk=None):
+        counts = services.deletion_preview(self.get_object())
+        return Response(
+            dict(
+                counts,
+                irreversible=True,
+                synchronous=counts["total"] <= settings.NUMBER_DELETE_SYNC_LIMIT,
+            )
+        )
+
+    @extend_schema(
+        responses={204: None, 202: DeletionStartedSerializer, 503: DeletionStartedSerializer}
+    )
+    def destroy(self, request, *args, **kwargs):
+        number = self.get_object()
+        try:
+            outcome = services.delete_number(request.user, number)
+        except services.NumberDeletionFailed as failure:
+            return Response(
+                {"detail": failure.cause, "number_id": number.pk},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        if outcome == "deleting":
+            return Response(
+                {"status": "deleting", "number_id": number.pk}, status=status.HTTP_202_ACCEPTED
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class TelegramAccountViewSet(ChannelViewSet):

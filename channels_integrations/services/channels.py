@@ -8,7 +8,7 @@ from django.db import transaction
 from crm.fields import secret_field_names
 from crm.services import delete_in_database, save_validated
 
-from .models import EmailAccount, TelegramAccount, WhatsAppNumber
+from ..models import EmailAccount, TelegramAccount, WhatsAppNumber
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,176 @@
+"""Deleting a WhatsApp number always works, tells the truth beforehand, and never leaves half a
+number behind — on the real PostgreSQL, with a real failure injected by a database trigger."""
+
+import json
+import logging
+import time
+
+import pytest
+from django.db import connection
+
+from channels_integrations.models import WhatsAppNumber, WhatsAppSession
+from crm.celery import app as celery_app
+from messaging.models import Conversation, Message
+
+from .factories import WhatsAppNumberFactory
+from .test_cascades import _counts, _number_with_everything
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/whatsapp/numbers/"
+
+
+@pytest.fixture
+def eager_celery():
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def failing_message_delete():
+    """A trigger that makes PostgreSQL refuse to delete messages: a failure in the middle of
+    the cascade, after the number's row itself was already deleted."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION refuse_delete() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER refuse_message_delete BEFORE DELETE ON messaging_message
+            FOR EACH ROW EXECUTE FUNCTION refuse_delete();
+            """
+        )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DROP TRIGGER refuse_message_delete ON messaging_message; DROP FUNCTION refuse_delete();"
+        )
+
+
+def test_preview_counts_exactly_what_goes(admin_api, admin_user):
+    number = _number_with_everything(company=admin_user.company)
+    _number_with_everything(company=admin_user.company)  # another number's rows are not counted
+    response = admin_api.get(f"{URL}{number.pk}/deletion-preview/")
+    assert response.status_code == 200
+    assert response.json() == {
+        "bots": 2, "bot_rules": 2, "conversations": 2, "messages": 6, "broadcasts": 3,
+        "broadcast_recipients": 3, "sessions": 1, "total": 20, "irreversible": True, "synchronous": True,
+    }  # fmt: skip
+
+
+def test_delete_removes_the_number_and_everything_under_it(
+    admin_api, admin_user, django_capture_on_commit_callbacks
+):
+    number = _number_with_everything(company=admin_user.company)
+    other = _number_with_everything(company=admin_user.company)
+    before = _counts(other.pk)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = admin_api.delete(f"{URL}{number.pk}/")
+    assert response.status_code == 204
+    assert not WhatsAppNumber.objects.filter(pk=number.pk).exists()
+    assert set(_counts(number.pk).values()) == {0}
+    assert _counts(other.pk) == before
+    assert len(callbacks) == 1  # number.deleted, after commit
+
+
+def test_a_failure_mid_delete_rolls_everything_back(
+    admin_api, admin_user, failing_message_delete, caplog
+):
+    number = _number_with_everything(company=admin_user.company)
+    before = _counts(number.pk)
+    with caplog.at_level(logging.ERROR):
+        response = admin_api.delete(f"{URL}{number.pk}/")
+    assert response.status_code == 503
+    assert "nothing was deleted" in response.json()["detail"]
+    assert response.json()["number_id"] == number.pk
+    assert _counts(number.pk) == before  # every row still there
+    number.refresh_from_db()
+    assert (
+        number.is_active is False and number.status == "error"
+    )  # back, deactivated, with the error
+    assert "nothing was deleted" in number.last_error
+    assert f"number={number.pk} deletion failed" in caplog.text
+
+
+def test_a_big_number_is_deleted_by_a_worker(
+    admin_api, admin_user, settings, eager_celery, django_capture_on_commit_callbacks
+):
+    settings.NUMBER_DELETE_SYNC_LIMIT = 5
+    number = _number_with_everything(company=admin_user.company)
+    assert admin_api.get(f"{URL}{number.pk}/deletion-preview/").json()["synchronous"] is False
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_api.delete(f"{URL}{number.pk}/")
+    assert response.status_code == 202 and response.json()["status"] == "deleting"
+    number.refresh_from_db()
+    assert number.status == "deleting"
+    assert WhatsAppSession.objects.get(number=number).status == "stopped"
+    assert admin_api.get(f"{URL}{number.pk}/").status_code == 404  # hidden at once
+    assert number.pk not in [row["id"] for row in admin_api.get(URL).json()["results"]]
+
+    for callback in callbacks:  # the commit: the task is queued and (eagerly) runs
+        callback()
+    assert not WhatsAppNumber.objects.filter(pk=number.pk).exists()
+    assert set(_counts(number.pk).values()) == {0}
+
+
+def test_a_failed_background_delete_brings_the_number_back_deactivated(
+    admin_api,
+    admin_user,
+    settings,
+    eager_celery,
+    failing_message_delete,
+    django_capture_on_commit_callbacks,
+):
+    import redis
+
+    settings.NUMBER_DELETE_SYNC_LIMIT = 5
+    number = _number_with_everything(company=admin_user.company)
+    listener = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(settings.REALTIME_CHANNEL)
+    with django_capture_on_commit_callbacks() as queued:
+        assert admin_api.delete(f"{URL}{number.pk}/").status_code == 202
+    with django_capture_on_commit_callbacks(execute=True):  # the worker's own transaction commits
+        for callback in queued:
+            callback()
+    number.refresh_from_db()
+    assert number.status == "error" and not number.is_active and number.last_error
+    assert Message.objects.filter(conversation__whatsapp_number=number).count() == 6
+    events, deadline = [], time.monotonic() + 1
+    while time.monotonic() < deadline:
+        if message := listener.get_message(timeout=0.1):
+            events.append(json.loads(message["data"])["payload"]["event"])
+    assert "number.deletion_failed" in events and "number.deleted" not in events
+    listener.close()
+
+
+def test_only_company_admins_delete_and_only_their_own(
+    api_for, agent_user, admin_api, other_company
+):
+    mine = WhatsAppNumberFactory(company=agent_user.company)
+    theirs = WhatsAppNumberFactory(company=other_company)
+    assert api_for(agent_user).delete(f"{URL}{mine.pk}/").status_code == 403
+    assert api_for(agent_user).get(f"{URL}{mine.pk}/deletion-preview/").status_code == 200
+    assert admin_api.delete(f"{URL}{theirs.pk}/").status_code == 404
+    assert admin_api.get(f"{URL}{theirs.pk}/deletion-preview/").status_code == 404
+    assert WhatsAppNumber.objects.filter(pk__in=[mine.pk, theirs.pk]).count() == 2
+
+
+def test_deactivating_keeps_history_and_stops_sending(admin_api, admin_user):
+    from django.core.exceptions import ValidationError
+
+    from messaging.services import send_message
+
+    number = _number_with_everything(company=admin_user.company)
+    response = admin_api.patch(f"{URL}{number.pk}/", {"is_active": False}, format="json")
+    assert response.status_code == 200 and response.json()["is_active"] is False
+    assert WhatsAppSession.objects.get(number=number).status == "stopped"
+    assert Message.objects.filter(conversation__whatsapp_number=number).count() == 6
+    conversation = Conversation.objects.filter(whatsapp_number=number).first()
+    with pytest.raises(ValidationError):
+        send_message(conversation, admin_user, "hello?")
+    assert (
+        admin_api.patch(f"{URL}{number.pk}/", {"is_active": True}, format="json").json()[
+            "is_active"
+        ]
+        is True
+    )
