@@ -1,7 +1,10 @@
-from django.urls import path
+from django.urls import include, path
 
-from channels_integrations import views
+from channels_integrations.views import settings as settings_views
 
 urlpatterns = [
-    path("settings/", views.settings_page, name="settings"),
+    path("settings/", settings_views.settings_page, name="settings"),
+    path("", include("channels_integrations.numbers_urls")),
+    path("", include("channels_integrations.bots_urls")),
+    path("", include("channels_integrations.broadcasts_urls")),
 ]

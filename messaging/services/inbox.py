@@ -19,6 +19,7 @@ from crm.models import Client
 from .. import events
 from ..models import SOURCE_FIELD_BY_PLATFORM, Conversation, Message, Platform
 from ..payloads import conversation_payload, message_payload
+from ..signals import inbound_message_stored
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,15 @@ def ingest_inbound(
         events.publish("message.created", message_payload(message), company_id=source.company_id)
         events.publish(
             "conversation.updated", conversation_payload(conversation), company_id=source.company_id
+        )
+        transaction.on_commit(
+            lambda: inbound_message_stored.send(
+                sender=Message,
+                message_id=message.pk,
+                conversation_id=conversation.pk,
+                company_id=source.company_id,
+                platform=platform,
+            )
         )
     logger.info(
         "ingest: stored %s message=%s conversation=%s source=%s",
