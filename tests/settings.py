@@ -14,7 +14,11 @@ STORAGES = {
 }
 
 # Two checkouts testing on one machine must not share a database or realtime channel.
-_RUN_ID = __import__("hashlib").sha1(str(BASE_DIR).encode()).hexdigest()[:8]  # noqa: F405
+# TEST_RUN_ID separates parallel runs in one checkout (each gets its own database).
+_RUN_ID = (
+    os.environ.get("TEST_RUN_ID")
+    or __import__("hashlib").sha1(str(BASE_DIR).encode()).hexdigest()[:8]
+)  # noqa: F405
 DATABASES["default"]["TEST"] = {"NAME": f"test_switchboard_{_RUN_ID}"}  # noqa: F405
 REALTIME_CHANNEL = f"switchboard:events:test:{_RUN_ID}"
 CACHES["default"]["KEY_PREFIX"] = f"switchboard-test-{_RUN_ID}"  # noqa: F405
