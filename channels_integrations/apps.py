@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class ChannelsIntegrationsConfig(AppConfig):
     name = "channels_integrations"
     verbose_name = "Channels"
+
+    def ready(self):
+        from . import bots  # noqa: F401  (connects the bots' receiver)

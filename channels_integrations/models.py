@@ -168,6 +168,10 @@ class BroadcastRecipient(models.Model):
     provider_message_id = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Set by the conditional UPDATE that claims a pending recipient right before its send.
+    # Pending + claimed = in flight; a claim older than a grace period with no outcome (the
+    # worker died mid-send) becomes `unknown` and is never retried automatically.
+    claimed_at = models.DateTimeField(null=True, blank=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantManager()

@@ -1,3 +1,22 @@
-from django.urls import path  # noqa: F401
+"""Settings → WhatsApp pages (included at "" from channels_integrations.page_urls)."""
 
-urlpatterns = []
+from django.urls import path
+
+from channels_integrations.views import numbers
+
+urlpatterns = [
+    path("settings/whatsapp/", numbers.number_list, name="numbers"),
+    path("settings/whatsapp/new/", numbers.number_create, name="number_create"),
+    path("settings/whatsapp/<int:pk>/edit/", numbers.number_edit, name="number_edit"),
+    path(
+        "settings/whatsapp/<int:pk>/deactivate/",
+        numbers.number_deactivate,
+        name="number_deactivate",
+    ),
+    path(
+        "settings/whatsapp/<int:pk>/reactivate/",
+        numbers.number_reactivate,
+        name="number_reactivate",
+    ),
+    path("settings/whatsapp/<int:pk>/delete/", numbers.number_delete, name="number_delete"),
+]

@@ -1,11 +1,27 @@
 """Reads for the settings page. Secret columns are never loaded (deferred); each list
 carries only whether a secret is set, as `<name>_set` booleans."""
 
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models import (
+    BooleanField,
+    Count,
+    ExpressionWrapper,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+)
+from django.db.models.functions import Coalesce
 
 from accounts.scoping import scoped
-from channels_integrations.models import EmailAccount, TelegramAccount, WhatsAppNumber
+from channels_integrations.models import (
+    Bot,
+    Broadcast,
+    EmailAccount,
+    TelegramAccount,
+    WhatsAppNumber,
+)
 from crm.fields import secret_field_names
+from messaging.models import Conversation
 
 
 def _without_secrets(model, user):
@@ -20,11 +36,31 @@ def _without_secrets(model, user):
     return scoped(model, user).defer(*secrets).annotate(**is_set)
 
 
+def _count_per_number(model, number_field: str):
+    """How many `model` rows point at the outer number: a correlated COUNT, so a list of
+    numbers with its counts is one query whatever the numbers carry (no join fan-out)."""
+    rows = (
+        model._default_manager.filter(**{number_field: OuterRef("pk")})
+        .order_by()
+        .values(number_field)
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+
+
 def whatsapp_numbers(user):
+    """The company's numbers (not those being deleted), each with `bot_count`,
+    `conversation_count` and `broadcast_count`: one query."""
     return (
         _without_secrets(WhatsAppNumber, user)
         .exclude(status=WhatsAppNumber.Status.DELETING)
         .select_related("session")
+        .annotate(
+            bot_count=_count_per_number(Bot, "number"),
+            conversation_count=_count_per_number(Conversation, "whatsapp_number"),
+            broadcast_count=_count_per_number(Broadcast, "number"),
+        )
     )
 
 

@@ -89,6 +89,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "crm.context_processors.nav_section",
             ],
         },
     },
@@ -130,7 +131,16 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "crm.tasks.beat_heartbeat", "schedule": 30.0},
+    # Starts due scheduled broadcasts and (re)kicks sending ones; expires so a backlog
+    # piled up while no worker ran is dropped instead of replayed.
+    "dispatch-broadcasts": {
+        "task": "channels_integrations.tasks.dispatch_broadcasts",
+        "schedule": 5.0,
+        "options": {"expires": 10},
+    },
 }
+# Broadcast pacing: at most this many messages per WhatsApp number in any 60 seconds.
+BROADCAST_RATE_PER_MINUTE = env.int("BROADCAST_RATE_PER_MINUTE", default=30)
 
 # platform -> provider class (messaging.providers.Provider). Channels register theirs here.
 MESSAGING_PROVIDERS = {

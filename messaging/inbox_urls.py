@@ -5,4 +5,10 @@ from messaging.views import inbox
 urlpatterns = [
     path("inbox/", inbox.inbox, name="inbox"),
     path("inbox/<int:pk>/", inbox.conversation_detail, name="conversation_detail"),
+    path("inbox/<int:pk>/header/", inbox.conversation_header, name="conversation_header"),
+    path("inbox/<int:pk>/messages/", inbox.conversation_messages, name="conversation_messages"),
+    path("inbox/<int:pk>/reply/", inbox.conversation_reply, name="conversation_reply"),
+    path("inbox/<int:pk>/assign/", inbox.conversation_assign, name="conversation_assign"),
+    path("inbox/<int:pk>/status/", inbox.conversation_status, name="conversation_status"),
+    path("inbox/<int:pk>/read/", inbox.conversation_read, name="conversation_read"),
 ]

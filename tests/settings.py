@@ -15,10 +15,10 @@ STORAGES = {
 
 # Two checkouts testing on one machine must not share a database or realtime channel.
 # TEST_RUN_ID separates parallel runs in one checkout (each gets its own database).
+_CHECKOUT = str(BASE_DIR)  # noqa: F405
 _RUN_ID = (
-    os.environ.get("TEST_RUN_ID")
-    or __import__("hashlib").sha1(str(BASE_DIR).encode()).hexdigest()[:8]
-)  # noqa: F405
+    os.environ.get("TEST_RUN_ID") or __import__("hashlib").sha1(_CHECKOUT.encode()).hexdigest()[:8]
+)
 DATABASES["default"]["TEST"] = {"NAME": f"test_switchboard_{_RUN_ID}"}  # noqa: F405
 REALTIME_CHANNEL = f"switchboard:events:test:{_RUN_ID}"
 CACHES["default"]["KEY_PREFIX"] = f"switchboard-test-{_RUN_ID}"  # noqa: F405

@@ -26,6 +26,28 @@ def _token_of(user):
     return ApiToken.issue(user, "t")[0]
 
 
+def _chat_of(company):
+    """A team chat of `company` with all its people as members (lists show members' chats)."""
+    from .factories import ChatMemberFactory, TeamChatFactory
+
+    chat = TeamChatFactory(company=company)
+    for user in company.members.all():
+        ChatMemberFactory(chat=chat, user=user)
+    return chat
+
+
+def _bot_rule_of(company):
+    from .factories import BotRuleFactory
+
+    return BotRuleFactory(bot__number__company=company)
+
+
+def _broadcast_of(company):
+    from .factories import BroadcastRecipientFactory
+
+    return BroadcastRecipientFactory(broadcast__number__company=company).broadcast
+
+
 # basename -> make(company) returning a row owned by that company. Every endpoint registered
 # on the router must be listed here, so a new endpoint cannot skip this test.
 OWNED_ROW = {
@@ -36,10 +58,17 @@ OWNED_ROW = {
     "api-token": lambda company: _token_of(UserFactory(company=company)),
     "conversation": lambda company: ConversationFactory(company=company),
     "conversation-message": lambda company: MessageFactory(conversation__company=company),
+    "chat": _chat_of,
+    "chat-message": lambda company: _chat_of(company).messages.create(body="Hi"),
+    "whatsapp-bot": lambda company: _bot_rule_of(company).bot,
+    "whatsapp-bot-rule": _bot_rule_of,
+    "whatsapp-broadcast": lambda company: _broadcast_of(company),
 }
 # Nested routes: basename -> the URL kwargs of a row's parent(s) in the route prefix.
 PARENT_KWARGS = {
     "conversation-message": lambda message: {"conversation_pk": message.conversation_id},
+    "chat-message": lambda message: {"chat_pk": message.chat_id},
+    "whatsapp-bot-rule": lambda rule: {"bot_pk": rule.bot_id},
 }
 REGISTERED = sorted(basename for _, _, basename in router.registry)
 

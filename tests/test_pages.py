@@ -19,6 +19,9 @@ from crm.models import Client
 from messaging.models import Conversation, Platform
 
 from .factories import (
+    BotFactory,
+    BotRuleFactory,
+    BroadcastFactory,
     ChatMemberFactory,
     ChatMessageFactory,
     ClientFactory,
@@ -74,6 +77,10 @@ def page_urls(company, admin_user):
         "conversation_": ConversationFactory(company=company).pk,
         "chat_": chat.pk,
         "api_token_": token.pk,
+        "number_": WhatsAppNumberFactory(company=company).pk,
+        "bot_": BotFactory(number__company=company).pk,
+        "botrule_": BotRuleFactory(bot__number__company=company).pk,
+        "broadcast_": BroadcastFactory(number__company=company).pk,
     }
     urls = {}
     for route, name, kwargs in _protected_pages():

@@ -8,3 +8,29 @@ from .numbers import (  # noqa: F401
     run_number_deletion,
     set_number_active,
 )
+
+# isort: split
+from .bots import (  # noqa: F401
+    answer_inbound,
+    create_bot,
+    create_rule,
+    delete_bot,
+    delete_rule,
+    first_matching_rule,
+    is_automated,
+    move_rule,
+    reorder_rules,
+    rule_matches,
+    update_bot,
+    update_rule,
+)
+
+# isort: split
+from .broadcasts import (  # noqa: F401
+    InvalidLine,
+    cancel_broadcast,
+    create_broadcast,
+    parse_phone_lines,
+    run_broadcast_batch,
+    with_counts,
+)

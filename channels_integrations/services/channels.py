@@ -71,7 +71,12 @@ def save_channel(actor, model, instance=None, **fields):
         fields["owner"] = actor
     _apply(instance, fields)
     created = instance.pk is None
-    save_validated(instance, UNIQUE_PER_COMPANY[model])
+    with transaction.atomic():
+        save_validated(instance, UNIQUE_PER_COMPANY[model])
+        if model is WhatsAppNumber:
+            from .numbers import publish_number_updated
+
+            publish_number_updated(instance)
     logger.info(
         "%s %s id=%s company=%s",
         model.__name__,

@@ -26,7 +26,24 @@ router.register(
     basename="conversation-message",
 )
 
+# bots
+from channels_integrations.api.bots import BotRuleViewSet, BotViewSet  # noqa: E402
+
+router.register("whatsapp/bots", BotViewSet, basename="whatsapp-bot")
+router.register(
+    r"whatsapp/bots/(?P<bot_pk>\d+)/rules", BotRuleViewSet, basename="whatsapp-bot-rule"
+)
+
+# broadcasts
+from channels_integrations.api.broadcasts import BroadcastViewSet  # noqa: E402
+
+router.register("whatsapp/broadcasts", BroadcastViewSet, basename="whatsapp-broadcast")
+
 # team chats
+from messaging.api.chats import ChatMessageViewSet, ChatViewSet  # noqa: E402
+
+router.register("chats", ChatViewSet, basename="chat")
+router.register(r"chats/(?P<chat_pk>\d+)/messages", ChatMessageViewSet, basename="chat-message")
 
 
 urlpatterns = [path("me/", me, name="api-me"), *router.urls]

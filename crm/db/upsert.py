@@ -1,10 +1,12 @@
-"""INSERT ... ON CONFLICT DO NOTHING RETURNING id, for one model instance.
+"""INSERT ... ON CONFLICT DO NOTHING RETURNING id, for one model instance; and a cursor whose
+statements are prepared once per connection, for hot hand-written statements.
 
 Django's bulk_create(ignore_conflicts=True) cannot tell whether the row went in; idempotent
 writes need exactly that answer, from the database, in one statement (no savepoint).
 """
 
-from django.db import connections, router
+from django.db import DEFAULT_DB_ALIAS, connections, router
+from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 
@@ -31,3 +33,33 @@ def insert_unless_conflict(instance) -> bool:
     instance._state.adding = False
     instance._state.db = using
     return True
+
+
+class _PreparingCursor(ServerBindingCursor):
+    """Server-side binding, and every statement prepared (psycopg keeps them per connection)."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(
+            query, params, prepare=True if prepare is None else prepare, binary=binary
+        )
+
+
+def prepared_cursor(using: str = DEFAULT_DB_ALIAS):
+    """A Django cursor (query logging, execute wrappers, error translation) whose statements
+    PostgreSQL parses and plans once per connection, not on every call.
+
+    For a hot statement whose planning costs more than running it (a CTE that inserts and
+    updates in one round trip): Django's default cursor binds values on the client, so the
+    server plans every execution anew. Write predicates so that a generic plan still finds
+    its indexes (e.g. repeat a partial index's condition)."""
+    connection = connections[using]
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None and "prepare_threshold" not in connection.settings_dict.get(
+        "OPTIONS", {}
+    ):
+        # Django turns psycopg's preparing off unless OPTIONS say otherwise (for poolers);
+        # a threshold no statement reaches opts in only what this cursor runs (prepare=True).
+        raw.prepare_threshold = 2**31
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_PreparingCursor(raw))

@@ -1,6 +1,18 @@
 """Writes for the inbox and team chats. `ingest_inbound` is the one door in for every channel;
 `send_message` the one door out."""
 
+from .chats import (  # noqa: F401
+    NotAMember,
+    add_reaction,
+    create_chat,
+    delete_chat,
+    edit_chat_message,
+    leave_chat,
+    remove_reaction,
+    send_chat_message,
+    validate_chat_body,
+    validate_emoji,
+)
 from .inbox import (  # noqa: F401
     IngestResult,
     Sender,

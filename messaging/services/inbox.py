@@ -2,21 +2,23 @@
 conversation writes agents make. Every change is published after commit via messaging.events."""
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from channels_integrations.models import EmailAccount, TelegramAccount, WhatsAppNumber
-from crm.db.upsert import insert_unless_conflict
+from crm.db.upsert import insert_unless_conflict, prepared_cursor
 from crm.models import Client
 
-from .. import events
+from .. import events, realtime
 from ..models import SOURCE_FIELD_BY_PLATFORM, Conversation, Message, Platform
 from ..payloads import conversation_payload, message_payload
 from ..signals import inbound_message_stored
@@ -85,41 +87,77 @@ def ingest_inbound(
         raise SourceInactive(f"{platform} source {source.pk} is not active")
     received_at = received_at or timezone.now()
     external_thread_id = str(external_thread_id)
-    with transaction.atomic():
-        client = _upsert_client(source.company_id, sender)
-        conversation = _upsert_conversation(
-            source, platform, external_thread_id, client, subject, received_at
+    message = Message(
+        direction=Message.Direction.INBOUND,
+        external_id=str(external_message_id),
+        sender_name=sender.name[:200],
+        sender_address=sender.address[:255],
+        body=body,
+        status=Message.Status.RECEIVED,
+        metadata=metadata or {},
+    )
+    source_column = Conversation._meta.get_field(SOURCE_FIELD_BY_PLATFORM[platform]).column
+    using = router.db_for_write(Message)
+    # The usual case, a known thread from a known client, is ONE statement (find the
+    # conversation and the client, insert the message, bump the conversation): in
+    # autocommit it is its own transaction, so the whole call is one round trip.
+    identity = _client_identity(sender)
+    with _atomic_unless_autocommit(using):
+        stored = _store_inbound(
+            using,
+            message,
+            received_at,
+            thread=(source_column, source.pk, external_thread_id),
+            client_check=(source.company_id, identity),
         )
-        message = Message(
-            conversation=conversation,
-            direction=Message.Direction.INBOUND,
-            external_id=str(external_message_id),
-            sender_name=sender.name[:200],
-            sender_address=sender.address[:255],
-            body=body,
-            status=Message.Status.RECEIVED,
-            metadata=metadata or {},
+    if stored.conversation_id is None or not stored.client_known:
+        # A new thread or a new client: create what is missing (the statement just said so;
+        # a concurrent creator is caught by the unique constraints), then store by id.
+        with transaction.atomic(using=using):
+            client_id = stored.client_id
+            if client_id is None and identity:
+                client = _upsert_client(source.company_id, sender, look_up=False)
+                client_id = client.pk if client else None
+            conversation_id = stored.conversation_id
+            if conversation_id is None:
+                conversation_id = _upsert_conversation(
+                    source,
+                    platform,
+                    external_thread_id,
+                    client_id,
+                    subject,
+                    received_at,
+                    look_up=False,
+                ).pk
+            stored = _store_inbound(using, message, received_at, conversation_id=conversation_id)
+    if stored.conversation is None:
+        existing = Message.objects.get(
+            conversation_id=stored.conversation_id, external_id=message.external_id
         )
-        if not insert_unless_conflict(message):
-            existing = Message.objects.get(
-                conversation=conversation, external_id=message.external_id
-            )
-            logger.info("ingest: duplicate %s message conversation=%s", platform, conversation.pk)
-            return IngestResult(existing, conversation, created=False)
-        conversation = _bump_conversation(conversation.pk, body, received_at, inbound=True)
+        conversation = Conversation.objects.get(pk=stored.conversation_id)
+        logger.info("ingest: duplicate %s message conversation=%s", platform, conversation.pk)
+        return IngestResult(existing, conversation, created=False)
+    conversation = stored.conversation
+    message.conversation = conversation
+    # After commit: at once here in autocommit (both events in one trip to Redis), at the
+    # caller's commit inside its transaction.
+    with realtime.batched():
         events.publish("message.created", message_payload(message), company_id=source.company_id)
         events.publish(
-            "conversation.updated", conversation_payload(conversation), company_id=source.company_id
+            "conversation.updated",
+            conversation_payload(conversation),
+            company_id=source.company_id,
         )
-        transaction.on_commit(
-            lambda: inbound_message_stored.send(
-                sender=Message,
-                message_id=message.pk,
-                conversation_id=conversation.pk,
-                company_id=source.company_id,
-                platform=platform,
-            )
-        )
+    transaction.on_commit(
+        lambda: inbound_message_stored.send(
+            sender=Message,
+            message_id=message.pk,
+            conversation_id=conversation.pk,
+            company_id=source.company_id,
+            platform=platform,
+        ),
+        using=using,
+    )
     logger.info(
         "ingest: stored %s message=%s conversation=%s source=%s",
         platform,
@@ -130,11 +168,151 @@ def ingest_inbound(
     return IngestResult(message, conversation, created=True)
 
 
-CLIENT_IDENTITIES = ("telegram_user_id", "phone", "email")
+@dataclass(frozen=True)
+class _Stored:
+    conversation_id: int | None  # None: no such thread yet
+    client_id: int | None  # the client the sender's identity names, if any yet
+    client_known: bool  # False: the sender has an identity that names no client yet
+    conversation: Conversation | None  # after the bump; None: nothing stored (see above)
 
 
-def _upsert_client(company_id: int, sender: Sender) -> Client | None:
-    """Find the client by Telegram id, phone or email (in that order), or create them."""
+def _atomic_unless_autocommit(using):
+    """Nothing around one statement in autocommit (it is its own transaction); inside a
+    caller's transaction a savepoint, so a failure leaves the caller's work usable."""
+    connection = connections[using]
+    if connection.get_autocommit() and not connection.in_atomic_block:
+        return nullcontext()
+    return transaction.atomic(using=using)
+
+
+CLIENT_IDENTITIES = ("telegram_user_id", "phone", "email")  # the order clients are found by
+
+
+@lru_cache(maxsize=4096)
+def _normalized_phone(phone: str) -> str:
+    return Client._meta.get_field("phone").get_prep_value(phone)
+
+
+def _client_identity(sender: Sender) -> dict:
+    """The sender's identities as stored, in CLIENT_IDENTITIES order (as `_upsert_client`
+    looks them up)."""
+    identity = {}
+    if sender.telegram_user_id not in (None, ""):
+        identity["telegram_user_id"] = int(sender.telegram_user_id)
+    if sender.phone:
+        identity["phone"] = str(_normalized_phone(sender.phone))
+    if email := sender.email.strip().lower():
+        identity["email"] = email
+    return identity
+
+
+@lru_cache(maxsize=64)
+def _store_inbound_sql(source_column: str | None, identity_keys: tuple[str, ...] | None) -> str:
+    """Insert one inbound message unless it is already stored, and bump its conversation
+    (last message time/preview never move back; unread +1; reopened), in one statement.
+
+    `source_column` set: find the conversation by (source, external thread id); else by id.
+    `identity_keys` set: find the client by the first of these identities that matches (the
+    order of CLIENT_IDENTITIES) and insert only if there is one (else the caller creates the
+    client first); None or empty: no client needed."""
+    quote = connections[router.db_for_write(Message)].ops.quote_name
+    conversation_table = quote(Conversation._meta.db_table)
+    insert_fields = [
+        field for field in Message._meta.local_concrete_fields if not field.primary_key
+    ]
+    returned_fields = Conversation._meta.concrete_fields
+    if source_column:
+        where = f"{quote(source_column)} = %s AND external_thread_id = %s"
+        find_conversation = f"SELECT id FROM {conversation_table} WHERE {where}"  # noqa: S608
+    else:
+        find_conversation = "SELECT %s::bigint AS id"
+    if identity_keys:
+        client_table = quote(Client._meta.db_table)
+        lookups = []
+        for key in identity_keys:
+            column = quote(Client._meta.get_field(key).column)
+            # Phone and email are unique only where not blank (partial indexes): say so, or a
+            # generic plan of the prepared statement could not use those indexes.
+            blank = f" AND {column} <> ''" if key in ("phone", "email") else ""
+            lookups.append(
+                f"(SELECT id FROM {client_table} "  # noqa: S608
+                f"WHERE company_id = %s AND {column} = %s{blank})"
+            )
+        find_client = f"SELECT COALESCE({', '.join(lookups)}) AS id"
+        client_ok = "client.id IS NOT NULL"
+    else:
+        find_client = "SELECT NULL::bigint AS id"
+        client_ok = "TRUE"
+    columns = ", ".join(quote(field.column) for field in insert_fields)
+    values = ", ".join(
+        "conv.id" if field.name == "conversation" else "%s" for field in insert_fields
+    )
+    returning = ", ".join(f"c.{quote(field.column)}" for field in returned_fields)
+    return f"""
+        WITH conv AS ({find_conversation}),
+        client AS ({find_client}),
+        inserted AS (
+            INSERT INTO {quote(Message._meta.db_table)} ({columns})
+            SELECT {values} FROM conv, client WHERE {client_ok}
+            ON CONFLICT DO NOTHING
+            RETURNING id, conversation_id
+        ),
+        bumped AS (
+            UPDATE {conversation_table} AS c SET
+                last_message_at = GREATEST(c.last_message_at, %s),
+                last_message_preview = CASE WHEN c.last_message_at <= %s THEN %s
+                                            ELSE c.last_message_preview END,
+                unread_count = c.unread_count + 1,
+                status = %s,
+                updated_at = %s
+            FROM inserted WHERE c.id = inserted.conversation_id
+            RETURNING {returning}
+        )
+        SELECT (SELECT id FROM conv), client.id, {client_ok}, inserted.id, bumped.*
+        FROM client LEFT JOIN inserted ON TRUE LEFT JOIN bumped ON TRUE
+    """  # noqa: S608 (names from the models' meta; every value is a parameter)
+
+
+_CONVERSATION_ATTNAMES = [field.attname for field in Conversation._meta.concrete_fields]
+
+
+def _store_inbound(
+    using, message, received_at, *, thread=None, client_check=None, conversation_id=None
+) -> _Stored:
+    """Run `_store_inbound_sql` for `message` (sets its pk when stored)."""
+    connection = connections[using]
+    if thread is not None:
+        source_column, source_id, external_thread_id = thread
+        company_id, identity = client_check
+        params = [source_id, external_thread_id]
+        for value in identity.values():
+            params += [company_id, value]
+        sql = _store_inbound_sql(source_column, tuple(identity))
+    else:
+        params = [conversation_id]
+        sql = _store_inbound_sql(None, None)
+    for field in Message._meta.local_concrete_fields:
+        if not field.primary_key and field.name != "conversation":
+            value = field.pre_save(message, True)  # sets created_at (auto_now_add)
+            params.append(field.get_db_prep_save(value, connection))
+    preview = message.body[:PREVIEW_LENGTH]
+    params += [received_at, received_at, preview, Conversation.Status.OPEN, timezone.now()]
+    with prepared_cursor(using) as cursor:  # planned once per connection, not per message
+        cursor.execute(sql, params)
+        found_id, client_id, client_ok, message_id, *conversation_row = cursor.fetchone()
+    if message_id is None:
+        return _Stored(found_id, client_id, bool(client_ok), None)
+    message.pk = message_id
+    message.conversation_id = found_id
+    message._state.adding = False
+    message._state.db = using
+    conversation = Conversation.from_db(using, _CONVERSATION_ATTNAMES, conversation_row)
+    return _Stored(found_id, client_id, True, conversation)
+
+
+def _upsert_client(company_id: int, sender: Sender, *, look_up: bool = True) -> Client | None:
+    """Find the client by Telegram id, phone or email (in that order), or create them.
+    `look_up=False`: the caller has just found none; go straight to creating."""
     identity = {
         "telegram_user_id": sender.telegram_user_id,
         "phone": sender.phone,
@@ -143,7 +321,7 @@ def _upsert_client(company_id: int, sender: Sender) -> Client | None:
     identity = {key: value for key, value in identity.items() if value not in (None, "")}
     if not identity:
         return None
-    for key in CLIENT_IDENTITIES:
+    for key in CLIENT_IDENTITIES if look_up else ():
         if key in identity:
             client = Client.objects.filter(company_id=company_id, **{key: identity[key]}).first()
             if client is not None:
@@ -157,22 +335,29 @@ def _upsert_client(company_id: int, sender: Sender) -> Client | None:
     if insert_unless_conflict(client):
         return client
     # Someone created them at the same moment: read theirs.
-    key = next(key for key in CLIENT_IDENTITIES if key in identity)
-    return Client.objects.filter(company_id=company_id, **{key: identity[key]}).first()
+    for key in CLIENT_IDENTITIES:
+        if key in identity:
+            client = Client.objects.filter(company_id=company_id, **{key: identity[key]}).first()
+            if client is not None:
+                return client
+    return None
 
 
 def _upsert_conversation(
-    source, platform, external_thread_id, client, subject, received_at
+    source, platform, external_thread_id, client_id, subject, received_at, *, look_up=True
 ) -> Conversation:
+    """Find the conversation of this source and thread, or create it.
+    `look_up=False`: the caller has just found none; go straight to creating."""
     source_field = SOURCE_FIELD_BY_PLATFORM[platform]
     lookup = {source_field: source, "external_thread_id": external_thread_id}
-    conversation = Conversation.objects.filter(**lookup).first()
-    if conversation is not None:
-        return conversation
+    if look_up:
+        conversation = Conversation.objects.filter(**lookup).first()
+        if conversation is not None:
+            return conversation
     conversation = Conversation(
         company_id=source.company_id,
         platform=platform,
-        client=client,
+        client_id=client_id,
         subject=subject[:500],
         last_message_at=received_at,
         **lookup,

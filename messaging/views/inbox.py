@@ -1,44 +1,272 @@
-"""Read-only inbox and team chat pages (the live inbox replaces the inbox later)."""
+"""The live inbox: the conversation list with its filters, and the conversation view.
 
+Pages render in full; htmx and static/js/inbox.js fetch the same templates' partials (the list,
+one message, a page of history, the header) so there is one renderer for every piece. Writes
+go through messaging.services, whose events (after commit) tell every open browser to re-fetch.
+"""
+
+import json
+
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.shortcuts import render
+from django.http import HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from accounts.views import company_member_required
-from messaging import selectors
-from messaging.models import Conversation, Platform
+from messaging import selectors, services
+from messaging.models import SOURCE_FIELD_BY_PLATFORM, Conversation, Platform
 
 CONVERSATIONS_PER_PAGE = 50
+LIST_TARGET = "inbox-list"  # the element id htmx swaps the list partial into
+FILTER_KEYS = ("platform", "status", "assigned", "unread", "q")
+ASSIGNED_CHOICES = [("", "Everyone's"), ("mine", "Mine"), ("unassigned", "Unassigned")]
 
 
-@company_member_required
-def inbox(request):
-    platform = request.GET.get("platform", "")
-    status = request.GET.get("status", "")
-    conversations = selectors.inbox_conversations(request.user, platform=platform, status=status)
-    page = Paginator(conversations, CONVERSATIONS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(
-        request,
-        "messaging/inbox.html",
-        {
-            "page": page,
-            "platform": platform,
-            "status": status,
-            "platforms": Platform.choices,
-            "statuses": Conversation.Status.choices,
-        },
+# ---------------------------------------------------------------- the list
+
+
+def _filters(request) -> dict:
+    get = request.GET
+    return {
+        "platform": get.get("platform", ""),
+        "status": get.get("status", ""),
+        "assigned": get.get("assigned", ""),
+        "unread": get.get("unread", "") in ("1", "on", "true"),
+        "q": get.get("q", "").strip()[:200],
+    }
+
+
+def _list_context(request, current=None) -> dict:
+    filters = _filters(request)
+    conversations = selectors.inbox_conversations(
+        request.user,
+        platform=filters["platform"],
+        status=filters["status"],
+        assigned=filters["assigned"],
+        unread=filters["unread"],
+        query=filters["q"],
     )
+    page = Paginator(conversations, CONVERSATIONS_PER_PAGE).get_page(request.GET.get("page"))
+    # The filters ride along on every conversation link, so switching keeps them.
+    kept = request.GET.copy()
+    kept.pop("page", None)
+    for key in list(kept):
+        if key not in FILTER_KEYS or not kept.get(key):
+            kept.pop(key)
+    return {
+        "page": page,
+        "filters": filters,
+        "filtered": any(filters.values()),
+        "filter_query": kept.urlencode(),
+        "platforms": [(p.value, p.label) for p in Platform if p in SOURCE_FIELD_BY_PLATFORM],
+        "statuses": Conversation.Status.choices,
+        "assigned_choices": ASSIGNED_CHOICES,
+        "current_id": getattr(current, "pk", None),
+        "today": timezone.localdate(),
+    }
+
+
+def _wants_list_partial(request) -> bool:
+    htmx = request.htmx
+    return bool(htmx) and htmx.target == LIST_TARGET and not htmx.history_restore_request
 
 
 @company_member_required
+@require_GET
+@vary_on_headers("HX-Request", "HX-Target")  # one URL answers the page or the list partial
+def inbox(request):
+    context = _list_context(request)
+    if _wants_list_partial(request):
+        return render(request, "messaging/_inbox_list.html", context)
+    return render(request, "messaging/inbox.html", context)
+
+
+# ---------------------------------------------------------------- one conversation
+
+
+def _conversation_context(request, conversation, **extra) -> dict:
+    return {
+        "conversation": conversation,
+        "members": selectors.company_members(request.user),
+        **extra,
+    }
+
+
+@company_member_required
+@require_GET
+@vary_on_headers("HX-Request", "HX-Target")
 def conversation_detail(request, pk):
     conversation = selectors.get_conversation(request.user, pk)
-    messages = selectors.conversation_messages(conversation)
+    if _wants_list_partial(request):  # the list pane beside the conversation
+        return render(request, "messaging/_inbox_list.html", _list_context(request, conversation))
+    # Opening a conversation reads it.
+    conversation = services.mark_conversation_read(request.user, conversation)
+    thread_messages, has_earlier = selectors.message_page(conversation)
+    context = _list_context(request, conversation)
+    context.update(
+        _conversation_context(
+            request, conversation, thread_messages=thread_messages, has_earlier=has_earlier
+        )
+    )
+    return render(request, "messaging/conversation_detail.html", context)
+
+
+@company_member_required
+@require_GET
+def conversation_header(request, pk):
+    conversation = selectors.get_conversation(request.user, pk)
     return render(
         request,
-        "messaging/conversation_detail.html",
+        "messaging/_conversation_header.html",
+        _conversation_context(request, conversation),
+    )
+
+
+def _message_id(value):
+    if value is None or value == "":
+        return None
+    if not str(value).isdigit():
+        raise ValidationError({"before": ["Must be a message id."]})
+    return int(value)
+
+
+@company_member_required
+@require_GET
+def conversation_messages(request, pk):
+    """History as `<li>` items: `?before=<id>` the page before that message (with the next
+    "Load earlier" button out of band), `?id=<id>` one message, nothing: the newest page."""
+    conversation = selectors.get_conversation(request.user, pk)
+    try:
+        before = _message_id(request.GET.get("before"))
+        one = _message_id(request.GET.get("id"))
+    except ValidationError as exc:
+        return HttpResponseBadRequest("; ".join(exc.messages))
+    if one is not None:
+        message = selectors.get_conversation_message(conversation, one)
+        return render(
+            request,
+            "messaging/_conversation_message.html",
+            {"conversation": conversation, "message": message},
+        )
+    thread_messages, has_earlier = selectors.message_page(conversation, before=before)
+    return render(
+        request,
+        "messaging/_conversation_messages.html",
         {
             "conversation": conversation,
-            "chat_messages": messages,
-            "limited": len(messages) >= selectors.MESSAGE_LIMIT,
+            "thread_messages": thread_messages,
+            "has_earlier": has_earlier,
+            "oob": True,
         },
     )
+
+
+# ---------------------------------------------------------------- agents' actions
+
+
+def _errors(exc: ValidationError) -> dict:
+    return exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+
+
+def _back_to(conversation):
+    return redirect("conversation_detail", conversation.pk)
+
+
+@company_member_required
+@require_POST
+def conversation_reply(request, pk):
+    conversation = selectors.get_conversation(request.user, pk)
+    body = request.POST.get("body", "")
+    try:
+        message = services.send_message(conversation, request.user, body)
+    except ValidationError as exc:
+        errors = _errors(exc)
+        context = {
+            "conversation": conversation,
+            "body": body,
+            "body_errors": errors.pop("body", []),
+            "other_errors": [error for field_errors in errors.values() for error in field_errors],
+        }
+        if request.htmx:
+            return render(request, "messaging/_conversation_reply.html", context, status=400)
+        context.update(_list_context(request, conversation))
+        thread_messages, has_earlier = selectors.message_page(conversation)
+        context.update(
+            _conversation_context(
+                request, conversation, thread_messages=thread_messages, has_earlier=has_earlier
+            )
+        )
+        return render(request, "messaging/conversation_detail.html", context, status=400)
+    if not request.htmx:
+        return _back_to(conversation)
+    response = render(
+        request,
+        "messaging/_conversation_reply.html",
+        {"conversation": conversation, "autofocus": True},
+    )
+    # inbox.js puts the stored message in the thread (the same path as a realtime event).
+    response["HX-Trigger"] = json.dumps({"inbox:message-stored": {"id": message.pk}})
+    return response
+
+
+def _header_response(request, conversation, errors=None):
+    if not request.htmx and not errors:
+        return _back_to(conversation)
+    return render(
+        request,
+        "messaging/_conversation_header.html",
+        _conversation_context(request, conversation, errors=errors or {}),
+        status=400 if errors else 200,
+    )
+
+
+@company_member_required
+@require_POST
+def conversation_assign(request, pk):
+    """`assignee`: "me", a member's id, or empty to unassign."""
+    conversation = selectors.get_conversation(request.user, pk)
+    raw = request.POST.get("assignee", "").strip()
+    if raw == "me":
+        assignee = request.user
+    elif raw == "":
+        assignee = None
+    else:
+        members = selectors.company_members(request.user)
+        assignee = members.filter(pk=raw).first() if raw.isdigit() else None
+        if assignee is None:  # not a number, or not an active member of this company
+            return _header_response(
+                request, conversation, {"assignee": ["Choose a member of your company."]}
+            )
+    try:
+        conversation = services.assign_conversation(request.user, conversation, assignee)
+    except ValidationError as exc:
+        return _header_response(request, conversation, _errors(exc))
+    return _header_response(request, conversation)
+
+
+@company_member_required
+@require_POST
+def conversation_status(request, pk):
+    """`status`: "open" (reopen) or "closed" (close)."""
+    conversation = selectors.get_conversation(request.user, pk)
+    try:
+        conversation = services.set_conversation_status(
+            request.user, conversation, request.POST.get("status", "")
+        )
+    except ValidationError as exc:
+        return _header_response(request, conversation, _errors(exc))
+    return _header_response(request, conversation)
+
+
+@company_member_required
+@require_POST
+def conversation_read(request, pk):
+    """The agent is looking at it: new messages arriving in the open conversation are read."""
+    conversation = selectors.get_conversation(request.user, pk)
+    services.mark_conversation_read(request.user, conversation)
+    if request.htmx:
+        return HttpResponse(status=204)
+    return _back_to(conversation)

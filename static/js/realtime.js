@@ -3,9 +3,9 @@
 //   Switchboard.realtime.on("message.created", (data) => { ... });
 //   Switchboard.realtime.on("resync", () => { ...re-fetch what may have been missed... });
 //
-// Reconnects with exponential backoff and jitter (1 s doubling to 30 s). After any reconnect,
-// and whenever the server says it lost events ("resync"), listeners of "resync" run so pages
-// re-fetch what they show: nothing missed while the socket was down stays missed.
+// Reconnects with exponential backoff and jitter (1 s doubling to 30 s). After every
+// (re)connect, and whenever the server says it lost events ("resync"), listeners of "resync" run so pages
+// re-fetch what they show, so nothing missed while the socket was down stays missed.
 // A 4401 close means the session ended: we go to the login page instead of retrying.
 (function () {
   "use strict";
@@ -43,7 +43,9 @@
       }
       if (payload.event === "welcome") {
         setState("live");
-        if (everConnected) emit("resync", {});
+        // Also on the first connect: an event between the page's render and this moment
+        // would otherwise be missed. Pages re-fetch what they show on "resync".
+        emit("resync", { reconnected: everConnected });
         everConnected = true;
         attempt = 0;
       }

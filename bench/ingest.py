@@ -1,0 +1,170 @@
+"""Inbound messages per second through `ingest_inbound`, events on, one call per transaction
+(like webhooks arriving one by one), against raw single-row `INSERT ... ON CONFLICT DO NOTHING`
+commits measured in the same run on the same database.
+
+    .venv/bin/python bench/ingest.py [--quick]
+
+Figures: ingest_per_s, raw_insert_per_s, ratio_vs_raw_insert (goal >= 0.35), plus the
+events seen by a subscriber (two per message: message.created and conversation.updated).
+"""
+
+import random
+import time
+
+import _common as common
+
+DB_NAME = "switchboard_bench_ingest"
+REDIS_DB = 14
+CHANNEL = "switchboard:events:bench:ingest"
+CLIENT_PHONES = 500
+RAW_TABLE = "bench_raw_insert"
+
+
+class PublishCounter:
+    """Counts events that really went out to Redis (messaging.realtime.publish_now returned),
+    without a subscriber competing for this machine's two cores."""
+
+    def __init__(self):
+        from messaging import realtime
+
+        self.count = 0
+        self.realtime, self.original = realtime, realtime.publish_now
+
+        def counting(groups, payload):
+            self.original(groups, payload)
+            self.count += 1
+
+        realtime.publish_now = counting
+
+    def stop(self) -> int:
+        self.realtime.publish_now = self.original
+        return self.count
+
+
+def make_source():
+    from accounts.models import Company
+    from channels_integrations.models import WhatsAppNumber
+
+    company = Company.objects.create(name="Bench Ingest", slug="bench-ingest")
+    Company.objects.create(name="Bench Other", slug="bench-other")
+    return WhatsAppNumber.objects.create(
+        company=company,
+        phone="+4917000000001",
+        display_name="Bench line",
+        status=WhatsAppNumber.Status.CONNECTED,
+    )
+
+
+def phones(count: int) -> list[str]:
+    return [f"+4915110{index:06d}" for index in range(count)]
+
+
+def run_ingest(source, calls: list[tuple[str, str]], start_index: int) -> float:
+    """Ingest one message per (phone, body); returns seconds taken."""
+    from messaging.services.inbox import Sender, ingest_inbound
+
+    started = time.perf_counter()
+    for offset, (phone, body) in enumerate(calls):
+        result = ingest_inbound(
+            source,
+            external_thread_id=phone.lstrip("+"),
+            external_message_id=f"wamid.bench.{start_index + offset}",
+            sender=Sender(address=phone, name=f"Client {phone[-4:]}", phone=phone),
+            body=body,
+        )
+        if not result.created:
+            raise RuntimeError("a new external message id was taken for a duplicate")
+    return time.perf_counter() - started
+
+
+def run_raw(dsn: str, count: int, start_index: int) -> float:
+    """Single-row INSERT ... ON CONFLICT DO NOTHING, autocommit: one commit per row."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        started = time.perf_counter()
+        for index in range(start_index, start_index + count):
+            conn.execute(
+                f"INSERT INTO {RAW_TABLE} (external_id, body) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
+                [f"wamid.raw.{index}", "Hello, is this still available?"],
+            )
+        return time.perf_counter() - started
+
+
+def main():
+    args = common.parse_args(__doc__.splitlines()[0])
+    total = 1_500 if args.quick else 10_000
+    rounds = 4 if args.quick else 10  # raw and ingest alternate: machine drift hits both
+    warmup = 200
+
+    env = common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
+    import psycopg
+    from django.db import connection
+
+    from messaging.models import Conversation, Message
+
+    common.truncate_tenants()
+    dsn = env["DATABASE_URL"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {RAW_TABLE}")
+        conn.execute(
+            f"CREATE TABLE {RAW_TABLE} (id bigserial PRIMARY KEY, "
+            "external_id text NOT NULL UNIQUE, body text NOT NULL)"
+        )
+    common.flush_redis(env["REDIS_URL"])
+    source = make_source()
+
+    rng = random.Random(3)
+    numbers = phones(CLIENT_PHONES)
+    bodies = [
+        "Hello, is this still available?",
+        "What time do you open tomorrow?",
+        "Thanks!",
+        "Can I change my delivery address to the one I sent last week? " * 3,
+    ]
+    # A realistic spread: a few busy clients, many occasional ones (new and existing threads).
+    weights = [1 / (rank + 1) ** 0.6 for rank in range(CLIENT_PHONES)]
+    calls = [(p, rng.choice(bodies)) for p in rng.choices(numbers, weights, k=total + warmup)]
+
+    counter = PublishCounter()
+    events_seen = 0
+    try:
+        run_ingest(source, calls[:warmup], 0)
+        run_raw(dsn, warmup, 0)
+        threads_before = Conversation.objects.filter(company=source.company).count()
+        with connection.cursor() as cursor:  # as on a live database: the planner has statistics
+            cursor.execute(
+                f"ANALYZE crm_client, messaging_conversation, messaging_message, {RAW_TABLE}"
+            )
+        per_round = total // rounds
+        ingest_seconds = raw_seconds = 0.0
+        for number in range(rounds):
+            start = warmup + number * per_round
+            raw_seconds += run_raw(dsn, per_round, start)
+            ingest_seconds += run_ingest(source, calls[start : start + per_round], start)
+        expected = 2 * (warmup + per_round * rounds)
+    finally:
+        events_seen = counter.stop()
+
+    measured = per_round * rounds
+    ingest_rate = measured / ingest_seconds
+    raw_rate = measured / raw_seconds
+    conversations = Conversation.objects.filter(company=source.company).count()
+    messages = Message.objects.filter(conversation__company=source.company).count()
+    common.note(
+        f"{messages} messages in {conversations} conversations from {CLIENT_PHONES} phones; "
+        f"{events_seen} events seen"
+    )
+    common.emit("ingest_messages", measured)
+    common.emit("ingest_per_s", ingest_rate)
+    common.emit("ingest_ms_per_message", 1000 / ingest_rate)
+    common.emit("raw_insert_per_s", raw_rate)
+    common.emit("ratio_vs_raw_insert", ingest_rate / raw_rate)
+    common.emit("new_conversations_share", (conversations - threads_before) / measured)
+    common.emit("events_published", events_seen)
+    common.emit("events_expected", expected)
+
+
+if __name__ == "__main__":
+    main()

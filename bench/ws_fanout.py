@@ -1,0 +1,367 @@
+"""Realtime fan-out: N authenticated WebSocket clients of one company on ONE daphne process,
+one `message.created` published per round, delivery latency measured at every client; and
+the same for a bare `websockets` broadcast server (no Django) fed by the same Redis channel.
+
+    .venv/bin/python bench/ws_fanout.py [--quick]
+
+N = 100 and 1,000 (--quick: 100 and 300), 20 measured rounds each. Figures per N:
+ws_<N>_p50_ms, ws_<N>_p99_ms, ws_<N>_errors, bare_<N>_p50_ms, bare_<N>_p99_ms,
+bare_<N>_errors, and ratio_p99_<N>_vs_bare (goal at 1,000: zero errors, ratio <= 3).
+
+Clients run in two small asyncio processes (this machine has two cores), connect in batches
+(the connect storm is not measured), and compare the event's `sent_at` (CLOCK_MONOTONIC,
+shared by all processes on the machine) with the time each frame arrives.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import _common as common
+
+DB_NAME = "switchboard_bench_ws"
+REDIS_DB = 12
+CHANNEL = "switchboard:events:bench:ws"
+BARE_CHANNEL = "switchboard:events:bench:ws-bare"
+WORKERS = 2
+ROUNDS = 20
+WARMUP_ROUNDS = 2
+CONNECT_BATCH = 50
+ROUND_TIMEOUT = 10.0
+WORKER_DEADLINE = 600.0  # a client process exits by itself after this long, whatever happens
+
+
+# ---------------------------------------------------------------- client process
+
+
+async def client_process(urls: list[str]) -> None:
+    """Connect every URL (in batches), then count and time `message.created` events until
+    told to stop on stdin; report `done <round>` when every live client has a round, and a
+    JSON result at the end."""
+    from websockets.asyncio.client import connect
+
+    common.raise_nofile()
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    errors = {"connect": 0, "closed": 0}
+    latencies: dict[int, list[float]] = {}
+    sockets = []
+    stopping = False
+
+    async def open_one(url):
+        try:
+            ws = await connect(url, compression=None, ping_interval=None, open_timeout=30)
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            if welcome.get("event") != "welcome":
+                raise RuntimeError(f"unexpected first frame {welcome}")
+            return ws
+        except Exception as exc:
+            errors["connect"] += 1
+            print(f"# connect failed: {exc!r}", file=sys.stderr, flush=True)
+            return None
+
+    for start in range(0, len(urls), CONNECT_BATCH):
+        batch = await asyncio.gather(
+            *(open_one(url) for url in urls[start : start + CONNECT_BATCH])
+        )
+        sockets += [ws for ws in batch if ws is not None]
+        await asyncio.sleep(0.05)
+
+    live = len(sockets)
+
+    async def read(ws):
+        nonlocal live
+        try:
+            async for raw in ws:
+                arrived = time.monotonic()
+                event = json.loads(raw)
+                if event.get("event") != "message.created":
+                    continue
+                data = event["data"]
+                got = latencies.setdefault(data["round"], [])
+                got.append(round((arrived - data["sent_at"]) * 1000, 3))
+                if len(got) == live:
+                    print(f"done {data['round']}", flush=True)
+        except Exception:
+            pass
+        if not stopping:
+            errors["closed"] += 1
+            live -= 1
+
+    readers = [loop.create_task(read(ws)) for ws in sockets]
+    print(f"ready {len(sockets)}", flush=True)
+    remaining = WORKER_DEADLINE - (time.monotonic() - started)
+    try:
+        await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.readline), remaining)
+    except TimeoutError:
+        pass
+    stopping = True
+    await asyncio.wait(
+        [loop.create_task(ws.close()) for ws in sockets] or [asyncio.sleep(0)], timeout=10
+    )
+    for reader in readers:
+        reader.cancel()
+    print(
+        "result " + json.dumps({"latencies": latencies, "errors": errors, "clients": len(sockets)}),
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------- bare server process
+
+
+async def bare_server(port: int, redis_url: str, channel: str) -> None:
+    """The floor: websockets' own broadcast to every connection, fed by one Redis
+    subscription, the event decoded and encoded once (as our hub does)."""
+    import redis.asyncio as aioredis
+    from websockets.asyncio.server import broadcast, serve
+
+    common.raise_nofile()
+    connections = set()
+
+    async def handler(ws):
+        connections.add(ws)
+        try:
+            await ws.send(json.dumps({"event": "welcome", "data": {}}))
+            async for _ in ws:
+                pass
+        finally:
+            connections.discard(ws)
+
+    async with serve(handler, "127.0.0.1", port, compression=None, ping_interval=None):
+        client = aioredis.Redis.from_url(redis_url)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(channel)
+        print("ready", flush=True)
+        deadline = time.monotonic() + WORKER_DEADLINE
+        while time.monotonic() < deadline:
+            message = await pubsub.get_message(timeout=1.0)
+            if message and message["type"] == "message":
+                event = json.loads(message["data"])
+                broadcast(connections, json.dumps(event["payload"]))
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+class Worker:
+    def __init__(self, process):
+        self.process = process
+        self.lines: asyncio.Queue[str] = asyncio.Queue()
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self):
+        while line := await self.process.stdout.readline():
+            await self.lines.put(line.decode().strip())
+
+    async def expect(self, prefix: str, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = await asyncio.wait_for(self.lines.get(), left)
+            except TimeoutError:
+                return None
+            if line.startswith(prefix):
+                return line
+        return None
+
+
+async def spawn(*args: str, env: dict | None = None):
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        os.path.abspath(__file__),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+        limit=64 * 1024 * 1024,  # the result line holds every latency
+    )
+
+
+async def measure(urls: list[str], publish) -> dict:
+    """Spread `urls` over client processes, connect, run the rounds, collect everything."""
+    share = [urls[index::WORKERS] for index in range(WORKERS)]
+    workers = []
+    try:
+        for part in share:
+            process = await spawn("_client", json.dumps(part))
+            workers.append(Worker(process))
+        connected = 0
+        for worker in workers:
+            line = await worker.expect("ready", 300)
+            if line is None:
+                raise RuntimeError("a client process did not get ready")
+            connected += int(line.split()[1])
+        await asyncio.sleep(1.0)  # let the connect storm settle
+        missed_rounds = 0
+        for number in range(WARMUP_ROUNDS + ROUNDS):
+            publish(number)
+            for worker in workers:
+                if await worker.expect(f"done {number}", ROUND_TIMEOUT) is None:
+                    missed_rounds += 1
+            await asyncio.sleep(0.2)
+        results = []
+        for worker in workers:
+            worker.process.stdin.write(b"stop\n")
+            await worker.process.stdin.drain()
+            line = await worker.expect("result ", 60)
+            results.append(json.loads(line.split(" ", 1)[1]) if line else None)
+    finally:
+        for worker in workers:
+            if worker.process.returncode is None:
+                try:
+                    worker.process.kill()
+                except ProcessLookupError:
+                    pass
+            await worker.process.wait()
+            worker.reader.cancel()
+    latencies, errors = [], len(urls) - connected
+    for result in results:
+        if result is None:
+            errors += 1
+            continue
+        errors += result["errors"]["closed"]
+        for number, values in result["latencies"].items():
+            if int(number) >= WARMUP_ROUNDS:
+                latencies += values
+    expected = connected * ROUNDS
+    errors += max(0, expected - len(latencies))  # deliveries that never came
+    return {
+        "latencies": latencies,
+        "errors": errors,
+        "connected": connected,
+        "missed": missed_rounds,
+    }
+
+
+def make_users(count: int):
+    from accounts.models import ApiToken, Company, Role, User
+
+    company = Company.objects.create(name="Bench Fan-out", slug="bench-fanout")
+    other = Company.objects.create(name="Bench Other", slug="bench-fanout-other")
+    User.objects.create(username="bench-fanout-other", company=other, role=Role.AGENT)
+    tokens = []
+    for number in range(count):
+        user = User.objects.create(username=f"bench-fanout-{number}", company=company)
+        tokens.append(ApiToken.issue(user, "bench")[1])
+    return company, tokens
+
+
+async def run_daphne(env, tokens, n, company_id):
+    from messaging import realtime
+
+    port = common.free_port()
+    server = common.start_daphne(env, port)
+    try:
+        urls = [f"ws://127.0.0.1:{port}/ws/?token={tokens[i % len(tokens)]}" for i in range(n)]
+
+        profiler = None
+
+        def publish(number):
+            nonlocal profiler
+            if number == WARMUP_ROUNDS and os.environ.get("BENCH_PYSPY"):
+                # BENCH_PYSPY=<file>: sample daphne during the measured rounds (collapsed stacks)
+                profiler = subprocess.Popen(
+                    [str(common.VENV_BIN / "py-spy"), "record", "--pid", str(server.pid),
+                     "--rate", "1000", "--format", "raw", "--nonblocking",
+                     "--output", f"{os.environ['BENCH_PYSPY']}.{n}.txt"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                time.sleep(1.0)
+            data = {"id": number, "body": "Hello, is this still available?", "round": number}
+            data["sent_at"] = time.monotonic()
+            realtime.publish_now(
+                [f"company.{company_id}"], {"event": "message.created", "data": data}
+            )
+
+        return await measure(urls, publish)
+    finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            try:
+                profiler.wait(30)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+        common.stop(server)
+
+
+async def run_bare(env, n):
+    import redis
+
+    port = common.free_port()
+    server = await spawn("_bare", str(port), env["REDIS_URL"], BARE_CHANNEL)
+    try:
+        line = await asyncio.wait_for(server.stdout.readline(), 30)
+        if line.decode().strip() != "ready":
+            raise RuntimeError("the bare server did not start")
+        publisher = redis.Redis.from_url(env["REDIS_URL"])
+        urls = [f"ws://127.0.0.1:{port}/" for _ in range(n)]
+
+        def publish(number):
+            data = {"id": number, "body": "Hello, is this still available?", "round": number}
+            data["sent_at"] = time.monotonic()
+            payload = {"event": "message.created", "data": data}
+            publisher.publish(
+                BARE_CHANNEL, json.dumps({"groups": ["company.1"], "payload": payload})
+            )
+
+        return await measure(urls, publish)
+    finally:
+        if server.returncode is None:
+            server.kill()
+        await server.wait()
+
+
+def report(prefix: str, n: int, outcome: dict) -> None:
+    values = outcome["latencies"]
+    common.emit(f"{prefix}_{n}_p50_ms", common.percentile(values, 50) if values else float("nan"))
+    common.emit(f"{prefix}_{n}_p99_ms", common.percentile(values, 99) if values else float("nan"))
+    common.emit(f"{prefix}_{n}_errors", outcome["errors"])
+
+
+def prepare() -> tuple[dict, int, list[str]]:
+    """The bench database and Redis, emptied; one company with ten users and their tokens."""
+    common.raise_nofile()
+    env = common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
+    common.truncate_tenants()
+    common.flush_redis(env["REDIS_URL"])
+    company, tokens = make_users(10)  # ten users of one company share the sockets
+    from django.db import connection
+
+    connection.close()
+    return env, company.pk, tokens
+
+
+async def orchestrate(quick: bool, env: dict, company_id: int, tokens: list[str]):
+    sizes = (100, 300) if quick else (100, 1000)
+    for n in sizes:
+        common.note(f"{n} clients: daphne")
+        ours = await run_daphne(env, tokens, n, company_id)
+        common.note(f"{n} clients: bare websockets")
+        bare = await run_bare(env, n)
+        report("ws", n, ours)
+        report("bare", n, bare)
+        if ours["latencies"] and bare["latencies"]:
+            ratio = common.percentile(ours["latencies"], 99) / common.percentile(
+                bare["latencies"], 99
+            )
+            common.emit(f"ratio_p99_{n}_vs_bare", ratio)
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "_client":
+        asyncio.run(client_process(json.loads(sys.argv[2])))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_bare":
+        asyncio.run(bare_server(int(sys.argv[2]), sys.argv[3], sys.argv[4]))
+    else:
+        args = common.parse_args(__doc__.splitlines()[0])
+        asyncio.run(orchestrate(args.quick, *prepare()))
+
+
+if __name__ == "__main__":
+    main()

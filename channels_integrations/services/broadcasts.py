@@ -1,0 +1,705 @@
+"""Broadcasts: create (validated, recipients bulk-inserted), cancel, and the sending loop.
+
+Sending is at most once per recipient. A worker claims one recipient with a conditional
+UPDATE (pending and unclaimed -> `claimed_at` set, committed) before it calls the provider,
+and records the outcome conditionally on its own claim. A duplicate task, a second worker or a
+redelivered message finds the row claimed and moves on. A claim that never got an outcome (the
+worker died between the provider's accept and our commit) is marked `unknown` once it is older
+than a grace period, and is never retried automatically: we cannot tell whether it was sent.
+
+Pacing: at most settings.BROADCAST_RATE_PER_MINUTE sends per number in any 60 seconds, counted
+in Redis (a sliding-window log, one Lua script), shared by every worker. A batch that finds the
+window full stops and asks to run again in a few seconds; nothing waits on a long ETA, and
+scheduled broadcasts are started by beat (`dispatch_broadcasts`), not by Celery countdowns.
+
+A deactivated (or being-deleted) number pauses its broadcasts: recipients stay pending and
+the broadcast keeps its status (`scheduled` or `sending`); reactivating the number resumes
+them, cancelling stops them for good.
+
+Tunables besides BROADCAST_RATE_PER_MINUTE (optional settings, defaults below):
+BROADCAST_CLAIM_GRACE_SECONDS, BROADCAST_LEASE_SECONDS, BROADCAST_MAX_ATTEMPTS.
+"""
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import phonenumbers
+import redis
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from crm.models import Client
+from messaging import events
+from messaging.providers import OutboundMessage, SendError, provider_for
+
+from ..models import Broadcast, BroadcastRecipient, WhatsAppNumber
+
+logger = logging.getLogger(__name__)
+
+TEXT_MAX_LENGTH = 4096
+INSERT_BATCH_SIZE = 1000
+BATCH_SIZE = 20  # recipients per batch task, at most
+BATCH_SECONDS = 10.0  # ... and at most this long, so progress is published often
+MAX_REQUEUE_SECONDS = 15.0  # a batch never asks to wait longer than this (no long ETAs)
+IN_FLIGHT_RECHECK_SECONDS = 5.0
+
+Status = Broadcast.Status
+RStatus = BroadcastRecipient.Status
+# Recipient statuses that mean "the provider accepted it".
+SENT_STATUSES = (RStatus.SENT, RStatus.DELIVERED, RStatus.READ)
+ACTIVE_STATUSES = (Status.SCHEDULED, Status.SENDING)
+CANCELLABLE_STATUSES = (Status.DRAFT, Status.SCHEDULED, Status.SENDING)
+
+UNKNOWN_REASON = (
+    "The send was interrupted before its outcome was recorded; it may or may not have "
+    "arrived, so it is not retried automatically."
+)
+
+
+def claim_grace_seconds() -> float:
+    return float(getattr(settings, "BROADCAST_CLAIM_GRACE_SECONDS", 120))
+
+
+def lease_seconds() -> float:
+    return float(getattr(settings, "BROADCAST_LEASE_SECONDS", 30))
+
+
+def max_attempts() -> int:
+    return int(getattr(settings, "BROADCAST_MAX_ATTEMPTS", 5))
+
+
+def rate_per_minute() -> int:
+    return max(1, int(settings.BROADCAST_RATE_PER_MINUTE))
+
+
+# ---------------------------------------------------------------- create
+
+
+@dataclass(frozen=True)
+class InvalidLine:
+    line: int  # 1-based, as the user sees it
+    value: str
+    reason: str
+
+    def __str__(self):
+        return f"Line {self.line}: “{self.value}” — {self.reason}"
+
+
+_PARSE_REASONS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: (
+        "no country code; write it in international format, e.g. +4915123456789"
+    ),
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "not a phone number",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
+    phonenumbers.NumberParseException.TOO_LONG: "too long",
+}
+
+
+def parse_phone_lines(text: str) -> tuple[list[str], list[InvalidLine]]:
+    """Pasted phone numbers, one per line -> (E.164 numbers in order, invalid lines).
+
+    Blank lines are skipped; a leading 00 counts as +. Duplicates are kept here (merged later).
+    """
+    phones, invalid = [], []
+    for number, raw in enumerate((text or "").splitlines(), start=1):
+        value = raw.strip().strip(",;").strip()
+        if not value:
+            continue
+        candidate = "+" + value[2:] if value.startswith("00") else value
+        try:
+            parsed = phonenumbers.parse(candidate, None)
+        except phonenumbers.NumberParseException as exc:
+            reason = _PARSE_REASONS.get(exc.error_type, "not a phone number")
+            if exc.error_type == exc.INVALID_COUNTRY_CODE and candidate.startswith("+"):
+                reason = "unknown country code"
+            invalid.append(InvalidLine(number, value[:64], reason))
+            continue
+        if not phonenumbers.is_valid_number(parsed):
+            invalid.append(InvalidLine(number, value[:64], "not a valid number for its country"))
+            continue
+        phones.append(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    return phones, invalid
+
+
+def _validate_text(text: str, errors: dict) -> None:
+    if not (text or "").strip():
+        errors["text"] = ["Write the message text."]
+    elif len(text) > TEXT_MAX_LENGTH:
+        errors["text"] = [
+            f"A broadcast message has at most {TEXT_MAX_LENGTH} characters (this one has "
+            f"{len(text)})."
+        ]
+
+
+def _validate_number(actor, number, errors: dict) -> None:
+    if number is None or number.company_id != actor.company_id:
+        errors["number"] = ["Choose a WhatsApp number of your company."]
+    elif number.status == WhatsAppNumber.Status.DELETING:
+        errors["number"] = ["This number is being deleted."]
+    elif not number.is_active:
+        errors["number"] = ["This number is deactivated; reactivate it to broadcast from it."]
+
+
+def _recipients_from_clients(actor, all_clients, client_ids, errors) -> dict[str, int]:
+    """phone -> client id, from the company's clients."""
+    clients = Client.objects.filter(company_id=actor.company_id)
+    found: dict[str, int] = {}
+    if all_clients:
+        for client_id, phone in clients.exclude(phone="").values_list("id", "phone").iterator():
+            found.setdefault(str(phone), client_id)
+    wanted = {int(client_id) for client_id in client_ids or ()}
+    if wanted:
+        rows = {
+            row[0]: row for row in clients.filter(pk__in=wanted).values_list("id", "phone", "name")
+        }
+        unknown = sorted(wanted - rows.keys())
+        without_phone = [row[2] or f"#{row[0]}" for row in rows.values() if not row[1]]
+        messages = []
+        if unknown:
+            messages.append("Unknown clients: " + ", ".join(f"#{pk}" for pk in unknown) + ".")
+        if without_phone:
+            messages.append("These clients have no phone number: " + ", ".join(without_phone))
+        if messages:
+            errors["clients"] = messages
+        for client_id, phone, _name in rows.values():
+            if phone:
+                found.setdefault(str(phone), client_id)
+    return found
+
+
+def _link_clients(company_id, phones: list[str]) -> dict[str, int]:
+    """Pasted phones that belong to a client of the company -> that client's id."""
+    linked = {}
+    for start in range(0, len(phones), INSERT_BATCH_SIZE):
+        chunk = phones[start : start + INSERT_BATCH_SIZE]
+        rows = Client.objects.filter(company_id=company_id, phone__in=chunk)
+        linked.update({str(phone): pk for pk, phone in rows.values_list("id", "phone")})
+    return linked
+
+
+def create_broadcast(
+    actor,
+    *,
+    number,
+    text: str,
+    name: str = "",
+    all_clients: bool = False,
+    client_ids=(),
+    phones: str = "",
+    scheduled_at=None,
+) -> Broadcast:
+    """Create a broadcast of actor's company on `number`, sending now or at `scheduled_at`.
+
+    Recipients: every client with a phone (`all_clients`), chosen client ids, and/or pasted
+    phone numbers (one per line), merged by phone. Any invalid input refuses the whole create
+    (nothing is written): a ValidationError names the field, and for pasted phones lists
+    every invalid line with its number and the reason.
+    """
+    errors: dict[str, list[str]] = {}
+    _validate_number(actor, number, errors)
+    _validate_text(text, errors)
+    if name and len(name) > 200:
+        errors["name"] = ["At most 200 characters."]
+    now = timezone.now()
+    if scheduled_at is not None and scheduled_at <= now:
+        errors["scheduled_at"] = ["Pick a time in the future, or send now."]
+
+    recipients = _recipients_from_clients(actor, all_clients, client_ids, errors)
+    pasted, invalid = parse_phone_lines(phones)
+    if invalid:
+        count = len(invalid)
+        errors["phones"] = [
+            f"{count} line{'s are' if count != 1 else ' is'} not a valid phone number; "
+            "fix or remove them (nothing was created).",
+            *(str(line) for line in invalid),
+        ]
+    if not errors:
+        linked = _link_clients(actor.company_id, [p for p in pasted if p not in recipients])
+        for phone in pasted:
+            recipients.setdefault(phone, linked.get(phone))
+        if not recipients:
+            errors["recipients"] = [
+                "Choose at least one recipient: clients with a phone number, or pasted numbers."
+            ]
+    if errors:
+        raise ValidationError(errors)
+
+    with transaction.atomic():
+        broadcast = Broadcast.objects.create(
+            number=number,
+            name=name,
+            text=text,
+            created_by=actor if getattr(actor, "pk", None) else None,
+            scheduled_at=scheduled_at,
+            status=Status.SCHEDULED if scheduled_at else Status.SENDING,
+            started_at=None if scheduled_at else now,
+        )
+        BroadcastRecipient.objects.bulk_create(
+            (
+                BroadcastRecipient(broadcast=broadcast, phone=phone, client_id=client_id)
+                for phone, client_id in recipients.items()
+            ),
+            batch_size=INSERT_BATCH_SIZE,
+        )
+        _publish_progress(broadcast.pk, number.company_id)
+        if broadcast.status == Status.SENDING:
+            transaction.on_commit(lambda: kick(broadcast.pk))
+    logger.info(
+        "broadcast=%s created on number=%s recipients=%d %s by user=%s",
+        broadcast.pk,
+        number.pk,
+        len(recipients),
+        f"scheduled_at={scheduled_at.isoformat()}" if scheduled_at else "sending now",
+        getattr(actor, "pk", None),
+    )
+    return broadcast
+
+
+def kick(broadcast_id: int) -> None:
+    """Queue a batch for the broadcast (after commit). Beat kicks again if this is lost."""
+    from ..tasks import send_broadcast_batch
+
+    try:
+        send_broadcast_batch.delay(broadcast_id)
+    except Exception:  # the broker is down: dispatch_broadcasts (beat) picks it up later
+        logger.exception("broadcast=%s could not be queued; beat will retry", broadcast_id)
+
+
+# ---------------------------------------------------------------- cancel
+
+
+def cancel_broadcast(actor, broadcast: Broadcast) -> Broadcast:
+    """Stop what has not been sent: unclaimed pending recipients -> cancelled. A send already in
+    flight (claimed) keeps its outcome."""
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Broadcast.objects.filter(pk=broadcast.pk, status__in=CANCELLABLE_STATUSES).update(
+            status=Status.CANCELLED, finished_at=now
+        )
+        if not changed:
+            broadcast.refresh_from_db(fields=["status"])
+            raise ValidationError(
+                {
+                    "status": [
+                        f"This broadcast is {broadcast.get_status_display().lower()}; only a "
+                        "scheduled or sending broadcast can be cancelled."
+                    ]
+                }
+            )
+        cancelled = BroadcastRecipient.objects.filter(
+            broadcast_id=broadcast.pk, status=RStatus.PENDING, claimed_at__isnull=True
+        ).update(status=RStatus.CANCELLED)
+        _publish_progress(broadcast.pk, broadcast.number.company_id)
+    broadcast.refresh_from_db()
+    logger.info(
+        "broadcast=%s cancelled (%d recipients not sent) by user=%s",
+        broadcast.pk,
+        cancelled,
+        getattr(actor, "pk", None),
+    )
+    return broadcast
+
+
+# ---------------------------------------------------------------- counts and events
+
+
+def with_counts(queryset):
+    """Annotate broadcasts with recipient counts by outcome (one aggregate per broadcast)."""
+    return queryset.annotate(
+        total_count=Count("recipients"),
+        sent_count=Count("recipients", filter=Q(recipients__status__in=SENT_STATUSES)),
+        failed_count=Count("recipients", filter=Q(recipients__status=RStatus.FAILED)),
+        pending_count=Count("recipients", filter=Q(recipients__status=RStatus.PENDING)),
+        unknown_count=Count("recipients", filter=Q(recipients__status=RStatus.UNKNOWN)),
+        cancelled_count=Count("recipients", filter=Q(recipients__status=RStatus.CANCELLED)),
+        done_count=Count(
+            "recipients",
+            filter=Q(recipients__status__in=[s for s in RStatus.values if s != RStatus.PENDING]),
+        ),
+    )
+
+
+def progress(broadcast_id: int) -> dict | None:
+    """The `broadcast.progress` payload: counts by outcome and the broadcast's status."""
+    row = (
+        with_counts(Broadcast.objects.filter(pk=broadcast_id))
+        .values(
+            "status",
+            "total_count",
+            "sent_count",
+            "failed_count",
+            "pending_count",
+            "unknown_count",
+            "cancelled_count",
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    return {
+        "id": broadcast_id,
+        "status": row["status"],
+        "total": row["total_count"],
+        "sent": row["sent_count"],
+        "failed": row["failed_count"],
+        "pending": row["pending_count"],
+        "unknown": row["unknown_count"],
+        "cancelled": row["cancelled_count"],
+    }
+
+
+def _publish_progress(broadcast_id: int, company_id: int, event: str = "broadcast.progress"):
+    data = progress(broadcast_id)
+    if data is not None:
+        events.publish(event, data, company_id=company_id)
+    return data
+
+
+# ---------------------------------------------------------------- Redis: pacing, lease, attempts
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def _redis() -> redis.Redis:
+    url = settings.REDIS_URL
+    if url not in _clients:
+        _clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    return _clients[url]
+
+
+def _key(name: str) -> str:
+    return cache.make_key(f"broadcast:{name}")  # carries the install's (or test run's) prefix
+
+
+# Sliding-window log: at most ARGV[1] members scored within the last ARGV[2] ms. Returns 0 and
+# records the send, or the milliseconds until the oldest send leaves the window.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now)
+"""
+
+
+def rate_limit_key(number_id: int) -> str:
+    return _key(f"rate:{number_id}")
+
+
+def acquire_send_slot(number_id: int, per_minute: int | None = None) -> float:
+    """Take one send from the number's budget: 0.0 when allowed, else seconds to wait."""
+    limit = per_minute or rate_per_minute()
+    wait_ms = _redis().eval(_ACQUIRE, 1, rate_limit_key(number_id), limit, 60_000, uuid.uuid4().hex)
+    return int(wait_ms) / 1000.0
+
+
+# The chain of batch tasks of one broadcast holds a lease, so beat's re-kicks and duplicate
+# messages do not start parallel chains (correctness never depends on it: claims do that).
+_TAKE_LEASE = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def lease_key(broadcast_id: int) -> str:
+    return _key(f"lease:{broadcast_id}")
+
+
+def take_lease(broadcast_id: int, token: str, seconds: float | None = None) -> bool:
+    """Take or renew the broadcast's sending lease for `token`; False if another holds it."""
+    ttl_ms = int(1000 * (seconds if seconds is not None else lease_seconds()))
+    return bool(_redis().eval(_TAKE_LEASE, 1, lease_key(broadcast_id), token, max(ttl_ms, 1)))
+
+
+def release_lease(broadcast_id: int, token: str) -> None:
+    _redis().eval(_RELEASE_LEASE, 1, lease_key(broadcast_id), token)
+
+
+def lease_held(broadcast_id: int) -> bool:
+    return bool(_redis().exists(lease_key(broadcast_id)))
+
+
+def _attempts_key(broadcast_id: int) -> str:
+    return _key(f"attempts:{broadcast_id}")
+
+
+def _count_attempt(broadcast_id: int, recipient_id: int) -> int:
+    """Transient failures of a recipient so far (this one included)."""
+    key = _attempts_key(broadcast_id)
+    pipe = _redis().pipeline()
+    pipe.hincrby(key, str(recipient_id), 1)
+    pipe.expire(key, 7 * 24 * 3600)
+    return int(pipe.execute()[0])
+
+
+# ---------------------------------------------------------------- dispatch (beat)
+
+
+def mark_stale_claims_unknown(broadcast_id: int | None = None) -> list[int]:
+    """Claims older than the grace period with no outcome -> `unknown` (never retried).
+    Returns the ids of the broadcasts that changed."""
+    cutoff = timezone.now() - timedelta(seconds=claim_grace_seconds())
+    stale = BroadcastRecipient.objects.filter(status=RStatus.PENDING, claimed_at__lt=cutoff)
+    if broadcast_id is not None:
+        stale = stale.filter(broadcast_id=broadcast_id)
+    broadcast_ids = sorted(set(stale.values_list("broadcast_id", flat=True)))
+    if not broadcast_ids:
+        return []
+    changed = stale.filter(broadcast_id__in=broadcast_ids).update(
+        status=RStatus.UNKNOWN, error=UNKNOWN_REASON
+    )
+    logger.warning(
+        "broadcast: %d claimed recipient(s) without outcome marked unknown in broadcasts %s",
+        changed,
+        broadcast_ids,
+    )
+    for pk, company_id in Broadcast.objects.filter(pk__in=broadcast_ids).values_list(
+        "pk", "number__company_id"
+    ):
+        _publish_progress(pk, company_id)
+    return broadcast_ids
+
+
+def _sendable_numbers():
+    return Q(number__is_active=True) & ~Q(number__status=WhatsAppNumber.Status.DELETING)
+
+
+def start_due_broadcasts() -> list[int]:
+    """Scheduled broadcasts whose time has come -> sending (on active numbers only)."""
+    now = timezone.now()
+    due = Broadcast.objects.filter(
+        _sendable_numbers(), status=Status.SCHEDULED, scheduled_at__lte=now
+    ).values_list("pk", "number__company_id")
+    started = []
+    for pk, company_id in due:
+        if Broadcast.objects.filter(pk=pk, status=Status.SCHEDULED).update(
+            status=Status.SENDING, started_at=now
+        ):
+            started.append(pk)
+            _publish_progress(pk, company_id)
+            logger.info("broadcast=%s scheduled time reached; sending", pk)
+    return started
+
+
+def broadcasts_to_kick() -> list[int]:
+    """Sending broadcasts on sendable numbers that no batch chain is working on."""
+    ids = Broadcast.objects.filter(_sendable_numbers(), status=Status.SENDING).values_list(
+        "pk", flat=True
+    )
+    return [pk for pk in ids if not lease_held(pk)]
+
+
+def dispatch() -> list[int]:
+    """What beat runs every few seconds: stale claims -> unknown, start due broadcasts, and
+    return the sending broadcasts that need a batch task."""
+    mark_stale_claims_unknown()
+    start_due_broadcasts()
+    return broadcasts_to_kick()
+
+
+# ---------------------------------------------------------------- sending
+
+
+@dataclass
+class BatchResult:
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    again_in: float | None = None  # run another batch after this many seconds; None: stop
+    reason: str = ""
+
+
+def _backoff(attempt: int) -> float:
+    return min(MAX_REQUEUE_SECONDS, 2.0**attempt) * (0.5 + random.random())  # noqa: S311
+
+
+def _record(recipient_id: int, claim, **fields) -> bool:
+    """The outcome of our own claim. An `unknown` set meanwhile (the grace period ran out
+    while the provider was slow) is replaced by the outcome we now know."""
+    return bool(
+        BroadcastRecipient.objects.filter(
+            pk=recipient_id,
+            claimed_at=claim,
+            status__in=(RStatus.PENDING, RStatus.UNKNOWN),
+        ).update(**fields)
+    )
+
+
+def _finish_if_done(broadcast: Broadcast) -> bool:
+    if BroadcastRecipient.objects.filter(
+        broadcast_id=broadcast.pk, status=RStatus.PENDING
+    ).exists():
+        return False
+    if Broadcast.objects.filter(pk=broadcast.pk, status=Status.SENDING).update(
+        status=Status.COMPLETED, finished_at=timezone.now()
+    ):
+        data = _publish_progress(broadcast.pk, broadcast.number.company_id)
+        if data:
+            events.publish("broadcast.completed", data, company_id=broadcast.number.company_id)
+            logger.info(
+                "broadcast=%s completed: sent=%s failed=%s unknown=%s cancelled=%s",
+                broadcast.pk,
+                data["sent"],
+                data["failed"],
+                data["unknown"],
+                data["cancelled"],
+            )
+    return True
+
+
+def run_broadcast_batch(broadcast_id: int, renew_lease=None) -> BatchResult:
+    """Send one small batch of a sending broadcast; say whether and when to run again.
+
+    Every write here autocommits on its own (no surrounding transaction): the claim must be
+    durable before the provider is called, the outcome as soon as it is known.
+    """
+    result = BatchResult()
+    broadcast = Broadcast.objects.select_related("number").filter(pk=broadcast_id).first()
+    if broadcast is None or broadcast.status != Status.SENDING:
+        result.reason = "not sending"
+        return result
+    number = broadcast.number
+    if not number.is_active or number.status == WhatsAppNumber.Status.DELETING:
+        result.reason = "number paused"  # stays `sending`; resumes when reactivated
+        logger.info("broadcast=%s paused: number=%s is not active", broadcast_id, number.pk)
+        return result
+
+    mark_stale_claims_unknown(broadcast_id)
+    candidates = list(
+        BroadcastRecipient.objects.filter(
+            broadcast_id=broadcast_id, status=RStatus.PENDING, claimed_at__isnull=True
+        )
+        .order_by("id")
+        .values_list("id", "phone")[:BATCH_SIZE]
+    )
+    provider = provider_for("whatsapp")
+    deadline = time.monotonic() + BATCH_SECONDS
+    for recipient_id, phone in candidates:
+        if time.monotonic() > deadline:
+            result.again_in = 0.0
+            break
+        if renew_lease is not None and not renew_lease():
+            result.reason = "lease lost"
+            logger.warning("broadcast=%s batch lost its lease; stopping", broadcast_id)
+            break
+        wait = acquire_send_slot(number.pk)
+        if wait > 0:
+            result.again_in = min(wait, MAX_REQUEUE_SECONDS)
+            result.reason = "rate limit"
+            break
+        claim = timezone.now()
+        claimed = BroadcastRecipient.objects.filter(
+            pk=recipient_id, status=RStatus.PENDING, claimed_at__isnull=True
+        ).update(claimed_at=claim)
+        if not claimed:
+            continue  # cancelled, or another worker took it
+        phone = str(phone)
+        message = OutboundMessage(
+            message_id=recipient_id,
+            platform="whatsapp",
+            source_id=number.pk,
+            thread_id=phone,
+            to_address=phone,
+            body=broadcast.text,
+            extra={"broadcast_id": broadcast_id, "broadcast_recipient_id": recipient_id},
+        )
+        try:
+            receipt = provider.send_text(message)
+        except SendError as exc:
+            if exc.transient:
+                attempt = _count_attempt(broadcast_id, recipient_id)
+                if attempt < max_attempts():
+                    _record(recipient_id, claim, claimed_at=None, error=f"Retrying: {exc.reason}")
+                    result.retrying += 1
+                    result.again_in = min(
+                        MAX_REQUEUE_SECONDS,
+                        exc.retry_after if exc.retry_after is not None else _backoff(attempt),
+                    )
+                    result.reason = "transient failure"
+                    logger.warning(
+                        "broadcast=%s recipient=%s transient failure (attempt %d); retry in %.0fs",
+                        broadcast_id,
+                        recipient_id,
+                        attempt,
+                        result.again_in,
+                    )
+                    break  # the number is probably throttled: pause the whole batch
+                reason = f"Gave up after {attempt} attempts: {exc.reason}"
+            else:
+                reason = exc.reason
+            _record(recipient_id, claim, status=RStatus.FAILED, error=reason)
+            result.failed += 1
+            logger.info("broadcast=%s recipient=%s failed", broadcast_id, recipient_id)
+            continue
+        except Exception:
+            # The provider broke in a way it did not describe: it may have sent.
+            logger.exception(
+                "broadcast=%s recipient=%s provider error; marked unknown",
+                broadcast_id,
+                recipient_id,
+            )
+            _record(
+                recipient_id,
+                claim,
+                status=RStatus.UNKNOWN,
+                error="The channel reported an unexpected error; not retried automatically.",
+            )
+            continue
+        _record(
+            recipient_id,
+            claim,
+            status=RStatus.SENT,
+            provider_message_id=receipt.external_id[:200],
+            sent_at=timezone.now(),
+            error="",
+        )
+        result.sent += 1
+
+    if result.sent or result.failed or result.retrying:
+        _publish_progress(broadcast_id, number.company_id)
+    logger.info(
+        "broadcast=%s batch: sent=%d failed=%d retrying=%d%s",
+        broadcast_id,
+        result.sent,
+        result.failed,
+        result.retrying,
+        f" ({result.reason})" if result.reason else "",
+    )
+    if result.again_in is not None or result.reason == "lease lost":
+        return result
+    if _finish_if_done(broadcast):
+        result.reason = "completed"
+        return result
+    in_flight_only = not BroadcastRecipient.objects.filter(
+        broadcast_id=broadcast_id, status=RStatus.PENDING, claimed_at__isnull=True
+    ).exists()
+    # Claims of another worker (or of a dead one, until the grace period ends) remain.
+    result.again_in = IN_FLIGHT_RECHECK_SECONDS if in_flight_only else 0.0
+    return result

@@ -1,0 +1,169 @@
+"""Settings → WhatsApp: the company's numbers, add / edit, deactivate / reactivate, and the
+delete page that shows exactly what goes with a number before anything is deleted.
+
+Every member sees the list (read-only for agents); only company admins write. Reads come from
+channels_integrations.selectors, writes go through channels_integrations.services.
+"""
+
+import logging
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.forms.models import model_to_dict
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from accounts.scoping import get_scoped_or_404
+from accounts.views import company_member_required
+from channels_integrations import selectors, services
+from channels_integrations.forms import NUMBER_SECRETS, ConfirmDeleteForm, WhatsAppNumberForm
+from channels_integrations.models import WhatsAppNumber
+
+logger = logging.getLogger(__name__)
+
+# What the edit form starts from: every field of the form but the secrets (never shown).
+NOT_SECRET = tuple(name for name in WhatsAppNumberForm.base_fields if name not in NUMBER_SECRETS)
+
+
+def company_admin_required(view):
+    """Inside company_member_required: agents get 403 on the write pages."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_company_admin:
+            raise PermissionDenied("Only company admins manage WhatsApp numbers.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _number_or_404(user, pk) -> WhatsAppNumber:
+    """One of the user's company's numbers; one being deleted is gone already."""
+    live = WhatsAppNumber.objects.exclude(status=WhatsAppNumber.Status.DELETING)
+    return get_scoped_or_404(live, user, pk=pk)
+
+
+@company_member_required
+@vary_on_headers("HX-Request")  # the same URL answers the page or (live refresh) the table
+def number_list(request):
+    context = {"numbers": selectors.whatsapp_numbers(request.user)}
+    if request.htmx and not request.htmx.history_restore_request:
+        return render(request, "channels_integrations/number_table.html", context)
+    return render(request, "channels_integrations/number_list.html", context)
+
+
+@company_member_required
+@company_admin_required
+def number_create(request):
+    form = WhatsAppNumberForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            number = services.save_channel(request.user, WhatsAppNumber, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)  # {"phone": [...]} lands on the phone field
+        else:
+            messages.success(request, f"WhatsApp number {number.phone} added.")
+            return redirect("numbers")
+    return render(request, "channels_integrations/number_form.html", {"form": form})
+
+
+@company_member_required
+@company_admin_required
+def number_edit(request, pk):
+    number = _number_or_404(request.user, pk)
+    title = str(number)  # taken before the service assigns (possibly rejected) new values
+    secrets_set = {name: bool(getattr(number, name)) for name in NUMBER_SECRETS}
+    if request.method == "POST":
+        form = WhatsAppNumberForm(request.POST, secrets_set=secrets_set)
+    else:
+        form = WhatsAppNumberForm(
+            initial=model_to_dict(number, fields=NOT_SECRET), secrets_set=secrets_set
+        )
+    if request.method == "POST" and form.is_valid():
+        try:
+            # Blank secrets keep the stored value (the service's rule).
+            services.save_channel(request.user, WhatsAppNumber, number, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"WhatsApp number {number.phone} saved.")
+            return redirect("numbers")
+    return render(
+        request,
+        "channels_integrations/number_form.html",
+        {"form": form, "number": number, "title": title},
+    )
+
+
+def _set_active(request, pk, active: bool):
+    number = _number_or_404(request.user, pk)
+    services.set_number_active(request.user, number, active)
+    if active:
+        messages.success(request, f"WhatsApp number {number.phone} reactivated.")
+    else:
+        messages.success(
+            request,
+            f"WhatsApp number {number.phone} deactivated: it keeps its history and sends and "
+            "receives nothing until you reactivate it.",
+        )
+    return redirect("numbers")
+
+
+@company_member_required
+@company_admin_required
+@require_POST
+def number_deactivate(request, pk):
+    return _set_active(request, pk, False)
+
+
+@company_member_required
+@company_admin_required
+@require_POST
+def number_reactivate(request, pk):
+    return _set_active(request, pk, True)
+
+
+@company_member_required
+@company_admin_required
+def number_delete(request, pk):
+    number = _number_or_404(request.user, pk)
+    phone = str(number.phone)
+    form = ConfirmDeleteForm(request.POST if request.method == "POST" else None, expected=phone)
+    error, status = None, 200
+    if form.is_valid():
+        try:
+            outcome = services.delete_number(request.user, number)
+        except services.NumberDeletionFailed as failure:
+            # Rolled back: every row is still there. The service logged it with the number id.
+            error, status = failure.cause, 503
+            number.refresh_from_db()  # it is back, deactivated, with the error recorded
+            form = ConfirmDeleteForm(expected=phone)
+        else:
+            if outcome == "deleting":
+                messages.info(
+                    request,
+                    f"WhatsApp number {phone} is being deleted in the background. It is "
+                    "already hidden and receives and sends nothing; this page tells you when "
+                    "it is gone.",
+                )
+            else:
+                messages.success(
+                    request, f"WhatsApp number {phone} and everything under it were deleted."
+                )
+            return redirect("numbers")
+    preview = services.deletion_preview(number)
+    return render(
+        request,
+        "channels_integrations/number_delete.html",
+        {
+            "number": number,
+            "preview": preview,
+            "in_background": preview["total"] > settings.NUMBER_DELETE_SYNC_LIMIT,
+            "form": form,
+            "error": error,
+        },
+        status=status,
+    )

@@ -1,0 +1,364 @@
+// Switchboard inbox: keeps the conversation list and the open conversation live.
+//
+// No HTML is built here. On an event the page asks the server for the piece that changed
+// (the list partial, one message, the header) and puts it in place, so the templates stay the
+// one renderer. Events come from Switchboard.realtime (static/js/realtime.js):
+//   message.created        -> refresh the list; in the open conversation, add the message
+//   message.updated        -> refresh that message (its status badge)
+//   conversation.updated,
+//   conversation.assigned  -> refresh the list; the open conversation's header
+//   resync (reconnected)   -> refresh the list, the header and the newest messages
+(function () {
+  "use strict";
+
+  const byId = (id) => document.getElementById(id);
+  const NEAR_BOTTOM_PX = 160;
+
+  // ---------------------------------------------------------------- fetching partials
+
+  async function fetchHTML(url, headers) {
+    const response = await fetch(url, {
+      credentials: "same-origin",
+      headers: Object.assign({ "HX-Request": "true" }, headers || {}),
+    });
+    const redirect = response.headers.get("HX-Redirect");
+    if (redirect) {
+      location.href = redirect; // the session ended: the login page, then back here
+      throw new Error("redirected to " + redirect);
+    }
+    if (!response.ok) throw new Error(url + " answered " + response.status);
+    return response.text();
+  }
+
+  function parse(html) {
+    const template = document.createElement("template");
+    template.innerHTML = html;
+    return template.content;
+  }
+
+  function csrfToken() {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+    } catch (err) {
+      return "";
+    }
+  }
+
+  function processed(element) {
+    if (window.htmx) window.htmx.process(element);
+    return element;
+  }
+
+  // Runs `task` now, or once more after the running one if asked again meanwhile: a burst of
+  // events costs at most two requests, and the last one always starts after the last event.
+  function coalesced(task, delay) {
+    let timer = null;
+    let running = false;
+    let again = false;
+    async function run() {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      try {
+        await task();
+      } catch (err) {
+        console.warn("inbox: refresh failed", err);
+      } finally {
+        running = false;
+        if (again) {
+          again = false;
+          schedule();
+        }
+      }
+    }
+    function schedule() {
+      clearTimeout(timer);
+      timer = setTimeout(run, delay);
+    }
+    return schedule;
+  }
+
+  // ---------------------------------------------------------------- the list
+
+  // The list is fetched for what the filter form shows now (not the URL, which htmx updates
+  // only after its own request), so a refresh never brings back the previous filters.
+  function listURL() {
+    const form = byId("inbox-filters");
+    const params = new URLSearchParams();
+    if (form) {
+      for (const [key, value] of new FormData(form)) if (value) params.append(key, value);
+    }
+    const list = byId("conversation-list");
+    const page = list && list.dataset.page;
+    if (page && page !== "1") params.set("page", page);
+    const query = params.toString();
+    return location.pathname + (query ? "?" + query : "");
+  }
+
+  const refreshList = coalesced(async function () {
+    const container = byId("inbox-list");
+    if (!container) return;
+    const url = listURL();
+    const html = await fetchHTML(url, { "HX-Target": "inbox-list" });
+    if (url !== listURL()) {
+      refreshList(); // the filters changed while we were asking: ask again
+      return;
+    }
+    container.innerHTML = html;
+    processed(container);
+  }, 120);
+
+  // ---------------------------------------------------------------- the open conversation
+
+  function openConversation() {
+    return byId("conversation");
+  }
+
+  function isOpen(conversationId) {
+    const pane = openConversation();
+    return !!pane && String(conversationId) === pane.dataset.conversationId;
+  }
+
+  function thread() {
+    return byId("thread");
+  }
+
+  function nearBottom() {
+    const box = thread();
+    return !box || box.scrollHeight - box.scrollTop - box.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  function scrollToBottom() {
+    const box = thread();
+    if (box) box.scrollTop = box.scrollHeight;
+  }
+
+  function findMessage(id) {
+    const list = byId("messages");
+    return list && list.querySelector('li[data-message-id="' + String(id) + '"]');
+  }
+
+  // Put server-rendered <li data-message-id> items in place: replace the one with the same id,
+  // or insert in id order (new messages go to the bottom).
+  function placeMessages(fragment, { stickToBottom = false } = {}) {
+    const list = byId("messages");
+    if (!list) return;
+    const follow = stickToBottom || nearBottom();
+    for (const item of Array.from(fragment.querySelectorAll("li[data-message-id]"))) {
+      const existing = findMessage(item.dataset.messageId);
+      if (existing) {
+        existing.replaceWith(item);
+      } else {
+        const id = Number(item.dataset.messageId);
+        const later = Array.from(list.children).find((li) => Number(li.dataset.messageId) > id);
+        list.insertBefore(item, later || null);
+      }
+      processed(item);
+    }
+    if (follow) scrollToBottom();
+  }
+
+  // Fetches of one message run one after another, so an older answer never lands last.
+  const messageChains = new Map();
+
+  function refreshMessage(id, { onlyIfShown = false, stickToBottom = false } = {}) {
+    const pane = openConversation();
+    if (!pane) return Promise.resolve();
+    const key = String(id);
+    const previous = messageChains.get(key) || Promise.resolve();
+    const next = previous
+      .then(async () => {
+        if (onlyIfShown && !findMessage(key)) return;
+        const html = await fetchHTML(pane.dataset.messagesUrl + "?id=" + encodeURIComponent(key));
+        placeMessages(parse(html), { stickToBottom });
+      })
+      .catch((err) => console.warn("inbox: message refresh failed", err));
+    messageChains.set(key, next);
+    next.then(() => {
+      if (messageChains.get(key) === next) messageChains.delete(key);
+    });
+    return next;
+  }
+
+  // After a reconnect: the newest page. Messages already shown are refreshed in place; if the
+  // page does not reach what is shown (many arrived meanwhile), the thread restarts from it.
+  const resyncMessages = coalesced(async function () {
+    const pane = openConversation();
+    const list = byId("messages");
+    if (!pane || !list) return;
+    const fragment = parse(await fetchHTML(pane.dataset.messagesUrl));
+    const items = fragment.querySelectorAll("li[data-message-id]");
+    const gap =
+      items.length > 0 &&
+      list.querySelector("li[data-message-id]") &&
+      !findMessage(items[0].dataset.messageId) &&
+      fragment.querySelector("#load-earlier button");
+    if (gap) {
+      list.replaceChildren();
+      const control = fragment.querySelector("#load-earlier");
+      if (control && byId("load-earlier")) byId("load-earlier").replaceWith(processed(control));
+    }
+    placeMessages(fragment, { stickToBottom: !!gap });
+  }, 50);
+
+  const refreshHeader = coalesced(async function () {
+    const pane = openConversation();
+    const header = byId("conversation-header");
+    if (!pane || !header) return;
+    const html = await fetchHTML(pane.dataset.headerUrl);
+    const fresh = parse(html).querySelector("#conversation-header");
+    const current = byId("conversation-header");
+    if (!fresh || !current) return;
+    // Don't pull the assignee menu from under someone using it; refresh after they are done.
+    if (current.contains(document.activeElement) && document.activeElement.tagName === "SELECT") {
+      document.activeElement.addEventListener("blur", () => refreshHeader(), { once: true });
+      return;
+    }
+    current.replaceWith(fresh);
+    processed(fresh);
+  }, 50);
+
+  // Messages arriving in the conversation being looked at are read.
+  const markRead = coalesced(async function () {
+    const pane = openConversation();
+    if (!pane || document.visibilityState !== "visible") return;
+    await fetch(pane.dataset.readUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken(), "HX-Request": "true" },
+    });
+  }, 400);
+
+  // ---------------------------------------------------------------- realtime events
+
+  const realtime = window.Switchboard && window.Switchboard.realtime;
+  if (realtime) {
+    realtime.on("message.created", (data) => {
+      refreshList();
+      if (isOpen(data.conversation_id)) {
+        refreshMessage(data.id);
+        if (data.direction === "in") markRead();
+      }
+    });
+    realtime.on("message.updated", (data) => {
+      if (isOpen(data.conversation_id)) refreshMessage(data.id, { onlyIfShown: true });
+    });
+    for (const event of ["conversation.updated", "conversation.assigned"]) {
+      realtime.on(event, (data) => {
+        refreshList();
+        if (isOpen(data.id)) refreshHeader();
+      });
+    }
+    realtime.on("resync", refreshAll);
+  }
+
+  function refreshAll() {
+    refreshList();
+    if (openConversation()) {
+      refreshHeader();
+      resyncMessages();
+    }
+  }
+
+  // ---------------------------------------------------------------- page behaviour
+
+  // The reply just stored (HX-Trigger from the reply view): same path as the event.
+  document.body.addEventListener("inbox:message-stored", (event) => {
+    if (event.detail && event.detail.id) refreshMessage(event.detail.id, { stickToBottom: true });
+  });
+
+  // A 400 from our forms carries the form with its field errors: show it in place.
+  function isFieldErrorResponse(detail) {
+    const status = detail.xhr && detail.xhr.status;
+    const target = detail.target;
+    return (status === 400 || status === 422) && !!target && !!target.closest && !!target.closest(".inbox");
+  }
+  // With DEBUG on, django-htmx (listening on document) replaces the whole page with any 400
+  // answer to show Django's error page; ours is a form with its errors, so it stops here.
+  document.body.addEventListener("htmx:beforeOnLoad", (event) => {
+    if (isFieldErrorResponse(event.detail)) event.stopPropagation();
+  });
+  document.body.addEventListener("htmx:beforeSwap", (event) => {
+    if (isFieldErrorResponse(event.detail)) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
+  // "Load earlier messages" prepends: keep what the reader was looking at in place.
+  let distanceFromBottom = null;
+  document.body.addEventListener("htmx:beforeSwap", (event) => {
+    const box = thread();
+    if (box && event.detail.target && event.detail.target.id === "messages") {
+      distanceFromBottom = box.scrollHeight - box.scrollTop;
+    }
+  });
+  document.body.addEventListener("htmx:afterSwap", (event) => {
+    const box = thread();
+    if (box && distanceFromBottom !== null && event.detail.target.id === "messages") {
+      box.scrollTop = box.scrollHeight - distanceFromBottom;
+      distanceFromBottom = null;
+    }
+  });
+
+  // Filters leave empty values out of the request, so the pushed URL names only what is set.
+  document.body.addEventListener("htmx:configRequest", (event) => {
+    if (event.detail.verb !== "get" || !event.detail.target || event.detail.target.id !== "inbox-list") {
+      return;
+    }
+    const parameters = event.detail.parameters; // a FormData (behind htmx's proxy)
+    for (const key of Array.from(new Set(parameters.keys()))) {
+      if (!parameters.getAll(key).some((value) => value)) parameters.delete(key);
+    }
+  });
+
+  // Enter sends, Shift+Enter makes a new line.
+  document.addEventListener("keydown", (event) => {
+    const field = event.target;
+    if (
+      event.key === "Enter" &&
+      !event.shiftKey &&
+      !event.isComposing &&
+      field.matches &&
+      field.matches("#reply-box textarea")
+    ) {
+      event.preventDefault();
+      if (field.value.trim()) field.form.requestSubmit();
+    }
+  });
+
+  // Back/forward from htmx's history cache or the browser's: what it shows may be old, and the
+  // restored filter form shows its first values, so the URL sets them again first.
+  function restoreFromURL() {
+    const form = byId("inbox-filters");
+    if (form) {
+      const params = new URLSearchParams(location.search);
+      for (const field of Array.from(form.elements)) {
+        if (!field.name) continue;
+        if (field.type === "checkbox") field.checked = params.getAll(field.name).includes(field.value);
+        else if ("value" in field) field.value = params.get(field.name) || "";
+      }
+      const list = byId("conversation-list");
+      if (list) list.dataset.page = params.get("page") || "1";
+    }
+    refreshAll();
+  }
+  document.body.addEventListener("htmx:historyRestore", restoreFromURL);
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted) restoreFromURL();
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && openConversation()) {
+      const row = document.querySelector(
+        '#conversation-list li.is-current.is-unread, #conversation-list li[data-conversation-id="' +
+          openConversation().dataset.conversationId +
+          '"].is-unread'
+      );
+      if (row) markRead();
+    }
+  });
+
+  scrollToBottom();
+})();

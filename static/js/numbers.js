@@ -1,0 +1,108 @@
+// Settings → WhatsApp: keeps the numbers table live without a reload.
+//
+// No row HTML is built here: on an event the page asks the server for the table again (the
+// list URL with HX-Request answers the table partial) and puts it in place, so the template
+// stays the one renderer. Events come from Switchboard.realtime (static/js/realtime.js):
+//   number.deleted         -> remove that row at once; a notice says it is gone
+//   number.deletion_failed -> refresh (the number is back, deactivated, its error in the row)
+//                             and a notice shows the error
+//   number.updated         -> refresh (active / status changed)
+//   resync (reconnected)   -> refresh: nothing missed while offline stays missed
+(function () {
+  "use strict";
+
+  const byId = (id) => document.getElementById(id);
+
+  function start() {
+    const container = byId("number-table");
+    if (!container || !window.Switchboard || !window.Switchboard.realtime) return;
+    const realtime = window.Switchboard.realtime;
+    const url = container.dataset.refreshUrl;
+
+    async function refresh() {
+      const response = await fetch(url, {
+        credentials: "same-origin",
+        headers: { "HX-Request": "true" },
+      });
+      const redirect = response.headers.get("HX-Redirect");
+      if (redirect) {
+        location.href = redirect; // the session ended: the login page, then back here
+        return;
+      }
+      if (!response.ok) throw new Error(url + " answered " + response.status);
+      container.innerHTML = await response.text();
+      if (window.htmx) window.htmx.process(container);
+    }
+
+    // A burst of events costs at most two requests; the last starts after the last event.
+    let timer = null;
+    let running = false;
+    let again = false;
+    function scheduleRefresh() {
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        if (running) {
+          again = true;
+          return;
+        }
+        running = true;
+        try {
+          await refresh();
+        } catch (err) {
+          console.warn("numbers: refresh failed", err);
+        } finally {
+          running = false;
+          if (again) {
+            again = false;
+            scheduleRefresh();
+          }
+        }
+      }, 150);
+    }
+
+    function notice(text, kind) {
+      const list = byId("number-notices");
+      if (!list) return;
+      const item = document.createElement("li");
+      item.className = "flash-item " + (kind || "info");
+      item.textContent = text; // never HTML: errors come from the server as plain text
+      list.appendChild(item);
+    }
+
+    function row(id) {
+      return container.querySelector('tr[data-number-id="' + String(Number(id)) + '"]');
+    }
+
+    function phoneOf(tr) {
+      const cell = tr && tr.querySelector("td .mono");
+      return cell ? cell.textContent.trim() : "";
+    }
+
+    realtime.on("number.deleted", (data) => {
+      const tr = row(data.id);
+      if (tr) {
+        const phone = phoneOf(tr);
+        tr.remove();
+        notice("WhatsApp number " + phone + " was deleted.", "success");
+        if (!container.querySelector("tr[data-number-id]")) scheduleRefresh(); // empty state
+      } else {
+        notice("A WhatsApp number being deleted in the background is now gone.", "success");
+      }
+    });
+
+    realtime.on("number.deletion_failed", (data) => {
+      const phone = phoneOf(row(data.id));
+      notice(
+        "WhatsApp number " + (phone || "#" + data.id) + " was not deleted: " + (data.error || "unknown error"),
+        "error"
+      );
+      scheduleRefresh();
+    });
+
+    realtime.on("number.updated", scheduleRefresh);
+    realtime.on("resync", scheduleRefresh);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

@@ -1,0 +1,191 @@
+"""Two people in two real browsers against a live daphne + Redis: what one does, or what arrives
+from a channel, shows up in the other's page without a reload.
+
+Chromium is Debian's (/usr/bin/chromium), driven headless by Playwright. Set SCREENSHOTS=<dir>
+to keep a picture of each page at the end of a scenario.
+"""
+
+import os
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.models import Role
+from messaging.models import Message, TeamChat
+from messaging.services import Sender, ingest_inbound
+from messaging.tasks import deliver_message
+
+from . import providers
+from .factories import (
+    ChatMemberFactory,
+    CompanyFactory,
+    TeamChatFactory,
+    UserFactory,
+    WhatsAppNumberFactory,
+)
+from .live import *  # noqa: F403  (fixtures: daphne_server, browser; helpers log_in, wait_live)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+RELOAD_MARK = "window.__switchboardNoReload"
+
+
+def _mark_no_reload(page) -> None:
+    page.evaluate(f"{RELOAD_MARK} = true")
+
+
+def _assert_not_reloaded(page) -> None:
+    assert page.evaluate(f"{RELOAD_MARK} === true"), "the page was reloaded"
+
+
+def _screenshot(page, name: str) -> None:
+    folder = os.environ.get("SCREENSHOTS")
+    if folder:
+        page.screenshot(path=os.path.join(folder, f"{name}.png"))
+
+
+def _wait_for(query, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = query()
+        if found is not None:
+            return found
+        time.sleep(0.1)
+    pytest.fail("timed out waiting for the database")
+
+
+def _team(**company_kwargs):
+    company = CompanyFactory(name="Acme Logistics", **company_kwargs)
+    alice = UserFactory(
+        company=company, username="alice", first_name="Alice", last_name="Admin", role=Role.ADMIN
+    )
+    bob = UserFactory(company=company, username="bob", first_name="Bob", last_name="Agent")
+    return company, alice, bob
+
+
+def test_inbox_is_live_for_every_member(daphne_server, browser, settings):  # noqa: F405
+    settings.MESSAGING_PROVIDERS = {
+        **settings.MESSAGING_PROVIDERS,
+        "whatsapp": "tests.providers.RecordingProvider",
+    }
+    providers.clear()
+    company, alice, bob = _team()
+    number = WhatsAppNumberFactory(company=company, display_name="Support line")
+    maria = Sender(address="+4915112345678", name="Maria Lopez", phone="+4915112345678")
+
+    page_a = log_in(browser, daphne_server, alice)  # noqa: F405
+    page_b = log_in(browser, daphne_server, bob)  # noqa: F405
+    for page in (page_a, page_b):
+        page.goto(daphne_server.url + "/inbox/")
+        wait_live(page)  # noqa: F405
+        _mark_no_reload(page)
+
+    # A client writes in: the conversation appears in both lists.
+    first = ingest_inbound(number, maria.phone, "wamid.1", maria, "Hi! Where is my order #1042?")
+    row = f'#conversation-list li[data-conversation-id="{first.conversation.pk}"]'
+    for page in (page_b, page_a):
+        expect(page.locator(row)).to_contain_text("Maria Lopez")
+        expect(page.locator(row)).to_contain_text("Where is my order #1042?")
+        _assert_not_reloaded(page)
+
+    # Bob opens it; the next message lands in the thread, and in Alice's list.
+    page_b.click(row + " a")
+    page_b.wait_for_url(f"**/inbox/{first.conversation.pk}/")
+    wait_live(page_b)  # noqa: F405
+    _mark_no_reload(page_b)
+    expect(page_b.locator(f'#messages li[data-message-id="{first.message.pk}"]')).to_contain_text(
+        "Where is my order"
+    )
+    second = ingest_inbound(number, maria.phone, "wamid.2", maria, "Can it go to my office?")
+    expect(page_b.locator(f'#messages li[data-message-id="{second.message.pk}"]')).to_contain_text(
+        "Can it go to my office?"
+    )
+    expect(page_a.locator(row)).to_contain_text("Can it go to my office?")
+
+    # Bob replies: queued at once, then sent once the provider took it.
+    page_b.fill("#reply-box textarea", "Of course. Which address?")
+    page_b.click("#reply-box button[type=submit]")
+    reply = _wait_for(
+        lambda: Message.objects.filter(
+            conversation=first.conversation, direction=Message.Direction.OUTBOUND
+        ).first()
+    )
+    assert reply.body == "Of course. Which address?" and reply.author == bob
+    item = page_b.locator(f'#messages li[data-message-id="{reply.pk}"]')
+    expect(item).to_contain_text("Of course. Which address?")
+    expect(item).to_have_attribute("data-status", "queued")
+    expect(page_b.locator("#reply-box textarea")).to_have_value("")
+
+    deliver_message(reply.pk)  # what the Celery worker runs
+    assert [sent.body for sent in providers.SENT] == ["Of course. Which address?"]
+    expect(item).to_have_attribute("data-status", "sent")
+    expect(page_a.locator(row)).to_contain_text("Of course. Which address?")
+
+    # Alice assigns it to herself from her own browser: Bob's header follows.
+    page_a.click(row + " a")
+    page_a.wait_for_url(f"**/inbox/{first.conversation.pk}/")
+    page_a.click('#conversation-header [data-action="assign-me"]')
+    expect(page_b.locator("#conversation-header")).to_have_attribute("data-assignee", str(alice.pk))
+    expect(page_b.locator(row)).to_contain_text("Alice Admin")
+    _assert_not_reloaded(page_b)
+    _screenshot(page_b, "inbox")
+
+
+def test_after_a_reconnect_the_inbox_catches_up_on_what_it_missed(
+    daphne_server,  # noqa: F405
+    browser,  # noqa: F405
+):
+    company, alice, bob = _team()
+    number = WhatsAppNumberFactory(company=company)
+    maria = Sender(address="+4915112345678", name="Maria Lopez", phone="+4915112345678")
+    first = ingest_inbound(number, maria.phone, "wamid.1", maria, "Are you open on Sunday?")
+
+    page = log_in(browser, daphne_server, bob)  # noqa: F405
+    page.goto(f"{daphne_server.url}/inbox/{first.conversation.pk}/")
+    wait_live(page)  # noqa: F405
+    _mark_no_reload(page)
+
+    # The server goes away; what happens meanwhile is published to nobody.
+    daphne_server.stop()
+    page.wait_for_selector('html[data-realtime="offline"]', state="attached")
+    missed = ingest_inbound(number, maria.phone, "wamid.2", maria, "Hello? Anyone there?")
+    tom = Sender(address="+4915187654321", name="Tom Becker", phone="+4915187654321")
+    other = ingest_inbound(number, tom.phone, "wamid.3", tom, "My parcel is damaged")
+    daphne_server.start()
+
+    # The page reconnects by itself (backoff with jitter: allow a few attempts) and re-fetches
+    # the list and the open conversation.
+    wait_live(page, timeout_ms=45_000)  # noqa: F405
+    expect(page.locator(f'#messages li[data-message-id="{missed.message.pk}"]')).to_contain_text(
+        "Anyone there?"
+    )
+    expect(
+        page.locator(f'#conversation-list li[data-conversation-id="{other.conversation.pk}"]')
+    ).to_contain_text("My parcel is damaged")
+    _assert_not_reloaded(page)
+
+
+def test_deleted_chat_vanishes_from_the_other_members_list(daphne_server, browser):  # noqa: F405
+    company, alice, bob = _team()
+    chat = TeamChatFactory(company=company, name="Night shift", created_by=alice)
+    ChatMemberFactory(chat=chat, user=alice)
+    ChatMemberFactory(chat=chat, user=bob)
+
+    page_b = log_in(browser, daphne_server, bob)  # noqa: F405
+    page_b.goto(daphne_server.url + "/chats/")
+    wait_live(page_b)  # noqa: F405
+    item = page_b.locator(f'#chat-list li[data-chat-id="{chat.pk}"]')
+    expect(item).to_contain_text("Night shift")
+    _mark_no_reload(page_b)
+
+    page_a = log_in(browser, daphne_server, alice)  # noqa: F405
+    page_a.goto(f"{daphne_server.url}/chats/{chat.pk}/")
+    page_a.on("dialog", lambda dialog: dialog.accept())
+    page_a.click('button[data-action="delete-chat"]')
+    page_a.wait_for_url(lambda url: url.rstrip("/").endswith("/chats"))
+
+    expect(item).to_have_count(0)
+    _assert_not_reloaded(page_b)
+    assert not TeamChat.objects.filter(pk=chat.pk).exists()
+    _screenshot(page_b, "chats")
