@@ -75,6 +75,9 @@ def batched():
 # ---------------------------------------------------------------- fan-out (async, per process)
 
 
+WRITE_BATCH = 100  # sockets written per turn of the event loop during a fan-out
+
+
 class Hub:
     """The sockets of this process by group, fed by one Redis subscription."""
 
@@ -114,12 +117,16 @@ class Hub:
     async def _write(sockets, text: str) -> None:
         """Hand the frame to every socket in turn, here, in the listener: no task per socket
         (1,000 sockets meant 1,000 tasks per event), and events keep their order. A socket's
-        send only queues bytes in the server's transport, so one slow client stalls nobody."""
-        for socket in sockets:
+        send only queues bytes in the server's transport, so one slow client stalls nobody.
+        Every WRITE_BATCH sockets the loop gets a turn: the server flushes what is queued
+        (the first clients hear sooner) and pings and requests are not held up."""
+        for count, socket in enumerate(sockets, 1):
             try:
                 await socket.push(text)
             except Exception:  # a socket closing under us must not cost the others the event
                 logger.debug("realtime: push failed", exc_info=True)
+            if count % WRITE_BATCH == 0:
+                await asyncio.sleep(0)
 
     async def _listen(self) -> None:
         attempt = 0

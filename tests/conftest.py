@@ -1,8 +1,11 @@
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.models import Role
+from crm.celery import app as celery_app
 
+from . import providers
 from .factories import CompanyFactory, UserFactory
 
 
@@ -41,3 +44,42 @@ def api_for():
 @pytest.fixture
 def admin_api(api_for, admin_user):
     return api_for(admin_user)
+
+
+@pytest.fixture
+def provider(settings):
+    """Every platform sends through tests.providers.RecordingProvider (returned)."""
+    providers.clear()
+    settings.MESSAGING_PROVIDERS = dict.fromkeys(
+        ("whatsapp", "telegram", "email"), "tests.providers.RecordingProvider"
+    )
+    yield providers.RecordingProvider
+    providers.clear()
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks run in the calling process as they are queued (retries included)."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def failing_message_delete():
+    """PostgreSQL refuses to delete messages: a real failure in the middle of a cascade,
+    after the parent's own row was already deleted inside the transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE FUNCTION refuse_delete() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER refuse_message_delete BEFORE DELETE ON messaging_message
+            FOR EACH ROW EXECUTE FUNCTION refuse_delete();
+            """
+        )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DROP TRIGGER refuse_message_delete ON messaging_message; DROP FUNCTION refuse_delete();"
+        )

@@ -1,4 +1,5 @@
-"""Providers for tests, plugged in through settings.MESSAGING_PROVIDERS."""
+"""Providers for tests, plugged in through settings.MESSAGING_PROVIDERS: the far end of a network
+this machine cannot reach, replaced at the provider interface and nowhere else."""
 
 import threading
 
@@ -9,12 +10,19 @@ SENT: list[OutboundMessage] = []  # what RecordingProvider was asked to send, in
 
 
 class RecordingProvider:
-    """Accepts every message and remembers it; the receipt's id is derived from ours."""
+    """Accepts every message and remembers it, unless `script` holds an error for this send."""
+
+    sent = SENT
+    script: list[Exception] = []  # errors to raise on the next sends, in order (tests set it)
 
     def send_text(self, message: OutboundMessage) -> SendReceipt:
         with _lock:
             SENT.append(message)
-        return SendReceipt(external_id=f"test-{message.message_id}")
+            script = RecordingProvider.script
+            error = script.pop(0) if script else None
+        if error is not None:
+            raise error
+        return SendReceipt(external_id=f"wamid.{message.message_id}")
 
 
 class RefusingProvider:
@@ -27,3 +35,4 @@ class RefusingProvider:
 def clear() -> None:
     with _lock:
         SENT.clear()
+        RecordingProvider.script = []

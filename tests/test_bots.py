@@ -14,9 +14,7 @@ from channels_integrations import services
 from channels_integrations.models import Bot, BotRule
 from channels_integrations.services.bots import answer_inbound
 from channels_integrations.tasks import answer_with_bots
-from crm.celery import app as celery_app
 from messaging.models import Message
-from messaging.providers import SendReceipt
 from messaging.services import Sender, ingest_inbound
 from messaging.tasks import deliver_message
 
@@ -31,34 +29,6 @@ from .factories import (
 )
 
 SENDER = Sender(address="+4915199999999", name="Maria", phone="+4915199999999")
-
-
-class RecordingProvider:
-    """Records every send and accepts it."""
-
-    sent: list = []
-
-    def send_text(self, message):
-        RecordingProvider.sent.append(message)
-        return SendReceipt(external_id=f"wamid.bot.{message.message_id}")
-
-
-@pytest.fixture
-def provider(settings):
-    RecordingProvider.sent = []
-    settings.MESSAGING_PROVIDERS = dict.fromkeys(
-        ("whatsapp", "telegram", "email"), "tests.test_bots.RecordingProvider"
-    )
-    return RecordingProvider
-
-
-@pytest.fixture
-def eager_celery():
-    celery_app.conf.task_always_eager = True
-    celery_app.conf.task_eager_propagates = True  # a broken task fails the test
-    yield
-    celery_app.conf.task_always_eager = False
-    celery_app.conf.task_eager_propagates = False
 
 
 @pytest.fixture
@@ -211,7 +181,7 @@ def test_keyword_rule_answers_through_the_pipeline(bot, number, receive, provide
     assert reply.body == "From 9 € a month." and reply.sender_name == "Front desk"
     assert reply.metadata == {"in_reply_to": inbound.pk, "bot_rule": rule.pk}
     # Through the normal outbound pipeline: queued → handed to the provider → sent.
-    assert reply.status == Message.Status.SENT and reply.external_id == f"wamid.bot.{reply.pk}"
+    assert reply.status == Message.Status.SENT and reply.external_id == f"wamid.{reply.pk}"
     assert [sent.body for sent in provider.sent] == ["From 9 € a month."]
     assert provider.sent[0].to_address == "+4915199999999"
     assert Message.objects.count() == 2

@@ -18,26 +18,12 @@ from accounts.models import Role
 from channels_integrations.models import Broadcast, BroadcastRecipient
 from channels_integrations.services import broadcasts
 from channels_integrations.tasks import dispatch_broadcasts, send_broadcast_batch
-from crm.celery import app as celery_app
-from messaging.providers import SendError, SendReceipt, TransientSendError
+from messaging.providers import SendError, TransientSendError
 
 from .factories import ClientFactory, UserFactory, WhatsAppNumberFactory
 from .live import *  # noqa: F403  (fixtures of the browser test: daphne_server, browser)
 
 pytestmark = pytest.mark.django_db
-
-
-class RecordingProvider:
-    """Records every send; `script` holds exceptions to raise on the next calls, in order."""
-
-    sent: list = []
-    script: list = []
-
-    def send_text(self, message):
-        RecordingProvider.sent.append(message)
-        if RecordingProvider.script:
-            raise RecordingProvider.script.pop(0)
-        return SendReceipt(external_id=f"wamid.{message.message_id}")
 
 
 @pytest.fixture(autouse=True)
@@ -57,22 +43,9 @@ def clean_redis():
 
 
 @pytest.fixture
-def provider(settings):
-    RecordingProvider.sent = []
-    RecordingProvider.script = []
-    settings.MESSAGING_PROVIDERS = {
-        **settings.MESSAGING_PROVIDERS,
-        "whatsapp": "tests.test_broadcasts.RecordingProvider",
-    }
+def provider(provider, settings):
     settings.BROADCAST_RATE_PER_MINUTE = 1000
-    return RecordingProvider
-
-
-@pytest.fixture
-def eager_celery():
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
+    return provider
 
 
 @pytest.fixture

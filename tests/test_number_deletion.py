@@ -6,10 +6,8 @@ import logging
 import time
 
 import pytest
-from django.db import connection
 
 from channels_integrations.models import WhatsAppNumber, WhatsAppSession
-from crm.celery import app as celery_app
 from messaging.models import Conversation, Message
 
 from .factories import WhatsAppNumberFactory
@@ -17,33 +15,6 @@ from .test_cascades import _counts, _number_with_everything
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/whatsapp/numbers/"
-
-
-@pytest.fixture
-def eager_celery():
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
-
-
-@pytest.fixture
-def failing_message_delete():
-    """A trigger that makes PostgreSQL refuse to delete messages: a failure in the middle of
-    the cascade, after the number's row itself was already deleted."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            CREATE FUNCTION refuse_delete() RETURNS trigger AS $$
-            BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql;
-            CREATE TRIGGER refuse_message_delete BEFORE DELETE ON messaging_message
-            FOR EACH ROW EXECUTE FUNCTION refuse_delete();
-            """
-        )
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "DROP TRIGGER refuse_message_delete ON messaging_message; DROP FUNCTION refuse_delete();"
-        )
 
 
 def test_preview_counts_exactly_what_goes(admin_api, admin_user):

@@ -21,7 +21,6 @@ from channels_integrations.models import (
     WhatsAppSession,
 )
 from channels_integrations.services import deletion_preview
-from crm.celery import app as celery_app
 from crm.models import Client
 from messaging.models import Conversation, Message
 
@@ -55,33 +54,6 @@ def admin(client, admin_user):
 def agent(client, agent_user):
     client.force_login(agent_user)
     return client
-
-
-@pytest.fixture
-def eager_celery():
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
-
-
-@pytest.fixture
-def failing_message_delete():
-    """PostgreSQL refuses to delete messages: a failure in the middle of the cascade, after the
-    number's own row was already deleted inside the transaction."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            CREATE FUNCTION refuse_delete() RETURNS trigger AS $$
-            BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql;
-            CREATE TRIGGER refuse_message_delete BEFORE DELETE ON messaging_message
-            FOR EACH ROW EXECUTE FUNCTION refuse_delete();
-            """
-        )
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "DROP TRIGGER refuse_message_delete ON messaging_message; DROP FUNCTION refuse_delete();"
-        )
 
 
 def _form(**overrides):

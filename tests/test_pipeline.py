@@ -12,11 +12,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from crm.celery import app as celery_app
 from crm.models import Client
 from messaging import services
 from messaging.models import Conversation, Message
-from messaging.providers import SendError, SendReceipt, TransientSendError
+from messaging.providers import SendError, TransientSendError
 from messaging.services import Sender, SourceInactive, ingest_inbound
 from messaging.tasks import deliver_message
 
@@ -30,36 +29,6 @@ from .factories import (
 )
 
 SENDER = Sender(address="+4915199999999", name="Maria", phone="+4915199999999")
-
-
-class RecordingProvider:
-    """Records every send; behaviour set per test through `RecordingProvider.script`."""
-
-    sent: list = []
-    script: list = []  # exceptions to raise on the next calls, in order
-
-    def send_text(self, message):
-        RecordingProvider.sent.append(message)
-        if RecordingProvider.script:
-            raise RecordingProvider.script.pop(0)
-        return SendReceipt(external_id=f"wamid.{message.message_id}")
-
-
-@pytest.fixture
-def provider(settings):
-    RecordingProvider.sent = []
-    RecordingProvider.script = []
-    settings.MESSAGING_PROVIDERS = dict.fromkeys(
-        ("whatsapp", "telegram", "email"), "tests.test_pipeline.RecordingProvider"
-    )
-    return RecordingProvider
-
-
-@pytest.fixture
-def eager_celery():
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
 
 
 @pytest.fixture
