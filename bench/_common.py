@@ -130,8 +130,9 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -
 
 
 def start_daphne(env: dict, port: int, log_path: Path | None = None) -> subprocess.Popen:
-    """One daphne process on loopback; its output goes to a log file under var/ (not stdout)."""
-    log_path = log_path or ROOT / "var" / f"bench-daphne-{port}.log"
+    """One daphne process on loopback; its output goes to var/bench-daphne.log (the last
+    server's only), not to stdout."""
+    log_path = log_path or ROOT / "var" / "bench-daphne.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")  # noqa: SIM115 (lives as long as the process)
     process = subprocess.Popen(

@@ -4,8 +4,11 @@ commits measured in the same run on the same database.
 
     .venv/bin/python bench/ingest.py [--quick]
 
-Figures: ingest_per_s, raw_insert_per_s, ratio_vs_raw_insert (goal >= 0.35), plus the
-events seen by a subscriber (two per message: message.created and conversation.updated).
+Figures: ingest_per_s, raw_insert_per_s, ratio_vs_raw_insert (goal >= 0.35), plus the events
+handed to Redis publishing (two per message: message.created and conversation.updated; no
+subscriber runs, it would compete for the two cores). Raw and ingest alternate in rounds so
+both see the same machine; the planner has statistics (ANALYZE after the warm-up); logging at
+WARNING (BENCH_LOG_LEVEL=INFO for production-like log lines on stderr).
 """
 
 import random

@@ -11,6 +11,8 @@ bare_<N>_errors, and ratio_p99_<N>_vs_bare (goal at 1,000: zero errors, ratio <=
 Clients run in two small asyncio processes (this machine has two cores), connect in batches
 (the connect storm is not measured), and compare the event's `sent_at` (CLOCK_MONOTONIC,
 shared by all processes on the machine) with the time each frame arrives.
+BENCH_PYSPY=/tmp/spy samples daphne with py-spy during the measured rounds
+(/tmp/spy.<N>.txt, collapsed stacks).
 """
 
 import asyncio
