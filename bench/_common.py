@@ -65,7 +65,7 @@ def bench_env(db_name: str, redis_db: int, channel: str) -> dict:
         "SESSION_COOKIE_SECURE": "false",
         "CSRF_COOKIE_SECURE": "false",
         "SECURE_HSTS_SECONDS": "0",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "ALLOWED_HOSTS": os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost"),
         "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     }
 

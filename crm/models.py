@@ -38,6 +38,7 @@ class Client(models.Model):
                 fields=["company", "telegram_user_id"], name="client_unique_telegram_user"
             ),
         ]
+        # Inbox search also has trigram indexes on UPPER(name/phone/email): see migration 0002.
         indexes = [models.Index(fields=["company", "-created_at"])]
 
     def __str__(self):

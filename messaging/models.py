@@ -117,6 +117,10 @@ class Conversation(models.Model):
         indexes = [
             models.Index(fields=["company", "-last_message_at", "-id"], name="conv_inbox_idx"),
             models.Index(
+                fields=["company", "assignee", "-last_message_at", "-id"],
+                name="conv_inbox_assignee_idx",
+            ),
+            models.Index(
                 fields=["company", "status", "-last_message_at", "-id"],
                 name="conv_inbox_status_idx",
             ),

@@ -130,3 +130,14 @@ def test_send_through_the_api(api_for, agent_user, monkeypatch, django_capture_o
     assert body["status"] == "queued" and body["author_id"] == agent_user.pk
     listing = api.get(url).json()["results"]
     assert [row["id"] for row in listing] == [body["id"]]
+
+
+def test_list_rows_have_the_same_shape_as_the_detail(api_for, agent_user):
+    colleague = UserFactory(company=agent_user.company, first_name="Ana", last_name="Lima")
+    conversation = ConversationFactory(company=agent_user.company, assignee=colleague, subject="Hi")
+    ConversationFactory(company=agent_user.company, client=None)
+    api = api_for(agent_user)
+    rows = {row["id"]: row for row in api.get(URL).json()["results"]}
+    assert rows[conversation.pk] == api.get(f"{URL}{conversation.pk}/").json()
+    assert rows[conversation.pk]["assignee"] == {"id": colleague.pk, "name": "Ana Lima"}
+    assert next(row for pk, row in rows.items() if pk != conversation.pk)["client"] is None
