@@ -189,3 +189,26 @@ def test_deleted_chat_vanishes_from_the_other_members_list(daphne_server, browse
     _assert_not_reloaded(page_b)
     assert not TeamChat.objects.filter(pk=chat.pk).exists()
     _screenshot(page_b, "chats")
+
+
+def test_an_agent_viewing_a_conversation_is_told_when_its_number_is_deleted(daphne_server, browser):  # noqa: F405
+    from channels_integrations.services import delete_number
+
+    company, alice, bob = _team()
+    number = WhatsAppNumberFactory(company=company)
+    maria = Sender(address="+4915112345678", name="Maria Lopez", phone="+4915112345678")
+    conversation = ingest_inbound(number, maria.phone, "wamid.1", maria, "Hello?").conversation
+
+    page = log_in(browser, daphne_server, bob)  # noqa: F405
+    page.goto(f"{daphne_server.url}/inbox/{conversation.pk}/")
+    wait_live(page)  # noqa: F405
+    _mark_no_reload(page)
+
+    assert delete_number(alice, number) == "deleted"
+
+    expect(page.locator('[data-role="conversation-removed"]')).to_contain_text("was removed")
+    expect(page.locator("#reply-box textarea")).to_be_disabled()
+    expect(
+        page.locator(f'#conversation-list li[data-conversation-id="{conversation.pk}"]')
+    ).to_have_count(0)
+    _assert_not_reloaded(page)

@@ -2,7 +2,7 @@
 (list/send). Reads go through selectors (tenant-scoped), writes through services."""
 
 from django.contrib.auth import get_user_model
-from django.db.models import CharField, Q
+from django.db.models import CharField
 from django.db.models.functions import Cast
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -11,7 +11,6 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from accounts.scoping import get_scoped_or_404, scoped
-from crm.models import Client
 from messaging import selectors, services
 from messaging.models import Conversation, Message
 
@@ -111,31 +110,20 @@ FILTER_PARAMETERS = [
 ]
 
 
-def filter_conversations(queryset, user, params):
-    """Apply the inbox filters of a request's query string; unknown values are ignored."""
-    platform, state = params.get("platform", ""), params.get("status", "")
-    if platform:
-        queryset = queryset.filter(platform=platform)
-    if state in Conversation.Status.values:
-        queryset = queryset.filter(status=state)
+def filter_conversations(user, params):
+    """The inbox filters of a request's query string (the same selector as the inbox page)."""
     assignee = params.get("assignee", "")
-    if assignee == "me":
-        queryset = queryset.filter(assignee=user)
-    elif assignee == "unassigned":
-        queryset = queryset.filter(assignee__isnull=True)
-    elif assignee.isdigit():
-        queryset = queryset.filter(assignee_id=int(assignee))
-    if params.get("unread") in ("1", "true", "yes"):
-        queryset = queryset.filter(unread_count__gt=0)
-    query = params.get("q", "").strip()
-    if query:
-        # Client matches first (trigram indexes on crm_client), then conversations of those
-        # clients or with a matching subject: no join-wide OR scan.
-        clients = Client.objects.filter(company_id=user.company_id).filter(
-            Q(name__icontains=query) | Q(phone__icontains=query) | Q(email__icontains=query)
-        )
-        queryset = queryset.filter(Q(client__in=clients.values("id")) | Q(subject__icontains=query))
-    return queryset
+    conversations = selectors.inbox_conversations(
+        user,
+        platform=params.get("platform", ""),
+        status=params.get("status", ""),
+        assigned={"me": "mine", "unassigned": "unassigned"}.get(assignee, ""),
+        unread=params.get("unread") in ("1", "true", "yes"),
+        query=params.get("q", ""),
+    )
+    if assignee.isdigit():
+        conversations = conversations.filter(assignee_id=int(assignee))
+    return conversations
 
 
 LIST_COLUMNS = (
@@ -190,10 +178,9 @@ class ConversationViewSet(
     pagination_class = ConversationPagination
 
     def get_queryset(self):
-        queryset = scoped(Conversation, self.request.user).select_related("client", "assignee")
         if self.action == "list":
-            queryset = filter_conversations(queryset, self.request.user, self.request.query_params)
-        return queryset
+            return filter_conversations(self.request.user, self.request.query_params)
+        return scoped(Conversation, self.request.user).select_related("client", "assignee")
 
     @extend_schema(parameters=FILTER_PARAMETERS, responses=ConversationSerializer(many=True))
     def list(self, request, *args, **kwargs):

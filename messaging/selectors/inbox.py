@@ -8,6 +8,7 @@ from django.http import Http404
 from accounts.models import User
 from accounts.scoping import get_scoped_or_404, scoped
 from crm.fields import secret_field_names
+from crm.models import Client
 from messaging.models import (
     SOURCE_FIELD_BY_PLATFORM,
     Conversation,
@@ -46,17 +47,32 @@ def inbox_conversations(
         conversations = conversations.filter(unread_count__gt=0)
     query = (query or "").strip()
     if query:
-        condition = (
-            Q(client__name__icontains=query)
-            | Q(client__email__icontains=query)
-            | Q(subject__icontains=query)
-        )
-        # Phones are stored as E.164, so "+49 151-23" is looked up as "+4915123".
-        digits = re.sub(r"[^\d+]", "", query)
-        if len(re.sub(r"\D", "", digits)) >= 3:
-            condition |= Q(client__phone__contains=digits)
-        conversations = conversations.filter(condition)
+        conversations = _search(conversations, user, query)
     return conversations
+
+
+SEARCH_CANDIDATES = 500  # up to this many matches, search by id list; beyond, walk the inbox
+
+
+def _search(conversations, user, query: str):
+    """Conversations whose client's name, email or phone, or whose subject, contains `query`.
+
+    Each part is found through its trigram index (migration crm 0002), then the matches are
+    ordered as the inbox is. A rare term stays fast that way; a common one (more than
+    SEARCH_CANDIDATES matches) is faster found by walking the inbox order itself."""
+    client_match = Q(name__icontains=query) | Q(email__icontains=query)
+    # Phones are stored as E.164, so "+49 151-23" is looked up as "+4915123".
+    digits = re.sub(r"[^\d+]", "", query)
+    if len(re.sub(r"\D", "", digits)) >= 3:
+        client_match |= Q(phone__icontains=digits)
+    clients = scoped(Client, user).filter(client_match).values("id")
+    mine = scoped(Conversation, user)
+    by_client = mine.filter(client__in=clients).values_list("id", flat=True)
+    by_subject = mine.filter(subject__icontains=query).values_list("id", flat=True)
+    ids = list(by_client.union(by_subject)[: SEARCH_CANDIDATES + 1])
+    if len(ids) <= SEARCH_CANDIDATES:
+        return conversations.filter(pk__in=ids)
+    return conversations.filter(Q(client__in=clients) | Q(subject__icontains=query))
 
 
 def conversation_with_sources():

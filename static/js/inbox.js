@@ -94,8 +94,9 @@
     const page = list && list.dataset.page;
     if (page && page !== "1") params.set("page", page);
     const query = params.toString();
-    return location.pathname + (query ? "?" + query : "");
+    return (listPath || location.pathname) + (query ? "?" + query : "");
   }
+  let listPath = null; // set when the open conversation is gone: its URL would answer 404
 
   const refreshList = coalesced(async function () {
     const container = byId("inbox-list");
@@ -252,6 +253,24 @@
       });
     }
     realtime.on("resync", refreshAll);
+    // The number this conversation came through was deleted (with the conversation).
+    realtime.on("number.deleted", (data) => {
+      const pane = openConversation();
+      const mine = pane && pane.dataset.whatsappNumberId === String(data.id);
+      if (mine) listPath = "/inbox/";
+      refreshList();
+      if (!mine) return;
+      const notice = document.createElement("p");
+      notice.className = "alert alert-error";
+      notice.setAttribute("role", "alert");
+      notice.dataset.role = "conversation-removed";
+      notice.textContent =
+        "This conversation was removed: its WhatsApp number was deleted. Nothing more can be sent here.";
+      pane.prepend(notice);
+      pane.querySelectorAll("textarea, button, select, input").forEach((control) => {
+        control.disabled = true;
+      });
+    });
   }
 
   function refreshAll() {
