@@ -111,6 +111,7 @@ class Hub:
             return 0
         text = json.dumps(event["payload"])  # encoded once for every socket
         await self._write(targets, text)
+        logger.info("ws: sent event=%s sockets=%d", event["payload"].get("event"), len(targets))
         return len(targets)
 
     @staticmethod
