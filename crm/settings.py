@@ -141,6 +141,13 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Broadcast pacing: at most this many messages per WhatsApp number in any 60 seconds.
 BROADCAST_RATE_PER_MINUTE = env.int("BROADCAST_RATE_PER_MINUTE", default=30)
+# A recipient claimed this long ago without an outcome is `unknown` (never retried).
+BROADCAST_CLAIM_GRACE_SECONDS = env.int("BROADCAST_CLAIM_GRACE_SECONDS", default=120)
+BROADCAST_LEASE_SECONDS = env.int("BROADCAST_LEASE_SECONDS", default=30)
+BROADCAST_MAX_ATTEMPTS = env.int("BROADCAST_MAX_ATTEMPTS", default=5)
+# Loop guard: at most N bot replies per conversation per S seconds ("N,S").
+BOT_REPLY_LIMIT = tuple(env.list("BOT_REPLY_LIMIT", cast=int, default=[5, 60]))
+BOT_COMPANIES_CACHE_SECONDS = env.int("BOT_COMPANIES_CACHE_SECONDS", default=10)
 
 # platform -> provider class (messaging.providers.Provider). Channels register theirs here.
 MESSAGING_PROVIDERS = {

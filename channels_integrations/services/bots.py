@@ -39,8 +39,6 @@ logger = logging.getLogger(__name__)
 
 TEXT_LIMIT = 4096  # reply text and greeting: one WhatsApp message
 MATCH_TEXT_LIMIT = 4096  # characters of an inbound message that rules look at
-# (replies, seconds): at most this many replies of one bot in one conversation per window.
-DEFAULT_REPLY_LIMIT = (5, 60)
 BOT_FIELDS = ("name", "is_active", "greeting")
 RULE_FIELDS = ("match_type", "trigger", "reply_text", "is_active")
 
@@ -258,7 +256,7 @@ def _skip_reason(message) -> str | None:
 
 
 def _reply_limit() -> tuple[int, int]:
-    return tuple(getattr(settings, "BOT_REPLY_LIMIT", DEFAULT_REPLY_LIMIT))
+    return tuple(settings.BOT_REPLY_LIMIT)
 
 
 def _answer_as(bot: Bot, inbound):
@@ -355,7 +353,6 @@ def answer_inbound(message_id: int) -> list:
 # nothing (no query, no task). Writes of bots and numbers clear it in this process (signals in
 # channels_integrations.bots); other processes re-read it after BOT_COMPANIES_CACHE_SECONDS.
 _bot_companies: dict = {"read_at": None, "ids": frozenset()}
-DEFAULT_BOT_COMPANIES_CACHE_SECONDS = 10.0
 
 
 def forget_bot_companies() -> None:
@@ -363,7 +360,7 @@ def forget_bot_companies() -> None:
 
 
 def company_has_active_bots(company_id: int) -> bool:
-    ttl = getattr(settings, "BOT_COMPANIES_CACHE_SECONDS", DEFAULT_BOT_COMPANIES_CACHE_SECONDS)
+    ttl = settings.BOT_COMPANIES_CACHE_SECONDS
     read_at, now = _bot_companies["read_at"], time.monotonic()
     if read_at is None or now - read_at > ttl:
         ids = Bot.objects.filter(is_active=True, number__is_active=True).values_list(

@@ -16,7 +16,7 @@ A deactivated (or being-deleted) number pauses its broadcasts: recipients stay p
 the broadcast keeps its status (`scheduled` or `sending`); reactivating the number resumes
 them, cancelling stops them for good.
 
-Tunables besides BROADCAST_RATE_PER_MINUTE (optional settings, defaults below):
+Tunables (settings, from the environment; see .env.example): BROADCAST_RATE_PER_MINUTE,
 BROADCAST_CLAIM_GRACE_SECONDS, BROADCAST_LEASE_SECONDS, BROADCAST_MAX_ATTEMPTS.
 """
 
@@ -65,15 +65,15 @@ UNKNOWN_REASON = (
 
 
 def claim_grace_seconds() -> float:
-    return float(getattr(settings, "BROADCAST_CLAIM_GRACE_SECONDS", 120))
+    return float(settings.BROADCAST_CLAIM_GRACE_SECONDS)
 
 
 def lease_seconds() -> float:
-    return float(getattr(settings, "BROADCAST_LEASE_SECONDS", 30))
+    return float(settings.BROADCAST_LEASE_SECONDS)
 
 
 def max_attempts() -> int:
-    return int(getattr(settings, "BROADCAST_MAX_ATTEMPTS", 5))
+    return int(settings.BROADCAST_MAX_ATTEMPTS)
 
 
 def rate_per_minute() -> int:
