@@ -7,7 +7,7 @@ WEB_HOST ?= 127.0.0.1
 WEB_PORT ?= 8000
 export WEB_HOST WEB_PORT
 
-.PHONY: run test lint format install install-dev services db migrate seed clean
+.PHONY: run test lint format install install-dev services db migrate seed clean chromium
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,14 @@ run: seed
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(VENV)/bin/honcho start
 
-test: install-dev
+# The browser tests drive Debian's chromium (Playwright never downloads a browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "chromium is missing and could not be installed (run as root: apt-get install chromium)"; exit 1; }
+
+test: install-dev chromium
 	@REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} $(PY) manage.py ensure_services
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
