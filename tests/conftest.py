@@ -1,4 +1,6 @@
 import pytest
+import redis
+from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -7,6 +9,17 @@ from crm.celery import app as celery_app
 
 from . import providers
 from .factories import CompanyFactory, UserFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_cache():
+    """Each run starts on a new test database but the same Redis: drop what earlier runs of
+    this checkout cached (idempotency answers keyed by user ids that a new database reuses)."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    stale = list(client.scan_iter(f"{settings.CACHES['default']['KEY_PREFIX']}:*", count=1000))
+    if stale:
+        client.delete(*stale)
+    client.close()
 
 
 @pytest.fixture
