@@ -32,6 +32,8 @@ from django.db.models import Max, Prefetch
 from django.utils import timezone
 
 from crm.services import delete_in_database, save_validated
+from messaging.models import Message, Platform
+from messaging.services import send_message
 
 from ..models import Bot, BotRule, WhatsAppNumber
 
@@ -240,7 +242,6 @@ def is_automated(metadata: dict | None) -> bool:
 
 
 def _skip_reason(message) -> str | None:
-    from messaging.models import Message, Platform
 
     conversation = message.conversation
     if message.direction != Message.Direction.INBOUND:
@@ -261,8 +262,6 @@ def _reply_limit() -> tuple[int, int]:
 
 def _answer_as(bot: Bot, inbound):
     """At most one reply of `bot` to `inbound`; the reply message, or None."""
-    from messaging.models import Message
-    from messaging.services import send_message
 
     conversation = inbound.conversation
     with transaction.atomic():
@@ -306,7 +305,6 @@ def _answer_as(bot: Bot, inbound):
 
 
 def _has_earlier_inbound(inbound) -> bool:
-    from messaging.models import Message
 
     return Message.objects.filter(
         conversation_id=inbound.conversation_id,
@@ -318,7 +316,6 @@ def _has_earlier_inbound(inbound) -> bool:
 def answer_inbound(message_id: int) -> list:
     """Let every active bot of the message's number answer it (see the module docstring).
     Safe to run any number of times for the same message."""
-    from messaging.models import Message
 
     message = (
         Message.objects.select_related("conversation__whatsapp_number")

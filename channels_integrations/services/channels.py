@@ -9,6 +9,7 @@ from crm.fields import secret_field_names
 from crm.services import delete_in_database, save_validated
 
 from ..models import EmailAccount, TelegramAccount, WhatsAppNumber
+from .numbers import publish_number_updated
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +75,6 @@ def save_channel(actor, model, instance=None, **fields):
     with transaction.atomic():
         save_validated(instance, UNIQUE_PER_COMPANY[model])
         if model is WhatsAppNumber:
-            from .numbers import publish_number_updated
-
             publish_number_updated(instance)
     logger.info(
         "%s %s id=%s company=%s",

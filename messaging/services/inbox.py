@@ -116,18 +116,12 @@ def ingest_inbound(
         with transaction.atomic(using=using):
             client_id = stored.client_id
             if client_id is None and identity:
-                client = _upsert_client(source.company_id, sender, look_up=False)
+                client = _create_client(source.company_id, sender, identity)
                 client_id = client.pk if client else None
             conversation_id = stored.conversation_id
             if conversation_id is None:
-                conversation_id = _upsert_conversation(
-                    source,
-                    platform,
-                    external_thread_id,
-                    client_id,
-                    subject,
-                    received_at,
-                    look_up=False,
+                conversation_id = _create_conversation(
+                    source, platform, external_thread_id, client_id, subject, received_at
                 ).pk
             stored = _store_inbound(using, message, received_at, conversation_id=conversation_id)
     if stored.conversation is None:
@@ -194,8 +188,8 @@ def _normalized_phone(phone: str) -> str:
 
 
 def _client_identity(sender: Sender) -> dict:
-    """The sender's identities as stored, in CLIENT_IDENTITIES order (as `_upsert_client`
-    looks them up)."""
+    """The sender's identities as stored, in CLIENT_IDENTITIES order (the order clients are
+    found by, here and in the ingest statement)."""
     identity = {}
     if sender.telegram_user_id not in (None, ""):
         identity["telegram_user_id"] = int(sender.telegram_user_id)
@@ -310,22 +304,18 @@ def _store_inbound(
     return _Stored(found_id, client_id, True, conversation)
 
 
-def _upsert_client(company_id: int, sender: Sender, *, look_up: bool = True) -> Client | None:
-    """Find the client by Telegram id, phone or email (in that order), or create them.
-    `look_up=False`: the caller has just found none; go straight to creating."""
-    identity = {
-        "telegram_user_id": sender.telegram_user_id,
-        "phone": sender.phone,
-        "email": sender.email.strip().lower(),
-    }
-    identity = {key: value for key, value in identity.items() if value not in (None, "")}
-    if not identity:
-        return None
-    for key in CLIENT_IDENTITIES if look_up else ():
-        if key in identity:
-            client = Client.objects.filter(company_id=company_id, **{key: identity[key]}).first()
-            if client is not None:
-                return client
+def _find_client(company_id: int, identity: dict) -> Client | None:
+    """The company's client with the first of these identities (CLIENT_IDENTITIES order)."""
+    for key, value in identity.items():
+        client = Client.objects.filter(company_id=company_id, **{key: value}).first()
+        if client is not None:
+            return client
+    return None
+
+
+def _create_client(company_id: int, sender: Sender, identity: dict) -> Client | None:
+    """Create the sender's client (the caller found none), or read the one a concurrent
+    ingest created a moment ago (the unique constraints turned our insert away)."""
     client = Client(
         company_id=company_id,
         name=sender.name[:200],
@@ -334,26 +324,16 @@ def _upsert_client(company_id: int, sender: Sender, *, look_up: bool = True) -> 
     )
     if insert_unless_conflict(client):
         return client
-    # Someone created them at the same moment: read theirs.
-    for key in CLIENT_IDENTITIES:
-        if key in identity:
-            client = Client.objects.filter(company_id=company_id, **{key: identity[key]}).first()
-            if client is not None:
-                return client
-    return None
+    return _find_client(company_id, identity)
 
 
-def _upsert_conversation(
-    source, platform, external_thread_id, client_id, subject, received_at, *, look_up=True
+def _create_conversation(
+    source, platform, external_thread_id, client_id, subject, received_at
 ) -> Conversation:
-    """Find the conversation of this source and thread, or create it.
-    `look_up=False`: the caller has just found none; go straight to creating."""
+    """Create the conversation of this source and thread (the caller found none), or read the
+    one a concurrent ingest created a moment ago."""
     source_field = SOURCE_FIELD_BY_PLATFORM[platform]
     lookup = {source_field: source, "external_thread_id": external_thread_id}
-    if look_up:
-        conversation = Conversation.objects.filter(**lookup).first()
-        if conversation is not None:
-            return conversation
     conversation = Conversation(
         company_id=source.company_id,
         platform=platform,
