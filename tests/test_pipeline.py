@@ -240,11 +240,9 @@ def test_send_queues_then_the_task_sends_once_and_publishes_each_change(
     assert message.sent_at is not None
     assert len(provider.sent) == 1
     assert provider.sent[0].to_address == "+4915133333333"
-    statuses = [
-        e["payload"]["data"]["status"]
-        for e in published()
-        if e["payload"]["event"].startswith("message.")
-    ]
+    message_events = [e for e in published() if e["payload"]["event"].startswith("message.")]
+    statuses = [e["payload"]["data"]["status"] for e in message_events]
+    assert {tuple(e["groups"]) for e in message_events} == {(f"company.{conversation.company_id}",)}
     assert statuses == ["queued", "sent"]
 
     deliver_message(message.pk)  # a duplicate task run: nothing more is sent

@@ -434,7 +434,12 @@ def record_delivery_status(
     """Move an outbound message's status forward (a late 'sent' never overwrites 'read') and
     publish the change. Used by the send task and by channels' status webhooks."""
     with transaction.atomic():
-        message = Message.objects.select_for_update().filter(pk=message_id).first()
+        message = (
+            Message.objects.select_for_update(of=("self",))  # lock the message, not its thread
+            .annotate(company_id=F("conversation__company_id"))
+            .filter(pk=message_id)
+            .first()
+        )
         if message is None or message.direction != Message.Direction.OUTBOUND:
             return False
         if status == Message.Status.FAILED:
@@ -453,10 +458,7 @@ def record_delivery_status(
             setattr(message, STATUS_TIME_FIELD[status], timezone.now())
             fields.append(STATUS_TIME_FIELD[status])
         message.save(update_fields=fields)
-        company_id = Conversation.objects.filter(pk=message.conversation_id).values_list(
-            "company_id", flat=True
-        )[0]
-        events.publish("message.updated", message_payload(message), company_id=company_id)
+        events.publish("message.updated", message_payload(message), company_id=message.company_id)
     logger.info("outbound: message=%s status=%s", message.pk, status)
     return True
 
