@@ -8,25 +8,22 @@ Data (generated with INSERT ... SELECT generate_series, not the ORM), per number
     default      10,000 conversations,   200,000 messages, 100,000 broadcast recipients
     --quick       1,000 conversations,    20,000 messages,  10,000 broadcast recipients
     --million    10,000 conversations, 1,000,000 messages, 100,000 broadcast recipients
-plus 20 bots with 10 rules each, a session, and 10,000 clients (who stay: they belong to
+an attachment (recorded, no file) on every tenth message, plus 20 bots with 10 rules each, a session, and 10,000 clients (who stay: they belong to
 the company). A second, small number of the same company must come through untouched.
 
 Figures: preview_ms (median of 5; preview_first_ms is the first, colder call; the data is
 VACUUM ANALYZEd first, as autovacuum would have done to a long history, and
 preview_before_vacuum_ms is the median right after the bulk insert, before that),
 cascade_delete_s, cascade_delete_peak_mb, collector_delete_s, collector_delete_peak_mb,
-speedup_vs_collector (goal >= 5), rows_left (must be 0) and other_number_intact; and, as a
-candidate for the service, set_based_delete_s: the messages and broadcast recipients deleted
-first with one set-based DELETE each, then the number, in one transaction.
+speedup_vs_collector (goal >= 5), rows_left (must be 0) and other_number_intact.
 Peak memory is the process's resident memory (VmRSS, sampled every 5 ms) above what it was
 when the delete started: it counts Python objects, the driver's buffers and everything else.
-Django's collector fast-deletes messages and recipients here (no delete receivers, nothing
-points at them) and loads only the conversations; collector_with_receiver_* measures it once a
-single no-op post_delete receiver on Message exists, which makes it load every message.
-The collectors are skipped for --million unless --with-collector (they are slow).
+Attachments point at messages, so Django's collector loads every message of the number into
+Python (it could fast-delete them only while no model pointed at them and no delete receiver
+listened); ours loads nothing but the names of stored attachment files.
+The collector is skipped for --million unless --with-collector (it is slow).
 """
 
-import contextlib
 import statistics
 import threading
 import time
@@ -191,6 +188,14 @@ def make_number(company, phone: str, size: tuple[int, int, int, int]):
         FROM channels_integrations_broadcast b, generate_series(1, %(per_broadcast)s) g
         WHERE b.number_id = %(number)s
         """,
+        # An attachment on every tenth message, recorded without a stored file.
+        """
+        INSERT INTO messaging_attachment (message_id, conversation_id, kind, filename,
+            content_type, size, file, external_id, created_at)
+        SELECT m.id, m.conversation_id, 'image', 'photo-' || m.id || '.jpg', 'image/jpeg', 120000, '', '', now()
+        FROM messaging_message m JOIN messaging_conversation c ON c.id = m.conversation_id
+        WHERE c.whatsapp_number_id = %(number)s AND m.id %% 10 = 0
+        """,
     ]
     with _cursor() as cursor:
         for statement in statements:
@@ -206,6 +211,7 @@ def vacuum_analyze() -> None:
     with connection.cursor() as cursor:
         for table in (
             "messaging_message",
+            "messaging_attachment",
             "messaging_conversation",
             "channels_integrations_broadcastrecipient",
             "channels_integrations_broadcast",
@@ -284,40 +290,6 @@ def measure(delete) -> tuple[float, float]:
     return seconds, memory.delta_mb
 
 
-SET_BASED_SQL = (
-    "DELETE FROM messaging_message WHERE conversation_id IN "
-    "(SELECT id FROM messaging_conversation WHERE whatsapp_number_id = %(id)s)",
-    "DELETE FROM channels_integrations_broadcastrecipient WHERE broadcast_id IN "
-    "(SELECT id FROM channels_integrations_broadcast WHERE number_id = %(id)s)",
-    "DELETE FROM channels_integrations_whatsappnumber WHERE id = %(id)s",
-)
-
-
-def set_based_delete(number_id: int) -> None:
-    """A candidate, not what the service runs: the two big child tables first, each with one
-    set-based DELETE, then the number (the cascade takes the small rest); one transaction."""
-    with _cursor() as cursor:
-        for statement in SET_BASED_SQL:
-            cursor.execute(statement, {"id": number_id})
-
-
-@contextlib.contextmanager
-def message_delete_receiver():
-    """A no-op post_delete receiver on Message, for as long as the block runs."""
-    from django.db.models.signals import post_delete
-
-    from messaging.models import Message
-
-    def receiver(**kwargs):
-        pass
-
-    post_delete.connect(receiver, sender=Message, weak=False)
-    try:
-        yield
-    finally:
-        post_delete.disconnect(receiver, sender=Message)
-
-
 def check_gone(number_id: int, other_id: int, other_before: dict, label: str) -> int:
     left = sum(rows_of(number_id).values())
     if left:
@@ -362,6 +334,7 @@ def main() -> None:
 
     common.emit("messages", counts["messages"])
     common.emit("conversations", counts["conversations"])
+    common.emit("attachments", counts["attachments"])
     common.emit("broadcast_recipients", counts["broadcast_recipients"])
     common.emit("rows_per_number", counts["total"])
     common.emit("preview_first_ms", preview_first)
@@ -374,14 +347,6 @@ def main() -> None:
     common.emit("cascade_delete_s", cascade_s)
     common.emit("cascade_delete_peak_mb", cascade_mb)
     common.emit("cascade_rows_left", left)
-
-    # A candidate for the service, measured beside it: set-based deletes of the big children.
-    number, other = build(size, label)
-    other_before = rows_of(other.pk)
-    set_based_s, set_based_mb = measure(lambda: set_based_delete(number.pk))
-    left += check_gone(number.pk, other.pk, other_before, "set-based")
-    common.emit("set_based_delete_s", set_based_s)
-    common.emit("set_based_delete_peak_mb", set_based_mb)
 
     if args.million and not args.with_collector:
         common.note("collector skipped for --million (add --with-collector to run it)")
@@ -396,19 +361,6 @@ def main() -> None:
         common.emit("collector_delete_peak_mb", collector_mb)
         common.emit("speedup_vs_collector", collector_s / cascade_s)
 
-        # Django fast-deletes Message rows (one DELETE per batch of conversations) only while
-        # nothing listens to their deletion and no model points at them. One receiver (an
-        # audit log, a cache invalidation) or one child model, and the collector loads every
-        # message into Python: the case our database cascade is insured against.
-        number, other = build(size, label)
-        other_before = rows_of(other.pk)
-        victim = WhatsAppNumber.objects.get(pk=number.pk)
-        with message_delete_receiver():
-            receiver_s, receiver_mb = measure(victim.delete)
-        left += check_gone(number.pk, other.pk, other_before, "collector with a receiver")
-        common.emit("collector_with_receiver_delete_s", receiver_s)
-        common.emit("collector_with_receiver_peak_mb", receiver_mb)
-        common.emit("speedup_vs_collector_with_receiver", receiver_s / cascade_s)
     common.emit("rows_left", left)
     common.emit("other_number_intact", "yes")
     common.truncate_tenants()  # leave the bench database small

@@ -2,7 +2,15 @@ from django.contrib import admin
 from django.utils.text import Truncator
 
 from crm.admin_utils import DatabaseCascadeDeleteMixin, count_subquery
-from messaging.models import ChatMember, ChatMessage, Conversation, Message, Reaction, TeamChat
+from messaging.models import (
+    Attachment,
+    ChatMember,
+    ChatMessage,
+    Conversation,
+    Message,
+    Reaction,
+    TeamChat,
+)
 
 
 def _preview(text: str) -> str:
@@ -72,6 +80,21 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="body")
     def body_preview(self, obj):
         return _preview(obj.body)
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "filename", "kind", "content_type", "size", "stored", "message")
+    list_filter = ("kind",)
+    search_fields = ("filename", "=external_id")
+    raw_id_fields = ("message",)
+    readonly_fields = ("created_at",)
+    ordering = ("-id",)
+    show_full_result_count = False
+
+    @admin.display(boolean=True)
+    def stored(self, obj):
+        return obj.stored
 
 
 # ---------------------------------------------------------------- Team chats

@@ -41,8 +41,13 @@ class Conversation(models.Model):
         OPEN = "open", "Open"
         CLOSED = "closed", "Closed"
 
+    # Every index is paid on each inbound message (a bump moves last_message_at, so the
+    # update is never HOT): no FK index where a composite or unique index leads with it.
     company = models.ForeignKey(
-        "accounts.Company", on_delete=models.CASCADE, related_name="conversations"
+        "accounts.Company",
+        on_delete=models.CASCADE,
+        related_name="conversations",
+        db_index=False,  # conv_inbox_idx leads with it
     )
     platform = models.CharField(max_length=10, choices=Platform.choices)
     external_thread_id = models.CharField(max_length=255)
@@ -52,6 +57,7 @@ class Conversation(models.Model):
         null=True,
         blank=True,
         related_name="conversations",
+        db_index=False,  # its unique thread index leads with it
     )
     telegram_account = models.ForeignKey(
         "channels_integrations.TelegramAccount",
@@ -59,6 +65,7 @@ class Conversation(models.Model):
         null=True,
         blank=True,
         related_name="conversations",
+        db_index=False,  # its unique thread index leads with it
     )
     email_account = models.ForeignKey(
         "channels_integrations.EmailAccount",
@@ -66,6 +73,7 @@ class Conversation(models.Model):
         null=True,
         blank=True,
         related_name="conversations",
+        db_index=False,  # its unique thread index leads with it
     )
     client = models.ForeignKey(
         "crm.Client",
@@ -80,6 +88,7 @@ class Conversation(models.Model):
         null=True,
         blank=True,
         related_name="assigned_conversations",
+        db_index=False,  # a partial index (below) serves SET NULL when a user goes
     )
     subject = models.CharField(max_length=500, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
@@ -103,19 +112,27 @@ class Conversation(models.Model):
             # NULLs are distinct, so each constraint binds only its own platform's rows.
             models.UniqueConstraint(
                 fields=["whatsapp_number", "external_thread_id"],
+                condition=models.Q(whatsapp_number__isnull=False),
                 name="conversation_unique_whatsapp_thread",
             ),
             models.UniqueConstraint(
                 fields=["telegram_account", "external_thread_id"],
+                condition=models.Q(telegram_account__isnull=False),
                 name="conversation_unique_telegram_thread",
             ),
             models.UniqueConstraint(
                 fields=["email_account", "external_thread_id"],
+                condition=models.Q(email_account__isnull=False),
                 name="conversation_unique_email_thread",
             ),
         ]
         indexes = [
             models.Index(fields=["company", "-last_message_at", "-id"], name="conv_inbox_idx"),
+            models.Index(
+                fields=["assignee"],
+                condition=models.Q(assignee__isnull=False),
+                name="conv_assignee_idx",
+            ),
             models.Index(
                 fields=["company", "assignee", "-last_message_at", "-id"],
                 name="conv_inbox_assignee_idx",
@@ -150,8 +167,10 @@ class Message(models.Model):
         READ = "read", "Read"
         FAILED = "failed", "Failed"
 
+    # Inbound messages have no author and no bot: partial indexes (below) skip them, and
+    # the unique and history indexes lead with the conversation, so no FK index of its own.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     direction = models.CharField(max_length=3, choices=Direction.choices)
     # The provider's id; NULL until an outbound message is accepted by the provider.
@@ -164,6 +183,7 @@ class Message(models.Model):
         null=True,
         blank=True,
         related_name="authored_messages",
+        db_index=False,
     )
     bot = models.ForeignKey(
         "channels_integrations.Bot",
@@ -171,6 +191,7 @@ class Message(models.Model):
         null=True,
         blank=True,
         related_name="messages",
+        db_index=False,
     )
     body = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=Status.choices)
@@ -193,11 +214,58 @@ class Message(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["conversation", "-created_at", "-id"], name="msg_history_idx")
+            models.Index(fields=["conversation", "-created_at", "-id"], name="msg_history_idx"),
+            models.Index(
+                fields=["author"], condition=models.Q(author__isnull=False), name="msg_author_idx"
+            ),
+            models.Index(fields=["bot"], condition=models.Q(bot__isnull=False), name="msg_bot_idx"),
         ]
 
     def __str__(self):
         return f"{self.get_direction_display()} #{self.pk}"
+
+
+class Attachment(models.Model):
+    """A file that came with a message: name, type and size always; the content only when it
+    is within settings.ATTACHMENT_MAX_BYTES (larger ones are recorded, not stored)."""
+
+    tenant_path = "conversation__company"
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", "Image"
+        VIDEO = "video", "Video"
+        AUDIO = "audio", "Audio"
+        VOICE = "voice", "Voice note"
+        DOCUMENT = "document", "Document"
+        STICKER = "sticker", "Sticker"
+        OTHER = "other", "Other"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    # The message's conversation, kept here so a conversation's (or a number's) files are
+    # found and counted without reading its messages.
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="attachments"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.OTHER)
+    filename = models.CharField(max_length=255, blank=True)
+    content_type = models.CharField(max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(null=True, blank=True)  # None: the channel did not say
+    # Empty when not stored (over the size limit, or the channel only announced it).
+    file = models.FileField(upload_to="attachments/%Y/%m/", max_length=255, blank=True)
+    external_id = models.CharField(max_length=255, blank=True)  # the provider's media id
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.filename or f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def stored(self) -> bool:
+        return bool(self.file)
 
 
 class TeamChat(models.Model):

@@ -14,6 +14,7 @@ from channels_integrations.models import (
 )
 from crm.models import Client
 from messaging.models import (
+    Attachment,
     ChatMember,
     ChatMessage,
     Conversation,
@@ -164,6 +165,18 @@ class MessageFactory(factory.django.DjangoModelFactory):
     external_id = factory.Sequence(lambda n: f"ext-{n}")
     body = "Hello, is anybody there?"
     status = Message.Status.RECEIVED
+
+
+class AttachmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Attachment
+
+    message = factory.SubFactory(MessageFactory)
+    conversation = factory.SelfAttribute("message.conversation")
+    kind = Attachment.Kind.DOCUMENT
+    filename = "invoice.pdf"
+    content_type = "application/pdf"
+    size = 9
 
 
 class TeamChatFactory(factory.django.DjangoModelFactory):

@@ -21,4 +21,5 @@ _RUN_ID = (
 )
 DATABASES["default"]["TEST"] = {"NAME": f"test_switchboard_{_RUN_ID}"}  # noqa: F405
 REALTIME_CHANNEL = f"switchboard:events:test:{_RUN_ID}"
+MEDIA_ROOT = __import__("tempfile").mkdtemp(prefix=f"switchboard-media-{_RUN_ID}-")
 CACHES["default"]["KEY_PREFIX"] = f"switchboard-test-{_RUN_ID}"  # noqa: F405

@@ -27,6 +27,7 @@ from crm.admin_utils import SecretFieldsAdminMixin
 from crm.fields import SecretField
 from crm.models import Client
 from messaging.models import (
+    Attachment,
     ChatMember,
     ChatMessage,
     Conversation,
@@ -38,6 +39,7 @@ from messaging.models import (
 
 from .factories import (
     PASSWORD,
+    AttachmentFactory,
     BotFactory,
     BotRuleFactory,
     BroadcastFactory,
@@ -75,6 +77,7 @@ FACTORIES = {
     EmailAccount: EmailAccountFactory,
     Conversation: ConversationFactory,
     Message: MessageFactory,
+    Attachment: AttachmentFactory,
     TeamChat: TeamChatFactory,
     ChatMember: ChatMemberFactory,
     ChatMessage: ChatMessageFactory,
@@ -143,7 +146,7 @@ def test_every_registered_model_has_a_factory_here():
     expected = {
         Company, User, ApiToken, Client, WhatsAppNumber, Bot, BotRule, Broadcast,
         BroadcastRecipient, WhatsAppSession, TelegramAccount, EmailAccount, Conversation,
-        Message, TeamChat, ChatMember, ChatMessage, Reaction,
+        Message, Attachment, TeamChat, ChatMember, ChatMessage, Reaction,
     }  # fmt: skip
     assert expected <= set(REGISTERED)
 

@@ -15,6 +15,7 @@ from channels_integrations.models import (
 )
 from crm.services import delete_in_database
 from messaging.models import (
+    Attachment,
     ChatMember,
     ChatMessage,
     Conversation,
@@ -25,6 +26,7 @@ from messaging.models import (
 )
 
 from .factories import (
+    AttachmentFactory,
     BotRuleFactory,
     BroadcastRecipientFactory,
     ChatMemberFactory,
@@ -85,7 +87,8 @@ def _number_with_everything(company=None):
     BroadcastRecipientFactory.create_batch(3, broadcast__number=number)
     for _ in range(2):
         conversation = ConversationFactory(company=number.company, whatsapp_number=number)
-        MessageFactory.create_batch(3, conversation=conversation)
+        messages = MessageFactory.create_batch(3, conversation=conversation)
+        AttachmentFactory(message=messages[0])
     return number
 
 
@@ -98,6 +101,9 @@ def _counts(number_id):
         "session": WhatsAppSession.objects.filter(number_id=number_id).count(),
         "conversations": Conversation.objects.filter(whatsapp_number_id=number_id).count(),
         "messages": Message.objects.filter(conversation__whatsapp_number_id=number_id).count(),
+        "attachments": Attachment.objects.filter(
+            message__conversation__whatsapp_number_id=number_id
+        ).count(),
     }
 
 
@@ -108,7 +114,7 @@ def test_one_sql_delete_of_a_number_removes_its_whole_tree_and_nothing_else(
     other = _number_with_everything(company=number.company)
     assert _counts(number.pk) == {
         "bots": 2, "rules": 2, "broadcasts": 3, "recipients": 3,
-        "session": 1, "conversations": 2, "messages": 6,
+        "session": 1, "conversations": 2, "messages": 6, "attachments": 2,
     }  # fmt: skip
     before_other = _counts(other.pk)
 

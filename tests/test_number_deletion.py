@@ -8,7 +8,7 @@ import time
 import pytest
 
 from channels_integrations.models import WhatsAppNumber, WhatsAppSession
-from messaging.models import Conversation, Message
+from messaging.models import Attachment, Conversation, Message
 
 from .factories import WhatsAppNumberFactory
 from .test_cascades import _counts, _number_with_everything
@@ -23,8 +23,8 @@ def test_preview_counts_exactly_what_goes(admin_api, admin_user):
     response = admin_api.get(f"{URL}{number.pk}/deletion-preview/")
     assert response.status_code == 200
     assert response.json() == {
-        "bots": 2, "bot_rules": 2, "conversations": 2, "messages": 6, "broadcasts": 3,
-        "broadcast_recipients": 3, "sessions": 1, "total": 20, "irreversible": True, "synchronous": True,
+        "bots": 2, "bot_rules": 2, "conversations": 2, "messages": 6, "attachments": 2, "broadcasts": 3,
+        "broadcast_recipients": 3, "sessions": 1, "total": 22, "irreversible": True, "synchronous": True,
     }  # fmt: skip
 
 
@@ -40,7 +40,32 @@ def test_delete_removes_the_number_and_everything_under_it(
     assert not WhatsAppNumber.objects.filter(pk=number.pk).exists()
     assert set(_counts(number.pk).values()) == {0}
     assert _counts(other.pk) == before
-    assert len(callbacks) == 1  # number.deleted, after commit
+    assert len(callbacks) == 2  # number.deleted and the removal of stored files, after commit
+
+
+def test_stored_attachment_files_go_with_the_number_and_only_after_commit(
+    admin_api, admin_user, django_capture_on_commit_callbacks
+):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    def stored_attachment(number):
+        attachment = Attachment.objects.filter(
+            message__conversation__whatsapp_number=number
+        ).first()
+        attachment.file.save("invoice.pdf", ContentFile(b"%PDF-1.4 "))
+        return attachment.file.name
+
+    number = _number_with_everything(company=admin_user.company)
+    other = _number_with_everything(company=admin_user.company)
+    mine, theirs = stored_attachment(number), stored_attachment(other)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert admin_api.delete(f"{URL}{number.pk}/").status_code == 204
+    assert default_storage.exists(mine)  # not before the delete commits
+    for callback in callbacks:
+        callback()
+    assert not default_storage.exists(mine)
+    assert default_storage.exists(theirs)
 
 
 def test_a_failure_mid_delete_rolls_everything_back(

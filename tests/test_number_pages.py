@@ -22,7 +22,7 @@ from channels_integrations.models import (
 )
 from channels_integrations.services import deletion_preview
 from crm.models import Client
-from messaging.models import Conversation, Message
+from messaging.models import Attachment, Conversation, Message
 
 from .factories import (
     BotFactory,
@@ -84,6 +84,7 @@ def _table_totals():
             BroadcastRecipient,
             Conversation,
             Message,
+            Attachment,
             Client,
         )
     }
@@ -334,8 +335,8 @@ def test_delete_page_shows_exactly_what_goes_with_the_number(admin, company):
     content = response.content.decode()
     assert _shown_counts(content) == preview
     assert preview == {
-        "bots": 2, "bot_rules": 2, "conversations": 2, "messages": 6, "broadcasts": 3,
-        "broadcast_recipients": 3, "sessions": 1, "total": 20,
+        "bots": 2, "bot_rules": 2, "conversations": 2, "messages": 6, "attachments": 2, "broadcasts": 3,
+        "broadcast_recipients": 3, "sessions": 1, "total": 22,
     }  # fmt: skip
     assert "cannot be undone" in content
     assert f'action="{reverse("number_deactivate", args=[number.pk])}"' in content
@@ -379,7 +380,7 @@ def test_confirmed_delete_removes_everything_and_touches_no_other_number(
         response = admin.post(reverse("number_delete", args=[number.pk]), {"confirm_phone": typed})
 
     assert response.status_code == 302 and response["Location"] == reverse("numbers")
-    assert len(callbacks) == 1  # number.deleted, after commit
+    assert len(callbacks) == 2  # number.deleted and the removal of stored files, after commit
     assert not WhatsAppNumber.objects.filter(pk=number.pk).exists()
     assert set(_counts(number.pk).values()) == {0}
     assert _counts(other.pk) == before_other and _counts(theirs.pk) == before_theirs
@@ -393,6 +394,7 @@ def test_confirmed_delete_removes_everything_and_touches_no_other_number(
         "BroadcastRecipient": preview["broadcast_recipients"],
         "Conversation": preview["conversations"],
         "Message": preview["messages"],
+        "Attachment": preview["attachments"],
         "Client": 0,  # clients belong to the company, not to the number
     }
     assert {name: before[name] - after[name] for name in before} == gone
