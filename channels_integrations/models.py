@@ -61,6 +61,17 @@ class WhatsAppNumber(models.Model):
     def __str__(self):
         return f"{self.display_name} {self.phone}".strip()
 
+    def sending_details(self) -> dict:
+        """What the WhatsApp provider needs to send for this number (it touches no ORM)."""
+        if self.provider == self.Provider.CLOUD:
+            return {
+                "provider": "cloud",
+                "company_id": self.company_id,
+                "phone_number_id": self.cloud_phone_number_id,
+                "access_token": self.cloud_access_token,
+            }
+        return {"provider": "web", "company_id": self.company_id}
+
 
 class Bot(models.Model):
     tenant_path = "number__company"
@@ -209,9 +220,17 @@ class WhatsAppSession(models.Model):
     last_connected_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     reconnect_attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)  # backing off until then
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # Fencing: the epoch of the lease whose holder may write this row (a holder that lost its
+    # lease carries an older epoch, and its writes match no row).
+    lease_epoch = models.PositiveBigIntegerField(default=0, editable=False)
+    holder = models.CharField(max_length=200, blank=True, editable=False)  # worker name, pid
     updated_at = models.DateTimeField(auto_now=True)
+
+    # The supervisor keeps these running; the others wait for an admin (or are stopped).
+    WANTED = (Status.STARTING, Status.QR, Status.CONNECTED, Status.RECONNECTING)
 
     objects = TenantManager()
 

@@ -1,6 +1,7 @@
 import logging
 
 from celery import shared_task
+from celery.signals import worker_shutting_down
 
 from .services import NumberDeletionFailed, run_number_deletion
 
@@ -62,3 +63,30 @@ def send_broadcast_batch(self, broadcast_id: int, lease_token: str | None = None
     # Keep the lease across the countdown so beat does not start a second chain meanwhile.
     broadcasts.take_lease(broadcast_id, token, seconds=result.again_in + broadcasts.lease_seconds())
     send_broadcast_batch.apply_async((broadcast_id, token), countdown=result.again_in)
+
+
+# ---------------------------------------------------------------- WhatsApp sessions
+
+
+@shared_task(ignore_result=True)
+def run_whatsapp_session(number_id: int) -> str:
+    """Hold one number's QR-linked session until it stops (routed to the `connections`
+    queue: a long-lived task). A second worker asked to start it finds the lease held."""
+    from .whatsapp.sessions import run_session
+
+    return run_session(number_id)
+
+
+@shared_task(ignore_result=True)
+def supervise_whatsapp_sessions() -> dict:
+    from .whatsapp.sessions import supervise
+
+    return supervise()
+
+
+@worker_shutting_down.connect
+def _close_sessions_on_shutdown(**kwargs):
+    """SIGTERM: every session of this worker closes and releases its lease (threads pool)."""
+    from .whatsapp.sessions import SHUTDOWN
+
+    SHUTDOWN.set()

@@ -138,6 +138,17 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5.0,
         "options": {"expires": 10},
     },
+    # Starts missing WhatsApp sessions, health-checks live ones, restarts dead ones.
+    "supervise-whatsapp-sessions": {
+        "task": "channels_integrations.tasks.supervise_whatsapp_sessions",
+        "schedule": env.float("WHATSAPP_SUPERVISOR_SECONDS", default=30.0),
+        "options": {"expires": 25},
+    },
+}
+# Long-lived connections (WhatsApp sessions) run on a queue of their own, served by a worker
+# sized for them (threads: a session mostly waits), so they never starve sending.
+CELERY_TASK_ROUTES = {
+    "channels_integrations.tasks.run_whatsapp_session": {"queue": "connections"},
 }
 # Broadcast pacing: at most this many messages per WhatsApp number in any 60 seconds.
 BROADCAST_RATE_PER_MINUTE = env.int("BROADCAST_RATE_PER_MINUTE", default=30)
@@ -149,9 +160,33 @@ BROADCAST_MAX_ATTEMPTS = env.int("BROADCAST_MAX_ATTEMPTS", default=5)
 BOT_REPLY_LIMIT = tuple(env.list("BOT_REPLY_LIMIT", cast=int, default=[5, 60]))
 BOT_COMPANIES_CACHE_SECONDS = env.int("BOT_COMPANIES_CACHE_SECONDS", default=10)
 
+# WhatsApp: the Cloud API's Graph endpoint, and QR-linked sessions (neonize).
+WHATSAPP_GRAPH_URL = env.str("WHATSAPP_GRAPH_URL", default="https://graph.facebook.com/v21.0")
+WHATSAPP_GRAPH_TIMEOUT = env.float("WHATSAPP_GRAPH_TIMEOUT", default=10.0)
+# Sends per company per minute through the API (429 with Retry-After beyond).
+WHATSAPP_SEND_RATE_PER_MINUTE = env.int("WHATSAPP_SEND_RATE_PER_MINUTE", default=30)
+# A session's holder renews its lease every third of this; a dead holder's lease lapses.
+WHATSAPP_LEASE_SECONDS = env.float("WHATSAPP_LEASE_SECONDS", default=45.0)
+WHATSAPP_HEARTBEAT_SECONDS = env.float("WHATSAPP_HEARTBEAT_SECONDS", default=10.0)
+WHATSAPP_HEARTBEAT_MAX_AGE = env.float("WHATSAPP_HEARTBEAT_MAX_AGE", default=90.0)
+# Reconnects back off from BASE doubling to CAP seconds (with jitter); after MAX attempts the
+# session is `failed` until an admin restarts it.
+WHATSAPP_BACKOFF_BASE = env.float("WHATSAPP_BACKOFF_BASE", default=1.0)
+WHATSAPP_BACKOFF_CAP = env.float("WHATSAPP_BACKOFF_CAP", default=300.0)
+WHATSAPP_MAX_RECONNECT_ATTEMPTS = env.int("WHATSAPP_MAX_RECONNECT_ATTEMPTS", default=10)
+# QR codes shown per pairing attempt before the session stops as `qr_timeout`.
+WHATSAPP_QR_MAX = env.int("WHATSAPP_QR_MAX", default=6)
+WHATSAPP_WEB_ADAPTER = env.str(
+    "WHATSAPP_WEB_ADAPTER", default="channels_integrations.whatsapp.web.NeonizeAdapter"
+)
+# Where neonize keeps device keys (its whatsmeow_* tables): our own database by default.
+WHATSAPP_STORE_URL = env.str("WHATSAPP_STORE_URL", default="")
+# /metrics answers only with this bearer token when set (else to anyone who can reach it).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
 # platform -> provider class (messaging.providers.Provider). Channels register theirs here.
 MESSAGING_PROVIDERS = {
-    "whatsapp": "messaging.providers.NotConnectedProvider",
+    "whatsapp": "channels_integrations.whatsapp.provider.WhatsAppProvider",
     "telegram": "messaging.providers.NotConnectedProvider",
     "email": "messaging.providers.NotConnectedProvider",
 }

@@ -2,10 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import health
+from channels_integrations.whatsapp.webhooks import whatsapp_webhook
+
+from . import health, metrics
 
 urlpatterns = [
     path("health", health.health, name="health"),
+    path("metrics", metrics.prometheus_metrics, name="metrics"),
+    path("webhooks/whatsapp/<uuid:number_uuid>/", whatsapp_webhook, name="whatsapp-webhook"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

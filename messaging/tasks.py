@@ -25,6 +25,9 @@ def _outbound(message: Message) -> OutboundMessage:
         "email": client.email if client and client.email else "",
     }.get(conversation.platform, conversation.external_thread_id)
     source = conversation.source
+    extra = source.sending_details() if hasattr(source, "sending_details") else {}
+    if quoted := message.metadata.get("quoted"):
+        extra["quoted"] = quoted
     return OutboundMessage(
         message_id=message.pk,
         platform=conversation.platform,
@@ -33,6 +36,7 @@ def _outbound(message: Message) -> OutboundMessage:
         to_address=to_address,
         body=message.body,
         subject=conversation.subject,
+        extra=extra,
     )
 
 

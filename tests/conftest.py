@@ -96,3 +96,15 @@ def failing_message_delete():
         cursor.execute(
             "DROP TRIGGER refuse_message_delete ON messaging_message; DROP FUNCTION refuse_delete();"
         )
+
+
+@pytest.fixture
+def private_redis(settings):
+    """A redis-server of this test's own (settings.REDIS_URL points at it), to stop at will."""
+    from .processes import RedisServer
+
+    server = RedisServer()
+    server.start()
+    settings.REDIS_URL = f"redis://127.0.0.1:{server.port}/0"
+    yield server
+    server.stop()

@@ -7,22 +7,16 @@ The provider is the only stand-in. It records each send durably (RPUSH to a Redi
 a message and before the worker recorded it: the hardest moment for at-most-once.
 """
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Role
@@ -32,11 +26,8 @@ from channels_integrations.tasks import dispatch_broadcasts
 from messaging.providers import SendReceipt
 
 from .factories import UserFactory, WhatsAppNumberFactory
+from .processes import Worker, drop_queue
 
-BASE_DIR = Path(settings.BASE_DIR)
-CELERY = BASE_DIR / ".venv" / "bin" / "celery"
-if not CELERY.exists():
-    CELERY = Path(sys.executable).with_name("celery")
 RECIPIENTS = 30
 KILL_AFTER_SENDS = 10
 
@@ -54,96 +45,26 @@ class DurableProvider:
         return SendReceipt(external_id=f"wamid.resume.{message.message_id}")
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] or "postgres"
-    if db.get("PASSWORD"):
-        auth += f":{db['PASSWORD']}"
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-class Worker:
-    def __init__(self, name, queue, sends_key, log_dir):
-        self.log_path = log_dir / f"{name}.log"
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings_worker",
-            "DATABASE_URL": _database_url(),
-            "CELERY_TASK_DEFAULT_QUEUE": queue,
-            "MESSAGING_PROVIDERS_JSON": json.dumps(
-                {"whatsapp": "tests.test_broadcast_resume.DurableProvider"}
-            ),
+def _worker(name, queue, sends_key, log_dir):
+    return Worker(
+        name,
+        queue,
+        log_dir,
+        providers={"whatsapp": "tests.test_broadcast_resume.DurableProvider"},
+        env={
             "RESUME_SENDS_KEY": sends_key,
             "BROADCAST_RATE_PER_MINUTE": "6000",
             "BROADCAST_CLAIM_GRACE_SECONDS": "2",
             "BROADCAST_LEASE_SECONDS": "3",
-            "PYTHONUNBUFFERED": "1",
-        }
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(  # noqa: S603
-                [
-                    str(CELERY),
-                    "-A",
-                    "crm",
-                    "worker",
-                    "--pool=solo",
-                    "-Q",
-                    queue,
-                    "--loglevel=INFO",
-                    "-n",
-                    f"{name}-{queue}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "--prefetch-multiplier=1",
-                ],
-                cwd=BASE_DIR,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"worker exited with {self.process.returncode}:\n{self.log()}")
-            if " ready." in self.log():
-                return
-            time.sleep(0.1)
-        pytest.fail(f"worker not ready after {timeout}s:\n{self.log()}")
-
-    def kill(self):
-        """SIGKILL: no shutdown handlers, no acknowledgements, nothing recorded."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        },
+    )
 
 
 def _cleanup_redis(client, queue, sends_key):
-    client.delete(queue, sends_key, f"_kombu.binding.{queue}")
+    client.delete(sends_key)
     for key in client.scan_iter(cache.make_key("broadcast:*"), count=1000):
         client.delete(key)
-    # Messages a killed worker had reserved wait in kombu's shared `unacked` hash to be restored
-    # an hour later; drop the ones of our private queue so they never come back.
-    for tag, raw in client.hgetall("unacked").items():
-        try:
-            _message, _exchange, routing_key = json.loads(raw)
-        except (ValueError, TypeError):
-            continue
-        if routing_key == queue:
-            client.hdel("unacked", tag)
-            client.zrem("unacked_index", tag)
+    drop_queue(client, queue)
 
 
 @pytest.mark.timeout(240)
@@ -172,7 +93,7 @@ def test_worker_killed_mid_broadcast_resumes_without_double_or_skipped_sends(tmp
 
     workers = []
     try:
-        first = Worker("first", queue, sends_key, tmp_path)
+        first = _worker("first", queue, sends_key, tmp_path)
         workers.append(first)
         first.wait_ready()
         time.sleep(max(0.0, (broadcast.scheduled_at - timezone.now()).total_seconds()) + 0.1)
@@ -189,7 +110,7 @@ def test_worker_killed_mid_broadcast_resumes_without_double_or_skipped_sends(tmp
         broadcast.refresh_from_db()
         assert broadcast.status == "sending"
 
-        second = Worker("second", queue, sends_key, tmp_path)
+        second = _worker("second", queue, sends_key, tmp_path)
         workers.append(second)
         second.wait_ready()
         deadline = time.monotonic() + 90

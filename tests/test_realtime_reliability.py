@@ -3,9 +3,6 @@ every open socket to re-fetch what it may have missed (`resync`), and delivers a
 
 Runs its own redis-server on a free loopback port so the restart touches nothing else."""
 
-import shutil
-import socket
-import subprocess
 import time
 
 import pytest
@@ -19,46 +16,6 @@ from messaging import realtime
 from .factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class RedisServer:
-    def __init__(self):
-        self.port = _free_port()
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self):
-        self.process.kill()
-        self.process.wait(10)
-
-
-@pytest.fixture
-def private_redis(settings):
-    server = RedisServer()
-    server.start()
-    settings.REDIS_URL = f"redis://127.0.0.1:{server.port}/0"
-    yield server
-    server.stop()
 
 
 def test_redis_restart_resyncs_open_sockets_and_delivery_resumes(private_redis, company):

@@ -10,6 +10,7 @@ from crm.api.base import CompanyScopedViewSet
 from .. import services
 from ..models import EmailAccount, TelegramAccount, WhatsAppNumber
 from .serializers import EmailAccountSerializer, TelegramAccountSerializer, WhatsAppNumberSerializer
+from .whatsapp import SessionActionsMixin
 
 
 class DeletionPreviewSerializer(serializers.Serializer):
@@ -50,7 +51,7 @@ class ChannelViewSet(CompanyScopedViewSet):
         services.delete_channel(self.request.user, instance)
 
 
-class WhatsAppNumberViewSet(ChannelViewSet):
+class WhatsAppNumberViewSet(SessionActionsMixin, ChannelViewSet):
     model = WhatsAppNumber
     serializer_class = WhatsAppNumberSerializer
 

@@ -23,19 +23,17 @@ BROADCAST_CLAIM_GRACE_SECONDS, BROADCAST_LEASE_SECONDS, BROADCAST_MAX_ATTEMPTS.
 import logging
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 import phonenumbers
-import redis
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from crm import coordination
 from crm.models import Client
 from messaging import events
 from messaging.providers import OutboundMessage, SendError, provider_for
@@ -366,35 +364,13 @@ def _publish_progress(broadcast_id: int, company_id: int, event: str = "broadcas
 
 # ---------------------------------------------------------------- Redis: pacing, lease, attempts
 
-_clients: dict[str, redis.Redis] = {}
 
-
-def _redis() -> redis.Redis:
-    url = settings.REDIS_URL
-    if url not in _clients:
-        _clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-    return _clients[url]
+def _redis():
+    return coordination.redis_client()
 
 
 def _key(name: str) -> str:
-    return cache.make_key(f"broadcast:{name}")  # carries the install's (or test run's) prefix
-
-
-# Sliding-window log: at most ARGV[1] members scored within the last ARGV[2] ms. Returns 0 and
-# records the send, or the milliseconds until the oldest send leaves the window.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  return 0
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
-"""
+    return coordination.key(f"broadcast:{name}")
 
 
 def rate_limit_key(number_id: int) -> str:
@@ -404,46 +380,23 @@ def rate_limit_key(number_id: int) -> str:
 def acquire_send_slot(number_id: int, per_minute: int | None = None) -> float:
     """Take one send from the number's budget: 0.0 when allowed, else seconds to wait."""
     limit = per_minute or rate_per_minute()
-    wait_ms = _redis().eval(_ACQUIRE, 1, rate_limit_key(number_id), limit, 60_000, uuid.uuid4().hex)
-    return int(wait_ms) / 1000.0
+    return coordination.acquire_slot(f"broadcast:rate:{number_id}", limit, 60)
 
 
 # The chain of batch tasks of one broadcast holds a lease, so beat's re-kicks and duplicate
 # messages do not start parallel chains (correctness never depends on it: claims do that).
-_TAKE_LEASE = """
-local current = redis.call('GET', KEYS[1])
-if current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not current then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-_RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-def lease_key(broadcast_id: int) -> str:
-    return _key(f"lease:{broadcast_id}")
-
-
 def take_lease(broadcast_id: int, token: str, seconds: float | None = None) -> bool:
     """Take or renew the broadcast's sending lease for `token`; False if another holds it."""
-    ttl_ms = int(1000 * (seconds if seconds is not None else lease_seconds()))
-    return bool(_redis().eval(_TAKE_LEASE, 1, lease_key(broadcast_id), token, max(ttl_ms, 1)))
+    seconds = seconds if seconds is not None else lease_seconds()
+    return coordination.take_lease(f"broadcast:lease:{broadcast_id}", token, seconds)
 
 
 def release_lease(broadcast_id: int, token: str) -> None:
-    _redis().eval(_RELEASE_LEASE, 1, lease_key(broadcast_id), token)
+    coordination.release_lease(f"broadcast:lease:{broadcast_id}", token)
 
 
 def lease_held(broadcast_id: int) -> bool:
-    return bool(_redis().exists(lease_key(broadcast_id)))
+    return coordination.lease_holder(f"broadcast:lease:{broadcast_id}") is not None
 
 
 def _attempts_key(broadcast_id: int) -> str:

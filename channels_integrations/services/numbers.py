@@ -10,7 +10,7 @@ from crm.services import delete_in_database
 from messaging import events
 from messaging.services.attachments import remove_stored_files
 
-from ..models import WhatsAppNumber, WhatsAppSession
+from ..models import WhatsAppNumber
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,9 @@ def _mark_deletion_failed(number: WhatsAppNumber, cause: str) -> None:
 
 def _stop_session(number: WhatsAppNumber) -> None:
     # The live connection (when one runs) watches this row and lets go of the number.
-    WhatsAppSession.objects.filter(number=number).update(status=WhatsAppSession.Status.STOPPED)
+    from ..whatsapp.sessions import stop_session
+
+    stop_session(number.pk)
 
 
 def publish_number_updated(number: WhatsAppNumber) -> None:

@@ -39,6 +39,14 @@ from channels_integrations.api.broadcasts import BroadcastViewSet  # noqa: E402
 
 router.register("whatsapp/broadcasts", BroadcastViewSet, basename="whatsapp-broadcast")
 
+# WhatsApp sessions
+from channels_integrations.api.whatsapp import (  # noqa: E402
+    WhatsAppSessionViewSet,
+    whatsapp_metrics,
+)
+
+router.register("whatsapp/sessions", WhatsAppSessionViewSet, basename="whatsapp-session")
+
 # team chats
 from messaging.api.chats import ChatMessageViewSet, ChatViewSet  # noqa: E402
 
@@ -46,4 +54,8 @@ router.register("chats", ChatViewSet, basename="chat")
 router.register(r"chats/(?P<chat_pk>\d+)/messages", ChatMessageViewSet, basename="chat-message")
 
 
-urlpatterns = [path("me/", me, name="api-me"), *router.urls]
+urlpatterns = [
+    path("me/", me, name="api-me"),
+    path("whatsapp/metrics/", whatsapp_metrics, name="whatsapp-metrics"),
+    *router.urls,
+]

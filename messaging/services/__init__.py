@@ -20,6 +20,7 @@ from .inbox import (  # noqa: F401
     assign_conversation,
     ingest_inbound,
     mark_conversation_read,
+    open_conversation,
     record_delivery_status,
     send_message,
     set_conversation_status,

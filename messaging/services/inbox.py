@@ -347,6 +347,26 @@ def _create_conversation(
     return conversation
 
 
+def open_conversation(source, external_thread_id: str, sender: Sender) -> Conversation:
+    """The source's conversation with this thread, created (with its client) when we write
+    first, e.g. a message sent to a phone number through the API."""
+    platform = PLATFORM_BY_SOURCE[type(source)]
+    if not _source_is_live(source):
+        raise SourceInactive(f"{platform} source {source.pk} is not active")
+    lookup = {SOURCE_FIELD_BY_PLATFORM[platform]: source, "external_thread_id": external_thread_id}
+    conversation = Conversation.objects.filter(**lookup).first()
+    if conversation is not None:
+        return conversation
+    identity = _client_identity(sender)
+    with transaction.atomic():
+        client = _find_client(source.company_id, identity) if identity else None
+        if client is None and identity:
+            client = _create_client(source.company_id, sender, identity)
+        return _create_conversation(
+            source, platform, external_thread_id, client.pk if client else None, "", timezone.now()
+        )
+
+
 def _bump_conversation(conversation_id: int, body: str, at: datetime, *, inbound: bool):
     """Move last-message time/preview forward (never back) and count unread inbound messages."""
     preview = Value(body[:PREVIEW_LENGTH])
@@ -380,8 +400,11 @@ def validate_body(platform: str, body: str) -> str:
     return body
 
 
-def send_message(conversation: Conversation, author, body: str, *, bot=None) -> Message:
-    """Store an outbound message as `queued` and hand it to the sender after commit."""
+def send_message(
+    conversation: Conversation, author, body: str, *, bot=None, metadata: dict | None = None
+) -> Message:
+    """Store an outbound message as `queued` and hand it to the sender after commit.
+    `metadata` may name a message to quote ({"quoted": its external id})."""
     from ..tasks import deliver_message
 
     body = validate_body(conversation.platform, body)
@@ -399,6 +422,7 @@ def send_message(conversation: Conversation, author, body: str, *, bot=None) -> 
             sender_name=bot.name if bot else (author.display_name if author else ""),
             body=body,
             status=Message.Status.QUEUED,
+            metadata=metadata or {},
         )
         conversation = _bump_conversation(conversation.pk, body, message.created_at, inbound=False)
         events.publish(

@@ -1,0 +1,186 @@
+"""WhatsApp connections over the API: sessions (QR, status, health, logout), sending to a
+phone number under the company's rate limit, and metrics."""
+
+import math
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema, inline_serializer
+from phonenumber_field.serializerfields import PhoneNumberField
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.response import Response
+
+from accounts.permissions import IsCompanyMember
+from accounts.scoping import scoped
+from crm import coordination
+from messaging.payloads import message_payload
+
+from ..models import WhatsAppNumber, WhatsAppSession
+from ..whatsapp import metrics, outbound, sessions
+
+
+class SessionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    number_id = serializers.IntegerField()
+    phone = serializers.CharField()
+    display_name = serializers.CharField()
+    status = serializers.CharField()
+    status_label = serializers.CharField()
+    healthy = serializers.BooleanField()
+    health = serializers.CharField()
+    last_connected_at = serializers.DateTimeField(allow_null=True)
+    last_heartbeat_at = serializers.DateTimeField(allow_null=True)
+    heartbeat_age_seconds = serializers.FloatField(allow_null=True)
+    reconnect_attempts = serializers.IntegerField()
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField()
+    last_error_at = serializers.DateTimeField(allow_null=True)
+
+    def to_representation(self, session):
+        return super().to_representation(
+            {
+                **sessions.session_payload(session),
+                "id": session.pk,
+                "phone": str(session.number.phone),
+                "display_name": session.number.display_name,
+            }
+        )
+
+
+class QrSessionSerializer(SessionSerializer):
+    qr = serializers.CharField(allow_null=True, help_text="the raw QR string")
+    qrDataUrl = serializers.CharField(allow_null=True, help_text="a PNG data URL")  # noqa: N815
+    qrTerminal = serializers.CharField(allow_null=True, help_text="for a terminal")  # noqa: N815
+
+    def to_representation(self, payload):
+        session, qr = payload
+        return {**SessionSerializer(session).data, **qr}
+
+
+class MetricsSerializer(serializers.Serializer):
+    total_sessions = serializers.IntegerField()
+    connected = serializers.IntegerField()
+    messages_sent = serializers.IntegerField()
+    messages_received = serializers.IntegerField()
+    qr_generated = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    failed_reconnects = serializers.IntegerField()
+    last_error = serializers.JSONField(allow_null=True)
+
+
+def company_metrics(company_id: int) -> dict:
+    counts = WhatsAppSession.objects.filter(number__company_id=company_id)
+    return {
+        "total_sessions": counts.count(),
+        "connected": counts.filter(status=WhatsAppSession.Status.CONNECTED).count(),
+        **metrics.counters(company_id),
+    }
+
+
+class WhatsAppSessionViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Every session of the company with status and health; the list carries the metrics."""
+
+    permission_classes = [IsCompanyMember]
+    serializer_class = SessionSerializer
+
+    def get_queryset(self):
+        return (
+            scoped(WhatsAppSession, self.request.user)
+            .exclude(number__status=WhatsAppNumber.Status.DELETING)
+            .select_related("number")
+            .order_by("id")
+        )
+
+    def list(self, request, *args, **kwargs):
+        response = super().list(request, *args, **kwargs)
+        response.data["metrics"] = company_metrics(request.user.company_id)
+        return response
+
+
+class SendSerializer(serializers.Serializer):
+    phone = PhoneNumberField(help_text="E.164, e.g. +4915112345678")
+    message = serializers.CharField(max_length=4096, trim_whitespace=True)
+    quoted = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, help_text="a WhatsApp message id"
+    )
+
+
+class SessionActionsMixin:
+    """Session and send actions of WhatsAppNumberViewSet (/whatsapp/numbers/{id}/...)."""
+
+    def _session_response(self, number, http_status=status.HTTP_200_OK):
+        session, _ = WhatsAppSession.objects.get_or_create(number=number)
+        session.number = number
+        return Response(SessionSerializer(session).data, status=http_status)
+
+    @extend_schema(request=None, responses=QrSessionSerializer)
+    @action(detail=True, methods=["post"], url_path="session/initialize")
+    def session_initialize(self, request, pk=None):
+        number = self.get_object()
+        payload = sessions.initialize_session(request.user, number)
+        session = WhatsAppSession.objects.select_related("number").get(number=number)
+        qr = {key: payload.get(key) for key in ("qr", "qrDataUrl", "qrTerminal")}
+        return Response(QrSessionSerializer((session, qr)).data)
+
+    @extend_schema(responses=SessionSerializer)
+    @action(detail=True, methods=["get"], url_path="session/status")
+    def session_status(self, request, pk=None):
+        return self._session_response(self.get_object())
+
+    @extend_schema(responses={200: SessionSerializer, 503: SessionSerializer})
+    @action(detail=True, methods=["get"], url_path="session/health")
+    def session_health(self, request, pk=None):
+        number = self.get_object()
+        session, _ = WhatsAppSession.objects.get_or_create(number=number)
+        session.number = number
+        healthy, _ = sessions.health(session)
+        return Response(
+            SessionSerializer(session).data,
+            status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    @extend_schema(request=None, responses=SessionSerializer)
+    @action(detail=True, methods=["post"], url_path="session/logout")
+    def session_logout(self, request, pk=None):
+        number = self.get_object()
+        sessions.logout_session(request.user, number)
+        return self._session_response(number)
+
+    @extend_schema(
+        request=SendSerializer,
+        responses={
+            202: inline_serializer("QueuedMessage", {"message": serializers.DictField()}),
+            429: inline_serializer("RateLimited", {"detail": serializers.CharField()}),
+        },
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsCompanyMember])
+    def send(self, request, pk=None):
+        number = self.get_object()
+        serializer = SendSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        limit = settings.WHATSAPP_SEND_RATE_PER_MINUTE
+        wait = coordination.acquire_slot_or_local(
+            f"whatsapp:send-rate:{request.user.company_id}", limit, 60
+        )
+        if wait:
+            retry_after = max(1, math.ceil(wait))
+            return Response(
+                {"detail": f"At most {limit} messages per minute; retry in {retry_after} s."},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(retry_after)},
+            )
+        data = serializer.validated_data
+        message = outbound.send_to_phone(
+            request.user, number, str(data["phone"]), data["message"], data.get("quoted", "")
+        )
+        return Response({"message": message_payload(message)}, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(responses=MetricsSerializer)
+@api_view(["GET"])
+@permission_classes([IsCompanyMember])
+def whatsapp_metrics(request):
+    """The company's WhatsApp counters (the same ones /metrics exports for every company)."""
+    return Response(company_metrics(request.user.company_id))

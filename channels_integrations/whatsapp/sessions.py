@@ -1,0 +1,646 @@
+"""QR-linked WhatsApp sessions: one live connection per number, supervised.
+
+- `run_session` (the Celery task run_whatsapp_session, on the `connections` queue) takes the
+  number's lease and drives the adapter: connect, QR, connected, messages, heartbeats, and
+  reconnects that back off exponentially with jitter until WHATSAPP_MAX_RECONNECT_ATTEMPTS,
+  then `failed`. Logged out means stop and ask for a new scan, never retry.
+- `supervise` (beat, every WHATSAPP_SUPERVISOR_SECONDS) starts wanted sessions nobody holds,
+  and health-checks held ones by heartbeat age.
+- Other processes talk to the holder through a Redis list of commands (send, logout,
+  restart); the holder answers sends on a reply key.
+Every write of session state goes through the lease (lease.SessionLease.write): a holder that
+lost its lease writes nothing.
+"""
+
+import base64
+import io
+import json
+import logging
+import random
+import threading
+import time
+from datetime import timedelta
+
+import redis
+import segno
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from accounts.models import Role, User
+from crm import coordination
+from messaging import events
+from messaging.providers import SendError, SendReceipt, TransientSendError
+
+from ..models import WhatsAppNumber, WhatsAppSession
+from . import metrics
+from .inbound import ingest_whatsapp_message
+from .lease import LeaseLost, SessionLease, holder_of
+
+logger = logging.getLogger(__name__)
+Status = WhatsAppSession.Status
+
+# Set when the worker is asked to stop (SIGTERM): sessions close and release their leases.
+SHUTDOWN = threading.Event()
+
+
+def _commands_key(number_id: int) -> str:
+    return coordination.key(f"whatsapp:commands:{number_id}")
+
+
+def _qr_key(number_id: int) -> str:
+    return coordination.key(f"whatsapp:qr:{number_id}")
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds before reconnect `attempt` (1, 2, ...): BASE doubling to CAP, with jitter in
+    [half, full] so sessions that failed together do not retry together."""
+    ceiling = min(
+        settings.WHATSAPP_BACKOFF_CAP, settings.WHATSAPP_BACKOFF_BASE * 2 ** (attempt - 1)
+    )
+    return ceiling * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not crypto)
+
+
+# ---------------------------------------------------------------- what admins see
+
+
+def qr_payload(code: str) -> dict:
+    """The QR as the raw string, a PNG data URL and a terminal rendering."""
+    qr = segno.make_qr(code)
+    png = io.BytesIO()
+    qr.save(png, kind="png", scale=5, border=2)
+    terminal = io.StringIO()
+    qr.terminal(out=terminal, compact=True)
+    return {
+        "qr": code,
+        "qrDataUrl": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode(),
+        "qrTerminal": terminal.getvalue(),
+    }
+
+
+def current_qr(number_id: int) -> str | None:
+    try:
+        value = coordination.redis_client().get(_qr_key(number_id))
+    except redis.RedisError:
+        return None
+    return value.decode() if value else None
+
+
+def heartbeat_age(session: WhatsAppSession) -> float | None:
+    if session.last_heartbeat_at is None:
+        return None
+    return (timezone.now() - session.last_heartbeat_at).total_seconds()
+
+
+def health(session: WhatsAppSession) -> tuple[bool, str]:
+    """Healthy: connected, held by a live worker, and its heartbeat recent."""
+    if session.status != Status.CONNECTED:
+        return False, f"The session is {session.get_status_display().lower()}."
+    if holder_of(session.number_id) is None:
+        return False, "No worker holds the connection."
+    age = heartbeat_age(session)
+    if age is None or age > settings.WHATSAPP_HEARTBEAT_MAX_AGE:
+        return False, "The connection's heartbeat is late."
+    return True, "Connected."
+
+
+def session_payload(session: WhatsAppSession) -> dict:
+    healthy, detail = health(session)
+    age = heartbeat_age(session)
+    return {
+        "number_id": session.number_id,
+        "status": session.status,
+        "status_label": session.get_status_display(),
+        "healthy": healthy,
+        "health": detail,
+        "last_connected_at": session.last_connected_at,
+        "last_heartbeat_at": session.last_heartbeat_at,
+        "heartbeat_age_seconds": round(age, 1) if age is not None else None,
+        "reconnect_attempts": session.reconnect_attempts,
+        "next_attempt_at": session.next_attempt_at,
+        "last_error": session.last_error,
+        "last_error_at": session.last_error_at,
+    }
+
+
+def publish_to_admins(event: str, number: WhatsAppNumber, data: dict) -> None:
+    admin_ids = list(
+        User.objects.filter(
+            company_id=number.company_id, role=Role.ADMIN, is_active=True
+        ).values_list("pk", flat=True)
+    )
+    if admin_ids:
+        events.publish(event, {"number_id": number.pk, **data}, user_ids=admin_ids)
+
+
+# ---------------------------------------------------------------- admin actions
+
+
+def _web_number(number: WhatsAppNumber) -> None:
+    if number.provider != WhatsAppNumber.Provider.WEB:
+        raise ValidationError(
+            {"provider": ["Cloud API numbers connect with their access token, not a QR code."]}
+        )
+    if not number.is_active or number.status == WhatsAppNumber.Status.DELETING:
+        raise ValidationError({"number": ["This number is deactivated; reactivate it first."]})
+
+
+def initialize_session(actor, number: WhatsAppNumber, wait_seconds: float = 8.0) -> dict:
+    """Start (or restart, for a fresh QR) the number's session; wait briefly for its QR."""
+    from ..tasks import run_whatsapp_session
+
+    _web_number(number)
+    with transaction.atomic():
+        session, _ = WhatsAppSession.objects.get_or_create(number=number)
+        if session.status == Status.CONNECTED and holder_of(number.pk):
+            return {"status": session.status, **session_payload(session)}
+        WhatsAppSession.objects.filter(pk=session.pk).update(
+            status=Status.STARTING,
+            reconnect_attempts=0,
+            next_attempt_at=None,
+            last_error="",
+            updated_at=timezone.now(),
+        )
+        previous_qr = current_qr(number.pk)
+        if holder_of(number.pk):
+            _send_command(number.pk, {"op": "restart"})
+        else:
+            transaction.on_commit(lambda: run_whatsapp_session.delay(number.pk))
+    logger.info("whatsapp: number=%s session initialised by user=%s", number.pk, actor.pk)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        session.refresh_from_db()
+        code = current_qr(number.pk)
+        if code and code != previous_qr:
+            return {**session_payload(session), **qr_payload(code)}
+        if session.status not in (Status.STARTING, Status.QR):
+            break
+        time.sleep(0.1)
+    session.refresh_from_db()
+    return {**session_payload(session), "qr": None, "qrDataUrl": None, "qrTerminal": None}
+
+
+def logout_session(actor, number: WhatsAppNumber, wait_seconds: float = 5.0) -> WhatsAppSession:
+    """Log the linked device out (the holder tells WhatsApp); a new QR scan is needed."""
+    _web_number(number)
+    session, _ = WhatsAppSession.objects.get_or_create(number=number)
+    if holder_of(number.pk):
+        _send_command(number.pk, {"op": "logout"})
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            session.refresh_from_db()
+            if session.status == Status.LOGGED_OUT:
+                break
+            time.sleep(0.1)
+    if session.status != Status.LOGGED_OUT:  # nobody held it (or it did not answer in time)
+        with transaction.atomic():
+            WhatsAppSession.objects.filter(pk=session.pk).update(
+                status=Status.LOGGED_OUT, updated_at=timezone.now()
+            )
+            WhatsAppNumber.objects.filter(pk=number.pk).update(
+                web_jid="", status=WhatsAppNumber.Status.DISCONNECTED
+            )
+            publish_to_admins("whatsapp.logout", number, {"reason": "logged out by an admin"})
+        session.refresh_from_db()
+    logger.info("whatsapp: number=%s logged out by user=%s", number.pk, actor.pk)
+    return session
+
+
+def stop_session(number_id: int) -> None:
+    """The number is deactivated or being deleted: its holder lets go within a tick."""
+    WhatsAppSession.objects.filter(number_id=number_id).update(
+        status=Status.STOPPED, updated_at=timezone.now()
+    )
+    if holder_of(number_id):
+        _send_command(number_id, {"op": "stop"})
+
+
+# ---------------------------------------------------------------- sending via the holder
+
+
+def _send_command(number_id: int, command: dict) -> None:
+    client = coordination.redis_client()
+    client.rpush(_commands_key(number_id), json.dumps(command))
+    client.expire(_commands_key(number_id), 300)
+
+
+def _sent_key(message_id: int) -> str:
+    return coordination.key(f"whatsapp:sent:{message_id}")
+
+
+def send_through_session(
+    number_id: int, message_id: int, to: str, body: str, timeout: float = 20.0
+) -> SendReceipt:
+    """Hand a message to the worker holding the number's session and wait for its answer.
+    A message the holder already sent (a retried task) is answered from its record, never
+    sent twice."""
+    client = coordination.redis_client()
+    if sent := client.get(_sent_key(message_id)):
+        return SendReceipt(external_id=sent.decode())
+    if holder_of(number_id) is None:
+        raise TransientSendError("The WhatsApp session of this number is not connected.")
+    reply_key = coordination.key(f"whatsapp:reply:{message_id}:{random.getrandbits(32)}")
+    _send_command(
+        number_id,
+        {"op": "send", "message_id": message_id, "to": to, "body": body, "reply": reply_key},
+    )
+    answer = client.blpop([reply_key], timeout=timeout)
+    if answer is None:
+        raise TransientSendError("The WhatsApp session did not answer in time.")
+    reply = json.loads(answer[1])
+    if "id" in reply:
+        return SendReceipt(external_id=reply["id"])
+    raise SendError(reply.get("error") or "The WhatsApp session could not send the message.")
+
+
+# ---------------------------------------------------------------- the holder
+
+
+class SessionRunner:
+    """Drives one number's connection while holding its lease (see the module docstring)."""
+
+    def __init__(self, number_id: int, lease: SessionLease):
+        self.number = WhatsAppNumber.objects.get(pk=number_id)
+        self.lease = lease
+        self.adapter = None
+        self.stop_reason: str | None = None
+        self.restart_requested = False
+        self.qr_count = 0
+        self.redis = coordination.redis_client()
+
+    # -- state, always through the lease
+
+    def _write(self, **fields) -> None:
+        self.lease.write(updated_at=timezone.now(), **fields)
+
+    def _stop(self, reason: str) -> None:
+        self.stop_reason = self.stop_reason or reason
+        if self.adapter is not None:
+            self.adapter.stop()
+
+    def _guarded(self, callback, *args) -> None:
+        """Callbacks run on neonize's threads: a lost lease or a failure there stops the
+        session instead of vanishing into a foreign thread."""
+        try:
+            callback(*args)
+        except LeaseLost:
+            logger.warning("whatsapp: number=%s lost its lease; stopping", self.number.pk)
+            self._stop("lease_lost")
+        except Exception:
+            logger.exception("whatsapp: number=%s callback failed", self.number.pk)
+
+    # -- the loop
+
+    def run(self) -> str:
+        session = WhatsAppSession.objects.get(number_id=self.number.pk)
+        attempts = session.reconnect_attempts
+        number_id = self.number.pk
+        try:
+            while not self._stop_wanted():
+                status = Status.STARTING if attempts == 0 else Status.RECONNECTING
+                self._write(status=status, holder=self.lease.token)
+                logger.info("whatsapp: number=%s connecting (attempt %s)", number_id, attempts)
+                error = self._connect_and_watch()
+                if self.stop_reason:
+                    break
+                if self.restart_requested:  # an admin asked for a fresh start (a new QR)
+                    self.restart_requested, attempts, self.qr_count = False, 0, 0
+                    continue
+                attempts += 1
+                if not self._after_failure(error, attempts):
+                    break
+        except LeaseLost:
+            self.stop_reason = "lease_lost"
+            logger.warning("whatsapp: number=%s lease lost; stopped writing", number_id)
+        finally:
+            if self.adapter is not None:
+                self.adapter.stop()
+        reason = self.stop_reason or "stopped"
+        logger.info("whatsapp: number=%s session ended (%s)", number_id, reason)
+        return reason
+
+    def _after_failure(self, error: str, attempts: int) -> bool:
+        """Record a failed connection; back off before the next (False: give up)."""
+        now = timezone.now()
+        metrics.record_error(error, self.number.company_id)
+        if attempts >= settings.WHATSAPP_MAX_RECONNECT_ATTEMPTS:
+            self._write(
+                status=Status.FAILED,
+                reconnect_attempts=attempts,
+                next_attempt_at=None,
+                last_error=error,
+                last_error_at=now,
+            )
+            WhatsAppNumber.objects.filter(pk=self.number.pk).update(
+                status=WhatsAppNumber.Status.ERROR, last_error=error
+            )
+            metrics.increment("failed_reconnects", self.number.company_id)
+            publish_to_admins(
+                "whatsapp.reconnect_failed",
+                self.number,
+                {"attempts": attempts, "error": error},
+            )
+            logger.error("whatsapp: number=%s failed after %s attempts", self.number.pk, attempts)
+            self.stop_reason = "failed"
+            return False
+        delay = backoff_delay(attempts)
+        self._write(
+            status=Status.RECONNECTING,
+            reconnect_attempts=attempts,
+            next_attempt_at=now + timedelta(seconds=delay),
+            last_error=error,
+            last_error_at=now,
+        )
+        publish_to_admins(
+            "whatsapp.error",
+            self.number,
+            {"error": error, "attempt": attempts, "retry_in_seconds": round(delay, 1)},
+        )
+        logger.warning(
+            "whatsapp: number=%s connection failed (attempt %s), retry in %.1fs",
+            self.number.pk,
+            attempts,
+            delay,
+        )
+        return self._wait(delay)
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep while holding the lease; False when asked to stop meanwhile."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not self.lease.renew():
+                raise LeaseLost("lease expired while backing off")
+            if self._stop_wanted():
+                return False
+            self._serve_commands(min(1.0, max(0.05, deadline - time.monotonic())))
+            if self.stop_reason or self.restart_requested:
+                return not self.stop_reason
+        return True
+
+    def _connect_and_watch(self) -> str:
+        """Run one connection until it ends; returns why it failed ("" when it was asked
+        to stop)."""
+        factory = import_string(settings.WHATSAPP_WEB_ADAPTER)
+        try:
+            self.adapter = factory(self.number.pk, self.number.web_jid, self)
+        except Exception as exc:
+            logger.exception("whatsapp: number=%s adapter could not start", self.number.pk)
+            return f"The WhatsApp client could not start: {exc}"
+        outcome: dict = {}
+
+        def connect():
+            try:
+                self.adapter.connect()
+            except Exception as exc:  # the adapter's own failure, reported below
+                outcome["error"] = str(exc) or exc.__class__.__name__
+
+        thread = threading.Thread(target=connect, name=f"whatsapp-{self.number.pk}", daemon=True)
+        thread.start()
+        renew_every = settings.WHATSAPP_LEASE_SECONDS / 3
+        last_renew = last_beat = last_check = time.monotonic()
+        while thread.is_alive():
+            now = time.monotonic()
+            if now - last_renew >= renew_every:
+                if not self.lease.renew():
+                    self._stop("lease_lost")
+                    break
+                last_renew = now
+            if now - last_check >= 2.0:
+                last_check = now
+                if self._stop_wanted():
+                    self._stop("stopped")
+                    break
+            if now - last_beat >= settings.WHATSAPP_HEARTBEAT_SECONDS and self._alive():
+                self._write(last_heartbeat_at=timezone.now())
+                last_beat = now
+            self._serve_commands(0.5)
+            if self.stop_reason or self.restart_requested:
+                self.adapter.stop()
+                break
+        thread.join(timeout=15)
+        if self.stop_reason or self.restart_requested:
+            return ""
+        return outcome.get("error") or "The WhatsApp connection closed."
+
+    def _alive(self) -> bool:
+        try:
+            return self.adapter.is_connected()
+        except Exception:
+            return False
+
+    def _stop_wanted(self) -> bool:
+        if SHUTDOWN.is_set():
+            self.stop_reason = self.stop_reason or "shutdown"
+            return True
+        if self.stop_reason:
+            return True
+        row = (
+            WhatsAppSession.objects.filter(number_id=self.number.pk)
+            .values("status", "number__is_active", "number__status")
+            .first()
+        )
+        if (
+            row is None
+            or not row["number__is_active"]
+            or row["number__status"] == WhatsAppNumber.Status.DELETING
+            or row["status"] not in WhatsAppSession.WANTED
+        ):
+            self.stop_reason = "stopped"
+            return True
+        return False
+
+    # -- commands from other processes
+
+    def _serve_commands(self, timeout: float) -> None:
+        try:
+            item = self.redis.blpop([_commands_key(self.number.pk)], timeout=timeout)
+        except redis.RedisError:
+            time.sleep(timeout)
+            return
+        if item is None:
+            return
+        command = json.loads(item[1])
+        op = command.get("op")
+        if op == "send":
+            self._send(command)
+        elif op == "logout":
+            self._guarded(self._logout)
+        elif op == "restart":
+            self.restart_requested = True
+        elif op == "stop":
+            self._stop("stopped")
+
+    def _send(self, command: dict) -> None:
+        sent_key = _sent_key(command["message_id"])
+        if sent := self.redis.get(sent_key):
+            reply = {"id": sent.decode()}
+        elif self.adapter is None or not self._alive():
+            reply = {"error": "The WhatsApp session is not connected."}
+        else:
+            try:
+                wamid = self.adapter.send_text(command["to"], command["body"])
+                self.redis.set(sent_key, wamid, ex=7 * 24 * 3600)
+                reply = {"id": wamid}
+            except Exception as exc:
+                logger.warning("whatsapp: number=%s send failed", self.number.pk)
+                reply = {"error": f"WhatsApp refused the message: {exc}"}
+        self.redis.rpush(command["reply"], json.dumps(reply))
+        self.redis.expire(command["reply"], 60)
+
+    def _logout(self) -> None:
+        if self.adapter is not None:
+            try:
+                self.adapter.logout()
+            except Exception:
+                logger.warning("whatsapp: number=%s logout call failed", self.number.pk)
+        self.on_logged_out("logged out by an admin")
+
+    # -- adapter callbacks (SessionCallbacks)
+
+    def on_qr(self, code: str) -> None:
+        self._guarded(self._on_qr, code)
+
+    def _on_qr(self, code: str) -> None:
+        self.qr_count += 1
+        if self.qr_count > settings.WHATSAPP_QR_MAX:
+            error = "The QR code was not scanned in time; start again to get a new one."
+            self._write(status=Status.QR_TIMEOUT, last_error=error, last_error_at=timezone.now())
+            publish_to_admins("whatsapp.error", self.number, {"error": error})
+            self.redis.delete(_qr_key(self.number.pk))
+            self._stop("qr_timeout")
+            return
+        self._write(status=Status.QR)
+        self.redis.set(_qr_key(self.number.pk), code, ex=120)
+        metrics.increment("qr_generated", self.number.company_id)
+        publish_to_admins("whatsapp.qr", self.number, qr_payload(code))
+        logger.info("whatsapp: number=%s QR %s shown", self.number.pk, self.qr_count)
+
+    def on_paired(self, jid: str) -> None:
+        self._guarded(self._on_paired, jid)
+
+    def _on_paired(self, jid: str) -> None:
+        if holder_of(self.number.pk) != self.lease.token:
+            raise LeaseLost("paired without the lease")
+        WhatsAppNumber.objects.filter(pk=self.number.pk).update(web_jid=jid)
+        self.number.web_jid = jid
+        logger.info("whatsapp: number=%s paired", self.number.pk)
+
+    def on_connected(self) -> None:
+        self._guarded(self._on_connected)
+
+    def _on_connected(self) -> None:
+        now = timezone.now()
+        self.qr_count = 0
+        self._write(
+            status=Status.CONNECTED,
+            last_connected_at=now,
+            last_heartbeat_at=now,
+            reconnect_attempts=0,
+            next_attempt_at=None,
+            last_error="",
+        )
+        WhatsAppNumber.objects.filter(pk=self.number.pk).update(
+            status=WhatsAppNumber.Status.CONNECTED, last_error=""
+        )
+        self.redis.delete(_qr_key(self.number.pk))
+        publish_to_admins("whatsapp.connected", self.number, {"status": Status.CONNECTED})
+        logger.info("whatsapp: number=%s connected", self.number.pk)
+
+    def on_logged_out(self, reason: str) -> None:
+        self._guarded(self._on_logged_out, reason)
+
+    def _on_logged_out(self, reason: str) -> None:
+        self._write(status=Status.LOGGED_OUT, last_error=reason, last_error_at=timezone.now())
+        WhatsAppNumber.objects.filter(pk=self.number.pk).update(
+            web_jid="", status=WhatsAppNumber.Status.DISCONNECTED
+        )
+        publish_to_admins("whatsapp.logout", self.number, {"reason": reason})
+        logger.warning("whatsapp: number=%s logged out; a new QR scan is needed", self.number.pk)
+        self._stop("logged_out")
+
+    def on_replaced(self) -> None:
+        self._guarded(self._on_replaced)
+
+    def _on_replaced(self) -> None:
+        # Another socket on the same credentials (WhatsApp's 440 "conflict"): fighting it
+        # gets the device unlinked, so stop and let an admin decide.
+        error = "Another connection took over this number (stream replaced)."
+        self._write(status=Status.FAILED, last_error=error, last_error_at=timezone.now())
+        publish_to_admins("whatsapp.error", self.number, {"error": error})
+        self._stop("replaced")
+
+    def on_message(self, message) -> None:
+        self._guarded(self._on_message, message)
+
+    def _on_message(self, message) -> None:
+        result = ingest_whatsapp_message(
+            self.number,
+            wamid=message.wamid,
+            phone_digits=message.phone,
+            name=message.name,
+            body=message.body,
+            received_at=message.timestamp,
+            media=message.media,
+        )
+        if result.created:
+            publish_to_admins(
+                "whatsapp.message",
+                self.number,
+                {"conversation_id": result.conversation.pk, "message_id": result.message.pk},
+            )
+
+
+def run_session(number_id: int) -> str:
+    """Hold the number's session until it stops; "held" when another worker has it."""
+    lease = SessionLease.acquire(number_id)
+    if lease is None:
+        logger.info("whatsapp: number=%s is held by another worker; not starting", number_id)
+        return "held"
+    try:
+        return SessionRunner(number_id, lease).run()
+    finally:
+        lease.release()
+
+
+# ---------------------------------------------------------------- the supervisor
+
+
+def supervise() -> dict:
+    """Start wanted sessions nobody holds (once their backoff has passed) and health-check
+    held ones. Returns what it did, by number id."""
+    from ..tasks import run_whatsapp_session
+
+    now = timezone.now()
+    done = {"started": [], "unhealthy": []}
+    sessions = WhatsAppSession.objects.filter(
+        status__in=WhatsAppSession.WANTED,
+        number__provider=WhatsAppNumber.Provider.WEB,
+        number__is_active=True,
+    ).exclude(number__status=WhatsAppNumber.Status.DELETING)
+    for session in sessions.select_related("number"):
+        number_id = session.number_id
+        if holder_of(number_id) is None:
+            if session.next_attempt_at and session.next_attempt_at > now:
+                continue  # backing off
+            # One start per supervisor period, even if two supervisors overlap; the lease
+            # turns away any duplicate anyway.
+            starting = coordination.key(f"whatsapp:starting:{number_id}")
+            period = settings.CELERY_BEAT_SCHEDULE["supervise-whatsapp-sessions"]["schedule"]
+            if coordination.redis_client().set(starting, "1", nx=True, px=int(period * 900)):
+                run_whatsapp_session.delay(number_id)
+                done["started"].append(number_id)
+                logger.info("whatsapp supervisor: number=%s has no holder; starting", number_id)
+            continue
+        if session.status == Status.CONNECTED:
+            healthy, detail = health(session)
+            if not healthy:
+                done["unhealthy"].append(number_id)
+                metrics.record_error(detail, session.number.company_id)
+                publish_to_admins(
+                    "whatsapp.health_check_failed", session.number, {"detail": detail}
+                )
+                _send_command(number_id, {"op": "restart"})
+                logger.warning("whatsapp supervisor: number=%s unhealthy: %s", number_id, detail)
+    return done

@@ -1,0 +1,14 @@
+"""Plain data shared by the Cloud API and QR-linked adapters."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AnnouncedMedia:
+    """A file a WhatsApp message carries, as announced (not downloaded)."""
+
+    kind: str  # image, video, audio, voice, document, sticker
+    content_type: str = ""
+    filename: str = ""
+    size: int | None = None
+    media_id: str = ""

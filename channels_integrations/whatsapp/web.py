@@ -1,0 +1,180 @@
+"""The QR-linked WhatsApp Web connection, through neonize (whatsmeow).
+
+This adapter is the narrowest boundary to WhatsApp's servers: it turns neonize's events into
+calls on `SessionCallbacks` (implemented by sessions.SessionRunner) and our calls into
+neonize's. Device keys live in PostgreSQL (neonize's whatsmeow_* tables), never in files.
+Tests replace the adapter through settings.WHATSAPP_WEB_ADAPTER and drive the callbacks.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connection
+
+from .types import AnnouncedMedia
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WebInboundMessage:
+    wamid: str
+    phone: str  # the sender's number, digits only (the conversation's thread id)
+    name: str
+    body: str
+    timestamp: datetime
+    media: list[AnnouncedMedia] = field(default_factory=list)
+
+
+class SessionCallbacks(Protocol):
+    def on_qr(self, code: str) -> None: ...
+    def on_paired(self, jid: str) -> None: ...
+    def on_connected(self) -> None: ...
+    def on_logged_out(self, reason: str) -> None: ...
+    def on_replaced(self) -> None: ...
+    def on_message(self, message: WebInboundMessage) -> None: ...
+
+
+class WebAdapter(Protocol):
+    def __init__(self, number_id: int, jid: str, callbacks: SessionCallbacks): ...
+    def connect(self) -> None:
+        """Block until stop() or a failure (raised)."""
+
+    def stop(self) -> None: ...
+    def is_connected(self) -> bool: ...
+    def send_text(self, to_phone: str, body: str) -> str:
+        """Send; returns WhatsApp's message id."""
+
+    def logout(self) -> None: ...
+
+
+def store_url() -> str:
+    """neonize's PostgreSQL URL: WHATSAPP_STORE_URL, else our own database."""
+    if settings.WHATSAPP_STORE_URL:
+        return settings.WHATSAPP_STORE_URL
+    db = connection.settings_dict
+    auth = quote(db["USER"] or "postgres", safe="")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    host = db["HOST"] or "127.0.0.1"
+    return f"postgres://{auth}@{host}:{db['PORT'] or 5432}/{db['NAME']}?sslmode=disable"
+
+
+class NeonizeAdapter:
+    def __init__(self, number_id: int, jid: str, callbacks: SessionCallbacks):
+        from neonize.client import NewClient
+        from neonize.events import (
+            ConnectedEv,
+            LoggedOutEv,
+            MessageEv,
+            PairStatusEv,
+            StreamReplacedEv,
+        )
+        from neonize.utils.jid import build_jid
+
+        self.callbacks = callbacks
+        options = {"uuid": f"number-{number_id}"}
+        if jid:
+            user, _, server = jid.partition("@")
+            options["jid"] = build_jid(user, server or "s.whatsapp.net")
+        else:
+            options["new_device"] = True  # pair a fresh device: the QR flow
+        self.client = NewClient(store_url(), **options)
+        client_events = self.client.event
+        client_events.qr(lambda _client, data: callbacks.on_qr(data.decode()))
+        client_events(ConnectedEv)(lambda _client, _event: callbacks.on_connected())
+        client_events(PairStatusEv)(self._on_pair_status)
+        client_events(LoggedOutEv)(
+            lambda _client, event: callbacks.on_logged_out(f"logged out (reason {event.Reason})")
+        )
+        client_events(StreamReplacedEv)(lambda _client, _event: callbacks.on_replaced())
+        client_events(MessageEv)(self._on_message)
+
+    def _on_pair_status(self, _client, event):
+        if event.Error:
+            logger.warning("whatsapp web: pairing failed")
+            return
+        self.callbacks.on_paired(f"{event.ID.User}@{event.ID.Server}")
+
+    def _on_message(self, _client, event):
+        source = event.Info.MessageSource
+        if source.IsFromMe or source.IsGroup:
+            return  # our own echoes and group chats are not inbox conversations
+        parsed = message_from_event(event)
+        if parsed is not None:
+            self.callbacks.on_message(parsed)
+
+    def connect(self) -> None:
+        self.client.connect()
+
+    def stop(self) -> None:
+        try:
+            self.client.stop()
+        except Exception:  # already stopped: nothing to cancel
+            logger.debug("whatsapp web: stop of a stopped client")
+
+    def is_connected(self) -> bool:
+        try:
+            return bool(self.client.is_connected)
+        except Exception:
+            return False
+
+    def send_text(self, to_phone: str, body: str) -> str:
+        response = self.client.send_message(to_phone.lstrip("+"), body)
+        return response.ID
+
+    def logout(self) -> None:
+        self.client.logout()
+
+
+MEDIA_FIELDS = {
+    "imageMessage": "image",
+    "videoMessage": "video",
+    "audioMessage": "audio",
+    "documentMessage": "document",
+    "stickerMessage": "sticker",
+}
+
+
+def message_from_event(event) -> WebInboundMessage | None:
+    """Our plain view of a neonize MessageEv (text, captions, media announced)."""
+    content = event.Message
+    body = content.conversation or content.extendedTextMessage.text
+    media = []
+    for field_name, kind in MEDIA_FIELDS.items():
+        if content.HasField(field_name):
+            part = getattr(content, field_name)
+            body = body or getattr(part, "caption", "")
+            if kind == "audio" and part.PTT:
+                kind = "voice"
+            media.append(
+                AnnouncedMedia(
+                    kind=kind,
+                    content_type=part.mimetype,
+                    filename=getattr(part, "fileName", ""),
+                    size=getattr(part, "fileLength", None),
+                )
+            )
+    if not body and not media:
+        return None  # reactions, protocol messages and the like
+    sender = event.Info.MessageSource.Sender
+    return WebInboundMessage(
+        wamid=event.Info.ID,
+        phone=sender.User,
+        name=event.Info.Pushname,
+        body=body,
+        timestamp=_time(event.Info.Timestamp),
+        media=media,
+    )
+
+
+def _time(stamp: int) -> datetime:
+    if not stamp:
+        return datetime.now(tz=UTC)
+    if stamp > 10**11:  # milliseconds
+        stamp /= 1000
+    return datetime.fromtimestamp(stamp, tz=UTC)

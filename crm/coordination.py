@@ -1,0 +1,130 @@
+"""Coordination between processes through Redis: one client per process, keys carrying the
+install's (or test run's) prefix, a sliding-window limiter, and leases held by a token.
+
+Broadcast pacing and leases, the per-company send limit and the WhatsApp session lease all
+use these, so each rule is written once.
+"""
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+
+import redis
+from django.conf import settings
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def redis_client() -> redis.Redis:
+    url = settings.REDIS_URL
+    if url not in _clients:
+        _clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    return _clients[url]
+
+
+def key(name: str) -> str:
+    return cache.make_key(name)
+
+
+# ---------------------------------------------------------------- sliding window
+
+# At most ARGV[1] members scored within the last ARGV[2] ms. Returns 0 and records the event,
+# or the milliseconds until the oldest event leaves the window. Redis' clock, not ours.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now)
+"""
+
+
+def acquire_slot(name: str, limit: int, window_seconds: float) -> float:
+    """Take one event from the budget `name` (limit per window): 0.0 when allowed, else the
+    seconds until one is free. Raises redis.RedisError when Redis is unreachable."""
+    wait_ms = redis_client().eval(
+        _ACQUIRE, 1, key(name), limit, int(window_seconds * 1000), uuid.uuid4().hex
+    )
+    return int(wait_ms) / 1000.0
+
+
+class LocalSlidingWindow:
+    """The same rule inside one process, for when Redis is unreachable: each process then
+    allows the limit on its own (never unlimited, never failing the request)."""
+
+    def __init__(self):
+        self._events: dict[str, deque] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, name: str, limit: int, window_seconds: float) -> float:
+        now = time.monotonic()
+        with self._lock:
+            events = self._events.setdefault(name, deque())
+            while events and events[0] <= now - window_seconds:
+                events.popleft()
+            if len(events) < limit:
+                events.append(now)
+                return 0.0
+            return max(0.001, events[0] + window_seconds - now)
+
+    def clear(self):
+        with self._lock:
+            self._events.clear()
+
+
+local_window = LocalSlidingWindow()
+
+
+def acquire_slot_or_local(name: str, limit: int, window_seconds: float) -> float:
+    """acquire_slot, falling back to this process's own window when Redis is down."""
+    try:
+        return acquire_slot(name, limit, window_seconds)
+    except redis.RedisError:
+        logger.warning("rate limit: Redis unreachable, limiting in this process (%s)", name)
+        return local_window.acquire(name, limit, window_seconds)
+
+
+# ---------------------------------------------------------------- leases
+
+_TAKE_LEASE = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def take_lease(name: str, token: str, seconds: float) -> bool:
+    """Take or renew the lease `name` for `token`; False if another token holds it."""
+    ttl_ms = max(int(seconds * 1000), 1)
+    return bool(redis_client().eval(_TAKE_LEASE, 1, key(name), token, ttl_ms))
+
+
+def release_lease(name: str, token: str) -> None:
+    redis_client().eval(_RELEASE_LEASE, 1, key(name), token)
+
+
+def lease_holder(name: str) -> str | None:
+    value = redis_client().get(key(name))
+    return value.decode() if value is not None else None

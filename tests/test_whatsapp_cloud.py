@@ -1,0 +1,366 @@
+"""The WhatsApp Cloud API channel: sending through the Graph API and receiving its webhooks.
+
+Meta's servers are unreachable here. The far end is a local HTTP server (pytest-httpserver)
+that speaks the Graph API's documented request and response format; everything on our side
+is real: the API view, send_message, the Celery task (eager), PostgreSQL, Redis.
+"""
+
+import hashlib
+import hmac
+import json
+
+import pytest
+from django.urls import reverse
+from pytest_httpserver import HTTPServer
+
+from messaging.models import Attachment, Conversation, Message
+
+from .factories import ConversationFactory, MessageFactory, WhatsAppNumberFactory
+
+pytestmark = pytest.mark.django_db
+
+PHONE_NUMBER_ID = "106540352242922"
+TOKEN = "EAAG-secret-access-token"
+APP_SECRET = "app-secret-value"
+
+
+@pytest.fixture
+def graph(httpserver: HTTPServer, settings):
+    settings.WHATSAPP_GRAPH_URL = httpserver.url_for("/v21.0")
+    settings.WHATSAPP_SEND_RATE_PER_MINUTE = 1000
+    yield httpserver
+    httpserver.clear()
+
+
+@pytest.fixture
+def number(company):
+    return WhatsAppNumberFactory(
+        company=company,
+        provider="cloud",
+        cloud_phone_number_id=PHONE_NUMBER_ID,
+        cloud_access_token=TOKEN,
+        cloud_app_secret=APP_SECRET,
+        cloud_verify_token="verify-me",
+    )
+
+
+def _messages_path() -> str:
+    return f"/v21.0/{PHONE_NUMBER_ID}/messages"
+
+
+def _graph_ok(wamid="wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA"):
+    return {
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": "+4915112345678", "wa_id": "4915112345678"}],
+        "messages": [{"id": wamid}],
+    }
+
+
+def _graph_error(code, message="(#%s) error", status=400):
+    body = {
+        "error": {
+            "message": message % code if "%s" in message else message,
+            "type": "OAuthException",
+            "code": code,
+            "fbtrace_id": "AbCdEf",
+        }
+    }
+    return json.dumps(body), status
+
+
+def _send(api, number, **data):
+    return api.post(
+        f"/api/v1/whatsapp/numbers/{number.pk}/send/",
+        {"phone": "+4915112345678", "message": "Your parcel left today.", **data},
+        format="json",
+    )
+
+
+# ---------------------------------------------------------------- sending
+
+
+def test_send_posts_the_documented_request_and_stores_the_wamid(
+    graph, number, api_for, agent_user, eager_celery, django_capture_on_commit_callbacks
+):
+    graph.expect_request(
+        _messages_path(), method="POST", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).respond_with_json(_graph_ok("wamid.sent.1"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _send(api_for(agent_user), number, quoted="wamid.earlier")
+
+    assert response.status_code == 202, response.content
+    message = Message.objects.get(pk=response.json()["message"]["id"])
+    assert message.status == "sent" and message.external_id == "wamid.sent.1"
+    assert message.conversation.whatsapp_number == number
+    assert message.conversation.external_thread_id == "4915112345678"
+    assert str(message.conversation.client.phone) == "+4915112345678"
+    [(request, _)] = graph.log
+    assert request.get_json() == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "+4915112345678",
+        "type": "text",
+        "text": {"preview_url": False, "body": "Your parcel left today."},
+        "context": {"message_id": "wamid.earlier"},
+    }
+
+
+def test_a_second_send_to_the_same_phone_joins_its_conversation(
+    graph, number, api_for, agent_user, eager_celery, django_capture_on_commit_callbacks
+):
+    graph.expect_request(_messages_path(), method="POST").respond_with_json(_graph_ok())
+    api = api_for(agent_user)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _send(api, number).status_code == 202
+        assert _send(api, number, message="And a second one.").status_code == 202
+    assert Conversation.objects.filter(whatsapp_number=number).count() == 1
+    assert Message.objects.filter(conversation__whatsapp_number=number).count() == 2
+
+
+@pytest.mark.parametrize(
+    "code,words",
+    [
+        (131047, "24 hours"),
+        (190, "access token is invalid"),
+        (131026, "undeliverable"),
+        (100, "refused the message (100)"),
+    ],
+)
+def test_graph_errors_become_failed_messages_with_a_reason(
+    graph,
+    number,
+    api_for,
+    agent_user,
+    eager_celery,
+    django_capture_on_commit_callbacks,
+    code,
+    words,
+):
+    body, status = _graph_error(code)
+    graph.expect_request(_messages_path(), method="POST").respond_with_data(
+        body, status=status, content_type="application/json"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _send(api_for(agent_user), number)
+    message = Message.objects.get(pk=response.json()["message"]["id"])
+    assert message.status == "failed"
+    assert words in message.error
+    assert len(graph.log) == 1  # a permanent refusal is never retried
+
+
+def test_a_rate_limit_error_is_retried_and_then_sent(
+    graph, number, api_for, agent_user, eager_celery, django_capture_on_commit_callbacks
+):
+    body, status = _graph_error(130429, "(#130429) Rate limit hit")
+    graph.expect_oneshot_request(_messages_path(), method="POST").respond_with_data(
+        body, status=status, content_type="application/json"
+    )
+    graph.expect_request(_messages_path(), method="POST").respond_with_json(
+        _graph_ok("wamid.after.retry")
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _send(api_for(agent_user), number)
+    message = Message.objects.get(pk=response.json()["message"]["id"])
+    assert message.status == "sent" and message.external_id == "wamid.after.retry"
+    assert len(graph.log) == 2
+
+
+def test_an_unreachable_graph_api_fails_the_message_after_retries(
+    number, api_for, agent_user, eager_celery, django_capture_on_commit_callbacks, settings
+):
+    settings.WHATSAPP_GRAPH_URL = "http://127.0.0.1:9/v21.0"  # discard port: refused
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _send(api_for(agent_user), number)
+    message = Message.objects.get(pk=response.json()["message"]["id"])
+    assert message.status == "failed"
+    assert "could not be reached" in message.error
+
+
+def test_a_number_without_cloud_credentials_fails_in_words(
+    graph, company, api_for, agent_user, eager_celery, django_capture_on_commit_callbacks
+):
+    bare = WhatsAppNumberFactory(company=company, provider="cloud", cloud_access_token="")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _send(api_for(agent_user), bare)
+    message = Message.objects.get(pk=response.json()["message"]["id"])
+    assert message.status == "failed" and "access token" in message.error
+    assert graph.log == []
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+def _webhook_url(number) -> str:
+    return reverse("whatsapp-webhook", args=[number.uuid])
+
+
+def _signed_post(client, number, payload, secret=APP_SECRET, signature=None):
+    raw = json.dumps(payload).encode()
+    if signature is None:
+        signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    headers = {"HTTP_X_HUB_SIGNATURE_256": signature} if signature else {}
+    return client.post(_webhook_url(number), raw, content_type="application/json", **headers)
+
+
+def _inbound_payload(*messages, statuses=()):
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550783881",
+                                "phone_number_id": PHONE_NUMBER_ID,
+                            },
+                            "contacts": [
+                                {"profile": {"name": "Kerry Fisher"}, "wa_id": "4915112345678"}
+                            ],
+                            "messages": list(messages),
+                            "statuses": list(statuses),
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def _text(wamid="wamid.in.1", body="Is my parcel on its way?"):
+    return {
+        "from": "4915112345678",
+        "id": wamid,
+        "timestamp": "1763900000",
+        "type": "text",
+        "text": {"body": body},
+    }
+
+
+def test_verification_answers_the_challenge_only_with_the_right_token(client, number):
+    url = _webhook_url(number)
+    good = client.get(
+        url, {"hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "1158201444"}
+    )
+    assert good.status_code == 200 and good.content == b"1158201444"
+    bad = client.get(
+        url, {"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1158201444"}
+    )
+    assert bad.status_code == 403 and b"1158201444" not in bad.content
+    assert client.get(url).status_code == 403
+
+
+def test_a_signed_delivery_lands_in_the_inbox(client, number):
+    response = _signed_post(client, number, _inbound_payload(_text()))
+    assert response.status_code == 200
+    assert response.json()["stored"] == 1
+    message = Message.objects.get(external_id="wamid.in.1")
+    assert message.body == "Is my parcel on its way?"
+    assert message.sender_name == "Kerry Fisher"
+    conversation = message.conversation
+    assert conversation.whatsapp_number == number and conversation.unread_count == 1
+    assert str(conversation.client.phone) == "+4915112345678"
+    assert message.created_at.year >= 2025
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["", "sha256=" + "0" * 64, "sha1=abc", None],
+    ids=["missing", "wrong", "other-scheme", "other-secret"],
+)
+def test_an_unsigned_or_badly_signed_delivery_is_403_and_stores_nothing(
+    client, number, signature
+):
+    payload = _inbound_payload(_text())
+    if signature is None:
+        response = _signed_post(client, number, payload, secret="not-the-app-secret")
+    else:
+        response = _signed_post(client, number, payload, signature=signature)
+    assert response.status_code == 403
+    assert not Message.objects.exists()
+
+
+def test_the_same_delivery_twice_stores_one_message(client, number):
+    payload = _inbound_payload(_text())
+    assert _signed_post(client, number, payload).json()["stored"] == 1
+    again = _signed_post(client, number, payload)
+    assert again.status_code == 200 and again.json() == {"stored": 0, "duplicates": 1, "statuses": 0}
+    assert Message.objects.filter(external_id="wamid.in.1").count() == 1
+    assert Conversation.objects.get().unread_count == 1
+
+
+def test_status_updates_move_our_message_forward_and_failures_say_why(client, number):
+    conversation = ConversationFactory(
+        company=number.company, whatsapp_number=number, external_thread_id="4915112345678"
+    )
+    sent = MessageFactory(
+        conversation=conversation, direction="out", status="sent", external_id="wamid.out.1"
+    )
+    other = MessageFactory(
+        conversation=conversation, direction="out", status="sent", external_id="wamid.out.2"
+    )
+
+    def status(wamid, name, **extra):
+        return {"id": wamid, "status": name, "timestamp": "1763900100", **extra}
+
+    _signed_post(client, number, _inbound_payload(statuses=[status("wamid.out.1", "delivered")]))
+    sent.refresh_from_db()
+    assert sent.status == "delivered" and sent.delivered_at is not None
+    _signed_post(client, number, _inbound_payload(statuses=[status("wamid.out.1", "read")]))
+    # A late "delivered" never moves "read" back.
+    _signed_post(client, number, _inbound_payload(statuses=[status("wamid.out.1", "delivered")]))
+    sent.refresh_from_db()
+    assert sent.status == "read"
+
+    failure = status(
+        "wamid.out.2", "failed", errors=[{"code": 131047, "title": "Re-engagement message"}]
+    )
+    _signed_post(client, number, _inbound_payload(statuses=[failure]))
+    other.refresh_from_db()
+    assert other.status == "failed" and "24 hours" in other.error
+
+
+def test_a_media_message_records_its_attachment(client, number):
+    image = {
+        "from": "4915112345678",
+        "id": "wamid.img.1",
+        "timestamp": "1763900000",
+        "type": "image",
+        "image": {"caption": "The broken lid", "mime_type": "image/jpeg", "id": "1479537139650973"},
+    }
+    assert _signed_post(client, number, _inbound_payload(image)).status_code == 200
+    message = Message.objects.get(external_id="wamid.img.1")
+    assert message.body == "The broken lid"
+    attachment = Attachment.objects.get(message=message)
+    assert attachment.kind == "image" and attachment.content_type == "image/jpeg"
+    assert attachment.external_id == "1479537139650973" and not attachment.stored
+
+
+def test_a_deactivated_number_acknowledges_and_stores_nothing(client, number):
+    number.is_active = False
+    number.save()
+    response = _signed_post(client, number, _inbound_payload(_text()))
+    assert response.status_code == 200 and response.json()["stored"] == 0
+    assert not Message.objects.exists()
+
+
+def test_unknown_number_and_malformed_body(client, number):
+    from uuid import uuid4
+
+    assert client.post(f"/webhooks/whatsapp/{uuid4()}/", b"{}", "application/json").status_code == 404
+    raw = b"not json"
+    signature = "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    response = client.post(
+        _webhook_url(number), raw, content_type="application/json", HTTP_X_HUB_SIGNATURE_256=signature
+    )
+    assert response.status_code == 400 and "JSON" in response.json()["detail"]
+
+
+def test_a_cloud_number_has_no_qr_session(admin_api, number):
+    response = admin_api.post(f"/api/v1/whatsapp/numbers/{number.pk}/session/initialize/")
+    assert response.status_code == 400
+    assert "provider" in response.json()
