@@ -19,4 +19,14 @@ urlpatterns = [
         name="number_reactivate",
     ),
     path("settings/whatsapp/<int:pk>/delete/", numbers.number_delete, name="number_delete"),
+    path(
+        "settings/whatsapp/<int:pk>/session/connect/",
+        numbers.number_session_connect,
+        name="number_session_connect",
+    ),
+    path(
+        "settings/whatsapp/<int:pk>/session/logout/",
+        numbers.number_session_logout,
+        name="number_session_logout",
+    ),
 ]

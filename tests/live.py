@@ -124,7 +124,8 @@ def daphne_server(transactional_db, tmp_path):
     port = _free_port()
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,  # tests.settings
+        # tests.settings (read from the environment: override_settings hides SETTINGS_MODULE)
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
         "DATABASE_URL": _database_url(),
         "DEBUG": "true",  # daphne serves /static/ itself
         # The page's .delay() has no worker here; the test runs the send task itself.

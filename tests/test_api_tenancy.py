@@ -48,6 +48,12 @@ def _broadcast_of(company):
     return BroadcastRecipientFactory(broadcast__number__company=company).broadcast
 
 
+def _session_of(company):
+    from .factories import WhatsAppSessionFactory
+
+    return WhatsAppSessionFactory(number__company=company, number__provider="web")
+
+
 # basename -> make(company) returning a row owned by that company. Every endpoint registered
 # on the router must be listed here, so a new endpoint cannot skip this test.
 OWNED_ROW = {
@@ -63,6 +69,7 @@ OWNED_ROW = {
     "whatsapp-bot": lambda company: _bot_rule_of(company).bot,
     "whatsapp-bot-rule": _bot_rule_of,
     "whatsapp-broadcast": lambda company: _broadcast_of(company),
+    "whatsapp-session": lambda company: _session_of(company),
 }
 # Nested routes: basename -> the URL kwargs of a row's parent(s) in the route prefix.
 PARENT_KWARGS = {

@@ -39,8 +39,9 @@ pytestmark = pytest.mark.django_db
 
 # ---------------------------------------------------------------- every page needs a login
 
-# Not pages, or served by others: the admin, the API, the health check, static files.
-SKIPPED_PREFIXES = ("admin/", "api/", "health", "static/")
+# Not pages, or served by others: the admin, the API, the health check, static files,
+# Prometheus metrics (own token), and webhooks (authenticated by signature, tested there).
+SKIPPED_PREFIXES = ("admin/", "api/", "health", "static/", "metrics", "webhooks/")
 # The only public pages. Anything else served here must redirect anonymous users to login.
 PUBLIC_URL_NAMES = {"login", "logout"}
 

@@ -244,7 +244,8 @@ def _text(wamid="wamid.in.1", body="Is my parcel on its way?"):
 def test_verification_answers_the_challenge_only_with_the_right_token(client, number):
     url = _webhook_url(number)
     good = client.get(
-        url, {"hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "1158201444"}
+        url,
+        {"hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "1158201444"},
     )
     assert good.status_code == 200 and good.content == b"1158201444"
     bad = client.get(
@@ -272,9 +273,7 @@ def test_a_signed_delivery_lands_in_the_inbox(client, number):
     ["", "sha256=" + "0" * 64, "sha1=abc", None],
     ids=["missing", "wrong", "other-scheme", "other-secret"],
 )
-def test_an_unsigned_or_badly_signed_delivery_is_403_and_stores_nothing(
-    client, number, signature
-):
+def test_an_unsigned_or_badly_signed_delivery_is_403_and_stores_nothing(client, number, signature):
     payload = _inbound_payload(_text())
     if signature is None:
         response = _signed_post(client, number, payload, secret="not-the-app-secret")
@@ -288,7 +287,11 @@ def test_the_same_delivery_twice_stores_one_message(client, number):
     payload = _inbound_payload(_text())
     assert _signed_post(client, number, payload).json()["stored"] == 1
     again = _signed_post(client, number, payload)
-    assert again.status_code == 200 and again.json() == {"stored": 0, "duplicates": 1, "statuses": 0}
+    assert again.status_code == 200 and again.json() == {
+        "stored": 0,
+        "duplicates": 1,
+        "statuses": 0,
+    }
     assert Message.objects.filter(external_id="wamid.in.1").count() == 1
     assert Conversation.objects.get().unread_count == 1
 
@@ -351,11 +354,16 @@ def test_a_deactivated_number_acknowledges_and_stores_nothing(client, number):
 def test_unknown_number_and_malformed_body(client, number):
     from uuid import uuid4
 
-    assert client.post(f"/webhooks/whatsapp/{uuid4()}/", b"{}", "application/json").status_code == 404
+    assert (
+        client.post(f"/webhooks/whatsapp/{uuid4()}/", b"{}", "application/json").status_code == 404
+    )
     raw = b"not json"
     signature = "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
     response = client.post(
-        _webhook_url(number), raw, content_type="application/json", HTTP_X_HUB_SIGNATURE_256=signature
+        _webhook_url(number),
+        raw,
+        content_type="application/json",
+        HTTP_X_HUB_SIGNATURE_256=signature,
     )
     assert response.status_code == 400 and "JSON" in response.json()["detail"]
 

@@ -99,7 +99,7 @@ class WhatsAppSessionViewSet(
         return response
 
 
-class SendSerializer(serializers.Serializer):
+class SendToPhoneSerializer(serializers.Serializer):
     phone = PhoneNumberField(help_text="E.164, e.g. +4915112345678")
     message = serializers.CharField(max_length=4096, trim_whitespace=True)
     quoted = serializers.CharField(
@@ -149,7 +149,7 @@ class SessionActionsMixin:
         return self._session_response(number)
 
     @extend_schema(
-        request=SendSerializer,
+        request=SendToPhoneSerializer,
         responses={
             202: inline_serializer("QueuedMessage", {"message": serializers.DictField()}),
             429: inline_serializer("RateLimited", {"detail": serializers.CharField()}),
@@ -158,7 +158,7 @@ class SessionActionsMixin:
     @action(detail=True, methods=["post"], permission_classes=[IsCompanyMember])
     def send(self, request, pk=None):
         number = self.get_object()
-        serializer = SendSerializer(data=request.data)
+        serializer = SendToPhoneSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         limit = settings.WHATSAPP_SEND_RATE_PER_MINUTE
         wait = coordination.acquire_slot_or_local(

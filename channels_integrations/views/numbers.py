@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms.models import model_to_dict
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -21,6 +22,7 @@ from accounts.views import company_member_required
 from channels_integrations import selectors, services
 from channels_integrations.forms import NUMBER_SECRETS, ConfirmDeleteForm, WhatsAppNumberForm
 from channels_integrations.models import WhatsAppNumber
+from channels_integrations.whatsapp import sessions
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,13 @@ def _number_or_404(user, pk) -> WhatsAppNumber:
 @company_member_required
 @vary_on_headers("HX-Request")  # the same URL answers the page or (live refresh) the table
 def number_list(request):
-    context = {"numbers": selectors.whatsapp_numbers(request.user)}
+    numbers = list(selectors.whatsapp_numbers(request.user))
+    web_numbers = [number for number in numbers if number.provider == WhatsAppNumber.Provider.WEB]
+    if request.user.is_company_admin:  # the QR links a device: admins only
+        for number in web_numbers:
+            code = sessions.current_qr(number.pk)
+            number.qr_data_url = sessions.qr_payload(code)["qrDataUrl"] if code else ""
+    context = {"numbers": numbers, "web_numbers": web_numbers}
     if request.htmx and not request.htmx.history_restore_request:
         return render(request, "channels_integrations/number_table.html", context)
     return render(request, "channels_integrations/number_list.html", context)
@@ -124,6 +132,37 @@ def number_deactivate(request, pk):
 @require_POST
 def number_reactivate(request, pk):
     return _set_active(request, pk, True)
+
+
+@company_member_required
+@company_admin_required
+@require_POST
+def number_session_connect(request, pk):
+    """Connect / reconnect a QR-linked number: a fresh pairing shows its QR here, live."""
+    number = _number_or_404(request.user, pk)
+    try:
+        sessions.initialize_session(request.user, number, wait_seconds=0)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(
+            request, f"Connecting {number.phone}: scan the QR code below when it appears."
+        )
+    return redirect(f"{reverse('numbers')}#session-{number.pk}")
+
+
+@company_member_required
+@company_admin_required
+@require_POST
+def number_session_logout(request, pk):
+    number = _number_or_404(request.user, pk)
+    try:
+        sessions.logout_session(request.user, number)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{number.phone} is logged out; connect to scan a new QR code.")
+    return redirect(f"{reverse('numbers')}#session-{number.pk}")
 
 
 @company_member_required

@@ -356,7 +356,7 @@ class SessionRunner:
         publish_to_admins(
             "whatsapp.error",
             self.number,
-            {"error": error, "attempt": attempts, "retry_in_seconds": round(delay, 1)},
+            {"error": error, "attempt": attempts, "retry_in_seconds": round(delay, 2)},
         )
         logger.warning(
             "whatsapp: number=%s connection failed (attempt %s), retry in %.1fs",

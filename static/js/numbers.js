@@ -100,6 +100,30 @@
     });
 
     realtime.on("number.updated", scheduleRefresh);
+
+    // QR-linked sessions (admins hear these): the QR is swapped in place as it rotates; any
+    // other change of a session re-renders the table and its cards.
+    realtime.on("whatsapp.qr", (data) => {
+      const card = container.querySelector('[data-session-number="' + String(Number(data.number_id)) + '"]');
+      const image = card && card.querySelector("[data-session-qr]");
+      if (!image || !String(data.qrDataUrl || "").startsWith("data:image/png;base64,")) {
+        scheduleRefresh();
+        return;
+      }
+      image.src = data.qrDataUrl;
+      image.closest("figure").hidden = false;
+      const label = card.querySelector("[data-session-status]");
+      if (label) label.textContent = "Waiting for QR scan";
+    });
+    for (const name of [
+      "whatsapp.connected",
+      "whatsapp.logout",
+      "whatsapp.error",
+      "whatsapp.reconnect_failed",
+      "whatsapp.health_check_failed",
+    ]) {
+      realtime.on(name, scheduleRefresh);
+    }
     realtime.on("resync", scheduleRefresh);
   }
 
