@@ -22,7 +22,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from .factories import PASSWORD
