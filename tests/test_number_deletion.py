@@ -170,3 +170,49 @@ def test_deactivating_keeps_history_and_stops_sending(admin_api, admin_user):
         ]
         is True
     )
+
+
+# Values for every NOT NULL column of neonize's whatsmeow_device (its CHECKs want key lengths).
+_KEY32, _SIG64 = "decode(repeat('00', 32), 'hex')", "decode(repeat('00', 64), 'hex')"
+DEVICE_COLUMNS = {
+    "registration_id": "0", "noise_key": _KEY32, "identity_key": _KEY32,
+    "signed_pre_key": _KEY32, "signed_pre_key_id": "0", "signed_pre_key_sig": _SIG64,
+    "adv_key": "''::bytea", "adv_details": "''::bytea", "adv_account_sig": _SIG64,
+    "adv_account_sig_key": _KEY32, "adv_device_sig": _SIG64, "platform": "''",
+    "business_name": "''", "push_name": "''", "lid_migration_ts": "0",
+    "companion_meta_nonce": "''",
+}  # fmt: skip
+
+
+def _insert_device(cursor, jid):
+    """A device row in neonize's table: the real one when neonize has run on this database,
+    else a stand-in created inside this test's transaction (rolled back at its end)."""
+    cursor.execute("SELECT to_regclass('whatsmeow_device') IS NOT NULL")
+    if not cursor.fetchone()[0]:
+        cursor.execute("CREATE TABLE whatsmeow_device (jid text PRIMARY KEY)")
+    cursor.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = "
+        "'whatsmeow_device' AND is_nullable = 'NO' AND column_name <> 'jid'"
+    )
+    columns = [row[0] for row in cursor.fetchall()]
+    values = ", ".join(DEVICE_COLUMNS[column] for column in columns)
+    names = ", ".join(["jid", *columns])
+    cursor.execute(
+        f"INSERT INTO whatsmeow_device ({names}) VALUES (%s{', ' if values else ''}{values})",
+        [jid],
+    )
+
+
+def test_a_qr_linked_numbers_device_keys_go_with_it(admin_api, admin_user):
+    from django.db import connection
+
+    number = WhatsAppNumberFactory(
+        company=admin_user.company, provider="web", web_jid="4917000000001:12@s.whatsapp.net"
+    )
+    with connection.cursor() as cursor:
+        _insert_device(cursor, number.web_jid)
+        _insert_device(cursor, "4917000000002:3@s.whatsapp.net")
+    assert admin_api.delete(f"{URL}{number.pk}/").status_code == 204
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT jid FROM whatsmeow_device ORDER BY jid")
+        assert [row[0] for row in cursor.fetchall()] == ["4917000000002:3@s.whatsapp.net"]

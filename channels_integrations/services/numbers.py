@@ -11,6 +11,7 @@ from messaging import events
 from messaging.services.attachments import remove_stored_files
 
 from ..models import WhatsAppNumber
+from ..whatsapp.web import forget_device
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def run_number_deletion(number_id: int, *, actor_id=None) -> None:
         with transaction.atomic():
             _stop_session(number)
             stored_files = _delete_big_children(number_id)
+            forget_device(number.web_jid)  # a QR-linked device's keys go with the number
             delete_in_database(number)
             transaction.on_commit(lambda: remove_stored_files(stored_files))
             events.publish(

@@ -38,6 +38,7 @@ from ..models import WhatsAppNumber, WhatsAppSession
 from . import metrics
 from .inbound import ingest_whatsapp_message
 from .lease import LeaseLost, SessionLease, holder_of
+from .web import forget_device
 
 logger = logging.getLogger(__name__)
 Status = WhatsAppSession.Status
@@ -196,6 +197,7 @@ def logout_session(actor, number: WhatsAppNumber, wait_seconds: float = 5.0) -> 
             time.sleep(0.1)
     if session.status != Status.LOGGED_OUT:  # nobody held it (or it did not answer in time)
         with transaction.atomic():
+            forget_device(number.web_jid)  # the phone lists it until it notices
             WhatsAppSession.objects.filter(pk=session.pk).update(
                 status=Status.LOGGED_OUT, updated_at=timezone.now()
             )
@@ -553,6 +555,7 @@ class SessionRunner:
 
     def _on_logged_out(self, reason: str) -> None:
         self._write(status=Status.LOGGED_OUT, last_error=reason, last_error_at=timezone.now())
+        forget_device(self.number.web_jid)
         WhatsAppNumber.objects.filter(pk=self.number.pk).update(
             web_jid="", status=WhatsAppNumber.Status.DISCONNECTED
         )

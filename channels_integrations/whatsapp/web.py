@@ -64,6 +64,18 @@ def store_url() -> str:
     return f"postgres://{auth}@{host}:{db['PORT'] or 5432}/{db['NAME']}?sslmode=disable"
 
 
+def forget_device(jid: str) -> None:
+    """Delete a paired device's keys from neonize's tables (they cascade from
+    whatsmeow_device), when they live in our database; call inside the caller's transaction."""
+    if not jid or settings.WHATSAPP_STORE_URL:
+        return  # nothing paired, or another database that we do not touch
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('whatsmeow_device') IS NOT NULL")
+        if cursor.fetchone()[0]:
+            cursor.execute("DELETE FROM whatsmeow_device WHERE jid = %s", [jid])
+            logger.info("whatsapp web: device keys removed")
+
+
 class NeonizeAdapter:
     def __init__(self, number_id: int, jid: str, callbacks: SessionCallbacks):
         from neonize.client import NewClient
@@ -79,8 +91,11 @@ class NeonizeAdapter:
         self.callbacks = callbacks
         options = {"uuid": f"number-{number_id}"}
         if jid:
-            user, _, server = jid.partition("@")
+            address, _, server = jid.partition("@")
+            user, _, device = address.partition(":")
             options["jid"] = build_jid(user, server or "s.whatsapp.net")
+            if device.isdigit():
+                options["jid"].Device = int(device)
         else:
             options["new_device"] = True  # pair a fresh device: the QR flow
         self.client = NewClient(store_url(), **options)
@@ -98,7 +113,8 @@ class NeonizeAdapter:
         if event.Error:
             logger.warning("whatsapp web: pairing failed")
             return
-        self.callbacks.on_paired(f"{event.ID.User}@{event.ID.Server}")
+        device = f":{event.ID.Device}" if event.ID.Device else ""
+        self.callbacks.on_paired(f"{event.ID.User}{device}@{event.ID.Server}")
 
     def _on_message(self, _client, event):
         source = event.Info.MessageSource
