@@ -159,7 +159,7 @@ class WhatsAppSessionAdmin(admin.ModelAdmin):
 
 @admin.register(TelegramAccount)
 class TelegramAccountAdmin(SecretFieldsAdminMixin, DatabaseCascadeDeleteMixin, admin.ModelAdmin):
-    secret_fields = ("api_hash", "session_string")
+    secret_fields = ("api_hash", "session_string", "login_state")
     list_display = (
         "name",
         "phone",

@@ -257,8 +257,11 @@ class TelegramAccount(models.Model):
         NEW = "new", "Not connected yet"
         CONNECTED = "connected", "Connected"
         RECONNECTING = "reconnecting", "Reconnecting"
-        ERROR = "error", "Error"
-        LOGGED_OUT = "logged_out", "Logged out"
+        ERROR = "error", "Error (an admin must reconnect it)"
+        LOGGED_OUT = "logged_out", "Logged out (log in again)"
+
+    # The supervisor keeps these running (when a session is stored); the others wait.
+    WANTED = (Status.NEW, Status.CONNECTED, Status.RECONNECTING)
 
     company = models.ForeignKey(
         "accounts.Company", on_delete=models.CASCADE, related_name="telegram_accounts"
@@ -270,12 +273,21 @@ class TelegramAccount(models.Model):
     )
     api_hash = SecretField(validators=[api_hash_validator])
     session_string = SecretField()
+    # A login in progress (send code -> code -> password): its session and code hash.
+    login_state = SecretField()
     is_active = models.BooleanField(default=True)
     status = models.CharField(max_length=15, choices=Status.choices, default=Status.NEW)
     last_event_at = models.DateTimeField(null=True, blank=True)
     messages_received = models.PositiveBigIntegerField(default=0)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # The listener, as the supervisor sees it (channels_integrations.connections).
+    last_connected_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    reconnect_attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_epoch = models.PositiveBigIntegerField(default=0, editable=False)
+    holder = models.CharField(max_length=200, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = TenantManager()

@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("channels_integrations.numbers_urls")),
     path("", include("channels_integrations.bots_urls")),
     path("", include("channels_integrations.broadcasts_urls")),
+    path("", include("channels_integrations.telegram_urls")),
 ]

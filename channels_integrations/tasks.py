@@ -78,15 +78,26 @@ def run_whatsapp_session(number_id: int) -> str:
 
 
 @shared_task(ignore_result=True)
-def supervise_whatsapp_sessions() -> dict:
-    from .whatsapp.sessions import supervise
+def run_telegram_listener(account_id: int) -> str:
+    """Hold one Telegram account's client until it stops (the `connections` queue)."""
+    from .telegram.listener import run_listener
 
-    return supervise()
+    return run_listener(account_id)
+
+
+@shared_task(ignore_result=True)
+def supervise_connections() -> dict:
+    """Beat: WhatsApp sessions and Telegram listeners that should run and do not are started;
+    live ones are health-checked."""
+    from .telegram.listener import supervise as supervise_telegram
+    from .whatsapp.sessions import supervise as supervise_whatsapp
+
+    return {"whatsapp": supervise_whatsapp(), "telegram": supervise_telegram()}
 
 
 @worker_shutting_down.connect
-def _close_sessions_on_shutdown(**kwargs):
-    """SIGTERM: every session of this worker closes and releases its lease (threads pool)."""
-    from .whatsapp.sessions import SHUTDOWN
+def _close_connections_on_shutdown(**kwargs):
+    """SIGTERM: every connection of this worker closes and releases its lease (threads pool)."""
+    from .connections import SHUTDOWN
 
     SHUTDOWN.set()

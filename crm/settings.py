@@ -129,6 +129,18 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Long-lived connections: beat's supervisor period; a holder renews its lease every third of
+# CONNECTION_LEASE_SECONDS (a dead holder's lease lapses after it) and writes a heartbeat every
+# CONNECTION_HEARTBEAT_SECONDS (older than ..._MAX_AGE: unhealthy). Reconnects back off from
+# BASE doubling to CAP seconds (with jitter); after MAX attempts the connection waits for an
+# admin.
+CONNECTION_SUPERVISOR_SECONDS = env.float("CONNECTION_SUPERVISOR_SECONDS", default=30.0)
+CONNECTION_LEASE_SECONDS = env.float("CONNECTION_LEASE_SECONDS", default=45.0)
+CONNECTION_HEARTBEAT_SECONDS = env.float("CONNECTION_HEARTBEAT_SECONDS", default=10.0)
+CONNECTION_HEARTBEAT_MAX_AGE = env.float("CONNECTION_HEARTBEAT_MAX_AGE", default=90.0)
+CONNECTION_BACKOFF_BASE = env.float("CONNECTION_BACKOFF_BASE", default=1.0)
+CONNECTION_BACKOFF_CAP = env.float("CONNECTION_BACKOFF_CAP", default=300.0)
+CONNECTION_MAX_RECONNECT_ATTEMPTS = env.int("CONNECTION_MAX_RECONNECT_ATTEMPTS", default=10)
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "crm.tasks.beat_heartbeat", "schedule": 30.0},
     # Starts due scheduled broadcasts and (re)kicks sending ones; expires so a backlog
@@ -138,17 +150,20 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5.0,
         "options": {"expires": 10},
     },
-    # Starts missing WhatsApp sessions, health-checks live ones, restarts dead ones.
-    "supervise-whatsapp-sessions": {
-        "task": "channels_integrations.tasks.supervise_whatsapp_sessions",
-        "schedule": env.float("WHATSAPP_SUPERVISOR_SECONDS", default=30.0),
-        "options": {"expires": 25},
+    # Starts missing WhatsApp sessions and Telegram listeners, health-checks live ones,
+    # restarts dead ones.
+    "supervise-connections": {
+        "task": "channels_integrations.tasks.supervise_connections",
+        "schedule": CONNECTION_SUPERVISOR_SECONDS,
+        "options": {"expires": CONNECTION_SUPERVISOR_SECONDS * 0.9},
     },
 }
-# Long-lived connections (WhatsApp sessions) run on a queue of their own, served by a worker
-# sized for them (threads: a session mostly waits), so they never starve sending.
+# Long-lived connections (WhatsApp sessions, Telegram listeners) run on a queue of their own,
+# served by a worker sized for them (threads: a connection mostly waits), so they never
+# starve sending.
 CELERY_TASK_ROUTES = {
     "channels_integrations.tasks.run_whatsapp_session": {"queue": "connections"},
+    "channels_integrations.tasks.run_telegram_listener": {"queue": "connections"},
 }
 # Broadcast pacing: at most this many messages per WhatsApp number in any 60 seconds.
 BROADCAST_RATE_PER_MINUTE = env.int("BROADCAST_RATE_PER_MINUTE", default=30)
@@ -165,15 +180,6 @@ WHATSAPP_GRAPH_URL = env.str("WHATSAPP_GRAPH_URL", default="https://graph.facebo
 WHATSAPP_GRAPH_TIMEOUT = env.float("WHATSAPP_GRAPH_TIMEOUT", default=10.0)
 # Sends per company per minute through the API (429 with Retry-After beyond).
 WHATSAPP_SEND_RATE_PER_MINUTE = env.int("WHATSAPP_SEND_RATE_PER_MINUTE", default=30)
-# A session's holder renews its lease every third of this; a dead holder's lease lapses.
-WHATSAPP_LEASE_SECONDS = env.float("WHATSAPP_LEASE_SECONDS", default=45.0)
-WHATSAPP_HEARTBEAT_SECONDS = env.float("WHATSAPP_HEARTBEAT_SECONDS", default=10.0)
-WHATSAPP_HEARTBEAT_MAX_AGE = env.float("WHATSAPP_HEARTBEAT_MAX_AGE", default=90.0)
-# Reconnects back off from BASE doubling to CAP seconds (with jitter); after MAX attempts the
-# session is `failed` until an admin restarts it.
-WHATSAPP_BACKOFF_BASE = env.float("WHATSAPP_BACKOFF_BASE", default=1.0)
-WHATSAPP_BACKOFF_CAP = env.float("WHATSAPP_BACKOFF_CAP", default=300.0)
-WHATSAPP_MAX_RECONNECT_ATTEMPTS = env.int("WHATSAPP_MAX_RECONNECT_ATTEMPTS", default=10)
 # QR codes shown per pairing attempt before the session stops as `qr_timeout`.
 WHATSAPP_QR_MAX = env.int("WHATSAPP_QR_MAX", default=6)
 WHATSAPP_WEB_ADAPTER = env.str(
@@ -181,13 +187,19 @@ WHATSAPP_WEB_ADAPTER = env.str(
 )
 # Where neonize keeps device keys (its whatsmeow_* tables): our own database by default.
 WHATSAPP_STORE_URL = env.str("WHATSAPP_STORE_URL", default="")
+# Telegram: how clients are built (tests swap it), and how long to wait for Telegram.
+TELEGRAM_CLIENT_FACTORY = env.str(
+    "TELEGRAM_CLIENT_FACTORY", default="channels_integrations.telegram.client.telethon_client"
+)
+TELEGRAM_CONNECT_TIMEOUT = env.float("TELEGRAM_CONNECT_TIMEOUT", default=15.0)
+TELEGRAM_SEND_TIMEOUT = env.float("TELEGRAM_SEND_TIMEOUT", default=20.0)
 # /metrics answers only with this bearer token when set (else to anyone who can reach it).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # platform -> provider class (messaging.providers.Provider). Channels register theirs here.
 MESSAGING_PROVIDERS = {
     "whatsapp": "channels_integrations.whatsapp.provider.WhatsAppProvider",
-    "telegram": "messaging.providers.NotConnectedProvider",
+    "telegram": "channels_integrations.telegram.provider.TelegramProvider",
     "email": "messaging.providers.NotConnectedProvider",
 }
 # A WhatsApp number carrying more rows than this is deleted by a worker, not in the request.

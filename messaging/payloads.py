@@ -24,6 +24,9 @@ def message_payload(message: Message) -> dict:
         "sent_at": _iso(message.sent_at),
         "delivered_at": _iso(message.delivered_at),
         "read_at": _iso(message.read_at),
+        "edited_at": message.metadata.get("edited_at"),
+        "deleted": bool(message.metadata.get("deleted")),
+        "flags": message.metadata.get("flags", []),
     }
 
 

@@ -55,12 +55,12 @@ def session_of(number) -> WhatsAppSession:
 @pytest.fixture
 def fast_sessions(settings):
     settings.WHATSAPP_WEB_ADAPTER = "tests.whatsapp_fakes.FakeWebAdapter"
-    settings.WHATSAPP_LEASE_SECONDS = 3.0
-    settings.WHATSAPP_HEARTBEAT_SECONDS = 0.2
-    settings.WHATSAPP_HEARTBEAT_MAX_AGE = 5.0
-    settings.WHATSAPP_BACKOFF_BASE = 0.05
-    settings.WHATSAPP_BACKOFF_CAP = 0.4
-    settings.WHATSAPP_MAX_RECONNECT_ATTEMPTS = 3
+    settings.CONNECTION_LEASE_SECONDS = 3.0
+    settings.CONNECTION_HEARTBEAT_SECONDS = 0.2
+    settings.CONNECTION_HEARTBEAT_MAX_AGE = 5.0
+    settings.CONNECTION_BACKOFF_BASE = 0.05
+    settings.CONNECTION_BACKOFF_CAP = 0.4
+    settings.CONNECTION_MAX_RECONNECT_ATTEMPTS = 3
     settings.WHATSAPP_QR_MAX = 3
     FakeWebAdapter.mode = "connect"
     FakeWebAdapter.instances = []
@@ -236,7 +236,7 @@ def test_logout_from_the_phone_stops_and_is_never_retried(
     adapter.callbacks.on_logged_out("logged out (reason 401)")
 
     wait_for(lambda: session_of(web_number).status == Status.LOGGED_OUT)
-    wait_for(lambda: lease_module.holder_of(web_number.pk) is None)  # the holder let go
+    wait_for(lambda: lease_module.number_holder(web_number.pk) is None)  # the holder let go
     web_number.refresh_from_db()
     assert web_number.web_jid == ""
     assert wait_for(lambda: _events(heard, "whatsapp.logout"))
@@ -253,7 +253,7 @@ def test_an_admin_logout_goes_through_the_holder(runners, web_number, admin_api)
     response = admin_api.post(f"/api/v1/whatsapp/numbers/{web_number.pk}/session/logout/")
     assert response.status_code == 200 and response.json()["status"] == "logged_out"
     assert adapter.logged_out is True
-    wait_for(lambda: lease_module.holder_of(web_number.pk) is None)
+    wait_for(lambda: lease_module.number_holder(web_number.pk) is None)
 
 
 def test_an_unscanned_qr_stops_after_the_cap(runners, web_number, admin_api, heard):
@@ -262,7 +262,7 @@ def test_an_unscanned_qr_stops_after_the_cap(runners, web_number, admin_api, hea
     session = wait_for(lambda: (s := session_of(web_number)).status == Status.QR_TIMEOUT and s)
     assert "not scanned in time" in session.last_error
     assert len(_events(heard, "whatsapp.qr")) == settings.WHATSAPP_QR_MAX
-    wait_for(lambda: lease_module.holder_of(web_number.pk) is None)
+    wait_for(lambda: lease_module.number_holder(web_number.pk) is None)
     assert metrics.counters(web_number.company_id)["qr_generated"] == settings.WHATSAPP_QR_MAX
 
 
@@ -272,11 +272,11 @@ def test_failed_connections_back_off_and_then_wait_for_an_admin(
     FakeWebAdapter.mode = "fail"
     _start(admin_api, web_number)
     session = wait_for(lambda: (s := session_of(web_number)).status == Status.FAILED and s)
-    assert session.reconnect_attempts == settings.WHATSAPP_MAX_RECONNECT_ATTEMPTS
+    assert session.reconnect_attempts == settings.CONNECTION_MAX_RECONNECT_ATTEMPTS
     assert "no such host" in session.last_error
     errors = _events(heard, "whatsapp.error")
     assert [e["attempt"] for e in errors] == [1, 2]
-    assert all(0 < e["retry_in_seconds"] <= settings.WHATSAPP_BACKOFF_CAP for e in errors)
+    assert all(0 < e["retry_in_seconds"] <= settings.CONNECTION_BACKOFF_CAP for e in errors)
     [failed] = wait_for(lambda: _events(heard, "whatsapp.reconnect_failed"))
     assert failed["attempts"] == 3
     counters = metrics.counters(web_number.company_id)
@@ -285,7 +285,7 @@ def test_failed_connections_back_off_and_then_wait_for_an_admin(
 
 
 def test_backoff_doubles_from_one_second_to_a_five_minute_cap_with_jitter(settings):
-    settings.WHATSAPP_BACKOFF_BASE, settings.WHATSAPP_BACKOFF_CAP = 1.0, 300.0
+    settings.CONNECTION_BACKOFF_BASE, settings.CONNECTION_BACKOFF_CAP = 1.0, 300.0
     for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (6, 32), (9, 256), (10, 300), (30, 300)]:
         delays = [sessions.backoff_delay(attempt) for _ in range(200)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
@@ -370,7 +370,7 @@ def test_deactivating_the_number_stops_its_session(runners, web_number, admin_ap
         f"/api/v1/whatsapp/numbers/{web_number.pk}/", {"is_active": False}, format="json"
     )
     assert response.status_code == 200
-    wait_for(lambda: lease_module.holder_of(web_number.pk) is None)
+    wait_for(lambda: lease_module.number_holder(web_number.pk) is None)
     assert FakeWebAdapter.instances[-1].connected is False
     assert session_of(web_number).status == Status.STOPPED
 
@@ -378,7 +378,7 @@ def test_deactivating_the_number_stops_its_session(runners, web_number, admin_ap
 def test_sigterm_closes_sessions_and_releases_leases(runners, web_number, admin_api):
     _start(admin_api, web_number, wait_for_status=Status.CONNECTED)
     sessions.SHUTDOWN.set()  # what the worker_shutting_down signal does
-    wait_for(lambda: lease_module.holder_of(web_number.pk) is None)
+    wait_for(lambda: lease_module.number_holder(web_number.pk) is None)
     assert FakeWebAdapter.instances[-1].connected is False
     # Still wanted: the supervisor starts it again on a worker that stays.
     assert session_of(web_number).status in WhatsAppSession.WANTED
@@ -394,8 +394,8 @@ def test_real_neonize_client_without_a_route_records_the_failure_and_backs_off(
     """The real NeonizeAdapter on our PostgreSQL store; this machine has no route to
     WhatsApp, so every dial fails: the runner must record it, back off, and give up."""
     settings.WHATSAPP_WEB_ADAPTER = "channels_integrations.whatsapp.web.NeonizeAdapter"
-    settings.WHATSAPP_BACKOFF_BASE, settings.WHATSAPP_BACKOFF_CAP = 0.2, 1.0
-    settings.WHATSAPP_MAX_RECONNECT_ATTEMPTS = 2
+    settings.CONNECTION_BACKOFF_BASE, settings.CONNECTION_BACKOFF_CAP = 0.2, 1.0
+    settings.CONNECTION_MAX_RECONNECT_ATTEMPTS = 2
     WhatsAppSession.objects.create(number=web_number, status=Status.STARTING)
 
     started = time.monotonic()
@@ -411,7 +411,7 @@ def test_real_neonize_client_without_a_route_records_the_failure_and_backs_off(
     with connection.cursor() as cursor:  # neonize keeps its keys in PostgreSQL, not files
         cursor.execute("SELECT to_regclass('whatsmeow_device') IS NOT NULL")
         assert cursor.fetchone()[0] is True
-    assert lease_module.holder_of(web_number.pk) is None
+    assert lease_module.number_holder(web_number.pk) is None
 
 
 # ---------------------------------------------------------------- API: lists, access, metrics

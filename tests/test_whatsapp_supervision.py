@@ -31,7 +31,7 @@ SUPERVISOR_PERIOD = 3.0  # as beat would run it; here the test calls supervise()
 
 
 def _holder_pid(number_id):
-    token = lease_module.holder_of(number_id)
+    token = lease_module.number_holder(number_id)
     return int(token.split(":")[1]) if token else None
 
 
@@ -57,8 +57,8 @@ def test_one_connection_across_workers_takeover_after_kill_and_clean_sigterm(tmp
         "WHATSAPP_WEB_ADAPTER": "tests.whatsapp_fakes.FakeWebAdapter",
         "FAKE_WHATSAPP_MODE": "connect",
         "FAKE_WHATSAPP_LIVE_KEY": live_key,
-        "WHATSAPP_LEASE_SECONDS": str(LEASE_SECONDS),
-        "WHATSAPP_HEARTBEAT_SECONDS": "0.5",
+        "CONNECTION_LEASE_SECONDS": str(LEASE_SECONDS),
+        "CONNECTION_HEARTBEAT_SECONDS": "0.5",
     }
     workers = [Worker(name, queue, tmp_path, env=env, pool="threads") for name in ("a", "b")]
     try:
@@ -104,7 +104,7 @@ def test_one_connection_across_workers_takeover_after_kill_and_clean_sigterm(tmp
 
         # SIGTERM (systemd's stop): the session closes and the lease goes before the exit.
         assert survivor.terminate(timeout=60) == 0, survivor.log()
-        assert lease_module.holder_of(number.pk) is None
+        assert lease_module.number_holder(number.pk) is None
         assert f"{survivor.pid}:{number.pk}" not in _live(client, live_key)
         assert "session ended (shutdown)" in survivor.log()
     finally:

@@ -6,6 +6,7 @@ from accounts.scoping import scoped
 from crm.api.base import WriteOnlySecretField
 
 from ..models import EmailAccount, TelegramAccount, WhatsAppNumber
+from ..telegram.login import login_step
 
 
 class StrictPositiveIntegerField(serializers.IntegerField):
@@ -90,6 +91,11 @@ class TelegramAccountSerializer(SecretsSerializerMixin, serializers.ModelSeriali
             "messages_received",
             "last_error",
             "last_error_at",
+            "last_connected_at",
+            "last_heartbeat_at",
+            "reconnect_attempts",
+            "next_attempt_at",
+            "login_step",
             "created_at",
         ]
         read_only_fields = [
@@ -99,8 +105,19 @@ class TelegramAccountSerializer(SecretsSerializerMixin, serializers.ModelSeriali
             "messages_received",
             "last_error",
             "last_error_at",
+            "last_connected_at",
+            "last_heartbeat_at",
+            "reconnect_attempts",
+            "next_attempt_at",
             "created_at",
         ]
+
+    login_step = serializers.SerializerMethodField(
+        help_text='"code" or "password" while a log-in waits for that step, else null'
+    )
+
+    def get_login_step(self, account) -> str | None:
+        return login_step(account)
 
     def validate(self, attrs):
         if self.instance is None and not attrs.get("api_hash"):

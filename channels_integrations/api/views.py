@@ -9,6 +9,7 @@ from crm.api.base import CompanyScopedViewSet
 
 from .. import services
 from ..models import EmailAccount, TelegramAccount, WhatsAppNumber
+from ..telegram import login as telegram_login
 from .serializers import EmailAccountSerializer, TelegramAccountSerializer, WhatsAppNumberSerializer
 from .whatsapp import SessionActionsMixin
 
@@ -96,9 +97,51 @@ class WhatsAppNumberViewSet(SessionActionsMixin, ChannelViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class LoginCodeSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=16)
+
+
+class LoginPasswordSerializer(serializers.Serializer):
+    password = serializers.CharField(max_length=256, trim_whitespace=False)
+
+
+class LoginStepSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(["code_sent", "password_needed", "connected"])
+
+
 class TelegramAccountViewSet(ChannelViewSet):
+    """Accounts, and logging one in: send-code -> code -> password (when 2FA is on)."""
+
     model = TelegramAccount
     serializer_class = TelegramAccountSerializer
+
+    @extend_schema(request=None, responses=LoginStepSerializer)
+    @action(detail=True, methods=["post"], url_path="login/send-code")
+    def login_send_code(self, request, pk=None):
+        telegram_login.send_code(request.user, self.get_object())
+        return Response({"status": "code_sent"})
+
+    @extend_schema(request=LoginCodeSerializer, responses=LoginStepSerializer)
+    @action(detail=True, methods=["post"], url_path="login/code")
+    def login_code(self, request, pk=None):
+        account = self.get_object()
+        serializer = LoginCodeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome = telegram_login.submit_code(
+            request.user, account, serializer.validated_data["code"]
+        )
+        return Response({"status": outcome})
+
+    @extend_schema(request=LoginPasswordSerializer, responses=LoginStepSerializer)
+    @action(detail=True, methods=["post"], url_path="login/password")
+    def login_password(self, request, pk=None):
+        account = self.get_object()
+        serializer = LoginPasswordSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome = telegram_login.submit_password(
+            request.user, account, serializer.validated_data["password"]
+        )
+        return Response({"status": outcome})
 
 
 class EmailAccountViewSet(ChannelViewSet):

@@ -1,6 +1,12 @@
 """Writes for connected channels: numbers, Telegram accounts, email accounts."""
 
-from .channels import EDITABLE, UNIQUE_PER_COMPANY, delete_channel, save_channel  # noqa: F401
+from .channels import (  # noqa: F401
+    EDITABLE,
+    UNIQUE_PER_COMPANY,
+    delete_channel,
+    reconnect_telegram,
+    save_channel,
+)
 from .numbers import (  # noqa: F401
     NumberDeletionFailed,
     delete_number,

@@ -70,12 +70,19 @@ def save_channel(actor, model, instance=None, **fields):
             raise ValidationError({"owner": ["Choose a member of your company."]})
     if model is EmailAccount and instance.pk is None and "owner" not in fields:
         fields["owner"] = actor
+    new_session = model is TelegramAccount and bool(fields.get("session_string"))
     _apply(instance, fields)
     created = instance.pk is None
+    if new_session:  # a pasted session: connect it afresh
+        instance.status = TelegramAccount.Status.NEW
+        instance.reconnect_attempts = 0
+        instance.next_attempt_at = None
     with transaction.atomic():
         save_validated(instance, UNIQUE_PER_COMPANY[model])
         if model is WhatsAppNumber:
             publish_number_updated(instance)
+        if model is TelegramAccount:
+            _restart_or_stop_listener(instance, new_session)
     logger.info(
         "%s %s id=%s company=%s",
         model.__name__,
@@ -86,9 +93,34 @@ def save_channel(actor, model, instance=None, **fields):
     return instance
 
 
+def _restart_or_stop_listener(account: TelegramAccount, new_session: bool) -> None:
+    from ..telegram.listener import start_now, stop_listener
+
+    if not account.is_active or new_session:
+        transaction.on_commit(lambda: stop_listener(account.pk))  # it reconnects afresh
+    if account.is_active and new_session:
+        transaction.on_commit(lambda: start_now(account.pk))
+
+
+def reconnect_telegram(actor, account: TelegramAccount) -> None:
+    """An admin restarts a listener that gave up (error) or is backing off: from scratch."""
+    from ..telegram.listener import start_now, stop_listener
+
+    TelegramAccount.objects.filter(pk=account.pk).update(
+        status=TelegramAccount.Status.NEW, reconnect_attempts=0, next_attempt_at=None
+    )
+    stop_listener(account.pk)
+    start_now(account.pk)
+    logger.info("telegram account=%s reconnect asked by user=%s", account.pk, actor.pk)
+
+
 def delete_channel(actor, instance) -> None:
     """Delete a Telegram or email account and its conversations and messages (one SQL DELETE)."""
     with transaction.atomic():
+        if isinstance(instance, TelegramAccount):
+            from ..telegram.listener import stop_listener
+
+            transaction.on_commit(lambda: stop_listener(instance.pk))
         delete_in_database(instance)
     logger.info(
         "%s deleted id=%s company=%s", type(instance).__name__, instance.pk, actor.company_id

@@ -2,9 +2,9 @@
 
 - `run_session` (the Celery task run_whatsapp_session, on the `connections` queue) takes the
   number's lease and drives the adapter: connect, QR, connected, messages, heartbeats, and
-  reconnects that back off exponentially with jitter until WHATSAPP_MAX_RECONNECT_ATTEMPTS,
+  reconnects that back off exponentially with jitter until CONNECTION_MAX_RECONNECT_ATTEMPTS,
   then `failed`. Logged out means stop and ask for a new scan, never retry.
-- `supervise` (beat, every WHATSAPP_SUPERVISOR_SECONDS) starts wanted sessions nobody holds,
+- `supervise` (beat, every CONNECTION_SUPERVISOR_SECONDS) starts wanted sessions nobody holds,
   and health-checks held ones by heartbeat age.
 - Other processes talk to the holder through a Redis list of commands (send, logout,
   restart); the holder answers sends on a reply key.
@@ -14,9 +14,7 @@ lost its lease writes nothing.
 
 import base64
 import io
-import json
 import logging
-import random
 import threading
 import time
 from datetime import timedelta
@@ -29,39 +27,36 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from accounts.models import Role, User
 from crm import coordination
-from messaging import events
 from messaging.providers import SendError, SendReceipt, TransientSendError
 
+from ..connections import (
+    SHUTDOWN,
+    LeaseLost,
+    answer,
+    ask_holder,
+    backoff_delay,
+    next_command,
+    request_start,
+    send_command,
+    sent_record_key,
+)
+from ..connections import (
+    publish_to_admins as _publish_to_admins,
+)
 from ..models import WhatsAppNumber, WhatsAppSession
 from . import metrics
 from .inbound import ingest_whatsapp_message
-from .lease import LeaseLost, SessionLease, holder_of
+from .lease import KIND, SessionLease
+from .lease import number_holder as holder_of
 from .web import forget_device
 
 logger = logging.getLogger(__name__)
 Status = WhatsAppSession.Status
 
-# Set when the worker is asked to stop (SIGTERM): sessions close and release their leases.
-SHUTDOWN = threading.Event()
-
-
-def _commands_key(number_id: int) -> str:
-    return coordination.key(f"whatsapp:commands:{number_id}")
-
 
 def _qr_key(number_id: int) -> str:
     return coordination.key(f"whatsapp:qr:{number_id}")
-
-
-def backoff_delay(attempt: int) -> float:
-    """Seconds before reconnect `attempt` (1, 2, ...): BASE doubling to CAP, with jitter in
-    [half, full] so sessions that failed together do not retry together."""
-    ceiling = min(
-        settings.WHATSAPP_BACKOFF_CAP, settings.WHATSAPP_BACKOFF_BASE * 2 ** (attempt - 1)
-    )
-    return ceiling * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not crypto)
 
 
 # ---------------------------------------------------------------- what admins see
@@ -102,7 +97,7 @@ def health(session: WhatsAppSession) -> tuple[bool, str]:
     if holder_of(session.number_id) is None:
         return False, "No worker holds the connection."
     age = heartbeat_age(session)
-    if age is None or age > settings.WHATSAPP_HEARTBEAT_MAX_AGE:
+    if age is None or age > settings.CONNECTION_HEARTBEAT_MAX_AGE:
         return False, "The connection's heartbeat is late."
     return True, "Connected."
 
@@ -127,13 +122,7 @@ def session_payload(session: WhatsAppSession) -> dict:
 
 
 def publish_to_admins(event: str, number: WhatsAppNumber, data: dict) -> None:
-    admin_ids = list(
-        User.objects.filter(
-            company_id=number.company_id, role=Role.ADMIN, is_active=True
-        ).values_list("pk", flat=True)
-    )
-    if admin_ids:
-        events.publish(event, {"number_id": number.pk, **data}, user_ids=admin_ids)
+    _publish_to_admins(number.company_id, event, {"number_id": number.pk, **data})
 
 
 # ---------------------------------------------------------------- admin actions
@@ -166,7 +155,7 @@ def initialize_session(actor, number: WhatsAppNumber, wait_seconds: float = 8.0)
         )
         previous_qr = current_qr(number.pk)
         if holder_of(number.pk):
-            _send_command(number.pk, {"op": "restart"})
+            send_command(KIND, number.pk, {"op": "restart"})
         else:
             transaction.on_commit(lambda: run_whatsapp_session.delay(number.pk))
     logger.info("whatsapp: number=%s session initialised by user=%s", number.pk, actor.pk)
@@ -188,7 +177,7 @@ def logout_session(actor, number: WhatsAppNumber, wait_seconds: float = 5.0) -> 
     _web_number(number)
     session, _ = WhatsAppSession.objects.get_or_create(number=number)
     if holder_of(number.pk):
-        _send_command(number.pk, {"op": "logout"})
+        send_command(KIND, number.pk, {"op": "logout"})
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:
             session.refresh_from_db()
@@ -216,20 +205,10 @@ def stop_session(number_id: int) -> None:
         status=Status.STOPPED, updated_at=timezone.now()
     )
     if holder_of(number_id):
-        _send_command(number_id, {"op": "stop"})
+        send_command(KIND, number_id, {"op": "stop"})
 
 
 # ---------------------------------------------------------------- sending via the holder
-
-
-def _send_command(number_id: int, command: dict) -> None:
-    client = coordination.redis_client()
-    client.rpush(_commands_key(number_id), json.dumps(command))
-    client.expire(_commands_key(number_id), 300)
-
-
-def _sent_key(message_id: int) -> str:
-    return coordination.key(f"whatsapp:sent:{message_id}")
 
 
 def send_through_session(
@@ -238,20 +217,15 @@ def send_through_session(
     """Hand a message to the worker holding the number's session and wait for its answer.
     A message the holder already sent (a retried task) is answered from its record, never
     sent twice."""
-    client = coordination.redis_client()
-    if sent := client.get(_sent_key(message_id)):
+    if sent := coordination.redis_client().get(sent_record_key(message_id)):
         return SendReceipt(external_id=sent.decode())
     if holder_of(number_id) is None:
         raise TransientSendError("The WhatsApp session of this number is not connected.")
-    reply_key = coordination.key(f"whatsapp:reply:{message_id}:{random.getrandbits(32)}")
-    _send_command(
-        number_id,
-        {"op": "send", "message_id": message_id, "to": to, "body": body, "reply": reply_key},
+    reply = ask_holder(
+        KIND, number_id, {"op": "send", "message_id": message_id, "to": to, "body": body}, timeout
     )
-    answer = client.blpop([reply_key], timeout=timeout)
-    if answer is None:
+    if reply is None:
         raise TransientSendError("The WhatsApp session did not answer in time.")
-    reply = json.loads(answer[1])
     if "id" in reply:
         return SendReceipt(external_id=reply["id"])
     raise SendError(reply.get("error") or "The WhatsApp session could not send the message.")
@@ -327,7 +301,7 @@ class SessionRunner:
         """Record a failed connection; back off before the next (False: give up)."""
         now = timezone.now()
         metrics.record_error(error, self.number.company_id)
-        if attempts >= settings.WHATSAPP_MAX_RECONNECT_ATTEMPTS:
+        if attempts >= settings.CONNECTION_MAX_RECONNECT_ATTEMPTS:
             self._write(
                 status=Status.FAILED,
                 reconnect_attempts=attempts,
@@ -400,7 +374,7 @@ class SessionRunner:
 
         thread = threading.Thread(target=connect, name=f"whatsapp-{self.number.pk}", daemon=True)
         thread.start()
-        renew_every = settings.WHATSAPP_LEASE_SECONDS / 3
+        renew_every = settings.CONNECTION_LEASE_SECONDS / 3
         last_renew = last_beat = last_check = time.monotonic()
         while thread.is_alive():
             now = time.monotonic()
@@ -414,7 +388,7 @@ class SessionRunner:
                 if self._stop_wanted():
                     self._stop("stopped")
                     break
-            if now - last_beat >= settings.WHATSAPP_HEARTBEAT_SECONDS and self._alive():
+            if now - last_beat >= settings.CONNECTION_HEARTBEAT_SECONDS and self._alive():
                 self._write(last_heartbeat_at=timezone.now())
                 last_beat = now
             self._serve_commands(0.5)
@@ -457,13 +431,12 @@ class SessionRunner:
 
     def _serve_commands(self, timeout: float) -> None:
         try:
-            item = self.redis.blpop([_commands_key(self.number.pk)], timeout=timeout)
+            command = next_command(KIND, self.number.pk, timeout)
         except redis.RedisError:
             time.sleep(timeout)
             return
-        if item is None:
+        if command is None:
             return
-        command = json.loads(item[1])
         op = command.get("op")
         if op == "send":
             self._send(command)
@@ -475,7 +448,7 @@ class SessionRunner:
             self._stop("stopped")
 
     def _send(self, command: dict) -> None:
-        sent_key = _sent_key(command["message_id"])
+        sent_key = sent_record_key(command["message_id"])
         if sent := self.redis.get(sent_key):
             reply = {"id": sent.decode()}
         elif self.adapter is None or not self._alive():
@@ -488,8 +461,7 @@ class SessionRunner:
             except Exception as exc:
                 logger.warning("whatsapp: number=%s send failed", self.number.pk)
                 reply = {"error": f"WhatsApp refused the message: {exc}"}
-        self.redis.rpush(command["reply"], json.dumps(reply))
-        self.redis.expire(command["reply"], 60)
+        answer(command["reply"], reply)
 
     def _logout(self) -> None:
         if self.adapter is not None:
@@ -523,7 +495,7 @@ class SessionRunner:
         self._guarded(self._on_paired, jid)
 
     def _on_paired(self, jid: str) -> None:
-        if holder_of(self.number.pk) != self.lease.token:
+        if not self.lease.holds():
             raise LeaseLost("paired without the lease")
         WhatsAppNumber.objects.filter(pk=self.number.pk).update(web_jid=jid)
         self.number.web_jid = jid
@@ -627,12 +599,7 @@ def supervise() -> dict:
         if holder_of(number_id) is None:
             if session.next_attempt_at and session.next_attempt_at > now:
                 continue  # backing off
-            # One start per supervisor period, even if two supervisors overlap; the lease
-            # turns away any duplicate anyway.
-            starting = coordination.key(f"whatsapp:starting:{number_id}")
-            period = settings.CELERY_BEAT_SCHEDULE["supervise-whatsapp-sessions"]["schedule"]
-            if coordination.redis_client().set(starting, "1", nx=True, px=int(period * 900)):
-                run_whatsapp_session.delay(number_id)
+            if request_start(KIND, number_id, run_whatsapp_session):
                 done["started"].append(number_id)
                 logger.info("whatsapp supervisor: number=%s has no holder; starting", number_id)
             continue
@@ -644,6 +611,6 @@ def supervise() -> dict:
                 publish_to_admins(
                     "whatsapp.health_check_failed", session.number, {"detail": detail}
                 )
-                _send_command(number_id, {"op": "restart"})
+                send_command(KIND, number_id, {"op": "restart"})
                 logger.warning("whatsapp supervisor: number=%s unhealthy: %s", number_id, detail)
     return done

@@ -385,6 +385,54 @@ def _bump_conversation(conversation_id: int, body: str, at: datetime, *, inbound
     return Conversation.objects.get(pk=conversation_id)
 
 
+def _inbound_messages_of(source, external_ids, thread_id=None):
+    platform = PLATFORM_BY_SOURCE[type(source)]
+    lookup = {
+        f"conversation__{SOURCE_FIELD_BY_PLATFORM[platform]}": source,
+        "direction": Message.Direction.INBOUND,
+        "external_id__in": list(external_ids),
+    }
+    if thread_id is not None:
+        lookup["conversation__external_thread_id"] = thread_id
+    return Message.objects.select_for_update().filter(**lookup).select_related("conversation")
+
+
+def record_inbound_edit(source, thread_id: str, external_id: str, body: str) -> bool:
+    """The sender edited a message: the new text replaces the old, marked edited."""
+    with transaction.atomic():
+        message = _inbound_messages_of(source, [external_id], thread_id).first()
+        if message is None or message.body == body:
+            return False
+        message.body = body
+        message.metadata = {**message.metadata, "edited_at": timezone.now().isoformat()}
+        message.save(update_fields=["body", "metadata"])
+        events.publish("message.updated", message_payload(message), company_id=source.company_id)
+    logger.info("ingest: message=%s edited by its sender", message.pk)
+    return True
+
+
+def mark_inbound_deleted(source, external_ids: list[str]) -> int:
+    """The sender deleted messages: they stay in the history, marked deleted."""
+    count = 0
+    with transaction.atomic():
+        for message in _inbound_messages_of(source, external_ids):
+            if message.metadata.get("deleted"):
+                continue
+            message.metadata = {
+                **message.metadata,
+                "deleted": True,
+                "deleted_at": timezone.now().isoformat(),
+            }
+            message.save(update_fields=["metadata"])
+            events.publish(
+                "message.updated", message_payload(message), company_id=source.company_id
+            )
+            count += 1
+    if count:
+        logger.info("ingest: %s messages deleted by their sender", count)
+    return count
+
+
 # ---------------------------------------------------------------- outbound
 
 

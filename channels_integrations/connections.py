@@ -1,0 +1,174 @@
+"""Long-lived connections (WhatsApp sessions, Telegram listeners): what every kind shares.
+
+- Exactly one live connection per account across every worker: a Redis lease its holder
+  renews (TTL CONNECTION_LEASE_SECONDS), fenced by an epoch that PostgreSQL checks on every
+  write of connection state. Acquiring takes the lease (SET NX with a TTL), then a fresh epoch
+  (INCR) that is written to the state row only if newer than the row's. Every later write
+  names its epoch in the WHERE clause, so a holder that paused past its TTL (a GC pause, a
+  frozen VM) and lost the lease to a newer holder writes nothing.
+- Reconnects back off exponentially with jitter (backoff_delay).
+- Other processes talk to the holder through a Redis list of commands (send_command).
+- SHUTDOWN is set when the worker is asked to stop (SIGTERM): holders close and let go.
+"""
+
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import uuid
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.models import Role, User
+from crm import coordination
+from messaging import events
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN = threading.Event()
+
+
+class LeaseLost(Exception):
+    """Another holder has the connection now: stop and write nothing more."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_name(kind: str, key) -> str:
+    return f"{kind}:{key}"
+
+
+def holder_of(kind: str, key) -> str | None:
+    """The token of the lease's current holder, None when nobody holds it."""
+    return coordination.lease_holder(lease_name(kind, key))
+
+
+class ConnectionLease:
+    """The lease of one connection; `model.objects.filter(**{key_field: key})` is its state row
+    (which has `lease_epoch` and `holder`)."""
+
+    def __init__(self, kind: str, model, key_field: str, key, token: str, epoch: int):
+        self.kind, self.model, self.key_field, self.key = kind, model, key_field, key
+        self.token = token
+        self.epoch = epoch
+
+    @property
+    def name(self) -> str:
+        return lease_name(self.kind, self.key)
+
+    @classmethod
+    def acquire(cls, kind: str, model, key_field: str, key) -> "ConnectionLease | None":
+        """Take the lease, or None when another holder has it. The state row must exist."""
+        token = f"{worker_name()}:{uuid.uuid4().hex[:8]}"
+        name = lease_name(kind, key)
+        if not coordination.take_lease(name, token, settings.CONNECTION_LEASE_SECONDS):
+            return None
+        epoch = coordination.redis_client().incr(coordination.key(f"{name}:epoch"))
+        with transaction.atomic():
+            claimed = model.objects.filter(**{key_field: key, "lease_epoch__lt": epoch}).update(
+                lease_epoch=epoch, holder=token
+            )
+        if not claimed:  # a newer epoch already wrote the row (our INCR raced a faster one)
+            coordination.release_lease(name, token)
+            return None
+        logger.info("%s=%s lease taken epoch=%s", kind, key, epoch)
+        return cls(kind, model, key_field, key, token, epoch)
+
+    def renew(self) -> bool:
+        """Extend the TTL; False when the lease was lost (expired and taken by another)."""
+        return coordination.take_lease(self.name, self.token, settings.CONNECTION_LEASE_SECONDS)
+
+    def release(self) -> None:
+        coordination.release_lease(self.name, self.token)
+        logger.info("%s=%s lease released", self.kind, self.key)
+
+    def holds(self) -> bool:
+        return coordination.lease_holder(self.name) == self.token
+
+    def write(self, **fields) -> None:
+        """Write connection state, only as the current holder (Redis token, then epoch)."""
+        if not self.holds():
+            raise LeaseLost(f"{self.name}: the lease is held by another worker")
+        updated = self.model.objects.filter(
+            **{self.key_field: self.key, "lease_epoch": self.epoch}
+        ).update(**fields)
+        if not updated:
+            raise LeaseLost(f"{self.name}: a newer holder owns the connection")
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds before reconnect `attempt` (1, 2, ...): BASE doubling to CAP, with jitter in
+    [half, full] so connections that failed together do not retry together."""
+    ceiling = min(
+        settings.CONNECTION_BACKOFF_CAP, settings.CONNECTION_BACKOFF_BASE * 2 ** (attempt - 1)
+    )
+    return ceiling * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not crypto)
+
+
+# ---------------------------------------------------------------- commands to the holder
+
+
+def commands_key(kind: str, key) -> str:
+    return coordination.key(f"{kind}:{key}:commands")
+
+
+def send_command(kind: str, key, command: dict) -> None:
+    client = coordination.redis_client()
+    name = commands_key(kind, key)
+    client.rpush(name, json.dumps(command))
+    client.expire(name, 300)
+
+
+def next_command(kind: str, key, timeout: float) -> dict | None:
+    """The next command for this holder, waiting up to `timeout` seconds."""
+    item = coordination.redis_client().blpop([commands_key(kind, key)], timeout=timeout)
+    return json.loads(item[1]) if item else None
+
+
+def answer(reply_key: str, reply: dict) -> None:
+    client = coordination.redis_client()
+    client.rpush(reply_key, json.dumps(reply))
+    client.expire(reply_key, 60)
+
+
+def ask_holder(kind: str, key, command: dict, timeout: float) -> dict | None:
+    """Send a command that expects an answer; None when none came in time."""
+    reply_key = coordination.key(f"{kind}:{key}:reply:{uuid.uuid4().hex}")
+    send_command(kind, key, {**command, "reply": reply_key})
+    item = coordination.redis_client().blpop([reply_key], timeout=timeout)
+    return json.loads(item[1]) if item else None
+
+
+def sent_record_key(message_id: int) -> str:
+    """Where a holder records the provider's id of a message it sent (never send twice)."""
+    return coordination.key(f"connections:sent:{message_id}")
+
+
+# ---------------------------------------------------------------- supervisor helpers
+
+
+def request_start(kind: str, key, task) -> bool:
+    """Queue `task(key)` at most once per supervisor period (two supervisors may overlap; the
+    lease turns away a duplicate anyway). True when queued."""
+    starting = coordination.key(f"{kind}:{key}:starting")
+    ttl_ms = int(settings.CONNECTION_SUPERVISOR_SECONDS * 900)
+    if coordination.redis_client().set(starting, "1", nx=True, px=max(ttl_ms, 1)):
+        task.delay(key)
+        return True
+    return False
+
+
+def publish_to_admins(company_id: int, event: str, data: dict) -> None:
+    """Connection events go to the company's admins (a QR links a device; errors are theirs)."""
+    admin_ids = list(
+        User.objects.filter(company_id=company_id, role=Role.ADMIN, is_active=True).values_list(
+            "pk", flat=True
+        )
+    )
+    if admin_ids:
+        events.publish(event, data, user_ids=admin_ids)
