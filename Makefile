@@ -7,7 +7,7 @@ WEB_HOST ?= 127.0.0.1
 WEB_PORT ?= 8000
 export WEB_HOST WEB_PORT
 
-.PHONY: run test lint format install install-dev services db migrate seed clean chromium
+.PHONY: run test lint format install install-dev services db migrate seed clean test-packages
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,14 +37,20 @@ run: seed
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(VENV)/bin/honcho start
 
-# The browser tests drive Debian's chromium (Playwright never downloads a browser).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "Installing Debian's chromium for the browser tests..."; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-	  || { echo "chromium is missing and could not be installed (run as root: apt-get install chromium)"; exit 1; }
+# The tests use Debian's chromium (browser tests; Playwright never downloads a browser),
+# Dovecot (the IMAP tests start their own) and nginx (the deployment test starts its own).
+TEST_PACKAGES := chromium:chromium dovecot:dovecot-imapd nginx:nginx
+test-packages:
+	@missing=""; for pair in $(TEST_PACKAGES); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages the tests use:$$missing"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+	  || { echo "missing and not installable (run as root: apt-get install$$missing)"; exit 1; }; \
+	fi
 
-test: install-dev chromium
+test: install-dev test-packages
 	@REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} $(PY) manage.py ensure_services
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

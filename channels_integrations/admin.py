@@ -6,6 +6,7 @@ from channels_integrations.models import (
     Broadcast,
     BroadcastRecipient,
     EmailAccount,
+    EmailMessageRecord,
     TelegramAccount,
     WhatsAppNumber,
     WhatsAppSession,
@@ -279,3 +280,15 @@ class EmailAccountAdmin(SecretFieldsAdminMixin, DatabaseCascadeDeleteMixin, admi
             },
         ),
     )
+
+
+@admin.register(EmailMessageRecord)
+class EmailMessageRecordAdmin(admin.ModelAdmin):
+    list_display = ("message_id", "account", "direction", "conversation", "uid", "created_at")
+    list_filter = ("direction",)
+    list_select_related = ("account", "conversation")
+    search_fields = ("=message_id",)
+    raw_id_fields = ("account", "conversation")
+    readonly_fields = ("created_at",)
+    ordering = ("-id",)
+    show_full_result_count = False

@@ -7,3 +7,4 @@ class ChannelsIntegrationsConfig(AppConfig):
 
     def ready(self):
         from . import bots  # noqa: F401  (connects the bots' receiver)
+        from .email import signals  # noqa: F401  (remembers sent Message-IDs)

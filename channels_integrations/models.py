@@ -61,7 +61,7 @@ class WhatsAppNumber(models.Model):
     def __str__(self):
         return f"{self.display_name} {self.phone}".strip()
 
-    def sending_details(self) -> dict:
+    def sending_details(self, message=None) -> dict:
         """What the WhatsApp provider needs to send for this number (it touches no ORM)."""
         if self.provider == self.Provider.CLOUD:
             return {
@@ -347,9 +347,16 @@ class EmailAccount(models.Model):
         default=60, validators=[MinValueValidator(10)]
     )
     first_sync_days = models.PositiveIntegerField(default=30)
+    # IMAP IDLE for near-instant delivery (where the server offers it); polling stays on.
+    use_idle = models.BooleanField(default=False)
     # IMAP sync state: incremental by UID within one UIDVALIDITY.
     uidvalidity = models.BigIntegerField(null=True, blank=True)
     last_uid = models.BigIntegerField(default=0)
+    next_poll_at = models.DateTimeField(null=True, blank=True)  # later while backing off
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    # The IDLE listener's connection state (channels_integrations.connections).
+    lease_epoch = models.PositiveBigIntegerField(default=0, editable=False)
+    holder = models.CharField(max_length=200, blank=True, editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
@@ -370,3 +377,68 @@ class EmailAccount(models.Model):
 
     def __str__(self):
         return self.address
+
+    def sending_details(self, message=None) -> dict:
+        """What the email provider needs (it touches no ORM): SMTP settings, the password,
+        and, for a reply, the thread headers of the conversation's latest mail."""
+        details = {
+            "address": self.address,
+            "display_name": self.display_name,
+            "smtp_host": self.smtp_host,
+            "smtp_port": self.smtp_port,
+            "smtp_security": self.smtp_security,
+            "username": self.username,
+            "password": self.password,
+        }
+        if message is not None:
+            latest = (
+                message.conversation.messages.exclude(external_id=None)
+                .exclude(pk=message.pk)
+                .order_by("-created_at", "-id")
+                .values_list("external_id", "metadata")
+                .first()
+            )
+            if latest:
+                parent, metadata = latest
+                references = [*(metadata or {}).get("references", []), parent]
+                details.update(in_reply_to=parent, references=references[-20:])
+        return details
+
+
+class EmailMessageRecord(models.Model):
+    """Every Message-ID an email account has seen (imported or sent): dedupe across polls,
+    folders and UIDVALIDITY changes, threading by References / In-Reply-To, and memory of
+    what was imported once — a conversation an agent deleted never comes back (its records
+    stay, with no conversation)."""
+
+    tenant_path = "account__company"
+
+    class Direction(models.TextChoices):
+        INBOUND = "in", "Imported"
+        OUTBOUND = "out", "Sent"
+
+    account = models.ForeignKey(EmailAccount, on_delete=models.CASCADE, related_name="records")
+    message_id = models.CharField(max_length=998)
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    conversation = models.ForeignKey(
+        "messaging.Conversation",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="email_records",
+    )
+    uidvalidity = models.BigIntegerField(null=True, blank=True)
+    uid = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "message_id"], name="email_record_unique_message_id"
+            )
+        ]
+
+    def __str__(self):
+        return self.message_id

@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("channels_integrations.bots_urls")),
     path("", include("channels_integrations.broadcasts_urls")),
     path("", include("channels_integrations.telegram_urls")),
+    path("", include("channels_integrations.email_urls")),
 ]

@@ -89,10 +89,15 @@ def run_telegram_listener(account_id: int) -> str:
 def supervise_connections() -> dict:
     """Beat: WhatsApp sessions and Telegram listeners that should run and do not are started;
     live ones are health-checked."""
+    from .email.imap import supervise_idle
     from .telegram.listener import supervise as supervise_telegram
     from .whatsapp.sessions import supervise as supervise_whatsapp
 
-    return {"whatsapp": supervise_whatsapp(), "telegram": supervise_telegram()}
+    return {
+        "whatsapp": supervise_whatsapp(),
+        "telegram": supervise_telegram(),
+        "email_idle": supervise_idle(),
+    }
 
 
 @worker_shutting_down.connect
@@ -101,3 +106,32 @@ def _close_connections_on_shutdown(**kwargs):
     from .connections import SHUTDOWN
 
     SHUTDOWN.set()
+
+
+# ---------------------------------------------------------------- email
+
+
+@shared_task(ignore_result=True)
+def dispatch_email_polls() -> list:
+    """Beat: queue a poll of every account that is due."""
+    from .email.imap import dispatch_polls
+
+    return dispatch_polls()
+
+
+@shared_task(ignore_result=True, soft_time_limit=600)
+def poll_email_account(account_id: int) -> dict:
+    from .email.imap import poll_account, poll_finished
+
+    try:
+        return poll_account(account_id)
+    finally:
+        poll_finished(account_id)
+
+
+@shared_task(ignore_result=True)
+def run_email_idle(account_id: int) -> str:
+    """IMAP IDLE on one account's INBOX (the `connections` queue)."""
+    from .email.imap import run_idle
+
+    return run_idle(account_id)

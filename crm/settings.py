@@ -150,6 +150,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5.0,
         "options": {"expires": 10},
     },
+    # Polls every active email account that is due (each at its own interval).
+    "dispatch-email-polls": {
+        "task": "channels_integrations.tasks.dispatch_email_polls",
+        "schedule": 10.0,
+        "options": {"expires": 9},
+    },
     # Starts missing WhatsApp sessions and Telegram listeners, health-checks live ones,
     # restarts dead ones.
     "supervise-connections": {
@@ -164,6 +170,7 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_TASK_ROUTES = {
     "channels_integrations.tasks.run_whatsapp_session": {"queue": "connections"},
     "channels_integrations.tasks.run_telegram_listener": {"queue": "connections"},
+    "channels_integrations.tasks.run_email_idle": {"queue": "connections"},
 }
 # Broadcast pacing: at most this many messages per WhatsApp number in any 60 seconds.
 BROADCAST_RATE_PER_MINUTE = env.int("BROADCAST_RATE_PER_MINUTE", default=30)
@@ -193,6 +200,10 @@ TELEGRAM_CLIENT_FACTORY = env.str(
 )
 TELEGRAM_CONNECT_TIMEOUT = env.float("TELEGRAM_CONNECT_TIMEOUT", default=15.0)
 TELEGRAM_SEND_TIMEOUT = env.float("TELEGRAM_SEND_TIMEOUT", default=20.0)
+# Email: IMAP/SMTP timeouts (seconds), and how long one poll may hold its account's lock.
+EMAIL_IMAP_TIMEOUT = env.float("EMAIL_IMAP_TIMEOUT", default=30.0)
+EMAIL_SMTP_TIMEOUT = env.float("EMAIL_SMTP_TIMEOUT", default=30.0)
+EMAIL_POLL_LOCK_SECONDS = env.int("EMAIL_POLL_LOCK_SECONDS", default=600)
 # /metrics answers only with this bearer token when set (else to anyone who can reach it).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
@@ -200,7 +211,7 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 MESSAGING_PROVIDERS = {
     "whatsapp": "channels_integrations.whatsapp.provider.WhatsAppProvider",
     "telegram": "channels_integrations.telegram.provider.TelegramProvider",
-    "email": "messaging.providers.NotConnectedProvider",
+    "email": "channels_integrations.email.provider.EmailProvider",
 }
 # A WhatsApp number carrying more rows than this is deleted by a worker, not in the request.
 NUMBER_DELETE_SYNC_LIMIT = env.int("NUMBER_DELETE_SYNC_LIMIT", default=50_000)

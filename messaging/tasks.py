@@ -8,6 +8,7 @@ from django.utils import timezone
 from .models import Message
 from .providers import OutboundMessage, SendError, provider_for
 from .services import record_delivery_status
+from .signals import outbound_message_sent
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ def _outbound(message: Message) -> OutboundMessage:
         "email": client.email if client and client.email else "",
     }.get(conversation.platform, conversation.external_thread_id)
     source = conversation.source
-    extra = source.sending_details() if hasattr(source, "sending_details") else {}
+    extra = source.sending_details(message) if hasattr(source, "sending_details") else {}
     if quoted := message.metadata.get("quoted"):
         extra["quoted"] = quoted
     return OutboundMessage(
@@ -90,4 +91,12 @@ def deliver_message(self, message_id: int) -> None:
         )
         return
     record_delivery_status(message_id, Message.Status.SENT, external_id=receipt.external_id)
+    outbound_message_sent.send(
+        sender=Message,
+        message_id=message_id,
+        conversation_id=message.conversation_id,
+        platform=platform,
+        source_id=message.conversation.source.pk,
+        external_id=receipt.external_id,
+    )
     logger.info("send: message=%s sent on %s", message_id, platform)

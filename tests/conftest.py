@@ -9,6 +9,7 @@ from crm.celery import app as celery_app
 
 from . import providers
 from .factories import CompanyFactory, UserFactory
+from .mailserver import dovecot, dovecot_server, smtp_server  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,6 +8,7 @@ from channels_integrations.models import (
     Broadcast,
     BroadcastRecipient,
     EmailAccount,
+    EmailMessageRecord,
     TelegramAccount,
     WhatsAppNumber,
     WhatsAppSession,
@@ -136,6 +137,15 @@ class EmailAccountFactory(factory.django.DjangoModelFactory):
     smtp_host = "127.0.0.1"
     username = factory.LazyAttribute(lambda a: a.address)
     password = "mailbox-secret-password"
+
+
+class EmailMessageRecordFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = EmailMessageRecord
+
+    account = factory.SubFactory(EmailAccountFactory)
+    message_id = factory.Sequence(lambda n: f"mail{n}@example.org")
+    direction = EmailMessageRecord.Direction.INBOUND
 
 
 class ConversationFactory(factory.django.DjangoModelFactory):

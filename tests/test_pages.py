@@ -83,6 +83,7 @@ def page_urls(company, admin_user):
         "botrule_": BotRuleFactory(bot__number__company=company).pk,
         "broadcast_": BroadcastFactory(number__company=company).pk,
         "telegram_": TelegramAccountFactory(company=company).pk,
+        "email_": EmailAccountFactory(company=company).pk,
     }
     urls = {}
     for route, name, kwargs in _protected_pages():

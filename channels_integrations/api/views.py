@@ -8,6 +8,7 @@ from accounts.permissions import IsCompanyAdminOrReadOnly
 from crm.api.base import CompanyScopedViewSet
 
 from .. import services
+from ..email import smtp as email_smtp
 from ..models import EmailAccount, TelegramAccount, WhatsAppNumber
 from ..telegram import login as telegram_login
 from .serializers import EmailAccountSerializer, TelegramAccountSerializer, WhatsAppNumberSerializer
@@ -144,6 +145,22 @@ class TelegramAccountViewSet(ChannelViewSet):
         return Response({"status": outcome})
 
 
+class ConnectionCheckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
+class ConnectionTestSerializer(serializers.Serializer):
+    imap = ConnectionCheckSerializer()
+    smtp = ConnectionCheckSerializer()
+
+
 class EmailAccountViewSet(ChannelViewSet):
     model = EmailAccount
     serializer_class = EmailAccountSerializer
+
+    @extend_schema(request=None, responses=ConnectionTestSerializer)
+    @action(detail=True, methods=["post"], url_path="test-connection")
+    def test_connection(self, request, pk=None):
+        """Log in to IMAP and SMTP with the stored settings; each result in words."""
+        return Response(email_smtp.test_connection(self.get_object()))

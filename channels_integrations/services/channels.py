@@ -42,6 +42,7 @@ EDITABLE = {
         "is_active",
         "poll_interval_seconds",
         "first_sync_days",
+        "use_idle",
     ),
 }
 UNIQUE_PER_COMPANY = {

@@ -1,0 +1,332 @@
+"""Polling a mailbox over IMAP (IMAPClient), and IMAP IDLE for near-instant delivery.
+
+A poll: one at a time per account (a lease), INBOX selected read-only, incremental by UID
+within UIDVALIDITY (a changed UIDVALIDITY resyncs the first-sync window; Message-ID dedupe
+keeps it free of duplicates), headers first so a known mail's body is never fetched, bodies
+with BODY.PEEK (the mailbox is never modified), progress saved per batch (a poll cut short
+resumes where it stopped). A failing account backs off (its interval doubling, up to an hour)
+and says so; one line is logged per step, never a password or a body.
+"""
+
+import logging
+import random
+import socket
+import ssl
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
+from django.utils import timezone
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from crm import coordination
+
+from ..models import EmailAccount, EmailMessageRecord
+from .importer import import_mail
+from .parsing import message_ids
+
+logger = logging.getLogger(__name__)
+
+FETCH_BATCH = 200
+MAX_BACKOFF_SECONDS = 3600
+HEADER_FIELD = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+
+
+class PollError(Exception):
+    """A poll failed; `words` say why, for the account's page."""
+
+    def __init__(self, words: str):
+        super().__init__(words)
+        self.words = words
+
+
+def error_words(exc: BaseException, account: EmailAccount) -> str:
+    where = f"{account.imap_host}:{account.imap_port}"
+    if isinstance(exc, LoginError):
+        return "IMAP login failed: the server refused the username or password."
+    if isinstance(exc, socket.gaierror):
+        return f"IMAP host {account.imap_host} was not found."
+    if isinstance(exc, ConnectionRefusedError):
+        return f"The IMAP server at {where} refused the connection."
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"The IMAP server at {where} did not answer in time."
+    if isinstance(exc, ssl.SSLError):
+        return f"The TLS handshake with {where} failed ({exc.reason or 'SSL error'})."
+    if isinstance(exc, OSError):
+        return f"The connection to {where} failed ({exc.__class__.__name__})."
+    return f"IMAP error: {exc}"[:500]
+
+
+@contextmanager
+def imap_session(account: EmailAccount):
+    """Connected, logged in and logged out again, with a log line per step."""
+    logger.info(
+        "email: account=%s connecting to IMAP %s:%s",
+        account.pk,
+        account.imap_host,
+        account.imap_port,
+    )
+    client = IMAPClient(
+        account.imap_host,
+        port=account.imap_port,
+        ssl=account.imap_ssl,
+        timeout=settings.EMAIL_IMAP_TIMEOUT,
+    )
+    logger.info("email: account=%s connection established", account.pk)
+    try:
+        client.login(account.username, account.password)
+        logger.info("email: account=%s login ok", account.pk)
+        yield client
+    finally:
+        try:
+            client.logout()
+        except (IMAPClientError, OSError):
+            client.shutdown() if hasattr(client, "shutdown") else None
+        logger.info("email: account=%s connection closed", account.pk)
+
+
+def poll_account(account_id: int) -> dict:
+    """Poll one account now, unless a poll of it is already running."""
+    name, token = f"email:poll:{account_id}", uuid.uuid4().hex
+    if not coordination.take_lease(name, token, settings.EMAIL_POLL_LOCK_SECONDS):
+        logger.info("email: account=%s poll already running; skipped", account_id)
+        return {"skipped": True}
+    try:
+        account = EmailAccount.objects.filter(pk=account_id, is_active=True).first()
+        if account is None:
+            return {"skipped": True}
+        return _poll(account)
+    finally:
+        coordination.release_lease(name, token)
+
+
+def _poll(account: EmailAccount) -> dict:
+    logger.info("email: account=%s processing account", account.pk)
+    started = timezone.now()
+    EmailAccount.objects.filter(pk=account.pk).update(last_poll_at=started)
+    counts = {"found": 0, "imported": 0, "known": 0}
+    try:
+        with imap_session(account) as client:
+            _sync_inbox(account, client, counts)
+    except Exception as exc:
+        words = error_words(exc, account)
+        logger.error("email: account=%s poll failed: %s", account.pk, words, exc_info=True)
+        _record_failure(account, words)
+        return {**counts, "error": words}
+    now = timezone.now()
+    EmailAccount.objects.filter(pk=account.pk).update(
+        status=EmailAccount.Status.OK,
+        last_success_at=now,
+        last_error="",
+        consecutive_failures=0,
+        next_poll_at=now + timedelta(seconds=account.poll_interval_seconds),
+    )
+    return counts
+
+
+def _sync_inbox(account: EmailAccount, client, counts: dict) -> None:
+    folder = client.select_folder("INBOX", readonly=True)
+    uidvalidity = int(folder[b"UIDVALIDITY"])
+    logger.info("email: account=%s inbox selected", account.pk)
+    if account.uidvalidity != uidvalidity:
+        if account.uidvalidity is not None:
+            logger.warning("email: account=%s UIDVALIDITY changed; resyncing", account.pk)
+        since = date.today() - timedelta(days=account.first_sync_days)
+        uids = sorted(client.search(["SINCE", since]))
+        EmailAccount.objects.filter(pk=account.pk).update(uidvalidity=uidvalidity, last_uid=0)
+    else:
+        # "N:*" always names the newest message, even below N: keep only the new ones.
+        uids = sorted(
+            u for u in client.search(["UID", f"{account.last_uid + 1}:*"]) if u > account.last_uid
+        )
+    counts["found"] = len(uids)
+    logger.info("email: account=%s found %s new", account.pk, len(uids))
+    for start in range(0, len(uids), FETCH_BATCH):
+        batch = uids[start : start + FETCH_BATCH]
+        _import_batch(account, client, batch, uidvalidity, counts)
+        EmailAccount.objects.filter(pk=account.pk).update(
+            last_uid=Greatest(F("last_uid"), max(batch))
+        )
+    logger.info("email: account=%s imported %s", account.pk, counts["imported"])
+
+
+def _import_batch(account, client, batch, uidvalidity, counts) -> None:
+    """Headers first; bodies only of mails whose Message-ID is not known yet."""
+    heads = client.fetch(batch, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+    ids = {}
+    for uid, data in heads.items():
+        header = (data.get(HEADER_FIELD) or b"").decode("ascii", "replace")
+        found = message_ids(header.partition(":")[2])
+        ids[uid] = found[0] if found else None
+    known = set(
+        EmailMessageRecord.objects.filter(
+            account=account, message_id__in=[i for i in ids.values() if i]
+        ).values_list("message_id", flat=True)
+    )
+    wanted = [uid for uid in batch if not (ids.get(uid) and ids[uid] in known)]
+    counts["known"] += len(batch) - len(wanted)
+    if not wanted:
+        return
+    bodies = client.fetch(wanted, ["BODY.PEEK[]", "INTERNALDATE"])
+    imported_before = counts["imported"]
+    for uid in wanted:
+        data = bodies.get(uid)
+        if not data:
+            continue  # expunged meanwhile
+        try:
+            outcome = import_mail(
+                account,
+                data[b"BODY[]"],
+                uid=uid,
+                uidvalidity=uidvalidity,
+                arrived_at=_aware(data.get(b"INTERNALDATE")),
+            )
+        except Exception:  # one bad mail never blocks the ones after it
+            logger.exception("email: account=%s uid=%s could not be imported", account.pk, uid)
+            continue
+        counts["imported" if outcome == "imported" else "known"] += 1
+    EmailAccount.objects.filter(pk=account.pk).update(
+        messages_imported=F("messages_imported") + counts["imported"] - imported_before
+    )
+
+
+def _aware(value):
+    if value is None:
+        return None
+    return value if value.tzinfo else timezone.make_aware(value)
+
+
+def _record_failure(account: EmailAccount, words: str) -> None:
+    failures = account.consecutive_failures + 1
+    delay = min(account.poll_interval_seconds * 2**failures, MAX_BACKOFF_SECONDS)
+    delay *= 0.8 + random.random() * 0.4  # noqa: S311 (jitter, not crypto)
+    now = timezone.now()
+    retry_at = now + timedelta(seconds=delay)
+    EmailAccount.objects.filter(pk=account.pk).update(
+        status=EmailAccount.Status.ERROR,
+        last_error=f"{words} Retrying at {timezone.localtime(retry_at):%H:%M:%S}.",
+        last_error_at=now,
+        consecutive_failures=failures,
+        next_poll_at=retry_at,
+    )
+
+
+# ---------------------------------------------------------------- dispatch (beat)
+
+
+def due_accounts():
+    due = Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=timezone.now())
+    return EmailAccount.objects.filter(due, is_active=True).values_list("pk", flat=True)
+
+
+def dispatch_polls() -> list[int]:
+    """Queue a poll of every active account that is due (once per interval: a queued or
+    running poll is not queued again), so a slow account never delays the others."""
+    from ..tasks import poll_email_account
+
+    queued = []
+    client = coordination.redis_client()
+    for account_id in due_accounts():
+        key = coordination.key(f"email:poll-queued:{account_id}")
+        if client.set(key, "1", nx=True, ex=settings.EMAIL_POLL_LOCK_SECONDS):
+            poll_email_account.delay(account_id)
+            queued.append(account_id)
+    return queued
+
+
+def poll_finished(account_id: int) -> None:
+    coordination.redis_client().delete(coordination.key(f"email:poll-queued:{account_id}"))
+
+
+# ---------------------------------------------------------------- IDLE
+
+IDLE_KIND = "email:idle"
+
+
+def _idle_once(account_id: int, lease, stop_wanted) -> str:
+    """Hold one IDLE connection on INBOX; each new mail the server announces queues a poll
+    at once. Returns why it ended; raises on connection errors (the caller backs off)."""
+    from ..tasks import poll_email_account
+
+    account = EmailAccount.objects.get(pk=account_id)
+    with imap_session(account) as client:
+        if b"IDLE" not in client.capabilities():
+            return "no_idle"
+        client.select_folder("INBOX", readonly=True)
+        renew_every = settings.CONNECTION_LEASE_SECONDS / 3
+        while True:
+            client.idle()
+            started = last_renew = time.monotonic()
+            try:
+                while time.monotonic() - started < 25 * 60:  # servers end IDLE at 30 min
+                    responses = client.idle_check(timeout=1)
+                    if any(len(item) > 1 and item[1] == b"EXISTS" for item in responses):
+                        logger.info("email: account=%s IDLE: new mail; polling", account_id)
+                        poll_email_account.delay(account_id)
+                    if time.monotonic() - last_renew >= renew_every:
+                        if not lease.renew():
+                            return "lease_lost"
+                        last_renew = time.monotonic()
+                    if stop_wanted():
+                        return "stopped"
+            finally:
+                client.idle_done()
+
+
+def run_idle(account_id: int) -> str:
+    """The IDLE listener of one account (connections queue): one per account across
+    workers (the connection lease), reconnecting with backoff; polling stays the fallback."""
+    from ..connections import SHUTDOWN, ConnectionLease, backoff_delay
+
+    lease = ConnectionLease.acquire(IDLE_KIND, EmailAccount, "pk", account_id)
+    if lease is None:
+        return "held"
+
+    def stop_wanted() -> bool:
+        close_old_connections()
+        wanted = EmailAccount.objects.filter(pk=account_id, is_active=True, use_idle=True)
+        return SHUTDOWN.is_set() or not wanted.exists()
+
+    attempt = 0
+    try:
+        while not stop_wanted():
+            try:
+                outcome = _idle_once(account_id, lease, stop_wanted)
+            except Exception as exc:
+                attempt += 1
+                account = EmailAccount.objects.get(pk=account_id)
+                logger.warning(
+                    "email: account=%s IDLE dropped: %s", account_id, error_words(exc, account)
+                )
+                deadline = time.monotonic() + backoff_delay(attempt)
+                while time.monotonic() < deadline and not stop_wanted():
+                    if not lease.renew():
+                        return "lease_lost"
+                    time.sleep(0.5)
+                continue
+            if outcome != "stopped" or stop_wanted():
+                return outcome
+    finally:
+        lease.release()
+    return "stopped"
+
+
+def supervise_idle() -> list[int]:
+    from ..connections import holder_of, request_start
+    from ..tasks import run_email_idle
+
+    started = []
+    for account_id in EmailAccount.objects.filter(is_active=True, use_idle=True).values_list(
+        "pk", flat=True
+    ):
+        if holder_of(IDLE_KIND, account_id) is None and request_start(
+            IDLE_KIND, account_id, run_email_idle
+        ):
+            started.append(account_id)
+    return started

@@ -1,0 +1,127 @@
+"""Replies by SMTP from the account, threaded for the recipient's mail program: From, To,
+"Re:" subject, a new Message-ID, In-Reply-To and References. And the "Test connection"
+check of an account's IMAP and SMTP settings, in words."""
+
+import ipaddress
+import logging
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
+
+from django.conf import settings
+
+from messaging.providers import OutboundMessage, SendError, SendReceipt, TransientSendError
+
+logger = logging.getLogger(__name__)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def reply_subject(subject: str) -> str:
+    subject = (subject or "").strip()
+    if subject.lower().startswith(("re:", "aw:", "sv:")):
+        return subject
+    return f"Re: {subject}" if subject else "Re: your message"
+
+
+def build_reply(details: dict, message: OutboundMessage) -> EmailMessage:
+    address = details["address"]
+    mail = EmailMessage()
+    mail["From"] = formataddr((details.get("display_name") or "", address))
+    mail["To"] = message.to_address
+    mail["Subject"] = reply_subject(message.subject)
+    mail["Date"] = formatdate(localtime=False)
+    mail["Message-ID"] = make_msgid(domain=address.rpartition("@")[2] or None)
+    if details.get("in_reply_to"):
+        mail["In-Reply-To"] = f"<{details['in_reply_to']}>"
+    if details.get("references"):
+        mail["References"] = " ".join(f"<{ref}>" for ref in details["references"])
+    mail.set_content(message.body)
+    return mail
+
+
+def open_smtp(details: dict):
+    host, port, security = details["smtp_host"], details["smtp_port"], details["smtp_security"]
+    timeout = settings.EMAIL_SMTP_TIMEOUT
+    if security == "ssl":
+        server = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
+    else:
+        if security == "none" and not _is_loopback(host):
+            raise SendError("Unencrypted SMTP is allowed to loopback only; choose STARTTLS or SSL.")
+        server = smtplib.SMTP(host, port, timeout=timeout)
+        if security == "starttls":
+            server.starttls(context=ssl.create_default_context())
+    if details.get("username"):
+        server.login(details["username"], details["password"])
+    return server
+
+
+def send_reply(details: dict, message: OutboundMessage) -> SendReceipt:
+    if not message.to_address:
+        raise SendError("This conversation has no email address to reply to.")
+    mail = build_reply(details, message)
+    try:
+        server = open_smtp(details)
+        try:
+            server.send_message(mail)
+        finally:
+            try:
+                server.quit()
+            except smtplib.SMTPException:
+                pass
+    except smtplib.SMTPAuthenticationError as exc:
+        raise SendError("SMTP login failed: the server refused the username or password.") from exc
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise SendError(f"The SMTP server refused the recipient {message.to_address}.") from exc
+    except smtplib.SMTPResponseException as exc:
+        if 400 <= exc.smtp_code < 500:
+            raise TransientSendError(
+                f"The SMTP server asks to retry later ({exc.smtp_code})."
+            ) from exc
+        raise SendError(f"The SMTP server refused the message ({exc.smtp_code}).") from exc
+    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+        raise TransientSendError(
+            f"The SMTP server {details['smtp_host']}:{details['smtp_port']} could not be reached."
+        ) from exc
+    message_id = mail["Message-ID"].strip("<>")
+    logger.info("email: account=%s sent message=%s", message.source_id, message.message_id)
+    return SendReceipt(external_id=message_id)
+
+
+def test_connection(account) -> dict:
+    """Log in to IMAP and to SMTP; each result in words ({"imap": {...}, "smtp": {...}})."""
+    from .imap import error_words, imap_session
+
+    result = {}
+    try:
+        with imap_session(account) as client:
+            folder = client.select_folder("INBOX", readonly=True)
+            result["imap"] = {
+                "ok": True,
+                "detail": f"Logged in; INBOX holds {folder[b'EXISTS']} messages.",
+            }
+    except Exception as exc:
+        result["imap"] = {"ok": False, "detail": error_words(exc, account)}
+    try:
+        server = open_smtp(account.sending_details())
+        server.noop()
+        server.quit()
+        result["smtp"] = {"ok": True, "detail": "Connected and logged in."}
+    except SendError as exc:
+        result["smtp"] = {"ok": False, "detail": exc.reason}
+    except smtplib.SMTPAuthenticationError:
+        result["smtp"] = {"ok": False, "detail": "SMTP login failed: wrong username or password."}
+    except (smtplib.SMTPException, OSError) as exc:
+        result["smtp"] = {
+            "ok": False,
+            "detail": f"SMTP {account.smtp_host}:{account.smtp_port} failed ({exc.__class__.__name__}).",
+        }
+    return result

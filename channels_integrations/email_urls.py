@@ -1,0 +1,13 @@
+"""Settings → Email pages (included at "" from channels_integrations.page_urls)."""
+
+from django.urls import path
+
+from channels_integrations.views import email
+
+urlpatterns = [
+    path("settings/email/", email.email_list, name="email_accounts"),
+    path("settings/email/new/", email.email_create, name="email_create"),
+    path("settings/email/<int:pk>/edit/", email.email_edit, name="email_edit"),
+    path("settings/email/<int:pk>/test/", email.email_test, name="email_test"),
+    path("settings/email/<int:pk>/delete/", email.email_delete, name="email_delete"),
+]

@@ -1,0 +1,81 @@
+"""Settings → Email: mailboxes with their polling state, add / edit, "Test connection",
+delete. Writes go through services (save_channel, delete_channel)."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.scoping import get_scoped_or_404
+from accounts.views import company_member_required
+from channels_integrations import selectors, services
+from channels_integrations.email import smtp as email_smtp
+from channels_integrations.forms import EmailAccountForm
+from channels_integrations.models import EmailAccount
+
+from .numbers import company_admin_required
+
+
+@company_member_required
+def email_list(request):
+    return render(
+        request,
+        "channels_integrations/email_list.html",
+        {"accounts": selectors.email_accounts(request.user)},
+    )
+
+
+def _save(request, account=None):
+    names = [name for name in EmailAccountForm.base_fields if name != "password"]
+    initial = {name: getattr(account, name) for name in names} if account else None
+    form = EmailAccountForm(
+        request.POST if request.method == "POST" else None,
+        initial=initial,
+        password_set=bool(account.password) if account else None,
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = services.save_channel(request.user, EmailAccount, account, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Mailbox {saved.address} saved.")
+            return redirect("email_accounts")
+    return render(
+        request, "channels_integrations/email_form.html", {"form": form, "account": account}
+    )
+
+
+@company_member_required
+@company_admin_required
+def email_create(request):
+    return _save(request)
+
+
+@company_member_required
+@company_admin_required
+def email_edit(request, pk):
+    return _save(request, get_scoped_or_404(EmailAccount, request.user, pk=pk))
+
+
+@company_member_required
+@company_admin_required
+@require_POST
+def email_test(request, pk):
+    account = get_scoped_or_404(EmailAccount, request.user, pk=pk)
+    result = email_smtp.test_connection(account)
+    for side in ("imap", "smtp"):
+        report = messages.success if result[side]["ok"] else messages.error
+        report(request, f"{side.upper()}: {result[side]['detail']}")
+    return redirect("email_accounts")
+
+
+@company_member_required
+@company_admin_required
+def email_delete(request, pk):
+    account = get_scoped_or_404(EmailAccount, request.user, pk=pk)
+    if request.method == "POST":
+        services.delete_channel(request.user, account)
+        messages.success(request, f"Mailbox {account.address} and its conversations were deleted.")
+        return redirect("email_accounts")
+    return render(request, "channels_integrations/email_delete.html", {"account": account})
