@@ -216,6 +216,10 @@ MESSAGING_PROVIDERS = {
 # A WhatsApp number carrying more rows than this is deleted by a worker, not in the request.
 NUMBER_DELETE_SYNC_LIMIT = env.int("NUMBER_DELETE_SYNC_LIMIT", default=50_000)
 MESSAGE_MAX_LENGTH = {"whatsapp": 4096, "telegram": 4096, "email": 100_000}
+# Production: nginx sends attachment files (X-Accel-Redirect to its internal location) after
+# Django checked who asks; development: Django streams them.
+SERVE_MEDIA_WITH_NGINX = env.bool("SERVE_MEDIA_WITH_NGINX", default=not DEBUG)
+PROTECTED_MEDIA_URL = "/protected-media/"
 # Attachments up to this size are stored; larger ones are recorded (name, type, size) only.
 ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=25 * 1024 * 1024)
 

@@ -1,9 +1,10 @@
 from django.urls import path
 
-from messaging.views import inbox
+from messaging.views import attachments, inbox
 
 urlpatterns = [
     path("inbox/", inbox.inbox, name="inbox"),
+    path("attachments/<int:pk>/", attachments.attachment_download, name="attachment_download"),
     path("inbox/<int:pk>/", inbox.conversation_detail, name="conversation_detail"),
     path("inbox/<int:pk>/header/", inbox.conversation_header, name="conversation_header"),
     path("inbox/<int:pk>/messages/", inbox.conversation_messages, name="conversation_messages"),

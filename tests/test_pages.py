@@ -67,6 +67,16 @@ def _protected_pages():
     ]
 
 
+def _stored_attachment(company):
+    from django.core.files.base import ContentFile
+
+    from .factories import AttachmentFactory
+
+    attachment = AttachmentFactory(message__conversation__company=company)
+    attachment.file.save("invoice.pdf", ContentFile(b"%PDF-1.4"))
+    return attachment
+
+
 @pytest.fixture
 def page_urls(company, admin_user):
     """The URL of every protected page, args filled with real objects of `company`."""
@@ -84,6 +94,7 @@ def page_urls(company, admin_user):
         "broadcast_": BroadcastFactory(number__company=company).pk,
         "telegram_": TelegramAccountFactory(company=company).pk,
         "email_": EmailAccountFactory(company=company).pk,
+        "attachment_": _stored_attachment(company).pk,
     }
     urls = {}
     for route, name, kwargs in _protected_pages():

@@ -91,9 +91,14 @@ def get_conversation(user, pk) -> Conversation:
     return get_scoped_or_404(conversation_with_sources(), user, pk=pk)
 
 
+def _messages_of(conversation):
+    """The conversation's messages as the thread shows them: author, bot and attachments."""
+    return conversation.messages.select_related("author", "bot").prefetch_related("attachments")
+
+
 def conversation_messages(conversation, limit: int = MESSAGE_LIMIT) -> list:
     """The latest `limit` messages, oldest first."""
-    latest = conversation.messages.select_related("author", "bot").order_by("-created_at", "-id")
+    latest = _messages_of(conversation).order_by("-created_at", "-id")
     return list(reversed(latest[:limit]))
 
 
@@ -104,7 +109,7 @@ def message_page(conversation, *, before=None, limit: int = MESSAGES_PER_PAGE):
     conversation): the `limit` messages just before that one, in (created_at, id) order.
     An id that is not in this conversation is a 404.
     """
-    latest = conversation.messages.select_related("author", "bot").order_by("-created_at", "-id")
+    latest = _messages_of(conversation).order_by("-created_at", "-id")
     if before is not None:
         cursor = conversation.messages.filter(pk=before).values("created_at", "pk").first()
         if cursor is None:
@@ -119,11 +124,7 @@ def message_page(conversation, *, before=None, limit: int = MESSAGES_PER_PAGE):
 
 def get_conversation_message(conversation, pk):
     """One message of this conversation (author and bot joined); anything else is a 404."""
-    message = (
-        conversation.messages.select_related("author", "bot").filter(pk=pk).first()
-        if str(pk).isdigit()
-        else None
-    )
+    message = _messages_of(conversation).filter(pk=pk).first() if str(pk).isdigit() else None
     if message is None:
         raise Http404("Not found.")
     return message
