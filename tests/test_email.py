@@ -194,25 +194,27 @@ def test_an_unreachable_server_says_so(account, dovecot):
 def test_dovecot_restarted_mid_poll_loses_and_doubles_nothing(
     account, dovecot, mailbox, monkeypatch
 ):
-    """300 mails (two fetch batches); Dovecot is stopped after the 50th import."""
+    """300 mails (two fetch batches of 200 and 100); Dovecot is stopped once the first
+    batch is stored, so the poll breaks between the batches."""
     mails = [
         CORPUS["01_plain"].replace(b"order1042.1@example.org", f"bulk{n}@example.org".encode())
         for n in range(300)
     ]
     dovecot.deliver(*mailbox, *mails)
-    imported = []
-    original = imap.import_mail
+    batches = []
+    original = imap.import_batch
 
     def import_then_crash(*args, **kwargs):
         outcome = original(*args, **kwargs)
-        imported.append(outcome)
-        if len(imported) == 50:
+        batches.append(outcome)
+        if len(batches) == 1:
             dovecot.stop()
         return outcome
 
-    monkeypatch.setattr(imap, "import_mail", import_then_crash)
+    monkeypatch.setattr(imap, "import_batch", import_then_crash)
     first = poll(account)
     assert "error" in first and account.status == "error"
+    assert first["imported"] == 200 and Message.objects.count() == 200
     dovecot.start()
     second = poll(account)
     assert "error" not in second, second
@@ -431,3 +433,30 @@ def test_pages_add_a_mailbox_test_it_and_show_its_state(
     assert f'id="email-{account.pk}"' in page and f'id="email-{created.pk}"' in page
     assert "Messages imported</dt><dd>1<" in page
     assert mailbox[1] not in page  # the password is never shown
+
+
+def test_a_mail_that_fails_to_store_does_not_block_the_rest_of_its_batch(
+    account, dovecot, mailbox, monkeypatch, caplog
+):
+    """A batch fails as a whole; it is imported again mail by mail, so only the bad one is
+    missing (and logged), and the next poll does not import the others twice."""
+    from channels_integrations.email import importer
+
+    original = importer.ingest_inbound
+
+    def failing_for_one(source, external_thread_id, external_message_id, *args, **kwargs):
+        if external_message_id == "latin1.4@example.de":
+            raise RuntimeError("disk full")
+        return original(source, external_thread_id, external_message_id, *args, **kwargs)
+
+    monkeypatch.setattr(importer, "ingest_inbound", failing_for_one)
+    deliver(dovecot, mailbox, "01_plain", "04_latin1", "05_reply_references")
+    result = poll(account)
+    assert result["imported"] == 2
+    assert not Message.objects.filter(external_id="latin1.4@example.de").exists()
+    assert "batch failed; importing mail by mail" in caplog.text
+    assert "could not be imported" in caplog.text
+    assert (
+        inbound("order1042.2@example.org").conversation
+        == inbound("order1042.1@example.org").conversation
+    )

@@ -28,7 +28,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from crm import coordination
 
 from ..models import EmailAccount, EmailMessageRecord
-from .importer import import_mail
+from .importer import import_batch
 from .parsing import message_ids
 
 logger = logging.getLogger(__name__)
@@ -156,8 +156,9 @@ def _sync_inbox(account: EmailAccount, client, counts: dict) -> None:
     logger.info("email: account=%s imported %s", account.pk, counts["imported"])
 
 
-def _import_batch(account, client, batch, uidvalidity, counts) -> None:
-    """Headers first; bodies only of mails whose Message-ID is not known yet."""
+def _import_batch(account, client, batch, uidvalidity, counts) -> list[int]:
+    """Headers first; bodies only of mails whose Message-ID is not known yet. Returns the
+    UIDs that could not be stored."""
     heads = client.fetch(batch, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
     ids = {}
     for uid, data in heads.items():
@@ -172,28 +173,20 @@ def _import_batch(account, client, batch, uidvalidity, counts) -> None:
     wanted = [uid for uid in batch if not (ids.get(uid) and ids[uid] in known)]
     counts["known"] += len(batch) - len(wanted)
     if not wanted:
-        return
+        return []
     bodies = client.fetch(wanted, ["BODY.PEEK[]", "INTERNALDATE"])
-    imported_before = counts["imported"]
-    for uid in wanted:
-        data = bodies.get(uid)
-        if not data:
-            continue  # expunged meanwhile
-        try:
-            outcome = import_mail(
-                account,
-                data[b"BODY[]"],
-                uid=uid,
-                uidvalidity=uidvalidity,
-                arrived_at=_aware(data.get(b"INTERNALDATE")),
-            )
-        except Exception:  # one bad mail never blocks the ones after it
-            logger.exception("email: account=%s uid=%s could not be imported", account.pk, uid)
-            continue
-        counts["imported" if outcome == "imported" else "known"] += 1
+    items = [
+        (uid, bodies[uid][b"BODY[]"], _aware(bodies[uid].get(b"INTERNALDATE")))
+        for uid in wanted
+        if bodies.get(uid)  # absent: expunged meanwhile
+    ]
+    outcome = import_batch(account, items, uidvalidity)
+    counts["imported"] += outcome["imported"]
+    counts["known"] += outcome["known"]
     EmailAccount.objects.filter(pk=account.pk).update(
-        messages_imported=F("messages_imported") + counts["imported"] - imported_before
+        messages_imported=F("messages_imported") + outcome["imported"]
     )
+    return outcome["failed"]
 
 
 def _aware(value):

@@ -9,6 +9,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.header import decode_header, make_header
 from email.utils import getaddresses, parsedate_to_datetime
 
 import nh3
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 AUTOMATED_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
+FOLDING = re.compile(r"\r?\n[ \t]+")
 
 
 @dataclass
@@ -80,7 +82,11 @@ def message_ids(value: str) -> list[str]:
 
 def parse_mail(raw: bytes, *, attachment_limit: int) -> ParsedMail:
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        # Most mail is one text/plain part: the light compat32 reading suffices for it;
+        # everything else (HTML, multipart, attachments) is read with the modern policy.
+        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        if message.is_multipart() or _content_type(message) not in ("text/plain", ""):
+            message = email.message_from_bytes(raw, policy=email.policy.default)
     except Exception as exc:  # the parser is lenient; this is the last resort
         logger.warning("email: unreadable message (%s)", exc.__class__.__name__)
         return ParsedMail(
@@ -90,22 +96,46 @@ def parse_mail(raw: bytes, *, attachment_limit: int) -> ParsedMail:
             problems=[exc.__class__.__name__],
         )
     mail = ParsedMail(message_id="")
-    mail.message_id = (_read(mail, lambda: message_ids(str(message["Message-ID"] or ""))) or [""])[
-        0
-    ] or _fallback_id(raw)
-    mail.subject = _read(mail, lambda: _one_line(str(message["Subject"] or ""))) or ""
-    sender = _read(mail, lambda: getaddresses([str(message["From"] or "")])) or []
+    # Headers are read raw once (the policy's header objects cost more than the whole rest);
+    # only what is shown is decoded (encoded words, charsets).
+    headers = _read(mail, lambda: _raw_headers(message)) or {}
+    mail.message_id = (message_ids(headers.get("message-id", "")) or [""])[0] or _fallback_id(raw)
+    mail.subject = _one_line(_decoded(mail, message, "Subject", headers))
+    sender = _read(mail, lambda: getaddresses([_decoded(mail, message, "From", headers)])) or []
     if sender:
         mail.from_name, mail.from_address = sender[0][0], sender[0][1].strip().lower()
-    mail.date = _read(mail, lambda: _date(message["Date"]))
-    mail.in_reply_to = _read(mail, lambda: message_ids(str(message["In-Reply-To"] or ""))) or []
-    mail.references = _read(mail, lambda: message_ids(str(message["References"] or ""))) or []
-    _flag_automated(mail, message)
-    _read_body(mail, message, attachment_limit)
+    mail.date = _read(mail, lambda: _date(headers.get("date")))
+    mail.in_reply_to = message_ids(headers.get("in-reply-to", ""))
+    mail.references = message_ids(headers.get("references", ""))
+    _flag_automated(mail, headers)
+    _read_body(mail, message, headers, attachment_limit)
     if getattr(message, "defects", None):
         mail.problems += [type(defect).__name__ for defect in message.defects]
         mail.malformed = True
     return mail
+
+
+def _content_type(message) -> str:
+    value = next((v for k, v in message.raw_items() if k.lower() == "content-type"), "")
+    return str(value).split(";")[0].strip().lower()
+
+
+def _raw_headers(message) -> dict[str, str]:
+    """Header name (lower case) -> its first value, unfolded, undecoded."""
+    headers = {}
+    for name, value in message.raw_items():
+        headers.setdefault(name.lower(), FOLDING.sub(" ", str(value)).strip())
+    return headers
+
+
+def _decoded(mail: ParsedMail, message, name: str, headers: dict) -> str:
+    value = headers.get(name.lower(), "")
+    if "=?" not in value and value.isascii():
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # an unknown charset, broken encoded words: the policy's best reading
+        return _read(mail, lambda: str(message[name] or "")) or ""
 
 
 def _read(mail: ParsedMail, getter):
@@ -122,9 +152,9 @@ def _one_line(value: str) -> str:
 
 
 def _date(header) -> datetime | None:
-    if header is None:
+    if not header:
         return None
-    stamp = getattr(header, "datetime", None) or parsedate_to_datetime(str(header))
+    stamp = parsedate_to_datetime(header)
     if stamp is not None and stamp.tzinfo is None:
         return None  # a date without a zone cannot be placed; the server's arrival is used
     return stamp
@@ -135,17 +165,14 @@ def _fallback_id(raw: bytes) -> str:
     return f"{hashlib.sha256(raw).hexdigest()[:40]}@no-message-id.switchboard"
 
 
-def _flag_automated(mail: ParsedMail, message) -> None:
-    def header(name):
-        return _read(mail, lambda: str(message[name] or "").strip()) or ""
-
-    auto_submitted = header("Auto-Submitted").lower()
+def _flag_automated(mail: ParsedMail, headers: dict) -> None:
+    auto_submitted = headers.get("auto-submitted", "").lower()
     mail.auto_submitted = auto_submitted
     mail.auto_reply = bool(
-        (auto_submitted and auto_submitted != "no") or header("X-Auto-Response-Suppress")
+        (auto_submitted and auto_submitted != "no") or headers.get("x-auto-response-suppress")
     )
-    precedence = header("Precedence").lower()
-    list_headers = any(key.lower().startswith("list-") for key in message.keys())
+    precedence = headers.get("precedence", "").lower()
+    list_headers = any(name.startswith("list-") for name in headers)
     mail.bulk = precedence in AUTOMATED_PRECEDENCE or list_headers
     if precedence == "auto_reply":
         mail.auto_reply = True
@@ -153,7 +180,11 @@ def _flag_automated(mail: ParsedMail, message) -> None:
 
 def _text_of(part) -> str:
     try:
-        text = part.get_content()
+        if isinstance(part.policy, email.policy.Compat32):  # the plain single-part path
+            payload = part.get_payload(decode=True) or b""
+            text = payload.decode(part.get_content_charset() or "utf-8", "replace")
+        else:
+            text = part.get_content()
     except (LookupError, UnicodeError, AssertionError, ValueError):
         payload = part.get_payload(decode=True) or b""
         text = payload.decode("utf-8", "replace")
@@ -162,7 +193,11 @@ def _text_of(part) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _read_body(mail: ParsedMail, message, attachment_limit: int) -> None:
+def _read_body(mail: ParsedMail, message, headers: dict, attachment_limit: int) -> None:
+    content_type = headers.get("content-type", "text/plain").split(";")[0].strip().lower()
+    if not message.is_multipart() and content_type in ("text/plain", ""):
+        mail.text = (_read(mail, lambda: _text_of(message)) or "").strip()  # the common case
+        return
     plain = _read(mail, lambda: message.get_body(preferencelist=("plain",)))
     html = _read(mail, lambda: message.get_body(preferencelist=("html",)))
     if plain is not None:
