@@ -431,15 +431,24 @@ def supervise() -> dict:
 
 
 def stop_listener(account_id: int) -> None:
+    """Its holder also watches the account row: a lost command only delays the stop."""
+    import redis
+
     from ..connections import send_command
 
-    if account_holder(account_id):
-        send_command(KIND, account_id, {"op": "stop"})
+    try:
+        if account_holder(account_id):
+            send_command(KIND, account_id, {"op": "stop"})
+    except redis.RedisError:
+        logger.warning("telegram: account=%s stop command not sent (Redis unreachable)", account_id)
 
 
 def start_now(account_id: int) -> None:
     """A fresh session (log-in, pasted string): start it without waiting for the supervisor."""
     from ..tasks import run_telegram_listener
 
-    if account_holder(account_id) is None:
-        request_start(KIND, account_id, run_telegram_listener)
+    try:
+        if account_holder(account_id) is None:
+            request_start(KIND, account_id, run_telegram_listener)
+    except Exception:  # the supervisor starts it at its next round anyway
+        logger.warning("telegram: account=%s not started now; the supervisor will", account_id)

@@ -200,12 +200,16 @@ def logout_session(actor, number: WhatsAppNumber, wait_seconds: float = 5.0) -> 
 
 
 def stop_session(number_id: int) -> None:
-    """The number is deactivated or being deleted: its holder lets go within a tick."""
+    """The number is deactivated or being deleted: its holder lets go within a tick (it
+    also watches the row, so a lost command only makes it take two seconds)."""
     WhatsAppSession.objects.filter(number_id=number_id).update(
         status=Status.STOPPED, updated_at=timezone.now()
     )
-    if holder_of(number_id):
-        send_command(KIND, number_id, {"op": "stop"})
+    try:
+        if holder_of(number_id):
+            send_command(KIND, number_id, {"op": "stop"})
+    except redis.RedisError:
+        logger.warning("whatsapp: number=%s stop command not sent (Redis unreachable)", number_id)
 
 
 # ---------------------------------------------------------------- sending via the holder
