@@ -460,3 +460,15 @@ def test_a_mail_that_fails_to_store_does_not_block_the_rest_of_its_batch(
         inbound("order1042.2@example.org").conversation
         == inbound("order1042.1@example.org").conversation
     )
+
+
+def test_unencrypted_smtp_is_refused_off_loopback(admin_api):
+    payload = {
+        "address": "sales@acme.test", "imap_host": "imap.example.org", "smtp_host": "smtp.example.org",
+        "smtp_port": 25, "smtp_security": "none", "username": "sales", "password": "pw",
+    }  # fmt: skip
+    response = admin_api.post("/api/v1/email/accounts/", payload, format="json")
+    assert response.status_code == 400 and "loopback only" in response.json()["smtp_security"][0]
+    assert not EmailAccount.objects.exists()
+    payload["smtp_security"] = "starttls"
+    assert admin_api.post("/api/v1/email/accounts/", payload, format="json").status_code == 201

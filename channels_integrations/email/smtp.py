@@ -16,7 +16,7 @@ from messaging.providers import OutboundMessage, SendError, SendReceipt, Transie
 logger = logging.getLogger(__name__)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -54,7 +54,7 @@ def open_smtp(details: dict):
     if security == "ssl":
         server = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
     else:
-        if security == "none" and not _is_loopback(host):
+        if security == "none" and not is_loopback(host):
             raise SendError("Unencrypted SMTP is allowed to loopback only; choose STARTTLS or SSL.")
         server = smtplib.SMTP(host, port, timeout=timeout)
         if security == "starttls":

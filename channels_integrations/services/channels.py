@@ -73,6 +73,8 @@ def save_channel(actor, model, instance=None, **fields):
         fields["owner"] = actor
     new_session = model is TelegramAccount and bool(fields.get("session_string"))
     _apply(instance, fields)
+    if model is EmailAccount:
+        _require_encryption_off_loopback(instance)
     created = instance.pk is None
     if new_session:  # a pasted session: connect it afresh
         instance.status = TelegramAccount.Status.NEW
@@ -92,6 +94,21 @@ def save_channel(actor, model, instance=None, **fields):
         instance.company_id,
     )
     return instance
+
+
+def _require_encryption_off_loopback(account: EmailAccount) -> None:
+    from ..email.smtp import is_loopback
+
+    if account.smtp_security == EmailAccount.SmtpSecurity.NONE and not is_loopback(
+        account.smtp_host
+    ):
+        raise ValidationError(
+            {
+                "smtp_security": [
+                    "Unencrypted SMTP is for loopback only; choose SSL/TLS or STARTTLS."
+                ]
+            }
+        )
 
 
 def _restart_or_stop_listener(account: TelegramAccount, new_session: bool) -> None:
