@@ -23,7 +23,7 @@ import redis
 import segno
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -249,6 +249,7 @@ class SessionRunner:
         self.restart_requested = False
         self.qr_count = 0
         self.redis = coordination.redis_client()
+        self._home = threading.current_thread()  # the task's thread; callbacks come on others
 
     # -- state, always through the lease
 
@@ -262,7 +263,8 @@ class SessionRunner:
 
     def _guarded(self, callback, *args) -> None:
         """Callbacks run on neonize's threads: a lost lease or a failure there stops the
-        session instead of vanishing into a foreign thread."""
+        session instead of vanishing into a foreign thread; and the database connection such
+        a thread opened is closed again (Go keeps its threads, Django would keep one each)."""
         try:
             callback(*args)
         except LeaseLost:
@@ -270,6 +272,9 @@ class SessionRunner:
             self._stop("lease_lost")
         except Exception:
             logger.exception("whatsapp: number=%s callback failed", self.number.pk)
+        finally:
+            if threading.current_thread() is not self._home:
+                connection.close()
 
     # -- the loop
 
