@@ -31,8 +31,8 @@ def publish(event: str, data: dict, *, company_id=None, user_ids=()) -> None:
 
 def _send(groups: list[str], payload: dict) -> None:
     try:
-        realtime.publish_now(groups, payload)
+        realtime.publish_soon(groups, payload)  # the publisher thread sends it
     except Exception:  # a realtime hiccup must never fail the write that caused it
         logger.exception("realtime: publish failed event=%s", payload["event"])
         return
-    logger.debug("realtime: published event=%s groups=%d", payload["event"], len(groups))
+    logger.debug("realtime: handed over event=%s groups=%d", payload["event"], len(groups))

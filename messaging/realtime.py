@@ -8,13 +8,15 @@ process subscribes once, encodes the event once, and writes it to its own socket
 """
 
 import asyncio
+import atexit
 import json
 import logging
+import os
+import queue
 import random
+import threading
 import weakref
 from collections import defaultdict
-from contextlib import contextmanager
-from contextvars import ContextVar
 
 import redis
 import redis.asyncio as aioredis
@@ -34,35 +36,38 @@ def _publisher_client() -> redis.Redis:
     return _publishers[url]
 
 
-_batch: ContextVar[list[str] | None] = ContextVar("realtime_batch", default=None)
-
-
 def publish_now(groups: list[str], payload: dict) -> None:
-    """Send one event to every process; callers use messaging.events.publish (after commit)."""
+    """Send one event to every process, now (services use messaging.events.publish, which
+    hands events to the publisher thread after commit)."""
     message = json.dumps({"groups": groups, "payload": payload})
-    pending = _batch.get()
-    if pending is not None:
-        pending.append(message)
-        return
     _publisher_client().publish(settings.REALTIME_CHANNEL, message)
 
 
-@contextmanager
-def batched():
-    """Events published inside the block leave together at its end: still one PUBLISH per
-    event, in order, but one round trip to Redis for all of them. Events whose transaction
-    commits after the block are published as usual, when it commits. A failure is logged,
-    never raised: a realtime hiccup must not fail the write that caused it."""
-    if _batch.get() is not None:  # nested: the outer block sends
-        yield
-        return
-    pending: list[str] = []
-    token = _batch.set(pending)
-    try:
-        yield
-    finally:
-        _batch.reset(token)
-        if pending:
+class _Publisher:
+    """This process's publisher thread: events handed to it after their commit leave in
+    order, everything waiting in one round trip to Redis, off the writer's path (a write
+    returns without waiting for Redis; a publish that fails is logged, as before)."""
+
+    def __init__(self):
+        self.queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.pid = os.getpid()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.thread = threading.Thread(target=self._run, name="realtime-publisher", daemon=True)
+        self.thread.start()
+
+    def put(self, message: str) -> None:
+        self.idle.clear()
+        self.queue.put(message)
+
+    def _run(self) -> None:
+        while True:
+            pending = [self.queue.get()]
+            while True:
+                try:
+                    pending.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
                 pipeline = _publisher_client().pipeline(transaction=False)
                 for message in pending:
@@ -70,6 +75,40 @@ def batched():
                 pipeline.execute()
             except Exception:
                 logger.exception("realtime: publish failed (%d events)", len(pending))
+            if self.queue.empty():
+                self.idle.set()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return self.idle.wait(timeout)
+
+
+_publisher: _Publisher | None = None
+_publisher_lock = threading.Lock()
+
+
+def _background() -> _Publisher:
+    global _publisher
+    publisher = _publisher
+    if publisher is None or publisher.pid != os.getpid():  # none yet, or a forked child
+        with _publisher_lock:
+            if _publisher is None or _publisher.pid != os.getpid():
+                _publisher = _Publisher()
+            publisher = _publisher
+    return publisher
+
+
+def publish_soon(groups: list[str], payload: dict) -> None:
+    """Hand one event to this process's publisher thread (callers: messaging.events, after
+    commit)."""
+    _background().put(json.dumps({"groups": groups, "payload": payload}))
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until this process's handed-over events have left (tests, shutdown)."""
+    return _publisher is None or _publisher.pid != os.getpid() or _publisher.flush(timeout)
+
+
+atexit.register(flush, 2.0)
 
 
 # ---------------------------------------------------------------- fan-out (async, per process)

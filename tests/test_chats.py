@@ -1,5 +1,5 @@
 """Team chats: services, REST API and pages. Who gets which realtime event is checked here at
-the publish boundary (messaging.realtime.publish_now) and end to end over WebSockets in
+the publish boundary (messaging.realtime.publish_soon) and end to end over WebSockets in
 test_chat_realtime.py."""
 
 import threading
@@ -43,7 +43,7 @@ def published(monkeypatch):
         with lock:
             sent.append((payload["event"], payload["data"], users))
 
-    monkeypatch.setattr(realtime, "publish_now", record)
+    monkeypatch.setattr(realtime, "publish_soon", record)
     return sent
 
 

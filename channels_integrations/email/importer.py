@@ -8,7 +8,6 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from crm.db.upsert import insert_unless_conflict
-from messaging import realtime
 from messaging.services import Sender, ingest_inbound
 from messaging.services.attachments import add_attachments
 
@@ -100,8 +99,8 @@ def import_mail(
 def import_batch(account: EmailAccount, items, uidvalidity: int | None) -> dict:
     """A fetched batch [(uid, raw, arrived_at)] in one transaction: the Message-IDs claimed
     with one INSERT, the threads looked up with one SELECT, each new mail through
-    ingest_inbound, the records' conversations set with one UPDATE, the events sent in one
-    Redis round trip after the commit. If anything in it fails, the batch is imported again
+    ingest_inbound, the records' conversations set with one UPDATE, the events handed to the
+    publisher after the commit. If anything in it fails, the batch is imported again
     mail by mail, so one bad mail never blocks the others; the UIDs that still fail are
     returned ("failed") for the next poll to try again."""
     parsed = [
@@ -109,7 +108,7 @@ def import_batch(account: EmailAccount, items, uidvalidity: int | None) -> dict:
         for uid, raw, arrived in items
     ]
     try:
-        with realtime.batched(), transaction.atomic():
+        with transaction.atomic():
             return _import_parsed(account, parsed, uidvalidity)
     except Exception:
         logger.exception("email: account=%s batch failed; importing mail by mail", account.pk)

@@ -18,7 +18,7 @@ from channels_integrations.models import EmailAccount, TelegramAccount, WhatsApp
 from crm.db.upsert import insert_unless_conflict, prepared_cursor
 from crm.models import Client
 
-from .. import events, realtime
+from .. import events
 from ..models import SOURCE_FIELD_BY_PLATFORM, Conversation, Message, Platform
 from ..payloads import conversation_payload, message_payload
 from ..signals import inbound_message_stored
@@ -133,15 +133,11 @@ def ingest_inbound(
         return IngestResult(existing, conversation, created=False)
     conversation = stored.conversation
     message.conversation = conversation
-    # After commit: at once here in autocommit (both events in one trip to Redis), at the
-    # caller's commit inside its transaction.
-    with realtime.batched():
-        events.publish("message.created", message_payload(message), company_id=source.company_id)
-        events.publish(
-            "conversation.updated",
-            conversation_payload(conversation),
-            company_id=source.company_id,
-        )
+    # After commit: at once here in autocommit, at the caller's commit inside its transaction.
+    events.publish("message.created", message_payload(message), company_id=source.company_id)
+    events.publish(
+        "conversation.updated", conversation_payload(conversation), company_id=source.company_id
+    )
     transaction.on_commit(
         lambda: inbound_message_stored.send(
             sender=Message,
