@@ -517,3 +517,13 @@ def test_the_qr_rotates_and_the_card_turns_connected_live(runners, daphne_server
     expect(page.locator(f"#session-{number.pk} [data-session-qr]")).to_have_count(1)
     expect(page.locator(f"#session-{number.pk} figure.qr")).to_be_hidden()
     assert page.evaluate("window.__noReload === true")
+
+
+def test_reading_a_status_creates_nothing(admin_api, web_number):
+    body = admin_api.get(f"/api/v1/whatsapp/numbers/{web_number.pk}/session/status/").json()
+    assert body["status"] == "stopped" and body["id"] is None and body["healthy"] is False
+    assert (
+        admin_api.get(f"/api/v1/whatsapp/numbers/{web_number.pk}/session/health/").status_code
+        == 503
+    )
+    assert not WhatsAppSession.objects.filter(number=web_number).exists()

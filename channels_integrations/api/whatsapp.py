@@ -20,7 +20,7 @@ from ..whatsapp import metrics, outbound, sessions
 
 
 class SessionSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = serializers.IntegerField(allow_null=True, help_text="null: no session yet")
     number_id = serializers.IntegerField()
     phone = serializers.CharField()
     display_name = serializers.CharField()
@@ -110,10 +110,16 @@ class SendToPhoneSerializer(serializers.Serializer):
 class SessionActionsMixin:
     """Session and send actions of WhatsAppNumberViewSet (/whatsapp/numbers/{id}/...)."""
 
-    def _session_response(self, number, http_status=status.HTTP_200_OK):
-        session, _ = WhatsAppSession.objects.get_or_create(number=number)
+    @staticmethod
+    def _session_of(number) -> WhatsAppSession:
+        """The number's session row, or an unsaved stopped one (a read creates nothing)."""
+        session = WhatsAppSession.objects.filter(number=number).first()
+        session = session or WhatsAppSession(number=number)
         session.number = number
-        return Response(SessionSerializer(session).data, status=http_status)
+        return session
+
+    def _session_response(self, number):
+        return Response(SessionSerializer(self._session_of(number)).data)
 
     @extend_schema(request=None, responses=QrSessionSerializer)
     @action(detail=True, methods=["post"], url_path="session/initialize")
@@ -132,9 +138,7 @@ class SessionActionsMixin:
     @extend_schema(responses={200: SessionSerializer, 503: SessionSerializer})
     @action(detail=True, methods=["get"], url_path="session/health")
     def session_health(self, request, pk=None):
-        number = self.get_object()
-        session, _ = WhatsAppSession.objects.get_or_create(number=number)
-        session.number = number
+        session = self._session_of(self.get_object())
         healthy, _ = sessions.health(session)
         return Response(
             SessionSerializer(session).data,
