@@ -11,7 +11,6 @@ browsers through the same Redis channel (tests.settings derives it from the chec
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,12 +18,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 
 from .factories import PASSWORD
+from .processes import database_url, free_port
 
 __all__ = ["CHROMIUM", "LiveServer", "browser", "daphne_server", "log_in", "wait_live"]
 
@@ -76,22 +74,6 @@ class LiveServer:
             self.process.wait(timeout=5)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _database_url() -> str:
-    db = connection.settings_dict  # inside a test: the test database's name
-    credentials = quote(db.get("USER") or "postgres", safe="")
-    if db.get("PASSWORD"):
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{credentials}@{host}:{port}/{quote(db['NAME'], safe='')}"
-
-
 def _daphne() -> str:
     beside_python = Path(sys.executable).with_name("daphne")
     if beside_python.exists():
@@ -120,12 +102,12 @@ def _wait_until_healthy(server: LiveServer) -> None:
 @pytest.fixture
 def daphne_server(transactional_db, tmp_path):
     """A live daphne on the test database; `.stop()` / `.start()` restart it on the same port."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         # tests.settings (read from the environment: override_settings hides SETTINGS_MODULE)
         "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "DEBUG": "true",  # daphne serves /static/ itself
         # The page's .delay() has no worker here; the test runs the send task itself.
         "CELERY_BROKER_URL": "memory://",

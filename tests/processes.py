@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -53,11 +54,13 @@ class RedisServer:
 
 
 def database_url() -> str:
+    """The test database (inside a test: the one pytest-django created), for other processes."""
     db = connection.settings_dict
-    auth = db["USER"] or "postgres"
+    credentials = quote(db.get("USER") or "postgres", safe="")
     if db.get("PASSWORD"):
-        auth += f":{db['PASSWORD']}"
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    host, port = db.get("HOST") or "127.0.0.1", db.get("PORT") or 5432
+    return f"postgres://{credentials}@{host}:{port}/{quote(db['NAME'], safe='')}"
 
 
 class Worker:

@@ -28,7 +28,8 @@ from accounts.models import ApiToken
 from messaging import events
 
 from .factories import PASSWORD, AttachmentFactory, UserFactory
-from .live import LiveServer, _database_url, _free_port  # noqa: PLC2701 (the live server's helpers)
+from .live import LiveServer
+from .processes import database_url, free_port
 
 BASE_DIR = Path(settings.BASE_DIR)
 DEPLOY = BASE_DIR / "deploy"
@@ -92,7 +93,7 @@ class Nginx:
     def __init__(self, root: Path, daphne_port: int, static_root: Path, media_root: Path):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         site = root / "site.conf"
         site.write_text(
             shipped_site(**{
@@ -172,11 +173,11 @@ def test_through_nginx_pages_api_static_attachments_websocket_and_the_down_page(
     attachment = AttachmentFactory(message__conversation__company=user.company)
     attachment.file.save("delivery-note.pdf", ContentFile(b"%PDF-1.4 delivery note"))
 
-    daphne_port = _free_port()
+    daphne_port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "DEBUG": "true",
         "MEDIA_ROOT": str(media_root),
         "SERVE_MEDIA_WITH_NGINX": "true",
