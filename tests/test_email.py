@@ -334,7 +334,14 @@ def test_idle_brings_new_mail_in_at_once(account, dovecot, mailbox, monkeypatch,
 
     listener = threading.Thread(target=run, daemon=True)
     listener.start()
-    time.sleep(1.0)  # IDLE is in place
+    # The listener polls once when its IDLE opens (what came while none was open); after that,
+    # only IDLE can bring new mail in within the test's seconds (no periodic poll runs here).
+    deadline = time.monotonic() + 10
+    while (
+        time.monotonic() < deadline and not EmailAccount.objects.get(pk=account.pk).last_success_at
+    ):
+        time.sleep(0.05)
+    time.sleep(0.5)
     deliver(dovecot, mailbox, "01_plain")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not Message.objects.exists():

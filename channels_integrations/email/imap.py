@@ -252,6 +252,8 @@ def _idle_once(account_id: int, lease, stop_wanted) -> str:
         if b"IDLE" not in client.capabilities():
             return "no_idle"
         client.select_folder("INBOX", readonly=True)
+        # Whatever arrived while no IDLE was open (first start, after a drop) comes in now.
+        poll_email_account.delay(account_id)
         renew_every = settings.CONNECTION_LEASE_SECONDS / 3
         while True:
             client.idle()
