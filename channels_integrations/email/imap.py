@@ -147,11 +147,15 @@ def _sync_inbox(account: EmailAccount, client, counts: dict) -> None:
         )
     counts["found"] = len(uids)
     logger.info("email: account=%s found %s new", account.pk, len(uids))
+    first_failure = None  # the next poll starts again there (what got in is deduped)
     for start in range(0, len(uids), FETCH_BATCH):
         batch = uids[start : start + FETCH_BATCH]
-        _import_batch(account, client, batch, uidvalidity, counts)
+        failed = _import_batch(account, client, batch, uidvalidity, counts)
+        if failed and first_failure is None:
+            first_failure = min(failed)
+        done_up_to = max(batch) if first_failure is None else first_failure - 1
         EmailAccount.objects.filter(pk=account.pk).update(
-            last_uid=Greatest(F("last_uid"), max(batch))
+            last_uid=Greatest(F("last_uid"), done_up_to)
         )
     logger.info("email: account=%s imported %s", account.pk, counts["imported"])
 

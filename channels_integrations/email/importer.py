@@ -2,7 +2,6 @@
 threading by any stored Message-ID in References / In-Reply-To, then ingest_inbound."""
 
 import logging
-from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -50,17 +49,11 @@ def thread_of(account: EmailAccount, mail: ParsedMail, known: dict | None = None
     return mail.message_id[:255]
 
 
-def import_mail(
-    account: EmailAccount,
-    raw: bytes,
-    *,
-    uid: int | None = None,
-    uidvalidity: int | None = None,
-    arrived_at: datetime | None = None,
+def _import_one(
+    account: EmailAccount, mail: ParsedMail, uid: int, uidvalidity: int | None, arrived_at
 ) -> str:
-    """ "imported", or "known" when this Message-ID was seen before (imported, sent, or in a
-    conversation an agent deleted: it never comes back)."""
-    mail = parse_mail(raw, attachment_limit=settings.ATTACHMENT_MAX_BYTES)
+    """One parsed mail in its own transaction: "imported", or "known" when its Message-ID was
+    seen before (imported, sent, or in a conversation an agent deleted: it never comes back)."""
     with transaction.atomic():
         record = EmailMessageRecord(
             account=account,
@@ -71,21 +64,27 @@ def import_mail(
         )
         if not insert_unless_conflict(record):
             return "known"
-        result = ingest_inbound(
-            account,
-            external_thread_id=thread_of(account, mail),
-            external_message_id=mail.message_id[:255],
-            sender=Sender(address=mail.from_address, name=mail.from_name, email=mail.from_address),
-            body=mail.text,
-            subject=mail.subject,
-            received_at=mail.date or arrived_at,
-            metadata=mail.metadata(),
-        )
+        result = _store(account, mail, thread_of(account, mail), uid, arrived_at)
         EmailMessageRecord.objects.filter(pk=record.pk).update(
             conversation_id=result.conversation.pk
         )
-        if result.created and mail.attachments:
-            add_attachments(result.message, mail.attachments)
+    return "imported"
+
+
+def _store(account: EmailAccount, mail: ParsedMail, thread: str, uid, arrived_at):
+    """One parsed mail into the inbox (inside the caller's transaction), with attachments."""
+    result = ingest_inbound(
+        account,
+        external_thread_id=thread,
+        external_message_id=mail.message_id[:255],
+        sender=Sender(address=mail.from_address, name=mail.from_name, email=mail.from_address),
+        body=mail.text,
+        subject=mail.subject,
+        received_at=mail.date or arrived_at,
+        metadata=mail.metadata(),
+    )
+    if result.created and mail.attachments:
+        add_attachments(result.message, mail.attachments)
     if mail.malformed:
         logger.warning(
             "email: account=%s message uid=%s stored with problems: %s",
@@ -93,7 +92,7 @@ def import_mail(
             uid,
             ", ".join(mail.problems[:5]),
         )
-    return "imported"
+    return result
 
 
 def import_batch(account: EmailAccount, items, uidvalidity: int | None) -> dict:
@@ -112,14 +111,13 @@ def import_batch(account: EmailAccount, items, uidvalidity: int | None) -> dict:
             return _import_parsed(account, parsed, uidvalidity)
     except Exception:
         logger.exception("email: account=%s batch failed; importing mail by mail", account.pk)
-    counts = {"imported": 0, "known": 0}
-    for (uid, raw, arrived), _ in zip(items, parsed, strict=True):
+    counts = {"imported": 0, "known": 0, "failed": []}
+    for uid, mail, arrived in parsed:
         try:
-            outcome = import_mail(
-                account, raw, uid=uid, uidvalidity=uidvalidity, arrived_at=arrived
-            )
-        except Exception:
+            outcome = _import_one(account, mail, uid, uidvalidity, arrived)
+        except Exception:  # kept for the next poll (the caller does not move past it)
             logger.exception("email: account=%s uid=%s could not be imported", account.pk, uid)
+            counts["failed"].append(uid)
             continue
         counts["imported" if outcome == "imported" else "known"] += 1
     return counts
@@ -160,28 +158,10 @@ def _import_parsed(account, parsed, uidvalidity) -> dict:
         if first.get(message_id) != uid or message_id not in claimed:
             continue
         thread = thread_of(account, mail, known)
-        result = ingest_inbound(
-            account,
-            external_thread_id=thread,
-            external_message_id=mail.message_id[:255],
-            sender=Sender(address=mail.from_address, name=mail.from_name, email=mail.from_address),
-            body=mail.text,
-            subject=mail.subject,
-            received_at=mail.date or arrived,
-            metadata=mail.metadata(),
-        )
+        result = _store(account, mail, thread, uid, arrived)
         known[message_id] = thread  # later mails of this batch may answer this one
         record_ids.append(claimed[message_id])
         conversation_ids.append(result.conversation.pk)
-        if result.created and mail.attachments:
-            add_attachments(result.message, mail.attachments)
-        if mail.malformed:
-            logger.warning(
-                "email: account=%s message uid=%s stored with problems: %s",
-                account.pk,
-                uid,
-                ", ".join(mail.problems[:5]),
-            )
     with connection.cursor() as cursor:
         cursor.execute(SET_CONVERSATIONS_SQL, [record_ids, conversation_ids])
     return {"imported": len(record_ids), "known": len(parsed) - len(record_ids), "failed": []}
