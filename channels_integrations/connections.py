@@ -19,6 +19,7 @@ import socket
 import threading
 import uuid
 
+import redis
 from django.conf import settings
 from django.db import transaction
 
@@ -101,6 +102,18 @@ class ConnectionLease:
             raise LeaseLost(f"{self.name}: a newer holder owns the connection")
 
 
+def run_while_held(lease: ConnectionLease | None, kind: str, key, run) -> str:
+    """`run(lease)` while holding `lease`, released afterwards whatever happens; "held" (and
+    nothing run) when acquiring found another holder."""
+    if lease is None:
+        logger.info("%s=%s is held by another worker; not starting", kind, key)
+        return "held"
+    try:
+        return run(lease)
+    finally:
+        lease.release()
+
+
 def backoff_delay(attempt: int) -> float:
     """Seconds before reconnect `attempt` (1, 2, ...): BASE doubling to CAP, with jitter in
     [half, full] so connections that failed together do not retry together."""
@@ -122,6 +135,16 @@ def send_command(kind: str, key, command: dict) -> None:
     name = commands_key(kind, key)
     client.rpush(name, json.dumps(command))
     client.expire(name, 300)
+
+
+def stop_holder(kind: str, key) -> None:
+    """Ask the holder, if any, to stop. Best effort: holders also watch their state row, so a
+    command lost while Redis is down only delays the stop."""
+    try:
+        if holder_of(kind, key):
+            send_command(kind, key, {"op": "stop"})
+    except redis.RedisError:
+        logger.warning("%s=%s stop command not sent (Redis unreachable)", kind, key)
 
 
 def next_command(kind: str, key, timeout: float) -> dict | None:

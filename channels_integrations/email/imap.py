@@ -281,19 +281,15 @@ def _idle_once(account_id: int, lease, stop_wanted) -> str:
 def run_idle(account_id: int) -> str:
     """The IDLE listener of one account (connections queue): one per account across
     workers (the connection lease), reconnecting with backoff; polling stays the fallback."""
-    from ..connections import SHUTDOWN, ConnectionLease, backoff_delay
-
-    lease = ConnectionLease.acquire(IDLE_KIND, EmailAccount, "pk", account_id)
-    if lease is None:
-        return "held"
+    from ..connections import SHUTDOWN, ConnectionLease, backoff_delay, run_while_held
 
     def stop_wanted() -> bool:
         close_old_connections()
         wanted = EmailAccount.objects.filter(pk=account_id, is_active=True, use_idle=True)
         return SHUTDOWN.is_set() or not wanted.exists()
 
-    attempt = 0
-    try:
+    def listen(lease) -> str:
+        attempt = 0
         while not stop_wanted():
             try:
                 outcome = _idle_once(account_id, lease, stop_wanted)
@@ -311,9 +307,10 @@ def run_idle(account_id: int) -> str:
                 continue
             if outcome != "stopped" or stop_wanted():
                 return outcome
-    finally:
-        lease.release()
-    return "stopped"
+        return "stopped"
+
+    lease = ConnectionLease.acquire(IDLE_KIND, EmailAccount, "pk", account_id)
+    return run_while_held(lease, IDLE_KIND, account_id, listen)
 
 
 def supervise_idle() -> list[int]:

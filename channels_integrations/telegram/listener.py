@@ -34,7 +34,9 @@ from ..connections import (
     next_command,
     publish_to_admins,
     request_start,
+    run_while_held,
     sent_record_key,
+    stop_holder,
 )
 from ..models import TelegramAccount
 from . import inbound
@@ -388,14 +390,12 @@ class TelegramListener:
 
 def run_listener(account_id: int) -> str:
     """Hold the account's client until it stops; "held" when another worker has it."""
-    lease = ConnectionLease.acquire(KIND, TelegramAccount, "pk", account_id)
-    if lease is None:
-        logger.info("telegram: account=%s is held by another worker; not starting", account_id)
-        return "held"
-    try:
-        return TelegramListener(account_id, lease).run()
-    finally:
-        lease.release()
+    return run_while_held(
+        ConnectionLease.acquire(KIND, TelegramAccount, "pk", account_id),
+        KIND,
+        account_id,
+        lambda lease: TelegramListener(account_id, lease).run(),
+    )
 
 
 # ---------------------------------------------------------------- the supervisor
@@ -431,16 +431,7 @@ def supervise() -> dict:
 
 
 def stop_listener(account_id: int) -> None:
-    """Its holder also watches the account row: a lost command only delays the stop."""
-    import redis
-
-    from ..connections import send_command
-
-    try:
-        if account_holder(account_id):
-            send_command(KIND, account_id, {"op": "stop"})
-    except redis.RedisError:
-        logger.warning("telegram: account=%s stop command not sent (Redis unreachable)", account_id)
+    stop_holder(KIND, account_id)
 
 
 def start_now(account_id: int) -> None:

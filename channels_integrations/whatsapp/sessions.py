@@ -38,8 +38,10 @@ from ..connections import (
     backoff_delay,
     next_command,
     request_start,
+    run_while_held,
     send_command,
     sent_record_key,
+    stop_holder,
 )
 from ..connections import (
     publish_to_admins as _publish_to_admins,
@@ -205,11 +207,7 @@ def stop_session(number_id: int) -> None:
     WhatsAppSession.objects.filter(number_id=number_id).update(
         status=Status.STOPPED, updated_at=timezone.now()
     )
-    try:
-        if holder_of(number_id):
-            send_command(KIND, number_id, {"op": "stop"})
-    except redis.RedisError:
-        logger.warning("whatsapp: number=%s stop command not sent (Redis unreachable)", number_id)
+    stop_holder(KIND, number_id)
 
 
 # ---------------------------------------------------------------- sending via the holder
@@ -578,14 +576,12 @@ class SessionRunner:
 
 def run_session(number_id: int) -> str:
     """Hold the number's session until it stops; "held" when another worker has it."""
-    lease = SessionLease.acquire(number_id)
-    if lease is None:
-        logger.info("whatsapp: number=%s is held by another worker; not starting", number_id)
-        return "held"
-    try:
-        return SessionRunner(number_id, lease).run()
-    finally:
-        lease.release()
+    return run_while_held(
+        SessionLease.acquire(number_id),
+        KIND,
+        number_id,
+        lambda lease: SessionRunner(number_id, lease).run(),
+    )
 
 
 # ---------------------------------------------------------------- the supervisor
