@@ -17,14 +17,18 @@ from django.core.cache import cache
 
 logger = logging.getLogger(__name__)
 
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[tuple[str, float], redis.Redis] = {}
 
 
-def redis_client() -> redis.Redis:
-    url = settings.REDIS_URL
-    if url not in _clients:
-        _clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-    return _clients[url]
+def redis_client(timeout: float = 5) -> redis.Redis:
+    """This process's client of settings.REDIS_URL, one per timeout (seconds to connect and
+    per command)."""
+    key = (settings.REDIS_URL, timeout)
+    if key not in _clients:
+        _clients[key] = redis.Redis.from_url(
+            key[0], socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+    return _clients[key]
 
 
 def key(name: str) -> str:

@@ -22,18 +22,15 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from crm import coordination
+
 logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- publishing (sync)
 
-_publishers: dict[str, redis.Redis] = {}
-
 
 def _publisher_client() -> redis.Redis:
-    url = settings.REDIS_URL
-    if url not in _publishers:
-        _publishers[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    return _publishers[url]
+    return coordination.redis_client(timeout=2)  # a publish that waits longer is moot
 
 
 def publish_now(groups: list[str], payload: dict) -> None:
