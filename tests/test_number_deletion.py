@@ -1,13 +1,13 @@
 """Deleting a WhatsApp number always works, tells the truth beforehand, and never leaves half a
 number behind — on the real PostgreSQL, with a real failure injected by a database trigger."""
 
-import json
 import logging
 import time
 
 import pytest
 
 from channels_integrations.models import WhatsAppNumber, WhatsAppSession
+from messaging import realtime
 from messaging.models import Attachment, Conversation, Message
 
 from .factories import WhatsAppNumberFactory
@@ -134,7 +134,7 @@ def test_a_failed_background_delete_brings_the_number_back_deactivated(
     events, deadline = [], time.monotonic() + 1
     while time.monotonic() < deadline:
         if message := listener.get_message(timeout=0.1):
-            events.append(json.loads(message["data"])["payload"]["event"])
+            events += [e["payload"]["event"] for e in realtime.decode(message["data"])]
     assert "number.deletion_failed" in events and "number.deleted" not in events
     listener.close()
 

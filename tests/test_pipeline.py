@@ -2,7 +2,6 @@
 out (send_message + the send task). Providers are the only stand-in: the far end of a network
 this machine cannot reach, replaced at the provider interface (messaging.providers)."""
 
-import json
 import threading
 import time
 
@@ -13,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from crm.models import Client
-from messaging import services
+from messaging import realtime, services
 from messaging.models import Conversation, Message
 from messaging.providers import SendError, TransientSendError
 from messaging.services import Sender, SourceInactive, ingest_inbound
@@ -44,7 +43,7 @@ def published():
         while time.monotonic() < deadline:
             message = pubsub.get_message(timeout=0.05)
             if message:
-                received.append(json.loads(message["data"]))
+                received.extend(realtime.decode(message["data"]))
         return received
 
     yield read
@@ -123,6 +122,42 @@ def test_twenty_threads_ingesting_the_same_message_yield_one_row_and_one_event(p
     assert Client.objects.count() == 1
     assert Conversation.objects.get().unread_count == 1
     assert len(_events(published(1.0), "message.created")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_new_messages_at_once_in_a_new_thread_all_land_in_one_conversation(published):
+    """Every writer finds no thread and no client and tries to create them: one wins, the
+    others' statements do nothing and run again, and see the winner's rows."""
+    number = WhatsAppNumberFactory()
+    barrier = threading.Barrier(20)
+    results, errors = [], []
+
+    def worker(index):
+        try:
+            barrier.wait()
+            results.append(
+                ingest_inbound(number, "+4915199999999", f"wamid.{index}", SENDER, f"No {index}")
+            )
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert errors == []
+    assert all(result.created for result in results) and len(results) == 20
+    conversation = Conversation.objects.get()
+    assert Client.objects.get().phone == "+4915199999999"
+    assert conversation.client == Client.objects.get()
+    assert conversation.unread_count == 20
+    assert Message.objects.filter(conversation=conversation).count() == 20
+    assert len({result.conversation.pk for result in results}) == 1
+    assert len(_events(published(1.0), "message.created")) == 20
 
 
 @pytest.mark.django_db

@@ -9,7 +9,6 @@ classes. One test runs the real Telethon client from a stored string session. Th
 runs in a thread of this process against the real PostgreSQL and Redis.
 """
 
-import json
 import os
 import threading
 import time
@@ -30,6 +29,7 @@ from channels_integrations import tasks
 from channels_integrations.connections import SHUTDOWN
 from channels_integrations.models import TelegramAccount
 from channels_integrations.telegram import listener as telegram_listener
+from messaging import realtime
 from messaging.models import Attachment, Conversation, Message
 
 from . import telegram_fakes as tg
@@ -108,8 +108,9 @@ def heard(settings):
     def drain(name=None):
         while message := listener.get_message(timeout=0.05):
             if message["type"] == "message":
-                payload = json.loads(message["data"])["payload"]
-                seen.append((payload["event"], payload["data"]))
+                for envelope in realtime.decode(message["data"]):
+                    payload = envelope["payload"]
+                    seen.append((payload["event"], payload["data"]))
         return [data for event, data in seen if name is None or event == name]
 
     yield drain

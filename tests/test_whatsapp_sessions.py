@@ -8,7 +8,6 @@ one runs the real neonize client on our PostgreSQL store. The session runner run
 of this process against the real PostgreSQL and Redis (hence transactional tests).
 """
 
-import json
 import re
 import threading
 import time
@@ -28,6 +27,7 @@ from channels_integrations.whatsapp import metrics, sessions
 from channels_integrations.whatsapp.lease import LeaseLost, SessionLease
 from channels_integrations.whatsapp.web import WebInboundMessage
 from crm import coordination
+from messaging import realtime
 from messaging.models import Message
 
 from .factories import UserFactory, WhatsAppNumberFactory
@@ -113,9 +113,9 @@ def heard(settings):
         while message := listener.get_message(timeout=0.05):
             if message["type"] != "message":
                 continue  # the subscription's confirmation
-            envelope = json.loads(message["data"])
-            payload = envelope["payload"]
-            seen.append((payload["event"], payload["data"], envelope["groups"]))
+            for envelope in realtime.decode(message["data"]):
+                payload = envelope["payload"]
+                seen.append((payload["event"], payload["data"], envelope["groups"]))
         return seen
 
     yield drain

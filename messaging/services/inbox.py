@@ -96,34 +96,24 @@ def ingest_inbound(
         status=Message.Status.RECEIVED,
         metadata=metadata or {},
     )
-    source_column = Conversation._meta.get_field(SOURCE_FIELD_BY_PLATFORM[platform]).column
     using = router.db_for_write(Message)
-    # The usual case, a known thread from a known client, is ONE statement (find the
-    # conversation and the client, insert the message, bump the conversation): in
-    # autocommit it is its own transaction, so the whole call is one round trip.
     identity = _client_identity(sender)
+    thread = _Thread(source, platform, external_thread_id, sender, identity, subject)
+    # The usual case, a known thread from a known client, is ONE statement (find the
+    # conversation and the client, insert the message, bump the conversation); a new thread
+    # or client takes a second one that also creates them. In autocommit each statement is
+    # its own transaction: no BEGIN/COMMIT round trips, one WAL flush per stored message.
     with _atomic_unless_autocommit(using):
-        stored = _store_inbound(
-            using,
-            message,
-            received_at,
-            thread=(source_column, source.pk, external_thread_id),
-            client_check=(source.company_id, identity),
-        )
-    if stored.conversation_id is None or not stored.client_known:
-        # A new thread or a new client: create what is missing (the statement just said so;
-        # a concurrent creator is caught by the unique constraints), then store by id.
-        with transaction.atomic(using=using, savepoint=False):
-            client_id = stored.client_id
-            if client_id is None and identity:
-                client = _create_client(source.company_id, sender, identity)
-                client_id = client.pk if client else None
-            conversation_id = stored.conversation_id
-            if conversation_id is None:
-                conversation_id = _create_conversation(
-                    source, platform, external_thread_id, client_id, subject, received_at
-                ).pk
-            stored = _store_inbound(using, message, received_at, conversation_id=conversation_id)
+        stored = _store_inbound(using, message, received_at, thread)
+        attempts = 0
+        while stored.conversation_id is None or not stored.client_known:
+            # Create what is missing. A concurrent ingest creating the same client or thread
+            # makes ours do nothing (the unique constraints wait for it to commit): the next
+            # statement sees its rows.
+            if attempts == 3:
+                raise RuntimeError(f"ingest: {platform} thread or client could not be created")
+            attempts += 1
+            stored = _store_inbound(using, message, received_at, thread, create=True)
     if stored.conversation is None:
         existing = Message.objects.get(
             conversation_id=stored.conversation_id, external_id=message.external_id
@@ -159,9 +149,20 @@ def ingest_inbound(
 
 
 @dataclass(frozen=True)
+class _Thread:
+    """Where an inbound message goes, and what to create when its thread or client is new."""
+
+    source: object
+    platform: str
+    external_thread_id: str
+    sender: Sender
+    identity: dict  # see _client_identity
+    subject: str
+
+
+@dataclass(frozen=True)
 class _Stored:
     conversation_id: int | None  # None: no such thread yet
-    client_id: int | None  # the client the sender's identity names, if any yet
     client_known: bool  # False: the sender has an identity that names no client yet
     conversation: Conversation | None  # after the bump; None: nothing stored (see above)
 
@@ -197,26 +198,51 @@ def _client_identity(sender: Sender) -> dict:
     return identity
 
 
+@lru_cache(maxsize=8)
+def _insert_fields(model, computed: str = "") -> tuple:
+    """The fields an INSERT of `model` gives values for, but `computed` (filled by SQL)."""
+    return tuple(
+        field
+        for field in model._meta.local_concrete_fields
+        if not field.primary_key and field.name != computed
+    )
+
+
+def _insert_sql(model, select: str, computed: str = "", expression: str = "") -> str:
+    """INSERT INTO model's table (every field) SELECT a parameter for each field, but
+    `computed`'s value is the SQL `expression`, `select` (FROM/WHERE) after it."""
+    quote = connections[router.db_for_write(model)].ops.quote_name
+    fields = _insert_fields(model)
+    columns = ", ".join(quote(field.column) for field in fields)
+    values = ", ".join(expression if field.name == computed else "%s" for field in fields)
+    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT {values} {select}"
+
+
+def _insert_params(instance, connection, computed: str = "") -> list:
+    """The values of `instance` for _insert_sql, as the database takes them (fills
+    auto_now/auto_now_add fields like a save would)."""
+    return [
+        field.get_db_prep_save(field.pre_save(instance, True), connection)
+        for field in _insert_fields(type(instance), computed)
+    ]
+
+
 @lru_cache(maxsize=64)
-def _store_inbound_sql(source_column: str | None, identity_keys: tuple[str, ...] | None) -> str:
+def _store_inbound_sql(source_column: str, identity_keys: tuple[str, ...], create: bool) -> str:
     """Insert one inbound message unless it is already stored, and bump its conversation
     (last message time/preview never move back; unread +1; reopened), in one statement.
 
-    `source_column` set: find the conversation by (source, external thread id); else by id.
-    `identity_keys` set: find the client by the first of these identities that matches (the
-    order of CLIENT_IDENTITIES) and insert only if there is one (else the caller creates the
-    client first); None or empty: no client needed."""
+    The conversation is found by (source, external thread id); the client by the first of
+    `identity_keys` that matches (CLIENT_IDENTITIES order), and with identities the message
+    goes in only if there is one. `create`: a missing client and conversation are inserted
+    by the same statement (ON CONFLICT DO NOTHING: one a concurrent ingest just created
+    leaves ours without them, and the caller runs the statement again)."""
     quote = connections[router.db_for_write(Message)].ops.quote_name
     conversation_table = quote(Conversation._meta.db_table)
-    insert_fields = [
-        field for field in Message._meta.local_concrete_fields if not field.primary_key
+    ctes = [
+        f"conv_found AS (SELECT id FROM {conversation_table} "  # noqa: S608
+        f"WHERE {quote(source_column)} = %s AND external_thread_id = %s)"
     ]
-    returned_fields = Conversation._meta.concrete_fields
-    if source_column:
-        where = f"{quote(source_column)} = %s AND external_thread_id = %s"
-        find_conversation = f"SELECT id FROM {conversation_table} WHERE {where}"  # noqa: S608
-    else:
-        find_conversation = "SELECT %s::bigint AS id"
     if identity_keys:
         client_table = quote(Client._meta.db_table)
         lookups = []
@@ -229,26 +255,52 @@ def _store_inbound_sql(source_column: str | None, identity_keys: tuple[str, ...]
                 f"(SELECT id FROM {client_table} "  # noqa: S608
                 f"WHERE company_id = %s AND {column} = %s{blank})"
             )
-        find_client = f"SELECT COALESCE({', '.join(lookups)}) AS id"
+        ctes.append(f"client_found AS (SELECT COALESCE({', '.join(lookups)}) AS id)")
         client_ok = "client.id IS NOT NULL"
     else:
-        find_client = "SELECT NULL::bigint AS id"
+        ctes.append("client_found AS (SELECT NULL::bigint AS id)")
         client_ok = "TRUE"
-    columns = ", ".join(quote(field.column) for field in insert_fields)
-    values = ", ".join(
-        "conv.id" if field.name == "conversation" else "%s" for field in insert_fields
+    returned = ", ".join(quote(field.column) for field in Conversation._meta.concrete_fields)
+    if create:
+        if identity_keys:
+            insert_client = _insert_sql(
+                Client, "WHERE (SELECT id FROM client_found) IS NULL ON CONFLICT DO NOTHING"
+            )
+            ctes.append(f"client_new AS ({insert_client} RETURNING id)")
+            ctes.append(
+                "client AS (SELECT COALESCE((SELECT id FROM client_found), "
+                "(SELECT id FROM client_new)) AS id)"
+            )
+        else:
+            ctes.append("client AS (SELECT id FROM client_found)")
+        # Created already counting the message (the statement's own UPDATE below cannot
+        # see a row it inserted).
+        insert_conversation = _insert_sql(
+            Conversation,
+            f"FROM client WHERE {client_ok} AND NOT EXISTS (SELECT 1 FROM conv_found) "  # noqa: S608
+            "ON CONFLICT DO NOTHING",
+            computed="client",
+            expression="client.id",
+        )
+        ctes.append(f"conv_new AS ({insert_conversation} RETURNING {returned})")
+        ctes.append("conv AS (SELECT id FROM conv_found UNION ALL SELECT id FROM conv_new)")
+        new_row = f" UNION ALL SELECT {returned} FROM conv_new"  # noqa: S608
+    else:
+        ctes.append("client AS (SELECT id FROM client_found)")
+        ctes.append("conv AS (SELECT id FROM conv_found)")
+        new_row = ""
+    insert_message = _insert_sql(
+        Message,
+        f"FROM conv, client WHERE {client_ok} ON CONFLICT DO NOTHING",
+        computed="conversation",
+        expression="conv.id",
     )
-    returning = ", ".join(f"c.{quote(field.column)}" for field in returned_fields)
-    return f"""
-        WITH conv AS ({find_conversation}),
-        client AS ({find_client}),
-        inserted AS (
-            INSERT INTO {quote(Message._meta.db_table)} ({columns})
-            SELECT {values} FROM conv, client WHERE {client_ok}
-            ON CONFLICT DO NOTHING
-            RETURNING id, conversation_id
-        ),
-        bumped AS (
+    ctes.append(f"inserted AS ({insert_message} RETURNING id, conversation_id)")
+    bumped_columns = ", ".join(
+        f"c.{quote(field.column)}" for field in Conversation._meta.concrete_fields
+    )
+    ctes.append(
+        f"""bumped AS (
             UPDATE {conversation_table} AS c SET
                 last_message_at = GREATEST(c.last_message_at, %s),
                 last_message_preview = CASE WHEN c.last_message_at <= %s THEN %s
@@ -257,48 +309,66 @@ def _store_inbound_sql(source_column: str | None, identity_keys: tuple[str, ...]
                 status = %s,
                 updated_at = %s
             FROM inserted WHERE c.id = inserted.conversation_id
-            RETURNING {returning}
-        )
-        SELECT (SELECT id FROM conv), client.id, {client_ok}, inserted.id, bumped.*
-        FROM client LEFT JOIN inserted ON TRUE LEFT JOIN bumped ON TRUE
+            RETURNING {bumped_columns}
+        )"""  # noqa: S608
+    )
+    with_clause = ",\n        ".join(ctes)
+    return f"""
+        WITH {with_clause}
+        SELECT (SELECT id FROM conv), {client_ok}, inserted.id, stored.*
+        FROM client LEFT JOIN inserted ON TRUE
+        LEFT JOIN (SELECT {returned} FROM bumped{new_row}) AS stored ON inserted.id IS NOT NULL
     """  # noqa: S608 (names from the models' meta; every value is a parameter)
 
 
 _CONVERSATION_ATTNAMES = [field.attname for field in Conversation._meta.concrete_fields]
 
 
-def _store_inbound(
-    using, message, received_at, *, thread=None, client_check=None, conversation_id=None
-) -> _Stored:
+def _store_inbound(using, message, received_at, thread: _Thread, *, create=False) -> _Stored:
     """Run `_store_inbound_sql` for `message` (sets its pk when stored)."""
     connection = connections[using]
-    if thread is not None:
-        source_column, source_id, external_thread_id = thread
-        company_id, identity = client_check
-        params = [source_id, external_thread_id]
-        for value in identity.values():
-            params += [company_id, value]
-        sql = _store_inbound_sql(source_column, tuple(identity))
-    else:
-        params = [conversation_id]
-        sql = _store_inbound_sql(None, None)
-    for field in Message._meta.local_concrete_fields:
-        if not field.primary_key and field.name != "conversation":
-            value = field.pre_save(message, True)  # sets created_at (auto_now_add)
-            params.append(field.get_db_prep_save(value, connection))
+    source, identity = thread.source, thread.identity
+    source_field = SOURCE_FIELD_BY_PLATFORM[thread.platform]
+    params = [source.pk, thread.external_thread_id]
+    for value in identity.values():
+        params += [source.company_id, value]
     preview = message.body[:PREVIEW_LENGTH]
+    if create:
+        if identity:
+            client = Client(
+                company_id=source.company_id,
+                name=thread.sender.name[:200],
+                telegram_username=thread.sender.telegram_username[:64],
+                **identity,
+            )
+            params += _insert_params(client, connection)
+        conversation = Conversation(
+            company_id=source.company_id,
+            platform=thread.platform,
+            external_thread_id=thread.external_thread_id,
+            subject=thread.subject[:500],
+            status=Conversation.Status.OPEN,
+            last_message_at=received_at,
+            last_message_preview=preview,
+            unread_count=1,
+            **{source_field: source},
+        )
+        params += _insert_params(conversation, connection, computed="client")
+    params += _insert_params(message, connection, computed="conversation")
     params += [received_at, received_at, preview, Conversation.Status.OPEN, timezone.now()]
+    source_column = Conversation._meta.get_field(source_field).column
+    sql = _store_inbound_sql(source_column, tuple(identity), create)
     with prepared_cursor(using) as cursor:  # planned once per connection, not per message
         cursor.execute(sql, params)
-        found_id, client_id, client_ok, message_id, *conversation_row = cursor.fetchone()
+        found_id, client_ok, message_id, *conversation_row = cursor.fetchone()
     if message_id is None:
-        return _Stored(found_id, client_id, bool(client_ok), None)
+        return _Stored(found_id, bool(client_ok), None)
     message.pk = message_id
     message.conversation_id = found_id
     message._state.adding = False
     message._state.db = using
     conversation = Conversation.from_db(using, _CONVERSATION_ATTNAMES, conversation_row)
-    return _Stored(found_id, client_id, True, conversation)
+    return _Stored(found_id, True, conversation)
 
 
 def _find_client(company_id: int, identity: dict) -> Client | None:
