@@ -1,5 +1,7 @@
 """The /ws/ endpoint on the real Redis channel layer: who gets in, and who hears what."""
 
+import time
+
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -137,3 +139,42 @@ def test_an_event_of_a_rolled_back_transaction_is_never_sent(company):
         await communicator.disconnect()
 
     async_to_sync(run)()
+
+
+def test_a_burst_of_events_shares_redis_messages_and_arrives_whole_and_in_order(company, settings):
+    """Under load the publisher sends what waits in one Redis message (at most one per
+    COALESCE_SECONDS); every socket still gets every event, in the order of the commits."""
+    import redis
+
+    from messaging import realtime
+
+    user = UserFactory(company=company)
+    token = ApiToken.issue(user, "ws")[1]
+    listener = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(settings.REALTIME_CHANNEL)
+
+    def burst():
+        for number in range(40):  # autocommit: each publish is its own commit
+            events.publish("message.created", {"id": number}, company_id=company.pk)
+        assert realtime.flush(10)
+
+    async def run():
+        communicator, connected, _ = await _connect(f"/ws/?token={token}")
+        assert connected
+        await communicator.receive_json_from(timeout=5)  # welcome
+        await sync_to_async(burst)()
+        received = [await communicator.receive_json_from(timeout=5) for _ in range(40)]
+        assert [event["data"]["id"] for event in received] == list(range(40))
+        assert await communicator.receive_nothing(timeout=0.2)
+        await communicator.disconnect()
+
+    async_to_sync(run)()
+    redis_messages, deadline = [], time.monotonic() + 1
+    while time.monotonic() < deadline:
+        if message := listener.get_message(timeout=0.1):
+            redis_messages.append(realtime.decode(message["data"]))
+    listener.close()
+    assert [event["payload"]["data"]["id"] for batch in redis_messages for event in batch] == list(
+        range(40)
+    )
+    assert len(redis_messages) < 10

@@ -221,10 +221,12 @@ def _insert_sql(model, select: str, computed: str = "", expression: str = "") ->
 def _insert_params(instance, connection, computed: str = "") -> list:
     """The values of `instance` for _insert_sql, as the database takes them (fills
     auto_now/auto_now_add fields like a save would)."""
-    return [
-        field.get_db_prep_save(field.pre_save(instance, True), connection)
-        for field in _insert_fields(type(instance), computed)
-    ]
+    params = []
+    for field in _insert_fields(type(instance), computed):
+        value = field.pre_save(instance, True)
+        # NULL is NULL for every field: skip the conversion (half of a message's fields).
+        params.append(None if value is None else field.get_db_prep_save(value, connection))
+    return params
 
 
 @lru_cache(maxsize=64)
