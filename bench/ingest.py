@@ -7,9 +7,11 @@ commits measured in the same run on the same database.
 Figures: ingest_per_s, raw_insert_per_s, ratio_vs_raw_insert (goal >= 0.35), plus the events
 handed to Redis publishing (two per message: message.created and conversation.updated; no
 subscriber runs, it would compete for the two cores; events leave from the publisher thread,
-so the figure includes their hand-over, and the run waits for them to leave before it ends). Raw and ingest alternate in rounds so
-both see the same machine; the planner has statistics (ANALYZE after the warm-up); logging at
-WARNING (BENCH_LOG_LEVEL=INFO for production-like log lines on stderr).
+so the figure includes their hand-over, and the run waits for them to leave before it ends).
+Raw and ingest alternate in rounds so both see the same machine. The database is a live one:
+another company's inbox (50,000 conversations, 250,000 messages; --quick 5,000 / 20,000) sits
+around ours and the planner has statistics (ANALYZE after the warm-up). Logging at WARNING
+(BENCH_LOG_LEVEL=INFO for production-like log lines on stderr).
 """
 
 import random
