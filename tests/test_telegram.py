@@ -133,11 +133,13 @@ def test_the_supervisor_starts_one_listener_that_catches_up_and_receives(
     missed = tg.new_message(11, "Sent while you were away")
     tg.FakeTelegramClient.script["missed"] = [("NewMessage", missed)]
     client = connected(listeners, account)
+    # Caught up: the catch-up runs once the account shows connected.
+    assert wait_for(lambda: "catch-up 1" in caplog.text)
 
     assert [c[0] for c in client.calls[:3]] == ["connect", "is_user_authorized", "catch_up"]
     assert client.session.value == account.session_string  # the stored string session
     assert (client.api_id, client.api_hash) == (account.api_id, account.api_hash)
-    assert Message.objects.filter(external_id="11").exists()  # caught up
+    assert Message.objects.filter(external_id="11").exists()
     assert telegram_listener.supervise()["started"] == []  # held: not started twice
     assert wait_for(lambda: heard("telegram.connected"))
 
