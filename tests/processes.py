@@ -1,5 +1,5 @@
 """Real processes for tests: a private redis-server, and Celery workers on a private queue
-against the test database (tests.settings_worker)."""
+against the test database (tests.settings_worker); and `wait_for`, to wait on what they do."""
 
 import json
 import os
@@ -20,6 +20,16 @@ BASE_DIR = Path(settings.BASE_DIR)
 CELERY = BASE_DIR / ".venv" / "bin" / "celery"
 if not CELERY.exists():
     CELERY = Path(sys.executable).with_name("celery")
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05):
+    """Poll `predicate` until it returns something true, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not true within {timeout}s: {predicate}")
 
 
 def free_port() -> int:

@@ -11,7 +11,6 @@ runs in a thread of this process against the real PostgreSQL and Redis.
 
 import os
 import threading
-import time
 
 import pytest
 import redis
@@ -34,19 +33,11 @@ from messaging.models import Attachment, Conversation, Message
 
 from . import telegram_fakes as tg
 from .factories import TelegramAccountFactory
+from .processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Status = TelegramAccount.Status
 URL = "/api/v1/telegram/accounts/"
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not true within {timeout}s")
 
 
 def state(account) -> TelegramAccount:

@@ -32,20 +32,11 @@ from messaging.models import Message
 
 from .factories import UserFactory, WhatsAppNumberFactory
 from .live import *  # noqa: F403  (fixtures: daphne_server, browser; helpers log_in, wait_live)
+from .processes import wait_for
 from .whatsapp_fakes import FakeWebAdapter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 Status = WhatsAppSession.Status
-
-
-def wait_for(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"not true within {timeout}s: {predicate}")
 
 
 def session_of(number) -> WhatsAppSession:
