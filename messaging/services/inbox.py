@@ -436,8 +436,9 @@ def open_conversation(source, external_thread_id: str, sender: Sender) -> Conver
         )
 
 
-def _bump_conversation(conversation_id: int, body: str, at: datetime, *, inbound: bool):
-    """Move last-message time/preview forward (never back) and count unread inbound messages."""
+def _bump_conversation_for_outbound(conversation_id: int, body: str, at: datetime):
+    """Move last-message time/preview forward (never back); inbound messages are bumped by
+    the ingest statement (_store_inbound_sql), which also counts them unread."""
     preview = Value(body[:PREVIEW_LENGTH])
     changes = {
         "last_message_at": Greatest(F("last_message_at"), Value(at)),
@@ -447,9 +448,6 @@ def _bump_conversation(conversation_id: int, body: str, at: datetime, *, inbound
         ),
         "updated_at": timezone.now(),
     }
-    if inbound:
-        changes["unread_count"] = F("unread_count") + 1
-        changes["status"] = Value(Conversation.Status.OPEN)  # a new message reopens it
     Conversation.objects.filter(pk=conversation_id).update(**changes)
     return Conversation.objects.get(pk=conversation_id)
 
@@ -541,7 +539,7 @@ def send_message(
             status=Message.Status.QUEUED,
             metadata=metadata or {},
         )
-        conversation = _bump_conversation(conversation.pk, body, message.created_at, inbound=False)
+        conversation = _bump_conversation_for_outbound(conversation.pk, body, message.created_at)
         events.publish(
             "message.created", message_payload(message), company_id=conversation.company_id
         )
