@@ -22,6 +22,7 @@ import uuid
 import redis
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Role, User
 from crm import coordination
@@ -100,6 +101,19 @@ class ConnectionLease:
         ).update(**fields)
         if not updated:
             raise LeaseLost(f"{self.name}: a newer holder owns the connection")
+
+    def write_connected(self, **fields) -> None:
+        """The connection is up: connected now, the reconnect count and last error cleared."""
+        now = timezone.now()
+        self.write(
+            status=self.model.Status.CONNECTED,
+            last_connected_at=now,
+            last_heartbeat_at=now,
+            reconnect_attempts=0,
+            next_attempt_at=None,
+            last_error="",
+            **fields,
+        )
 
 
 def run_while_held(lease: ConnectionLease | None, kind: str, key, run) -> str:

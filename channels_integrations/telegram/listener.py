@@ -320,15 +320,7 @@ class TelegramListener:
 
     async def _on_connected(self) -> None:
         def write():
-            now = timezone.now()
-            self._write(
-                status=Status.CONNECTED,
-                last_connected_at=now,
-                last_heartbeat_at=now,
-                reconnect_attempts=0,
-                next_attempt_at=None,
-                last_error="",
-            )
+            self.lease.write_connected()
             self._publish("telegram.connected", {"status": Status.CONNECTED})
 
         await self._db(write)

@@ -512,16 +512,8 @@ class SessionRunner:
         self._guarded(self._on_connected)
 
     def _on_connected(self) -> None:
-        now = timezone.now()
         self.qr_count = 0
-        self._write(
-            status=Status.CONNECTED,
-            last_connected_at=now,
-            last_heartbeat_at=now,
-            reconnect_attempts=0,
-            next_attempt_at=None,
-            last_error="",
-        )
+        self.lease.write_connected(updated_at=timezone.now())
         WhatsAppNumber.objects.filter(pk=self.number.pk).update(
             status=WhatsAppNumber.Status.CONNECTED, last_error=""
         )
