@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from crm.celery import task
 from messaging.signals import inbound_message_stored
 
 from .models import Bot, WhatsAppNumber
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 def queue_bot_answer(sender, message_id, company_id, platform, **kwargs):
     from messaging.models import Platform
 
-    from .tasks import answer_with_bots
+    answer_with_bots = task("channels_integrations.tasks.answer_with_bots")
 
     if platform != Platform.WHATSAPP:
         return

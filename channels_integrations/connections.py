@@ -181,11 +181,6 @@ def ask_holder(kind: str, key, command: dict, timeout: float) -> dict | None:
     return json.loads(item[1]) if item else None
 
 
-def sent_record_key(message_id: int) -> str:
-    """Where a holder records the provider's id of a message it sent (never send twice)."""
-    return coordination.key(f"connections:sent:{message_id}")
-
-
 # ---------------------------------------------------------------- supervisor helpers
 
 

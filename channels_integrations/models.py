@@ -61,17 +61,6 @@ class WhatsAppNumber(models.Model):
     def __str__(self):
         return f"{self.display_name} {self.phone}".strip()
 
-    def sending_details(self, message=None) -> dict:
-        """What the WhatsApp provider needs to send for this number (it touches no ORM)."""
-        if self.provider == self.Provider.CLOUD:
-            return {
-                "provider": "cloud",
-                "company_id": self.company_id,
-                "phone_number_id": self.cloud_phone_number_id,
-                "access_token": self.cloud_access_token,
-            }
-        return {"provider": "web", "company_id": self.company_id}
-
 
 class Bot(models.Model):
     tenant_path = "number__company"
@@ -183,6 +172,7 @@ class BroadcastRecipient(models.Model):
     # Pending + claimed = in flight; a claim older than a grace period with no outcome (the
     # worker died mid-send) becomes `unknown` and is never retried automatically.
     claimed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    send_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantManager()
@@ -377,32 +367,6 @@ class EmailAccount(models.Model):
 
     def __str__(self):
         return self.address
-
-    def sending_details(self, message=None) -> dict:
-        """What the email provider needs (it touches no ORM): SMTP settings, the password,
-        and, for a reply, the thread headers of the conversation's latest mail."""
-        details = {
-            "address": self.address,
-            "display_name": self.display_name,
-            "smtp_host": self.smtp_host,
-            "smtp_port": self.smtp_port,
-            "smtp_security": self.smtp_security,
-            "username": self.username,
-            "password": self.password,
-        }
-        if message is not None:
-            latest = (
-                message.conversation.messages.exclude(external_id=None)
-                .exclude(pk=message.pk)
-                .order_by("-created_at", "-id")
-                .values_list("external_id", "metadata")
-                .first()
-            )
-            if latest:
-                parent, metadata = latest
-                references = [*(metadata or {}).get("references", []), parent]
-                details.update(in_reply_to=parent, references=references[-20:])
-        return details
 
 
 class EmailMessageRecord(models.Model):

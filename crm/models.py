@@ -1,5 +1,7 @@
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from phonenumber_field.modelfields import PhoneNumberField
 
 from accounts.scoping import TenantManager
@@ -50,3 +52,25 @@ class Client(models.Model):
 
     def clean(self):
         self.email = (self.email or "").strip().lower()
+
+
+class IdempotencyKey(models.Model):
+    """The first answer to a request that carried an `Idempotency-Key` (crm.idempotency):
+    the same user and key within a day get this answer again instead of a second effect."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # the request: method, path and body
+    status_code = models.PositiveSmallIntegerField(null=True)
+    body = models.JSONField(null=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique")
+        ]
+
+    def __str__(self):
+        return self.key

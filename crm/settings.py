@@ -129,6 +129,24 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Tasks that send are acknowledged after they run (they are idempotent through their claims),
+# so a task lost with its worker is redelivered; one task reserved per process at a time.
+# Redis redelivers a task not acknowledged within the visibility timeout: it must exceed every
+# countdown we schedule (at most 60 s; longer waits are the sweeper's) and the longest task.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900)
+}
+# Sending (messaging.sending, one policy for every path): attempts before a transient refusal
+# fails the send; a claim older than this with no outcome is settled by the sweeper (from the
+# record of the send, else "unknown": never re-sent automatically) — keep it above the longest
+# channel timeout. A queued message no task took for OUTBOX_REQUEUE_SECONDS is queued again;
+# the sweeper runs every OUTBOX_SWEEP_SECONDS.
+SEND_MAX_ATTEMPTS = env.int("SEND_MAX_ATTEMPTS", default=5)
+SEND_CLAIM_STALE_SECONDS = env.float("SEND_CLAIM_STALE_SECONDS", default=120.0)
+OUTBOX_REQUEUE_SECONDS = env.float("OUTBOX_REQUEUE_SECONDS", default=30.0)
+OUTBOX_SWEEP_SECONDS = env.float("OUTBOX_SWEEP_SECONDS", default=15.0)
 # Long-lived connections: beat's supervisor period; a holder renews its lease every third of
 # CONNECTION_LEASE_SECONDS (a dead holder's lease lapses after it) and writes a heartbeat every
 # CONNECTION_HEARTBEAT_SECONDS (older than ..._MAX_AGE: unhealthy). Reconnects back off from
@@ -143,6 +161,12 @@ CONNECTION_BACKOFF_CAP = env.float("CONNECTION_BACKOFF_CAP", default=300.0)
 CONNECTION_MAX_RECONNECT_ATTEMPTS = env.int("CONNECTION_MAX_RECONNECT_ATTEMPTS", default=10)
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "crm.tasks.beat_heartbeat", "schedule": 30.0},
+    # The outbox: re-queues sends whose task vanished, settles stale claims.
+    "sweep-outbox": {
+        "task": "messaging.tasks.sweep_outbox",
+        "schedule": OUTBOX_SWEEP_SECONDS,
+        "options": {"expires": OUTBOX_SWEEP_SECONDS * 0.9},
+    },
     # Starts due scheduled broadcasts and (re)kicks sending ones; expires so a backlog
     # piled up while no worker ran is dropped instead of replayed.
     "dispatch-broadcasts": {
@@ -175,9 +199,7 @@ CELERY_TASK_ROUTES = {
 # Broadcast pacing: at most this many messages per WhatsApp number in any 60 seconds.
 BROADCAST_RATE_PER_MINUTE = env.int("BROADCAST_RATE_PER_MINUTE", default=30)
 # A recipient claimed this long ago without an outcome is `unknown` (never retried).
-BROADCAST_CLAIM_GRACE_SECONDS = env.int("BROADCAST_CLAIM_GRACE_SECONDS", default=120)
 BROADCAST_LEASE_SECONDS = env.int("BROADCAST_LEASE_SECONDS", default=30)
-BROADCAST_MAX_ATTEMPTS = env.int("BROADCAST_MAX_ATTEMPTS", default=5)
 # Loop guard: at most N bot replies per conversation per S seconds ("N,S").
 BOT_REPLY_LIMIT = tuple(env.list("BOT_REPLY_LIMIT", cast=int, default=[5, 60]))
 BOT_COMPANIES_CACHE_SECONDS = env.int("BOT_COMPANIES_CACHE_SECONDS", default=10)
@@ -207,15 +229,8 @@ EMAIL_POLL_LOCK_SECONDS = env.int("EMAIL_POLL_LOCK_SECONDS", default=600)
 # /metrics answers only with this bearer token when set (else to anyone who can reach it).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
-# platform -> provider class (messaging.providers.Provider). Channels register theirs here.
-MESSAGING_PROVIDERS = {
-    "whatsapp": "channels_integrations.whatsapp.provider.WhatsAppProvider",
-    "telegram": "channels_integrations.telegram.provider.TelegramProvider",
-    "email": "channels_integrations.email.provider.EmailProvider",
-}
 # A WhatsApp number carrying more rows than this is deleted by a worker, not in the request.
 NUMBER_DELETE_SYNC_LIMIT = env.int("NUMBER_DELETE_SYNC_LIMIT", default=50_000)
-MESSAGE_MAX_LENGTH = {"whatsapp": 4096, "telegram": 4096, "email": 100_000}
 # Production: nginx sends attachment files (X-Accel-Redirect to its internal location) after
 # Django checked who asks; development: Django streams them.
 SERVE_MEDIA_WITH_NGINX = env.bool("SERVE_MEDIA_WITH_NGINX", default=not DEBUG)

@@ -9,6 +9,11 @@ urlpatterns = [
     path("inbox/<int:pk>/header/", inbox.conversation_header, name="conversation_header"),
     path("inbox/<int:pk>/messages/", inbox.conversation_messages, name="conversation_messages"),
     path("inbox/<int:pk>/reply/", inbox.conversation_reply, name="conversation_reply"),
+    path(
+        "inbox/<int:pk>/messages/<int:message_pk>/retry/",
+        inbox.message_retry,
+        name="conversation_message_retry",
+    ),
     path("inbox/<int:pk>/assign/", inbox.conversation_assign, name="conversation_assign"),
     path("inbox/<int:pk>/status/", inbox.conversation_status, name="conversation_status"),
     path("inbox/<int:pk>/read/", inbox.conversation_read, name="conversation_read"),

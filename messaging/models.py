@@ -200,6 +200,10 @@ class Message(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     # Set when a send task takes the message, so a second run of the task never sends it again.
     send_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Outbox (messaging.sending): attempts so far, and when a queued message may next be
+    # tried (the sweeper re-queues one still unclaimed well past it: its task was lost).
+    send_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -220,6 +224,12 @@ class Message(models.Model):
                 fields=["author"], condition=models.Q(author__isnull=False), name="msg_author_idx"
             ),
             models.Index(fields=["bot"], condition=models.Q(bot__isnull=False), name="msg_bot_idx"),
+            # Only queued messages: what the outbox sweeper scans (tiny, skipped by ingest).
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="queued"),
+                name="msg_outbox_idx",
+            ),
         ]
 
     def __str__(self):

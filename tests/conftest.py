@@ -7,8 +7,8 @@ from rest_framework.test import APIClient
 from accounts.models import Role
 from crm.celery import app as celery_app
 
-from . import providers
 from .factories import CompanyFactory, UserFactory
+from .far_end import GraphFake
 from .mailserver import dovecot, dovecot_server, smtp_server  # noqa: F401 (fixtures)
 
 
@@ -60,15 +60,35 @@ def admin_api(api_for, admin_user):
     return api_for(admin_user)
 
 
+@pytest.fixture(scope="session")
+def graph_fake():
+    fake = GraphFake().start()
+    yield fake
+    fake.stop()
+
+
 @pytest.fixture
-def provider(settings):
-    """Every platform sends through tests.providers.RecordingProvider (returned)."""
-    providers.clear()
-    settings.MESSAGING_PROVIDERS = dict.fromkeys(
-        ("whatsapp", "telegram", "email"), "tests.providers.RecordingProvider"
+def far_end(graph_fake, settings):
+    """The WhatsApp Cloud API's far end (tests.far_end.GraphFake, returned, emptied): Cloud
+    numbers send to it over HTTP; `.sent` is what it accepted, `.script` its next answers."""
+    graph_fake.clear()
+    settings.WHATSAPP_GRAPH_URL = graph_fake.url
+    yield graph_fake
+    graph_fake.clear()
+
+
+@pytest.fixture
+def queued_sends(monkeypatch):
+    """Delivery tasks are recorded, not queued: [(message_id, countdown)] (no broker here)."""
+    from messaging.tasks import deliver_message
+
+    queued = []
+    monkeypatch.setattr(
+        deliver_message,
+        "apply_async",
+        lambda args, kwargs=None, countdown=None, **_: queued.append((args[0], countdown)),
     )
-    yield providers.RecordingProvider
-    providers.clear()
+    return queued
 
 
 @pytest.fixture

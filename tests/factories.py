@@ -69,6 +69,7 @@ class WhatsAppNumberFactory(factory.django.DjangoModelFactory):
     company = factory.SubFactory(CompanyFactory)
     phone = factory.Sequence(lambda n: f"+4917000{n:06d}")
     display_name = factory.Sequence(lambda n: f"Line {n}")
+    cloud_phone_number_id = factory.Sequence(lambda n: f"1065{n:08d}")
     cloud_access_token = "EAAG-secret-access-token"
     cloud_app_secret = "app-secret-value"
     cloud_verify_token = "verify-token-value"

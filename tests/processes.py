@@ -75,16 +75,15 @@ def database_url() -> str:
 
 class Worker:
     """A Celery worker process serving `queue` only; `env` adds settings (tests.settings_worker
-    reads them), `providers` names provider classes by platform."""
+    reads them)."""
 
-    def __init__(self, name, queue, log_dir, *, env=None, providers=None, pool="solo"):
+    def __init__(self, name, queue, log_dir, *, env=None, pool="solo"):
         self.log_path = log_dir / f"{name}.log"
         full_env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings_worker",
             "DATABASE_URL": database_url(),
             "CELERY_TASK_DEFAULT_QUEUE": queue,
-            "MESSAGING_PROVIDERS_JSON": json.dumps(providers or {}),
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }

@@ -108,9 +108,10 @@ def test_assign_close_reopen_and_read(api_for, agent_user, other_company):
     assert api.post(f"{url}read/").json()["unread_count"] == 0
 
 
-def test_send_through_the_api(api_for, agent_user, monkeypatch, django_capture_on_commit_callbacks):
-    queued = []
-    monkeypatch.setattr("messaging.tasks.deliver_message.delay", queued.append)
+def test_send_through_the_api(
+    api_for, agent_user, queued_sends, django_capture_on_commit_callbacks
+):
+    queued = queued_sends
     api = api_for(agent_user)
     conversation = ConversationFactory(company=agent_user.company)
     url = f"{URL}{conversation.pk}/messages/"
@@ -126,7 +127,7 @@ def test_send_through_the_api(api_for, agent_user, monkeypatch, django_capture_o
         response = api.post(url, {"body": "Thanks, on it"}, format="json")
     assert response.status_code == 201
     body = response.json()
-    assert queued == [body["id"]]  # the send task is queued after commit
+    assert queued == [(body["id"], None)]  # the send task is queued after commit
     assert body["status"] == "queued" and body["author_id"] == agent_user.pk
     listing = api.get(url).json()["results"]
     assert [row["id"] for row in listing] == [body["id"]]

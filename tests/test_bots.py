@@ -1,7 +1,7 @@
 """Bots on WhatsApp numbers: services (validation, ordering), the REST API, the pages, and the
 engine that answers inbound messages through the real pipeline (ingest_inbound → signal after
 commit → Celery task → send_message → send task → provider). The provider is the only stand-in,
-swapped through settings.MESSAGING_PROVIDERS."""
+the far end of the Cloud API (tests.far_end) at the wire."""
 
 import threading
 
@@ -16,7 +16,6 @@ from channels_integrations.services.bots import answer_inbound
 from channels_integrations.tasks import answer_with_bots
 from messaging.models import Message
 from messaging.services import Sender, ingest_inbound
-from messaging.tasks import deliver_message
 
 from .factories import (
     BotFactory,
@@ -42,7 +41,7 @@ def bot(number):
 
 
 @pytest.fixture
-def receive(django_capture_on_commit_callbacks, provider, eager_celery):
+def receive(django_capture_on_commit_callbacks, far_end, eager_celery):
     """receive(number, body, ...) -> the stored inbound message, after every on-commit effect
     (the bots' task and the send task, eagerly) has run."""
     counter = iter(range(1, 10_000))
@@ -170,7 +169,7 @@ def test_automated_messages_are_recognised():
 
 
 @pytest.mark.django_db
-def test_keyword_rule_answers_through_the_pipeline(bot, number, receive, provider):
+def test_keyword_rule_answers_through_the_pipeline(bot, number, receive, far_end):
     rule = BotRuleFactory(bot=bot, trigger="prices", reply_text="From 9 € a month.")
     inbound = receive(number, "what are your prices?")
 
@@ -181,21 +180,21 @@ def test_keyword_rule_answers_through_the_pipeline(bot, number, receive, provide
     assert reply.body == "From 9 € a month." and reply.sender_name == "Front desk"
     assert reply.metadata == {"in_reply_to": inbound.pk, "bot_rule": rule.pk}
     # Through the normal outbound pipeline: queued → handed to the provider → sent.
-    assert reply.status == Message.Status.SENT and reply.external_id == f"wamid.{reply.pk}"
-    assert [sent.body for sent in provider.sent] == ["From 9 € a month."]
-    assert provider.sent[0].to_address == "+4915199999999"
+    assert reply.status == Message.Status.SENT and reply.external_id.startswith("wamid.fake.")
+    assert [sent.body for sent in far_end.sent] == ["From 9 € a month."]
+    assert far_end.sent[0].to_address == "+4915199999999"
     assert Message.objects.count() == 2
 
 
 @pytest.mark.django_db
-def test_no_match_no_greeting_no_reply(bot, number, receive, provider):
+def test_no_match_no_greeting_no_reply(bot, number, receive, far_end):
     BotRuleFactory(bot=bot, trigger="prices")
     receive(number, "hello there")
-    assert not bot_replies().exists() and provider.sent == []
+    assert not bot_replies().exists() and far_end.sent == []
 
 
 @pytest.mark.django_db
-def test_greeting_on_the_first_message_only(number, receive, provider):
+def test_greeting_on_the_first_message_only(number, receive, far_end):
     bot = BotFactory(number=number, greeting="Welcome! An agent will be with you shortly.")
     BotRuleFactory(bot=bot, trigger="prices", reply_text="Cheap.")
     first = receive(number, "hello")
@@ -233,26 +232,26 @@ def test_rules_are_tried_in_order_and_inactive_ones_skipped(admin_user, bot, num
 
 
 @pytest.mark.django_db
-def test_inactive_bot_does_not_answer(bot, number, receive, provider):
+def test_inactive_bot_does_not_answer(bot, number, receive, far_end):
     BotRuleFactory(bot=bot, trigger="prices")
     bot.is_active = False
     bot.save()
     receive(number, "prices?")
-    assert not bot_replies().exists() and provider.sent == []
+    assert not bot_replies().exists() and far_end.sent == []
 
 
 @pytest.mark.django_db
-def test_inactive_number_does_not_answer(bot, number, provider, eager_celery):
+def test_inactive_number_does_not_answer(bot, number, far_end, eager_celery):
     BotRuleFactory(bot=bot, trigger="prices")
     inbound = ingest_inbound(number, "t", "wamid.1", SENDER, "prices?")
     number.is_active = False  # deactivated before the task ran
     number.save()
     answer_with_bots.delay(inbound.message.pk)
-    assert not bot_replies().exists() and provider.sent == []
+    assert not bot_replies().exists() and far_end.sent == []
 
 
 @pytest.mark.django_db
-def test_outbound_messages_never_trigger(bot, number, provider, eager_celery):
+def test_outbound_messages_never_trigger(bot, number, far_end, eager_celery):
     BotRuleFactory(bot=bot, trigger="prices")
     conversation = ConversationFactory(company=number.company, whatsapp_number=number)
     agent_message = MessageFactory(
@@ -262,7 +261,7 @@ def test_outbound_messages_never_trigger(bot, number, provider, eager_celery):
         body="Our prices are on the site",
     )
     answer_with_bots.delay(agent_message.pk)
-    assert not bot_replies().exists() and provider.sent == []
+    assert not bot_replies().exists() and far_end.sent == []
 
 
 @pytest.mark.django_db
@@ -276,30 +275,29 @@ def test_a_bots_own_reply_never_triggers_it(bot, number, receive):
 
 
 @pytest.mark.django_db
-def test_auto_submitted_messages_never_trigger(number, receive, provider):
+def test_auto_submitted_messages_never_trigger(number, receive, far_end):
     bot = BotFactory(number=number, greeting="Welcome!")
     BotRuleFactory(bot=bot, trigger="prices")
     receive(number, "Out of office: prices soon", metadata={"auto_submitted": "auto-replied"})
     receive(number, "prices newsletter", metadata={"bulk": True})
-    assert not bot_replies().exists() and provider.sent == []
+    assert not bot_replies().exists() and far_end.sent == []
 
 
 @pytest.mark.django_db
-def test_the_task_run_twice_replies_once(bot, number, receive, provider):
+def test_the_task_run_twice_replies_once(bot, number, receive, far_end):
     BotRuleFactory(bot=bot, trigger="prices")
     inbound = receive(number, "prices?")
     answer_with_bots.delay(inbound.pk)
     answer_inbound(inbound.pk)
-    assert bot_replies().count() == 1 and len(provider.sent) == 1
+    assert bot_replies().count() == 1 and len(far_end.sent) == 1
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_runs_for_one_message_reply_once(company, monkeypatch):
+def test_concurrent_runs_for_one_message_reply_once(company, monkeypatch, queued_sends):
     number = WhatsAppNumberFactory(company=company)
     BotRuleFactory(bot__number=number, trigger="prices")
     queued = []
     monkeypatch.setattr(answer_with_bots, "delay", queued.append)  # the threads run it instead
-    monkeypatch.setattr(deliver_message, "delay", lambda message_id: None)  # no broker here
     inbound = ingest_inbound(number, "t", "wamid.race", SENDER, "prices?").message
     assert queued == [inbound.pk]
     barrier = threading.Barrier(8)
@@ -343,7 +341,7 @@ def test_a_ping_pong_with_another_auto_responder_stops(bot, number, receive, set
 
 
 @pytest.mark.django_db
-def test_only_whatsapp_messages_queue_the_engine(company, receive, provider):
+def test_only_whatsapp_messages_queue_the_engine(company, receive, far_end):
     telegram = TelegramAccountFactory(company=company)
     with pytest.MonkeyPatch.context() as patch:
         queued = []

@@ -1,13 +1,13 @@
 """A real Celery worker process is killed (SIGKILL) in the middle of a broadcast, a new one
-takes over, and the provider sees exactly one send per recipient: none twice, none skipped.
+takes over, and the far end sees exactly one send per recipient: none twice, none skipped.
 The one send that may have been in flight at the kill is `unknown` and is never retried.
 
-The provider is the only stand-in. It records each send durably (RPUSH to a Redis list)
-*before* it answers, then sleeps a little, so a kill usually lands after the provider accepted
-a message and before the worker recorded it: the hardest moment for at-most-once.
+The only stand-in is the Cloud API's far end (tests.far_end.GraphFake, an HTTP server in this
+process): the worker sends over HTTP through the real channel. It records each message *before*
+it answers, then waits a little, so a kill usually lands after the far end accepted a message
+and before the worker recorded it: the hardest moment for at-most-once.
 """
 
-import os
 import time
 import uuid
 from collections import Counter
@@ -23,7 +23,6 @@ from accounts.models import Role
 from channels_integrations.models import Broadcast, BroadcastRecipient
 from channels_integrations.services import broadcasts
 from channels_integrations.tasks import dispatch_broadcasts
-from messaging.providers import SendReceipt
 
 from .factories import UserFactory, WhatsAppNumberFactory
 from .processes import Worker, drop_queue
@@ -32,36 +31,21 @@ RECIPIENTS = 30
 KILL_AFTER_SENDS = 10
 
 
-class DurableProvider:
-    """Used inside the worker process (named in MESSAGING_PROVIDERS_JSON)."""
-
-    def send_text(self, message):
-        client = redis.Redis.from_url(settings.REDIS_URL)
-        try:
-            client.rpush(os.environ["RESUME_SENDS_KEY"], message.to_address)
-        finally:
-            client.close()
-        time.sleep(float(os.environ.get("RESUME_SEND_SECONDS", "0.25")))
-        return SendReceipt(external_id=f"wamid.resume.{message.message_id}")
-
-
-def _worker(name, queue, sends_key, log_dir):
+def _worker(name, queue, graph_url, log_dir):
     return Worker(
         name,
         queue,
         log_dir,
-        providers={"whatsapp": "tests.test_broadcast_resume.DurableProvider"},
         env={
-            "RESUME_SENDS_KEY": sends_key,
+            "WHATSAPP_GRAPH_URL": graph_url,
             "BROADCAST_RATE_PER_MINUTE": "6000",
-            "BROADCAST_CLAIM_GRACE_SECONDS": "2",
+            "SEND_CLAIM_STALE_SECONDS": "2",
             "BROADCAST_LEASE_SECONDS": "3",
         },
     )
 
 
-def _cleanup_redis(client, queue, sends_key):
-    client.delete(sends_key)
+def _cleanup_redis(client, queue):
     for key in client.scan_iter(cache.make_key("broadcast:*"), count=1000):
         client.delete(key)
     drop_queue(client, queue)
@@ -69,11 +53,12 @@ def _cleanup_redis(client, queue, sends_key):
 
 @pytest.mark.timeout(240)
 @pytest.mark.django_db(transaction=True)
-def test_worker_killed_mid_broadcast_resumes_without_double_or_skipped_sends(tmp_path):
+def test_worker_killed_mid_broadcast_resumes_without_double_or_skipped_sends(tmp_path, graph_fake):
     client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
     queue = f"bcast-resume-{uuid.uuid4().hex[:12]}"
-    sends_key = cache.make_key(f"resume-sends:{queue}")
-    _cleanup_redis(client, queue, sends_key)
+    _cleanup_redis(client, queue)
+    graph_fake.clear()
+    graph_fake.accept_delay = 0.25
 
     number = WhatsAppNumberFactory()
     admin = UserFactory(company=number.company, role=Role.ADMIN)
@@ -93,24 +78,24 @@ def test_worker_killed_mid_broadcast_resumes_without_double_or_skipped_sends(tmp
 
     workers = []
     try:
-        first = _worker("first", queue, sends_key, tmp_path)
+        first = _worker("first", queue, graph_fake.url, tmp_path)
         workers.append(first)
         first.wait_ready()
         time.sleep(max(0.0, (broadcast.scheduled_at - timezone.now()).total_seconds()) + 0.1)
         dispatch()
 
         deadline = time.monotonic() + 60
-        while client.llen(sends_key) < KILL_AFTER_SENDS:
+        while len(graph_fake.sent) < KILL_AFTER_SENDS:
             assert time.monotonic() < deadline, f"no progress:\n{first.log()}"
             assert first.process.poll() is None, first.log()
             time.sleep(0.02)
         first.kill()
-        sends_at_kill = client.llen(sends_key)
+        sends_at_kill = len(graph_fake.sent)
         assert KILL_AFTER_SENDS <= sends_at_kill < RECIPIENTS, "killed too late to prove a resume"
         broadcast.refresh_from_db()
         assert broadcast.status == "sending"
 
-        second = _worker("second", queue, sends_key, tmp_path)
+        second = _worker("second", queue, graph_fake.url, tmp_path)
         workers.append(second)
         second.wait_ready()
         deadline = time.monotonic() + 90
@@ -126,8 +111,9 @@ def test_worker_killed_mid_broadcast_resumes_without_double_or_skipped_sends(tmp
     finally:
         for worker in workers:
             worker.kill()
-        sends = Counter(client.lrange(sends_key, 0, -1))
-        _cleanup_redis(client, queue, sends_key)
+        sends = Counter(m.to_address for m in graph_fake.sent)
+        graph_fake.clear()
+        _cleanup_redis(client, queue)
         client.close()
 
     rows = dict(

@@ -1,7 +1,7 @@
 """Broadcasts on the real PostgreSQL and Redis: validation (nothing half-written), recipients,
-scheduling through beat's dispatch, at-most-once sending through the provider interface, the
+scheduling through beat's dispatch, at-most-once sending through the real Cloud API channel, the
 per-number rate limit, cancel, transient vs permanent errors, and `unknown` for sends whose
-outcome was lost. The provider is the only stand-in (the far end of WhatsApp)."""
+outcome was lost. The far end of the Cloud API (tests.far_end.GraphFake) is the only stand-in."""
 
 import os
 from datetime import timedelta
@@ -18,9 +18,9 @@ from accounts.models import Role
 from channels_integrations.models import Broadcast, BroadcastRecipient
 from channels_integrations.services import broadcasts
 from channels_integrations.tasks import dispatch_broadcasts, send_broadcast_batch
-from messaging.providers import SendError, TransientSendError
 
 from .factories import ClientFactory, UserFactory, WhatsAppNumberFactory
+from .far_end import graph_error, graph_unavailable
 from .live import *  # noqa: F403  (fixtures of the browser test: daphne_server, browser)
 
 pytestmark = pytest.mark.django_db
@@ -43,9 +43,9 @@ def clean_redis():
 
 
 @pytest.fixture
-def provider(provider, settings):
+def far_end(far_end, settings):
     settings.BROADCAST_RATE_PER_MINUTE = 1000
-    return provider
+    return far_end
 
 
 @pytest.fixture
@@ -195,7 +195,7 @@ def test_recipients_from_clients_and_pasted_numbers_are_merged_by_phone(
 
 
 def test_scheduled_broadcast_is_started_by_dispatch_when_due(
-    admin_user, number, provider, eager_celery
+    admin_user, number, far_end, eager_celery
 ):
     broadcast = create(
         admin_user, number, phones(3), scheduled_at=timezone.now() + timedelta(hours=1)
@@ -204,7 +204,7 @@ def test_scheduled_broadcast_is_started_by_dispatch_when_due(
 
     dispatch_broadcasts()  # beat's task, called directly: not due yet
     broadcast.refresh_from_db()
-    assert broadcast.status == "scheduled" and provider.sent == []
+    assert broadcast.status == "scheduled" and far_end.sent == []
 
     Broadcast.objects.filter(pk=broadcast.pk).update(
         scheduled_at=timezone.now() - timedelta(seconds=1)
@@ -212,7 +212,7 @@ def test_scheduled_broadcast_is_started_by_dispatch_when_due(
     dispatch_broadcasts()  # starts it and kicks a batch (eager here: runs inline)
     broadcast.refresh_from_db()
     assert broadcast.status == "completed" and broadcast.started_at and broadcast.finished_at
-    assert sorted(m.to_address for m in provider.sent) == phones(3)
+    assert sorted(m.to_address for m in far_end.sent) == phones(3)
     assert not broadcasts.lease_held(broadcast.pk)  # the eager chain let go of its lease
 
 
@@ -220,7 +220,7 @@ def test_scheduled_broadcast_is_started_by_dispatch_when_due(
 
 
 def test_each_recipient_is_sent_exactly_once_and_progress_is_published(
-    admin_user, number, provider, published
+    admin_user, number, far_end, published
 ):
     recipients = phones(25)
     broadcast = create(admin_user, number, recipients)
@@ -229,20 +229,22 @@ def test_each_recipient_is_sent_exactly_once_and_progress_is_published(
     results = run_until_idle(broadcast)
     assert [r.sent for r in results] == [20, 5]  # small batches
     assert results[-1].again_in is None and results[-1].reason == "completed"
-    assert sorted(m.to_address for m in provider.sent) == recipients
-    assert {m.body for m in provider.sent} == {broadcast.text}
-    assert {m.source_id for m in provider.sent} == {number.pk}
+    assert sorted(m.to_address for m in far_end.sent) == recipients
+    assert {m.body for m in far_end.sent} == {broadcast.text}
+    # The number is a Cloud API number: its own phone-number id and token reached the Graph API.
+    assert {m.phone_number_id for m in far_end.sent} == {number.cloud_phone_number_id}
+    assert {m.token for m in far_end.sent} == {number.cloud_access_token}
 
     rows = BroadcastRecipient.objects.filter(broadcast=broadcast)
     assert {r.status for r in rows} == {"sent"}
-    assert all(r.provider_message_id == f"wamid.{r.pk}" and r.sent_at for r in rows)
+    assert all(r.provider_message_id.startswith("wamid.fake.") and r.sent_at for r in rows)
     broadcast.refresh_from_db()
     assert broadcast.status == "completed" and broadcast.finished_at
 
     # Running again (a duplicate task, a redelivery) sends nothing more.
     broadcasts.run_broadcast_batch(broadcast.pk)
     send_broadcast_batch.apply(args=(broadcast.pk,))
-    assert len(provider.sent) == 25
+    assert len(far_end.sent) == 25
 
     progress = [data for event, data, _ in published if event == "broadcast.progress"]
     assert [p["sent"] for p in progress] == [20, 25, 25]  # two batches, then the final state
@@ -273,7 +275,7 @@ def test_each_recipient_is_sent_exactly_once_and_progress_is_published(
 
 
 def test_rate_limit_per_number_holds_back_the_rest_until_the_window_passes(
-    admin_user, number, provider, settings
+    admin_user, number, far_end, settings
 ):
     settings.BROADCAST_RATE_PER_MINUTE = 5
     broadcast = create(admin_user, number, phones(8))
@@ -285,7 +287,7 @@ def test_rate_limit_per_number_holds_back_the_rest_until_the_window_passes(
     assert broadcasts.acquire_send_slot(number.pk) > 55  # the window frees up in ~60 s
     again = broadcasts.run_broadcast_batch(broadcast.pk)
     assert again.sent == 0 and again.again_in > 0
-    assert len(provider.sent) == 5
+    assert len(far_end.sent) == 5
     assert list(statuses(broadcast).values()).count("pending") == 3
 
     # Another number has its own budget.
@@ -295,10 +297,12 @@ def test_rate_limit_per_number_holds_back_the_rest_until_the_window_passes(
     redis.Redis.from_url(settings.REDIS_URL).delete(broadcasts.rate_limit_key(number.pk))
     last = broadcasts.run_broadcast_batch(broadcast.pk)
     assert last.sent == 3 and last.reason == "completed"
-    assert sorted(m.to_address for m in provider.sent if m.source_id == number.pk) == phones(8)
+    assert sorted(
+        m.to_address for m in far_end.sent if m.phone_number_id == number.cloud_phone_number_id
+    ) == phones(8)
 
 
-def test_cancel_stops_what_has_not_been_sent(admin_user, number, provider, settings, published):
+def test_cancel_stops_what_has_not_been_sent(admin_user, number, far_end, settings, published):
     settings.BROADCAST_RATE_PER_MINUTE = 3
     broadcast = create(admin_user, number, phones(10))
     assert broadcasts.run_broadcast_batch(broadcast.pk).sent == 3
@@ -317,50 +321,48 @@ def test_cancel_stops_what_has_not_been_sent(admin_user, number, provider, setti
     redis.Redis.from_url(settings.REDIS_URL).delete(broadcasts.rate_limit_key(number.pk))
     result = broadcasts.run_broadcast_batch(broadcast.pk)
     assert result.sent == 0 and result.again_in is None
-    assert len(provider.sent) == 3
+    assert len(far_end.sent) == 3
     with pytest.raises(ValidationError) as error:
         broadcasts.cancel_broadcast(admin_user, broadcast)
     assert "cancelled" in error.value.message_dict["status"][0]
 
 
 def test_transient_errors_release_the_claim_and_permanent_ones_fail(
-    admin_user, number, provider, settings
+    admin_user, number, far_end, settings
 ):
-    settings.BROADCAST_MAX_ATTEMPTS = 2
-    broadcast = create(admin_user, number, phones(4))
-    first, second, third, fourth = BroadcastRecipient.objects.filter(broadcast=broadcast)
+    settings.SEND_MAX_ATTEMPTS = 2
+    broadcast = create(admin_user, number, phones(3))
+    first, second, third = BroadcastRecipient.objects.filter(broadcast=broadcast)
 
-    provider.script = [TransientSendError("throttled (130429)", retry_after=2)]
+    far_end.script = [graph_error(131056)]  # pair rate limit: Meta asks for ~6 s
     result = broadcasts.run_broadcast_batch(broadcast.pk)
-    assert (result.sent, result.retrying, result.again_in) == (0, 1, 2)  # paused, re-queued
+    assert (result.sent, result.retrying, result.again_in) == (0, 1, 6)  # paused, re-queued
     first.refresh_from_db()
-    assert first.status == "pending" and first.claimed_at is None
-    assert first.error == "Retrying: throttled (130429)"
+    assert first.status == "pending" and first.claimed_at is None and first.send_attempts == 1
+    assert first.error == "Retrying: WhatsApp rate limit (131056): sending again shortly."
 
-    provider.script = [
-        TransientSendError("throttled again"),  # first: attempt 2 of 2 -> gives up
-        SendError("Recipient is not on WhatsApp"),  # second
-        RuntimeError("socket exploded"),  # third: outcome unknown
+    far_end.script = [
+        graph_unavailable(),  # first: attempt 2 of 2 -> gives up
+        graph_error(131026),  # second: not on WhatsApp
     ]
     results = run_until_idle(broadcast)
     assert results[-1].reason == "completed"
-    for row in (first, second, third, fourth):
+    for row in (first, second, third):
         row.refresh_from_db()
     assert first.status == "failed" and first.error.startswith("Gave up after 2 attempts")
-    assert second.status == "failed" and second.error == "Recipient is not on WhatsApp"
-    assert third.status == "unknown" and "not retried" in third.error
-    assert fourth.status == "sent"
-    calls = [m.to_address for m in provider.sent]
-    assert calls.count(str(first.phone)) == 2  # retried once, within the cap
-    assert calls.count(str(second.phone)) == calls.count(str(third.phone)) == 1
+    assert "(503)" in first.error
+    assert second.status == "failed" and "may not be on WhatsApp" in second.error
+    assert third.status == "sent"
+    assert far_end.requests == 4  # first twice (within the cap), second and third once
+    assert [m.to_address for m in far_end.sent] == [str(third.phone)]
     progress = broadcasts.progress(broadcast.pk)
-    assert (progress["sent"], progress["failed"], progress["unknown"]) == (1, 2, 1)
+    assert (progress["sent"], progress["failed"], progress["unknown"]) == (1, 2, 0)
 
 
 def test_claims_without_outcome_become_unknown_and_are_never_retried(
-    admin_user, number, provider, settings, published
+    admin_user, number, far_end, settings, published
 ):
-    settings.BROADCAST_CLAIM_GRACE_SECONDS = 60
+    settings.SEND_CLAIM_STALE_SECONDS = 60
     broadcast = create(admin_user, number, phones(5))
     rows = list(BroadcastRecipient.objects.filter(broadcast=broadcast))
     # A worker died mid-send 10 minutes ago; another worker is sending one right now.
@@ -382,13 +384,13 @@ def test_claims_without_outcome_become_unknown_and_are_never_retried(
     )
     result = broadcasts.run_broadcast_batch(broadcast.pk)
     assert result.sent == 0 and result.reason == "completed"
-    sent_to = {m.to_address for m in provider.sent}
+    sent_to = {m.to_address for m in far_end.sent}
     assert str(rows[0].phone) not in sent_to and str(rows[1].phone) not in sent_to
-    assert len(provider.sent) == 3
+    assert len(far_end.sent) == 3
     counts = broadcasts.progress(broadcast.pk)
     assert (counts["sent"], counts["unknown"], counts["status"]) == (3, 2, "completed")
     unknown = BroadcastRecipient.objects.get(pk=rows[0].pk)
-    assert "not retried automatically" in unknown.error
+    assert "not sent again automatically" in unknown.error
 
 
 def test_a_late_outcome_replaces_unknown(admin_user, number):
@@ -405,7 +407,7 @@ def test_a_late_outcome_replaces_unknown(admin_user, number):
     assert recipient.status == "sent"
 
 
-def test_a_deactivated_number_pauses_its_broadcasts(admin_user, number, provider, eager_celery):
+def test_a_deactivated_number_pauses_its_broadcasts(admin_user, number, far_end, eager_celery):
     sending = create(admin_user, number, phones(2))
     scheduled = create(
         admin_user, number, phones(2, 10), scheduled_at=timezone.now() + timedelta(minutes=5)
@@ -419,7 +421,7 @@ def test_a_deactivated_number_pauses_its_broadcasts(admin_user, number, provider
     sending.refresh_from_db()
     scheduled.refresh_from_db()
     assert (sending.status, scheduled.status) == ("sending", "scheduled")  # kept, not failed
-    assert provider.sent == []
+    assert far_end.sent == []
 
     number.is_active = True
     number.save()
@@ -427,17 +429,17 @@ def test_a_deactivated_number_pauses_its_broadcasts(admin_user, number, provider
     sending.refresh_from_db()
     scheduled.refresh_from_db()
     assert (sending.status, scheduled.status) == ("completed", "completed")
-    assert len(provider.sent) == 4
+    assert len(far_end.sent) == 4
 
 
-def test_the_task_chain_holds_one_lease_per_broadcast(admin_user, number, provider, settings):
+def test_the_task_chain_holds_one_lease_per_broadcast(admin_user, number, far_end, settings):
     settings.BROADCAST_RATE_PER_MINUTE = 1
     broadcast = create(admin_user, number, phones(3))
     assert broadcasts.take_lease(broadcast.pk, "chain-a")
     assert not broadcasts.take_lease(broadcast.pk, "chain-b")  # a second chain stays out
     assert broadcasts.broadcasts_to_kick() == []  # beat does not kick a running broadcast
     send_broadcast_batch.apply(args=(broadcast.pk,))  # a duplicate message: does nothing
-    assert provider.sent == []
+    assert far_end.sent == []
     broadcasts.release_lease(broadcast.pk, "chain-b")  # not the holder: no effect
     assert broadcasts.lease_held(broadcast.pk)
     broadcasts.release_lease(broadcast.pk, "chain-a")
@@ -590,7 +592,7 @@ def test_pages_need_a_login(client, admin_user, number):
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_detail_page_shows_progress_live_and_hides_cancel_when_done(
-    daphne_server, browser, provider, settings, monkeypatch
+    daphne_server, browser, far_end, settings, monkeypatch
 ):
     from playwright.sync_api import expect
 

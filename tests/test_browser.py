@@ -16,7 +16,6 @@ from messaging.models import Message, TeamChat
 from messaging.services import Sender, ingest_inbound
 from messaging.tasks import deliver_message
 
-from . import providers
 from .factories import (
     ChatMemberFactory,
     CompanyFactory,
@@ -64,12 +63,7 @@ def _team(**company_kwargs):
     return company, alice, bob
 
 
-def test_inbox_is_live_for_every_member(daphne_server, browser, settings):  # noqa: F405
-    settings.MESSAGING_PROVIDERS = {
-        **settings.MESSAGING_PROVIDERS,
-        "whatsapp": "tests.providers.RecordingProvider",
-    }
-    providers.clear()
+def test_inbox_is_live_for_every_member(daphne_server, browser, far_end):  # noqa: F405
     company, alice, bob = _team()
     number = WhatsAppNumberFactory(company=company, display_name="Support line")
     maria = Sender(address="+4915112345678", name="Maria Lopez", phone="+4915112345678")
@@ -118,7 +112,7 @@ def test_inbox_is_live_for_every_member(daphne_server, browser, settings):  # no
     expect(page_b.locator("#reply-box textarea")).to_have_value("")
 
     deliver_message(reply.pk)  # what the Celery worker runs
-    assert [sent.body for sent in providers.SENT] == ["Of course. Which address?"]
+    assert [sent.body for sent in far_end.sent] == ["Of course. Which address?"]
     expect(item).to_have_attribute("data-status", "sent")
     expect(page_a.locator(row)).to_contain_text("Of course. Which address?")
 

@@ -283,6 +283,10 @@ def test_systemd_units_restart_on_failure_and_stop_gracefully(unit, min_stop):
     assert service["Restart"] == "on-failure"
     assert service["KillSignal"] == "SIGTERM"
     assert int(service["TimeoutStopSec"]) >= min_stop
+    if unit != "switchboard-web@.service":
+        # Celery workers: SIGTERM to the main process only (a warm shutdown that lets the
+        # pool's children finish their sends), not to the whole group at once.
+        assert service["KillMode"] == "mixed"
     assert service["EnvironmentFile"] == "/etc/switchboard/env"
     assert parser["Install"]["WantedBy"] == "multi-user.target"
     if shutil.which("systemd-analyze"):

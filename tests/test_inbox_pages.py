@@ -2,7 +2,6 @@
 reply, assign, close/reopen and read, all scoped to the user's company."""
 
 import json
-from unittest import mock
 
 import pytest
 from django.urls import reverse
@@ -10,7 +9,6 @@ from django.urls import reverse
 from messaging.models import Conversation, Message, Platform
 from messaging.tasks import deliver_message
 
-from . import providers
 from .factories import (
     ClientFactory,
     ConversationFactory,
@@ -271,9 +269,8 @@ def test_header_partial(member, company, admin_user):
 
 
 @pytest.fixture
-def delay():
-    with mock.patch("messaging.tasks.deliver_message.delay") as patched:
-        yield patched
+def delay(queued_sends):
+    return queued_sends
 
 
 def test_reply_stores_a_queued_message_and_queues_the_send_task(
@@ -288,7 +285,7 @@ def test_reply_stores_a_queued_message_and_queues_the_send_task(
     assert message.body == "On its way!"
     assert message.status == Message.Status.QUEUED
     assert message.direction == Message.Direction.OUTBOUND and message.author == admin_user
-    delay.assert_called_once_with(message.pk)
+    assert delay == [(message.pk, None)]
     # The page adds the stored message itself (the same path as the realtime event).
     trigger = json.loads(response["HX-Trigger"])
     assert trigger == {"inbox:message-stored": {"id": message.pk}}
@@ -324,7 +321,7 @@ def test_reply_errors_are_shown_next_to_the_reply_box(member, company, delay, bo
     assert 'id="reply-errors"' in content and error in content
     assert 'aria-invalid="true"' in content
     assert not Message.objects.filter(conversation=conversation).exists()
-    delay.assert_not_called()
+    assert delay == []
     # Without htmx: the whole page, same error, still a 400.
     page = member.post(url, {"body": body})
     assert page.status_code == 400 and error in page.content.decode()
@@ -343,14 +340,9 @@ def test_reply_on_a_deactivated_channel_is_a_clear_400(member, company, delay):
     assert not conversation.messages.exists()
 
 
-def test_reply_is_sent_by_the_provider_and_its_status_shown(
-    member, company, settings, delay, django_capture_on_commit_callbacks
+def test_reply_is_sent_by_the_channel_and_its_status_shown(
+    member, company, far_end, delay, django_capture_on_commit_callbacks
 ):
-    settings.MESSAGING_PROVIDERS = {
-        **settings.MESSAGING_PROVIDERS,
-        "whatsapp": "tests.providers.RecordingProvider",
-    }
-    providers.clear()
     conversation = ConversationFactory(company=company)
     with django_capture_on_commit_callbacks(execute=True):
         member.post(
@@ -362,7 +354,7 @@ def test_reply_is_sent_by_the_provider_and_its_status_shown(
 
     with django_capture_on_commit_callbacks(execute=True):
         deliver_message(message.pk)  # what the worker runs
-    assert [sent.body for sent in providers.SENT] == ["Sent?"]
+    assert [sent.body for sent in far_end.sent] == ["Sent?"]
     content = member.get(url, {"id": message.pk}).content.decode()
     assert 'data-status="sent"' in content and "Sent" in content
 
@@ -449,3 +441,30 @@ def test_actions_need_post(member, company):
         "conversation_read",
     ):
         assert member.get(reverse(name, args=[conversation.pk])).status_code == 405, name
+
+
+def test_a_failed_reply_can_be_sent_again_from_the_page(
+    member, company, far_end, eager_celery, django_capture_on_commit_callbacks
+):
+    from .far_end import graph_error
+
+    conversation = ConversationFactory(company=company)
+    far_end.script = [graph_error(131026)]
+    with django_capture_on_commit_callbacks(execute=True):
+        member.post(reverse("conversation_reply", args=[conversation.pk]), {"body": "Hi"}, **HTMX)
+    message = conversation.messages.get()
+    url = reverse("conversation_messages", args=[conversation.pk])
+    content = member.get(url, {"id": message.pk}).content.decode()
+    assert 'data-status="failed"' in content and "may not be on WhatsApp" in content
+    retry_url = reverse("conversation_message_retry", args=[conversation.pk, message.pk])
+    assert retry_url in content and "Send again" in content
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = member.post(retry_url, **HTMX)
+    assert response.status_code == 200
+    message.refresh_from_db()
+    assert message.status == "sent" and [m.body for m in far_end.sent] == ["Hi"]
+    # Sent: no button any more, and a second retry is refused in words.
+    assert "Send again" not in member.get(url, {"id": message.pk}).content.decode()
+    response = member.post(retry_url, **HTMX)
+    assert response.status_code == 400 and "Only a failed message" in response.content.decode()

@@ -1,6 +1,6 @@
 """The inbox pipeline on the real PostgreSQL and Redis: one door in (ingest_inbound), one door
-out (send_message + the send task). Providers are the only stand-in: the far end of a network
-this machine cannot reach, replaced at the provider interface (messaging.providers)."""
+out (send_message + the send task). The only stand-in is the far end of a network this machine
+cannot reach, replaced at the wire (tests.far_end: an HTTP server speaking the Graph API)."""
 
 import threading
 import time
@@ -10,11 +10,11 @@ import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.utils import timezone
 
 from crm.models import Client
 from messaging import realtime, services
 from messaging.models import Conversation, Message
-from messaging.providers import SendError, TransientSendError
 from messaging.services import Sender, SourceInactive, ingest_inbound
 from messaging.tasks import deliver_message
 
@@ -26,6 +26,7 @@ from .factories import (
     UserFactory,
     WhatsAppNumberFactory,
 )
+from .far_end import graph_error, graph_unavailable
 
 SENDER = Sender(address="+4915199999999", name="Maria", phone="+4915199999999")
 
@@ -242,7 +243,7 @@ def test_new_message_reopens_and_an_older_one_does_not_move_the_preview_back():
 
 
 @pytest.mark.django_db
-def test_send_validates_body_and_stores_nothing_on_error(provider):
+def test_send_validates_body_and_stores_nothing_on_error(far_end):
     conversation = ConversationFactory()
     agent = UserFactory(company=conversation.company)
     for body, fragment in (("", "Write"), ("   ", "Write"), ("x" * 4097, "4096")):
@@ -263,7 +264,7 @@ def test_send_on_a_deactivated_number_is_refused():
 
 @pytest.mark.django_db
 def test_send_queues_then_the_task_sends_once_and_publishes_each_change(
-    provider, eager_celery, django_capture_on_commit_callbacks, published
+    far_end, eager_celery, django_capture_on_commit_callbacks, published
 ):
     conversation = ConversationFactory(client__phone="+4915133333333")
     agent = UserFactory(company=conversation.company)
@@ -271,62 +272,94 @@ def test_send_queues_then_the_task_sends_once_and_publishes_each_change(
         message = services.send_message(conversation, agent, "On our way!")
     message.refresh_from_db()
     assert message.status == "sent"
-    assert message.external_id == f"wamid.{message.pk}"
+    assert message.external_id.startswith("wamid.fake.")
     assert message.sent_at is not None
-    assert len(provider.sent) == 1
-    assert provider.sent[0].to_address == "+4915133333333"
+    assert [(m.to_address, m.body) for m in far_end.sent] == [("+4915133333333", "On our way!")]
+    assert far_end.sent[0].phone_number_id == conversation.whatsapp_number.cloud_phone_number_id
     message_events = [e for e in published() if e["payload"]["event"].startswith("message.")]
     statuses = [e["payload"]["data"]["status"] for e in message_events]
     assert {tuple(e["groups"]) for e in message_events} == {(f"company.{conversation.company_id}",)}
     assert statuses == ["queued", "sent"]
 
     deliver_message(message.pk)  # a duplicate task run: nothing more is sent
-    assert len(provider.sent) == 1
+    assert len(far_end.sent) == 1
+
+
+def _due_now(message):
+    """The retry's delay has passed (eager tasks cannot wait for it)."""
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
 
 
 @pytest.mark.django_db
 def test_transient_errors_are_retried_and_permanent_ones_fail_with_the_reason(
-    provider, eager_celery, django_capture_on_commit_callbacks
+    far_end, eager_celery, django_capture_on_commit_callbacks, settings
 ):
+    settings.SEND_MAX_ATTEMPTS = 3
     conversation = ConversationFactory()
-    provider.script = [
-        TransientSendError("rate limited", retry_after=0),
-        TransientSendError("again", retry_after=0),
-    ]
+    far_end.script = [graph_error(130429), graph_unavailable()]
     with django_capture_on_commit_callbacks(execute=True):
         message = services.send_message(conversation, None, "one")
     message.refresh_from_db()
-    assert message.status == "sent" and len(provider.sent) == 3
+    # What the agent sees meanwhile: still queued, and why it waits.
+    assert message.status == "queued" and message.send_attempts == 1
+    assert message.error.startswith("Retrying: WhatsApp rate limit (130429)")
+    assert message.next_attempt_at > timezone.now()
+    deliver_message(message.pk)  # a task arriving early (a redelivery) does not jump the wait
+    assert far_end.requests == 1
+    _due_now(message)
+    deliver_message(message.pk)
+    message.refresh_from_db()
+    assert message.status == "queued" and "(503)" in message.error
+    _due_now(message)
+    deliver_message(message.pk)
+    message.refresh_from_db()
+    assert message.status == "sent" and message.error == "" and len(far_end.sent) == 1
+    assert far_end.requests == 3
 
-    provider.sent.clear()
-    provider.script = [SendError("Recipient is not on WhatsApp")]
+    far_end.clear()
+    far_end.script = [graph_error(131026)]
     with django_capture_on_commit_callbacks(execute=True):
         message = services.send_message(conversation, None, "two")
     message.refresh_from_db()
     assert message.status == "failed"
-    assert message.error == "Recipient is not on WhatsApp"
-    assert len(provider.sent) == 1
+    assert message.error == "Message undeliverable: the recipient may not be on WhatsApp."
+    assert far_end.requests == 1 and far_end.sent == []
 
-    provider.sent.clear()
-    provider.script = [RuntimeError("socket exploded")]
+    far_end.clear()
+    far_end.script = [graph_unavailable()] * 3
     with django_capture_on_commit_callbacks(execute=True):
         message = services.send_message(conversation, None, "three")
+    for _ in range(2):
+        _due_now(message)
+        deliver_message(message.pk)
     message.refresh_from_db()
-    assert message.status == "failed" and "unexpected" in message.error
-    deliver_message(message.pk)
-    assert len(provider.sent) == 1  # an unknown outcome is never retried automatically
+    assert message.status == "failed" and message.error.startswith("Gave up after 3 attempts")
 
 
 @pytest.mark.django_db
-def test_without_a_configured_provider_a_send_fails_honestly(
-    eager_celery, django_capture_on_commit_callbacks, settings
+def test_a_failed_message_can_be_sent_again(
+    far_end, eager_celery, django_capture_on_commit_callbacks, api_for
 ):
-    settings.MESSAGING_PROVIDERS = {}
     conversation = ConversationFactory()
+    agent = UserFactory(company=conversation.company)
+    far_end.script = [graph_error(190)]
     with django_capture_on_commit_callbacks(execute=True):
-        message = services.send_message(conversation, None, "hello")
+        message = services.send_message(conversation, agent, "Your order shipped")
     message.refresh_from_db()
-    assert message.status == "failed" and "not available" in message.error
+    assert message.status == "failed" and "access token" in message.error
+    url = f"/api/v1/conversations/{conversation.pk}/messages/{message.pk}/retry/"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_for(agent).post(url)
+    assert response.status_code == 200 and response.json()["status"] == "queued"
+    message.refresh_from_db()
+    assert message.status == "sent" and message.pk == response.json()["id"]
+    assert [m.body for m in far_end.sent] == ["Your order shipped"]
+    # Only a failed message: a second retry is refused, with the field named.
+    response = api_for(agent).post(url)
+    assert response.status_code == 400 and "message" in response.json()
+    # Another company's message is a 404 like a missing one.
+    stranger = UserFactory()
+    assert api_for(stranger).post(url).status_code == 404
 
 
 @pytest.mark.django_db

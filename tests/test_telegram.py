@@ -15,6 +15,7 @@ import threading
 import pytest
 import redis
 from django.db import connection
+from django.utils import timezone
 from telethon.errors import (
     AuthKeyUnregisteredError,
     FloodWaitError,
@@ -206,37 +207,29 @@ def test_replies_go_out_through_the_same_client(
 
 
 def test_flood_wait_holds_the_message_and_sends_it_after_the_delay(
-    listeners, account, api_for, agent_user, monkeypatch
+    listeners, account, api_for, agent_user, queued_sends, django_capture_on_commit_callbacks
 ):
-    """The retry's countdown is Telegram's seconds: captured here, then the retry runs."""
+    """The retry waits Telegram's seconds: it is queued with that countdown, and a task that
+    arrives earlier (a redelivery) does not send before the wait is over."""
     from messaging import tasks as messaging_tasks
 
     client = connected(listeners, account)
     client.deliver("NewMessage", tg.new_message(51, "Hi"))
     tg.FakeTelegramClient.script["send_errors"] = [FloodWaitError(request=None, capture=7)]
-    retries = []
-
-    def record_retry(self, countdown=None, **kwargs):
-        retries.append(countdown)
-        raise RuntimeError("retry scheduled")
-
-    monkeypatch.setattr(
-        messaging_tasks.deliver_message,
-        "retry",
-        record_retry.__get__(messaging_tasks.deliver_message),
-    )
-    queued = []  # the task is run by hand below, like a worker would
-    monkeypatch.setattr(messaging_tasks.deliver_message, "delay", queued.append)
-    response = _reply(api_for, agent_user, account)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _reply(api_for, agent_user, account)
     message_id = response.json()["id"]
-    assert queued == [message_id]
-    with pytest.raises(RuntimeError, match="retry scheduled"):
+    assert queued_sends == [(message_id, None)]
+    with django_capture_on_commit_callbacks(execute=True):
         messaging_tasks.deliver_message.run(message_id)
-    assert retries == [8]  # Telegram's 7 s, and a second to spare
+    assert queued_sends[1:] == [(message_id, 8)]  # Telegram's 7 s, and a second to spare
     message = Message.objects.get(pk=message_id)
     assert message.status == "queued" and "wait 7 s" in message.error  # shown to the agent
     assert client.sent == []
+    messaging_tasks.deliver_message.run(message_id)  # too early: nothing happens
+    assert client.sent == []
 
+    Message.objects.filter(pk=message_id).update(next_attempt_at=timezone.now())
     messaging_tasks.deliver_message.run(message_id)  # the retry, after the delay
     message.refresh_from_db()
     assert message.status == "sent" and client.sent == [(424242, "We have it, yes.")]

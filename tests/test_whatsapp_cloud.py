@@ -11,9 +11,11 @@ import json
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from pytest_httpserver import HTTPServer
 
 from messaging.models import Attachment, Conversation, Message
+from messaging.tasks import deliver_message
 
 from .factories import ConversationFactory, MessageFactory, WhatsAppNumberFactory
 
@@ -109,7 +111,10 @@ def test_send_posts_the_documented_request_and_stores_the_wamid(
 def test_a_second_send_to_the_same_phone_joins_its_conversation(
     graph, number, api_for, agent_user, eager_celery, django_capture_on_commit_callbacks
 ):
-    graph.expect_request(_messages_path(), method="POST").respond_with_json(_graph_ok())
+    for wamid in ("wamid.first", "wamid.second"):
+        graph.expect_oneshot_request(_messages_path(), method="POST").respond_with_json(
+            _graph_ok(wamid)
+        )
     api = api_for(agent_user)
     with django_capture_on_commit_callbacks(execute=True):
         assert _send(api, number).status_code == 202
@@ -162,6 +167,10 @@ def test_a_rate_limit_error_is_retried_and_then_sent(
     with django_capture_on_commit_callbacks(execute=True):
         response = _send(api_for(agent_user), number)
     message = Message.objects.get(pk=response.json()["message"]["id"])
+    assert message.status == "queued" and "rate limit (130429)" in message.error
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())  # time passed
+    deliver_message(message.pk)
+    message.refresh_from_db()
     assert message.status == "sent" and message.external_id == "wamid.after.retry"
     assert len(graph.log) == 2
 
@@ -170,11 +179,20 @@ def test_an_unreachable_graph_api_fails_the_message_after_retries(
     number, api_for, agent_user, eager_celery, django_capture_on_commit_callbacks, settings
 ):
     settings.WHATSAPP_GRAPH_URL = "http://127.0.0.1:9/v21.0"  # discard port: refused
+    settings.SEND_MAX_ATTEMPTS = 3
     with django_capture_on_commit_callbacks(execute=True):
         response = _send(api_for(agent_user), number)
     message = Message.objects.get(pk=response.json()["message"]["id"])
+    for _ in range(2):
+        assert message.status == "queued" and "could not be reached" in message.error
+        Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+        deliver_message(message.pk)
+        message.refresh_from_db()
     assert message.status == "failed"
-    assert "could not be reached" in message.error
+    assert (
+        message.error.startswith("Gave up after 3 attempts")
+        and "could not be reached" in message.error
+    )
 
 
 def test_a_number_without_cloud_credentials_fails_in_words(

@@ -29,7 +29,7 @@ def _send(api, number, **data):
     return api.post(f"/api/v1/whatsapp/numbers/{number.pk}/send/", payload, format="json")
 
 
-def test_an_agent_sends_and_the_message_is_queued(api_for, agent_user, number, provider):
+def test_an_agent_sends_and_the_message_is_queued(api_for, agent_user, number, far_end):
     response = _send(api_for(agent_user), number)
     assert response.status_code == 202
     message = Message.objects.get(pk=response.json()["message"]["id"])
@@ -57,7 +57,7 @@ def test_bad_input_is_a_400_naming_the_field_and_stores_nothing(
     assert not Conversation.objects.exists() and not Message.objects.exists()
 
 
-def test_4096_characters_are_accepted(api_for, agent_user, number, provider):
+def test_4096_characters_are_accepted(api_for, agent_user, number, far_end):
     assert _send(api_for(agent_user), number, message="x" * 4096).status_code == 202
 
 
@@ -73,7 +73,7 @@ def _use_budget(api, number, count):
     return [_send(api, number, message=f"Message {n}").status_code for n in range(count)]
 
 
-def test_thirty_a_minute_then_429_with_retry_after(api_for, agent_user, number, provider):
+def test_thirty_a_minute_then_429_with_retry_after(api_for, agent_user, number, far_end):
     api = api_for(agent_user)
     assert _use_budget(api, number, 30) == [202] * 30
     response = _send(api, number)
@@ -83,13 +83,13 @@ def test_thirty_a_minute_then_429_with_retry_after(api_for, agent_user, number, 
     assert Message.objects.count() == 30  # the refused one was not stored
 
 
-def test_the_limit_is_per_company(api_for, agent_user, number, provider, other_company):
+def test_the_limit_is_per_company(api_for, agent_user, number, far_end, other_company):
     assert _use_budget(api_for(agent_user), number, 30) == [202] * 30
     theirs = WhatsAppNumberFactory(company=other_company)
     assert _send(api_for(UserFactory(company=other_company)), theirs).status_code == 202
 
 
-def test_invalid_requests_do_not_use_the_budget(api_for, agent_user, number, provider):
+def test_invalid_requests_do_not_use_the_budget(api_for, agent_user, number, far_end):
     api = api_for(agent_user)
     for _ in range(5):
         assert _send(api, number, phone="nope").status_code == 400
@@ -98,7 +98,7 @@ def test_invalid_requests_do_not_use_the_budget(api_for, agent_user, number, pro
 
 @pytest.mark.django_db(transaction=True)
 def test_with_redis_stopped_the_limit_holds_in_process(
-    private_redis, api_for, company, provider, eager_celery, caplog, settings
+    private_redis, api_for, company, far_end, eager_celery, caplog, settings
 ):
     """Redis (a server of this test's own) is killed: sends neither fail nor go unlimited."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -204,16 +204,60 @@ def test_replies_go_out_through_the_holder_and_never_twice(
     assert adapter.sent == [("+4915112345678", "Yes, Sundays 10-14.")]
 
     # The task runs again (a redelivery): answered from the holder's record, not resent.
-    receipt = sessions.send_through_session(web_number.pk, message.pk, "+4915112345678", "x")
+    key = f"message:{message.pk}"
+    receipt = sessions.send_through_session(web_number.pk, key, "+4915112345678", "x")
     assert receipt.external_id == message.external_id
     assert len(adapter.sent) == 1
 
 
 def test_sending_without_a_live_session_is_retried_later_not_lost(web_number, fast_sessions):
-    from messaging.providers import TransientSendError
+    from messaging.channels import TransientSendError
 
     with pytest.raises(TransientSendError, match="not connected"):
-        sessions.send_through_session(web_number.pk, 424242, "+4915112345678", "Hello")
+        sessions.send_through_session(web_number.pk, "message:424242", "+4915112345678", "Hello")
+
+
+def test_every_path_sends_through_the_holder_and_ids_of_different_kinds_never_collide(
+    runners, web_number, admin_api, admin_user, eager_celery, settings,
+    django_capture_on_commit_callbacks,
+):  # fmt: skip
+    """An inbox reply, a bot's reply and a broadcast on a QR-linked number all reach the
+    phone's session; a broadcast recipient and an inbox message that share an id are two
+    different sends (their records are namespaced), so neither is answered from the other's."""
+    from channels_integrations.models import BroadcastRecipient
+    from channels_integrations.services import broadcasts
+    from messaging.services import Sender, ingest_inbound, send_message
+
+    from .factories import BotRuleFactory
+
+    settings.BROADCAST_RATE_PER_MINUTE = 1000
+    _start(admin_api, web_number, wait_for_status=Status.CONNECTED)
+    adapter = FakeWebAdapter.instances[-1]
+    BotRuleFactory(bot__number=web_number, trigger="hours", reply_text="Mon-Fri 9-18.")
+    maria = Sender(address="+4915112345678", name="Maria", phone="+4915112345678")
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound = ingest_inbound(web_number, "4915112345678", "wamid.in.1", maria, "hours?")
+    with django_capture_on_commit_callbacks(execute=True):
+        reply = send_message(inbound.conversation, admin_user, "And Sundays 10-14.")
+    broadcast = broadcasts.create_broadcast(
+        admin_user, number=web_number, text="Flash sale", phones="+4915199999999"
+    )
+    # The broadcast's recipient gets the reply's id: the old record keyed by a bare id would
+    # answer the broadcast from the reply's record and never send it.
+    BroadcastRecipient.objects.filter(broadcast=broadcast).update(id=reply.pk)
+    broadcasts.run_broadcast_batch(broadcast.pk)
+
+    reply.refresh_from_db()
+    recipient = BroadcastRecipient.objects.get(broadcast=broadcast)
+    assert reply.status == "sent" and recipient.status == "sent" and recipient.pk == reply.pk
+    assert recipient.provider_message_id != reply.external_id
+    assert sorted(adapter.sent) == sorted(
+        [
+            ("+4915112345678", "Mon-Fri 9-18."),
+            ("+4915112345678", "And Sundays 10-14."),
+            ("+4915199999999", "Flash sale"),
+        ]
+    )
 
 
 # ---------------------------------------------------------------- logout, QR cap, backoff

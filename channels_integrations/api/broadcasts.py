@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from accounts.permissions import IsCompanyAdminOrReadOnly
 from accounts.scoping import scoped
+from crm import idempotency
 
 from ..models import Broadcast, BroadcastRecipient, WhatsAppNumber
 from ..services import broadcasts as services
@@ -139,8 +140,15 @@ class BroadcastViewSet(
         ).get()
         return Response(BroadcastSerializer(fresh).data, status=code)
 
-    @extend_schema(request=BroadcastCreateSerializer, responses={201: BroadcastSerializer})
+    @extend_schema(
+        request=BroadcastCreateSerializer,
+        parameters=[idempotency.parameter()],
+        responses={201: BroadcastSerializer},
+    )
     def create(self, request, *args, **kwargs):
+        return idempotency.run(request, lambda: self._create(request))
+
+    def _create(self, request):
         payload = BroadcastCreateSerializer(
             data=request.data, context=self.get_serializer_context()
         )

@@ -4,7 +4,7 @@ phone number under the company's rate limit, and metrics."""
 import math
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from phonenumber_field.serializerfields import PhoneNumberField
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from accounts.permissions import IsCompanyMember
 from accounts.scoping import scoped
-from crm import coordination
+from crm import coordination, idempotency
 from messaging.payloads import message_payload
 
 from ..models import WhatsAppNumber, WhatsAppSession
@@ -154,14 +154,19 @@ class SessionActionsMixin:
 
     @extend_schema(
         request=SendToPhoneSerializer,
+        parameters=[idempotency.parameter()],
         responses={
             202: inline_serializer("QueuedMessage", {"message": serializers.DictField()}),
+            422: OpenApiResponse(description="This Idempotency-Key was used for another request"),
             429: inline_serializer("RateLimited", {"detail": serializers.CharField()}),
         },
     )
     @action(detail=True, methods=["post"], permission_classes=[IsCompanyMember])
     def send(self, request, pk=None):
         number = self.get_object()
+        return idempotency.run(request, lambda: self._send(request, number))
+
+    def _send(self, request, number):
         serializer = SendToPhoneSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         limit = settings.WHATSAPP_SEND_RATE_PER_MINUTE

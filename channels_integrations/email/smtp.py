@@ -11,7 +11,9 @@ from email.utils import formataddr, formatdate, make_msgid
 
 from django.conf import settings
 
-from messaging.providers import OutboundMessage, SendError, SendReceipt, TransientSendError
+from messaging.channels import OutboundMessage, SendError, SendReceipt, TransientSendError
+
+from .route import SmtpRoute
 
 logger = logging.getLogger(__name__)
 
@@ -32,24 +34,24 @@ def reply_subject(subject: str) -> str:
     return f"Re: {subject}" if subject else "Re: your message"
 
 
-def build_reply(details: dict, message: OutboundMessage) -> EmailMessage:
-    address = details["address"]
+def build_reply(route: SmtpRoute, message: OutboundMessage) -> EmailMessage:
+    address = route.address
     mail = EmailMessage()
-    mail["From"] = formataddr((details.get("display_name") or "", address))
+    mail["From"] = formataddr((route.display_name or "", address))
     mail["To"] = message.to_address
     mail["Subject"] = reply_subject(message.subject)
     mail["Date"] = formatdate(localtime=False)
     mail["Message-ID"] = make_msgid(domain=address.rpartition("@")[2] or None)
-    if details.get("in_reply_to"):
-        mail["In-Reply-To"] = f"<{details['in_reply_to']}>"
-    if details.get("references"):
-        mail["References"] = " ".join(f"<{ref}>" for ref in details["references"])
+    if route.in_reply_to:
+        mail["In-Reply-To"] = f"<{route.in_reply_to}>"
+    if route.references:
+        mail["References"] = " ".join(f"<{ref}>" for ref in route.references)
     mail.set_content(message.body)
     return mail
 
 
-def open_smtp(details: dict):
-    host, port, security = details["smtp_host"], details["smtp_port"], details["smtp_security"]
+def open_smtp(route: SmtpRoute):
+    host, port, security = route.smtp_host, route.smtp_port, route.smtp_security
     timeout = settings.EMAIL_SMTP_TIMEOUT
     if security == "ssl":
         server = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
@@ -59,17 +61,18 @@ def open_smtp(details: dict):
         server = smtplib.SMTP(host, port, timeout=timeout)
         if security == "starttls":
             server.starttls(context=ssl.create_default_context())
-    if details.get("username"):
-        server.login(details["username"], details["password"])
+    if route.username:
+        server.login(route.username, route.password)
     return server
 
 
-def send_reply(details: dict, message: OutboundMessage) -> SendReceipt:
+def send_reply(message: OutboundMessage) -> SendReceipt:
+    route: SmtpRoute = message.route
     if not message.to_address:
         raise SendError("This conversation has no email address to reply to.")
-    mail = build_reply(details, message)
+    mail = build_reply(route, message)
     try:
-        server = open_smtp(details)
+        server = open_smtp(route)
         try:
             server.send_message(mail)
         finally:
@@ -89,10 +92,10 @@ def send_reply(details: dict, message: OutboundMessage) -> SendReceipt:
         raise SendError(f"The SMTP server refused the message ({exc.smtp_code}).") from exc
     except (TimeoutError, smtplib.SMTPException, OSError) as exc:
         raise TransientSendError(
-            f"The SMTP server {details['smtp_host']}:{details['smtp_port']} could not be reached."
+            f"The SMTP server {route.smtp_host}:{route.smtp_port} could not be reached."
         ) from exc
     message_id = mail["Message-ID"].strip("<>")
-    logger.info("email: account=%s sent message=%s", message.source_id, message.message_id)
+    logger.info("email: account=%s sent %s", message.source_id, message.key)
     return SendReceipt(external_id=message_id)
 
 
@@ -111,7 +114,7 @@ def test_connection(account) -> dict:
     except Exception as exc:
         result["imap"] = {"ok": False, "detail": error_words(exc, account)}
     try:
-        server = open_smtp(account.sending_details())
+        server = open_smtp(SmtpRoute.of(account))
         server.noop()
         server.quit()
         result["smtp"] = {"ok": True, "detail": "Connected and logged in."}

@@ -16,15 +16,18 @@ A deactivated (or being-deleted) number pauses its broadcasts: recipients stay p
 the broadcast keeps its status (`scheduled` or `sending`); reactivating the number resumes
 them, cancelling stops them for good.
 
+Each recipient is sent by the one send policy (messaging.sending): the same claim, attempt
+count, record of the send under its own key ("broadcast-recipient:<id>"), retries and failure
+words as every other send; the number's channel builds its route (Cloud API credentials or its
+QR-linked session), exactly as for an inbox reply.
+
 Tunables (settings, from the environment; see .env.example): BROADCAST_RATE_PER_MINUTE,
-BROADCAST_CLAIM_GRACE_SECONDS, BROADCAST_LEASE_SECONDS, BROADCAST_MAX_ATTEMPTS.
+BROADCAST_LEASE_SECONDS, SEND_CLAIM_STALE_SECONDS, SEND_MAX_ATTEMPTS.
 """
 
 import logging
-import random
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 import phonenumbers
 from django.conf import settings
@@ -34,9 +37,11 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from crm import coordination
+from crm.celery import task
 from crm.models import Client
-from messaging import events
-from messaging.providers import OutboundMessage, SendError, provider_for
+from messaging import channels, events, sending
+from messaging.channels import OutboundMessage
+from messaging.sending import Outbox
 
 from ..models import Broadcast, BroadcastRecipient, WhatsAppNumber
 
@@ -56,22 +61,13 @@ SENT_STATUSES = (RStatus.SENT, RStatus.DELIVERED, RStatus.READ)
 ACTIVE_STATUSES = (Status.SCHEDULED, Status.SENDING)
 CANCELLABLE_STATUSES = (Status.DRAFT, Status.SCHEDULED, Status.SENDING)
 
-UNKNOWN_REASON = (
-    "The send was interrupted before its outcome was recorded; it may or may not have "
-    "arrived, so it is not retried automatically."
+RECIPIENTS = Outbox(
+    BroadcastRecipient, namespace="broadcast-recipient", pending={"status": RStatus.PENDING}
 )
-
-
-def claim_grace_seconds() -> float:
-    return float(settings.BROADCAST_CLAIM_GRACE_SECONDS)
 
 
 def lease_seconds() -> float:
     return float(settings.BROADCAST_LEASE_SECONDS)
-
-
-def max_attempts() -> int:
-    return int(settings.BROADCAST_MAX_ATTEMPTS)
 
 
 def rate_per_minute() -> int:
@@ -264,7 +260,7 @@ def create_broadcast(
 
 def kick(broadcast_id: int) -> None:
     """Queue a batch for the broadcast (after commit). Beat kicks again if this is lost."""
-    from ..tasks import send_broadcast_batch
+    send_broadcast_batch = task("channels_integrations.tasks.send_broadcast_batch")
 
     try:
         send_broadcast_batch.delay(broadcast_id)
@@ -399,40 +395,26 @@ def lease_held(broadcast_id: int) -> bool:
     return coordination.lease_holder(f"broadcast:lease:{broadcast_id}") is not None
 
 
-def _attempts_key(broadcast_id: int) -> str:
-    return _key(f"attempts:{broadcast_id}")
-
-
-def _count_attempt(broadcast_id: int, recipient_id: int) -> int:
-    """Transient failures of a recipient so far (this one included)."""
-    key = _attempts_key(broadcast_id)
-    pipe = _redis().pipeline()
-    pipe.hincrby(key, str(recipient_id), 1)
-    pipe.expire(key, 7 * 24 * 3600)
-    return int(pipe.execute()[0])
-
-
 # ---------------------------------------------------------------- dispatch (beat)
 
 
 def mark_stale_claims_unknown(broadcast_id: int | None = None) -> list[int]:
-    """Claims older than the grace period with no outcome -> `unknown` (never retried).
-    Returns the ids of the broadcasts that changed."""
-    cutoff = timezone.now() - timedelta(seconds=claim_grace_seconds())
-    stale = BroadcastRecipient.objects.filter(status=RStatus.PENDING, claimed_at__lt=cutoff)
+    """Claims older than SEND_CLAIM_STALE_SECONDS with no outcome: `sent` when the record of
+    the send says so, else `unknown` (never retried). Returns the broadcasts that changed."""
+    stale = RECIPIENTS.stale_claims()
     if broadcast_id is not None:
         stale = stale.filter(broadcast_id=broadcast_id)
     broadcast_ids = sorted(set(stale.values_list("broadcast_id", flat=True)))
     if not broadcast_ids:
         return []
-    changed = stale.filter(broadcast_id__in=broadcast_ids).update(
-        status=RStatus.UNKNOWN, error=UNKNOWN_REASON
-    )
-    logger.warning(
-        "broadcast: %d claimed recipient(s) without outcome marked unknown in broadcasts %s",
-        changed,
-        broadcast_ids,
-    )
+    for pk in broadcast_ids:
+        for recipient_id, claim in stale.filter(broadcast_id=pk).values_list("pk", "claimed_at"):
+            external_id = sending.sent_record(RECIPIENTS.key(recipient_id))
+            if external_id:
+                _record_sent(recipient_id, claim, external_id)
+            else:
+                _record(recipient_id, claim, status=RStatus.UNKNOWN, error=sending.UNKNOWN_REASON)
+    logger.warning("broadcast: stale claims settled in broadcasts %s", broadcast_ids)
     for pk, company_id in Broadcast.objects.filter(pk__in=broadcast_ids).values_list(
         "pk", "number__company_id"
     ):
@@ -489,10 +471,6 @@ class BatchResult:
     reason: str = ""
 
 
-def _backoff(attempt: int) -> float:
-    return min(MAX_REQUEUE_SECONDS, 2.0**attempt) * (0.5 + random.random())  # noqa: S311
-
-
 def _record(recipient_id: int, claim, **fields) -> bool:
     """The outcome of our own claim. An `unknown` set meanwhile (the grace period ran out
     while the provider was slow) is replaced by the outcome we now know."""
@@ -502,6 +480,17 @@ def _record(recipient_id: int, claim, **fields) -> bool:
             claimed_at=claim,
             status__in=(RStatus.PENDING, RStatus.UNKNOWN),
         ).update(**fields)
+    )
+
+
+def _record_sent(recipient_id: int, claim, external_id: str) -> bool:
+    return _record(
+        recipient_id,
+        claim,
+        status=RStatus.SENT,
+        provider_message_id=external_id[:200],
+        sent_at=timezone.now(),
+        error="",
     )
 
 
@@ -552,7 +541,8 @@ def run_broadcast_batch(broadcast_id: int, renew_lease=None) -> BatchResult:
         .order_by("id")
         .values_list("id", "phone")[:BATCH_SIZE]
     )
-    provider = provider_for("whatsapp")
+    channel = channels.get("whatsapp")
+    route = channel.route(number)
     deadline = time.monotonic() + BATCH_SECONDS
     for recipient_id, phone in candidates:
         if time.monotonic() > deadline:
@@ -567,73 +557,45 @@ def run_broadcast_batch(broadcast_id: int, renew_lease=None) -> BatchResult:
             result.again_in = min(wait, MAX_REQUEUE_SECONDS)
             result.reason = "rate limit"
             break
-        claim = timezone.now()
-        claimed = BroadcastRecipient.objects.filter(
-            pk=recipient_id, status=RStatus.PENDING, claimed_at__isnull=True
-        ).update(claimed_at=claim)
-        if not claimed:
+        claim = RECIPIENTS.claim(recipient_id)
+        if claim is None:
             continue  # cancelled, or another worker took it
-        phone = str(phone)
-        message = OutboundMessage(
-            message_id=recipient_id,
-            platform="whatsapp",
-            source_id=number.pk,
-            thread_id=phone,
-            to_address=phone,
-            body=broadcast.text,
-            extra={"broadcast_id": broadcast_id, "broadcast_recipient_id": recipient_id},
+        attempts = BroadcastRecipient.objects.values_list("send_attempts", flat=True).get(
+            pk=recipient_id
         )
-        try:
-            receipt = provider.send_text(message)
-        except SendError as exc:
-            if exc.transient:
-                attempt = _count_attempt(broadcast_id, recipient_id)
-                if attempt < max_attempts():
-                    _record(recipient_id, claim, claimed_at=None, error=f"Retrying: {exc.reason}")
-                    result.retrying += 1
-                    result.again_in = min(
-                        MAX_REQUEUE_SECONDS,
-                        exc.retry_after if exc.retry_after is not None else _backoff(attempt),
-                    )
-                    result.reason = "transient failure"
-                    logger.warning(
-                        "broadcast=%s recipient=%s transient failure (attempt %d); retry in %.0fs",
-                        broadcast_id,
-                        recipient_id,
-                        attempt,
-                        result.again_in,
-                    )
-                    break  # the number is probably throttled: pause the whole batch
-                reason = f"Gave up after {attempt} attempts: {exc.reason}"
-            else:
-                reason = exc.reason
-            _record(recipient_id, claim, status=RStatus.FAILED, error=reason)
-            result.failed += 1
-            logger.info("broadcast=%s recipient=%s failed", broadcast_id, recipient_id)
-            continue
-        except Exception:
-            # The provider broke in a way it did not describe: it may have sent.
-            logger.exception(
-                "broadcast=%s recipient=%s provider error; marked unknown",
+        message = OutboundMessage(
+            key=RECIPIENTS.key(recipient_id),
+            platform=channel.platform,
+            company_id=number.company_id,
+            source_id=number.pk,
+            to_address=str(phone),
+            body=broadcast.text,
+            route=route,
+        )
+        outcome = sending.attempt(message, attempts)
+        if outcome.kind == "sent":
+            _record_sent(recipient_id, claim, outcome.external_id)
+            result.sent += 1
+        elif outcome.kind == "retry":
+            RECIPIENTS.release(recipient_id, claim, outcome.retry_in, error=outcome.reason)
+            result.retrying += 1
+            result.again_in = min(MAX_REQUEUE_SECONDS, outcome.retry_in)
+            result.reason = "transient failure"
+            logger.warning(
+                "broadcast=%s recipient=%s transient failure (attempt %d); retry in %.0fs",
                 broadcast_id,
                 recipient_id,
+                attempts,
+                result.again_in,
             )
-            _record(
-                recipient_id,
-                claim,
-                status=RStatus.UNKNOWN,
-                error="The channel reported an unexpected error; not retried automatically.",
-            )
-            continue
-        _record(
-            recipient_id,
-            claim,
-            status=RStatus.SENT,
-            provider_message_id=receipt.external_id[:200],
-            sent_at=timezone.now(),
-            error="",
-        )
-        result.sent += 1
+            break  # the number is probably throttled: pause the whole batch
+        elif outcome.kind == "failed":
+            _record(recipient_id, claim, status=RStatus.FAILED, error=outcome.reason)
+            result.failed += 1
+            logger.info("broadcast=%s recipient=%s failed", broadcast_id, recipient_id)
+        else:  # unknown: it may have been sent
+            _record(recipient_id, claim, status=RStatus.UNKNOWN, error=outcome.reason)
+            logger.warning("broadcast=%s recipient=%s outcome unknown", broadcast_id, recipient_id)
 
     if result.sent or result.failed or result.retrying:
         _publish_progress(broadcast_id, number.company_id)

@@ -6,6 +6,7 @@ import logging
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
+from crm.celery import task
 from crm.services import delete_in_database
 from messaging import events
 from messaging.services.attachments import remove_stored_files
@@ -78,7 +79,7 @@ def delete_number(actor, number: WhatsAppNumber) -> str:
 
     Raises NumberDeletionFailed if the immediate delete fails (then nothing was deleted).
     """
-    from ..tasks import delete_number_in_background
+    delete_number_in_background = task("channels_integrations.tasks.delete_number_in_background")
 
     total = deletion_preview(number)["total"]
     if total <= settings.NUMBER_DELETE_SYNC_LIMIT:

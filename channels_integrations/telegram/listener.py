@@ -20,8 +20,9 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from crm import coordination
-from messaging.providers import SendError, SendReceipt, TransientSendError
+from crm.celery import task
+from messaging import sending
+from messaging.channels import SendError, SendReceipt, TransientSendError
 
 from ..connections import (
     SHUTDOWN,
@@ -35,7 +36,6 @@ from ..connections import (
     publish_to_admins,
     request_start,
     run_while_held,
-    sent_record_key,
     stop_holder,
 )
 from ..models import TelegramAccount
@@ -79,17 +79,15 @@ def account_holder(account_id: int) -> str | None:
 # ---------------------------------------------------------------- sending via the holder
 
 
-def send_through_listener(account_id: int, message_id: int, peer_id: str, body: str):
+def send_through_listener(account_id: int, key: str, peer_id: str, body: str):
     """Hand a reply to the worker holding the account's client and wait for its answer; a
-    message it already sent (a retried task) is answered from its record."""
-    if sent := coordination.redis_client().get(sent_record_key(message_id)):
-        return SendReceipt(external_id=sent.decode())
+    send it already made (a retried task) is answered from its record (messaging.sending)."""
     if account_holder(account_id) is None:
         raise TransientSendError("The Telegram account is not connected.")
     reply = ask_holder(
         KIND,
         account_id,
-        {"op": "send", "message_id": message_id, "peer": peer_id, "body": body},
+        {"op": "send", "key": key, "peer": peer_id, "body": body},
         timeout=settings.TELEGRAM_SEND_TIMEOUT,
     )
     if reply is None:
@@ -297,10 +295,9 @@ class TelegramListener:
             await self._db(answer, command["reply"], reply)
 
     async def _send(self, command: dict) -> dict:
-        sent_key = sent_record_key(command["message_id"])
-        client = coordination.redis_client()
-        if sent := await self._db(client.get, sent_key):
-            return {"id": sent.decode()}
+        key = command["key"]
+        if sent := await self._db(sending.sent_record, key):
+            return {"id": sent}
         try:
             sent_message = await self.client.send_message(int(command["peer"]), command["body"])
         except Exception as exc:
@@ -312,8 +309,8 @@ class TelegramListener:
                 return {"error": "The Telegram session was revoked; log in again."}
             logger.warning("telegram: account=%s send failed", self.account_id)
             return {"error": f"Telegram refused the message: {exc.__class__.__name__}"}
-        await self._db(client.set, sent_key, str(sent_message.id), ex=7 * 24 * 3600)
-        logger.info("telegram: account=%s sent message=%s", self.account_id, command["message_id"])
+        await self._db(sending.record_sent, key, str(sent_message.id))
+        logger.info("telegram: account=%s sent %s", self.account_id, key)
         return {"id": sent_message.id}
 
     # -- state changes
@@ -396,7 +393,7 @@ def run_listener(account_id: int) -> str:
 def supervise() -> dict:
     """Start listeners of active accounts with a session that nobody holds (once their
     backoff has passed); flag held ones whose heartbeat is late."""
-    from ..tasks import run_telegram_listener
+    run_telegram_listener = task("channels_integrations.tasks.run_telegram_listener")
 
     now = timezone.now()
     done = {"started": [], "unhealthy": []}
@@ -428,7 +425,7 @@ def stop_listener(account_id: int) -> None:
 
 def start_now(account_id: int) -> None:
     """A fresh session (log-in, pasted string): start it without waiting for the supervisor."""
-    from ..tasks import run_telegram_listener
+    run_telegram_listener = task("channels_integrations.tasks.run_telegram_listener")
 
     try:
         if account_holder(account_id) is None:

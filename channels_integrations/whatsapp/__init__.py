@@ -1,2 +1,2 @@
 """WhatsApp connections: the Cloud API (`cloud`) and QR-linked sessions via neonize (`web`),
-behind the one provider interface of messaging.providers."""
+behind one channel (`channel.py`, registered with messaging.channels)."""

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import httpx
 from django.conf import settings
 
-from messaging.providers import SendError, SendReceipt, TransientSendError
+from messaging.channels import SendError, SendReceipt, TransientSendError
 
 from .types import AnnouncedMedia
 

@@ -28,7 +28,9 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from crm import coordination
-from messaging.providers import SendError, SendReceipt, TransientSendError
+from crm.celery import task
+from messaging import sending
+from messaging.channels import SendError, SendReceipt, TransientSendError
 
 from ..connections import (
     SHUTDOWN,
@@ -40,7 +42,6 @@ from ..connections import (
     request_start,
     run_while_held,
     send_command,
-    sent_record_key,
     stop_holder,
 )
 from ..connections import (
@@ -141,7 +142,7 @@ def _web_number(number: WhatsAppNumber) -> None:
 
 def initialize_session(actor, number: WhatsAppNumber, wait_seconds: float = 8.0) -> dict:
     """Start (or restart, for a fresh QR) the number's session; wait briefly for its QR."""
-    from ..tasks import run_whatsapp_session
+    run_whatsapp_session = task("channels_integrations.tasks.run_whatsapp_session")
 
     _web_number(number)
     with transaction.atomic():
@@ -214,18 +215,14 @@ def stop_session(number_id: int) -> None:
 
 
 def send_through_session(
-    number_id: int, message_id: int, to: str, body: str, timeout: float = 20.0
+    number_id: int, key: str, to: str, body: str, timeout: float = 20.0
 ) -> SendReceipt:
     """Hand a message to the worker holding the number's session and wait for its answer.
-    A message the holder already sent (a retried task) is answered from its record, never
-    sent twice."""
-    if sent := coordination.redis_client().get(sent_record_key(message_id)):
-        return SendReceipt(external_id=sent.decode())
+    `key` is the send's namespaced key: a send the holder already made (a retried task) is
+    answered from its record (messaging.sending), never sent twice."""
     if holder_of(number_id) is None:
         raise TransientSendError("The WhatsApp session of this number is not connected.")
-    reply = ask_holder(
-        KIND, number_id, {"op": "send", "message_id": message_id, "to": to, "body": body}, timeout
-    )
+    reply = ask_holder(KIND, number_id, {"op": "send", "key": key, "to": to, "body": body}, timeout)
     if reply is None:
         raise TransientSendError("The WhatsApp session did not answer in time.")
     if "id" in reply:
@@ -455,15 +452,15 @@ class SessionRunner:
             self._stop("stopped")
 
     def _send(self, command: dict) -> None:
-        sent_key = sent_record_key(command["message_id"])
-        if sent := self.redis.get(sent_key):
-            reply = {"id": sent.decode()}
+        key = command["key"]
+        if sent := sending.sent_record(key):
+            reply = {"id": sent}
         elif self.adapter is None or not self._alive():
             reply = {"error": "The WhatsApp session is not connected."}
         else:
             try:
                 wamid = self.adapter.send_text(command["to"], command["body"])
-                self.redis.set(sent_key, wamid, ex=7 * 24 * 3600)
+                sending.record_sent(key, wamid)
                 reply = {"id": wamid}
             except Exception as exc:
                 logger.warning("whatsapp: number=%s send failed", self.number.pk)
@@ -582,7 +579,7 @@ def run_session(number_id: int) -> str:
 def supervise() -> dict:
     """Start wanted sessions nobody holds (once their backoff has passed) and health-check
     held ones. Returns what it did, by number id."""
-    from ..tasks import run_whatsapp_session
+    run_whatsapp_session = task("channels_integrations.tasks.run_whatsapp_session")
 
     now = timezone.now()
     done = {"started": [], "unhealthy": []}

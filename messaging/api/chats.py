@@ -13,12 +13,8 @@ is a 403. Reads go through messaging.selectors, writes through messaging.service
 publish the realtime events). Responses have the same shapes as the events' data.
 """
 
-import hashlib
 import logging
-import time
-import uuid
 
-from django.core.cache import cache
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -31,6 +27,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from accounts.permissions import IsCompanyMember
+from crm import idempotency
 from messaging import selectors, services
 from messaging.models import ChatMessage, TeamChat
 from messaging.payloads import chat_message_payload, chat_payload, reaction_event_payload
@@ -40,108 +37,8 @@ logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- idempotency
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-IDEMPOTENCY_TTL = 24 * 60 * 60  # a repeat within a day gets the first response
-IDEMPOTENCY_LOCK_TTL = 60  # longest a first request may hold the key before others proceed
-IDEMPOTENCY_WAIT = 5.0  # how long a concurrent duplicate waits for the first one's answer
-IDEMPOTENCY_KEY_MAX = 255
-
-
-class IdempotencyKeyError(exceptions.APIException):
-    status_code = status.HTTP_400_BAD_REQUEST
-
-    def __init__(self, message, code=None):
-        super().__init__({IDEMPOTENCY_HEADER: [message]}, code)
-
-
-class IdempotencyKeyReused(IdempotencyKeyError):
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-
-
-class IdempotencyKeyInFlight(IdempotencyKeyError):
-    status_code = status.HTTP_409_CONFLICT
-
-
-class Idempotency:
-    """At most once per (user, Idempotency-Key): the first request runs, and any repeat, even
-    one that arrives while the first is still running, gets the first one's status and body
-    (stored in the cache, i.e. Redis, for IDEMPOTENCY_TTL).
-
-    A lock taken with `cache.add` (SET NX) makes concurrent duplicates wait for the first
-    answer instead of running again. Only successful answers are stored: a request that failed
-    (404, 403, ...) changed nothing, so a repeat is simply evaluated again.
-    """
-
-    def __init__(self, request):
-        self.key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
-        if len(self.key) > IDEMPOTENCY_KEY_MAX:
-            raise IdempotencyKeyError(f"At most {IDEMPOTENCY_KEY_MAX} characters.")
-        digest = hashlib.sha256(self.key.encode()).hexdigest()
-        self.result_key = f"idempotency:{request.user.pk}:{digest}"
-        self.lock_key = f"{self.result_key}:lock"
-        self.fingerprint = f"{request.method} {request.path}"
-
-    def require(self) -> None:
-        if not self.key:
-            raise IdempotencyKeyError(
-                "This header is required: send a new unique value (e.g. a UUID) with each "
-                "delete, and the same value again when you retry it."
-            )
-
-    def run(self, perform) -> Response:
-        self.require()
-        token = uuid.uuid4().hex
-        deadline = time.monotonic() + IDEMPOTENCY_WAIT
-        while True:
-            replay = self._replay()
-            if replay is not None:
-                return replay
-            if cache.add(self.lock_key, token, IDEMPOTENCY_LOCK_TTL):
-                break
-            if time.monotonic() > deadline:
-                raise IdempotencyKeyInFlight(
-                    "A request with this key is still being processed; retry shortly."
-                )
-            time.sleep(0.05)
-        try:
-            replay = self._replay()  # the first one may have finished just before our lock
-            if replay is not None:
-                return replay
-            response = perform()
-            if status.is_success(response.status_code):
-                entry = {
-                    "fingerprint": self.fingerprint,
-                    "status": response.status_code,
-                    "body": response.data,
-                }
-                cache.set(self.result_key, entry, IDEMPOTENCY_TTL)
-            return response
-        finally:
-            if cache.get(self.lock_key) == token:
-                cache.delete(self.lock_key)
-
-    def _replay(self) -> Response | None:
-        entry = cache.get(self.result_key)
-        if entry is None:
-            return None
-        if entry["fingerprint"] != self.fingerprint:
-            raise IdempotencyKeyReused("This key was already used for a different request.")
-        logger.info("api: idempotent replay of %s", self.fingerprint)
-        return Response(
-            entry["body"], status=entry["status"], headers={"Idempotent-Replayed": "true"}
-        )
-
-
-IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    IDEMPOTENCY_HEADER,
-    str,
-    OpenApiParameter.HEADER,
-    required=True,
-    description=(
-        "A new unique value (e.g. a UUID) per delete. Repeating the request with the same key "
-        "(within 24 h) returns the first response again and does nothing more."
-    ),
-)
+IDEMPOTENCY_HEADER = idempotency.HEADER
+IDEMPOTENCY_PARAMETER = idempotency.parameter(required=True)
 
 
 # ---------------------------------------------------------------- serializers
@@ -309,12 +206,11 @@ class ChatViewSet(
         },
     )
     def destroy(self, request, *args, **kwargs):
-        idempotency = Idempotency(request)
-        if not idempotency.key:
+        key = idempotency.Idempotency(request)
+        if not key.key:
             self.get_object()  # another company's chat is a 404, a non-member's a 403, first
-        return idempotency.run(
-            lambda: Response(services.delete_chat(request.user, self.get_object()))
-        )
+        key.require()
+        return key.run(lambda: Response(services.delete_chat(request.user, self.get_object())))
 
     @extend_schema(
         summary="Leave the chat",

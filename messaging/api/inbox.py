@@ -4,13 +4,14 @@
 from django.contrib.auth import get_user_model
 from django.db.models import CharField
 from django.db.models.functions import Cast
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from accounts.scoping import get_scoped_or_404, scoped
+from crm import idempotency
 from messaging import selectors, services
 from messaging.models import Conversation, Message
 
@@ -255,11 +256,36 @@ class ConversationMessageViewSet(
     def get_queryset(self):
         return Message.objects.filter(conversation=self.conversation())
 
-    @extend_schema(request=SendSerializer, responses={201: MessageSerializer})
+    @extend_schema(
+        request=SendSerializer,
+        parameters=[idempotency.parameter()],
+        responses={
+            201: MessageSerializer,
+            422: OpenApiResponse(description="This Idempotency-Key was used for another request"),
+        },
+    )
     def create(self, request, *args, **kwargs):
+        conversation = self.conversation()  # another company's conversation: 404 first
+        return idempotency.run(request, lambda: self._send(request, conversation))
+
+    def _send(self, request, conversation):
         payload = SendSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        message = services.send_message(
-            self.conversation(), request.user, payload.validated_data["body"]
-        )
+        message = services.send_message(conversation, request.user, payload.validated_data["body"])
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Send a failed message again",
+        parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH, description="The message")],
+        request=None,
+        responses={200: MessageSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request, conversation_pk=None, pk=None):
+        message = get_scoped_or_404(
+            Message.objects.select_related("conversation"),
+            request.user,
+            pk=pk,
+            conversation_id=self.conversation().pk,
+        )
+        return Response(MessageSerializer(services.retry_message(request.user, message)).data)

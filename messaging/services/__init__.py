@@ -21,8 +21,8 @@ from .inbox import (  # noqa: F401
     ingest_inbound,
     mark_conversation_read,
     open_conversation,
-    record_delivery_status,
     send_message,
     set_conversation_status,
     validate_body,
 )
+from .outbox import record_delivery_status, retry_message  # noqa: F401

@@ -7,29 +7,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections, router, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from channels_integrations.models import EmailAccount, TelegramAccount, WhatsAppNumber
 from crm.db.upsert import insert_unless_conflict, prepared_cursor
 from crm.models import Client
 
-from .. import events
-from ..models import SOURCE_FIELD_BY_PLATFORM, Conversation, Message, Platform
+from .. import channels, events
+from ..models import Conversation, Message
 from ..payloads import conversation_payload, message_payload
 from ..signals import inbound_message_stored
+from .outbox import enqueue_delivery
 
 logger = logging.getLogger(__name__)
 
-PLATFORM_BY_SOURCE = {
-    WhatsAppNumber: Platform.WHATSAPP,
-    TelegramAccount: Platform.TELEGRAM,
-    EmailAccount: Platform.EMAIL,
-}
 PREVIEW_LENGTH = 200
 
 
@@ -56,10 +50,12 @@ class IngestResult:
     created: bool  # False: this external message was already stored
 
 
-def _source_is_live(source) -> bool:
-    if not source.is_active:
-        return False
-    return getattr(source, "status", None) != WhatsAppNumber.Status.DELETING
+def _live_channel(source) -> channels.Channel:
+    """The channel of `source`; SourceInactive when the source may not receive or send."""
+    channel = channels.for_source(source)
+    if not channel.is_live(source):
+        raise SourceInactive(f"{channel.platform} source {source.pk} is not active")
+    return channel
 
 
 # ---------------------------------------------------------------- inbound
@@ -82,9 +78,7 @@ def ingest_inbound(
     (conversation, external id), so the same message ingested twice (a retry, a duplicate
     webhook, two workers at once) yields one row and one set of events.
     """
-    platform = PLATFORM_BY_SOURCE[type(source)]
-    if not _source_is_live(source):
-        raise SourceInactive(f"{platform} source {source.pk} is not active")
+    platform = _live_channel(source).platform
     received_at = received_at or timezone.now()
     external_thread_id = str(external_thread_id)
     message = Message(
@@ -330,7 +324,7 @@ def _store_inbound(using, message, received_at, thread: _Thread, *, create=False
     """Run `_store_inbound_sql` for `message` (sets its pk when stored)."""
     connection = connections[using]
     source, identity = thread.source, thread.identity
-    source_field = SOURCE_FIELD_BY_PLATFORM[thread.platform]
+    source_field = channels.source_field(thread.platform)
     params = [source.pk, thread.external_thread_id]
     for value in identity.values():
         params += [source.company_id, value]
@@ -401,7 +395,7 @@ def _create_conversation(
 ) -> Conversation:
     """Create the conversation of this source and thread (the caller found none), or read the
     one a concurrent ingest created a moment ago."""
-    source_field = SOURCE_FIELD_BY_PLATFORM[platform]
+    source_field = channels.source_field(platform)
     lookup = {source_field: source, "external_thread_id": external_thread_id}
     conversation = Conversation(
         company_id=source.company_id,
@@ -419,10 +413,8 @@ def _create_conversation(
 def open_conversation(source, external_thread_id: str, sender: Sender) -> Conversation:
     """The source's conversation with this thread, created (with its client) when we write
     first, e.g. a message sent to a phone number through the API."""
-    platform = PLATFORM_BY_SOURCE[type(source)]
-    if not _source_is_live(source):
-        raise SourceInactive(f"{platform} source {source.pk} is not active")
-    lookup = {SOURCE_FIELD_BY_PLATFORM[platform]: source, "external_thread_id": external_thread_id}
+    platform = _live_channel(source).platform
+    lookup = {channels.source_field(platform): source, "external_thread_id": external_thread_id}
     conversation = Conversation.objects.filter(**lookup).first()
     if conversation is not None:
         return conversation
@@ -453,9 +445,8 @@ def _bump_conversation_for_outbound(conversation_id: int, body: str, at: datetim
 
 
 def _inbound_messages_of(source, external_ids, thread_id=None):
-    platform = PLATFORM_BY_SOURCE[type(source)]
     lookup = {
-        f"conversation__{SOURCE_FIELD_BY_PLATFORM[platform]}": source,
+        f"conversation__{channels.for_source(source).conversation_field}": source,
         "direction": Message.Direction.INBOUND,
         "external_id__in": list(external_ids),
     }
@@ -507,7 +498,7 @@ def validate_body(platform: str, body: str) -> str:
     body = (body or "").strip()
     if not body:
         raise ValidationError({"body": ["Write a message first."]})
-    limit = settings.MESSAGE_MAX_LENGTH.get(platform, 4096)
+    limit = channels.get(platform).capabilities.max_text_length
     if len(body) > limit:
         raise ValidationError(
             {"body": [f"At most {limit} characters on {platform} ({len(body)} given)."]}
@@ -519,16 +510,22 @@ def send_message(
     conversation: Conversation, author, body: str, *, bot=None, metadata: dict | None = None
 ) -> Message:
     """Store an outbound message as `queued` and hand it to the sender after commit.
-    `metadata` may name a message to quote ({"quoted": its external id})."""
-    from ..tasks import deliver_message
+    `metadata` may name a message to quote ({"quoted": its external id}).
 
+    The committed row is the truth (an outbox): if the broker is unreachable after commit, the
+    request still succeeds and the sweeper queues the message once it is back."""
     body = validate_body(conversation.platform, body)
     source = conversation.source
-    if source is None or not _source_is_live(source):
+    try:
+        if source is None:
+            raise SourceInactive("no source")
+        _live_channel(source)
+    except SourceInactive:
         raise ValidationError(
             {"conversation": ["This conversation's channel is deactivated; it cannot send."]}
-        )
+        ) from None
     with transaction.atomic():
+        now = timezone.now()
         message = Message.objects.create(
             conversation=conversation,
             direction=Message.Direction.OUTBOUND,
@@ -538,6 +535,7 @@ def send_message(
             body=body,
             status=Message.Status.QUEUED,
             metadata=metadata or {},
+            next_attempt_at=now,
         )
         conversation = _bump_conversation_for_outbound(conversation.pk, body, message.created_at)
         events.publish(
@@ -548,58 +546,9 @@ def send_message(
             conversation_payload(conversation),
             company_id=conversation.company_id,
         )
-        transaction.on_commit(lambda: deliver_message.delay(message.pk))
+        transaction.on_commit(lambda: enqueue_delivery(message.pk), robust=True)
     logger.info("outbound: queued message=%s conversation=%s", message.pk, conversation.pk)
     return message
-
-
-STATUS_RANK = {
-    Message.Status.QUEUED: 0,
-    Message.Status.FAILED: 1,
-    Message.Status.SENT: 2,
-    Message.Status.DELIVERED: 3,
-    Message.Status.READ: 4,
-}
-STATUS_TIME_FIELD = {
-    Message.Status.SENT: "sent_at",
-    Message.Status.DELIVERED: "delivered_at",
-    Message.Status.READ: "read_at",
-}
-
-
-def record_delivery_status(
-    message_id: int, status: str, *, external_id: str | None = None, error: str = ""
-) -> bool:
-    """Move an outbound message's status forward (a late 'sent' never overwrites 'read') and
-    publish the change. Used by the send task and by channels' status webhooks."""
-    with transaction.atomic():
-        message = (
-            Message.objects.select_for_update(of=("self",))  # lock the message, not its thread
-            .annotate(company_id=F("conversation__company_id"))
-            .filter(pk=message_id)
-            .first()
-        )
-        if message is None or message.direction != Message.Direction.OUTBOUND:
-            return False
-        if status == Message.Status.FAILED:
-            moves_forward = message.status in (Message.Status.QUEUED, Message.Status.SENT)
-        else:
-            moves_forward = STATUS_RANK[status] > STATUS_RANK.get(message.status, 0)
-        if not moves_forward:
-            return False
-        message.status = status
-        message.error = error[:2000]
-        fields = ["status", "error"]
-        if external_id:
-            message.external_id = external_id
-            fields.append("external_id")
-        if status in STATUS_TIME_FIELD:
-            setattr(message, STATUS_TIME_FIELD[status], timezone.now())
-            fields.append(STATUS_TIME_FIELD[status])
-        message.save(update_fields=fields)
-        events.publish("message.updated", message_payload(message), company_id=message.company_id)
-    logger.info("outbound: message=%s status=%s", message.pk, status)
-    return True
 
 
 # ---------------------------------------------------------------- agents' actions

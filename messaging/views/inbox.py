@@ -212,6 +212,27 @@ def conversation_reply(request, pk):
     return response
 
 
+@company_member_required
+@require_POST
+def message_retry(request, pk, message_pk):
+    """Send a failed message again; htmx gets the message's new `<li>`."""
+    conversation = selectors.get_conversation(request.user, pk)
+    message = selectors.get_conversation_message(conversation, message_pk)
+    error = ""
+    try:
+        message = services.retry_message(request.user, message)
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+    if not request.htmx:
+        return _back_to(conversation)
+    return render(
+        request,
+        "messaging/_conversation_message.html",
+        {"conversation": conversation, "message": message, "retry_error": error},
+        status=400 if error else 200,
+    )
+
+
 def _header_response(request, conversation, errors=None):
     if not request.htmx and not errors:
         return _back_to(conversation)

@@ -1,0 +1,78 @@
+"""The WhatsApp channel: what it can do, how it addresses a client, and its sender — the Cloud
+API for `cloud` numbers, the number's live QR-linked session for `web` ones."""
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from messaging.channels import (
+    Capabilities,
+    Channel,
+    OutboundMessage,
+    SendError,
+    SendReceipt,
+    register,
+)
+
+from ..models import WhatsAppNumber
+from . import cloud, metrics, sessions
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionRoute:
+    """A QR-linked number: sends go to the worker holding its session."""
+
+    number_id: int
+
+
+class WhatsAppChannel(Channel):
+    platform = "whatsapp"
+    label = "WhatsApp"
+    capabilities = Capabilities(
+        max_text_length=4096,
+        attachments=True,
+        reactions=True,
+        templates=True,
+        reply_window=timedelta(hours=24),
+    )
+    source_model = WhatsAppNumber
+    conversation_field = "whatsapp_number"
+
+    def client_address(self, conversation) -> str:
+        client = conversation.client
+        return str(client.phone) if client and client.phone else conversation.external_thread_id
+
+    def route(self, source: WhatsAppNumber, *, conversation=None, message=None):
+        if source.provider == WhatsAppNumber.Provider.CLOUD:
+            return cloud.CloudCredentials(source.cloud_phone_number_id, source.cloud_access_token)
+        return SessionRoute(source.pk)
+
+    def is_live(self, source: WhatsAppNumber) -> bool:
+        return source.is_active and source.status != WhatsAppNumber.Status.DELETING
+
+    def send(self, message: OutboundMessage) -> SendReceipt:
+        route = message.route
+        try:
+            if isinstance(route, cloud.CloudCredentials):
+                if not route.phone_number_id or not route.access_token:
+                    raise SendError(
+                        "This number has no Cloud API phone number id or access token yet."
+                    )
+                receipt = cloud.send_text(
+                    route, message.to_address, message.body, quoted_wamid=message.quoted
+                )
+            else:
+                receipt = sessions.send_through_session(
+                    route.number_id, message.key, message.to_address, message.body
+                )
+        except SendError as exc:
+            metrics.record_error(exc.reason, message.company_id)
+            raise
+        metrics.increment("messages_sent", message.company_id)
+        logger.info("whatsapp: sent %s number=%s", message.key, message.source_id)
+        return receipt
+
+
+CHANNEL = register(WhatsAppChannel())

@@ -1,0 +1,129 @@
+"""The channel boundary: the registry (platform -> channel) and the typed data that crosses it.
+
+`messaging` knows channels only through this module. A channel (a folder of
+`channels_integrations`) subclasses `Channel`, says what it can do (`Capabilities`), which of
+its models is a conversation's source and how a client is addressed, builds the typed route of
+an outgoing message from its own source row, and sends it. It registers itself with one line
+(`register(MyChannel())`, run from the app's `ready()`); nothing here imports a channel.
+
+Senders get plain, typed data and touch no ORM; `messaging.sending` (the one send policy)
+claims rows, calls `Channel.send` and records outcomes.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a channel can do; pages and services ask this instead of naming platforms."""
+
+    max_text_length: int
+    attachments: bool = False
+    reactions: bool = False
+    edits: bool = False
+    templates: bool = False
+    reply_window: timedelta | None = None  # free-form replies only this long after the client wrote
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One message to send, as a channel's sender receives it.
+
+    `key` names what the send protects, namespaced by its kind ("message:12",
+    "broadcast-recipient:34"): the record that a send happened is kept under it, so no two
+    kinds of row can ever answer for each other. `route` is the channel's own frozen dataclass
+    (credentials, holder, thread headers), built by `Channel.route` from its source row.
+    """
+
+    key: str
+    platform: str
+    company_id: int
+    source_id: int
+    to_address: str
+    body: str
+    route: object
+    subject: str = ""
+    quoted: str = ""  # the channel's id of a message to quote, if any
+
+
+@dataclass(frozen=True)
+class SendReceipt:
+    external_id: str
+
+
+class SendError(Exception):
+    """The channel refused the message; `reason` is shown to the agent."""
+
+    transient = False
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class TransientSendError(SendError):
+    """Worth retrying (network trouble, rate limit, flood wait, holder not connected)."""
+
+    transient = True
+
+
+class Channel:
+    """One way of talking to clients. Subclasses set the attributes and implement the three
+    methods; see README "Adding a channel"."""
+
+    platform: str  # messaging.models.Platform value
+    label: str  # shown to people
+    capabilities: Capabilities
+    source_model = None  # the channel's model that conversations come from (number, account)
+    conversation_field: str  # the Conversation foreign key that points at source_model
+
+    def client_address(self, conversation) -> str:
+        """Where a reply in this conversation goes (phone, peer id, email address)."""
+        return conversation.external_thread_id
+
+    def route(self, source, *, conversation=None, message=None) -> object:
+        """The typed route of a send from `source` (for a reply: its conversation/message)."""
+        raise NotImplementedError
+
+    def send(self, message: OutboundMessage) -> SendReceipt:
+        """Hand the message to the far end; raise SendError (transient or not) when refused."""
+        raise NotImplementedError
+
+    def is_live(self, source) -> bool:
+        """Whether the source may receive and send now (active, not being deleted)."""
+        return bool(source.is_active)
+
+
+_REGISTRY: dict[str, Channel] = {}
+
+
+def register(channel: Channel) -> Channel:
+    """Make `channel` known under its platform (a second registration replaces the first)."""
+    _REGISTRY[channel.platform] = channel
+    return channel
+
+
+def get(platform: str) -> Channel:
+    try:
+        return _REGISTRY[platform]
+    except KeyError:
+        raise LookupError(f"No channel is registered for {platform!r}.") from None
+
+
+def for_source(source) -> Channel:
+    """The channel whose source model `source` is an instance of."""
+    for channel in _REGISTRY.values():
+        if isinstance(source, channel.source_model):
+            return channel
+    raise LookupError(f"No channel has {type(source).__name__} as its source.")
+
+
+def registered() -> list[Channel]:
+    return list(_REGISTRY.values())
+
+
+def source_field(platform: str) -> str:
+    """The Conversation field holding this platform's source."""
+    return get(platform).conversation_field

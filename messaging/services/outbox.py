@@ -1,0 +1,288 @@
+"""Outbound messages as an outbox: the committed `queued` row is the truth.
+
+`send_message` (inbox.py) commits the row and queues `deliver_message` after commit; if the
+broker is down then, the row waits for the sweeper. `deliver_message` claims the row and runs
+the one send policy (`messaging.sending`). `sweep_outbox` (beat) re-queues due rows no task
+took (a lost task: worker killed, broker restarted) and settles claims that went stale.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from crm.celery import task
+
+from .. import channels, events, sending
+from ..channels import OutboundMessage
+from ..models import Message
+from ..payloads import message_payload
+from ..sending import Outbox, Outcome
+from ..signals import outbound_message_sent
+
+logger = logging.getLogger(__name__)
+
+DELIVER_TASK = "messaging.tasks.deliver_message"
+COUNTDOWN_LIMIT = 60.0  # longer waits are left to the sweeper (no long ETAs in the broker)
+
+MESSAGES = Outbox(
+    Message,
+    namespace="message",
+    pending={"status": Message.Status.QUEUED, "direction": Message.Direction.OUTBOUND},
+    claim_field="send_claimed_at",
+    due_field="next_attempt_at",
+)
+
+
+class OutcomeNotRecorded(Exception):
+    """The channel answered but our row could not be updated (PostgreSQL away): the task
+    settles `outcome` later without calling the channel again."""
+
+    def __init__(self, message_id: int, outcome: Outcome):
+        super().__init__(f"message={message_id}: {outcome.kind} not recorded")
+        self.message_id = message_id
+        self.outcome = outcome
+
+
+def enqueue_delivery(message_id: int, *, countdown: float | None = None, settle=None) -> bool:
+    """Queue the delivery task; False when the broker is unreachable (the sweeper re-queues
+    the row later, so this never fails a request whose row is committed)."""
+    kwargs = {"settle": settle} if settle else {}
+    try:
+        task(DELIVER_TASK).apply_async((message_id,), kwargs, countdown=countdown)
+    except Exception:
+        logger.warning(
+            "outbound: message=%s not queued (broker down?); the sweeper will",
+            message_id,
+            exc_info=True,
+        )
+        return False
+    return True
+
+
+def outbound_for(message: Message) -> OutboundMessage:
+    """The typed outbound message of one of our queued messages, built by its channel."""
+    conversation = message.conversation
+    channel = channels.get(conversation.platform)
+    source = conversation.source
+    return OutboundMessage(
+        key=MESSAGES.key(message.pk),
+        platform=conversation.platform,
+        company_id=conversation.company_id,
+        source_id=source.pk,
+        to_address=channel.client_address(conversation),
+        body=message.body,
+        route=channel.route(source, conversation=conversation, message=message),
+        subject=conversation.subject,
+        quoted=message.metadata.get("quoted", ""),
+    )
+
+
+def _load(message_id: int) -> Message:
+    sources = [f"conversation__{channel.conversation_field}" for channel in channels.registered()]
+    return Message.objects.select_related("conversation__client", *sources).get(pk=message_id)
+
+
+def deliver_message(message_id: int) -> Outcome | None:
+    """Claim one queued message and send it by the send policy; None if it was not ours."""
+    claim = MESSAGES.claim(message_id)
+    if claim is None:
+        logger.info("send: message=%s already claimed, not due or not queued", message_id)
+        return None
+    message = _load(message_id)
+    conversation = message.conversation
+    source = conversation.source
+    if source is None or not channels.get(conversation.platform).is_live(source):
+        outcome = Outcome(
+            "failed", reason="This conversation's channel was deactivated before it went out."
+        )
+    else:
+        outcome = sending.attempt(outbound_for(message), message.send_attempts)
+    try:
+        settle_message(message_id, claim, outcome)
+    except (OperationalError, InterfaceError) as exc:  # PostgreSQL away, not a bad row
+        if outcome.kind == "sent":
+            raise OutcomeNotRecorded(message_id, outcome) from exc
+        raise
+    return outcome
+
+
+def settle_message(message_id: int, claim, outcome: Outcome) -> None:
+    """Write what an attempt came to onto the message (and publish it)."""
+    if outcome.kind == "retry":
+        MESSAGES.release(message_id, claim, outcome.retry_in, error=outcome.reason[:2000])
+        logger.warning(
+            "send: message=%s transient failure, retry in %.0fs", message_id, outcome.retry_in
+        )
+        if outcome.retry_in <= COUNTDOWN_LIMIT:
+            transaction.on_commit(
+                lambda: enqueue_delivery(message_id, countdown=outcome.retry_in), robust=True
+            )
+        _publish(message_id)
+        return
+    if outcome.kind == "sent":
+        _record_sent(message_id, outcome.external_id)
+        return
+    logger.warning("send: message=%s %s: %s", message_id, outcome.kind, outcome.reason)
+    record_delivery_status(message_id, Message.Status.FAILED, error=outcome.reason)
+
+
+def _record_sent(message_id: int, external_id: str) -> bool:
+    if not record_delivery_status(message_id, Message.Status.SENT, external_id=external_id):
+        return False
+    message = Message.objects.select_related("conversation").get(pk=message_id)
+    outbound_message_sent.send(
+        sender=Message,
+        message_id=message_id,
+        conversation_id=message.conversation_id,
+        platform=message.conversation.platform,
+        source_id=message.conversation.source.pk,
+        external_id=external_id,
+    )
+    logger.info("send: message=%s sent on %s", message_id, message.conversation.platform)
+    return True
+
+
+def _publish(message_id: int) -> None:
+    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
+    if message is not None:
+        events.publish(
+            "message.updated", message_payload(message), company_id=message.conversation.company_id
+        )
+
+
+STATUS_RANK = {
+    Message.Status.QUEUED: 0,
+    Message.Status.FAILED: 1,
+    Message.Status.SENT: 2,
+    Message.Status.DELIVERED: 3,
+    Message.Status.READ: 4,
+}
+STATUS_TIME_FIELD = {
+    Message.Status.SENT: "sent_at",
+    Message.Status.DELIVERED: "delivered_at",
+    Message.Status.READ: "read_at",
+}
+
+
+def record_delivery_status(
+    message_id: int, status: str, *, external_id: str | None = None, error: str = ""
+) -> bool:
+    """Move an outbound message's status forward (a late 'sent' never overwrites 'read') and
+    publish the change. Used by the send task and by channels' status webhooks."""
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update(of=("self",))  # lock the message, not its thread
+            .annotate(company_id=F("conversation__company_id"))
+            .filter(pk=message_id)
+            .first()
+        )
+        if message is None or message.direction != Message.Direction.OUTBOUND:
+            return False
+        if status == Message.Status.FAILED:
+            moves_forward = message.status in (Message.Status.QUEUED, Message.Status.SENT)
+        else:
+            moves_forward = STATUS_RANK[status] > STATUS_RANK.get(message.status, 0)
+        if not moves_forward:
+            return False
+        message.status = status
+        message.error = error[:2000]
+        fields = ["status", "error"]
+        if external_id:
+            message.external_id = external_id
+            fields.append("external_id")
+        if status in STATUS_TIME_FIELD:
+            setattr(message, STATUS_TIME_FIELD[status], timezone.now())
+            fields.append(STATUS_TIME_FIELD[status])
+        message.save(update_fields=fields)
+        events.publish("message.updated", message_payload(message), company_id=message.company_id)
+    logger.info("outbound: message=%s status=%s", message.pk, status)
+    return True
+
+
+# ---------------------------------------------------------------- the sweeper (beat)
+
+
+def _requeue_due() -> list[int]:
+    """Queued, unclaimed messages due for longer than OUTBOX_REQUEUE_SECONDS: their task was
+    lost. Each is queued again (the claim makes a duplicate harmless) and marked due now, so
+    it is re-queued at most once per period."""
+    now = timezone.now()
+    overdue = now - timedelta(seconds=float(settings.OUTBOX_REQUEUE_SECONDS))
+    rows = Message.objects.filter(
+        Q(next_attempt_at__lte=overdue) | Q(next_attempt_at__isnull=True, created_at__lte=overdue),
+        status=Message.Status.QUEUED,
+        direction=Message.Direction.OUTBOUND,
+        send_claimed_at__isnull=True,
+    )
+    ids = list(rows.order_by("next_attempt_at").values_list("pk", flat=True)[:5000])
+    if ids:
+        Message.objects.filter(pk__in=ids, send_claimed_at__isnull=True).update(next_attempt_at=now)
+        for message_id in ids:
+            enqueue_delivery(message_id)
+        logger.warning("outbox: re-queued %d message(s) whose task was lost", len(ids))
+    return ids
+
+
+def _settle_stale_sent(message_id: int, claim, external_id: str) -> bool:
+    return _record_sent(message_id, external_id)
+
+
+def _settle_stale_unknown(message_id: int, claim) -> bool:
+    return record_delivery_status(message_id, Message.Status.FAILED, error=sending.UNKNOWN_REASON)
+
+
+def sweep_outbox() -> dict:
+    """Beat: settle stale claims (sent by record, else unknown -> failed with the reason) and
+    re-queue due messages no task took; drop idempotency keys older than a day."""
+    from crm.idempotency import purge_expired
+
+    sent, unknown = MESSAGES.settle_stale(_settle_stale_sent, _settle_stale_unknown)
+    requeued = _requeue_due()
+    return {
+        "settled_sent": sent,
+        "settled_unknown": unknown,
+        "requeued": len(requeued),
+        "idempotency_purged": purge_expired(),
+    }
+
+
+# ---------------------------------------------------------------- an agent's retry
+
+NOT_FAILED = gettext_lazy("Only a failed message can be sent again.")
+
+
+def retry_message(actor, message: Message) -> Message:
+    """A failed message goes out again: a new attempt of the same message (same row)."""
+    if message.direction != Message.Direction.OUTBOUND or message.status != Message.Status.FAILED:
+        raise ValidationError({"message": [NOT_FAILED]})
+    source = message.conversation.source
+    if source is None or not channels.get(message.conversation.platform).is_live(source):
+        raise ValidationError(
+            {"conversation": [_("This conversation's channel is deactivated; it cannot send.")]}
+        )
+    with transaction.atomic():
+        changed = Message.objects.filter(pk=message.pk, status=Message.Status.FAILED).update(
+            status=Message.Status.QUEUED,
+            error="",
+            send_claimed_at=None,
+            send_attempts=0,
+            next_attempt_at=timezone.now(),
+        )
+        if not changed:
+            raise ValidationError({"message": [NOT_FAILED]})
+        message.refresh_from_db()
+        events.publish(
+            "message.updated",
+            message_payload(message),
+            company_id=message.conversation.company_id,
+        )
+        transaction.on_commit(lambda: enqueue_delivery(message.pk), robust=True)
+    logger.info("outbound: message=%s retried by user=%s", message.pk, getattr(actor, "pk", None))
+    return message

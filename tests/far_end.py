@@ -1,0 +1,140 @@
+"""The far end of the WhatsApp Cloud API, at the wire: an HTTP server on loopback that speaks
+the Graph API's messages endpoint (POST /<version>/<phone-number-id>/messages, a bearer token,
+Meta's JSON answers and error bodies). Meta's servers are unreachable here; everything on our
+side (the channel, the send policy, tasks, PostgreSQL, Redis) is the real code.
+
+`GraphFake.sent` lists every message it accepted, in order; `script` holds answers for the
+next requests (see `graph_error`, `graph_unavailable`), after which it accepts again. Used by
+the tests (fixture `far_end`) and by bench/outbox.py, also from other processes' workers.
+"""
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Sent:
+    phone_number_id: str
+    to_address: str
+    body: str
+    quoted: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict | str
+    delay: float = 0.0
+
+
+def graph_error(code: int, status: int = 400, message: str = "") -> Answer:
+    """A Graph API error answer, as Meta sends it (e.g. 130429 throttled, 131047 window)."""
+    return Answer(
+        status,
+        {
+            "error": {
+                "message": message or f"(#{code}) error",
+                "type": "OAuthException",
+                "code": code,
+                "fbtrace_id": "AbCdEfGh",
+            }
+        },
+    )
+
+
+def graph_unavailable() -> Answer:
+    return Answer(503, "Service Unavailable")
+
+
+class GraphFake:
+    VERSION = "v21.0"
+
+    def __init__(self):
+        self.sent: list[Sent] = []
+        self.requests = 0
+        self.script: list[Answer] = []
+        self.accept_delay = 0.0  # seconds an accepted message waits before the answer
+        self.lock = threading.Lock()
+        self._ids = itertools.count(1)
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                status, body = fake.answer(self.path, self.headers.get("Authorization", ""), raw)
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """What WHATSAPP_GRAPH_URL is set to."""
+        return f"http://127.0.0.1:{self.port}/{self.VERSION}"
+
+    def start(self) -> "GraphFake":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def clear(self) -> None:
+        with self.lock:
+            self.sent.clear()
+            self.script.clear()
+            self.requests = 0
+            self.accept_delay = 0.0
+
+    def answer(self, path: str, authorization: str, raw: bytes) -> tuple[int, dict | str]:
+        parts = path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != self.VERSION or parts[2] != "messages":
+            return 404, {"error": {"message": "Unknown path", "code": 100}}
+        if not authorization.startswith("Bearer ") or len(authorization) < 10:
+            return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}
+        try:
+            payload = json.loads(raw)
+            to, body = payload["to"], payload["text"]["body"]
+        except (ValueError, KeyError, TypeError):
+            return 400, {"error": {"message": "(#100) Invalid parameter", "code": 100}}
+        with self.lock:
+            self.requests += 1
+            scripted = self.script.pop(0) if self.script else None
+        if scripted is not None:
+            time.sleep(scripted.delay)
+            return scripted.status, scripted.body
+        wamid = f"wamid.fake.{next(self._ids)}"
+        with self.lock:
+            self.sent.append(
+                Sent(
+                    phone_number_id=parts[1],
+                    to_address=to,
+                    body=body,
+                    quoted=(payload.get("context") or {}).get("message_id", ""),
+                    token=authorization.removeprefix("Bearer "),
+                )
+            )
+        # Accepted, not yet answered: a sender killed now cannot know the message went out.
+        time.sleep(self.accept_delay)
+        return 200, {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
+            "messages": [{"id": wamid}],
+        }
