@@ -3,9 +3,11 @@ acknowledged late: a task lost with its worker comes back from the broker, and t
 re-queues what the broker lost too."""
 
 import logging
+from dataclasses import asdict
+from datetime import datetime
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 
 from .sending import Outcome
 from .services import outbox
@@ -17,29 +19,27 @@ DATABASE_RETRY_SECONDS = 3.0
 
 @shared_task(acks_late=True, ignore_result=True)
 def deliver_message(message_id: int, settle: dict | None = None) -> None:
-    """Send one queued message at most once (see messaging.sending). `settle`: an outcome the
-    channel already gave whose recording failed; it is written now, nothing is sent."""
+    """Send one queued message at most once (see messaging.sending). `settle`: what an attempt
+    whose recording PostgreSQL refused came to (and its claim); it is written now and the
+    channel is not called again."""
     try:
         if settle:
-            message = outbox.MESSAGES.model.objects.filter(pk=message_id).first()
-            if message is not None:
-                outbox.settle_message(message_id, message.send_claimed_at, Outcome(**settle))
-            return
-        outbox.deliver_message(message_id)
+            claim = datetime.fromisoformat(settle["claim"])
+            outbox.settle_message(message_id, claim, Outcome(**settle["outcome"]))
+        else:
+            outbox.deliver_message(message_id)
     except outbox.OutcomeNotRecorded as exc:
         connection.close()
-        logger.warning("send: message=%s sent; recording it after PostgreSQL is back", message_id)
-        outcome = exc.outcome
-        outbox.enqueue_delivery(
-            message_id,
-            countdown=DATABASE_RETRY_SECONDS,
-            settle={"kind": outcome.kind, "external_id": outcome.external_id},
+        logger.warning(
+            "send: message=%s %s; recorded once PostgreSQL is back", message_id, exc.outcome.kind
         )
-    except (OperationalError, InterfaceError):
-        # PostgreSQL away before anything was sent (the claim, the load): try again shortly.
+        settle = {"claim": exc.claim.isoformat(), "outcome": asdict(exc.outcome)}
+        outbox.enqueue_delivery(message_id, countdown=DATABASE_RETRY_SECONDS, settle=settle)
+    except outbox.DATABASE_ERRORS:
+        # PostgreSQL away before a claim, or while settling: the same work again shortly.
         connection.close()
         logger.warning("send: message=%s database unavailable; retrying", message_id)
-        outbox.enqueue_delivery(message_id, countdown=DATABASE_RETRY_SECONDS)
+        outbox.enqueue_delivery(message_id, countdown=DATABASE_RETRY_SECONDS, settle=settle)
 
 
 @shared_task(ignore_result=True)

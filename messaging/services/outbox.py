@@ -41,13 +41,19 @@ MESSAGES = Outbox(
 
 
 class OutcomeNotRecorded(Exception):
-    """The channel answered but our row could not be updated (PostgreSQL away): the task
-    settles `outcome` later without calling the channel again."""
+    """PostgreSQL went away while a claimed message was being handled: `outcome` (what the
+    channel answered, or "retry" when the channel was not called yet) is settled later against
+    `claim`, without calling the channel again."""
 
-    def __init__(self, message_id: int, outcome: Outcome):
+    def __init__(self, message_id: int, claim, outcome: Outcome):
         super().__init__(f"message={message_id}: {outcome.kind} not recorded")
         self.message_id = message_id
+        self.claim = claim
         self.outcome = outcome
+
+
+DATABASE_LOST = Outcome("retry", reason="Retrying: the database connection was lost.", retry_in=0)
+DATABASE_ERRORS = (OperationalError, InterfaceError)  # PostgreSQL away, not a bad row
 
 
 def enqueue_delivery(message_id: int, *, countdown: float | None = None, settle=None) -> bool:
@@ -95,28 +101,33 @@ def deliver_message(message_id: int) -> Outcome | None:
     if claim is None:
         logger.info("send: message=%s already claimed, not due or not queued", message_id)
         return None
-    message = _load(message_id)
-    conversation = message.conversation
-    source = conversation.source
-    if source is None or not channels.get(conversation.platform).is_live(source):
-        outcome = Outcome(
-            "failed", reason="This conversation's channel was deactivated before it went out."
-        )
-    else:
-        outcome = sending.attempt(outbound_for(message), message.send_attempts)
+    try:
+        message = _load(message_id)
+        conversation = message.conversation
+        source = conversation.source
+        if source is None or not channels.get(conversation.platform).is_live(source):
+            outbound, outcome = None, Outcome("failed", reason=DEACTIVATED)
+        else:
+            outbound, outcome = outbound_for(message), None
+    except DATABASE_ERRORS as exc:  # claimed, nothing sent: the claim is given back later
+        raise OutcomeNotRecorded(message_id, claim, DATABASE_LOST) from exc
+    if outbound is not None:
+        outcome = sending.attempt(outbound, message.send_attempts)
     try:
         settle_message(message_id, claim, outcome)
-    except (OperationalError, InterfaceError) as exc:  # PostgreSQL away, not a bad row
-        if outcome.kind == "sent":
-            raise OutcomeNotRecorded(message_id, outcome) from exc
-        raise
+    except DATABASE_ERRORS as exc:
+        raise OutcomeNotRecorded(message_id, claim, outcome) from exc
     return outcome
+
+
+DEACTIVATED = "This conversation's channel was deactivated before it went out."
 
 
 def settle_message(message_id: int, claim, outcome: Outcome) -> None:
     """Write what an attempt came to onto the message (and publish it)."""
     if outcome.kind == "retry":
-        MESSAGES.release(message_id, claim, outcome.retry_in, error=outcome.reason[:2000])
+        if not MESSAGES.release(message_id, claim, outcome.retry_in, error=outcome.reason[:2000]):
+            return  # no longer our claim (settled meanwhile): nothing to retry
         logger.warning(
             "send: message=%s transient failure, retry in %.0fs", message_id, outcome.retry_in
         )
