@@ -17,7 +17,9 @@ import os
 import random
 import socket
 import threading
+import time
 import uuid
+from datetime import timedelta
 
 import redis
 from django.conf import settings
@@ -126,6 +128,89 @@ def run_while_held(lease: ConnectionLease | None, kind: str, key, run) -> str:
         return run(lease)
     finally:
         lease.release()
+
+
+class Supervised:
+    """One long-lived connection as `reconnect_loop` drives it (WhatsApp sessions, Telegram
+    listeners, IMAP IDLE): subclasses say how to connect once and when to stop, and record
+    retries and giving up in their own rows."""
+
+    stop_reason: str | None = None
+    connected = False  # set when a connection came up: the next failure counts from 1 again
+    max_attempts: int | None = None  # None: back off forever
+
+    def stop_wanted(self) -> bool:
+        raise NotImplementedError
+
+    def connect_once(self, attempts: int) -> str:
+        """One connection until it ends: why it failed ("" when it was asked to stop)."""
+        raise NotImplementedError
+
+    def take_restart(self) -> bool:
+        """An admin asked for a fresh start (WhatsApp: a new QR): reconnect now, from 0."""
+        return False
+
+    def on_retry(self, error: str, attempts: int, delay: float) -> None:
+        """Record and tell that connection `attempts` failed; the next comes in `delay` s."""
+
+    def on_give_up(self, error: str, attempts: int) -> None:
+        """Record and tell that the connection gave up after `attempts` (an admin restarts)."""
+
+    def wait(self, lease: "ConnectionLease", seconds: float) -> bool:
+        """Back off while holding the lease; False when asked to stop meanwhile."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not lease.renew():
+                raise LeaseLost("lease expired while backing off")
+            if self.stop_wanted():
+                return False
+            time.sleep(min(0.5, max(0.01, deadline - time.monotonic())))
+        return True
+
+
+def reconnect_loop(connection: Supervised, lease: "ConnectionLease", attempts: int = 0) -> str:
+    """Connect, and when the connection ends, back off (BASE doubling to CAP, with jitter) and
+    connect again, until asked to stop, the lease is lost or `max_attempts` failures in a row;
+    returns why it ended."""
+    try:
+        while not connection.stop_wanted():
+            error = connection.connect_once(attempts)
+            if connection.stop_reason:
+                break
+            if connection.connected:
+                attempts, connection.connected = 0, False
+            if connection.take_restart():
+                attempts = 0
+                continue
+            attempts += 1
+            if connection.max_attempts and attempts >= connection.max_attempts:
+                connection.on_give_up(error, attempts)
+                connection.stop_reason = connection.stop_reason or "failed"
+                break
+            delay = backoff_delay(attempts)
+            connection.on_retry(error, attempts, delay)
+            if not connection.wait(lease, delay):
+                break
+    except LeaseLost:
+        connection.stop_reason = "lease_lost"
+        logger.warning("%s=%s lease lost; stopped writing", lease.kind, lease.key)
+    return connection.stop_reason or "stopped"
+
+
+def write_failure(
+    lease: "ConnectionLease", error: str, attempts: int, status, retry_in=None, **fields
+):
+    """The state row after a failed connection: `status`, the attempt count, when the next
+    comes (None: it gave up) and the error."""
+    now = timezone.now()
+    lease.write(
+        status=status,
+        reconnect_attempts=attempts,
+        next_attempt_at=None if retry_in is None else now + timedelta(seconds=retry_in),
+        last_error=error,
+        last_error_at=now,
+        **fields,
+    )
 
 
 def backoff_delay(attempt: int) -> float:

@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Role
+from channels_integrations import connections
 from channels_integrations.models import WhatsAppNumber, WhatsAppSession
 from channels_integrations.whatsapp import lease as lease_module
 from channels_integrations.whatsapp import metrics, sessions
@@ -322,7 +323,7 @@ def test_failed_connections_back_off_and_then_wait_for_an_admin(
 def test_backoff_doubles_from_one_second_to_a_five_minute_cap_with_jitter(settings):
     settings.CONNECTION_BACKOFF_BASE, settings.CONNECTION_BACKOFF_CAP = 1.0, 300.0
     for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (6, 32), (9, 256), (10, 300), (30, 300)]:
-        delays = [sessions.backoff_delay(attempt) for _ in range(200)]
+        delays = [connections.backoff_delay(attempt) for _ in range(200)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert max(delays) - min(delays) > ceiling / 10  # jittered, not one value
 
@@ -562,3 +563,20 @@ def test_reading_a_status_creates_nothing(admin_api, web_number):
         == 503
     )
     assert not WhatsAppSession.objects.filter(number=web_number).exists()
+
+
+def test_drops_of_a_working_connection_never_add_up_to_giving_up(
+    runners, web_number, admin_api, heard
+):
+    """Each drop after a connection that was up counts from 1 again: a session that drops
+    once a day is never `failed` after CONNECTION_MAX_RECONNECT_ATTEMPTS (3 here) days."""
+    _start(admin_api, web_number, wait_for_status=Status.CONNECTED)
+    for drop in range(1, 6):
+        adapter = FakeWebAdapter.instances[-1]
+        adapter.stop()  # the phone lost its network: the connection closes
+        wait_for(lambda count=drop: len(FakeWebAdapter.instances) > count, timeout=10)
+        wait_for(lambda: session_of(web_number).status == Status.CONNECTED, timeout=10)
+    errors = _events(heard, "whatsapp.error")
+    assert [e["attempt"] for e in errors] == [1] * 5
+    assert _events(heard, "whatsapp.reconnect_failed") == []
+    assert session_of(web_number).reconnect_attempts == 0

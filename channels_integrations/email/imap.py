@@ -28,6 +28,15 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from crm import coordination
 from crm.celery import task
 
+from ..connections import (
+    SHUTDOWN,
+    ConnectionLease,
+    Supervised,
+    holder_of,
+    reconnect_loop,
+    request_start,
+    run_while_held,
+)
 from ..models import EmailAccount, EmailMessageRecord
 from .importer import import_batch
 from .parsing import message_ids
@@ -247,7 +256,7 @@ def poll_finished(account_id: int) -> None:
 IDLE_KIND = "email:idle"
 
 
-def _idle_once(account_id: int, lease, stop_wanted) -> str:
+def _idle_once(account_id: int, lease, stop_wanted, listener) -> str:
     """Hold one IDLE connection on INBOX; each new mail the server announces queues a poll
     at once. Returns why it ended; raises on connection errors (the caller backs off)."""
     poll_email_account = task("channels_integrations.tasks.poll_email_account")
@@ -257,6 +266,7 @@ def _idle_once(account_id: int, lease, stop_wanted) -> str:
         if b"IDLE" not in client.capabilities():
             return "no_idle"
         client.select_folder("INBOX", readonly=True)
+        listener.connected = True
         # Whatever arrived while no IDLE was open (first start, after a drop) comes in now.
         poll_email_account.delay(account_id)
         renew_every = settings.CONNECTION_LEASE_SECONDS / 3
@@ -279,43 +289,46 @@ def _idle_once(account_id: int, lease, stop_wanted) -> str:
                 client.idle_done()
 
 
+class IdleListener(Supervised):
+    """IMAP IDLE on one account's INBOX, reconnecting with backoff for as long as the account
+    wants IDLE (no attempt limit: polling carries on meanwhile)."""
+
+    def __init__(self, account_id: int, lease):
+        self.account_id = account_id
+        self.lease = lease
+
+    def stop_wanted(self) -> bool:
+        close_old_connections()
+        wanted = EmailAccount.objects.filter(pk=self.account_id, is_active=True, use_idle=True)
+        return SHUTDOWN.is_set() or not wanted.exists()
+
+    def connect_once(self, attempts: int) -> str:
+        try:
+            outcome = _idle_once(self.account_id, self.lease, self.stop_wanted, self)
+        except Exception as exc:
+            return error_words(exc, EmailAccount.objects.get(pk=self.account_id))
+        self.stop_reason = outcome  # "stopped", "no_idle" or "lease_lost": not a failure
+        return ""
+
+    def on_retry(self, error: str, attempts: int, delay: float) -> None:
+        logger.warning(
+            "email: account=%s IDLE dropped: %s; again in %.1fs", self.account_id, error, delay
+        )
+
+
 def run_idle(account_id: int) -> str:
     """The IDLE listener of one account (connections queue): one per account across
     workers (the connection lease), reconnecting with backoff; polling stays the fallback."""
-    from ..connections import SHUTDOWN, ConnectionLease, backoff_delay, run_while_held
-
-    def stop_wanted() -> bool:
-        close_old_connections()
-        wanted = EmailAccount.objects.filter(pk=account_id, is_active=True, use_idle=True)
-        return SHUTDOWN.is_set() or not wanted.exists()
-
-    def listen(lease) -> str:
-        attempt = 0
-        while not stop_wanted():
-            try:
-                outcome = _idle_once(account_id, lease, stop_wanted)
-            except Exception as exc:
-                attempt += 1
-                account = EmailAccount.objects.get(pk=account_id)
-                logger.warning(
-                    "email: account=%s IDLE dropped: %s", account_id, error_words(exc, account)
-                )
-                deadline = time.monotonic() + backoff_delay(attempt)
-                while time.monotonic() < deadline and not stop_wanted():
-                    if not lease.renew():
-                        return "lease_lost"
-                    time.sleep(0.5)
-                continue
-            if outcome != "stopped" or stop_wanted():
-                return outcome
-        return "stopped"
-
     lease = ConnectionLease.acquire(IDLE_KIND, EmailAccount, "pk", account_id)
-    return run_while_held(lease, IDLE_KIND, account_id, listen)
+    return run_while_held(
+        lease,
+        IDLE_KIND,
+        account_id,
+        lambda held: reconnect_loop(IdleListener(account_id, held), held),
+    )
 
 
 def supervise_idle() -> list[int]:
-    from ..connections import holder_of, request_start
 
     run_email_idle = task("channels_integrations.tasks.run_email_idle")
 

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -28,15 +27,17 @@ from ..connections import (
     SHUTDOWN,
     ConnectionLease,
     LeaseLost,
+    Supervised,
     answer,
     ask_holder,
-    backoff_delay,
     holder_of,
     next_command,
     publish_to_admins,
+    reconnect_loop,
     request_start,
     run_while_held,
     stop_holder,
+    write_failure,
 )
 from ..models import TelegramAccount
 from . import inbound
@@ -106,7 +107,7 @@ def send_through_listener(account_id: int, key: str, peer_id: str, body: str):
 # ---------------------------------------------------------------- the holder
 
 
-class TelegramListener:
+class TelegramListener(Supervised):
     def __init__(self, account_id: int, lease: ConnectionLease):
         self.account_id = account_id
         self.lease = lease
@@ -145,57 +146,34 @@ class TelegramListener:
 
     def run(self) -> str:
         try:
-            return asyncio.run(self._run())
+            reason = reconnect_loop(self, self.lease, self.account.reconnect_attempts)
         finally:
             self._executor.submit(lambda: connection.close()).result()  # its own connection
             self._executor.shutdown()
-
-    async def _run(self) -> str:
-        attempts = self.account.reconnect_attempts
-        try:
-            while not await self._db(self._stop_wanted_sync):
-                logger.info("telegram: account=%s connecting", self.account_id)
-                error = await self._connect_and_listen()
-                if self.stop_reason:
-                    break
-                attempts += 1
-                if not await self._after_failure(error, attempts):
-                    break
-        except LeaseLost:
-            self.stop_reason = "lease_lost"
-            logger.warning("telegram: account=%s lease lost; stopped writing", self.account_id)
-        reason = self.stop_reason or "stopped"
         logger.info("telegram: account=%s listener ended (%s)", self.account_id, reason)
         return reason
 
-    async def _after_failure(self, error: str, attempts: int) -> bool:
-        now = timezone.now()
-        if attempts >= settings.CONNECTION_MAX_RECONNECT_ATTEMPTS:
-            await self._db(
-                self._write,
-                status=Status.ERROR,
-                reconnect_attempts=attempts,
-                next_attempt_at=None,
-                last_error=error,
-                last_error_at=now,
-            )
-            await self._db(self._publish, "telegram.error", {"error": error, "gave_up": True})
-            logger.error(
-                "telegram: account=%s gave up after %s attempts", self.account_id, attempts
-            )
-            self.stop_reason = "failed"
-            return False
-        delay = backoff_delay(attempts)
-        await self._db(
-            self._write,
-            status=Status.RECONNECTING,
-            reconnect_attempts=attempts,
-            next_attempt_at=now + timedelta(seconds=delay),
-            last_error=error,
-            last_error_at=now,
-        )
-        await self._db(
-            self._publish,
+    # -- what reconnect_loop asks
+
+    @property
+    def max_attempts(self) -> int:
+        return settings.CONNECTION_MAX_RECONNECT_ATTEMPTS
+
+    def stop_wanted(self) -> bool:
+        return self._stop_wanted_sync()
+
+    def connect_once(self, attempts: int) -> str:
+        logger.info("telegram: account=%s connecting", self.account_id)
+        return asyncio.run(self._connect_and_listen())  # a fresh loop and client per connection
+
+    def on_give_up(self, error: str, attempts: int) -> None:
+        write_failure(self.lease, error, attempts, Status.ERROR)
+        self._publish("telegram.error", {"error": error, "gave_up": True})
+        logger.error("telegram: account=%s gave up after %s attempts", self.account_id, attempts)
+
+    def on_retry(self, error: str, attempts: int, delay: float) -> None:
+        write_failure(self.lease, error, attempts, Status.RECONNECTING, delay)
+        self._publish(
             "telegram.error",
             {"error": error, "attempt": attempts, "retry_in_seconds": round(delay, 2)},
         )
@@ -205,14 +183,6 @@ class TelegramListener:
             attempts,
             delay,
         )
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline:
-            if not await self._db(self.lease.renew):
-                raise LeaseLost("lease expired while backing off")
-            if await self._db(self._stop_wanted_sync):
-                return False
-            await asyncio.sleep(min(0.5, max(0.01, deadline - time.monotonic())))
-        return True
 
     async def _connect_and_listen(self) -> str:
         """One connection until it ends; returns why it failed ("" when asked to stop)."""
@@ -316,6 +286,8 @@ class TelegramListener:
     # -- state changes
 
     async def _on_connected(self) -> None:
+        self.connected = True
+
         def write():
             self.lease.write_connected()
             self._publish("telegram.connected", {"status": Status.CONNECTED})

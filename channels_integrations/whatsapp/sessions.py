@@ -17,7 +17,6 @@ import io
 import logging
 import threading
 import time
-from datetime import timedelta
 
 import redis
 import segno
@@ -35,14 +34,16 @@ from messaging.channels import SendError, SendReceipt, TransientSendError
 from ..connections import (
     SHUTDOWN,
     LeaseLost,
+    Supervised,
     answer,
     ask_holder,
-    backoff_delay,
     next_command,
+    reconnect_loop,
     request_start,
     run_while_held,
     send_command,
     stop_holder,
+    write_failure,
 )
 from ..connections import (
     publish_to_admins as _publish_to_admins,
@@ -233,7 +234,7 @@ def send_through_session(
 # ---------------------------------------------------------------- the holder
 
 
-class SessionRunner:
+class SessionRunner(Supervised):
     """Drives one number's connection while holding its lease (see the module docstring)."""
 
     def __init__(self, number_id: int, lease: SessionLease):
@@ -275,63 +276,48 @@ class SessionRunner:
 
     def run(self) -> str:
         session = WhatsAppSession.objects.get(number_id=self.number.pk)
-        attempts = session.reconnect_attempts
-        number_id = self.number.pk
         try:
-            while not self._stop_wanted():
-                status = Status.STARTING if attempts == 0 else Status.RECONNECTING
-                self._write(status=status, holder=self.lease.token)
-                logger.info("whatsapp: number=%s connecting (attempt %s)", number_id, attempts)
-                error = self._connect_and_watch()
-                if self.stop_reason:
-                    break
-                if self.restart_requested:  # an admin asked for a fresh start (a new QR)
-                    self.restart_requested, attempts, self.qr_count = False, 0, 0
-                    continue
-                attempts += 1
-                if not self._after_failure(error, attempts):
-                    break
-        except LeaseLost:
-            self.stop_reason = "lease_lost"
-            logger.warning("whatsapp: number=%s lease lost; stopped writing", number_id)
+            reason = reconnect_loop(self, self.lease, session.reconnect_attempts)
         finally:
             if self.adapter is not None:
                 self.adapter.stop()
-        reason = self.stop_reason or "stopped"
-        logger.info("whatsapp: number=%s session ended (%s)", number_id, reason)
+        logger.info("whatsapp: number=%s session ended (%s)", self.number.pk, reason)
         return reason
 
-    def _after_failure(self, error: str, attempts: int) -> bool:
-        """Record a failed connection; back off before the next (False: give up)."""
-        now = timezone.now()
-        metrics.record_error(error, self.number.company_id)
-        if attempts >= settings.CONNECTION_MAX_RECONNECT_ATTEMPTS:
-            self._write(
-                status=Status.FAILED,
-                reconnect_attempts=attempts,
-                next_attempt_at=None,
-                last_error=error,
-                last_error_at=now,
-            )
-            WhatsAppNumber.objects.filter(pk=self.number.pk).update(
-                status=WhatsAppNumber.Status.ERROR, last_error=error
-            )
-            metrics.increment("failed_reconnects", self.number.company_id)
-            publish_to_admins(
-                "whatsapp.reconnect_failed",
-                self.number,
-                {"attempts": attempts, "error": error},
-            )
-            logger.error("whatsapp: number=%s failed after %s attempts", self.number.pk, attempts)
-            self.stop_reason = "failed"
+    # -- what reconnect_loop asks
+
+    @property
+    def max_attempts(self) -> int:
+        return settings.CONNECTION_MAX_RECONNECT_ATTEMPTS
+
+    def connect_once(self, attempts: int) -> str:
+        status = Status.STARTING if attempts == 0 else Status.RECONNECTING
+        self._write(status=status, holder=self.lease.token)
+        logger.info("whatsapp: number=%s connecting (attempt %s)", self.number.pk, attempts)
+        return self._connect_and_watch()
+
+    def take_restart(self) -> bool:
+        if not self.restart_requested:
             return False
-        delay = backoff_delay(attempts)
-        self._write(
-            status=Status.RECONNECTING,
-            reconnect_attempts=attempts,
-            next_attempt_at=now + timedelta(seconds=delay),
-            last_error=error,
-            last_error_at=now,
+        self.restart_requested, self.qr_count = False, 0
+        return True
+
+    def on_give_up(self, error: str, attempts: int) -> None:
+        metrics.record_error(error, self.number.company_id)
+        write_failure(self.lease, error, attempts, Status.FAILED, updated_at=timezone.now())
+        WhatsAppNumber.objects.filter(pk=self.number.pk).update(
+            status=WhatsAppNumber.Status.ERROR, last_error=error
+        )
+        metrics.increment("failed_reconnects", self.number.company_id)
+        publish_to_admins(
+            "whatsapp.reconnect_failed", self.number, {"attempts": attempts, "error": error}
+        )
+        logger.error("whatsapp: number=%s failed after %s attempts", self.number.pk, attempts)
+
+    def on_retry(self, error: str, attempts: int, delay: float) -> None:
+        metrics.record_error(error, self.number.company_id)
+        write_failure(
+            self.lease, error, attempts, Status.RECONNECTING, delay, updated_at=timezone.now()
         )
         publish_to_admins(
             "whatsapp.error",
@@ -344,15 +330,14 @@ class SessionRunner:
             attempts,
             delay,
         )
-        return self._wait(delay)
 
-    def _wait(self, seconds: float) -> bool:
-        """Sleep while holding the lease; False when asked to stop meanwhile."""
+    def wait(self, lease, seconds: float) -> bool:
+        """Back off, serving commands meanwhile (a restart ends the wait at once)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            if not self.lease.renew():
+            if not lease.renew():
                 raise LeaseLost("lease expired while backing off")
-            if self._stop_wanted():
+            if self.stop_wanted():
                 return False
             self._serve_commands(min(1.0, max(0.05, deadline - time.monotonic())))
             if self.stop_reason or self.restart_requested:
@@ -389,7 +374,7 @@ class SessionRunner:
                 last_renew = now
             if now - last_check >= 2.0:
                 last_check = now
-                if self._stop_wanted():
+                if self.stop_wanted():
                     self._stop("stopped")
                     break
             if now - last_beat >= settings.CONNECTION_HEARTBEAT_SECONDS and self._alive():
@@ -410,7 +395,7 @@ class SessionRunner:
         except Exception:
             return False
 
-    def _stop_wanted(self) -> bool:
+    def stop_wanted(self) -> bool:
         if SHUTDOWN.is_set():
             self.stop_reason = self.stop_reason or "shutdown"
             return True
@@ -510,6 +495,7 @@ class SessionRunner:
 
     def _on_connected(self) -> None:
         self.qr_count = 0
+        self.connected = True
         self.lease.write_connected(updated_at=timezone.now())
         WhatsAppNumber.objects.filter(pk=self.number.pk).update(
             status=WhatsAppNumber.Status.CONNECTED, last_error=""
