@@ -242,7 +242,7 @@ def rows_of(number_id: int) -> dict[str, int]:
     """Every row that belongs to the number, by table (the preview's counts + the number)."""
     from django.db import connection
 
-    from channels_integrations.services.numbers import PREVIEW_SQL
+    from channels_integrations.whatsapp.numbers import PREVIEW_SQL
 
     with connection.cursor() as cursor:
         cursor.execute(PREVIEW_SQL, {"id": number_id})
@@ -269,7 +269,7 @@ def build(size, label: str, *, before_vacuum=None):
 
 
 def measure_preview(number) -> tuple[float, float, dict]:
-    from channels_integrations.services import deletion_preview
+    from channels_integrations.whatsapp.numbers import deletion_preview
 
     timings = []
     for _ in range(5):
@@ -309,7 +309,7 @@ def main() -> None:
     )
     common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
     from channels_integrations.models import WhatsAppNumber
-    from channels_integrations.services import run_number_deletion
+    from channels_integrations.whatsapp.numbers import run_number_deletion
 
     label = "million" if args.million else "quick" if args.quick else "default"
     size = SIZES[label]

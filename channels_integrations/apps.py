@@ -3,7 +3,8 @@ from importlib import import_module
 from django.apps import AppConfig
 
 # The channels of this app, each a folder with a `channel.py` that registers it with
-# messaging.channels. Adding a channel: a new folder, and its name here.
+# messaging.channels (and a `tasks.py` when it has tasks). Adding a channel: a new folder, and
+# its name here.
 CHANNELS = ("whatsapp", "telegram", "email")
 
 
@@ -14,5 +15,11 @@ class ChannelsIntegrationsConfig(AppConfig):
     def ready(self):
         for name in CHANNELS:
             import_module(f"{self.name}.{name}.channel")
-        from . import bots, tasks  # noqa: F401  (the bots' receiver; registers the tasks)
+            try:  # registers the channel's tasks in every process (they are queued by name)
+                import_module(f"{self.name}.{name}.tasks")
+            except ModuleNotFoundError as missing:
+                if missing.name != f"{self.name}.{name}.tasks":
+                    raise
+        from . import tasks  # noqa: F401  (the shared ones)
         from .email import signals  # noqa: F401  (remembers sent Message-IDs)
+        from .whatsapp import bot_receivers  # noqa: F401  (bots answer inbound messages)

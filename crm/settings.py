@@ -170,13 +170,13 @@ CELERY_BEAT_SCHEDULE = {
     # Starts due scheduled broadcasts and (re)kicks sending ones; expires so a backlog
     # piled up while no worker ran is dropped instead of replayed.
     "dispatch-broadcasts": {
-        "task": "channels_integrations.tasks.dispatch_broadcasts",
+        "task": "channels_integrations.whatsapp.tasks.dispatch_broadcasts",
         "schedule": 5.0,
         "options": {"expires": 10},
     },
     # Polls every active email account that is due (each at its own interval).
     "dispatch-email-polls": {
-        "task": "channels_integrations.tasks.dispatch_email_polls",
+        "task": "channels_integrations.email.tasks.dispatch_email_polls",
         "schedule": 10.0,
         "options": {"expires": 9},
     },
@@ -192,9 +192,9 @@ CELERY_BEAT_SCHEDULE = {
 # served by a worker sized for them (threads: a connection mostly waits), so they never
 # starve sending.
 CELERY_TASK_ROUTES = {
-    "channels_integrations.tasks.run_whatsapp_session": {"queue": "connections"},
-    "channels_integrations.tasks.run_telegram_listener": {"queue": "connections"},
-    "channels_integrations.tasks.run_email_idle": {"queue": "connections"},
+    "channels_integrations.whatsapp.tasks.run_whatsapp_session": {"queue": "connections"},
+    "channels_integrations.telegram.tasks.run_telegram_listener": {"queue": "connections"},
+    "channels_integrations.email.tasks.run_email_idle": {"queue": "connections"},
 }
 # Broadcast pacing: at most this many messages per WhatsApp number in any 60 seconds.
 BROADCAST_RATE_PER_MINUTE = env.int("BROADCAST_RATE_PER_MINUTE", default=30)

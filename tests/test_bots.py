@@ -10,10 +10,10 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.urls import reverse
 
-from channels_integrations import services
 from channels_integrations.models import Bot, BotRule
-from channels_integrations.services.bots import answer_inbound
-from channels_integrations.tasks import answer_with_bots
+from channels_integrations.whatsapp import bots as services
+from channels_integrations.whatsapp.bots import answer_inbound
+from channels_integrations.whatsapp.tasks import answer_with_bots
 from messaging.models import Message
 from messaging.services import Sender, ingest_inbound
 

@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from accounts.models import Role
 from channels_integrations.models import Broadcast, BroadcastRecipient
-from channels_integrations.services import broadcasts
-from channels_integrations.tasks import dispatch_broadcasts
+from channels_integrations.whatsapp import broadcasts
+from channels_integrations.whatsapp.tasks import dispatch_broadcasts
 
 from .factories import UserFactory, WhatsAppNumberFactory
 from .processes import Worker, drop_queue

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from accounts.models import Role
 from channels_integrations.models import Broadcast, BroadcastRecipient
-from channels_integrations.services import broadcasts
-from channels_integrations.tasks import dispatch_broadcasts, send_broadcast_batch
+from channels_integrations.whatsapp import broadcasts
+from channels_integrations.whatsapp.tasks import dispatch_broadcasts, send_broadcast_batch
 
 from .factories import ClientFactory, UserFactory, WhatsAppNumberFactory
 from .far_end import graph_error, graph_unavailable

@@ -186,7 +186,7 @@ def test_deleted_chat_vanishes_from_the_other_members_list(daphne_server, browse
 
 
 def test_an_agent_viewing_a_conversation_is_told_when_its_number_is_deleted(daphne_server, browser):  # noqa: F405
-    from channels_integrations.services import delete_number
+    from channels_integrations.whatsapp.numbers import delete_number
 
     company, alice, bob = _team()
     number = WhatsAppNumberFactory(company=company)

@@ -301,8 +301,12 @@ def test_connections_and_sending_run_on_separate_queues():
     worker = (DEPLOY / "systemd" / "switchboard-worker.service").read_text()
     connections = (DEPLOY / "systemd" / "switchboard-connections.service").read_text()
     assert "-Q celery " in worker and "-Q connections --pool=threads" in connections
-    for task in ("run_whatsapp_session", "run_telegram_listener", "run_email_idle"):
-        assert settings.CELERY_TASK_ROUTES[f"channels_integrations.tasks.{task}"] == {
+    for task in (
+        "whatsapp.tasks.run_whatsapp_session",
+        "telegram.tasks.run_telegram_listener",
+        "email.tasks.run_email_idle",
+    ):
+        assert settings.CELERY_TASK_ROUTES[f"channels_integrations.{task}"] == {
             "queue": "connections"
         }
 

@@ -18,8 +18,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from channels_integrations import tasks
-from channels_integrations.email import imap
+from channels_integrations.email import imap, tasks
 from channels_integrations.email.parsing import parse_mail
 from channels_integrations.models import EmailAccount, EmailMessageRecord
 from crm.services import delete_in_database

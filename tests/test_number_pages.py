@@ -20,7 +20,7 @@ from channels_integrations.models import (
     WhatsAppNumber,
     WhatsAppSession,
 )
-from channels_integrations.services import deletion_preview
+from channels_integrations.whatsapp.numbers import deletion_preview
 from crm.models import Client
 from messaging.models import Attachment, Conversation, Message
 
@@ -514,7 +514,7 @@ def test_the_list_follows_deletions_and_changes_without_a_reload(
 ):
     from playwright.sync_api import expect
 
-    from channels_integrations.services import (
+    from channels_integrations.whatsapp.numbers import (
         NumberDeletionFailed,
         run_number_deletion,
         set_number_active,

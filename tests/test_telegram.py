@@ -25,10 +25,10 @@ from telethon.errors import (
     SessionPasswordNeededError,
 )
 
-from channels_integrations import tasks
 from channels_integrations.connections import SHUTDOWN
 from channels_integrations.models import TelegramAccount
 from channels_integrations.telegram import listener as telegram_listener
+from channels_integrations.telegram import tasks
 from messaging import realtime
 from messaging.models import Attachment, Conversation, Message
 

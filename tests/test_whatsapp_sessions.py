@@ -65,7 +65,7 @@ def fast_sessions(settings):
 def runners(fast_sessions, monkeypatch):
     """Sessions run in threads here; run_whatsapp_session.delay starts one (as a worker of
     the connections queue would)."""
-    from channels_integrations import tasks
+    from channels_integrations.whatsapp import tasks
 
     threads: dict[int, threading.Thread] = {}
 
@@ -226,7 +226,7 @@ def test_every_path_sends_through_the_holder_and_ids_of_different_kinds_never_co
     phone's session; a broadcast recipient and an inbox message that share an id are two
     different sends (their records are namespaced), so neither is answered from the other's."""
     from channels_integrations.models import BroadcastRecipient
-    from channels_integrations.services import broadcasts
+    from channels_integrations.whatsapp import broadcasts
     from messaging.services import Sender, ingest_inbound, send_message
 
     from .factories import BotRuleFactory
@@ -277,7 +277,7 @@ def test_logout_from_the_phone_stops_and_is_never_retried(
     assert web_number.web_jid == ""
     assert wait_for(lambda: _events(heard, "whatsapp.logout"))
     started = []
-    from channels_integrations import tasks
+    from channels_integrations.whatsapp import tasks
 
     monkeypatch.setattr(tasks.run_whatsapp_session, "delay", started.append)
     assert sessions.supervise()["started"] == [] and started == []
@@ -363,7 +363,7 @@ def test_a_second_holder_is_refused_and_a_stale_one_writes_nothing(web_number, f
 def test_supervisor_starts_wanted_sessions_once_and_respects_backoff(
     web_number, company, fast_sessions, monkeypatch
 ):
-    from channels_integrations import tasks
+    from channels_integrations.whatsapp import tasks
 
     started = []
     monkeypatch.setattr(tasks.run_whatsapp_session, "delay", started.append)

@@ -18,10 +18,9 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 
-from channels_integrations import tasks
 from channels_integrations.models import WhatsAppSession
 from channels_integrations.whatsapp import lease as lease_module
-from channels_integrations.whatsapp import sessions
+from channels_integrations.whatsapp import sessions, tasks
 
 from .factories import WhatsAppNumberFactory
 from .processes import Worker, drop_queue

@@ -235,7 +235,7 @@ def due_accounts():
 def dispatch_polls() -> list[int]:
     """Queue a poll of every active account that is due (once per interval: a queued or
     running poll is not queued again), so a slow account never delays the others."""
-    poll_email_account = task("channels_integrations.tasks.poll_email_account")
+    poll_email_account = task("channels_integrations.email.tasks.poll_email_account")
 
     queued = []
     client = coordination.redis_client()
@@ -259,7 +259,7 @@ IDLE_KIND = "email:idle"
 def _idle_once(account_id: int, lease, stop_wanted, listener) -> str:
     """Hold one IDLE connection on INBOX; each new mail the server announces queues a poll
     at once. Returns why it ended; raises on connection errors (the caller backs off)."""
-    poll_email_account = task("channels_integrations.tasks.poll_email_account")
+    poll_email_account = task("channels_integrations.email.tasks.poll_email_account")
 
     account = EmailAccount.objects.get(pk=account_id)
     with imap_session(account) as client:
@@ -330,7 +330,7 @@ def run_idle(account_id: int) -> str:
 
 def supervise_idle() -> list[int]:
 
-    run_email_idle = task("channels_integrations.tasks.run_email_idle")
+    run_email_idle = task("channels_integrations.email.tasks.run_email_idle")
 
     started = []
     for account_id in EmailAccount.objects.filter(is_active=True, use_idle=True).values_list(

@@ -9,7 +9,7 @@ from crm.fields import secret_field_names
 from crm.services import delete_in_database, save_validated
 
 from ..models import EmailAccount, TelegramAccount, WhatsAppNumber
-from .numbers import publish_number_updated
+from ..whatsapp.numbers import publish_number_updated
 
 logger = logging.getLogger(__name__)
 

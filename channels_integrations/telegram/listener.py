@@ -365,7 +365,7 @@ def run_listener(account_id: int) -> str:
 def supervise() -> dict:
     """Start listeners of active accounts with a session that nobody holds (once their
     backoff has passed); flag held ones whose heartbeat is late."""
-    run_telegram_listener = task("channels_integrations.tasks.run_telegram_listener")
+    run_telegram_listener = task("channels_integrations.telegram.tasks.run_telegram_listener")
 
     now = timezone.now()
     done = {"started": [], "unhealthy": []}
@@ -397,7 +397,7 @@ def stop_listener(account_id: int) -> None:
 
 def start_now(account_id: int) -> None:
     """A fresh session (log-in, pasted string): start it without waiting for the supervisor."""
-    run_telegram_listener = task("channels_integrations.tasks.run_telegram_listener")
+    run_telegram_listener = task("channels_integrations.telegram.tasks.run_telegram_listener")
 
     try:
         if account_holder(account_id) is None:

@@ -143,7 +143,7 @@ def _web_number(number: WhatsAppNumber) -> None:
 
 def initialize_session(actor, number: WhatsAppNumber, wait_seconds: float = 8.0) -> dict:
     """Start (or restart, for a fresh QR) the number's session; wait briefly for its QR."""
-    run_whatsapp_session = task("channels_integrations.tasks.run_whatsapp_session")
+    run_whatsapp_session = task("channels_integrations.whatsapp.tasks.run_whatsapp_session")
 
     _web_number(number)
     with transaction.atomic():
@@ -565,7 +565,7 @@ def run_session(number_id: int) -> str:
 def supervise() -> dict:
     """Start wanted sessions nobody holds (once their backoff has passed) and health-check
     held ones. Returns what it did, by number id."""
-    run_whatsapp_session = task("channels_integrations.tasks.run_whatsapp_session")
+    run_whatsapp_session = task("channels_integrations.whatsapp.tasks.run_whatsapp_session")
 
     now = timezone.now()
     done = {"started": [], "unhealthy": []}

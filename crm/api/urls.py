@@ -4,11 +4,9 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from accounts.api.views import ApiTokenViewSet, me
-from channels_integrations.api.views import (
-    EmailAccountViewSet,
-    TelegramAccountViewSet,
-    WhatsAppNumberViewSet,
-)
+from channels_integrations.email.api import EmailAccountViewSet
+from channels_integrations.telegram.api import TelegramAccountViewSet
+from channels_integrations.whatsapp.api.numbers import WhatsAppNumberViewSet
 from crm.api.views import ClientViewSet
 from messaging.api.inbox import ConversationMessageViewSet, ConversationViewSet
 
@@ -27,7 +25,7 @@ router.register(
 )
 
 # bots
-from channels_integrations.api.bots import BotRuleViewSet, BotViewSet  # noqa: E402
+from channels_integrations.whatsapp.api.bots import BotRuleViewSet, BotViewSet  # noqa: E402
 
 router.register("whatsapp/bots", BotViewSet, basename="whatsapp-bot")
 router.register(
@@ -35,12 +33,12 @@ router.register(
 )
 
 # broadcasts
-from channels_integrations.api.broadcasts import BroadcastViewSet  # noqa: E402
+from channels_integrations.whatsapp.api.broadcasts import BroadcastViewSet  # noqa: E402
 
 router.register("whatsapp/broadcasts", BroadcastViewSet, basename="whatsapp-broadcast")
 
 # WhatsApp sessions
-from channels_integrations.api.whatsapp import (  # noqa: E402
+from channels_integrations.whatsapp.api.sessions import (  # noqa: E402
     WhatsAppSessionViewSet,
     whatsapp_metrics,
 )

@@ -6,11 +6,10 @@ channels_integrations.selectors, writes go through channels_integrations.service
 """
 
 import logging
-from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.forms.models import model_to_dict
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,26 +19,21 @@ from django.views.decorators.vary import vary_on_headers
 from accounts.scoping import get_scoped_or_404
 from accounts.views import company_member_required
 from channels_integrations import selectors, services
-from channels_integrations.forms import NUMBER_SECRETS, ConfirmDeleteForm, WhatsAppNumberForm
 from channels_integrations.models import WhatsAppNumber
+from channels_integrations.views.access import company_admin_required
 from channels_integrations.whatsapp import sessions
+from channels_integrations.whatsapp.forms import (
+    NUMBER_SECRETS,
+    ConfirmDeleteForm,
+    WhatsAppNumberForm,
+)
+
+from .. import numbers as number_services
 
 logger = logging.getLogger(__name__)
 
 # What the edit form starts from: every field of the form but the secrets (never shown).
 NOT_SECRET = tuple(name for name in WhatsAppNumberForm.base_fields if name not in NUMBER_SECRETS)
-
-
-def company_admin_required(view):
-    """Inside company_member_required: agents get 403 on the write pages."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_company_admin:
-            raise PermissionDenied("Only company admins manage WhatsApp numbers.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def _number_or_404(user, pk) -> WhatsAppNumber:
@@ -108,7 +102,7 @@ def number_edit(request, pk):
 
 def _set_active(request, pk, active: bool):
     number = _number_or_404(request.user, pk)
-    services.set_number_active(request.user, number, active)
+    number_services.set_number_active(request.user, number, active)
     if active:
         messages.success(request, f"WhatsApp number {number.phone} reactivated.")
     else:
@@ -174,8 +168,8 @@ def number_delete(request, pk):
     error, status = None, 200
     if form.is_valid():
         try:
-            outcome = services.delete_number(request.user, number)
-        except services.NumberDeletionFailed as failure:
+            outcome = number_services.delete_number(request.user, number)
+        except number_services.NumberDeletionFailed as failure:
             # Rolled back: every row is still there. The service logged it with the number id.
             error, status = failure.cause, 503
             number.refresh_from_db()  # it is back, deactivated, with the error recorded
@@ -193,7 +187,7 @@ def number_delete(request, pk):
                     request, f"WhatsApp number {phone} and everything under it were deleted."
                 )
             return redirect("numbers")
-    preview = services.deletion_preview(number)
+    preview = number_services.deletion_preview(number)
     return render(
         request,
         "channels_integrations/number_delete.html",

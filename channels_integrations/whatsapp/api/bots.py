@@ -21,8 +21,8 @@ from accounts.permissions import IsCompanyAdminOrReadOnly
 from accounts.scoping import get_scoped_or_404, scoped
 from crm.api.base import CompanyScopedViewSet
 
-from .. import services
-from ..models import Bot, BotRule, WhatsAppNumber
+from ...models import Bot, BotRule, WhatsAppNumber
+from .. import bots as services
 
 
 def _numbers_of(user):
@@ -72,7 +72,7 @@ class BotRuleSerializer(serializers.ModelSerializer):
                 "help_text": "keyword: a word or phrase, matched whole and case-insensitively; "
                 "regex: a Python regular expression, searched case-insensitively."
             },
-            "reply_text": {"max_length": services.bots.TEXT_LIMIT},
+            "reply_text": {"max_length": services.TEXT_LIMIT},
         }
 
 
@@ -122,7 +122,7 @@ class BotViewSet(CompanyScopedViewSet):
         return {
             name: value
             for name, value in serializer.validated_data.items()
-            if name in services.bots.BOT_FIELDS
+            if name in services.BOT_FIELDS
         }
 
     def perform_create(self, serializer):

@@ -12,7 +12,7 @@ from messaging import events
 from messaging.services.attachments import remove_stored_files
 
 from ..models import WhatsAppNumber
-from ..whatsapp.web import forget_device
+from .web import forget_device
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,9 @@ def delete_number(actor, number: WhatsAppNumber) -> str:
 
     Raises NumberDeletionFailed if the immediate delete fails (then nothing was deleted).
     """
-    delete_number_in_background = task("channels_integrations.tasks.delete_number_in_background")
+    delete_number_in_background = task(
+        "channels_integrations.whatsapp.tasks.delete_number_in_background"
+    )
 
     total = deletion_preview(number)["total"]
     if total <= settings.NUMBER_DELETE_SYNC_LIMIT:
@@ -166,7 +168,7 @@ def _mark_deletion_failed(number: WhatsAppNumber, cause: str) -> None:
 
 def _stop_session(number: WhatsAppNumber) -> None:
     # The live connection (when one runs) watches this row and lets go of the number.
-    from ..whatsapp.sessions import stop_session
+    from .sessions import stop_session
 
     stop_session(number.pk)
 

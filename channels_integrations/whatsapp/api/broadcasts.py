@@ -11,8 +11,8 @@ from accounts.permissions import IsCompanyAdminOrReadOnly
 from accounts.scoping import scoped
 from crm import idempotency
 
-from ..models import Broadcast, BroadcastRecipient, WhatsAppNumber
-from ..services import broadcasts as services
+from ...models import Broadcast, BroadcastRecipient, WhatsAppNumber
+from .. import broadcasts as services
 
 
 class RecipientPagination(CursorPagination):

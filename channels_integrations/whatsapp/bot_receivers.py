@@ -1,6 +1,6 @@
 """The bots' receivers, connected in ChannelsIntegrationsConfig.ready(): every inbound WhatsApp
 message stored (after commit) in a company with an active bot queues `answer_with_bots`, whose
-task runs the engine (services.bots.answer_inbound); writes of bots and numbers clear this
+task runs the engine (whatsapp.bots.answer_inbound); writes of bots and numbers clear this
 process's memory of which companies have bots."""
 
 import logging
@@ -12,8 +12,8 @@ from django.dispatch import receiver
 from crm.celery import task
 from messaging.signals import inbound_message_stored
 
-from .models import Bot, WhatsAppNumber
-from .services.bots import company_has_active_bots, forget_bot_companies
+from ..models import Bot, WhatsAppNumber
+from .bots import company_has_active_bots, forget_bot_companies
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def queue_bot_answer(sender, message_id, company_id, platform, **kwargs):
     from messaging.models import Platform
 
-    answer_with_bots = task("channels_integrations.tasks.answer_with_bots")
+    answer_with_bots = task("channels_integrations.whatsapp.tasks.answer_with_bots")
 
     if platform != Platform.WHATSAPP:
         return

@@ -10,10 +10,10 @@ from accounts.scoping import get_scoped_or_404
 from accounts.views import company_member_required
 from channels_integrations import selectors, services
 from channels_integrations.email import smtp as email_smtp
-from channels_integrations.forms import EmailAccountForm
+from channels_integrations.email.forms import EmailAccountForm
 from channels_integrations.models import EmailAccount
 
-from .numbers import company_admin_required
+from ..views.access import company_admin_required
 
 
 @company_member_required

@@ -15,8 +15,8 @@ from accounts.scoping import scoped
 from crm import coordination, idempotency
 from messaging.payloads import message_payload
 
-from ..models import WhatsAppNumber, WhatsAppSession
-from ..whatsapp import metrics, outbound, sessions
+from ...models import WhatsAppNumber, WhatsAppSession
+from .. import metrics, outbound, sessions
 
 
 class SessionSerializer(serializers.Serializer):

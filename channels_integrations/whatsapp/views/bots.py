@@ -5,11 +5,9 @@ and the pages show them no forms). Reads are tenant-scoped (another company's nu
 rule is a 404 like a missing one); writes go through channels_integrations.services.
 """
 
-from functools import wraps
-
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -17,22 +15,10 @@ from django.views.decorators.http import require_POST
 from accounts.scoping import get_scoped_or_404, scoped
 from accounts.views import company_member_required
 
-from .. import services
-from ..models import Bot, BotRule, WhatsAppNumber
-from ..services.bots import TEXT_LIMIT
-
-
-def company_admin_required(view):
-    """Writes: company admins only (put it below company_member_required)."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_company_admin:
-            raise PermissionDenied("Only company admins can change bots.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
+from ...models import Bot, BotRule, WhatsAppNumber
+from ...views.access import company_admin_required
+from .. import bots as services
+from ..bots import TEXT_LIMIT
 
 # ---------------------------------------------------------------- forms
 
@@ -235,7 +221,7 @@ def botrule_edit(request, pk):
     if request.method == "POST":
         form = RuleForm(request.POST)
     else:
-        form = RuleForm(initial={name: getattr(rule, name) for name in services.bots.RULE_FIELDS})
+        form = RuleForm(initial={name: getattr(rule, name) for name in services.RULE_FIELDS})
     if request.method == "POST" and _save_form(
         form, lambda **fields: services.update_rule(request.user, rule, **fields)
     ):

@@ -9,11 +9,11 @@ from django.views.decorators.http import require_POST
 from accounts.scoping import get_scoped_or_404
 from accounts.views import company_member_required
 from channels_integrations import selectors, services
-from channels_integrations.forms import TelegramAccountForm, TelegramLoginForm
 from channels_integrations.models import TelegramAccount
 from channels_integrations.telegram import login as telegram_login
+from channels_integrations.telegram.forms import TelegramAccountForm, TelegramLoginForm
 
-from .numbers import company_admin_required
+from ..views.access import company_admin_required
 
 EDITABLE = ("name", "phone", "api_id", "is_active")
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from channels_integrations.views import telegram
+from . import views as telegram
 
 urlpatterns = [
     path("settings/telegram/", telegram.telegram_list, name="telegram_accounts"),

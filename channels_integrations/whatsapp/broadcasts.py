@@ -260,7 +260,7 @@ def create_broadcast(
 
 def kick(broadcast_id: int) -> None:
     """Queue a batch for the broadcast (after commit). Beat kicks again if this is lost."""
-    send_broadcast_batch = task("channels_integrations.tasks.send_broadcast_batch")
+    send_broadcast_batch = task("channels_integrations.whatsapp.tasks.send_broadcast_batch")
 
     try:
         send_broadcast_batch.delay(broadcast_id)

@@ -348,7 +348,7 @@ def answer_inbound(message_id: int) -> list:
 # Which companies have an active bot on an active number, as this process last read it. The
 # receiver asks this for every inbound WhatsApp message, so a company without bots costs
 # nothing (no query, no task). Writes of bots and numbers clear it in this process (signals in
-# channels_integrations.bots); other processes re-read it after BOT_COMPANIES_CACHE_SECONDS.
+# channels_integrations.whatsapp.bot_receivers); other processes re-read it after BOT_COMPANIES_CACHE_SECONDS.
 _bot_companies: dict = {"read_at": None, "ids": frozenset()}
 
 

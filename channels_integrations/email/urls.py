@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from channels_integrations.views import email
+from . import views as email
 
 urlpatterns = [
     path("settings/email/", email.email_list, name="email_accounts"),

@@ -2,7 +2,7 @@
 with live progress (static/js/broadcasts.js listens to `broadcast.progress`) and a cancel button.
 
 Every member reads; only company admins create and cancel. Writes go through
-channels_integrations.services.broadcasts, whose field errors (every invalid pasted line with its
+channels_integrations.whatsapp.broadcasts, whose field errors (every invalid pasted line with its
 number) land back on the form.
 """
 
@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from accounts.scoping import get_scoped_or_404, scoped
 from accounts.views import company_member_required
 from channels_integrations.models import Broadcast, BroadcastRecipient, WhatsAppNumber
-from channels_integrations.services import broadcasts as services
+from channels_integrations.whatsapp import broadcasts as services
 from crm.models import Client
 
 BROADCASTS_PER_PAGE = 25

@@ -1,0 +1,89 @@
+"""/email/accounts/: mailboxes, and testing their IMAP and SMTP settings."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from accounts.models import User
+from accounts.scoping import scoped
+from crm.api.base import WriteOnlySecretField
+
+from ..api.serializers import SecretsSerializerMixin
+from ..api.views import ChannelViewSet
+from ..models import EmailAccount
+from . import smtp as email_smtp
+
+
+class EmailAccountSerializer(SecretsSerializerMixin, serializers.ModelSerializer):
+    secret_fields = ("password",)
+    password = WriteOnlySecretField()
+    owner = serializers.PrimaryKeyRelatedField(queryset=User.objects.none(), required=False)
+
+    class Meta:
+        model = EmailAccount
+        fields = [
+            "id",
+            "owner",
+            "address",
+            "display_name",
+            "imap_host",
+            "imap_port",
+            "imap_ssl",
+            "smtp_host",
+            "smtp_port",
+            "smtp_security",
+            "username",
+            "password",
+            "is_active",
+            "poll_interval_seconds",
+            "first_sync_days",
+            "use_idle",
+            "status",
+            "last_poll_at",
+            "last_success_at",
+            "next_poll_at",
+            "messages_imported",
+            "last_error",
+            "last_error_at",
+            "created_at",
+        ]
+        read_only_fields = [
+            "id",
+            "status",
+            "last_poll_at",
+            "last_success_at",
+            "next_poll_at",
+            "messages_imported",
+            "last_error",
+            "last_error_at",
+            "created_at",
+        ]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        request = self.context.get("request")
+        if request is not None:
+            fields["owner"].queryset = scoped(User, request.user)  # members of my company only
+        return fields
+
+
+class ConnectionCheckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
+class ConnectionTestSerializer(serializers.Serializer):
+    imap = ConnectionCheckSerializer()
+    smtp = ConnectionCheckSerializer()
+
+
+class EmailAccountViewSet(ChannelViewSet):
+    model = EmailAccount
+    serializer_class = EmailAccountSerializer
+
+    @extend_schema(request=None, responses=ConnectionTestSerializer)
+    @action(detail=True, methods=["post"], url_path="test-connection")
+    def test_connection(self, request, pk=None):
+        """Log in to IMAP and SMTP with the stored settings; each result in words."""
+        return Response(email_smtp.test_connection(self.get_object()))
