@@ -148,7 +148,7 @@ def make_number(company, phone: str, size: tuple[int, int, int, int]):
         # One conversation per client (the company's first N clients).
         """
         INSERT INTO messaging_conversation (company_id, platform, external_thread_id,
-            whatsapp_number_id, client_id, subject, status, last_message_at,
+            source_id, client_id, subject, status, last_message_at,
             last_message_preview, unread_count, created_at, updated_at)
         SELECT %(company)s, 'whatsapp', substr(c.phone, 2), %(number)s, c.id, '', 'open',
                now(), 'Last words', 0, now(), now()
@@ -173,7 +173,7 @@ def make_number(company, phone: str, size: tuple[int, int, int, int]):
         CROSS JOIN generate_series(1, %(per_conversation)s) g
         CROSS JOIN LATERAL (SELECT id FROM channels_integrations_bot
                             WHERE number_id = %(number)s ORDER BY id LIMIT 1) bot
-        WHERE conv.whatsapp_number_id = %(number)s
+        WHERE conv.platform = 'whatsapp' AND conv.source_id = %(number)s
         """,
         """
         INSERT INTO channels_integrations_broadcast (number_id, name, text, status, created_at)
@@ -194,7 +194,7 @@ def make_number(company, phone: str, size: tuple[int, int, int, int]):
             content_type, size, file, external_id, created_at)
         SELECT m.id, m.conversation_id, 'image', 'photo-' || m.id || '.jpg', 'image/jpeg', 120000, '', '', now()
         FROM messaging_message m JOIN messaging_conversation c ON c.id = m.conversation_id
-        WHERE c.whatsapp_number_id = %(number)s AND m.id %% 10 = 0
+        WHERE c.platform = 'whatsapp' AND c.source_id = %(number)s AND m.id %% 10 = 0
         """,
     ]
     with _cursor() as cursor:

@@ -99,15 +99,14 @@ def fill(company, users, sources, conversations: int, messages_per_conversation:
         cursor.execute(
             """
             INSERT INTO messaging_conversation (
-                company_id, platform, external_thread_id, whatsapp_number_id,
-                telegram_account_id, email_account_id, client_id, assignee_id, subject, status,
+                company_id, platform, external_thread_id, source_id,
+                client_id, assignee_id, subject, status,
                 last_message_at, last_message_preview, unread_count, created_at, updated_at)
             SELECT %(company)s,
                    CASE WHEN k < 7 THEN 'whatsapp' WHEN k < 9 THEN 'telegram' ELSE 'email' END,
                    'thread-' || c.id,
-                   CASE WHEN k < 7 THEN CASE WHEN k < 5 THEN %(wa1)s ELSE %(wa2)s END END,
-                   CASE WHEN k IN (7, 8) THEN %(tg)s END,
-                   CASE WHEN k = 9 THEN %(mail)s END,
+                   CASE WHEN k < 5 THEN %(wa1)s WHEN k < 7 THEN %(wa2)s
+                        WHEN k < 9 THEN %(tg)s ELSE %(mail)s END,
                    c.id,
                    CASE WHEN age > 0.02 AND r2 < 0.7
                         THEN (%(agents)s::bigint[])[1 + (c.id %% cardinality(%(agents)s::bigint[]))]

@@ -172,7 +172,7 @@ class BroadcastRecipient(models.Model):
     # Pending + claimed = in flight; a claim older than a grace period with no outcome (the
     # worker died mid-send) becomes `unknown` and is never retried automatically.
     claimed_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    send_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    send_attempts = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantManager()

@@ -23,6 +23,8 @@ from channels_integrations.models import (
 from crm.fields import secret_field_names
 from messaging.models import Conversation
 
+from .whatsapp import PLATFORM as WHATSAPP
+
 
 def _without_secrets(model, user):
     secrets = secret_field_names(model)
@@ -36,17 +38,17 @@ def _without_secrets(model, user):
     return scoped(model, user).defer(*secrets).annotate(**is_set)
 
 
-def _count_per_number(model, number_field: str):
-    """How many `model` rows point at the outer number: a correlated COUNT, so a list of
-    numbers with its counts is one query whatever the numbers carry (no join fan-out)."""
-    rows = (
-        model._default_manager.filter(**{number_field: OuterRef("pk")})
+def _count_per_number(rows, number_field: str):
+    """How many `rows` point at the outer number: a correlated COUNT, so a list of numbers
+    with its counts is one query whatever the numbers carry (no join fan-out)."""
+    counts = (
+        rows.filter(**{number_field: OuterRef("pk")})
         .order_by()
         .values(number_field)
         .annotate(n=Count("pk"))
         .values("n")
     )
-    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+    return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
 
 
 def whatsapp_numbers(user):
@@ -57,9 +59,11 @@ def whatsapp_numbers(user):
         .exclude(status=WhatsAppNumber.Status.DELETING)
         .select_related("session")
         .annotate(
-            bot_count=_count_per_number(Bot, "number"),
-            conversation_count=_count_per_number(Conversation, "whatsapp_number"),
-            broadcast_count=_count_per_number(Broadcast, "number"),
+            bot_count=_count_per_number(Bot.objects.all(), "number"),
+            conversation_count=_count_per_number(
+                Conversation.objects.filter(platform=WHATSAPP), "source_id"
+            ),
+            broadcast_count=_count_per_number(Broadcast.objects.all(), "number"),
         )
     )
 

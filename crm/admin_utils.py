@@ -11,6 +11,7 @@
 from collections import defaultdict
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.utils import quote
@@ -22,6 +23,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.text import capfirst
 
+from crm.db import cascades
 from crm.fields import SecretField
 from crm.services import delete_in_database
 
@@ -153,7 +155,8 @@ class SecretFieldsAdminMixin:
 
 
 def _cascade_relations(model):
-    """(child model, fk name, target field name) for each relation that cascades from model."""
+    """(child model, condition(doomed parents) -> Q on the child) for each relation that
+    cascades from model: its ON DELETE CASCADE foreign keys and the deletes its triggers do."""
     for rel in model._meta.get_fields(include_hidden=True):
         if (
             rel.auto_created
@@ -161,7 +164,13 @@ def _cascade_relations(model):
             and (rel.one_to_many or rel.one_to_one)
             and rel.on_delete is models.CASCADE
         ):
-            yield rel.related_model, rel.field.name, rel.field.target_field.name
+            fk, target = rel.field.name, rel.field.target_field.name
+            yield (
+                rel.related_model,
+                lambda doomed, fk=fk, target=target: Q(**{f"{fk}__in": doomed.values(target)}),
+            )
+    for label, condition in cascades.by_trigger(model):
+        yield apps.get_model(label), condition
 
 
 def cascade_querysets(model, pks, using=None) -> dict:
@@ -171,14 +180,14 @@ def cascade_querysets(model, pks, using=None) -> dict:
     points at a row that goes. Nothing is evaluated here: the querysets nest as subqueries.
     """
     using = using or router.db_for_write(model)
-    parents_of = defaultdict(list)  # child -> [(fk name, parent model, target field)]
+    parents_of = defaultdict(list)  # child -> [(condition, parent model)]
     found, queue = [model], [model]
     while queue:
         parent = queue.pop(0)
-        for child, fk, target in _cascade_relations(parent):
+        for child, condition in _cascade_relations(parent):
             if child is parent:
                 continue  # self-references: not followed (no such relation in this project)
-            parents_of[child].append((fk, parent, target))
+            parents_of[child].append((condition, parent))
             if child not in found:
                 found.append(child)
                 queue.append(child)
@@ -186,14 +195,14 @@ def cascade_querysets(model, pks, using=None) -> dict:
     doomed = {model: model._base_manager.using(using).filter(pk__in=pks)}
     pending = found[1:]
     while pending:
-        ready = [m for m in pending if all(p in doomed for _, p, _ in parents_of[m])]
+        ready = [m for m in pending if all(p in doomed for _, p in parents_of[m])]
         if not ready:  # a cycle: resolve what is left from the parents resolved so far
             ready = pending[:1]
         for child in ready:
             condition = Q()
-            for fk, parent, target in parents_of[child]:
+            for relation, parent in parents_of[child]:
                 if parent in doomed:
-                    condition |= Q(**{f"{fk}__in": doomed[parent].values(target)})
+                    condition |= relation(doomed[parent])
             doomed[child] = child._base_manager.using(using).filter(condition)
             pending.remove(child)
     return doomed

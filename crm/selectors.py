@@ -7,18 +7,19 @@ from django.db.models import Count, Q
 from accounts.scoping import scoped
 from channels_integrations.models import EmailAccount, TelegramAccount, WhatsAppNumber
 from crm.models import Client
-from messaging.models import SOURCE_FIELD_BY_PLATFORM, Conversation, TeamChat
+from messaging import channels
+from messaging.models import Conversation, TeamChat
 
 
 def dashboard_counts(user) -> dict:
     """The company's figures for the dashboard, in six aggregate queries whatever the size."""
     numbers = scoped(WhatsAppNumber, user).exclude(status=WhatsAppNumber.Status.DELETING)
-    platforms = list(SOURCE_FIELD_BY_PLATFORM)  # the platforms that can have conversations
+    platforms = channels.platform_choices()  # (platform, label) of every channel
     open_q = Q(status=Conversation.Status.OPEN)
     conversations = scoped(Conversation, user).aggregate(
         open_total=Count("id", filter=open_q),
         unread=Count("id", filter=Q(unread_count__gt=0)),
-        **{f"open_{p.value}": Count("id", filter=open_q & Q(platform=p)) for p in platforms},
+        **{f"open_{p}": Count("id", filter=open_q & Q(platform=p)) for p, _label in platforms},
     )
     return {
         "whatsapp": numbers.aggregate(
@@ -36,8 +37,7 @@ def dashboard_counts(user) -> dict:
         ),
         "open_conversations": conversations["open_total"],
         "open_by_platform": [
-            (platform.label, platform.value, conversations[f"open_{platform.value}"])
-            for platform in platforms
+            (label, platform, conversations[f"open_{platform}"]) for platform, label in platforms
         ],
         "unread_conversations": conversations["unread"],
         "clients": scoped(Client, user).count(),

@@ -1,7 +1,9 @@
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.utils.text import Truncator
 
 from crm.admin_utils import DatabaseCascadeDeleteMixin, count_subquery
+from messaging import channels
 from messaging.models import (
     Attachment,
     ChatMember,
@@ -18,6 +20,12 @@ def _preview(text: str) -> str:
 
 
 # ---------------------------------------------------------------- Inbox
+
+
+class ConversationChangeList(ChangeList):
+    def get_results(self, request):
+        super().get_results(request)
+        channels.attach_sources(self.result_list)  # one query per platform, not per row
 
 
 @admin.register(Conversation)
@@ -37,19 +45,19 @@ class ConversationAdmin(DatabaseCascadeDeleteMixin, admin.ModelAdmin):
         "company",
         "client",
         "assignee",
-        "whatsapp_number",
-        "telegram_account",
-        "email_account",
     )
     search_fields = ("=external_thread_id", "subject", "client__name", "client__phone")
     autocomplete_fields = ("company", "assignee")
-    raw_id_fields = ("whatsapp_number", "telegram_account", "email_account", "client")
+    raw_id_fields = ("client",)
     readonly_fields = ("created_at", "updated_at")
     show_full_result_count = False
 
     @admin.display(description="account")
     def source(self, obj):
         return obj.source
+
+    def get_changelist(self, request, **kwargs):
+        return ConversationChangeList
 
 
 @admin.register(Message)

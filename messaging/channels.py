@@ -6,12 +6,20 @@ its models is a conversation's source and how a client is addressed, builds the 
 an outgoing message from its own source row, and sends it. It registers itself with one line
 (`register(MyChannel())`, run from the app's `ready()`); nothing here imports a channel.
 
+A conversation names its source by (platform, source id): `Conversation.source` finds the row
+through the registry, and a trigger on the source's table (`messaging.db.conversations_follow`,
+in the channel's migration) deletes the conversations with their source, inside PostgreSQL.
+
 Senders get plain, typed data and touch no ORM; `messaging.sending` (the one send policy)
 claims rows, calls `Channel.send` and records outcomes.
 """
 
 from dataclasses import dataclass
 from datetime import timedelta
+
+from django.db.models import Q
+
+from crm.db import cascades
 
 
 @dataclass(frozen=True)
@@ -73,11 +81,10 @@ class Channel:
     """One way of talking to clients. Subclasses set the attributes and implement the three
     methods; see README "Adding a channel"."""
 
-    platform: str  # messaging.models.Platform value
+    platform: str  # stored on conversations (at most 10 characters)
     label: str  # shown to people
     capabilities: Capabilities
     source_model = None  # the channel's model that conversations come from (number, account)
-    conversation_field: str  # the Conversation foreign key that points at source_model
 
     def client_address(self, conversation) -> str:
         """Where a reply in this conversation goes (phone, peer id, email address)."""
@@ -102,6 +109,12 @@ _REGISTRY: dict[str, Channel] = {}
 def register(channel: Channel) -> Channel:
     """Make `channel` known under its platform (a second registration replaces the first)."""
     _REGISTRY[channel.platform] = channel
+    # Its source's trigger deletes its conversations: the deletion preview counts them.
+    cascades.register(
+        channel.source_model,
+        "messaging.Conversation",
+        lambda doomed: Q(platform=channel.platform, source_id__in=doomed.values("pk")),
+    )
     return channel
 
 
@@ -124,6 +137,20 @@ def registered() -> list[Channel]:
     return list(_REGISTRY.values())
 
 
-def source_field(platform: str) -> str:
-    """The Conversation field holding this platform's source."""
-    return get(platform).conversation_field
+def platform_choices() -> list[tuple[str, str]]:
+    """(platform, label) of every registered channel: Conversation.platform's choices."""
+    return [(channel.platform, channel.label) for channel in _REGISTRY.values()]
+
+
+def attach_sources(conversations) -> None:
+    """Load the sources of many conversations with one query per platform (instead of one per
+    conversation through `Conversation.source`)."""
+    wanted: dict[str, set[int]] = {}
+    for conversation in conversations:
+        wanted.setdefault(conversation.platform, set()).add(conversation.source_id)
+    found = {}
+    for platform, ids in wanted.items():
+        model = get(platform).source_model
+        found.update({(platform, row.pk): row for row in model.objects.filter(pk__in=ids)})
+    for conversation in conversations:
+        conversation.source = found.get((conversation.platform, conversation.source_id))

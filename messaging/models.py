@@ -1,37 +1,16 @@
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from django.utils import timezone
 
 from accounts.scoping import TenantManager
 
-
-class Platform(models.TextChoices):
-    WHATSAPP = "whatsapp", "WhatsApp"
-    TELEGRAM = "telegram", "Telegram"
-    EMAIL = "email", "Email"
-    # Reserved for a later Meta channel; no source account exists for them yet, so the
-    # check constraint below admits no row with them.
-    INSTAGRAM = "instagram", "Instagram"
-    FACEBOOK = "facebook", "Facebook"
+from . import channels
 
 
-# platform -> the one source-account field that must be set for it
-SOURCE_FIELD_BY_PLATFORM = {
-    Platform.WHATSAPP: "whatsapp_number",
-    Platform.TELEGRAM: "telegram_account",
-    Platform.EMAIL: "email_account",
-}
-
-
-def _exactly_one_source_matching_platform() -> Q:
-    condition = Q()
-    for platform, field in SOURCE_FIELD_BY_PLATFORM.items():
-        branch = Q(platform=platform)
-        for other in SOURCE_FIELD_BY_PLATFORM.values():
-            branch &= Q(**{f"{other}__isnull": other != field})
-        condition |= branch
-    return condition
+class ConversationManager(TenantManager):
+    def of_source(self, source):
+        """The conversations that came through `source` (a number, an account, a mailbox)."""
+        return self.filter(platform=channels.for_source(source).platform, source_id=source.pk)
 
 
 class Conversation(models.Model):
@@ -49,32 +28,12 @@ class Conversation(models.Model):
         related_name="conversations",
         db_index=False,  # conv_inbox_idx leads with it
     )
-    platform = models.CharField(max_length=10, choices=Platform.choices)
+    # The channel (messaging.channels) and its source row: a number, an account, a mailbox.
+    # No foreign key (a new channel needs no column here); the source table's trigger deletes
+    # its conversations with it (messaging.db.conversations_follow).
+    platform = models.CharField(max_length=10, choices=channels.platform_choices)
+    source_id = models.BigIntegerField()
     external_thread_id = models.CharField(max_length=255)
-    whatsapp_number = models.ForeignKey(
-        "channels_integrations.WhatsAppNumber",
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="conversations",
-        db_index=False,  # its unique thread index leads with it
-    )
-    telegram_account = models.ForeignKey(
-        "channels_integrations.TelegramAccount",
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="conversations",
-        db_index=False,  # its unique thread index leads with it
-    )
-    email_account = models.ForeignKey(
-        "channels_integrations.EmailAccount",
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="conversations",
-        db_index=False,  # its unique thread index leads with it
-    )
     client = models.ForeignKey(
         "crm.Client",
         on_delete=models.SET_NULL,
@@ -100,30 +59,15 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = TenantManager()
+    objects = ConversationManager()
 
     class Meta:
         ordering = ["-last_message_at", "-id"]
         constraints = [
-            models.CheckConstraint(
-                condition=_exactly_one_source_matching_platform(),
-                name="conversation_one_source_matching_platform",
-            ),
-            # NULLs are distinct, so each constraint binds only its own platform's rows.
+            # One conversation per thread of a source; also finds a source's conversations.
             models.UniqueConstraint(
-                fields=["whatsapp_number", "external_thread_id"],
-                condition=models.Q(whatsapp_number__isnull=False),
-                name="conversation_unique_whatsapp_thread",
-            ),
-            models.UniqueConstraint(
-                fields=["telegram_account", "external_thread_id"],
-                condition=models.Q(telegram_account__isnull=False),
-                name="conversation_unique_telegram_thread",
-            ),
-            models.UniqueConstraint(
-                fields=["email_account", "external_thread_id"],
-                condition=models.Q(email_account__isnull=False),
-                name="conversation_unique_email_thread",
+                fields=["platform", "source_id", "external_thread_id"],
+                name="conversation_unique_thread",
             ),
         ]
         indexes = [
@@ -148,8 +92,19 @@ class Conversation(models.Model):
 
     @property
     def source(self):
-        field = SOURCE_FIELD_BY_PLATFORM.get(self.platform)
-        return getattr(self, field) if field else None
+        """The number, account or mailbox this conversation came through (loaded once)."""
+        cached = self.__dict__.get("_source")
+        if cached is None or cached.pk != self.source_id:
+            model = channels.get(self.platform).source_model
+            cached = self.__dict__["_source"] = model.objects.filter(pk=self.source_id).first()
+        return cached
+
+    @source.setter
+    def source(self, value) -> None:
+        self.__dict__["_source"] = value
+        if value is not None:
+            self.platform = channels.for_source(value).platform
+            self.source_id = value.pk
 
 
 class Message(models.Model):
@@ -202,7 +157,7 @@ class Message(models.Model):
     send_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Outbox (messaging.sending): attempts so far, and when a queued message may next be
     # tried (the sweeper re-queues one still unclaimed well past it: its task was lost).
-    send_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    send_attempts = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
     next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)

@@ -14,13 +14,13 @@ from channels_integrations.models import (
     WhatsAppSession,
 )
 from crm.models import Client
+from messaging import channels
 from messaging.models import (
     Attachment,
     ChatMember,
     ChatMessage,
     Conversation,
     Message,
-    Platform,
     Reaction,
     TeamChat,
 )
@@ -150,18 +150,19 @@ class EmailMessageRecordFactory(factory.django.DjangoModelFactory):
 
 
 class ConversationFactory(factory.django.DjangoModelFactory):
-    """A WhatsApp conversation by default; pass telegram_account/email_account + platform."""
+    """A WhatsApp conversation by default; `source=` any channel's number or account."""
 
     class Meta:
         model = Conversation
 
+    class Params:
+        source = factory.SubFactory(
+            WhatsAppNumberFactory, company=factory.SelfAttribute("..company")
+        )
+
     company = factory.SubFactory(CompanyFactory)
-    platform = Platform.WHATSAPP
-    whatsapp_number = factory.Maybe(
-        factory.LazyAttribute(lambda c: c.platform == Platform.WHATSAPP),
-        factory.SubFactory(WhatsAppNumberFactory, company=factory.SelfAttribute("..company")),
-        None,
-    )
+    platform = factory.LazyAttribute(lambda c: channels.for_source(c.source).platform)
+    source_id = factory.LazyAttribute(lambda c: c.source.pk)
     external_thread_id = factory.Sequence(lambda n: f"thread-{n}")
     client = factory.SubFactory(ClientFactory, company=factory.SelfAttribute("..company"))
     last_message_at = factory.LazyFunction(timezone.now)

@@ -33,7 +33,6 @@ from messaging.models import (
     ChatMessage,
     Conversation,
     Message,
-    Platform,
     Reaction,
     TeamChat,
 )
@@ -486,7 +485,7 @@ def number_with_everything(company):
     broadcast = BroadcastFactory(number=number)
     BroadcastRecipientFactory(broadcast=broadcast)
     WhatsAppSessionFactory(number=number)
-    conversation = ConversationFactory(company=company, whatsapp_number=number)
+    conversation = ConversationFactory(company=company, source=number)
     MessageFactory.create_batch(3, conversation=conversation, bot=bot)
     return number
 
@@ -498,8 +497,10 @@ def rows_of(number):
         "broadcasts": Broadcast.objects.filter(number=number).count(),
         "recipients": BroadcastRecipient.objects.filter(broadcast__number=number).count(),
         "sessions": WhatsAppSession.objects.filter(number=number).count(),
-        "conversations": Conversation.objects.filter(whatsapp_number=number).count(),
-        "messages": Message.objects.filter(conversation__whatsapp_number=number).count(),
+        "conversations": Conversation.objects.of_source(number).filter().count(),
+        "messages": Message.objects.filter(
+            conversation__platform="whatsapp", conversation__source_id=number.pk
+        ).count(),
     }
 
 
@@ -518,7 +519,7 @@ def test_deleting_a_number_deletes_its_tree_and_nothing_else(su_client, company)
     doomed, kept = number_with_everything(company), number_with_everything(company)
     # A message of the kept number that names the doomed number's bot: it stays, unlinked.
     crossing = MessageFactory(
-        conversation=Conversation.objects.get(whatsapp_number=kept),
+        conversation=Conversation.objects.of_source(kept).get(),
         bot=Bot.objects.get(number=doomed),
     )
     delete_url = url(doomed, "delete", doomed.pk)
@@ -557,7 +558,7 @@ def test_delete_confirmation_queries_do_not_grow_with_rows(su_client, company):
     delete_url = url(number, "delete", number.pk)
     with CaptureQueriesContext(connection) as few:
         assert su_client.get(delete_url).status_code == 200
-    conversation = Conversation.objects.get(whatsapp_number=number)
+    conversation = Conversation.objects.of_source(number).get()
     MessageFactory.create_batch(20, conversation=conversation)
     with CaptureQueriesContext(connection) as many:
         response = su_client.get(delete_url)
@@ -604,12 +605,7 @@ def test_deleting_companies_with_the_bulk_action(su_client, company, other_compa
 )
 def test_deleting_an_account_deletes_its_conversations(su_client, company, factory):
     account = factory(company=company)
-    platform, field = (
-        (Platform.TELEGRAM, "telegram_account")
-        if isinstance(account, TelegramAccount)
-        else (Platform.EMAIL, "email_account")
-    )
-    conversation = ConversationFactory(company=company, platform=platform, **{field: account})
+    conversation = ConversationFactory(company=company, source=account)
     MessageFactory.create_batch(2, conversation=conversation)
     other = number_with_everything(company)
 

@@ -253,7 +253,7 @@ def test_inactive_number_does_not_answer(bot, number, far_end, eager_celery):
 @pytest.mark.django_db
 def test_outbound_messages_never_trigger(bot, number, far_end, eager_celery):
     BotRuleFactory(bot=bot, trigger="prices")
-    conversation = ConversationFactory(company=number.company, whatsapp_number=number)
+    conversation = ConversationFactory(company=number.company, source=number)
     agent_message = MessageFactory(
         conversation=conversation,
         direction=Message.Direction.OUTBOUND,

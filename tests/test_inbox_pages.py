@@ -6,7 +6,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from messaging.models import Conversation, Message, Platform
+from messaging.models import Conversation, Message
 from messaging.tasks import deliver_message
 
 from .factories import (
@@ -82,14 +82,12 @@ def test_filters_platform_status_assignee_and_unread(member, company, admin_user
     wa_closed = ConversationFactory(company=company, status=Conversation.Status.CLOSED)
     tg = ConversationFactory(
         company=company,
-        platform=Platform.TELEGRAM,
-        telegram_account=TelegramAccountFactory(company=company),
+        source=TelegramAccountFactory(company=company),
         assignee=agent_user,
     )
     mail = ConversationFactory(
         company=company,
-        platform=Platform.EMAIL,
-        email_account=EmailAccountFactory(company=company),
+        source=EmailAccountFactory(company=company),
         unread_count=4,
     )
 
@@ -119,8 +117,7 @@ def test_search_by_client_name_phone_email_and_subject(member, company):
     )
     jo = ConversationFactory(
         company=company,
-        platform=Platform.EMAIL,
-        email_account=EmailAccountFactory(company=company),
+        source=EmailAccountFactory(company=company),
         client=ClientFactory(company=company, name="Jo", email="jo@shop.example", phone=""),
         subject="Invoice 2231 overdue",
     )
@@ -149,7 +146,7 @@ def test_conversation_links_keep_the_filters(member, company):
 
 def test_list_pages_by_fifty(member, company):
     number = WhatsAppNumberFactory(company=company)
-    ConversationFactory.create_batch(51, company=company, whatsapp_number=number, client=None)
+    ConversationFactory.create_batch(51, company=company, source=number, client=None)
     first = member.get(reverse("inbox"))
     assert len(_ids(first)) == 50
     assert len(_ids(member.get(reverse("inbox"), {"page": 2}))) == 1
@@ -164,7 +161,7 @@ def test_list_runs_a_constant_number_of_queries(
     for i in range(rows):
         ConversationFactory(
             company=company,
-            whatsapp_number=number,
+            source=number,
             assignee=UserFactory(company=company) if i % 2 else admin_user,
             unread_count=i % 3,
         )
@@ -330,8 +327,8 @@ def test_reply_errors_are_shown_next_to_the_reply_box(member, company, delay, bo
 
 def test_reply_on_a_deactivated_channel_is_a_clear_400(member, company, delay):
     conversation = ConversationFactory(company=company)
-    conversation.whatsapp_number.is_active = False
-    conversation.whatsapp_number.save()
+    conversation.source.is_active = False
+    conversation.source.save()
     response = member.post(
         reverse("conversation_reply", args=[conversation.pk]), {"body": "Hello"}, **HTMX
     )

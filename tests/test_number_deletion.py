@@ -51,7 +51,7 @@ def test_stored_attachment_files_go_with_the_number_and_only_after_commit(
 
     def stored_attachment(number):
         attachment = Attachment.objects.filter(
-            message__conversation__whatsapp_number=number
+            message__conversation__platform="whatsapp", message__conversation__source_id=number.pk
         ).first()
         attachment.file.save("invoice.pdf", ContentFile(b"%PDF-1.4 "))
         return attachment.file.name
@@ -130,7 +130,12 @@ def test_a_failed_background_delete_brings_the_number_back_deactivated(
             callback()
     number.refresh_from_db()
     assert number.status == "error" and not number.is_active and number.last_error
-    assert Message.objects.filter(conversation__whatsapp_number=number).count() == 6
+    assert (
+        Message.objects.filter(
+            conversation__platform="whatsapp", conversation__source_id=number.pk
+        ).count()
+        == 6
+    )
     events, deadline = [], time.monotonic() + 1
     while time.monotonic() < deadline:
         if message := listener.get_message(timeout=0.1):
@@ -160,8 +165,13 @@ def test_deactivating_keeps_history_and_stops_sending(admin_api, admin_user):
     response = admin_api.patch(f"{URL}{number.pk}/", {"is_active": False}, format="json")
     assert response.status_code == 200 and response.json()["is_active"] is False
     assert WhatsAppSession.objects.get(number=number).status == "stopped"
-    assert Message.objects.filter(conversation__whatsapp_number=number).count() == 6
-    conversation = Conversation.objects.filter(whatsapp_number=number).first()
+    assert (
+        Message.objects.filter(
+            conversation__platform="whatsapp", conversation__source_id=number.pk
+        ).count()
+        == 6
+    )
+    conversation = Conversation.objects.of_source(number).filter().first()
     with pytest.raises(ValidationError):
         send_message(conversation, admin_user, "hello?")
     assert (

@@ -105,7 +105,7 @@ def _number_with_counts(company, bots=0, conversations=0, broadcasts=0, **kwargs
     number = WhatsAppNumberFactory(company=company, **kwargs)
     BotFactory.create_batch(bots, number=number)
     for _ in range(conversations):
-        ConversationFactory(company=company, whatsapp_number=number)
+        ConversationFactory(company=company, source=number)
     BroadcastFactory.create_batch(broadcasts, number=number)
     return number
 
@@ -298,7 +298,7 @@ def test_edit_to_a_duplicate_phone_changes_nothing(admin, company):
 def test_deactivate_and_reactivate(admin, company):
     number = WhatsAppNumberFactory(company=company, status=WhatsAppNumber.Status.CONNECTED)
     WhatsAppSession.objects.create(number=number, status=WhatsAppSession.Status.CONNECTED)
-    conversation = ConversationFactory(company=company, whatsapp_number=number)
+    conversation = ConversationFactory(company=company, source=number)
 
     response = admin.post(reverse("number_deactivate", args=[number.pk]))
     assert response.status_code == 302 and response["Location"] == reverse("numbers")

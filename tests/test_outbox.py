@@ -134,8 +134,8 @@ def test_a_queued_message_whose_number_was_deactivated_fails_with_the_reason(
     conversation, far_end, eager_celery
 ):
     message = _queued(conversation, "too late")
-    conversation.whatsapp_number.is_active = False
-    conversation.whatsapp_number.save()
+    conversation.source.is_active = False
+    conversation.source.save()
     outbox.deliver_message(message.pk)
     message.refresh_from_db()
     assert message.status == "failed" and "deactivated" in message.error

@@ -16,7 +16,7 @@ from channels_integrations.models import EmailAccount, TelegramAccount, WhatsApp
 from crm import selectors as crm_selectors
 from crm.fields import secret_field_names
 from crm.models import Client
-from messaging.models import Conversation, Platform
+from messaging.models import Conversation
 
 from .factories import (
     BotFactory,
@@ -192,14 +192,11 @@ def dashboard_data(company, other_company, admin_user):
     email = EmailAccountFactory(company=company, status=EmailAccount.Status.ERROR)
     # 5 conversations (3 open WhatsApp, 1 open Telegram, 1 closed email), each with a client.
     for unread in (2, 0, 0):
-        ConversationFactory(company=company, whatsapp_number=line, unread_count=unread)
-    ConversationFactory(
-        company=company, platform=Platform.TELEGRAM, telegram_account=telegram, unread_count=1
-    )
+        ConversationFactory(company=company, source=line, unread_count=unread)
+    ConversationFactory(company=company, source=telegram, unread_count=1)
     ConversationFactory(
         company=company,
-        platform=Platform.EMAIL,
-        email_account=email,
+        source=email,
         status=Conversation.Status.CLOSED,
     )
     ClientFactory(company=company)  # a sixth client, without conversation
@@ -528,8 +525,7 @@ def test_inbox_filters_by_platform_and_status(member, company):
     )
     ConversationFactory(
         company=company,
-        platform=Platform.TELEGRAM,
-        telegram_account=TelegramAccountFactory(company=company),
+        source=TelegramAccountFactory(company=company),
         last_message_preview="tg open",
     )
 
@@ -564,7 +560,7 @@ def test_conversation_detail_shows_messages_oldest_first(member, company, other_
     content = member.get(reverse("conversation_detail", args=[conversation.pk])).content.decode()
     assert content.index("first message") < content.index("second message")
     # The source account is named, its secrets are not shown.
-    assert str(conversation.whatsapp_number.phone) in content
+    assert str(conversation.source.phone) in content
     assert "EAAG-secret-access-token" not in content
 
     theirs = ConversationFactory(company=other_company)

@@ -65,7 +65,7 @@ def test_ingest_creates_client_conversation_and_message_and_publishes(
         result = ingest_inbound(number, "+4915199999999", "wamid.1", SENDER, "Hello!")
     assert result.created
     conversation = result.conversation
-    assert conversation.platform == "whatsapp" and conversation.whatsapp_number == number
+    assert conversation.platform == "whatsapp" and conversation.source == number
     assert conversation.client.phone == "+4915199999999" and conversation.client.name == "Maria"
     conversation.refresh_from_db()
     assert conversation.unread_count == 1
@@ -256,7 +256,7 @@ def test_send_validates_body_and_stores_nothing_on_error(far_end):
 
 @pytest.mark.django_db
 def test_send_on_a_deactivated_number_is_refused():
-    conversation = ConversationFactory(whatsapp_number__is_active=False)
+    conversation = ConversationFactory(source__is_active=False)
     with pytest.raises(ValidationError) as error:
         services.send_message(conversation, None, "hello")
     assert "conversation" in error.value.message_dict
@@ -275,7 +275,7 @@ def test_send_queues_then_the_task_sends_once_and_publishes_each_change(
     assert message.external_id.startswith("wamid.fake.")
     assert message.sent_at is not None
     assert [(m.to_address, m.body) for m in far_end.sent] == [("+4915133333333", "On our way!")]
-    assert far_end.sent[0].phone_number_id == conversation.whatsapp_number.cloud_phone_number_id
+    assert far_end.sent[0].phone_number_id == conversation.source.cloud_phone_number_id
     message_events = [e for e in published() if e["payload"]["event"].startswith("message.")]
     statuses = [e["payload"]["data"]["status"] for e in message_events]
     assert {tuple(e["groups"]) for e in message_events} == {(f"company.{conversation.company_id}",)}

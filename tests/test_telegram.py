@@ -138,7 +138,7 @@ def test_the_supervisor_starts_one_listener_that_catches_up_and_receives(
     client.deliver("NewMessage", tg.new_message(12, "Is the blue one in stock?"))
     message = Message.objects.get(external_id="12")
     conversation = message.conversation
-    assert conversation.telegram_account_id == account.pk
+    assert conversation.source_id == account.pk and conversation.platform == "telegram"
     assert conversation.external_thread_id == "424242"
     assert message.body == "Is the blue one in stock?" and message.sender_name == "Maria Lopez"
     client_row = conversation.client
@@ -188,7 +188,7 @@ def test_media_edits_deletions_and_groups(listeners, account):
 
 
 def _reply(api_for, user, account, body="We have it, yes."):
-    conversation = Conversation.objects.get(telegram_account=account)
+    conversation = Conversation.objects.of_source(account).get()
     return api_for(user).post(
         f"/api/v1/conversations/{conversation.pk}/messages/", {"body": body}, format="json"
     )

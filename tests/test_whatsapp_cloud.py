@@ -94,7 +94,7 @@ def test_send_posts_the_documented_request_and_stores_the_wamid(
     assert response.status_code == 202, response.content
     message = Message.objects.get(pk=response.json()["message"]["id"])
     assert message.status == "sent" and message.external_id == "wamid.sent.1"
-    assert message.conversation.whatsapp_number == number
+    assert message.conversation.source == number
     assert message.conversation.external_thread_id == "4915112345678"
     assert str(message.conversation.client.phone) == "+4915112345678"
     [(request, _)] = graph.log
@@ -119,8 +119,13 @@ def test_a_second_send_to_the_same_phone_joins_its_conversation(
     with django_capture_on_commit_callbacks(execute=True):
         assert _send(api, number).status_code == 202
         assert _send(api, number, message="And a second one.").status_code == 202
-    assert Conversation.objects.filter(whatsapp_number=number).count() == 1
-    assert Message.objects.filter(conversation__whatsapp_number=number).count() == 2
+    assert Conversation.objects.of_source(number).filter().count() == 1
+    assert (
+        Message.objects.filter(
+            conversation__platform="whatsapp", conversation__source_id=number.pk
+        ).count()
+        == 2
+    )
 
 
 @pytest.mark.parametrize(
@@ -281,7 +286,7 @@ def test_a_signed_delivery_lands_in_the_inbox(client, number):
     assert message.body == "Is my parcel on its way?"
     assert message.sender_name == "Kerry Fisher"
     conversation = message.conversation
-    assert conversation.whatsapp_number == number and conversation.unread_count == 1
+    assert conversation.source == number and conversation.unread_count == 1
     assert str(conversation.client.phone) == "+4915112345678"
     assert message.created_at.year >= 2025
 
@@ -316,7 +321,7 @@ def test_the_same_delivery_twice_stores_one_message(client, number):
 
 def test_status_updates_move_our_message_forward_and_failures_say_why(client, number):
     conversation = ConversationFactory(
-        company=number.company, whatsapp_number=number, external_thread_id="4915112345678"
+        company=number.company, source=number, external_thread_id="4915112345678"
     )
     sent = MessageFactory(
         conversation=conversation, direction="out", status="sent", external_id="wamid.out.1"

@@ -180,7 +180,7 @@ def test_messages_of_the_session_land_in_the_inbox(runners, web_number, admin_ap
     adapter.callbacks.on_message(incoming)  # WhatsApp redelivers after a reconnect
     message = Message.objects.get(external_id="3EB0C767D26A8B1A")
     assert message.body == "Do you deliver on Sundays?"
-    assert message.conversation.whatsapp_number == web_number
+    assert message.conversation.source == web_number
     assert Message.objects.filter(external_id="3EB0C767D26A8B1A").count() == 1
     [event] = wait_for(lambda: _events(heard, "whatsapp.message"))
     assert event["message_id"] == message.pk

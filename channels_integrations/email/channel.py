@@ -3,6 +3,7 @@
 from messaging.channels import Capabilities, Channel, OutboundMessage, SendReceipt, register
 
 from ..models import EmailAccount
+from . import PLATFORM
 from .route import SmtpRoute
 from .smtp import send_reply
 
@@ -10,11 +11,10 @@ REFERENCES_KEPT = 20
 
 
 class EmailChannel(Channel):
-    platform = "email"
+    platform = PLATFORM
     label = "Email"
     capabilities = Capabilities(max_text_length=100_000, attachments=True)
     source_model = EmailAccount
-    conversation_field = "email_account"
 
     def client_address(self, conversation) -> str:
         client = conversation.client

@@ -2,13 +2,13 @@
 
 from django.dispatch import receiver
 
-from messaging.models import Platform
 from messaging.signals import outbound_message_sent
 
+from . import PLATFORM
 from .importer import record_sent
 
 
 @receiver(outbound_message_sent)
 def remember_sent_message_id(sender, platform, source_id, conversation_id, external_id, **kwargs):
-    if platform == Platform.EMAIL and external_id:
+    if platform == PLATFORM and external_id:
         record_sent(source_id, conversation_id, external_id)

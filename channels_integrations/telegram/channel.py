@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from messaging.channels import Capabilities, Channel, OutboundMessage, SendReceipt, register
 
 from ..models import TelegramAccount
+from . import PLATFORM
 from .listener import send_through_listener
 
 
@@ -16,11 +17,10 @@ class TelegramRoute:
 
 
 class TelegramChannel(Channel):
-    platform = "telegram"
+    platform = PLATFORM
     label = "Telegram"
     capabilities = Capabilities(max_text_length=4096, attachments=True, reactions=True, edits=True)
     source_model = TelegramAccount
-    conversation_field = "telegram_account"
 
     def route(self, source: TelegramAccount, *, conversation=None, message=None):
         peer = conversation.external_thread_id if conversation is not None else ""

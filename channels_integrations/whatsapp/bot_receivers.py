@@ -13,6 +13,7 @@ from crm.celery import task
 from messaging.signals import inbound_message_stored
 
 from ..models import Bot, WhatsAppNumber
+from . import PLATFORM
 from .bots import company_has_active_bots, forget_bot_companies
 
 logger = logging.getLogger(__name__)
@@ -20,11 +21,9 @@ logger = logging.getLogger(__name__)
 
 @receiver(inbound_message_stored, dispatch_uid="channels_integrations.bots.queue_bot_answer")
 def queue_bot_answer(sender, message_id, company_id, platform, **kwargs):
-    from messaging.models import Platform
-
     answer_with_bots = task("channels_integrations.whatsapp.tasks.answer_with_bots")
 
-    if platform != Platform.WHATSAPP:
+    if platform != PLATFORM:
         return
     try:
         if not company_has_active_bots(company_id):

@@ -32,10 +32,11 @@ from django.db.models import Max, Prefetch
 from django.utils import timezone
 
 from crm.services import delete_in_database, save_validated
-from messaging.models import Message, Platform
+from messaging.models import Message
 from messaging.services import send_message
 
 from ..models import Bot, BotRule, WhatsAppNumber
+from . import PLATFORM
 
 logger = logging.getLogger(__name__)
 
@@ -246,9 +247,9 @@ def _skip_reason(message) -> str | None:
     conversation = message.conversation
     if message.direction != Message.Direction.INBOUND:
         return "not inbound"
-    if conversation.platform != Platform.WHATSAPP:
+    if conversation.platform != PLATFORM:
         return "not whatsapp"
-    number = conversation.whatsapp_number
+    number = conversation.source
     if number is None or not number.is_active or number.status == WhatsAppNumber.Status.DELETING:
         return "number inactive"
     if is_automated(message.metadata):
@@ -317,11 +318,7 @@ def answer_inbound(message_id: int) -> list:
     """Let every active bot of the message's number answer it (see the module docstring).
     Safe to run any number of times for the same message."""
 
-    message = (
-        Message.objects.select_related("conversation__whatsapp_number")
-        .filter(pk=message_id)
-        .first()
-    )
+    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
     if message is None:
         logger.info("bots: message=%s is gone; nothing to answer", message_id)
         return []
@@ -329,7 +326,7 @@ def answer_inbound(message_id: int) -> list:
     if reason:
         logger.info("bots: not answering message=%s (%s)", message_id, reason)
         return []
-    bots = Bot.objects.filter(number=message.conversation.whatsapp_number, is_active=True)
+    bots = Bot.objects.filter(number=message.conversation.source, is_active=True)
     bots = bots.order_by("pk").prefetch_related(
         Prefetch("rules", queryset=BotRule.objects.filter(is_active=True))
     )

@@ -15,7 +15,7 @@ from messaging.channels import (
 )
 
 from ..models import WhatsAppNumber
-from . import cloud, metrics, sessions
+from . import PLATFORM, cloud, metrics, sessions
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class SessionRoute:
 
 
 class WhatsAppChannel(Channel):
-    platform = "whatsapp"
+    platform = PLATFORM
     label = "WhatsApp"
     capabilities = Capabilities(
         max_text_length=4096,
@@ -38,7 +38,6 @@ class WhatsAppChannel(Channel):
         reply_window=timedelta(hours=24),
     )
     source_model = WhatsAppNumber
-    conversation_field = "whatsapp_number"
 
     def client_address(self, conversation) -> str:
         client = conversation.client

@@ -11,7 +11,7 @@ from messaging.services import IngestResult, Sender, ingest_inbound, record_deli
 from messaging.services.attachments import IncomingAttachment, add_attachments
 
 from ..models import WhatsAppNumber
-from . import cloud, metrics
+from . import PLATFORM, cloud, metrics
 from .types import AnnouncedMedia
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,8 @@ def receive_cloud_webhook(number: WhatsAppNumber, payload: dict) -> dict:
     for update in statuses:
         status = STATUS_BY_CLOUD.get(update.status)
         ids = Message.objects.filter(
-            conversation__whatsapp_number=number,
+            conversation__platform=PLATFORM,
+            conversation__source_id=number.pk,
             direction=Message.Direction.OUTBOUND,
             external_id=update.wamid,
         ).values_list("pk", flat=True)

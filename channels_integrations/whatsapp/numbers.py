@@ -21,13 +21,14 @@ SELECT
   (SELECT count(*) FROM channels_integrations_bot WHERE number_id = %(id)s) AS bots,
   (SELECT count(*) FROM channels_integrations_botrule r
      JOIN channels_integrations_bot b ON b.id = r.bot_id WHERE b.number_id = %(id)s) AS bot_rules,
-  (SELECT count(*) FROM messaging_conversation WHERE whatsapp_number_id = %(id)s) AS conversations,
+  (SELECT count(*) FROM messaging_conversation
+     WHERE platform = 'whatsapp' AND source_id = %(id)s) AS conversations,
   (SELECT count(*) FROM messaging_message m
      JOIN messaging_conversation c ON c.id = m.conversation_id
-     WHERE c.whatsapp_number_id = %(id)s) AS messages,
+     WHERE c.platform = 'whatsapp' AND c.source_id = %(id)s) AS messages,
   (SELECT count(*) FROM messaging_attachment a
      JOIN messaging_conversation c ON c.id = a.conversation_id
-     WHERE c.whatsapp_number_id = %(id)s) AS attachments,
+     WHERE c.platform = 'whatsapp' AND c.source_id = %(id)s) AS attachments,
   (SELECT count(*) FROM channels_integrations_broadcast WHERE number_id = %(id)s) AS broadcasts,
   (SELECT count(*) FROM channels_integrations_broadcastrecipient r
      JOIN channels_integrations_broadcast b ON b.id = r.broadcast_id
@@ -134,14 +135,15 @@ def _delete_big_children(number_id: int) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(
             "WITH gone AS (DELETE FROM messaging_attachment a USING messaging_conversation c "
-            "WHERE a.conversation_id = c.id AND c.whatsapp_number_id = %s RETURNING a.file) "
+            "WHERE a.conversation_id = c.id AND c.platform = 'whatsapp' AND c.source_id = %s "
+            "RETURNING a.file) "
             "SELECT file FROM gone WHERE file <> ''",
             [number_id],
         )
         stored_files = [name for (name,) in cursor.fetchall()]
         cursor.execute(
             "DELETE FROM messaging_message m USING messaging_conversation c "
-            "WHERE m.conversation_id = c.id AND c.whatsapp_number_id = %s",
+            "WHERE m.conversation_id = c.id AND c.platform = 'whatsapp' AND c.source_id = %s",
             [number_id],
         )
         cursor.execute(

@@ -54,9 +54,7 @@ class ConversationSerializer(serializers.ModelSerializer):
             "id",
             "platform",
             "external_thread_id",
-            "whatsapp_number_id",
-            "telegram_account_id",
-            "email_account_id",
+            "source_id",
             "client",
             "assignee",
             "subject",
@@ -247,7 +245,7 @@ class ConversationMessageViewSet(
     def conversation(self) -> Conversation:
         if not hasattr(self, "_conversation"):
             self._conversation = get_scoped_or_404(
-                selectors.conversation_with_sources(),
+                selectors.conversation_with_client(),
                 self.request.user,
                 pk=self.kwargs["conversation_pk"],
             )

@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='message',
             name='send_attempts',
-            field=models.PositiveSmallIntegerField(default=0, editable=False),
+            field=models.PositiveSmallIntegerField(default=0, db_default=0, editable=False),
         ),
         migrations.AddIndex(
             model_name='message',

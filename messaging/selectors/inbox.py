@@ -7,13 +7,9 @@ from django.http import Http404
 
 from accounts.models import User
 from accounts.scoping import get_scoped_or_404, scoped
-from crm.fields import secret_field_names
 from crm.models import Client
-from messaging.models import (
-    SOURCE_FIELD_BY_PLATFORM,
-    Conversation,
-    Platform,
-)
+from messaging import channels
+from messaging.models import Conversation
 
 MESSAGE_LIMIT = 200  # the read-only pages show the latest messages only
 MESSAGES_PER_PAGE = 50  # the conversation view loads history upward, this many at a time
@@ -35,7 +31,7 @@ def inbox_conversations(
     `query`: the client's name, phone or email, or the subject, contains it.
     """
     conversations = scoped(Conversation, user).select_related("client", "assignee")
-    if platform in Platform.values:
+    if platform in dict(channels.platform_choices()):
         conversations = conversations.filter(platform=platform)
     if status in Conversation.Status.values:
         conversations = conversations.filter(status=status)
@@ -75,20 +71,14 @@ def _search(conversations, user, query: str):
     return conversations.filter(Q(client__in=clients) | Q(subject__icontains=query))
 
 
-def conversation_with_sources():
-    """Conversations with client, assignee and source account joined (secrets not loaded)."""
-    sources = SOURCE_FIELD_BY_PLATFORM.values()
-    secret_fields = [
-        f"{field}__{secret}"
-        for field in sources
-        for secret in secret_field_names(Conversation._meta.get_field(field).related_model)
-    ]
-    return Conversation.objects.select_related("client", "assignee", *sources).defer(*secret_fields)
+def conversation_with_client():
+    """Conversations with client and assignee joined (the source loads on first use)."""
+    return Conversation.objects.select_related("client", "assignee")
 
 
 def get_conversation(user, pk) -> Conversation:
-    """One conversation with its client, assignee and source account (secrets not loaded)."""
-    return get_scoped_or_404(conversation_with_sources(), user, pk=pk)
+    """One conversation with its client and assignee."""
+    return get_scoped_or_404(conversation_with_client(), user, pk=pk)
 
 
 def _messages_of(conversation):

@@ -224,11 +224,11 @@ def _insert_params(instance, connection, computed: str = "") -> list:
 
 
 @lru_cache(maxsize=64)
-def _store_inbound_sql(source_column: str, identity_keys: tuple[str, ...], create: bool) -> str:
+def _store_inbound_sql(identity_keys: tuple[str, ...], create: bool) -> str:
     """Insert one inbound message unless it is already stored, and bump its conversation
     (last message time/preview never move back; unread +1; reopened), in one statement.
 
-    The conversation is found by (source, external thread id); the client by the first of
+    The conversation is found by (platform, source id, external thread id); the client by the first of
     `identity_keys` that matches (CLIENT_IDENTITIES order), and with identities the message
     goes in only if there is one. `create`: a missing client and conversation are inserted
     by the same statement (ON CONFLICT DO NOTHING: one a concurrent ingest just created
@@ -237,7 +237,7 @@ def _store_inbound_sql(source_column: str, identity_keys: tuple[str, ...], creat
     conversation_table = quote(Conversation._meta.db_table)
     ctes = [
         f"conv_found AS (SELECT id FROM {conversation_table} "  # noqa: S608
-        f"WHERE {quote(source_column)} = %s AND external_thread_id = %s)"
+        "WHERE platform = %s AND source_id = %s AND external_thread_id = %s)"
     ]
     if identity_keys:
         client_table = quote(Client._meta.db_table)
@@ -324,8 +324,7 @@ def _store_inbound(using, message, received_at, thread: _Thread, *, create=False
     """Run `_store_inbound_sql` for `message` (sets its pk when stored)."""
     connection = connections[using]
     source, identity = thread.source, thread.identity
-    source_field = channels.source_field(thread.platform)
-    params = [source.pk, thread.external_thread_id]
+    params = [thread.platform, source.pk, thread.external_thread_id]
     for value in identity.values():
         params += [source.company_id, value]
     preview = message.body[:PREVIEW_LENGTH]
@@ -347,13 +346,12 @@ def _store_inbound(using, message, received_at, thread: _Thread, *, create=False
             last_message_at=received_at,
             last_message_preview=preview,
             unread_count=1,
-            **{source_field: source},
+            source_id=source.pk,
         )
         params += _insert_params(conversation, connection, computed="client")
     params += _insert_params(message, connection, computed="conversation")
     params += [received_at, received_at, preview, Conversation.Status.OPEN, timezone.now()]
-    source_column = Conversation._meta.get_field(source_field).column
-    sql = _store_inbound_sql(source_column, tuple(identity), create)
+    sql = _store_inbound_sql(tuple(identity), create)
     with prepared_cursor(using) as cursor:  # planned once per connection, not per message
         cursor.execute(sql, params)
         found_id, client_ok, message_id, *conversation_row = cursor.fetchone()
@@ -395,11 +393,13 @@ def _create_conversation(
 ) -> Conversation:
     """Create the conversation of this source and thread (the caller found none), or read the
     one a concurrent ingest created a moment ago."""
-    source_field = channels.source_field(platform)
-    lookup = {source_field: source, "external_thread_id": external_thread_id}
+    lookup = {
+        "platform": platform,
+        "source_id": source.pk,
+        "external_thread_id": external_thread_id,
+    }
     conversation = Conversation(
         company_id=source.company_id,
-        platform=platform,
         client_id=client_id,
         subject=subject[:500],
         last_message_at=received_at,
@@ -414,7 +414,11 @@ def open_conversation(source, external_thread_id: str, sender: Sender) -> Conver
     """The source's conversation with this thread, created (with its client) when we write
     first, e.g. a message sent to a phone number through the API."""
     platform = _live_channel(source).platform
-    lookup = {channels.source_field(platform): source, "external_thread_id": external_thread_id}
+    lookup = {
+        "platform": platform,
+        "source_id": source.pk,
+        "external_thread_id": external_thread_id,
+    }
     conversation = Conversation.objects.filter(**lookup).first()
     if conversation is not None:
         return conversation
@@ -446,7 +450,8 @@ def _bump_conversation_for_outbound(conversation_id: int, body: str, at: datetim
 
 def _inbound_messages_of(source, external_ids, thread_id=None):
     lookup = {
-        f"conversation__{channels.for_source(source).conversation_field}": source,
+        "conversation__platform": channels.for_source(source).platform,
+        "conversation__source_id": source.pk,
         "direction": Message.Direction.INBOUND,
         "external_id__in": list(external_ids),
     }

@@ -91,8 +91,7 @@ def outbound_for(message: Message) -> OutboundMessage:
 
 
 def _load(message_id: int) -> Message:
-    sources = [f"conversation__{channel.conversation_field}" for channel in channels.registered()]
-    return Message.objects.select_related("conversation__client", *sources).get(pk=message_id)
+    return Message.objects.select_related("conversation__client").get(pk=message_id)
 
 
 def deliver_message(message_id: int) -> Outcome | None:

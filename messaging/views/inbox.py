@@ -16,8 +16,8 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from accounts.views import company_member_required
-from messaging import selectors, services
-from messaging.models import SOURCE_FIELD_BY_PLATFORM, Conversation, Platform
+from messaging import channels, selectors, services
+from messaging.models import Conversation
 
 CONVERSATIONS_PER_PAGE = 50
 LIST_TARGET = "inbox-list"  # the element id htmx swaps the list partial into
@@ -61,7 +61,7 @@ def _list_context(request, current=None) -> dict:
         "filters": filters,
         "filtered": any(filters.values()),
         "filter_query": kept.urlencode(),
-        "platforms": [(p.value, p.label) for p in Platform if p in SOURCE_FIELD_BY_PLATFORM],
+        "platforms": channels.platform_choices(),
         "statuses": Conversation.Status.choices,
         "assigned_choices": ASSIGNED_CHOICES,
         "current_id": getattr(current, "pk", None),

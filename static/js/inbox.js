@@ -256,7 +256,7 @@
     // The number this conversation came through was deleted (with the conversation).
     realtime.on("number.deleted", (data) => {
       const pane = openConversation();
-      const mine = pane && pane.dataset.whatsappNumberId === String(data.id);
+      const mine = pane && pane.dataset.source === `whatsapp:${data.id}`;
       if (mine) listPath = "/inbox/";
       refreshList();
       if (!mine) return;

@@ -24,7 +24,6 @@ from messaging.models import (
     ChatMessage,
     Conversation,
     Message,
-    Platform,
     Reaction,
     TeamChat,
 )
@@ -122,8 +121,7 @@ class Command(BaseCommand):
             at = now - timedelta(hours=3 * index + 1)
             conversation = Conversation.objects.create(
                 company=company,
-                platform=Platform.WHATSAPP,
-                whatsapp_number=number,
+                source=number,
                 external_thread_id=str(client.phone),
                 client=client,
                 assignee=agent if index == 0 else None,
@@ -139,8 +137,7 @@ class Command(BaseCommand):
                 )
         conversation = Conversation.objects.create(
             company=company,
-            platform=Platform.TELEGRAM,
-            telegram_account=telegram,
+            source=telegram,
             external_thread_id="777000123",
             client=clients[3],
         )
@@ -153,8 +150,7 @@ class Command(BaseCommand):
         )
         conversation = Conversation.objects.create(
             company=company,
-            platform=Platform.EMAIL,
-            email_account=mailbox,
+            source=mailbox,
             external_thread_id="<invoice-77@example.org>",
             client=clients[1],
             subject="Invoice 77",
