@@ -192,6 +192,9 @@ CELERY_BEAT_SCHEDULE = {
 # served by a worker sized for them (threads: a connection mostly waits), so they never
 # starve sending.
 CELERY_TASK_ROUTES = {
+    # The outbox sweeper has a queue of its own (the sending worker serves both), so a sweep
+    # never waits behind a backlog of sends, nor expires there.
+    "messaging.tasks.sweep_outbox": {"queue": "outbox"},
     "channels_integrations.whatsapp.tasks.run_whatsapp_session": {"queue": "connections"},
     "channels_integrations.telegram.tasks.run_telegram_listener": {"queue": "connections"},
     "channels_integrations.email.tasks.run_email_idle": {"queue": "connections"},

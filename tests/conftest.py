@@ -1,3 +1,5 @@
+from contextlib import contextmanager
+
 import pytest
 import redis
 from django.conf import settings
@@ -91,12 +93,29 @@ def queued_sends(monkeypatch):
     return queued
 
 
+def set_celery(**options) -> None:
+    """Change the Celery app's settings in this process. Celery reads Django's settings under
+    their CELERY_ names, and those names win over the plain ones: set both."""
+    for name, value in options.items():
+        celery_app.conf[name] = value
+        celery_app.conf[f"CELERY_{name.upper()}"] = value
+
+
+@contextmanager
+def eager_tasks():
+    """Tasks run in the calling process as they are queued."""
+    set_celery(task_always_eager=True)
+    try:
+        yield
+    finally:
+        set_celery(task_always_eager=False)
+
+
 @pytest.fixture
 def eager_celery():
     """Tasks run in the calling process as they are queued (retries included)."""
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
+    with eager_tasks():
+        yield
 
 
 @pytest.fixture

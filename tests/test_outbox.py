@@ -21,6 +21,7 @@ from messaging.models import Message
 from messaging.services import outbox
 from messaging.tasks import sweep_outbox
 
+from .conftest import eager_tasks, set_celery
 from .factories import ConversationFactory, UserFactory, WhatsAppNumberFactory
 from .processes import free_port
 
@@ -95,7 +96,7 @@ def test_a_message_record_never_answers_for_a_broadcast_recipient(conversation, 
 
 
 def _use_broker(url):
-    celery_app.conf.broker_url = url
+    set_celery(broker_url=url)
     celery_app._pool = None  # the app's pool and producers are made for one URL
     celery_app.amqp._producer_pool = None
 
@@ -120,11 +121,8 @@ def test_the_broker_down_at_send_time_still_answers_201_and_the_sweeper_sends_la
     Message.objects.filter(pk=message.pk).update(
         next_attempt_at=timezone.now() - timedelta(minutes=1)
     )
-    celery_app.conf.task_always_eager = True
-    try:
+    with eager_tasks():
         sweep_outbox()
-    finally:
-        celery_app.conf.task_always_eager = False
     message.refresh_from_db()
     assert message.status == "sent"
     assert [m.body for m in far_end.sent] == ["Still there?"]

@@ -21,6 +21,7 @@ from crm.celery import app as celery_app
 from messaging.models import Message
 from messaging.sending import UNKNOWN_REASON
 
+from .conftest import eager_tasks
 from .factories import ConversationFactory
 from .live import *  # noqa: F403  (the daphne_server fixture)
 from .processes import RedisServer, Worker, database_url
@@ -311,13 +312,10 @@ def test_clients_retrying_across_a_daphne_restart_send_each_message_once(
 
     # The daphne here has no worker (its broker is in memory): deliver like the sweeper would.
     rows.update(next_attempt_at=timezone.now() - timedelta(minutes=5))
-    celery_app.conf.task_always_eager = True
-    try:
+    with eager_tasks():
         from messaging.tasks import sweep_outbox
 
         sweep_outbox()
-    finally:
-        celery_app.conf.task_always_eager = False
     arrived = Counter(m.body for m in far_end.sent)
     assert set(arrived) == set(bodies) and max(arrived.values()) == 1
 

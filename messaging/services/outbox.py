@@ -41,9 +41,8 @@ MESSAGES = Outbox(
 
 
 class OutcomeNotRecorded(Exception):
-    """PostgreSQL went away while a claimed message was being handled: `outcome` (what the
-    channel answered, or "retry" when the channel was not called yet) is settled later against
-    `claim`, without calling the channel again."""
+    """PostgreSQL went away before the outcome of a claimed message was written: `outcome` (what
+    the channel answered) is settled later against `claim`, without calling the channel again."""
 
     def __init__(self, message_id: int, claim, outcome: Outcome):
         super().__init__(f"message={message_id}: {outcome.kind} not recorded")
@@ -52,7 +51,6 @@ class OutcomeNotRecorded(Exception):
         self.outcome = outcome
 
 
-DATABASE_LOST = Outcome("retry", reason="Retrying: the database connection was lost.", retry_in=0)
 DATABASE_ERRORS = (OperationalError, InterfaceError)  # PostgreSQL away, not a bad row
 
 
@@ -90,28 +88,32 @@ def outbound_for(message: Message) -> OutboundMessage:
     )
 
 
-def _load(message_id: int) -> Message:
-    return Message.objects.select_related("conversation__client").get(pk=message_id)
+def _load(message_id: int) -> Message | None:
+    return Message.objects.select_related("conversation__client").filter(pk=message_id).first()
 
 
 def deliver_message(message_id: int) -> Outcome | None:
-    """Claim one queued message and send it by the send policy; None if it was not ours."""
+    """Claim one queued message and send it by the send policy; None if it was not ours.
+
+    Everything the send needs is read before the claim, so the claim is followed at once by
+    the channel's call: a worker killed in between leaves as few "may or may not have
+    arrived" sends as possible."""
+    message = _load(message_id)
+    if message is None or message.status != Message.Status.QUEUED or message.send_claimed_at:
+        logger.info("send: message=%s already claimed or not queued", message_id)
+        return None
+    conversation = message.conversation
+    source = conversation.source
+    if source is None or not channels.get(conversation.platform).is_live(source):
+        outbound, outcome = None, Outcome("failed", reason=DEACTIVATED)
+    else:
+        outbound, outcome = outbound_for(message), None
     claim = MESSAGES.claim(message_id)
     if claim is None:
         logger.info("send: message=%s already claimed, not due or not queued", message_id)
         return None
-    try:
-        message = _load(message_id)
-        conversation = message.conversation
-        source = conversation.source
-        if source is None or not channels.get(conversation.platform).is_live(source):
-            outbound, outcome = None, Outcome("failed", reason=DEACTIVATED)
-        else:
-            outbound, outcome = outbound_for(message), None
-    except DATABASE_ERRORS as exc:  # claimed, nothing sent: the claim is given back later
-        raise OutcomeNotRecorded(message_id, claim, DATABASE_LOST) from exc
     if outbound is not None:
-        outcome = sending.attempt(outbound, message.send_attempts)
+        outcome = sending.attempt(outbound, message.send_attempts + 1)
     try:
         settle_message(message_id, claim, outcome)
     except DATABASE_ERRORS as exc:
