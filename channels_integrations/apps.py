@@ -3,8 +3,8 @@ from importlib import import_module
 from django.apps import AppConfig
 
 # The channels of this app, each a folder with a `channel.py` that registers it with
-# messaging.channels (and a `tasks.py` when it has tasks). Adding a channel: a new folder, and
-# its name here.
+# messaging.channels, an `accounts.py` that registers how admins edit its account, and a
+# `tasks.py` when it has tasks. Adding a channel: a new folder, and its name here.
 CHANNELS = ("whatsapp", "telegram", "email")
 
 
@@ -15,6 +15,7 @@ class ChannelsIntegrationsConfig(AppConfig):
     def ready(self):
         for name in CHANNELS:
             import_module(f"{self.name}.{name}.channel")
+            import_module(f"{self.name}.{name}.accounts")
             try:  # registers the channel's tasks in every process (they are queued by name)
                 import_module(f"{self.name}.{name}.tasks")
             except ModuleNotFoundError as missing:

@@ -1,9 +1,9 @@
 """Writes shared by every channel's settings: saving and deleting an account or number."""
 
 from .channels import (  # noqa: F401
-    EDITABLE,
-    UNIQUE_PER_COMPANY,
+    AccountKind,
+    account_kind,
     delete_channel,
-    reconnect_telegram,
+    register_account,
     save_channel,
 )

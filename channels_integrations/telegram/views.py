@@ -10,6 +10,7 @@ from accounts.scoping import get_scoped_or_404
 from accounts.views import company_member_required
 from channels_integrations import selectors, services
 from channels_integrations.models import TelegramAccount
+from channels_integrations.telegram import accounts
 from channels_integrations.telegram import login as telegram_login
 from channels_integrations.telegram.forms import TelegramAccountForm, TelegramLoginForm
 
@@ -119,6 +120,6 @@ def telegram_delete(request, pk):
 @require_POST
 def telegram_reconnect(request, pk):
     account = get_scoped_or_404(TelegramAccount, request.user, pk=pk)
-    services.reconnect_telegram(request.user, account)
+    accounts.reconnect(request.user, account)
     messages.success(request, f"{account.name} is reconnecting.")
     return redirect("telegram_accounts")
