@@ -164,7 +164,14 @@ class Supervised:
                 raise LeaseLost("lease expired while backing off")
             if self.stop_wanted():
                 return False
-            time.sleep(min(0.5, max(0.01, deadline - time.monotonic())))
+            if not self.idle(min(1.0, max(0.05, deadline - time.monotonic()))):
+                return not self.stop_reason
+        return True
+
+    def idle(self, seconds: float) -> bool:
+        """Spend a moment of the backoff (WhatsApp serves commands meanwhile); False ends the
+        wait early (a restart, a stop)."""
+        time.sleep(seconds)
         return True
 
 

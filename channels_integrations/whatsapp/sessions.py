@@ -331,18 +331,10 @@ class SessionRunner(Supervised):
             delay,
         )
 
-    def wait(self, lease, seconds: float) -> bool:
-        """Back off, serving commands meanwhile (a restart ends the wait at once)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if not lease.renew():
-                raise LeaseLost("lease expired while backing off")
-            if self.stop_wanted():
-                return False
-            self._serve_commands(min(1.0, max(0.05, deadline - time.monotonic())))
-            if self.stop_reason or self.restart_requested:
-                return not self.stop_reason
-        return True
+    def idle(self, seconds: float) -> bool:
+        """Serve commands while backing off: a restart or a stop ends the wait at once."""
+        self._serve_commands(seconds)
+        return not (self.stop_reason or self.restart_requested)
 
     def _connect_and_watch(self) -> str:
         """Run one connection until it ends; returns why it failed ("" when it was asked
