@@ -19,6 +19,7 @@ from messaging.tasks import deliver_message
 from .factories import (
     ChatMemberFactory,
     CompanyFactory,
+    ConversationFactory,
     TeamChatFactory,
     UserFactory,
     WhatsAppNumberFactory,
@@ -206,3 +207,36 @@ def test_an_agent_viewing_a_conversation_is_told_when_its_number_is_deleted(daph
         page.locator(f'#conversation-list li[data-conversation-id="{conversation.pk}"]')
     ).to_have_count(0)
     _assert_not_reloaded(page)
+
+
+def test_a_failed_reply_is_sent_again_from_a_phone(daphne_server, browser, far_end):  # noqa: F405
+    """At 390×844: a failed reply says why and offers "Send again"; a tap queues the same
+    message again, and it turns sent live when the worker has sent it."""
+    company, _alice, bob = _team()
+    conversation = ConversationFactory(company=company, client__name="Maria Lopez")
+    failed = conversation.messages.create(
+        direction=Message.Direction.OUTBOUND,
+        author=bob,
+        body="Your parcel left today.",
+        status=Message.Status.FAILED,
+        error="Message undeliverable: the recipient may not be on WhatsApp.",
+    )
+    page = log_in(browser, daphne_server, bob, viewport={"width": 390, "height": 844})  # noqa: F405
+    page.goto(f"{daphne_server.url}/inbox/{conversation.pk}/")
+    wait_live(page)  # noqa: F405
+    item = page.locator(f'#messages li[data-message-id="{failed.pk}"]')
+    expect(item).to_contain_text("may not be on WhatsApp")
+    button = item.get_by_role("button", name="Send again")
+    expect(button).to_be_visible()
+    box = button.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390  # on screen, no sideways
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    _screenshot(page, "failed-reply-390")
+
+    button.click()
+    expect(item).to_have_attribute("data-status", "queued")
+    expect(item.get_by_role("button", name="Send again")).to_have_count(0)
+    deliver_message(failed.pk)  # what the Celery worker runs
+    assert [sent.body for sent in far_end.sent] == ["Your parcel left today."]
+    expect(item).to_have_attribute("data-status", "sent")
+    _screenshot(page, "failed-reply-sent-again-390")

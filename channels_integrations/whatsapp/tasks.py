@@ -22,7 +22,9 @@ def delete_number_in_background(number_id: int, actor_id: int | None = None) -> 
         pass  # recorded on the number and published; nothing was deleted
 
 
-@shared_task(ignore_result=True)
+# acks_late: idempotent (a bot answers a message at most once; a recipient's claim decides who
+# sends it), so a task lost with its worker is redelivered rather than dropped.
+@shared_task(acks_late=True, ignore_result=True)
 def answer_with_bots(message_id: int) -> None:
     """Let the active bots of an inbound message's number answer it (at most once each)."""
     answer_inbound(message_id)
@@ -39,7 +41,7 @@ def dispatch_broadcasts() -> None:
         send_broadcast_batch.delay(broadcast_id)
 
 
-@shared_task(bind=True, ignore_result=True)
+@shared_task(bind=True, acks_late=True, ignore_result=True)
 def send_broadcast_batch(self, broadcast_id: int, lease_token: str | None = None) -> None:
     """One small batch of a broadcast; re-queues itself with a short countdown (never a long
     ETA) while recipients remain. One chain per broadcast, held by a Redis lease."""
