@@ -90,6 +90,13 @@ class ApiToken(models.Model):
 
     @classmethod
     def authenticate(cls, raw: str) -> User | None:
+        token = cls.find(raw)
+        return token.user if token is not None else None
+
+    @classmethod
+    def find(cls, raw: str) -> "ApiToken | None":
+        """The token of an active user with this raw value (its last use noted, at most once
+        a minute), else None."""
         token = (
             cls.objects.select_related("user", "user__company")
             .filter(key_hash=hash_token(raw), user__is_active=True)
@@ -100,4 +107,4 @@ class ApiToken(models.Model):
         now = timezone.now()
         if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
             cls.objects.filter(pk=token.pk).update(last_used_at=now)
-        return token.user
+        return token

@@ -17,3 +17,5 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("crm.page_urls")),
 ]
+
+handler500 = "crm.errors.server_error"

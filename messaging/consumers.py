@@ -7,9 +7,11 @@ from functools import cached_property
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
 
+from accounts import revocation
 from accounts.models import ApiToken
 
 from .events import company_group, user_group
@@ -18,16 +20,22 @@ from .realtime import hub
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_SERVER_ERROR = 1011
+MAX_FRAME_BYTES = 64 * 1024  # clients send pings; anything bigger is not ours to read
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
-    # Events arrive through messaging.realtime's per-process hub, not a channel layer
-    # (no per-socket Redis channel to poll).
-    channel_layer_alias = "__no_channel_layer__"
+    """Events arrive through messaging.realtime's per-process hub (one Redis subscription per
+    process); the Channels layer carries only control messages to this socket: access revoked
+    (accounts.revocation)."""
+
+    user = None
+    joined: list[str] = ()
+    auth_groups: list[str] = ()
 
     async def connect(self):
         self.user = None
-        self.joined: list[str] = []
+        self.joined = []
         logger.info("ws: connection attempt")
         user = await self._authenticate()
         # Accept first even when refusing: a close before accept reaches the browser as a bare
@@ -38,6 +46,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = user
+        await self._join_auth_groups()
         self.joined = [user_group(user.pk), company_group(user.company_id)]
         await hub().join(self, self.joined)
         logger.info("ws: accepted user=%s", user.pk)
@@ -46,17 +55,66 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self.joined:
             hub().leave(self, self.joined)
+        for group in self.auth_groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:
+                logger.warning("ws: could not leave %s (Redis down?)", group)
         logger.info("ws: disconnected user=%s code=%s", getattr(self.user, "pk", None), code)
 
     async def receive(self, text_data=None, bytes_data=None):
+        if not text_data or len(text_data) > MAX_FRAME_BYTES:
+            return
         try:
-            content = json.loads(text_data or "")
-        except ValueError:
+            content = json.loads(text_data)
+        except (ValueError, RecursionError):  # not JSON, or nested past the decoder's limit
             return
         event = content.get("event") if isinstance(content, dict) else None
-        logger.info("ws: received event=%s user=%s", event, getattr(self.user, "pk", None))
+        if not isinstance(event, str):
+            return
+        # %r: a client's text never forges a log line (newlines come out escaped).
+        logger.info("ws: received event=%r user=%s", event[:64], getattr(self.user, "pk", None))
         if event == "ping":
             await self.send(text_data='{"event": "pong"}')
+
+    async def dispatch(self, message):
+        """Whatever fails while handling a frame closes this socket and takes it out of the
+        hub (a dead socket left there would keep receiving every event)."""
+        try:
+            await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            logger.exception("ws: consumer failed user=%s", getattr(self.user, "pk", None))
+            if self.joined:
+                hub().leave(self, self.joined)
+                self.joined = []
+            await self.close(code=CLOSE_SERVER_ERROR)
+            raise StopConsumer() from None
+
+    async def auth_revoked(self, event):
+        """The token, session or user of this socket lost its access: close it (4401)."""
+        logger.info("ws: access revoked user=%s; closing", getattr(self.user, "pk", None))
+        if self.joined:
+            hub().leave(self, self.joined)
+            self.joined = []
+        await self.close(code=revocation.CLOSE_REVOKED)
+
+    async def _join_auth_groups(self) -> None:
+        session = self.scope.get("session")
+        groups = revocation.groups_for(
+            self.user.pk,
+            token_id=self.token_id,
+            session_key="" if self.token_id else getattr(session, "session_key", "") or "",
+        )
+        joined = []
+        for group in groups:
+            try:
+                await self.channel_layer.group_add(group, self.channel_name)
+                joined.append(group)
+            except Exception:  # revocation then waits for the next connect's check
+                logger.warning("ws: could not join %s (Redis down?)", group)
+        self.auth_groups = joined
 
     async def push(self, text: str) -> None:
         """Called by the hub, in its listener, with an already-encoded event for this socket."""
@@ -73,8 +131,23 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         return self.base_send
 
     async def _authenticate(self):
-        token = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [None])[0]
-        if token:
-            return await database_sync_to_async(ApiToken.authenticate)(token)
+        self.token_id = None
+        raw = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [None])[0]
+        if raw:
+            token = await database_sync_to_async(ApiToken.find)(raw)
+            if token is None:
+                return None
+            self.token_id = token.pk
+            return token.user
         user = self.scope.get("user")  # from the session cookie (AuthMiddlewareStack)
         return user if user is not None and user.is_authenticated else None
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """A WebSocket to a path we do not serve: the handshake is refused (403), as for a page
+    that does not exist, instead of a routing error."""
+
+    channel_layer_alias = "__no_channel_layer__"
+
+    async def connect(self):
+        await self.close()

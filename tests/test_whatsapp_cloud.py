@@ -12,6 +12,9 @@ import json
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 
 from messaging.models import Attachment, Conversation, Message
@@ -395,3 +398,92 @@ def test_a_cloud_number_has_no_qr_session(admin_api, number):
     response = admin_api.post(f"/api/v1/whatsapp/numbers/{number.pk}/session/initialize/")
     assert response.status_code == 400
     assert "provider" in response.json()
+
+
+# ---------------------------------------------------------------- deliveries of any shape
+
+_LEAF = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30)
+    | st.sampled_from(["4915112345678", "text", "image", "audio", "messages", "x" * 300, "a\x00b"])
+)
+_ANY = st.recursive(
+    _LEAF,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+_MESSAGE = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(st.just("wamid.any"), _LEAF),
+        "from": st.one_of(st.just("4915112345678"), _LEAF),
+        "type": st.one_of(
+            st.sampled_from(["text", "image", "audio", "location", "reaction"]), _LEAF
+        ),
+        "text": st.one_of(st.fixed_dictionaries({"body": _LEAF}), _ANY),
+        "image": _ANY,
+        "audio": st.one_of(st.fixed_dictionaries({"voice": _LEAF, "id": _LEAF}), _ANY),
+        "location": _ANY,
+        "timestamp": _LEAF,
+        "context": _ANY,
+    },
+)
+_VALUE = st.fixed_dictionaries(
+    {},
+    optional={
+        "contacts": st.one_of(
+            st.lists(st.fixed_dictionaries({"wa_id": _LEAF, "profile": _ANY})), _ANY
+        ),
+        "messages": st.one_of(st.lists(_MESSAGE, max_size=3), _ANY),
+        "statuses": st.one_of(
+            st.lists(st.fixed_dictionaries({"id": _LEAF, "status": _LEAF, "errors": _ANY})), _ANY
+        ),
+    },
+)
+_DELIVERY = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "entry": st.one_of(
+                st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "changes": st.one_of(
+                                st.lists(
+                                    st.fixed_dictionaries(
+                                        {
+                                            "field": st.sampled_from(["messages", "x"]),
+                                            "value": _VALUE,
+                                        }
+                                    ),
+                                    max_size=2,
+                                ),
+                                _ANY,
+                            )
+                        }
+                    ),
+                    max_size=2,
+                ),
+                _ANY,
+            )
+        }
+    ),
+    _ANY,
+)
+
+
+@hypothesis_settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(payload=_DELIVERY)
+def test_a_signed_delivery_of_any_shape_is_acknowledged_never_a_500(client, number, payload):
+    """Meta re-delivers anything that did not get a 2xx: whatever a signed delivery holds, it is
+    answered 200 and what could be read is stored."""
+    response = _signed_post(client, number, payload)
+    assert response.status_code == 200, (payload, response.content[:300])

@@ -1,6 +1,9 @@
 """A mailbox as company admins edit it: its owner is a member of the company (the admin who
 adds it, unless chosen), and unencrypted SMTP is for loopback only."""
 
+import ipaddress
+import re
+
 from django.core.exceptions import ValidationError
 
 from ..models import EmailAccount
@@ -16,7 +19,37 @@ def _prepare(actor, account: EmailAccount, fields: dict) -> None:
         fields["owner"] = actor
 
 
+LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def host_error(host: str) -> str | None:
+    """Why `host` is not a host name or IP address we can connect to (None: it is)."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    try:
+        ascii_name = host.encode("idna").decode("ascii").rstrip(".").lower()
+    except UnicodeError:
+        ascii_name = ""
+    if (
+        not ascii_name
+        or len(ascii_name) > 253
+        or not all(LABEL.match(label) for label in ascii_name.split("."))
+    ):
+        return f"“{host[:100]}” is not a valid host name (e.g. imap.example.com)."
+    return None
+
+
 def _prepared(account: EmailAccount, fields: dict) -> None:
+    errors = {
+        name: [error]
+        for name in ("imap_host", "smtp_host")
+        if (error := host_error(getattr(account, name) or ""))
+    }
+    if errors:
+        raise ValidationError(errors)
     if account.smtp_security == EmailAccount.SmtpSecurity.NONE and not is_loopback(
         account.smtp_host
     ):

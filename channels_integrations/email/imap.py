@@ -60,7 +60,7 @@ def error_words(exc: BaseException, account: EmailAccount) -> str:
     where = f"{account.imap_host}:{account.imap_port}"
     if isinstance(exc, LoginError):
         return "IMAP login failed: the server refused the username or password."
-    if isinstance(exc, socket.gaierror):
+    if isinstance(exc, socket.gaierror | UnicodeError):  # UnicodeError: not a valid name
         return f"IMAP host {account.imap_host} was not found."
     if isinstance(exc, ConnectionRefusedError):
         return f"The IMAP server at {where} refused the connection."

@@ -122,7 +122,7 @@ def test_connection(account) -> dict:
         result["smtp"] = {"ok": False, "detail": exc.reason}
     except smtplib.SMTPAuthenticationError:
         result["smtp"] = {"ok": False, "detail": "SMTP login failed: wrong username or password."}
-    except (smtplib.SMTPException, OSError) as exc:
+    except (smtplib.SMTPException, OSError, UnicodeError) as exc:  # UnicodeError: a bad name
         result["smtp"] = {
             "ok": False,
             "detail": f"SMTP {account.smtp_host}:{account.smtp_port} failed ({exc.__class__.__name__}).",

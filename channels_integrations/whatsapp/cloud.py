@@ -146,76 +146,105 @@ def verification_answer(params, verify_token: str) -> str | None:
 MEDIA_KINDS = {"image", "video", "audio", "document", "sticker"}
 
 
-def parse_webhook(payload: dict) -> tuple[list[InboundMessage], list[StatusUpdate]]:
-    """Messages and status updates of one webhook delivery (other fields are ignored)."""
+def _objects(value) -> list[dict]:
+    """The JSON objects of a list (anything else in a delivery of an unexpected shape: none)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _object(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value) -> str:
+    """A string field as we store it: text only, no NUL (PostgreSQL stores none)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    return value.replace("\x00", "") if isinstance(value, str) else ""
+
+
+def parse_webhook(payload) -> tuple[list[InboundMessage], list[StatusUpdate]]:
+    """Messages and status updates of one webhook delivery. Whatever has another shape than
+    Meta's documented one is skipped (and logged), never an error: Meta re-delivers a webhook
+    that did not get a 2xx, for days."""
     messages, statuses = [], []
-    for entry in payload.get("entry") or []:
-        for change in entry.get("changes") or []:
+    for entry in _objects(_object(payload).get("entry")):
+        for change in _objects(entry.get("changes")):
             if change.get("field") != "messages":
                 continue
-            value = change.get("value") or {}
+            value = _object(change.get("value"))
             names = {
-                contact.get("wa_id"): (contact.get("profile") or {}).get("name", "")
-                for contact in value.get("contacts") or []
+                _text(contact.get("wa_id")): _text(_object(contact.get("profile")).get("name"))
+                for contact in _objects(value.get("contacts"))
             }
-            for item in value.get("messages") or []:
-                messages.append(_inbound(item, names))
-            for item in value.get("statuses") or []:
-                errors = item.get("errors") or []
-                error = ""
-                if errors:
-                    first = errors[0]
-                    error = REASONS.get(first.get("code")) or (
-                        f"{first.get('title') or 'Failed'} ({first.get('code')})"
-                    )
-                statuses.append(
-                    StatusUpdate(
-                        wamid=item["id"],
-                        status=item.get("status", ""),
-                        timestamp=_time(item.get("timestamp")),
-                        error=error,
-                    )
-                )
+            for item in _objects(value.get("messages")):
+                if parsed := _inbound(item, names):
+                    messages.append(parsed)
+            for item in _objects(value.get("statuses")):
+                if parsed := _status(item):
+                    statuses.append(parsed)
     return messages, statuses
 
 
-def _inbound(item: dict, names: dict) -> InboundMessage:
-    kind = item.get("type", "text")
+def _status(item: dict) -> StatusUpdate | None:
+    wamid = _text(item.get("id"))
+    if not wamid or len(wamid) > 255:
+        logger.warning("cloud webhook: a status without an id skipped")
+        return None
+    errors = _objects(item.get("errors"))
+    error = ""
+    if errors:
+        code = errors[0].get("code")
+        title = _text(errors[0].get("title")) or "Failed"
+        error = (REASONS.get(code) if isinstance(code, int) else None) or f"{title} ({_text(code)})"
+    return StatusUpdate(
+        wamid=wamid,
+        status=_text(item.get("status")),
+        timestamp=_time(item.get("timestamp")),
+        error=error,
+    )
+
+
+def _inbound(item: dict, names: dict) -> InboundMessage | None:
+    wamid, wa_id = _text(item.get("id")), _text(item.get("from"))
+    if not wamid or len(wamid) > 255 or not (wa_id.isdigit() and len(wa_id) <= 20):
+        logger.warning("cloud webhook: a message without a usable id or sender skipped")
+        return None
+    kind = _text(item.get("type")) or "text"
     media = []
     if kind == "text":
-        body = (item.get("text") or {}).get("body", "")
+        body = _text(_object(item.get("text")).get("body"))
     elif kind in MEDIA_KINDS:
-        part = item.get(kind) or {}
-        body = part.get("caption", "")
-        voice = kind == "audio" and part.get("voice")
+        part = _object(item.get(kind))
+        body = _text(part.get("caption"))
+        voice = kind == "audio" and part.get("voice") is True
         media.append(
             AnnouncedMedia(
                 kind="voice" if voice else kind,
-                media_id=part.get("id", ""),
-                content_type=part.get("mime_type", ""),
-                filename=part.get("filename", ""),
+                media_id=_text(part.get("id")),
+                content_type=_text(part.get("mime_type")),
+                filename=_text(part.get("filename")),
             )
         )
     elif kind == "button":
-        body = (item.get("button") or {}).get("text", "")
+        body = _text(_object(item.get("button")).get("text"))
     elif kind == "interactive":
-        reply = item.get("interactive") or {}
-        chosen = reply.get("button_reply") or reply.get("list_reply") or {}
-        body = chosen.get("title", "")
+        reply = _object(item.get("interactive"))
+        chosen = _object(reply.get("button_reply") or reply.get("list_reply"))
+        body = _text(chosen.get("title"))
     elif kind == "location":
-        place = item.get("location") or {}
-        body = f"📍 {place.get('name') or ''} {place.get('latitude')},{place.get('longitude')}"
+        place = _object(item.get("location"))
+        latitude, longitude = _text(place.get("latitude")), _text(place.get("longitude"))
+        body = f"📍 {_text(place.get('name'))} {latitude},{longitude}"
     else:
-        body = f"[{kind} message]"
-    wa_id = item.get("from", "")
+        body = f"[{kind[:40]} message]"
     return InboundMessage(
-        wamid=item["id"],
+        wamid=wamid,
         wa_id=wa_id,
         name=names.get(wa_id, ""),
         body=body.strip(),
         timestamp=_time(item.get("timestamp")),
         kind=kind,
-        quoted_wamid=(item.get("context") or {}).get("id", ""),
+        quoted_wamid=_text(_object(item.get("context")).get("id")),
         media=media,
     )
 
@@ -223,5 +252,5 @@ def _inbound(item: dict, names: dict) -> InboundMessage:
 def _time(epoch) -> datetime:
     try:
         return datetime.fromtimestamp(int(epoch), tz=UTC)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):
         return datetime.now(tz=UTC)

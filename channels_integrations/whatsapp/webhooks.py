@@ -37,7 +37,7 @@ def whatsapp_webhook(request, number_uuid):
         return JsonResponse({"detail": "Invalid X-Hub-Signature-256."}, status=403)
     try:
         payload = json.loads(request.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the decoder's limit
         return JsonResponse({"detail": "The body is not JSON."}, status=400)
     if not number.is_active or number.status == WhatsAppNumber.Status.DELETING:
         # Acknowledged (Meta would retry for days otherwise), nothing stored.

@@ -7,11 +7,11 @@ from django.db.models.functions import Cast
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from accounts.scoping import get_scoped_or_404, scoped
 from crm import idempotency
+from crm.pagination import CursorPagination
 from messaging import selectors, services
 from messaging.models import Conversation, Message
 

@@ -14,12 +14,12 @@ from django.db.models import Count
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from accounts.permissions import IsCompanyAdminOrReadOnly
 from accounts.scoping import get_scoped_or_404, scoped
 from crm.api.base import CompanyScopedViewSet
+from crm.pagination import CursorPagination
 
 from ...models import Bot, BotRule, WhatsAppNumber
 from .. import bots as services

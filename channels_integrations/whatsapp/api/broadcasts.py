@@ -4,12 +4,12 @@ recipients of one broadcast (paginated). Agents read; company admins create and 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from accounts.permissions import IsCompanyAdminOrReadOnly
 from accounts.scoping import scoped
 from crm import idempotency
+from crm.pagination import CursorPagination
 
 from ...models import Broadcast, BroadcastRecipient, WhatsAppNumber
 from .. import broadcasts as services

@@ -1,0 +1,82 @@
+"""Access taken away reaches the open WebSockets within moments: a revoked API token, a session
+logged out, a changed password or a deactivated user closes the sockets it opened, with code
+4401 (log in again). This is what the Channels layer (channels-redis) carries: a control
+message to the sockets of one token, session or user, wherever they are connected; realtime
+events themselves travel through messaging.realtime's hub.
+
+Every socket joins the groups `groups_for` names when it connects; `revoke` sends to them after
+the change commits.
+"""
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.signals import user_logged_out
+from django.db import transaction
+from django.db.models.signals import post_delete, pre_save
+from django.dispatch import receiver
+
+from .models import ApiToken, User
+
+logger = logging.getLogger(__name__)
+
+CLOSE_REVOKED = 4401  # the same code as an unauthenticated socket: log in again
+MESSAGE = {"type": "auth.revoked"}
+
+
+def groups_for(user_id: int, *, token_id: int | None = None, session_key: str = "") -> list[str]:
+    groups = [f"auth.user.{user_id}"]
+    if token_id is not None:
+        groups.append(f"auth.token.{token_id}")
+    if session_key:
+        groups.append(f"auth.session.{session_key}")
+    return groups
+
+
+def revoke(*, user_id: int | None = None, token_id: int | None = None, session_key: str = ""):
+    """Close, after commit, the sockets of this user, token or session."""
+    groups = []
+    if user_id is not None:
+        groups.append(f"auth.user.{user_id}")
+    if token_id is not None:
+        groups.append(f"auth.token.{token_id}")
+    if session_key:
+        groups.append(f"auth.session.{session_key}")
+    transaction.on_commit(lambda: _send(groups), robust=True)
+
+
+def _send(groups: list[str]) -> None:
+    layer = get_channel_layer()
+    for group in groups:
+        try:
+            async_to_sync(layer.group_send)(group, MESSAGE)
+        except Exception:
+            logger.warning("revocation: %s not sent (Redis down?)", group)
+    logger.info("revocation: closed the sockets of %s", ", ".join(groups))
+
+
+@receiver(post_delete, sender=ApiToken, dispatch_uid="accounts.revocation.token_deleted")
+def _token_deleted(sender, instance, **kwargs):
+    revoke(token_id=instance.pk)
+
+
+@receiver(user_logged_out, dispatch_uid="accounts.revocation.logged_out")
+def _logged_out(sender, request, user, **kwargs):
+    session_key = getattr(getattr(request, "session", None), "session_key", "") or ""
+    if session_key:
+        revoke(session_key=session_key)
+
+
+@receiver(pre_save, sender=User, dispatch_uid="accounts.revocation.user_changed")
+def _user_changed(sender, instance, update_fields=None, **kwargs):
+    """A new password or a deactivation ends every socket of the user."""
+    if instance.pk is None:
+        return
+    if update_fields is not None and not {"password", "is_active"} & set(update_fields):
+        return  # e.g. last_login on every log-in: nothing to look up
+    before = User.objects.filter(pk=instance.pk).values("password", "is_active").first()
+    if before is None:
+        return
+    if before["password"] != instance.password or (before["is_active"] and not instance.is_active):
+        revoke(user_id=instance.pk)

@@ -1,0 +1,213 @@
+"""No input makes a 5xx: deeply nested JSON (API and socket), cursors that are not positions, NUL
+characters in query strings and forms, host names that are not names, WebSocket paths we do not
+serve; and an API error that does happen is JSON. A consumer that fails leaves the hub."""
+
+import base64
+import logging
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+
+from accounts.models import ApiToken
+from channels_integrations.models import EmailAccount
+from crm.asgi import application
+from messaging import consumers
+from messaging.realtime import hub
+
+from .factories import ConversationFactory, EmailAccountFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+DEEP = "[" * 50_000 + "]" * 50_000  # Python's decoder recurses once per level
+
+
+def _cursor(query: str) -> str:
+    return base64.b64encode(query.encode()).decode()
+
+
+@pytest.fixture
+def member_api(api_for, admin_user):
+    return api_for(admin_user)
+
+
+def test_deeply_nested_json_is_a_400_on_every_kind_of_endpoint(member_api, company):
+    conversation = ConversationFactory(company=company)
+    for url in (
+        "/api/v1/clients/",
+        f"/api/v1/conversations/{conversation.pk}/messages/",
+        "/api/v1/chats/",
+        "/api/v1/whatsapp/broadcasts/",
+    ):
+        response = member_api.post(url, DEEP, content_type="application/json")
+        assert response.status_code == 400, url
+        assert "nested deeper" in response.json()["detail"]
+    # An honest body with some nesting is read as before.
+    response = member_api.post(
+        f"/api/v1/conversations/{conversation.pk}/messages/",
+        '{"body": "Hello", "extra": [[[{"a": [1, 2]}]]]}',
+        content_type="application/json",
+    )
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _cursor("p=not-a-number"),
+        _cursor("p=2026-13-45 99:99"),
+        _cursor("p=" + "9" * 40),
+        "%%%not-base64",
+    ],
+)
+def test_a_cursor_that_is_not_a_position_is_a_404_on_every_list(member_api, company, cursor):
+    conversation = ConversationFactory(company=company)
+    for url in (
+        "/api/v1/clients/",
+        "/api/v1/conversations/",
+        f"/api/v1/conversations/{conversation.pk}/messages/",
+        "/api/v1/chats/",
+        "/api/v1/tokens/",
+        "/api/v1/whatsapp/numbers/",
+        "/api/v1/whatsapp/bots/",
+        "/api/v1/whatsapp/broadcasts/",
+    ):
+        response = member_api.get(url, {"cursor": cursor})
+        # A list ordered by a name takes any text as a position (an empty or a short page);
+        # one ordered by an id or a time refuses what is not one: never a server error.
+        assert response.status_code in (200, 404), (url, response.status_code)
+        if response.status_code == 404:
+            assert response.json()["detail"] == "Invalid cursor"
+    for url in ("/api/v1/conversations/", f"/api/v1/conversations/{conversation.pk}/messages/"):
+        if "not-base64" in cursor or cursor == _cursor("p=not-a-number"):
+            assert member_api.get(url, {"cursor": cursor}).status_code == 404, url
+
+
+def test_a_nul_character_is_refused_naming_the_field(client, member_api, admin_user, company):
+    response = member_api.get("/api/v1/conversations/", {"q": "ab\x00c"})
+    assert response.status_code == 400 and "NUL" in response.json()["q"][0]
+    client.force_login(admin_user)
+    for url in ("/inbox/", "/clients/"):
+        response = client.get(url, {"q": "\x00"})
+        assert response.status_code == 400 and b"q:" in response.content, url
+    conversation = ConversationFactory(company=company)
+    response = client.post(f"/inbox/{conversation.pk}/reply/", {"body": "hi\x00there"})
+    assert response.status_code == 400 and b"body:" in response.content
+    assert not conversation.messages.exists()
+    # In a JSON body the serializer names the field.
+    response = member_api.post(
+        f"/api/v1/conversations/{conversation.pk}/messages/", {"body": "a\x00b"}, format="json"
+    )
+    assert response.status_code == 400 and "body" in response.json()
+
+
+def test_a_host_that_is_not_a_name_is_a_field_error_and_never_a_500(member_api, company):
+    payload = {
+        "address": "help@acme.example",
+        "imap_host": "bad..host",
+        "imap_port": 993,
+        "smtp_host": "-smtp.acme.example",
+        "smtp_port": 465,
+        "smtp_security": "ssl",
+        "username": "help@acme.example",
+        "password": "secret",
+    }
+    response = member_api.post("/api/v1/email/accounts/", payload, format="json")
+    assert response.status_code == 400
+    assert set(response.json()) >= {"imap_host", "smtp_host"}
+    assert not EmailAccount.objects.exists()
+    for good in ("imap.acme.example", "почта.пример.рф", "127.0.0.1", "::1"):
+        response = member_api.post(
+            "/api/v1/email/accounts/",
+            {**payload, "imap_host": good, "smtp_host": "smtp.acme.example"},
+            format="json",
+        )
+        assert response.status_code == 201, (good, response.json())
+        EmailAccount.objects.all().delete()
+    # A bad name stored before this check: testing the connection says so in words.
+    account = EmailAccountFactory(company=company)
+    EmailAccount.objects.filter(pk=account.pk).update(imap_host="bad..host", smtp_host="bad..host")
+    response = member_api.post(f"/api/v1/email/accounts/{account.pk}/test-connection/")
+    assert response.status_code == 200
+    assert response.json()["imap"]["ok"] is False and response.json()["smtp"]["ok"] is False
+
+
+def test_an_api_server_error_is_json(client, admin_user, settings, monkeypatch):
+    from messaging import selectors
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(selectors, "inbox_conversations", broken)
+    settings.DEBUG = False
+    client.raise_request_exception = False
+    client.force_login(admin_user)
+    response = client.get("/api/v1/conversations/")
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json" and "detail" in response.json()
+
+
+# ---------------------------------------------------------------- the WebSocket
+
+
+async def _open(token: str, path: str = "/ws/"):
+    communicator = WebsocketCommunicator(application, f"{path}?token={token}")
+    connected, _ = await communicator.connect(timeout=5)
+    if connected:
+        welcome = await communicator.receive_json_from(timeout=5)
+        assert welcome["event"] == "welcome"
+    return communicator, connected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_odd_frames_are_ignored_and_the_socket_keeps_working(company, caplog):
+    user = UserFactory(company=company)
+    _token, raw = ApiToken.issue(user, "ws")
+
+    async def run():
+        communicator, connected = await _open(raw)
+        assert connected
+        for frame in (DEEP, "x" * 100_000, "not json", '{"event": ["ping"]}'):
+            await communicator.send_to(text_data=frame)
+        await communicator.send_to(text_data='{"event": "ping\\ninjected log line"}')
+        await communicator.send_to(text_data='{"event": "ping"}')
+        assert await communicator.receive_json_from(timeout=5) == {"event": "pong"}
+        await communicator.disconnect()
+
+    with caplog.at_level(logging.INFO, logger="messaging.consumers"):
+        async_to_sync(run)()
+    assert not any("\n" in record.getMessage() for record in caplog.records)
+    assert any("ping\\ninjected" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_path_we_do_not_serve_is_refused_at_the_handshake(company):
+    _token, raw = ApiToken.issue(UserFactory(company=company), "ws")
+
+    async def run():
+        _communicator, connected = await _open(raw, "/ws/x/")
+        assert not connected
+
+    async_to_sync(run)()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_consumer_that_fails_closes_its_socket_and_leaves_the_hub(company, monkeypatch):
+    user = UserFactory(company=company)
+    _token, raw = ApiToken.issue(user, "ws")
+
+    async def explode(self, text_data=None, bytes_data=None):
+        raise RuntimeError("a bug while reading a frame")
+
+    async def run():
+        communicator, connected = await _open(raw)
+        assert connected
+        group = f"user.{user.pk}"
+        assert len(hub().members.get(group, ())) == 1
+        monkeypatch.setattr(consumers.RealtimeConsumer, "receive", explode)
+        await communicator.send_to(text_data='{"event": "ping"}')
+        closed = await communicator.receive_output(timeout=5)
+        assert closed["type"] == "websocket.close" and closed["code"] == 1011
+        assert not hub().members.get(group)
+
+    async_to_sync(run)()

@@ -1,0 +1,125 @@
+"""Access taken away closes the open WebSockets within moments, with 4401 (log in again): a
+revoked API token, a session logged out, a new password, a deactivated user. Through the real
+Channels layer (channels-redis) on the real Redis; other people's sockets stay open."""
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.db import transaction
+
+from accounts.models import ApiToken
+from accounts.services import revoke_api_token
+from crm.asgi import application
+
+from .factories import UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def _open(path="/ws/", headers=None):
+    communicator = WebsocketCommunicator(application, path, headers=headers or [])
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    assert (await communicator.receive_json_from(timeout=5))["event"] == "welcome"
+    return communicator
+
+
+async def _closed_with(communicator) -> int | None:
+    output = await communicator.receive_output(timeout=5)
+    return output.get("code") if output["type"] == "websocket.close" else None
+
+
+async def _still_open(communicator) -> bool:
+    await communicator.send_to(text_data='{"event": "ping"}')
+    return (await communicator.receive_json_from(timeout=5)) == {"event": "pong"}
+
+
+def _sync(function, *args):
+    """Run an ORM write in its own committed transaction (its on-commit effects fire)."""
+
+    def run():
+        with transaction.atomic():
+            function(*args)
+
+    from asgiref.sync import sync_to_async
+
+    return sync_to_async(run)()
+
+
+def test_a_revoked_token_closes_its_sockets_and_only_those(company):
+    alice, bob = UserFactory(company=company), UserFactory(company=company)
+    token, raw = ApiToken.issue(alice, "script")
+    _other, other_raw = ApiToken.issue(alice, "laptop")
+    _bobs, bobs_raw = ApiToken.issue(bob, "phone")
+
+    async def run():
+        revoked = await _open(f"/ws/?token={raw}")
+        same_user_other_token = await _open(f"/ws/?token={other_raw}")
+        someone_else = await _open(f"/ws/?token={bobs_raw}")
+        await _sync(revoke_api_token, alice, token)
+        assert await _closed_with(revoked) == 4401
+        assert await _still_open(same_user_other_token)
+        assert await _still_open(someone_else)
+        # The revoked token cannot open a new one either.
+        again = WebsocketCommunicator(application, f"/ws/?token={raw}")
+        await again.connect(timeout=5)
+        assert await _closed_with(again) == 4401
+
+    async_to_sync(run)()
+
+
+def test_logging_out_closes_the_sessions_sockets(client, company):
+    user = UserFactory(company=company)
+    client.force_login(user)
+    cookie = (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+    async def run():
+        socket = await _open(headers=[cookie])
+
+        def log_out():
+            assert client.post("/logout/").status_code == 302
+
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(log_out)()
+        assert await _closed_with(socket) == 4401
+
+    async_to_sync(run)()
+
+
+@pytest.mark.parametrize("change", ["password", "deactivated"])
+def test_a_new_password_or_a_deactivation_closes_every_socket_of_the_user(company, change):
+    user, other = UserFactory(company=company), UserFactory(company=company)
+    _t1, raw = ApiToken.issue(user, "one")
+    _t2, others_raw = ApiToken.issue(other, "two")
+
+    def apply():
+        if change == "password":
+            user.set_password("a new and long passphrase")
+        else:
+            user.is_active = False
+        user.save()
+
+    async def run():
+        socket = await _open(f"/ws/?token={raw}")
+        bystander = await _open(f"/ws/?token={others_raw}")
+        await _sync(apply)
+        assert await _closed_with(socket) == 4401
+        assert await _still_open(bystander)
+
+    async_to_sync(run)()
+
+
+def test_a_log_in_saves_the_user_without_closing_anything(company):
+    user = UserFactory(company=company)
+    _t, raw = ApiToken.issue(user, "one")
+
+    async def run():
+        socket = await _open(f"/ws/?token={raw}")
+        user.last_login = None
+        await _sync(lambda: user.save(update_fields=["last_login"]))
+        user.first_name = "Renamed"
+        await _sync(user.save)
+        assert await _still_open(socket)
+
+    async_to_sync(run)()
