@@ -1,6 +1,7 @@
 import re
 import uuid
 
+import regex
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -105,13 +106,40 @@ class BotRule(models.Model):
         return f"{self.trigger} → {self.reply_text[:30]}"
 
     def clean(self):
-        if self.match_type == self.MatchType.REGEX:
-            try:
-                re.compile(self.trigger)
-            except re.error as exc:
-                raise ValidationError(
-                    {"trigger": f"Not a valid regular expression: {exc}"}
-                ) from None
+        if self.match_type == self.MatchType.REGEX and (error := regex_error(self.trigger)):
+            raise ValidationError({"trigger": error})
+
+
+SLOW_PROBE_SECONDS = 0.02
+
+
+def regex_error(trigger: str) -> str | None:
+    """Why a bot's regular expression cannot be saved (None: it can)."""
+    try:
+        pattern = regex.compile(trigger, regex.IGNORECASE)
+    except regex.error as exc:
+        return f"Not a valid regular expression: {exc}"
+    if pattern_is_slow(pattern, trigger):
+        return (
+            "This pattern can take too long on some messages (a repetition inside a "
+            "repetition, such as (a|aa)+); simplify it."
+        )
+    return None
+
+
+def pattern_is_slow(pattern, trigger: str) -> bool:
+    """Whether a bot's pattern backtracks for long on plain texts made of its own characters
+    (the shape of catastrophic patterns: a run of what they repeat, then a mismatch)."""
+    characters = {char for char in trigger if char.isalnum() or char == " "} | {"a", "0", " "}
+    probes = [char * 40 + end for char in sorted(characters) for end in ("!", "§")]
+    words = [word for word in re.split(r"\W+", trigger) if word]
+    probes += [" ".join(words * 12) + " !", "".join(words * 12) + "!"]
+    for probe in probes:
+        try:
+            pattern.search(probe, timeout=SLOW_PROBE_SECONDS)
+        except TimeoutError:
+            return True
+    return False
 
 
 class Broadcast(models.Model):

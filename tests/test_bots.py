@@ -634,3 +634,39 @@ def test_bot_pages_render_for_members(client, admin_user, number):
         reverse("botrule_edit", args=[rule.pk]),
     ):
         assert client.get(url).status_code == 200, url
+
+
+# ---------------------------------------------------------------- patterns that backtrack
+
+
+@pytest.mark.parametrize("trigger", [r"(a|aa)+$", r"(a|a)+$", r"(x|xx)+y"])
+def test_a_pattern_that_backtracks_for_long_is_refused_on_save(admin_user, bot, trigger):
+    with pytest.raises(ValidationError) as error:
+        services.create_rule(
+            admin_user, bot, match_type="regex", trigger=trigger, reply_text="Hello"
+        )
+    assert "too long" in error.value.message_dict["trigger"][0]
+    assert not bot.rules.exists()
+
+
+def test_ordinary_patterns_are_saved(admin_user, bot):
+    for trigger in (r"(a+)+$", r"order\s*#?\d{3,8}", r"^(hi|hello|привіт|здравствуйте)\b"):
+        services.create_rule(admin_user, bot, match_type="regex", trigger=trigger, reply_text="Hi")
+    assert bot.rules.count() == 3
+
+
+def test_a_slow_pattern_saved_before_the_check_gives_up_in_time(bot, settings):
+    """A rule stored before patterns were checked: matching gives up after
+    BOT_REGEX_TIMEOUT_SECONDS and counts as no match, instead of holding the worker."""
+    import time
+
+    from channels_integrations.models import BotRule
+
+    settings.BOT_REGEX_TIMEOUT_SECONDS = 0.05
+    rule = BotRule.objects.create(
+        bot=bot, match_type="regex", trigger=r"(a|aa)+$", reply_text="never", position=1
+    )
+    started = time.monotonic()
+    assert services.rule_matches(rule, "a" * 200 + "!") is False
+    assert time.monotonic() - started < 2.0
+    assert services.rule_matches(rule, "aaaa") is True

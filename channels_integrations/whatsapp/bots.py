@@ -7,8 +7,10 @@ Matching (`rule_matches`):
   "opening hours" matches "Opening   hours?" (any run of whitespace between its words). Word
   edges are Unicode-aware (letters, digits and underscore are word characters), so a trigger
   that begins or ends with punctuation ("c++") is matched with that punctuation as written.
-- regex: Python `re.search` anywhere in the message, case-insensitive (turn that off inline
-  with `(?-i:...)`).
+- regex: a search (the `regex` module, Python `re` syntax) anywhere in the message,
+  case-insensitive (turn that off inline with `(?-i:...)`), with a time limit per message
+  (BOT_REGEX_TIMEOUT_SECONDS; running out is no match); patterns that backtrack for long on
+  texts made of their own characters are refused on save.
 Triggers and texts are saved stripped of leading/trailing whitespace (regexes too).
 Only the first MATCH_TEXT_LIMIT characters of a message are matched.
 
@@ -20,11 +22,11 @@ auto-responder stops there).
 """
 
 import logging
-import re
 import time
 from datetime import timedelta
 from functools import lru_cache
 
+import regex
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -35,7 +37,7 @@ from crm.services import delete_in_database, save_validated
 from messaging.models import Message
 from messaging.services import send_message
 
-from ..models import Bot, BotRule, WhatsAppNumber
+from ..models import Bot, BotRule, WhatsAppNumber, regex_error
 from . import PLATFORM
 
 logger = logging.getLogger(__name__)
@@ -124,11 +126,8 @@ def _rule_errors(rule: BotRule) -> dict[str, list[str]]:
     errors = {}
     if not rule.trigger:
         errors["trigger"] = ["Enter a keyword or a regular expression."]
-    elif rule.match_type == BotRule.MatchType.REGEX:
-        try:
-            re.compile(rule.trigger)
-        except re.error as exc:
-            errors["trigger"] = [f"Not a valid regular expression: {exc}"]
+    elif rule.match_type == BotRule.MatchType.REGEX and (error := regex_error(rule.trigger)):
+        errors["trigger"] = [error]
     errors.update(_text_errors(rule.reply_text, "reply_text", required=True))
     return errors
 
@@ -202,22 +201,31 @@ def move_rule(actor, rule: BotRule, offset: int) -> BotRule:
 
 
 @lru_cache(maxsize=1024)
-def _compiled(match_type: str, trigger: str) -> re.Pattern | None:
+def _compiled(match_type: str, trigger: str):
     if match_type == BotRule.MatchType.KEYWORD:
         words = trigger.split()
         if not words:
             return None
-        phrase = r"\s+".join(re.escape(word) for word in words)
-        return re.compile(rf"(?<!\w){phrase}(?!\w)", re.IGNORECASE)
+        phrase = r"\s+".join(regex.escape(word) for word in words)
+        return regex.compile(rf"(?<!\w){phrase}(?!\w)", regex.IGNORECASE)
     try:
-        return re.compile(trigger, re.IGNORECASE)
-    except re.error:
+        return regex.compile(trigger, regex.IGNORECASE)
+    except regex.error:
         return None  # saved before validation existed: never matches
 
 
 def rule_matches(rule: BotRule, text: str) -> bool:
+    """Whether the rule's pattern is found in `text`; a search that runs past
+    BOT_REGEX_TIMEOUT_SECONDS (a pattern saved before the check on save) counts as no match."""
     pattern = _compiled(rule.match_type, rule.trigger)
-    return pattern is not None and pattern.search(text[:MATCH_TEXT_LIMIT]) is not None
+    if pattern is None:
+        return False
+    try:
+        found = pattern.search(text[:MATCH_TEXT_LIMIT], timeout=settings.BOT_REGEX_TIMEOUT_SECONDS)
+    except TimeoutError:
+        logger.warning("bots: rule=%s pattern ran out of time; no match", rule.pk)
+        return False
+    return found is not None
 
 
 def first_matching_rule(rules, text: str) -> BotRule | None:
