@@ -206,6 +206,9 @@ BROADCAST_RATE_PER_MINUTE = env.int("BROADCAST_RATE_PER_MINUTE", default=30)
 BROADCAST_LEASE_SECONDS = env.int("BROADCAST_LEASE_SECONDS", default=30)
 # Loop guard: at most N bot replies per conversation per S seconds ("N,S").
 BOT_REPLY_LIMIT = tuple(env.list("BOT_REPLY_LIMIT", cast=int, default=[5, 60]))
+# IMAP/SMTP hosts that admins configure may be private or local addresses (development and the
+# tests run the mail servers on loopback); off in production (channels_integrations.outbound).
+OUTBOUND_ALLOW_PRIVATE = env.bool("OUTBOUND_ALLOW_PRIVATE", default=DEBUG)
 # A bot rule's pattern gets this long per inbound message (the `regex` module's timeout); one
 # that runs out counts as no match. Patterns that backtrack for long are refused on save.
 BOT_REGEX_TIMEOUT_SECONDS = env.float("BOT_REGEX_TIMEOUT_SECONDS", default=0.05)

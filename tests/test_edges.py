@@ -211,3 +211,50 @@ def test_a_consumer_that_fails_closes_its_socket_and_leaves_the_hub(company, mon
         assert not hub().members.get(group)
 
     async_to_sync(run)()
+
+
+# ---------------------------------------------------------------- where admins may point us
+
+
+def test_mail_hosts_on_private_or_local_addresses_are_refused_in_production(
+    member_api, company, settings, django_capture_on_commit_callbacks
+):
+    """With OUTBOUND_ALLOW_PRIVATE off (production), an admin cannot point a mailbox at this
+    server or its network, neither on save nor through a name that resolves there; and the
+    answers never tell an open port from a closed one."""
+    settings.OUTBOUND_ALLOW_PRIVATE = False
+    payload = {
+        "address": "help@acme.example",
+        "imap_port": 993,
+        "smtp_port": 465,
+        "smtp_security": "ssl",
+        "username": "help@acme.example",
+        "password": "secret",
+    }
+    for host in ("127.0.0.1", "10.1.2.3", "192.168.0.10", "169.254.169.254", "::1", "localhost"):
+        response = member_api.post(
+            "/api/v1/email/accounts/",
+            {**payload, "imap_host": host, "smtp_host": host},
+            format="json",
+        )
+        assert response.status_code == 400, host
+        assert "private or local" in response.json()["imap_host"][0]
+    # A name that resolves to loopback, saved anyway: connecting refuses before any packet.
+    account = EmailAccountFactory(company=company, imap_host="imap.acme.example")
+    EmailAccount.objects.filter(pk=account.pk).update(imap_host="localhost", smtp_host="localhost")
+    result = member_api.post(f"/api/v1/email/accounts/{account.pk}/test-connection/").json()
+    assert "private or local" in result["imap"]["detail"]
+    assert "private or local" in result["smtp"]["detail"]
+
+
+def test_connection_errors_do_not_tell_open_ports_from_closed_ones(member_api, company):
+    from .processes import free_port
+
+    account = EmailAccountFactory(
+        company=company, imap_host="127.0.0.1", imap_port=free_port(), smtp_host="127.0.0.1"
+    )
+    EmailAccount.objects.filter(pk=account.pk).update(smtp_port=free_port())
+    result = member_api.post(f"/api/v1/email/accounts/{account.pk}/test-connection/").json()
+    assert result["imap"]["detail"].startswith("Could not connect to the IMAP server")
+    assert result["smtp"]["detail"].startswith("Could not connect to the SMTP server")
+    assert "refused" not in str(result).lower() and "timed out" not in str(result).lower()

@@ -186,7 +186,7 @@ def test_a_wrong_password_shows_the_auth_error_and_backs_off(account, caplog):
 def test_an_unreachable_server_says_so(account, dovecot):
     EmailAccount.objects.filter(pk=account.pk).update(imap_port=9)  # nothing listens there
     account.refresh_from_db()
-    assert "refused the connection" in poll(account)["error"]
+    assert "Could not connect to the IMAP server" in poll(account)["error"]
 
 
 @pytest.mark.django_db(transaction=True)

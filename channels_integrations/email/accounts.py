@@ -6,6 +6,7 @@ import re
 
 from django.core.exceptions import ValidationError
 
+from .. import outbound
 from ..models import EmailAccount
 from ..services.channels import AccountKind, register_account
 from .smtp import is_loopback
@@ -47,6 +48,7 @@ def _prepared(account: EmailAccount, fields: dict) -> None:
         name: [error]
         for name in ("imap_host", "smtp_host")
         if (error := host_error(getattr(account, name) or ""))
+        or (error := outbound.host_error(getattr(account, name) or ""))
     }
     if errors:
         raise ValidationError(errors)

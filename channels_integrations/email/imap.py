@@ -38,6 +38,7 @@ from ..connections import (
     run_while_held,
 )
 from ..models import EmailAccount, EmailMessageRecord
+from ..outbound import AddressNotAllowed, check_destination
 from .importer import import_batch
 from .parsing import message_ids
 
@@ -60,12 +61,13 @@ def error_words(exc: BaseException, account: EmailAccount) -> str:
     where = f"{account.imap_host}:{account.imap_port}"
     if isinstance(exc, LoginError):
         return "IMAP login failed: the server refused the username or password."
+    if isinstance(exc, AddressNotAllowed):
+        return f"{account.imap_host} is a private or local address; connections there are off."
     if isinstance(exc, socket.gaierror | UnicodeError):  # UnicodeError: not a valid name
         return f"IMAP host {account.imap_host} was not found."
-    if isinstance(exc, ConnectionRefusedError):
-        return f"The IMAP server at {where} refused the connection."
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return f"The IMAP server at {where} did not answer in time."
+    if isinstance(exc, ConnectionRefusedError | TimeoutError | socket.timeout):
+        # One answer for a closed port and a silent one: no port scanning through us.
+        return f"Could not connect to the IMAP server at {where}."
     if isinstance(exc, ssl.SSLError):
         return f"The TLS handshake with {where} failed ({exc.reason or 'SSL error'})."
     if isinstance(exc, OSError):
@@ -82,6 +84,7 @@ def imap_session(account: EmailAccount):
         account.imap_host,
         account.imap_port,
     )
+    check_destination(account.imap_host, account.imap_port)
     client = IMAPClient(
         account.imap_host,
         port=account.imap_port,

@@ -13,6 +13,7 @@ from django.conf import settings
 
 from messaging.channels import OutboundMessage, SendError, SendReceipt, TransientSendError
 
+from ..outbound import AddressNotAllowed, check_destination
 from .route import SmtpRoute
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def build_reply(route: SmtpRoute, message: OutboundMessage) -> EmailMessage:
 def open_smtp(route: SmtpRoute):
     host, port, security = route.smtp_host, route.smtp_port, route.smtp_security
     timeout = settings.EMAIL_SMTP_TIMEOUT
+    check_destination(host, port)
     if security == "ssl":
         server = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
     else:
@@ -80,6 +82,10 @@ def send_reply(message: OutboundMessage) -> SendReceipt:
                 server.quit()
             except smtplib.SMTPException:
                 pass
+    except AddressNotAllowed as exc:
+        raise SendError(
+            f"{route.smtp_host} is a private or local address; connections there are off."
+        ) from exc
     except smtplib.SMTPAuthenticationError as exc:
         raise SendError("SMTP login failed: the server refused the username or password.") from exc
     except smtplib.SMTPRecipientsRefused as exc:
@@ -122,9 +128,17 @@ def test_connection(account) -> dict:
         result["smtp"] = {"ok": False, "detail": exc.reason}
     except smtplib.SMTPAuthenticationError:
         result["smtp"] = {"ok": False, "detail": "SMTP login failed: wrong username or password."}
-    except (smtplib.SMTPException, OSError, UnicodeError) as exc:  # UnicodeError: a bad name
+    except AddressNotAllowed:
         result["smtp"] = {
             "ok": False,
-            "detail": f"SMTP {account.smtp_host}:{account.smtp_port} failed ({exc.__class__.__name__}).",
+            "detail": f"{account.smtp_host} is a private or local address; connections there "
+            "are off.",
+        }
+    except (smtplib.SMTPException, OSError, UnicodeError):  # UnicodeError: a bad name
+        # One answer for a closed port and a silent one: no port scanning through us.
+        result["smtp"] = {
+            "ok": False,
+            "detail": f"Could not connect to the SMTP server at {account.smtp_host}:"
+            f"{account.smtp_port}.",
         }
     return result
