@@ -1,7 +1,14 @@
+import logging
+
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from crm import coordination
+
 from .models import ApiToken
+
+logger = logging.getLogger(__name__)
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -17,11 +24,23 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
         user = ApiToken.authenticate(parts[1].decode(errors="replace"))
         if user is None:
+            _count_failure(request)
             raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
         return user, None
 
     def authenticate_header(self, request):
         return "Bearer"
+
+
+def _count_failure(request) -> None:
+    """Wrong tokens are counted per address: past API_TOKEN_FAILURES_PER_MINUTE, a 429."""
+    address = request.META.get("REMOTE_ADDR", "")
+    limit = settings.API_TOKEN_FAILURES_PER_MINUTE
+    wait = coordination.acquire_slot_or_local(f"api-token-failures:{address}", limit, 60)
+    logger.warning("api: wrong token from %s", address)
+    if wait:
+        logger.warning("api: wrong tokens from %s throttled for %.0fs", address, wait)
+        raise exceptions.Throttled(wait=wait)
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):

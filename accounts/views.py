@@ -63,3 +63,21 @@ def api_token_revoke(request, pk):
     services.revoke_api_token(request.user, token)
     messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("api_tokens")
+
+
+def locked_out(request, credentials=None, *args, **kwargs):
+    """django-axes: too many wrong passwords for this account or from this address. The log-in
+    page again, saying so plainly, with 429."""
+    from django.conf import settings
+    from django.contrib.auth.forms import AuthenticationForm
+    from django.utils.translation import gettext as _
+
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    message = _(
+        "Too many failed log-ins for this account or from this network. Try again in "
+        "%(minutes)d minutes, or ask your company admin to reset your password."
+    ) % {"minutes": minutes}
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    form = AuthenticationForm(request, initial={"username": username})
+    context = {"form": form, "locked_out": message, "next": request.POST.get("next", "")}
+    return render(request, "registration/login.html", context, status=429)

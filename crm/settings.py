@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_htmx",
     "phonenumber_field",
+    "axes",
     "accounts",
     "crm",
     "messaging",
@@ -74,7 +75,25 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "crm.middleware.RefuseNulCharacters",
+    "axes.middleware.AxesMiddleware",  # last: it answers locked-out log-ins
 ]
+# Log-in throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one account,
+# or from one address, further attempts are refused for LOGIN_LOCKOUT_MINUTES, the right
+# password included; every failure and lockout is logged. API tokens: see
+# accounts.authentication (wrong tokens per address).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = __import__("datetime").timedelta(
+    minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15)
+)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # per account, and per address
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
+AXES_ENABLE_ADMIN = False  # lockouts are lifted with `manage.py axes_reset_username <name>`
+API_TOKEN_FAILURES_PER_MINUTE = env.int("API_TOKEN_FAILURES_PER_MINUTE", default=20)
 
 ROOT_URLCONF = "crm.urls"
 ASGI_APPLICATION = "crm.asgi.application"

@@ -90,3 +90,64 @@ def test_admin_password_change_keeps_the_admin_template(client):
     response = client.get(reverse("admin:password_change"))
     assert response.status_code == 200
     assert "admin/base_site.html" in [t.name for t in response.templates]
+
+
+# ---------------------------------------------------------------- throttling
+
+
+def _log_in(client, username, password, address="203.0.113.7"):
+    return client.post(
+        reverse("login"), {"username": username, "password": password}, REMOTE_ADDR=address
+    )
+
+
+def test_five_wrong_passwords_lock_the_account_even_for_the_right_one(client, agent_user, caplog):
+    for _ in range(4):
+        assert _log_in(client, agent_user.username, "wrong").status_code == 200
+    assert _log_in(client, agent_user.username, "wrong").status_code == 429  # the fifth
+    response = _log_in(client, agent_user.username, PASSWORD)
+    assert response.status_code == 429
+    content = response.content.decode()
+    assert "Too many failed log-ins" in content and 'data-role="locked-out"' in content
+    assert "_auth_user_id" not in client.session
+    # From another address too: the account itself is locked.
+    assert _log_in(client, agent_user.username, PASSWORD, "198.51.100.9").status_code == 429
+    assert any("AXES" in record.getMessage() for record in caplog.records)
+
+
+def test_one_address_trying_many_accounts_is_locked_out(client, company):
+    from .factories import UserFactory
+
+    users = [UserFactory(company=company) for _ in range(6)]
+    for user in users[:4]:
+        assert _log_in(client, user.username, "wrong").status_code == 200
+    assert _log_in(client, users[4].username, "wrong").status_code == 429  # the fifth
+    assert _log_in(client, users[5].username, PASSWORD).status_code == 429
+    # Someone else, elsewhere, logs in as usual.
+    assert _log_in(client, users[5].username, PASSWORD, "198.51.100.9").status_code == 302
+
+
+def test_a_success_clears_the_count(client, agent_user):
+    for _ in range(4):
+        _log_in(client, agent_user.username, "wrong")
+    assert _log_in(client, agent_user.username, PASSWORD).status_code == 302
+    client.logout()
+    for _ in range(4):
+        _log_in(client, agent_user.username, "wrong")
+    assert _log_in(client, agent_user.username, PASSWORD).status_code == 302
+
+
+def test_wrong_api_tokens_from_one_address_are_throttled(client, settings, agent_user):
+    from accounts.models import ApiToken
+
+    settings.API_TOKEN_FAILURES_PER_MINUTE = 3
+    address = "192.0.2.44"
+    codes = [
+        client.get(
+            "/api/v1/me/", HTTP_AUTHORIZATION=f"Bearer sb_wrong{n}", REMOTE_ADDR=address
+        ).status_code
+        for n in range(4)
+    ]
+    assert codes == [401, 401, 401, 429]
+    _token, raw = ApiToken.issue(agent_user, "good")
+    assert client.get("/api/v1/me/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200

@@ -240,3 +240,21 @@ def test_a_failed_reply_is_sent_again_from_a_phone(daphne_server, browser, far_e
     assert [sent.body for sent in far_end.sent] == ["Your parcel left today."]
     expect(item).to_have_attribute("data-status", "sent")
     _screenshot(page, "failed-reply-sent-again-390")
+
+
+def test_the_locked_out_login_page_at_phone_width(daphne_server, browser):  # noqa: F405
+    company, _alice, bob = _team()
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    for password in ["wrong"] * 5 + ["still wrong"]:
+        page.goto(daphne_server.url + "/login/")
+        page.fill('input[name="username"]', bob.username)
+        page.fill('input[name="password"]', password)
+        page.click('button[type="submit"]')
+    notice = page.locator('[data-role="locked-out"]')
+    expect(notice).to_contain_text("Too many failed log-ins")
+    box = notice.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    _screenshot(page, "login-locked-out-390")
+    context.close()
