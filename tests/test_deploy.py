@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -90,10 +91,13 @@ def test_the_upload_limit_matches_the_attachment_limit():
 
 
 class Nginx:
-    def __init__(self, root: Path, daphne_port: int, static_root: Path, media_root: Path):
+    def __init__(
+        self, root: Path, daphne_port: int, static_root: Path, media_root: Path, **changes
+    ):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.access_log = root / "switchboard.access.log"
         site = root / "site.conf"
         site.write_text(
             shipped_site(**{
@@ -102,6 +106,8 @@ class Nginx:
                 "/srv/switchboard/staticfiles/": f"{static_root}/",
                 "/srv/switchboard/media/": f"{media_root}/",
                 "/srv/switchboard/deploy/errors": str(DEPLOY / "errors"),
+                "/var/log/nginx/switchboard.access.log": str(self.access_log),
+                **changes,
             })
         )  # fmt: skip
         self.config = _main_config(root, site)
@@ -226,6 +232,16 @@ def test_through_nginx_pages_api_static_attachments_websocket_and_the_down_page(
                 received = json.loads(ws.recv(timeout=10))
                 assert received == {"event": "chat.created", "data": {"id": 4242}}
 
+            # Metrics from this machine (nginx lets loopback through).
+            assert _get(plain, nginx.url + "/metrics")[0] == 200
+            # Secrets in query strings never reach the access log.
+            _get(
+                plain, f"{nginx.url}/webhooks/whatsapp/{uuid.uuid4()}/?hub.verify_token=VT-SECRET-1"
+            )
+            logged = nginx.access_log.read_text()
+            assert "/webhooks/whatsapp/" in logged and "/ws/" in logged
+            assert "VT-SECRET-1" not in logged and raw_token not in logged
+
             # daphne goes away: nginx says so in words, not a bare 502.
             daphne.stop()
             status, _, body = _get(plain, nginx.url + "/inbox/")
@@ -234,6 +250,20 @@ def test_through_nginx_pages_api_static_attachments_websocket_and_the_down_page(
     finally:
         if daphne.process and daphne.process.poll() is None:
             daphne.stop()
+
+
+def test_metrics_are_refused_from_anywhere_but_the_allowed_addresses(tmp_path):
+    """The shipped /metrics location with this machine's lines swapped for another address:
+    a request from here is denied by nginx before it reaches daphne."""
+    static_root = tmp_path / "static"
+    (static_root / "js").mkdir(parents=True)
+    (static_root / "js" / "realtime.js").write_text("// probe")
+    for path in (tmp_path, static_root, static_root / "js"):
+        path.chmod(0o755)
+    changes = {"allow 127.0.0.1;": "allow 192.0.2.10;", "allow ::1;": ""}
+    with Nginx(tmp_path / "nginx", free_port(), static_root, tmp_path, **changes) as nginx:
+        status, _, _ = _get(urllib.request.build_opener(), nginx.url + "/metrics")
+    assert status == 403
 
 
 def test_production_settings_pass_check_deploy():
