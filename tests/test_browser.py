@@ -228,8 +228,9 @@ def test_a_failed_reply_is_sent_again_from_a_phone(daphne_server, browser, far_e
     expect(item).to_contain_text("may not be on WhatsApp")
     button = item.get_by_role("button", name="Send again")
     expect(button).to_be_visible()
-    box = button.bounding_box()
-    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390  # on screen, no sideways
+    # The thread may be re-rendered once as the socket connects: measure the settled button.
+    box = _wait_for(button.bounding_box)
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390  # on screen, no sideways
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     _screenshot(page, "failed-reply-390")
 

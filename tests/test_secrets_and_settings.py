@@ -95,3 +95,46 @@ def test_production_mode_starts_with_secrets_and_development_needs_nothing():
     )
     assert result.returncode == 0, result.stderr
     assert _start_django({}).returncode == 0
+
+
+# ---------------------------------------------------------------- key rotation
+
+
+def _stored_token(number):
+    from channels_integrations.models import WhatsAppNumber
+
+    return WhatsAppNumber.objects.get(pk=number.pk).cloud_access_token
+
+
+@pytest.mark.django_db
+def test_a_secret_no_key_decrypts_is_an_error_and_rotation_keeps_it_readable(settings):
+    from django.core.management import call_command
+
+    from crm.fields import SecretUnreadable
+
+    from .factories import WhatsAppNumberFactory
+
+    old_secret, old_salts = settings.SECRET_KEY, list(settings.SALT_KEY)
+    number = WhatsAppNumberFactory(cloud_access_token="EAAG-rotate-me")
+
+    # SECRET_KEY changed, the old one forgotten: reading fails loudly, never ciphertext.
+    settings.SECRET_KEY = "a-brand-new-secret-key-" + "x" * 40
+    with pytest.raises(SecretUnreadable, match="cloud_access_token"):
+        _stored_token(number)
+    # The old key as a fallback: readable again; re-encrypted with the new key, it no longer
+    # needs the fallback.
+    settings.SECRET_KEY_FALLBACKS = [old_secret]
+    assert _stored_token(number) == "EAAG-rotate-me"
+    call_command("reencrypt_secrets", stdout=__import__("io").StringIO())
+    settings.SECRET_KEY_FALLBACKS = []
+    assert _stored_token(number) == "EAAG-rotate-me"
+
+    # FIELD_ENCRYPTION_KEYS: a new key in front, the old one kept, re-saved, then dropped.
+    settings.SALT_KEY = ["new-field-key-0123456789", *old_salts]
+    assert _stored_token(number) == "EAAG-rotate-me"
+    call_command("reencrypt_secrets", stdout=__import__("io").StringIO())
+    settings.SALT_KEY = ["new-field-key-0123456789"]
+    assert _stored_token(number) == "EAAG-rotate-me"
+    settings.SALT_KEY = old_salts  # without the key it was saved with: an error again
+    with pytest.raises(SecretUnreadable):
+        _stored_token(number)
