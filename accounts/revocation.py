@@ -25,8 +25,14 @@ CLOSE_REVOKED = 4401  # the same code as an unauthenticated socket: log in again
 MESSAGE = {"type": "auth.revoked"}
 
 
-def groups_for(user_id: int, *, token_id: int | None = None, session_key: str = "") -> list[str]:
-    groups = [f"auth.user.{user_id}"]
+def groups_for(
+    user_id: int | None = None, *, token_id: int | None = None, session_key: str = ""
+) -> list[str]:
+    """The groups of a user, a token and a session (those given): a socket joins its own,
+    a revocation sends to them."""
+    groups = []
+    if user_id is not None:
+        groups.append(f"auth.user.{user_id}")
     if token_id is not None:
         groups.append(f"auth.token.{token_id}")
     if session_key:
@@ -36,13 +42,7 @@ def groups_for(user_id: int, *, token_id: int | None = None, session_key: str = 
 
 def revoke(*, user_id: int | None = None, token_id: int | None = None, session_key: str = ""):
     """Close, after commit, the sockets of this user, token or session."""
-    groups = []
-    if user_id is not None:
-        groups.append(f"auth.user.{user_id}")
-    if token_id is not None:
-        groups.append(f"auth.token.{token_id}")
-    if session_key:
-        groups.append(f"auth.session.{session_key}")
+    groups = groups_for(user_id, token_id=token_id, session_key=session_key)
     transaction.on_commit(lambda: _send(groups), robust=True)
 
 

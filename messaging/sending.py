@@ -167,11 +167,11 @@ class Outbox:
         cutoff = timezone.now() - claim_stale_after()
         return self.model.objects.filter(**self.pending, **{f"{self.claim_field}__lt": cutoff})
 
-    def settle_stale(self, sent, unknown) -> tuple[int, int]:
-        """Each stale claim: `sent(pk, claim, external_id)` when its record says it went out,
-        else `unknown(pk, claim)`. Returns (sent, unknown) counts."""
+    def settle_stale(self, sent, unknown, **filters) -> tuple[int, int]:
+        """Each stale claim (of the rows `filters` select): `sent(pk, claim, external_id)` when
+        its record says it went out, else `unknown(pk, claim)`. Returns (sent, unknown)."""
         settled = [0, 0]
-        rows = self.stale_claims().values_list("pk", self.claim_field)[:1000]
+        rows = self.stale_claims().filter(**filters).values_list("pk", self.claim_field)[:1000]
         for pk, claim in rows:
             external_id = sent_record(self.key(pk))
             if external_id:

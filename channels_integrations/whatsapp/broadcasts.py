@@ -407,13 +407,11 @@ def mark_stale_claims_unknown(broadcast_id: int | None = None) -> list[int]:
     broadcast_ids = sorted(set(stale.values_list("broadcast_id", flat=True)))
     if not broadcast_ids:
         return []
-    for pk in broadcast_ids:
-        for recipient_id, claim in stale.filter(broadcast_id=pk).values_list("pk", "claimed_at"):
-            external_id = sending.sent_record(RECIPIENTS.key(recipient_id))
-            if external_id:
-                _record_sent(recipient_id, claim, external_id)
-            else:
-                _record(recipient_id, claim, status=RStatus.UNKNOWN, error=sending.UNKNOWN_REASON)
+    RECIPIENTS.settle_stale(
+        _record_sent,
+        lambda pk, claim: _record(pk, claim, status=RStatus.UNKNOWN, error=sending.UNKNOWN_REASON),
+        broadcast_id__in=broadcast_ids,
+    )
     logger.warning("broadcast: stale claims settled in broadcasts %s", broadcast_ids)
     for pk, company_id in Broadcast.objects.filter(pk__in=broadcast_ids).values_list(
         "pk", "number__company_id"
