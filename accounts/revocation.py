@@ -51,8 +51,8 @@ def _send(groups: list[str]) -> None:
     for group in groups:
         try:
             async_to_sync(layer.group_send)(group, MESSAGE)
-        except Exception:
-            logger.warning("revocation: %s not sent (Redis down?)", group)
+        except Exception as exc:
+            logger.warning("revocation: %s not sent (%s)", group, exc.__class__.__name__)
     logger.info("revocation: closed the sockets of %s", ", ".join(groups))
 
 

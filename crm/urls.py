@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from channels_integrations.whatsapp.webhooks import whatsapp_webhook
 
@@ -12,7 +12,7 @@ urlpatterns = [
     path("webhooks/whatsapp/<uuid:number_uuid>/", whatsapp_webhook, name="whatsapp-webhook"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("crm.api.urls")),
     path("", include("accounts.urls")),
     path("", include("crm.page_urls")),

@@ -21,5 +21,10 @@ _RUN_ID = (
 )
 DATABASES["default"]["TEST"] = {"NAME": f"test_switchboard_{_RUN_ID}"}  # noqa: F405
 REALTIME_CHANNEL = f"switchboard:events:test:{_RUN_ID}"
-MEDIA_ROOT = __import__("tempfile").mkdtemp(prefix=f"switchboard-media-{_RUN_ID}-")
+# One media folder per run, shared with the daphne and workers the tests start (they inherit
+# the environment), so a file stored by the test is there for the server that serves it.
+MEDIA_ROOT = os.environ.setdefault(
+    "SWITCHBOARD_TEST_MEDIA_ROOT",
+    __import__("tempfile").mkdtemp(prefix=f"switchboard-media-{_RUN_ID}-"),
+)
 CACHES["default"]["KEY_PREFIX"] = f"switchboard-test-{_RUN_ID}"  # noqa: F405

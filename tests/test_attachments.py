@@ -48,3 +48,11 @@ def test_the_thread_links_stored_attachments(client, agent_user, stored):
     client.force_login(agent_user)
     page = client.get(reverse("conversation_detail", args=[stored.message.conversation_id]))
     assert reverse("attachment_download", args=[stored.pk]) in page.content.decode()
+
+
+def test_an_attachment_whose_file_is_gone_is_404_not_500(client, agent_user, stored, settings):
+    settings.SERVE_MEDIA_WITH_NGINX = False
+    stored.file.storage.delete(stored.file.name)
+    client.force_login(agent_user)
+    response = client.get(reverse("attachment_download", args=[stored.pk]))
+    assert response.status_code == 404

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Role, User
@@ -18,10 +18,8 @@ from crm.fields import secret_field_names
 from crm.models import Client
 from messaging.models import Conversation
 
+from . import page_walk
 from .factories import (
-    BotFactory,
-    BotRuleFactory,
-    BroadcastFactory,
     ChatMemberFactory,
     ChatMessageFactory,
     ClientFactory,
@@ -39,74 +37,7 @@ pytestmark = pytest.mark.django_db
 
 # ---------------------------------------------------------------- every page needs a login
 
-# Not pages, or served by others: the admin, the API, the health check, static files,
-# Prometheus metrics (own token), and webhooks (authenticated by signature, tested there).
-SKIPPED_PREFIXES = ("admin/", "api/", "health", "static/", "metrics", "webhooks/")
-# The only public pages. Anything else served here must redirect anonymous users to login.
-PUBLIC_URL_NAMES = {"login", "logout"}
-
-
-def _page_patterns(patterns=None, prefix="", converters=None):
-    """(route, url name, kwarg names) of every URL pattern, includes flattened."""
-    if patterns is None:
-        patterns = get_resolver().url_patterns
-    for entry in patterns:
-        route = prefix + str(entry.pattern)
-        names = {**(converters or {}), **getattr(entry.pattern, "converters", {})}
-        if isinstance(entry, URLResolver):
-            yield from _page_patterns(entry.url_patterns, route, names)
-        elif isinstance(entry, URLPattern):
-            yield route, entry.name, sorted(names)
-
-
-def _protected_pages():
-    return [
-        (route, name, kwargs)
-        for route, name, kwargs in _page_patterns()
-        if not route.startswith(SKIPPED_PREFIXES) and name not in PUBLIC_URL_NAMES
-    ]
-
-
-def _stored_attachment(company):
-    from django.core.files.base import ContentFile
-
-    from .factories import AttachmentFactory
-
-    attachment = AttachmentFactory(message__conversation__company=company)
-    attachment.file.save("invoice.pdf", ContentFile(b"%PDF-1.4"))
-    return attachment
-
-
-@pytest.fixture
-def page_urls(company, admin_user):
-    """The URL of every protected page, args filled with real objects of `company`."""
-    token, _raw = ApiToken.issue(admin_user, "walk")
-    chat = ChatMemberFactory(chat__company=company, user=admin_user).chat
-    # URL name prefix -> the id of a real object for the pattern's argument.
-    ids = {
-        "client_": ClientFactory(company=company).pk,
-        "conversation_": ConversationFactory(company=company).pk,
-        "chat_": chat.pk,
-        "api_token_": token.pk,
-        "number_": WhatsAppNumberFactory(company=company).pk,
-        "bot_": BotFactory(number__company=company).pk,
-        "botrule_": BotRuleFactory(bot__number__company=company).pk,
-        "broadcast_": BroadcastFactory(number__company=company).pk,
-        "telegram_": TelegramAccountFactory(company=company).pk,
-        "email_": EmailAccountFactory(company=company).pk,
-        "attachment_": _stored_attachment(company).pk,
-    }
-    urls = {}
-    for route, name, kwargs in _protected_pages():
-        assert name, f"page route {route!r} needs a URL name"
-        values = {}
-        if kwargs:
-            match = [pk for prefix, pk in ids.items() if name.startswith(prefix)]
-            if not match:
-                pytest.fail(f"test_pages: add an object for the arguments of URL {name!r}")
-            values = dict.fromkeys(kwargs, match[0])
-        urls[name] = reverse(name, kwargs=values)
-    return urls
+page_urls = page_walk.page_urls  # the fixture
 
 
 def test_the_walk_finds_the_pages(page_urls):

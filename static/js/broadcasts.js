@@ -117,11 +117,6 @@
   }
 
   function init() {
-    document.querySelectorAll("form[data-confirm]").forEach((form) => {
-      form.addEventListener("submit", (event) => {
-        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-      });
-    });
     document.querySelectorAll("[data-broadcast-form]").forEach(setupForm);
     const realtime = window.Switchboard && window.Switchboard.realtime;
     if (!realtime) return;

@@ -1,0 +1,44 @@
+// Small behaviours any page may use, declared in markup so no template needs inline script or
+// inline style (the Content-Security-Policy allows neither):
+//   <form data-confirm="Question?">        asks before submitting
+//   <button data-copy="#element-id">       copies that input's value, then says "Copied"
+//   <input data-select-on-focus>           selects its text on focus
+//   <span data-width="42">                 width: 42% (set through the DOM, which CSP allows)
+// Content that htmx swaps in gets the same treatment (htmx:load).
+(function () {
+  "use strict";
+
+  function enhance(root) {
+    root.querySelectorAll("form[data-confirm]").forEach((form) => {
+      if (form.dataset.confirmReady) return;
+      form.dataset.confirmReady = "1";
+      form.addEventListener("submit", (event) => {
+        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      });
+    });
+    root.querySelectorAll("button[data-copy]").forEach((button) => {
+      if (button.dataset.copyReady) return;
+      button.dataset.copyReady = "1";
+      button.addEventListener("click", () => {
+        const source = document.querySelector(button.dataset.copy);
+        if (!source) return;
+        navigator.clipboard.writeText(source.value).then(() => {
+          button.textContent = button.dataset.copied || "Copied";
+        });
+      });
+    });
+    root.querySelectorAll("input[data-select-on-focus]").forEach((input) => {
+      input.addEventListener("focus", () => input.select());
+    });
+    root.querySelectorAll("[data-width]").forEach((element) => {
+      element.style.width = `${Number(element.dataset.width) || 0}%`;
+    });
+  }
+
+  document.addEventListener("htmx:load", (event) => enhance(event.target));
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", () => enhance(document));
+  } else {
+    enhance(document);
+  }
+})();

@@ -1,0 +1,87 @@
+"""Every page of the product, for tests that walk them all: `page_urls` gives the URL of each
+page that needs a login, its arguments filled with real objects of the test company."""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from accounts.models import ApiToken
+
+from .factories import (
+    AttachmentFactory,
+    BotFactory,
+    BotRuleFactory,
+    BroadcastFactory,
+    ChatMemberFactory,
+    ClientFactory,
+    ConversationFactory,
+    EmailAccountFactory,
+    TelegramAccountFactory,
+    WhatsAppNumberFactory,
+)
+
+# Not pages, or served by others: the admin, the API, the health check, static files,
+# Prometheus metrics (own token), and webhooks (authenticated by signature, tested there).
+SKIPPED_PREFIXES = ("admin/", "api/", "health", "static/", "metrics", "webhooks/")
+# The only public pages. Anything else served here must redirect anonymous users to login.
+PUBLIC_URL_NAMES = {"login", "logout"}
+
+
+def _page_patterns(patterns=None, prefix="", converters=None):
+    """(route, url name, kwarg names) of every URL pattern, includes flattened."""
+    if patterns is None:
+        patterns = get_resolver().url_patterns
+    for entry in patterns:
+        route = prefix + str(entry.pattern)
+        names = {**(converters or {}), **getattr(entry.pattern, "converters", {})}
+        if isinstance(entry, URLResolver):
+            yield from _page_patterns(entry.url_patterns, route, names)
+        elif isinstance(entry, URLPattern):
+            yield route, entry.name, sorted(names)
+
+
+def _protected_pages():
+    return [
+        (route, name, kwargs)
+        for route, name, kwargs in _page_patterns()
+        if not route.startswith(SKIPPED_PREFIXES) and name not in PUBLIC_URL_NAMES
+    ]
+
+
+def _stored_attachment(company):
+    from django.core.files.base import ContentFile
+
+    attachment = AttachmentFactory(message__conversation__company=company)
+    attachment.file.save("invoice.pdf", ContentFile(b"%PDF-1.4"))
+    return attachment
+
+
+@pytest.fixture
+def page_urls(company, admin_user):
+    """The URL of every protected page, args filled with real objects of `company`."""
+    token, _raw = ApiToken.issue(admin_user, "walk")
+    chat = ChatMemberFactory(chat__company=company, user=admin_user).chat
+    # URL name prefix -> the id of a real object for the pattern's argument.
+    ids = {
+        "client_": ClientFactory(company=company).pk,
+        "conversation_": ConversationFactory(company=company).pk,
+        "chat_": chat.pk,
+        "api_token_": token.pk,
+        "number_": WhatsAppNumberFactory(company=company).pk,
+        "bot_": BotFactory(number__company=company).pk,
+        "botrule_": BotRuleFactory(bot__number__company=company).pk,
+        "broadcast_": BroadcastFactory(number__company=company).pk,
+        "telegram_": TelegramAccountFactory(company=company).pk,
+        "email_": EmailAccountFactory(company=company).pk,
+        "attachment_": _stored_attachment(company).pk,
+    }
+    urls = {}
+    for route, name, kwargs in _protected_pages():
+        assert name, f"page route {route!r} needs a URL name"
+        values = {}
+        if kwargs:
+            match = [pk for prefix, pk in ids.items() if name.startswith(prefix)]
+            if not match:
+                pytest.fail(f"test_pages: add an object for the arguments of URL {name!r}")
+            values = dict.fromkeys(kwargs, match[0])
+        urls[name] = reverse(name, kwargs=values)
+    return urls
