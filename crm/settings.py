@@ -293,10 +293,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "crm.api.base.exception_handler",
     "DEFAULT_PARSER_CLASSES": [
-        "crm.api.parsers.JSONParser",  # with a depth limit
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        # JSON only (with a depth limit): one body type per operation, so generated clients
+        # have one way to call each; an endpoint that takes files declares its own parser.
+        "crm.api.parsers.JSONParser",
     ],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -304,11 +305,18 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Multi-tenant omnichannel CRM",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Separate request and response components (ClientRequest / Client), so generated
+    # clients never ask for read-only fields such as id when creating.
+    "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI from drf-spectacular-sidecar's static files: nothing from a CDN, and no
     # inline script (SpectacularSwaggerSplitView), so /api/docs/ passes the CSP below.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "crm.api.schema.add_error_responses",
+    ],
 }
 
 # Content-Security-Policy (django-csp): scripts and styles from our own static files only, no

@@ -147,6 +147,40 @@ def test_an_api_server_error_is_json(client, admin_user, settings, monkeypatch):
     assert response["Content-Type"] == "application/json" and "detail" in response.json()
 
 
+def test_the_api_takes_json_bodies_only(member_api, company):
+    """One body type per operation (generated clients break on three): a form or multipart
+    body is a 415 in JSON, and nothing is created."""
+    for content_type, body in (
+        ("application/x-www-form-urlencoded", "name=Form+client"),
+        (
+            "multipart/form-data; boundary=x",
+            '--x\r\nContent-Disposition: form-data; name="name"\r\n\r\nForm client\r\n--x--\r\n',
+        ),
+    ):
+        response = member_api.post("/api/v1/clients/", body, content_type=content_type)
+        assert response.status_code == 415, content_type
+        assert "Unsupported media type" in response.json()["detail"]
+    assert not company.clients.exists()
+    schema = member_api.get("/api/schema/?format=json").json()
+    body_types = {
+        content_type
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+        for content_type in operation.get("requestBody", {}).get("content", {})
+    }
+    assert body_types == {"application/json"}
+
+
+def test_a_path_the_api_does_not_have_is_a_json_404(client, admin_user):
+    client.force_login(admin_user)
+    for path in ("/api/v1/clients/not-a-number/", "/api/v1/nothing-here/", "/api/v2/"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json() == {"detail": "Not found."}, path
+    # Pages keep their HTML 404.
+    assert "text/html" in client.get("/no-such-page/")["Content-Type"]
+
+
 # ---------------------------------------------------------------- the WebSocket
 
 

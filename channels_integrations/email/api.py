@@ -18,7 +18,9 @@ from . import smtp as email_smtp
 class EmailAccountSerializer(SecretsSerializerMixin, serializers.ModelSerializer):
     secret_fields = ("password",)
     password = WriteOnlySecretField()
-    owner = serializers.PrimaryKeyRelatedField(queryset=User.objects.none(), required=False)
+    owner = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.none(), required=False, allow_null=True
+    )
 
     class Meta:
         model = EmailAccount

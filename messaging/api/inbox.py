@@ -46,7 +46,7 @@ class ClientSummarySerializer(serializers.Serializer):
 
 class ConversationSerializer(serializers.ModelSerializer):
     client = ClientSummarySerializer(read_only=True)
-    assignee = PersonSerializer(read_only=True)
+    assignee = PersonSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Conversation
