@@ -259,6 +259,24 @@ def test_a_wrong_password_is_permanent_with_the_servers_words(
     assert check["smtp"]["detail"] == message.error
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_a_server_requiring_a_login_the_mailbox_lacks_is_permanent(
+    company, dovecot, mailbox, api_for, agent_user, admin_api, queued_sends
+):
+    with SmtpSink(login=mailbox, auth_required=True) as strict:  # MAIL before AUTH: 530
+        account = make_account(company, dovecot, mailbox, strict.port)
+        conversation = thread(account, dovecot, mailbox)
+        EmailAccount.objects.filter(pk=account.pk).update(username="")
+        message_id = reply(api_for(agent_user), conversation).json()["id"]
+        deliver_message(message_id)
+        message = Message.objects.get(pk=message_id)
+        assert message.status == "failed" and message.send_attempts == 1
+        assert message.error.startswith("SMTP login failed: the server requires a login")
+        assert strict.messages == []
+        check = admin_api.post(f"/api/v1/email/accounts/{account.pk}/test-connection/").json()
+        assert check["smtp"] == {"ok": True, "detail": "Connected (no login configured)."}
+
+
 def test_an_unreachable_server_stays_temporary(
     company,
     dovecot,

@@ -278,7 +278,12 @@ def test_connection(account) -> dict:
             server.noop()
         finally:
             _close(server)
-        result["smtp"] = {"ok": True, "detail": _("Connected and logged in.")}
+        result["smtp"] = {
+            "ok": True,
+            "detail": _("Connected and logged in.")
+            if account.username
+            else _("Connected (no login configured)."),
+        }
     except SendError as exc:  # the same words a send gets
         result["smtp"] = {"ok": False, "detail": exc.reason}
     except (smtplib.SMTPException, OSError):
