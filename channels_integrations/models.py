@@ -367,6 +367,8 @@ class EmailAccount(models.Model):
     first_sync_days = models.PositiveIntegerField(default=30)
     # IMAP IDLE for near-instant delivery (where the server offers it); polling stays on.
     use_idle = models.BooleanField(default=False)
+    # Below every reply from this mailbox, after a "-- " line (plain text).
+    signature = models.TextField(max_length=2000, blank=True)
     # IMAP sync state: incremental by UID within one UIDVALIDITY.
     uidvalidity = models.BigIntegerField(null=True, blank=True)
     last_uid = models.BigIntegerField(default=0)

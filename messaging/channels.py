@@ -17,7 +17,9 @@ claims rows, calls `Channel.send` and records outcomes.
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.db.models import Q
+from django.utils.translation import gettext as _
 
 from crm.db import cascades
 
@@ -32,6 +34,9 @@ class Capabilities:
     edits: bool = False
     templates: bool = False
     reply_window: timedelta | None = None  # free-form replies only this long after the client wrote
+    # How a reply is written: "chat" (Enter sends) or "mail" (subject, Cc/Bcc, quoting; Enter
+    # is a new line and Ctrl/Cmd+Enter sends).
+    compose: str = "chat"
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,20 @@ class Channel:
     def client_address(self, conversation) -> str:
         """Where a reply in this conversation goes (phone, peer id, email address)."""
         return conversation.external_thread_id
+
+    def reply_metadata(self, conversation, options: dict) -> dict:
+        """Check a reply's channel-specific options (an email's subject and copies) and return
+        what the queued message stores with them (the queued row is the truth); raise
+        ValidationError naming the field when one is bad. By default a channel takes none."""
+        given = [name for name, value in options.items() if value not in (None, "", [], ())]
+        if given:
+            raise ValidationError(
+                {
+                    name: [_("%(channel)s messages have no such field.") % {"channel": self.label}]
+                    for name in given
+                }
+            )
+        return {}
 
     def route(self, source, *, conversation=None, message=None) -> object:
         """The typed route of a send from `source` (for a reply: its conversation/message)."""

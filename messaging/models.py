@@ -91,6 +91,11 @@ class Conversation(models.Model):
         return f"{self.get_platform_display()} · {self.client or self.external_thread_id}"
 
     @property
+    def capabilities(self) -> "channels.Capabilities":
+        """What this conversation's channel can do (pages ask it instead of naming platforms)."""
+        return channels.get(self.platform).capabilities
+
+    @property
     def source(self):
         """The number, account or mailbox this conversation came through (loaded once)."""
         cached = self.__dict__.get("_source")

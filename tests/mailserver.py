@@ -166,10 +166,12 @@ def dovecot(dovecot_server):
 
 
 class SmtpSink:
-    """aiosmtpd on loopback; `messages` holds what it received (parsed), `login` the
-    credentials it accepts."""
+    """aiosmtpd on loopback; `messages` holds what it received (parsed), `envelopes` the
+    envelopes (`rcpt_tos`: every recipient, Bcc included), `login` the credentials it accepts.
+    `options` go to aiosmtpd's Controller (e.g. `auth_require_tls=True`: a server that takes
+    no login on a plain connection — no AUTH in EHLO, and AUTH answered 538)."""
 
-    def __init__(self, login=("smtp-user", "smtp-pass")):
+    def __init__(self, login=("smtp-user", "smtp-pass"), **options):
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -202,7 +204,7 @@ class SmtpSink:
             hostname="127.0.0.1",
             port=self.port,
             authenticator=authenticator,
-            auth_require_tls=False,
+            **{"auth_require_tls": False, **options},
         )
 
     def __enter__(self):

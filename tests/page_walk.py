@@ -55,13 +55,29 @@ def _stored_attachment(company):
     return attachment
 
 
+def _mail_with_html(company):
+    from .factories import MessageFactory
+
+    conversation = ConversationFactory(
+        company=company, source=EmailAccountFactory(company=company, address="mail@acme.test")
+    )
+    return MessageFactory(
+        conversation=conversation,
+        external_id="m1@example.org",
+        metadata={"subject": "Hello", "html": "<p>Hello</p>"},
+    )
+
+
 @pytest.fixture
 def page_urls(company, admin_user):
     """The URL of every protected page, args filled with real objects of `company`."""
     token, _raw = ApiToken.issue(admin_user, "walk")
     chat = ChatMemberFactory(chat__company=company, user=admin_user).chat
     # URL name prefix -> the id of a real object for the pattern's argument.
+    mail = _mail_with_html(company)
     ids = {
+        # Two ids: an email conversation and its message with HTML (the frame's view).
+        "conversation_message_html": {"pk": mail.conversation_id, "message_pk": mail.pk},
         "client_": ClientFactory(company=company).pk,
         "conversation_": ConversationFactory(company=company).pk,
         "chat_": chat.pk,
@@ -82,6 +98,6 @@ def page_urls(company, admin_user):
             match = [pk for prefix, pk in ids.items() if name.startswith(prefix)]
             if not match:
                 pytest.fail(f"test_pages: add an object for the arguments of URL {name!r}")
-            values = dict.fromkeys(kwargs, match[0])
+            values = match[0] if isinstance(match[0], dict) else dict.fromkeys(kwargs, match[0])
         urls[name] = reverse(name, kwargs=values)
     return urls

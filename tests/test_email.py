@@ -251,7 +251,9 @@ def test_a_reply_goes_out_by_smtp_in_the_thread_and_answers_join_it(
     assert sent["In-Reply-To"] == "<order1042.2@example.org>"
     assert "<order1042.1@example.org>" in sent["References"]
     assert sent["References"].split()[-1] == "<order1042.2@example.org>"
-    assert sent.get_content().strip() == "It left our warehouse today."
+    text = sent.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.startswith("It left our warehouse today.\n")
+    assert "Maria Lopez <maria@example.org> wrote:\n> Any news?" in text  # the answered mail
     message = Message.objects.get(pk=response.json()["id"])
     assert message.status == "sent" and f"<{message.external_id}>" == sent["Message-ID"]
 

@@ -83,6 +83,7 @@ KIND = register_account(
             "poll_interval_seconds",
             "first_sync_days",
             "use_idle",
+            "signature",
         ),
         unique_per_company=("address",),
         prepare=_prepare,

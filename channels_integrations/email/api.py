@@ -41,6 +41,7 @@ class EmailAccountSerializer(SecretsSerializerMixin, serializers.ModelSerializer
             "poll_interval_seconds",
             "first_sync_days",
             "use_idle",
+            "signature",
             "status",
             "last_poll_at",
             "last_success_at",

@@ -1,38 +1,52 @@
-"""The email channel: replies go out by SMTP from the conversation's account, threaded."""
+"""The email channel: replies go out by SMTP from the conversation's account, threaded, with
+the subject, copies and signature they were queued with and the answered mail quoted."""
 
 from messaging.channels import Capabilities, Channel, OutboundMessage, SendReceipt, register
 
 from ..models import EmailAccount
-from . import PLATFORM
+from . import PLATFORM, replies
 from .route import SmtpRoute
-from .smtp import send_reply
-
-REFERENCES_KEPT = 20
+from .smtp import reply_subject, send_reply
 
 
 class EmailChannel(Channel):
     platform = PLATFORM
     label = "Email"
-    capabilities = Capabilities(max_text_length=100_000, attachments=True)
+    capabilities = Capabilities(max_text_length=100_000, attachments=True, compose="mail")
     source_model = EmailAccount
 
     def client_address(self, conversation) -> str:
         client = conversation.client
         return client.email if client and client.email else ""
 
+    def reply_metadata(self, conversation, options: dict) -> dict:
+        return replies.reply_metadata(conversation, options, self.client_address(conversation))
+
     def route(self, source: EmailAccount, *, conversation=None, message=None):
-        """A reply answers the conversation's latest mail with a Message-ID (ours included)."""
+        """A reply: what it was queued with (subject, copies, signature, the message it
+        answers and its thread headers); rows queued before those were stored answer the
+        conversation's latest mail with a Message-ID."""
         if conversation is None:
             return SmtpRoute.of(source)
-        latest = conversation.messages.exclude(external_id=None)
-        if message is not None:
-            latest = latest.exclude(pk=message.pk)
-        row = latest.order_by("-created_at", "-id").values_list("external_id", "metadata").first()
-        if not row:
-            return SmtpRoute.of(source)
-        parent, metadata = row
-        references = [*(metadata or {}).get("references", []), parent]
-        return SmtpRoute.of(source, in_reply_to=parent, references=references[-REFERENCES_KEPT:])
+        stored = (message.metadata or {}) if message is not None else {}
+        reply = {
+            "subject": stored.get("subject") or reply_subject(conversation.subject),
+            "cc": stored.get("cc", ()),
+            "bcc": stored.get("bcc", ()),
+            "signature": stored.get("signature", ""),
+        }
+        answered = None
+        if stored.get("reply_to"):
+            answered = conversation.messages.filter(pk=stored["reply_to"]).first()
+        if stored.get("in_reply_to"):
+            reply.update(in_reply_to=stored["in_reply_to"], references=stored.get("references", ()))
+        else:
+            answered = answered or replies.answered_message(conversation, exclude=message)
+            if answered is not None:
+                reply.update(replies.thread_headers(answered))
+        if answered is not None:
+            reply["quote"] = replies.quote_of(answered)
+        return SmtpRoute.of(source, **reply)
 
     def send(self, message: OutboundMessage) -> SendReceipt:
         return send_reply(message)

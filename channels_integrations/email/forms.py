@@ -1,6 +1,7 @@
 """Settings → Email form."""
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from ..forms import SecretInput
 from ..models import EmailAccount
@@ -28,6 +29,14 @@ class EmailAccountForm(forms.Form):
         required=False,
         label="Use IMAP IDLE",
         help_text="Near-instant delivery where the server offers it; polling stays on.",
+    )
+
+    signature = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        label=_("Signature"),
+        help_text=_("Added below every reply from this mailbox, after a “-- ” line."),
     )
 
     def __init__(self, *args, password_set: bool | None = None, **kwargs):

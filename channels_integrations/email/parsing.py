@@ -16,6 +16,8 @@ import nh3
 
 from messaging.services.attachments import IncomingAttachment
 
+from .addresses import address_list
+
 logger = logging.getLogger(__name__)
 
 AUTOMATED_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
@@ -29,6 +31,8 @@ class ParsedMail:
     subject: str = ""
     from_name: str = ""
     from_address: str = ""
+    to: list[str] = field(default_factory=list)  # "Name <address>" (addresses.address_list)
+    cc: list[str] = field(default_factory=list)
     date: datetime | None = None
     in_reply_to: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
@@ -48,6 +52,11 @@ class ParsedMail:
             "in_reply_to": self.in_reply_to,
             "references": self.references[-20:],
         }
+        for name in ("to", "cc"):
+            if getattr(self, name):
+                data[name] = getattr(self, name)
+        if self.date is not None:
+            data["date"] = self.date.isoformat()
         if self.html:
             data["html"] = self.html
         flags = [
@@ -104,6 +113,9 @@ def parse_mail(raw: bytes, *, attachment_limit: int) -> ParsedMail:
     sender = _read(mail, lambda: getaddresses([_decoded(mail, message, "From", headers)])) or []
     if sender:
         mail.from_name, mail.from_address = sender[0][0], sender[0][1].strip().lower()
+    for name in ("to", "cc"):
+        value = _decoded(mail, message, name.title(), headers)
+        setattr(mail, name, _read(mail, lambda value=value: address_list(value)) or [])
     mail.date = _read(mail, lambda: _date(headers.get("date")))
     mail.in_reply_to = message_ids(headers.get("in-reply-to", ""))
     mail.references = message_ids(headers.get("references", ""))

@@ -1,7 +1,9 @@
-"""Settings → Email pages (included at "" from channels_integrations.page_urls)."""
+"""Settings → Email pages, and the HTML frame of an email in a conversation (included at ""
+from channels_integrations.page_urls)."""
 
 from django.urls import path
 
+from . import frames
 from . import views as email
 
 urlpatterns = [
@@ -10,4 +12,9 @@ urlpatterns = [
     path("settings/email/<int:pk>/edit/", email.email_edit, name="email_edit"),
     path("settings/email/<int:pk>/test/", email.email_test, name="email_test"),
     path("settings/email/<int:pk>/delete/", email.email_delete, name="email_delete"),
+    path(
+        "inbox/<int:pk>/messages/<int:message_pk>/html/",
+        frames.message_html,
+        name="conversation_message_html",
+    ),
 ]

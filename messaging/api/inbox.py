@@ -4,7 +4,12 @@
 from django.contrib.auth import get_user_model
 from django.db.models import CharField
 from django.db.models.functions import Cast
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -67,7 +72,33 @@ class ConversationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class MailHeadersSerializer(serializers.Serializer):
+    subject = serializers.CharField()
+    to = serializers.ListField(child=serializers.CharField())
+    cc = serializers.ListField(child=serializers.CharField())
+    bcc = serializers.ListField(child=serializers.CharField(), help_text="Our replies only")
+    has_html = serializers.BooleanField(help_text="A sanitised HTML body is stored")
+
+
+MAIL_KEYS = ("message_id", "to")  # what an email message's metadata has (in and out)
+
+
 class MessageSerializer(serializers.ModelSerializer):
+    mail = serializers.SerializerMethodField(help_text="Email messages: their headers")
+
+    @extend_schema_field(MailHeadersSerializer(allow_null=True))
+    def get_mail(self, message) -> dict | None:
+        metadata = message.metadata or {}
+        if not any(key in metadata for key in MAIL_KEYS):
+            return None
+        return {
+            "subject": metadata.get("subject", ""),
+            "to": metadata.get("to", []),
+            "cc": metadata.get("cc", []),
+            "bcc": metadata.get("bcc", []),
+            "has_html": bool(metadata.get("html")),
+        }
+
     class Meta:
         model = Message
         fields = [
@@ -86,12 +117,34 @@ class MessageSerializer(serializers.ModelSerializer):
             "sent_at",
             "delivered_at",
             "read_at",
+            "mail",
         ]
         read_only_fields = fields
 
 
 class SendSerializer(serializers.Serializer):
     body = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    # Email conversations only (other channels answer 400 naming the field).
+    subject = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text='Email: the subject (default "Re: " + the conversation\'s)',
+    )
+    cc = serializers.ListField(
+        child=serializers.CharField(max_length=320),
+        required=False,
+        max_length=20,
+        help_text="Email: addresses to copy",
+    )
+    bcc = serializers.ListField(
+        child=serializers.CharField(max_length=320),
+        required=False,
+        max_length=20,
+        help_text="Email: addresses to copy blind (in the envelope, never in a header)",
+    )
+
+    OPTIONS = ("subject", "cc", "bcc")
 
 
 class AssignSerializer(serializers.Serializer):
@@ -269,7 +322,9 @@ class ConversationMessageViewSet(
     def _send(self, request, conversation):
         payload = SendSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        message = services.send_message(conversation, request.user, payload.validated_data["body"])
+        data = payload.validated_data
+        options = {name: data[name] for name in SendSerializer.OPTIONS if name in data}
+        message = services.send_message(conversation, request.user, data["body"], options=options)
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(

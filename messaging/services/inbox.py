@@ -512,14 +512,34 @@ def validate_body(platform: str, body: str) -> str:
 
 
 def send_message(
-    conversation: Conversation, author, body: str, *, bot=None, metadata: dict | None = None
+    conversation: Conversation,
+    author,
+    body: str,
+    *,
+    bot=None,
+    metadata: dict | None = None,
+    options: dict | None = None,
 ) -> Message:
     """Store an outbound message as `queued` and hand it to the sender after commit.
-    `metadata` may name a message to quote ({"quoted": its external id}).
+    `metadata` may name a message to quote ({"quoted": its external id}); `options` are the
+    channel's own reply fields (an email's subject, cc, bcc), checked by the channel and stored
+    on the message. Bad input raises one ValidationError naming every bad field, before
+    anything is written.
 
     The committed row is the truth (an outbox): if the broker is unreachable after commit, the
     request still succeeds and the sweeper queues the message once it is back."""
-    body = validate_body(conversation.platform, body)
+    errors = {}
+    try:
+        body = validate_body(conversation.platform, body)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        extra = channels.get(conversation.platform).reply_metadata(conversation, options or {})
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if errors:
+        raise ValidationError(errors)
+    metadata = {**(metadata or {}), **extra}
     source = conversation.source
     try:
         if source is None:

@@ -83,7 +83,7 @@ def outbound_for(message: Message) -> OutboundMessage:
         to_address=channel.client_address(conversation),
         body=message.body,
         route=channel.route(source, conversation=conversation, message=message),
-        subject=conversation.subject,
+        subject=message.metadata.get("subject") or conversation.subject,
         quoted=message.metadata.get("quoted", ""),
     )
 

@@ -175,19 +175,26 @@ def _back_to(conversation):
     return redirect("conversation_detail", conversation.pk)
 
 
+REPLY_OPTIONS = {"mail": ("subject", "cc", "bcc")}  # the reply box's fields per compose kind
+
+
 @company_member_required
 @require_POST
 def conversation_reply(request, pk):
     conversation = selectors.get_conversation(request.user, pk)
     body = request.POST.get("body", "")
+    names = REPLY_OPTIONS.get(conversation.capabilities.compose, ())
+    options = {name: request.POST.get(name) for name in names if name in request.POST}
     try:
-        message = services.send_message(conversation, request.user, body)
+        message = services.send_message(conversation, request.user, body, options=options)
     except ValidationError as exc:
         errors = _errors(exc)
         context = {
             "conversation": conversation,
             "body": body,
             "body_errors": errors.pop("body", []),
+            **options,
+            **{f"{name}_errors": errors.pop(name, []) for name in names},
             "other_errors": [error for field_errors in errors.values() for error in field_errors],
         }
         if request.htmx:

@@ -333,19 +333,41 @@
     }
   });
 
-  // Enter sends, Shift+Enter makes a new line.
+  // Chat channels: Enter sends, Shift+Enter makes a new line. Email (data-compose="mail"):
+  // Enter is a new line in the text and does nothing in the subject and Cc/Bcc fields (no
+  // accidental send); Ctrl+Enter (Cmd+Enter on a Mac) sends.
   document.addEventListener("keydown", (event) => {
     const field = event.target;
-    if (
-      event.key === "Enter" &&
-      !event.shiftKey &&
-      !event.isComposing &&
-      field.matches &&
-      field.matches("#reply-box textarea")
-    ) {
-      event.preventDefault();
-      if (field.value.trim()) field.form.requestSubmit();
+    if (event.key !== "Enter" || event.isComposing || !field.closest) return;
+    const form = field.closest("#reply-box");
+    if (!form) return;
+    const textarea = form.querySelector("textarea[name=body]");
+    if (form.dataset.compose === "mail") {
+      if (event.ctrlKey || event.metaKey) {
+        event.preventDefault();
+        if (textarea && textarea.value.trim()) form.requestSubmit();
+      } else if (field.tagName === "INPUT") {
+        event.preventDefault();
+      }
+      return;
     }
+    if (!event.shiftKey && field === textarea) {
+      event.preventDefault();
+      if (field.value.trim()) form.requestSubmit();
+    }
+  });
+
+  // "Load remote images" loads this mail's frame again with them allowed (the link targets
+  // the frame, so it works without this script too); the notice then says so.
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest && event.target.closest('[data-action="load-remote-images"]');
+    if (!link) return;
+    const notice = link.closest('[data-role="remote-images"]');
+    if (!notice) return;
+    notice.dataset.state = "allowed";
+    const state = notice.querySelector('[data-role="remote-images-state"]');
+    if (state) state.textContent = link.dataset.allowedText || "";
+    link.hidden = true;
   });
 
   // Back/forward from htmx's history cache or the browser's: what it shows may be old, and the
