@@ -257,23 +257,28 @@ def _import_parsed(account, parsed, uidvalidity) -> dict:
     record_ids, conversation_ids, stored = [], [], []
     for uid, mail, arrived in new:
         thread = thread_of(account, mail, look, now)
+        replies = list(look.replied.get(mail.message_id, ()))  # stored before it: it is late
         received = received_time(mail, arrived, now)
         result = _store(account, mail, thread, uid, received)
         look.by_id[mail.message_id] = thread  # later mails of this batch may answer this one
         if mail.thread_index_root:
             look.by_root.setdefault(mail.thread_index_root, thread)
+        for ref in _nearest_first(mail):  # an original later in this batch finds its replies
+            look.replied.setdefault(ref, []).append(
+                (mail.message_id, result.conversation.pk, thread)
+            )
         record_ids.append(claimed[mail.message_id[:998]])
         conversation_ids.append(result.conversation.pk)
-        stored.append((mail, result, received))
+        stored.append((mail, result, received, replies))
     with connection.cursor() as cursor:
         cursor.execute(SET_CONVERSATIONS_SQL, [record_ids, conversation_ids])
-    for mail, result, received in stored:
+    for mail, result, received, replies in stored:
         if not result.created:
             continue
         if mail.reported_message_id:
             _attach_report(result, mail)
-        if look.replied.get(mail.message_id):
-            _join_replies(account, mail, result, received, look.replied[mail.message_id])
+        if replies:
+            _join_replies(account, result, received, replies)
     return {"imported": len(record_ids), "known": len(parsed) - len(record_ids)}
 
 
@@ -294,7 +299,7 @@ def _attach_report(result, mail: ParsedMail) -> None:
         original.save(update_fields=["metadata"])
 
 
-def _join_replies(account, mail, result, received, replies) -> None:
+def _join_replies(account, result, received, replies) -> None:
     """This mail's replies were stored before it: their conversation(s) and this one become
     one, and this mail is placed before its earliest reply in the history."""
     conversation = result.conversation
