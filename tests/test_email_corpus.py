@@ -143,7 +143,9 @@ def test_the_real_world_corpus_goes_through_dovecot_and_the_poll(account, doveco
     # A mail that is only a forwarded message: summarised in the body, kept as .eml.
     forward = mail("crafted/c09_only_a_forward.eml")
     assert forward["body"].startswith("---------- Forwarded message ----------")
-    assert "Thank you for order 5521" in Message.objects.get(external_id="fwdonly.1@example.at").body
+    assert (
+        "Thank you for order 5521" in Message.objects.get(external_id="fwdonly.1@example.at").body
+    )
     assert forward["attachments"][0][0] == "Your order 5521.eml"
     assert forward["attachments"][0][1] > 200
     # Forwarded messages of the public corpus: never 0-byte files.

@@ -272,13 +272,13 @@ def _import_parsed(account, parsed, uidvalidity) -> dict:
         stored.append((mail, result, received, replies))
     with connection.cursor() as cursor:
         cursor.execute(SET_CONVERSATIONS_SQL, [record_ids, conversation_ids])
-    for mail, result, received, replies in stored:
+    for mail, result, _, replies in stored:
         if not result.created:
             continue
         if mail.reported_message_id:
             _attach_report(result, mail)
         if replies:
-            _join_replies(account, result, received, replies)
+            _join_replies(account, result, replies)
     return {"imported": len(record_ids), "known": len(parsed) - len(record_ids)}
 
 
@@ -299,7 +299,7 @@ def _attach_report(result, mail: ParsedMail) -> None:
         original.save(update_fields=["metadata"])
 
 
-def _join_replies(account, result, received, replies) -> None:
+def _join_replies(account, result, replies) -> None:
     """This mail's replies were stored before it: their conversation(s) and this one become
     one, and this mail is placed before its earliest reply in the history."""
     conversation = result.conversation
@@ -324,7 +324,7 @@ def _join_replies(account, result, received, replies) -> None:
         conversation_id=conversation.pk, external_id__in=[m for m, _, _ in replies]
     ).aggregate(at=Min("created_at"))["at"]
     if earliest is not None and earliest <= result.message.created_at:
-        placed = min(received, earliest - timedelta(milliseconds=1))
+        placed = earliest - timedelta(milliseconds=1)  # history is by time of storing
         Message.objects.filter(pk=result.message.pk).update(created_at=placed)
 
 

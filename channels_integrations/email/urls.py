@@ -10,4 +10,14 @@ urlpatterns = [
     path("settings/email/<int:pk>/edit/", email.email_edit, name="email_edit"),
     path("settings/email/<int:pk>/test/", email.email_test, name="email_test"),
     path("settings/email/<int:pk>/delete/", email.email_delete, name="email_delete"),
+    path(
+        "settings/email/<int:pk>/quarantine/<int:item_pk>/retry/",
+        email.email_quarantine_retry,
+        name="email_quarantine_retry",
+    ),
+    path(
+        "settings/email/<int:pk>/quarantine/<int:item_pk>/raw/",
+        email.email_quarantine_raw,
+        name="email_quarantine_raw",
+    ),
 ]
