@@ -12,7 +12,12 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Role, User
 from channels_integrations import selectors as channel_selectors
-from channels_integrations.models import EmailAccount, TelegramAccount, WhatsAppNumber
+from channels_integrations.models import (
+    EmailAccount,
+    EmailQuarantine,
+    TelegramAccount,
+    WhatsAppNumber,
+)
 from crm import selectors as crm_selectors
 from crm.fields import secret_field_names
 from crm.models import Client
@@ -77,6 +82,13 @@ def _stored_attachment(company):
     return attachment
 
 
+def _quarantined_mail(company) -> dict:
+    item = EmailQuarantine.objects.create(
+        account=EmailAccountFactory(company=company), uid=1, reason="test", raw=b"Subject: x\r\n"
+    )
+    return {"pk": item.account_id, "item_pk": item.pk}
+
+
 @pytest.fixture
 def page_urls(company, admin_user):
     """The URL of every protected page, args filled with real objects of `company`."""
@@ -93,6 +105,7 @@ def page_urls(company, admin_user):
         "botrule_": BotRuleFactory(bot__number__company=company).pk,
         "broadcast_": BroadcastFactory(number__company=company).pk,
         "telegram_": TelegramAccountFactory(company=company).pk,
+        "email_quarantine_": _quarantined_mail(company),
         "email_": EmailAccountFactory(company=company).pk,
         "attachment_": _stored_attachment(company).pk,
     }
@@ -104,7 +117,7 @@ def page_urls(company, admin_user):
             match = [pk for prefix, pk in ids.items() if name.startswith(prefix)]
             if not match:
                 pytest.fail(f"test_pages: add an object for the arguments of URL {name!r}")
-            values = dict.fromkeys(kwargs, match[0])
+            values = match[0] if isinstance(match[0], dict) else dict.fromkeys(kwargs, match[0])
         urls[name] = reverse(name, kwargs=values)
     return urls
 
