@@ -58,6 +58,8 @@ def bench_env(db_name: str, redis_db: int, channel: str) -> dict:
         "DATABASE_URL": f"{PG_BASE_URL}/{db_name}",
         "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
         "REALTIME_CHANNEL": channel,
+        # The benches run their servers (Dovecot, SMTP, fakes) on loopback.
+        "OUTBOUND_ALLOW_PRIVATE": "true",
         "DEBUG": "false",
         "SECRET_KEY": "bench-secret-key-not-for-production-0123456789abcdefghijkl",
         "FIELD_ENCRYPTION_KEYS": "bench-field-encryption-key-0123456789",

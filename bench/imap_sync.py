@@ -8,6 +8,10 @@ Figures: initial_sync_messages, initial_sync_s, initial_sync_per_s (goal >= 500)
 steady_poll_ms (select + search after login, nothing new; median of 20; goal < 50),
 steady_poll_with_login_ms (the whole poll: connect, login, select, search, logout).
 The mailbox holds a realistic mix: threads of 1-5 mails, a tenth with a small attachment.
+Then a second mailbox of real-world mails (tests/mail_corpus: public test mails of mail
+libraries and the defect cases of issue #15: forwards, bounces, nested multiparts, 8-bit
+headers, odd charsets), each copy with a Message-ID of its own: corpus_mails,
+corpus_mails_per_s, corpus_crashes (quarantined mails plus polls that failed; goal 0).
 """
 
 import statistics
@@ -46,9 +50,51 @@ def mails(count: int) -> list[bytes]:
     return out
 
 
+def corpus_mails(count: int) -> list[bytes]:
+    from tests.mailserver import CORPUS
+
+    files = sorted(CORPUS.rglob("*.eml"))
+    raws = [path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for path in files]
+    return [
+        f"Message-ID: <corpus-{n}@bench.example>\r\n".encode() + raws[n % len(raws)]
+        for n in range(count)
+    ]
+
+
+def corpus_run(dovecot, company, count: int) -> dict:
+    from channels_integrations.email import imap
+    from channels_integrations.models import EmailAccount
+
+    user, password = dovecot.add_user()
+    client = dovecot.client(user, password)
+    batch = corpus_mails(count)
+    for start in range(0, count, 200):
+        client.multiappend("INBOX", batch[start : start + 200])
+    client.logout()
+    account = EmailAccount.objects.create(
+        company=company,
+        address="corpus@acme.test",
+        imap_host="127.0.0.1",
+        imap_port=dovecot.port,
+        imap_ssl=False,
+        smtp_host="127.0.0.1",
+        smtp_port=25,
+        smtp_security="none",
+        username=user,
+        password=password,
+        first_sync_days=36500,
+    )
+    started = time.perf_counter()
+    result = imap.poll_account(account.pk)
+    elapsed = time.perf_counter() - started
+    crashes = result.get("quarantined", 0) + (1 if "error" in result else 0)
+    return {"mails": result.get("imported", 0), "seconds": elapsed, "crashes": crashes}
+
+
 def main():
     args = common.parse_args(__doc__.splitlines()[0])
     count = 500 if args.quick else 5_000
+    corpus_count = 400 if args.quick else 2_000
     common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
     import tempfile
     from pathlib import Path
@@ -94,7 +140,7 @@ def main():
         after_login, whole = [], []
         for _ in range(20):
             with imap.imap_session(account) as session:
-                counts = {"found": 0, "imported": 0, "known": 0}
+                counts = {"found": 0, "imported": 0, "known": 0, "quarantined": 0}
                 tick = time.perf_counter()
                 imap._sync_inbox(account, session, counts)
                 after_login.append((time.perf_counter() - tick) * 1000)
@@ -103,6 +149,7 @@ def main():
             whole.append((time.perf_counter() - tick) * 1000)
             if counts["found"]:
                 raise SystemExit("a steady-state poll found new mail")
+        corpus = corpus_run(dovecot, company, corpus_count)
     finally:
         dovecot.stop()
     common.emit("initial_sync_messages", count)
@@ -110,6 +157,9 @@ def main():
     common.emit("initial_sync_per_s", count / initial)
     common.emit("steady_poll_ms", statistics.median(after_login))
     common.emit("steady_poll_with_login_ms", statistics.median(whole))
+    common.emit("corpus_mails", corpus["mails"])
+    common.emit("corpus_mails_per_s", corpus["mails"] / corpus["seconds"])
+    common.emit("corpus_crashes", corpus["crashes"])
     common.truncate_tenants()
 
 

@@ -2,9 +2,11 @@ import re
 import uuid
 
 import regex
+from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
 from accounts.scoping import TenantManager
@@ -336,6 +338,7 @@ class EmailAccount(models.Model):
     class Status(models.TextChoices):
         NEW = "new", "Not polled yet"
         OK = "ok", "OK"
+        WARNING = "warning", _("Polling; some mails not imported")
         ERROR = "error", "Error (backing off)"
 
     company = models.ForeignKey(
@@ -423,6 +426,10 @@ class EmailMessageRecord(models.Model):
     )
     uidvalidity = models.BigIntegerField(null=True, blank=True)
     uid = models.BigIntegerField(null=True, blank=True)
+    # Threading: Outlook's Thread-Index root, and the Message-IDs this mail referred to
+    # (In-Reply-To and References), so an original that arrives after its replies finds them.
+    thread_root = models.CharField(max_length=64, blank=True, default="")
+    refs = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = TenantManager()
@@ -433,6 +440,45 @@ class EmailMessageRecord(models.Model):
                 fields=["account", "message_id"], name="email_record_unique_message_id"
             )
         ]
+        indexes = [
+            models.Index(
+                fields=["account", "thread_root"],
+                condition=~models.Q(thread_root=""),
+                name="email_record_thread_root",
+            ),
+            GinIndex(fields=["refs"], name="email_record_refs"),
+        ]
 
     def __str__(self):
         return self.message_id
+
+
+class EmailQuarantine(models.Model):
+    """A mail that could not be stored: kept with its UID, Message-ID, size, the reason and
+    its raw bytes; later polls pass it by, an admin retries it or downloads it."""
+
+    tenant_path = "account__company"
+
+    account = models.ForeignKey(EmailAccount, on_delete=models.CASCADE, related_name="quarantined")
+    uidvalidity = models.BigIntegerField(null=True, blank=True)
+    uid = models.BigIntegerField()
+    message_id = models.CharField(max_length=998, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    reason = models.TextField()
+    raw = models.BinaryField()
+    attempts = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "uidvalidity", "uid"], name="email_quarantine_unique_uid"
+            )
+        ]
+
+    def __str__(self):
+        return f"UID {self.uid} ({self.message_id})"

@@ -12,11 +12,12 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
-from accounts.scoping import scoped
+from accounts.scoping import get_scoped_or_404, scoped
 from channels_integrations.models import (
     Bot,
     Broadcast,
     EmailAccount,
+    EmailQuarantine,
     TelegramAccount,
     WhatsAppNumber,
 )
@@ -74,3 +75,30 @@ def telegram_accounts(user):
 
 def email_accounts(user):
     return _without_secrets(EmailAccount, user).select_related("owner")
+
+
+QUARANTINE_SHOWN = 50
+
+
+def email_accounts_with_quarantine(user) -> list:
+    """The company's mailboxes, each with `quarantine_count` and `quarantine_items` (the
+    newest QUARANTINE_SHOWN mails that could not be imported, without their raw bytes)."""
+    accounts = list(email_accounts(user).annotate(quarantine_count=Count("quarantined")))
+    items = (
+        EmailQuarantine.objects.filter(account__in=[a.pk for a in accounts if a.quarantine_count])
+        .defer("raw")
+        .order_by("-created_at", "-id")
+    )
+    by_account = {}
+    for item in items:
+        shown = by_account.setdefault(item.account_id, [])
+        if len(shown) < QUARANTINE_SHOWN:
+            shown.append(item)
+    for account in accounts:
+        account.quarantine_items = by_account.get(account.pk, [])
+    return accounts
+
+
+def email_quarantined(user, account_pk: int, pk: int):
+    """One mail that could not be imported, of the user's company (404 otherwise)."""
+    return get_scoped_or_404(EmailQuarantine, user, pk=pk, account_id=account_pk)

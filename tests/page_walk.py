@@ -68,6 +68,15 @@ def _mail_with_html(company):
     )
 
 
+def _quarantined_mail(company) -> dict:
+    from channels_integrations.models import EmailQuarantine
+
+    item = EmailQuarantine.objects.create(
+        account=EmailAccountFactory(company=company), uid=1, reason="test", raw=b"Subject: x\r\n"
+    )
+    return {"pk": item.account_id, "item_pk": item.pk}
+
+
 @pytest.fixture
 def page_urls(company, admin_user):
     """The URL of every protected page, args filled with real objects of `company`."""
@@ -87,6 +96,7 @@ def page_urls(company, admin_user):
         "botrule_": BotRuleFactory(bot__number__company=company).pk,
         "broadcast_": BroadcastFactory(number__company=company).pk,
         "telegram_": TelegramAccountFactory(company=company).pk,
+        "email_quarantine_": _quarantined_mail(company),
         "email_": EmailAccountFactory(company=company).pk,
         "attachment_": _stored_attachment(company).pk,
     }

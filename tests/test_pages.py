@@ -12,7 +12,11 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Role, User
 from channels_integrations import selectors as channel_selectors
-from channels_integrations.models import EmailAccount, TelegramAccount, WhatsAppNumber
+from channels_integrations.models import (
+    EmailAccount,
+    TelegramAccount,
+    WhatsAppNumber,
+)
 from crm import selectors as crm_selectors
 from crm.fields import secret_field_names
 from crm.models import Client

@@ -15,7 +15,7 @@ import ssl
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -37,10 +37,11 @@ from ..connections import (
     request_start,
     run_while_held,
 )
-from ..models import EmailAccount, EmailMessageRecord
+from ..models import EmailAccount, EmailMessageRecord, EmailQuarantine
 from ..outbound import AddressNotAllowed, check_destination
 from .importer import import_batch
 from .parsing import message_ids
+from .quarantine import quarantined_message_ids
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def _poll(account: EmailAccount) -> dict:
     logger.info("email: account=%s processing account", account.pk)
     started = timezone.now()
     EmailAccount.objects.filter(pk=account.pk).update(last_poll_at=started)
-    counts = {"found": 0, "imported": 0, "known": 0}
+    counts = {"found": 0, "imported": 0, "known": 0, "quarantined": 0}
     try:
         with imap_session(account) as client:
             _sync_inbox(account, client, counts)
@@ -133,8 +134,9 @@ def _poll(account: EmailAccount) -> dict:
         _record_failure(account, words)
         return {**counts, "error": words}
     now = timezone.now()
+    waiting = EmailQuarantine.objects.filter(account=account).exists()
     EmailAccount.objects.filter(pk=account.pk).update(
-        status=EmailAccount.Status.OK,
+        status=EmailAccount.Status.WARNING if waiting else EmailAccount.Status.OK,
         last_success_at=now,
         last_error="",
         consecutive_failures=0,
@@ -160,56 +162,62 @@ def _sync_inbox(account: EmailAccount, client, counts: dict) -> None:
         )
     counts["found"] = len(uids)
     logger.info("email: account=%s found %s new", account.pk, len(uids))
-    first_failure = None  # the next poll starts again there (what got in is deduped)
     for start in range(0, len(uids), FETCH_BATCH):
         batch = uids[start : start + FETCH_BATCH]
-        failed = _import_batch(account, client, batch, uidvalidity, counts)
-        if failed and first_failure is None:
-            first_failure = min(failed)
-        done_up_to = max(batch) if first_failure is None else first_failure - 1
+        # Every mail of the batch is stored or quarantined by now: the next poll goes on
+        # after it.
+        _import_batch(account, client, batch, uidvalidity, counts)
         EmailAccount.objects.filter(pk=account.pk).update(
-            last_uid=Greatest(F("last_uid"), done_up_to)
+            last_uid=Greatest(F("last_uid"), max(batch))
         )
     logger.info("email: account=%s imported %s", account.pk, counts["imported"])
+    if counts["quarantined"]:
+        logger.warning("email: account=%s quarantined %s", account.pk, counts["quarantined"])
 
 
-def _import_batch(account, client, batch, uidvalidity, counts) -> list[int]:
-    """Headers first; bodies only of mails whose Message-ID is not known yet. Returns the
-    UIDs that could not be stored."""
+def _import_batch(account, client, batch, uidvalidity, counts) -> None:
+    """Headers first; bodies only of mails whose Message-ID is not known (nor quarantined)
+    yet. Every mail fetched is stored or quarantined."""
     heads = client.fetch(batch, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
     ids = {}
     for uid, data in heads.items():
         header = (data.get(HEADER_FIELD) or b"").decode("ascii", "replace")
         found = message_ids(header.partition(":")[2])
         ids[uid] = found[0] if found else None
+    seen = [i for i in ids.values() if i]
     known = set(
-        EmailMessageRecord.objects.filter(
-            account=account, message_id__in=[i for i in ids.values() if i]
-        ).values_list("message_id", flat=True)
+        EmailMessageRecord.objects.filter(account=account, message_id__in=seen).values_list(
+            "message_id", flat=True
+        )
     )
-    wanted = [uid for uid in batch if not (ids.get(uid) and ids[uid] in known)]
+    held = quarantined_message_ids(account, set(seen) - known)
+    wanted = [uid for uid in batch if not (ids.get(uid) and ids[uid] in known | held)]
     counts["known"] += len(batch) - len(wanted)
     if not wanted:
-        return []
+        return
     bodies = client.fetch(wanted, ["BODY.PEEK[]", "INTERNALDATE"])
-    items = [
-        (uid, bodies[uid][b"BODY[]"], _aware(bodies[uid].get(b"INTERNALDATE")))
-        for uid in wanted
-        if bodies.get(uid)  # absent: expunged meanwhile
-    ]
+    items = []
+    for uid in wanted:
+        data = bodies.get(uid) or {}  # absent: expunged meanwhile
+        raw = data.get(b"BODY[]")
+        if isinstance(raw, bytes):
+            items.append((uid, raw, _aware(data.get(b"INTERNALDATE"))))
     outcome = import_batch(account, items, uidvalidity)
     counts["imported"] += outcome["imported"]
     counts["known"] += outcome["known"]
+    counts["quarantined"] += outcome["quarantined"]
     EmailAccount.objects.filter(pk=account.pk).update(
         messages_imported=F("messages_imported") + outcome["imported"]
     )
-    return outcome["failed"]
 
 
 def _aware(value):
-    if value is None:
+    if not isinstance(value, datetime):
         return None
-    return value if value.tzinfo else timezone.make_aware(value)
+    try:
+        return value if value.tzinfo else timezone.make_aware(value)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _record_failure(account: EmailAccount, words: str) -> None:

@@ -17,4 +17,14 @@ urlpatterns = [
         frames.message_html,
         name="conversation_message_html",
     ),
+    path(
+        "settings/email/<int:pk>/quarantine/<int:item_pk>/retry/",
+        email.email_quarantine_retry,
+        name="email_quarantine_retry",
+    ),
+    path(
+        "settings/email/<int:pk>/quarantine/<int:item_pk>/raw/",
+        email.email_quarantine_raw,
+        name="email_quarantine_raw",
+    ),
 ]

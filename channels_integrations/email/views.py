@@ -3,12 +3,16 @@ delete. Writes go through services (save_channel, delete_channel)."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.scoping import get_scoped_or_404
 from accounts.views import company_member_required
 from channels_integrations import selectors, services
+from channels_integrations.email import quarantine
 from channels_integrations.email import smtp as email_smtp
 from channels_integrations.email.forms import EmailAccountForm
 from channels_integrations.models import EmailAccount
@@ -21,8 +25,35 @@ def email_list(request):
     return render(
         request,
         "channels_integrations/email_list.html",
-        {"accounts": selectors.email_accounts(request.user)},
+        {"accounts": selectors.email_accounts_with_quarantine(request.user)},
     )
+
+
+@company_member_required
+@company_admin_required
+@require_POST
+def email_quarantine_retry(request, pk, item_pk):
+    item = selectors.email_quarantined(request.user, pk, item_pk)
+    outcome = quarantine.retry(item)
+    if outcome["ok"]:
+        messages.success(request, _("Mail UID %(uid)s imported.") % {"uid": item.uid})
+    else:
+        messages.error(
+            request,
+            _("Mail UID %(uid)s still could not be imported: %(reason)s")
+            % {"uid": item.uid, "reason": outcome["reason"]},
+        )
+    return redirect(f"{reverse('email_accounts')}#email-{pk}")
+
+
+@company_member_required
+@company_admin_required
+def email_quarantine_raw(request, pk, item_pk):
+    item = selectors.email_quarantined(request.user, pk, item_pk)
+    response = HttpResponse(bytes(item.raw), content_type="message/rfc822")
+    response["Content-Disposition"] = f'attachment; filename="uid-{item.uid}.eml"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def _save(request, account=None):
