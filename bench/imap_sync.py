@@ -73,16 +73,7 @@ def corpus_run(dovecot, company, count: int) -> dict:
     client.logout()
     account = EmailAccount.objects.create(
         company=company,
-        address="corpus@acme.test",
-        imap_host="127.0.0.1",
-        imap_port=dovecot.port,
-        imap_ssl=False,
-        smtp_host="127.0.0.1",
-        smtp_port=25,
-        smtp_security="none",
-        username=user,
-        password=password,
-        first_sync_days=36500,
+        **dovecot.account_fields(user, password, address="corpus@acme.test", first_sync_days=36500),
     )
     started = time.perf_counter()
     result = imap.poll_account(account.pk)
@@ -118,17 +109,7 @@ def main():
         client.logout()
         company = Company.objects.create(name="Bench Mail", slug="bench-mail")
         account = EmailAccount.objects.create(
-            company=company,
-            address="help@acme.test",
-            imap_host="127.0.0.1",
-            imap_port=dovecot.port,
-            imap_ssl=False,
-            smtp_host="127.0.0.1",
-            smtp_port=25,
-            smtp_security="none",
-            username=user,
-            password=password,
-            first_sync_days=3650,
+            company=company, **dovecot.account_fields(user, password, first_sync_days=3650)
         )
         started = time.perf_counter()
         result = imap.poll_account(account.pk)

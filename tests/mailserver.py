@@ -118,6 +118,22 @@ class Dovecot:
         assert number <= USERS, "raise USERS in tests/mailserver.py"
         return f"agent{number}", f"mail-pass-{number}"
 
+    def account_fields(self, user: str, password: str, **fields) -> dict:
+        """An EmailAccount's fields for a mailbox here (IMAP on this Dovecot, SMTP on a loopback
+        port nobody answers unless the test says otherwise)."""
+        return {
+            "address": "help@acme.test",
+            "imap_host": "127.0.0.1",
+            "imap_port": self.port,
+            "imap_ssl": False,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": 25,
+            "smtp_security": "none",
+            "username": user,
+            "password": password,
+            **fields,
+        }
+
     def client(self, user: str, password: str) -> IMAPClient:
         client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=10)
         client.login(user, password)

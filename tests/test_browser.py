@@ -209,6 +209,28 @@ def test_an_agent_viewing_a_conversation_is_told_when_its_number_is_deleted(daph
     _assert_not_reloaded(page)
 
 
+def test_an_agent_viewing_a_merged_away_conversation_moves_to_the_whole_one(daphne_server, browser):  # noqa: F405
+    from messaging.services.merge import merge_conversations
+
+    from .factories import EmailAccountFactory
+
+    company, _alice, bob = _team()
+    mailbox = EmailAccountFactory(company=company)
+    anna = Sender(address="anna@example.org", name="Anna", email="anna@example.org")
+    reply = ingest_inbound(mailbox, "<reply@x>", "<reply@x>", anna, "Re: the offer").conversation
+    original = ingest_inbound(mailbox, "<orig@x>", "<orig@x>", anna, "The offer").conversation
+
+    page = log_in(browser, daphne_server, bob, viewport={"width": 390, "height": 844})  # noqa: F405
+    page.goto(f"{daphne_server.url}/inbox/{reply.pk}/")
+    wait_live(page)  # noqa: F405
+
+    merge_conversations(original, [reply])
+
+    page.wait_for_url(f"**/inbox/{original.pk}/")
+    expect(page.locator("#messages")).to_contain_text("Re: the offer")
+    expect(page.locator("#messages")).to_contain_text("The offer")
+
+
 def test_a_failed_reply_is_sent_again_from_a_phone(daphne_server, browser, far_end):  # noqa: F405
     """At 390×844: a failed reply says why and offers "Send again"; a tap queues the same
     message again, and it turns sent live when the worker has sent it."""

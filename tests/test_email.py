@@ -46,20 +46,10 @@ def smtp(mailbox):
 @pytest.fixture
 def account(company, dovecot, mailbox, smtp):
     user, password = mailbox
-    return EmailAccountFactory(
-        company=company,
-        address="help@acme.test",
-        display_name="Acme Support",
-        imap_host="127.0.0.1",
-        imap_port=dovecot.port,
-        imap_ssl=False,
-        smtp_host="127.0.0.1",
-        smtp_port=smtp.port,
-        smtp_security=EmailAccount.SmtpSecurity.NONE,
-        username=user,
-        password=password,
-        poll_interval_seconds=60,
+    fields = dovecot.account_fields(
+        user, password, display_name="Acme Support", smtp_port=smtp.port, poll_interval_seconds=60
     )
+    return EmailAccountFactory(company=company, **fields)
 
 
 def deliver(dovecot, mailbox, *names):

@@ -77,20 +77,10 @@ def smtp(mailbox):
 
 def make_account(company, dovecot, mailbox, smtp_port, **extra):
     user, password = mailbox
-    return EmailAccountFactory(
-        company=company,
-        address="help@acme.test",
-        display_name="Acme Support",
-        imap_host="127.0.0.1",
-        imap_port=dovecot.port,
-        imap_ssl=False,
-        smtp_host="127.0.0.1",
-        smtp_port=smtp_port,
-        smtp_security=EmailAccount.SmtpSecurity.NONE,
-        username=user,
-        password=password,
-        **extra,
+    fields = dovecot.account_fields(
+        user, password, display_name="Acme Support", smtp_port=smtp_port, **extra
     )
+    return EmailAccountFactory(company=company, **fields)
 
 
 @pytest.fixture

@@ -31,19 +31,8 @@ def corpus_files() -> list[Path]:
 @pytest.fixture
 def account(company, dovecot):
     user, password = dovecot.add_user()
-    return EmailAccountFactory(
-        company=company,
-        address="help@acme.test",
-        imap_host="127.0.0.1",
-        imap_port=dovecot.port,
-        imap_ssl=False,
-        smtp_host="127.0.0.1",
-        smtp_port=25,
-        smtp_security="none",
-        username=user,
-        password=password,
-        first_sync_days=36500,
-    ), (user, password)
+    fields = dovecot.account_fields(user, password, first_sync_days=36500)
+    return EmailAccountFactory(company=company, **fields), (user, password)
 
 
 def observed(files) -> dict:

@@ -40,18 +40,7 @@ def mailbox(dovecot):
 @pytest.fixture
 def account(company, dovecot, mailbox):
     user, password = mailbox
-    return EmailAccountFactory(
-        company=company,
-        address="help@acme.test",
-        imap_host="127.0.0.1",
-        imap_port=dovecot.port,
-        imap_ssl=False,
-        smtp_host="127.0.0.1",
-        smtp_port=25,
-        smtp_security="none",
-        username=user,
-        password=password,
-    )
+    return EmailAccountFactory(company=company, **dovecot.account_fields(user, password))
 
 
 @pytest.fixture

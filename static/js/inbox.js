@@ -253,6 +253,15 @@
       });
     }
     realtime.on("resync", refreshAll);
+    // Two email conversations became one (a late original joined its replies): whoever has
+    // the merged-away one open moves to the one that holds the whole history now.
+    realtime.on("conversation.merged", (data) => {
+      if (isOpen(data.id)) {
+        location.assign(`/inbox/${encodeURIComponent(data.into)}/${location.search}`);
+        return;
+      }
+      refreshList();
+    });
     // The number this conversation came through was deleted (with the conversation).
     realtime.on("number.deleted", (data) => {
       const pane = openConversation();
