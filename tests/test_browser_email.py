@@ -79,7 +79,9 @@ def test_an_email_conversation_on_a_phone(daphne_server, browser):  # noqa: F405
     expect(frame_element).to_be_visible()
     sandbox = frame_element.get_attribute("sandbox")
     assert "allow-scripts" not in sandbox and "allow-same-origin" not in sandbox
-    frame = _wait_for(lambda: page.frame(name=f"mail-frame-{mail.pk}"))
+    # The frame loads lazily: on a busy machine it may not have started until it is in view.
+    frame_element.scroll_into_view_if_needed()
+    frame = _wait_for(lambda: frame_element.element_handle().content_frame(), timeout=30.0)
     expect(frame.locator("b")).to_have_text("order 1042")
     frame.wait_for_load_state("load")
     assert frame.locator("img").evaluate("img => img.complete && img.naturalWidth") == 0
