@@ -40,6 +40,9 @@ class MetaSourceSerializer(SecretsSerializerMixin, serializers.ModelSerializer):
     page_access_token = WriteOnlySecretField()
     app_secret = WriteOnlySecretField()
     verify_token = WriteOnlySecretField()
+    status = serializers.CharField(
+        read_only=True, help_text='"new" (not tested yet), "ok" or "error" (see last_error)'
+    )
     webhook_url = serializers.SerializerMethodField(
         help_text="Give Meta this callback URL (with the verify token) in the app's webhooks."
     )
@@ -73,12 +76,12 @@ class InstagramAccountSerializer(MetaSourceSerializer):
         read_only_fields = [*READ_ONLY, "username"]
 
 
-class ConnectionTestSerializer(serializers.Serializer):
+class MetaConnectionTestSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
     detail = serializers.CharField()
 
 
-class DeletionPreviewSerializer(serializers.Serializer):
+class MetaDeletionPreviewSerializer(serializers.Serializer):
     conversations = serializers.IntegerField()
     messages = serializers.IntegerField()
     total = serializers.IntegerField(help_text="every row that goes, the account included")
@@ -86,13 +89,13 @@ class DeletionPreviewSerializer(serializers.Serializer):
 
 
 class MetaSourceViewSet(ChannelViewSet):
-    @extend_schema(request=None, responses=ConnectionTestSerializer)
+    @extend_schema(request=None, responses=MetaConnectionTestSerializer)
     @action(detail=True, methods=["post"], url_path="test-connection")
     def test_connection(self, request, pk=None):
         """Ask Graph with the stored token: GET /me (and the Instagram account); in words."""
         return Response(accounts.test_connection(request.user, self.get_object()))
 
-    @extend_schema(responses=DeletionPreviewSerializer)
+    @extend_schema(responses=MetaDeletionPreviewSerializer)
     @action(detail=True, methods=["get"], url_path="deletion-preview")
     def deletion_preview(self, request, pk=None):
         return Response(dict(accounts.deletion_preview(self.get_object()), irreversible=True))
