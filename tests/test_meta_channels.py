@@ -513,11 +513,12 @@ def test_the_settings_page_lists_accounts_and_admins_manage_them(
             "verify_token": "v",
         },
     )
+    assert response.status_code == 200  # the form again, the error on its field
     assert (
-        response.status_code == 200
-        and "page_id" in response.content.decode()
-        or "already" in response.content.decode()
+        "Another Messenger page in your company has this Facebook Page id."
+        in response.content.decode()
     )
+    assert MessengerPage.objects.filter(company=admin_user.company, page_id="777").count() == 1
 
     client.force_login(agent_user)
     assert client.get("/settings/meta/").status_code == 200
