@@ -482,3 +482,19 @@ class EmailQuarantine(models.Model):
 
     def __str__(self):
         return f"UID {self.uid} ({self.message_id})"
+
+
+# ---------------------------------------------------------------- channels' own models
+
+
+# A channel folder may keep its models in its own `models.py` (channels_integrations/<name>/):
+# they belong to this app and its migrations, and are loaded here, with the app's models.
+def _load_channel_models() -> None:
+    from .apps import CHANNELS
+    from .registry import channel_module
+
+    for name in CHANNELS:
+        channel_module(name, "models")
+
+
+_load_channel_models()

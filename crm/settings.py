@@ -105,7 +105,11 @@ WSGI_APPLICATION = None
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # The project's templates, then each channel folder's own (channels_integrations/*/templates).
+        "DIRS": [
+            BASE_DIR / "templates",
+            *sorted(BASE_DIR.glob("channels_integrations/*/templates")),
+        ],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

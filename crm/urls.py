@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from channels_integrations.apps import CHANNELS
+from channels_integrations.registry import declared
 from channels_integrations.whatsapp.webhooks import whatsapp_webhook
 
 from . import health, metrics
@@ -10,6 +12,8 @@ urlpatterns = [
     path("health", health.health, name="health"),
     path("metrics", metrics.prometheus_metrics, name="metrics"),
     path("webhooks/whatsapp/<uuid:number_uuid>/", whatsapp_webhook, name="whatsapp-webhook"),
+    # Channels' webhooks declared in their folders (`<name>/urls.py`, `webhook_patterns`).
+    *(pattern for name in CHANNELS for pattern in declared(name, "urls", "webhook_patterns")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

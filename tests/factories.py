@@ -223,3 +223,23 @@ class ReactionFactory(factory.django.DjangoModelFactory):
     message = factory.SubFactory(ChatMessageFactory)
     user = factory.LazyAttribute(lambda r: UserFactory(company=r.message.chat.company))
     emoji = "👍"
+
+
+class MessengerPageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "channels_integrations.MessengerPage"
+
+    company = factory.SubFactory(CompanyFactory)
+    name = factory.Sequence(lambda n: f"Page {n}")
+    page_id = factory.Sequence(lambda n: f"10{n:08d}")
+    page_access_token = factory.Sequence(lambda n: f"EAAPageToken{n:04d}")
+    app_secret = "meta-app-secret"
+    verify_token = "meta-verify-token"
+
+
+class InstagramAccountFactory(MessengerPageFactory):
+    class Meta:
+        model = "channels_integrations.InstagramAccount"
+
+    name = factory.Sequence(lambda n: f"Instagram {n}")
+    ig_user_id = factory.Sequence(lambda n: f"1784{n:08d}")

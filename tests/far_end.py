@@ -1,4 +1,7 @@
-"""The far end of the WhatsApp Cloud API, at the wire: an HTTP server on loopback that speaks
+"""The far end of the Meta Graph API, at the wire: the WhatsApp Cloud API and the Messenger
+Platform's Send API for Pages and Instagram (`POST /<page-id>/messages`, `GET /me`,
+`GET /<ig-user-id>`, appsecret_proof checked where a secret is set; `meta_sent`, `meta_pages`,
+`meta_instagram`, `meta_app_secrets`). An HTTP server on loopback that speaks
 the Graph API's messages endpoint (POST /<version>/<phone-number-id>/messages, a bearer token,
 Meta's JSON answers and error bodies). Meta's servers are unreachable here; everything on our
 side (the channel, the send policy, tasks, PostgreSQL, Redis) is the real code.
@@ -8,12 +11,15 @@ next requests (see `graph_error`, `graph_unavailable`), after which it accepts a
 the tests (fixture `far_end`) and by bench/outbox.py, also from other processes' workers.
 """
 
+import hashlib
+import hmac
 import itertools
 import json
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,18 @@ class Sent:
     to_address: str
     body: str
     quoted: str
+    token: str
+
+
+@dataclass(frozen=True)
+class MetaSent:
+    """A Messenger/Instagram Send API call the fake accepted (POST /<page-id>/messages)."""
+
+    page_id: str
+    recipient_id: str
+    body: str
+    messaging_type: str
+    tag: str
     token: str
 
 
@@ -61,6 +79,12 @@ class GraphFake:
         self.accept_delay = 0.0  # seconds an accepted message waits before the answer
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
+        # Messenger Platform (Pages and Instagram): token -> (page id, page name); Instagram
+        # account id -> username; token -> app secret whose appsecret_proof Graph requires.
+        self.meta_sent: list[MetaSent] = []
+        self.meta_pages: dict[str, tuple[str, str]] = {}
+        self.meta_instagram: dict[str, str] = {}
+        self.meta_app_secrets: dict[str, str] = {}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -72,6 +96,15 @@ class GraphFake:
                 raw = self.rfile.read(length)
                 status, body = fake.answer(self.path, self.headers.get("Authorization", ""), raw)
                 data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                status, body = fake.answer_get(self.path, self.headers.get("Authorization", ""))
+                data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -102,9 +135,101 @@ class GraphFake:
             self.script.clear()
             self.requests = 0
             self.accept_delay = 0.0
+            self.meta_sent.clear()
+            self.meta_pages.clear()
+            self.meta_instagram.clear()
+            self.meta_app_secrets.clear()
+
+    # ------------------------------------------------------------ Messenger Platform
+
+    def _meta_refusal(self, token: str, query: dict) -> tuple[int, dict] | None:
+        """Graph's answer to a bad token or appsecret_proof (None: both good)."""
+        if token not in self.meta_pages:
+            return 400, {
+                "error": {
+                    "message": "Invalid OAuth access token - Cannot parse access token",
+                    "type": "OAuthException",
+                    "code": 190,
+                    "fbtrace_id": "AbCdEfGh",
+                }
+            }
+        secret = self.meta_app_secrets.get(token)
+        if secret is not None:
+            proof = hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+            if query.get("appsecret_proof", [""])[0] != proof:
+                return 400, {
+                    "error": {
+                        "message": "Invalid appsecret_proof provided in the API argument",
+                        "type": "GraphMethodException",
+                        "code": 100,
+                    }
+                }
+        return None
+
+    def answer_get(self, path: str, authorization: str) -> tuple[int, dict]:
+        """GET /<version>/me?fields=id,name and GET /<version>/<ig-user-id>?fields=username."""
+        url = urlsplit(path)
+        query = parse_qs(url.query)
+        parts = url.path.strip("/").split("/")
+        token = authorization.removeprefix("Bearer ")
+        if len(parts) != 2 or parts[0] != self.VERSION:
+            return 404, {"error": {"message": "Unknown path", "code": 100}}
+        with self.lock:
+            self.requests += 1
+        if refusal := self._meta_refusal(token, query):
+            return refusal
+        page_id, name = self.meta_pages[token]
+        if parts[1] == "me":
+            return 200, {"id": page_id, "name": name}
+        if parts[1] in self.meta_instagram:
+            return 200, {"id": parts[1], "username": self.meta_instagram[parts[1]]}
+        return 400, {
+            "error": {
+                "message": f"Unsupported get request. Object with ID '{parts[1]}' does not exist",
+                "type": "GraphMethodException",
+                "code": 100,
+                "error_subcode": 33,
+            }
+        }
+
+    def _answer_meta(self, page_id: str, token: str, query: dict, payload) -> tuple[int, dict]:
+        """POST /<version>/<page-id>/messages, the Send API (Messenger and Instagram)."""
+        try:
+            recipient = payload["recipient"]["id"]
+            body = payload["message"]["text"]
+            messaging_type = payload["messaging_type"]
+        except (KeyError, TypeError):
+            return 400, {"error": {"message": "(#100) Invalid parameter", "code": 100}}
+        if refusal := self._meta_refusal(token, query):
+            return refusal
+        if self.meta_pages[token][0] != page_id:
+            return 400, {"error": {"message": "(#200) Not the token's page", "code": 200}}
+        with self.lock:
+            self.requests += 1
+            scripted = self.script.pop(0) if self.script else None
+        if scripted is not None:
+            time.sleep(scripted.delay)
+            return scripted.status, scripted.body
+        mid = f"m_fake{next(self._ids)}"
+        with self.lock:
+            self.meta_sent.append(
+                MetaSent(page_id, recipient, body, messaging_type, payload.get("tag", ""), token)
+            )
+        return 200, {"recipient_id": recipient, "message_id": mid}
+
+    # ------------------------------------------------------------ WhatsApp Cloud API
 
     def answer(self, path: str, authorization: str, raw: bytes) -> tuple[int, dict | str]:
-        parts = path.strip("/").split("/")
+        url = urlsplit(path)
+        parts = url.path.strip("/").split("/")
+        if len(parts) == 3 and parts[2] == "messages":
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                payload = None
+            if isinstance(payload, dict) and "recipient" in payload:
+                token = authorization.removeprefix("Bearer ")
+                return self._answer_meta(parts[1], token, parse_qs(url.query), payload)
         if len(parts) != 3 or parts[0] != self.VERSION or parts[2] != "messages":
             return 404, {"error": {"message": "Unknown path", "code": 100}}
         if not authorization.startswith("Bearer ") or len(authorization) < 10:

@@ -15,6 +15,8 @@ from .factories import (
     ClientFactory,
     ConversationFactory,
     EmailAccountFactory,
+    InstagramAccountFactory,
+    MessengerPageFactory,
     TelegramAccountFactory,
     WhatsAppNumberFactory,
 )
@@ -98,6 +100,8 @@ def page_urls(company, admin_user):
         "telegram_": TelegramAccountFactory(company=company).pk,
         "email_quarantine_": _quarantined_mail(company),
         "email_": EmailAccountFactory(company=company).pk,
+        "meta_page_": MessengerPageFactory(company=company).pk,
+        "meta_instagram_": InstagramAccountFactory(company=company).pk,
         "attachment_": _stored_attachment(company).pk,
     }
     urls = {}

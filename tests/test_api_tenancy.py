@@ -11,7 +11,9 @@ from .factories import (
     ClientFactory,
     ConversationFactory,
     EmailAccountFactory,
+    InstagramAccountFactory,
     MessageFactory,
+    MessengerPageFactory,
     TelegramAccountFactory,
     UserFactory,
     WhatsAppNumberFactory,
@@ -70,6 +72,8 @@ OWNED_ROW = {
     "whatsapp-bot-rule": _bot_rule_of,
     "whatsapp-broadcast": lambda company: _broadcast_of(company),
     "whatsapp-session": lambda company: _session_of(company),
+    "meta-page": lambda company: MessengerPageFactory(company=company),
+    "meta-instagram-account": lambda company: InstagramAccountFactory(company=company),
 }
 # Nested routes: basename -> the URL kwargs of a row's parent(s) in the route prefix.
 PARENT_KWARGS = {

@@ -31,7 +31,9 @@ from .factories import (
     ChatMemberFactory,
     ConversationFactory,
     EmailAccountFactory,
+    InstagramAccountFactory,
     MessageFactory,
+    MessengerPageFactory,
     ReactionFactory,
     TelegramAccountFactory,
     WhatsAppNumberFactory,
@@ -200,6 +202,8 @@ def test_every_channel_deletes_its_conversations_with_its_source_in_postgresql()
         "whatsapp": WhatsAppNumberFactory,
         "telegram": TelegramAccountFactory,
         "email": EmailAccountFactory,
+        "facebook": MessengerPageFactory,
+        "instagram": InstagramAccountFactory,
     }
     assert set(factories) == {channel.platform for channel in channels.registered()}
     for channel in channels.registered():

@@ -153,6 +153,8 @@ def test_dashboard_counts(admin_user, dashboard_data):
         ("WhatsApp", "whatsapp", 3),
         ("Telegram", "telegram", 1),
         ("Email", "email", 0),
+        ("Messenger", "facebook", 0),
+        ("Instagram", "instagram", 0),
     ]
     assert counts["unread_conversations"] == 2
     assert counts["clients"] == 6

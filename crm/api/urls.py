@@ -51,6 +51,14 @@ from messaging.api.chats import ChatMessageViewSet, ChatViewSet  # noqa: E402
 router.register("chats", ChatViewSet, basename="chat")
 router.register(r"chats/(?P<chat_pk>\d+)/messages", ChatMessageViewSet, basename="chat-message")
 
+# Channels that declare their routes in their folder (`channels_integrations/<name>/api.py`,
+# ROUTES = ((prefix, viewset, basename), ...)): nothing to add here for a new channel.
+from channels_integrations.apps import CHANNELS  # noqa: E402
+from channels_integrations.registry import channel_module  # noqa: E402
+
+for _name in CHANNELS:
+    for _prefix, _viewset, _basename in getattr(channel_module(_name, "api"), "ROUTES", ()):
+        router.register(_prefix, _viewset, basename=_basename)
 
 urlpatterns = [
     path("me/", me, name="api-me"),

@@ -1,0 +1,213 @@
+"""The Meta Graph API as the two channels use it: the Send API (`POST /{page-id}/messages`),
+reading an account for "Test connection", and the webhook's signature and challenge. Plain
+data in and out, no ORM. The base URL is `WHATSAPP_GRAPH_URL` (the same Graph API and version
+as the WhatsApp Cloud numbers)."""
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+
+import httpx
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from messaging.channels import SendError, SendReceipt, TransientSendError
+
+logger = logging.getLogger(__name__)
+
+# Graph error codes (Meta's Messenger Platform docs) that mean "later".
+RATE_LIMIT_CODES = {4, 17, 32, 613}
+
+
+def _reasons() -> dict[int, str]:
+    return {
+        190: _("The page access token is invalid or expired: update it in Settings."),
+        10: _(
+            "Meta refused the message: it is outside the allowed messaging window, or the app "
+            "lacks the permission for it."
+        ),
+        551: _("This person is not available right now (they may have blocked the page)."),
+        100: _("Meta refused a parameter of the message (the recipient may be unknown)."),
+        200: _("The app lacks the permission to send messages for this page."),
+    }
+
+
+@dataclass(frozen=True)
+class MetaRoute:
+    """Where a reply goes: the Page that sends it (also for Instagram), and how."""
+
+    page_id: str
+    access_token: str
+    app_secret: str
+    messaging_type: str = "RESPONSE"  # or MESSAGE_TAG
+    tag: str = ""  # HUMAN_AGENT with MESSAGE_TAG
+    refusal: str = ""  # the window is closed: the send fails with these words
+
+
+def _base() -> str:
+    return settings.WHATSAPP_GRAPH_URL.rstrip("/")
+
+
+def appsecret_proof(access_token: str, app_secret: str) -> str:
+    """HMAC-SHA256 of the token with the app secret: Graph checks it when the app requires it
+    (and refuses a wrong one), so the app secret is proven with every call."""
+    return hmac.new(app_secret.encode(), access_token.encode(), hashlib.sha256).hexdigest()
+
+
+def _params(access_token: str, app_secret: str) -> dict:
+    return {"appsecret_proof": appsecret_proof(access_token, app_secret)} if app_secret else {}
+
+
+def send_text(route: MetaRoute, recipient_id: str, body: str) -> SendReceipt:
+    """POST /{page-id}/messages; the message id (`mid`), or SendError (transient for network
+    trouble, 5xx and rate limits)."""
+    if route.refusal:
+        raise SendError(route.refusal)
+    if not route.page_id or not route.access_token:
+        raise SendError(_("This account has no Page id or page access token yet."))
+    payload = {
+        "recipient": {"id": recipient_id},
+        "message": {"text": body},
+        "messaging_type": route.messaging_type,
+    }
+    if route.tag:
+        payload["tag"] = route.tag
+    try:
+        response = httpx.post(
+            f"{_base()}/{route.page_id}/messages",
+            json=payload,
+            params=_params(route.access_token, route.app_secret),
+            headers={"Authorization": f"Bearer {route.access_token}"},
+            timeout=settings.WHATSAPP_GRAPH_TIMEOUT,
+        )
+    except httpx.HTTPError as exc:
+        raise TransientSendError(
+            _("The Meta Graph API could not be reached (%(error)s).")
+            % {"error": exc.__class__.__name__}
+        ) from exc
+    if response.status_code == 200:
+        try:
+            return SendReceipt(external_id=str(response.json()["message_id"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SendError(_("The Meta Graph API answered without a message id.")) from exc
+    raise error_from_response(response)
+
+
+def _error_of(response: httpx.Response) -> dict:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return {}
+    return error if isinstance(error, dict) else {}
+
+
+def error_from_response(response: httpx.Response) -> SendError:
+    error = _error_of(response)
+    code = error.get("code")
+    logger.warning("meta graph: refused http=%s code=%s", response.status_code, code)
+    if code in RATE_LIMIT_CODES:
+        return TransientSendError(
+            _("Meta rate limit (%(code)s): sending again shortly.") % {"code": code}
+        )
+    if response.status_code >= 500:
+        return TransientSendError(
+            _("The Meta Graph API failed (%(status)s).") % {"status": response.status_code}
+        )
+    reasons = _reasons()
+    if code in reasons:
+        return SendError(reasons[code])
+    message = str(error.get("message") or f"HTTP {response.status_code}")[:300]
+    return SendError(
+        _("Meta refused the message (%(code)s): %(message)s")
+        % {"code": code or response.status_code, "message": message}
+    )
+
+
+# ---------------------------------------------------------------- test connection
+
+
+def _get(path: str, access_token: str, app_secret: str, fields: str) -> tuple[dict, str]:
+    """GET a Graph object: (its fields, "") or ({}, what is wrong in words)."""
+    try:
+        response = httpx.get(
+            f"{_base()}/{path}",
+            params={"fields": fields, **_params(access_token, app_secret)},
+            headers={"Authorization": f"Bearer {access_token}"},
+            timeout=settings.WHATSAPP_GRAPH_TIMEOUT,
+        )
+    except httpx.HTTPError as exc:
+        return {}, _("The Meta Graph API could not be reached (%(error)s).") % {
+            "error": exc.__class__.__name__
+        }
+    if response.status_code == 200:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            return data, ""
+        return {}, _("The Meta Graph API answered with something that is not an object.")
+    error = _error_of(response)
+    code, message = error.get("code"), str(error.get("message") or "")[:300]
+    if code == 190:
+        return {}, _("The page access token is invalid or expired (Graph error 190).")
+    if "appsecret_proof" in message:
+        return {}, _("The app secret does not belong to the token's app (appsecret_proof refused).")
+    return {}, _("Graph refused GET /%(path)s (%(code)s): %(message)s") % {
+        "path": path.split("?")[0],
+        "code": code or response.status_code,
+        "message": message,
+    }
+
+
+def check_page(page_id: str, access_token: str, app_secret: str) -> tuple[str, str]:
+    """GET /me?fields=id,name with the page token: (the page's name, "") or ("", why not)."""
+    if not access_token:
+        return "", _("No page access token is stored.")
+    page, problem = _get("me", access_token, app_secret, "id,name")
+    if problem:
+        return "", problem
+    if str(page.get("id", "")) != page_id:
+        return "", _(
+            "The token belongs to %(name)s (id %(id)s), not to the Page id %(page_id)s saved here."
+        ) % {"name": page.get("name") or "?", "id": page.get("id") or "?", "page_id": page_id}
+    return str(page.get("name") or ""), ""
+
+
+def check_instagram(ig_user_id: str, access_token: str, app_secret: str) -> tuple[str, str]:
+    """GET /{ig-user-id}?fields=username: (the username, "") or ("", why not)."""
+    account, problem = _get(ig_user_id, access_token, app_secret, "username")
+    if problem:
+        return "", problem
+    username = str(account.get("username") or "")
+    if not username:
+        return "", _("Graph answered for %(id)s without an Instagram username.") % {
+            "id": ig_user_id
+        }
+    return username, ""
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+def signature_is_valid(raw_body: bytes, header: str | None, app_secret: str) -> bool:
+    """X-Hub-Signature-256 is "sha256=" + the HMAC-SHA256 of the raw body with the app secret."""
+    if not header or not app_secret or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(app_secret.encode(), raw_body, hashlib.sha256).hexdigest()
+    given = header.removeprefix("sha256=").strip().lower().encode("utf-8", "replace")
+    return hmac.compare_digest(expected.encode(), given)
+
+
+def verification_answer(params, verify_token: str) -> str | None:
+    """The challenge to echo when Meta verifies the webhook with our token; else None."""
+    if (
+        params.get("hub.mode") == "subscribe"
+        and verify_token
+        and hmac.compare_digest(
+            str(params.get("hub.verify_token", "")).encode(), verify_token.encode()
+        )
+    ):
+        return params.get("hub.challenge", "")
+    return None

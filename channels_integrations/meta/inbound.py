@@ -1,0 +1,156 @@
+"""One verified webhook delivery of a Page or an Instagram account into the inbox: messages
+through ingest_inbound (the one door in; idempotent by `mid`) with their attachments recorded
+(kind, and the URL Meta gave, in the message's metadata), reactions onto the message they
+target (in its metadata: one per client, removed by `unreact`), receipts moving our outbound
+messages forward (never back)."""
+
+import logging
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+from django.db import transaction
+from django.utils import timezone
+
+from messaging import events
+from messaging.channels import for_source
+from messaging.models import Message
+from messaging.payloads import message_payload
+from messaging.services import Sender, ingest_inbound, record_delivery_status
+from messaging.services.attachments import IncomingAttachment, add_attachments
+
+from . import parse
+from .models import InstagramAccount
+
+logger = logging.getLogger(__name__)
+
+ATTACHMENT_KINDS = {"image": "image", "video": "video", "audio": "audio", "file": "document"}
+
+
+def own_ids(account) -> set[str]:
+    ids = {account.page_id}
+    if isinstance(account, InstagramAccount):
+        ids.add(account.ig_user_id)
+    return {value for value in ids if value}
+
+
+def _shown(item: parse.Inbound) -> str:
+    """The text an agent sees: the client's words, else what the message is."""
+    if item.body:
+        return item.body
+    if item.kind == "story_mention":
+        return "[story mention]"
+    names = sorted({attachment.kind for attachment in item.attachments})
+    return f"[{', '.join(names)}]" if names else f"[{item.kind}]"
+
+
+def _filename(url: str, kind: str) -> str:
+    try:
+        name = PurePosixPath(urlsplit(url).path).name
+    except ValueError:
+        name = ""
+    return (name or kind)[:255]
+
+
+def _store(account, item: parse.Inbound) -> bool:
+    with transaction.atomic():
+        result = ingest_inbound(
+            account,
+            external_thread_id=item.sender_id,
+            external_message_id=item.mid,
+            sender=Sender(address=item.sender_id),
+            body=_shown(item),
+            received_at=item.timestamp,
+            metadata={"type": item.kind, **item.metadata},
+        )
+        if result.created and item.attachments:
+            add_attachments(
+                result.message,
+                [
+                    IncomingAttachment(
+                        kind=ATTACHMENT_KINDS.get(attachment.kind, "other"),
+                        filename=_filename(attachment.url, attachment.kind),
+                        external_id=attachment.url if len(attachment.url) <= 255 else "",
+                    )
+                    for attachment in item.attachments
+                ],
+            )
+    return result.created
+
+
+def _react(account, platform: str, reaction: parse.Reaction) -> bool:
+    """Record (or remove) the client's reaction on the message it targets, in its metadata."""
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(
+                conversation__platform=platform,
+                conversation__source_id=account.pk,
+                conversation__external_thread_id=reaction.sender_id,
+                external_id=reaction.mid,
+            )
+            .first()
+        )
+        if message is None:
+            return False
+        reactions = dict(message.metadata.get("reactions") or {})
+        if reaction.action == "unreact":
+            if reactions.pop(reaction.sender_id, None) is None:
+                return False
+        else:
+            reactions[reaction.sender_id] = reaction.emoji or "?"
+        message.metadata = {**message.metadata, "reactions": reactions}
+        message.save(update_fields=["metadata"])
+        events.publish("message.updated", message_payload(message), company_id=account.company_id)
+    return True
+
+
+def _receipt(account, platform: str, receipt: parse.Receipt) -> int:
+    outbound = Message.objects.filter(
+        conversation__platform=platform,
+        conversation__source_id=account.pk,
+        conversation__external_thread_id=receipt.sender_id,
+        direction=Message.Direction.OUTBOUND,
+    )
+    if receipt.mids:
+        outbound = outbound.filter(external_id__in=receipt.mids)
+    elif receipt.watermark is not None:  # everything we sent up to then
+        outbound = outbound.filter(sent_at__lte=receipt.watermark, external_id__isnull=False)
+    status = Message.Status.READ if receipt.status == "read" else Message.Status.DELIVERED
+    updated = 0
+    for message_id in outbound.values_list("pk", flat=True)[:500]:
+        updated += record_delivery_status(message_id, status)
+    return updated
+
+
+def receive_webhook(account, payload) -> dict:
+    """Apply one verified delivery. A repeated delivery stores nothing twice. Counts, for the
+    log and the answer."""
+    platform = for_source(account).platform
+    delivery = parse.parse(payload, own_ids(account))
+    stored = duplicates = reactions = receipts = 0
+    for item in delivery.messages:
+        created = _store(account, item)
+        stored, duplicates = stored + created, duplicates + (not created)
+    for reaction in delivery.reactions:
+        reactions += _react(account, platform, reaction)
+    for receipt in delivery.receipts:
+        receipts += _receipt(account, platform, receipt)
+    if stored:
+        type(account).objects.filter(pk=account.pk).update(last_event_at=timezone.now())
+    logger.info(
+        "meta webhook: %s account=%s stored=%s duplicates=%s reactions=%s receipts=%s skipped=%s",
+        platform,
+        account.pk,
+        stored,
+        duplicates,
+        reactions,
+        receipts,
+        delivery.skipped,
+    )
+    return {
+        "stored": stored,
+        "duplicates": duplicates,
+        "reactions": reactions,
+        "statuses": receipts,
+        "skipped": delivery.skipped,
+    }
