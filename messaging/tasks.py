@@ -46,3 +46,11 @@ def deliver_message(message_id: int, settle: dict | None = None) -> None:
 def sweep_outbox() -> dict:
     """Beat: re-queue sends whose task vanished; settle claims that went stale."""
     return outbox.sweep_outbox()
+
+
+@shared_task(ignore_result=True)
+def send_reaction(message_id: int) -> None:
+    """Send our reaction on a customer's message (its current state) through the channel."""
+    from .services.reactions import send_reaction as send
+
+    send(message_id)
