@@ -77,9 +77,10 @@ class WhatsAppChannel(Channel):
     def react(self, reaction: OutboundReaction) -> None:
         route = reaction.route
         if not isinstance(route, cloud.CloudCredentials):
-            raise SendError(
-                "Reactions from QR-linked numbers are not sent yet; this one stays here only."
+            sessions.react_through_session(
+                route.number_id, reaction.to_address, reaction.target_external_id, reaction.emoji
             )
+            return
         if not route.phone_number_id or not route.access_token:
             raise SendError("This number has no Cloud API phone number id or access token yet.")
         cloud.send_reaction(route, reaction.to_address, reaction.target_external_id, reaction.emoji)
