@@ -258,3 +258,27 @@ def _mutated(draw):
 def test_mutated_samples_never_make_a_5xx(client, number, payload):
     response = _post(client, number, payload)
     assert response.status_code in (200, 400), (payload, response.content[:300])
+
+
+def test_a_notice_wakes_no_bot_but_a_message_does(
+    client, number, django_capture_on_commit_callbacks
+):
+    from messaging.signals import inbound_message_stored
+
+    heard = []
+
+    def receiver(sender, message_id, **kwargs):
+        heard.append(message_id)
+
+    inbound_message_stored.connect(receiver, dispatch_uid="corpus-test")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            _post(client, number, _ours(SAMPLES["system.identity_change"]))
+        assert heard == []
+        text = _ours(SAMPLES["message.text"])
+        text["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = "wamid.text.after"
+        with django_capture_on_commit_callbacks(execute=True):
+            _post(client, number, text)
+        assert heard == [Message.objects.get(external_id="wamid.text.after").pk]
+    finally:
+        inbound_message_stored.disconnect(dispatch_uid="corpus-test")

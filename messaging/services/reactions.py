@@ -6,6 +6,7 @@ import logging
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from crm.celery import task
 
@@ -83,12 +84,17 @@ def _check_reactable(message: Message) -> None:
     conversation = message.conversation
     if not conversation.capabilities.reactions:
         raise ValidationError(
-            {"emoji": [f"{channels.get(conversation.platform).label} has no reactions."]}
+            {
+                "emoji": [
+                    _("%(channel)s has no reactions.")
+                    % {"channel": channels.get(conversation.platform).label}
+                ]
+            }
         )
     if message.direction != Message.Direction.INBOUND or not message.external_id:
-        raise ValidationError({"message": ["Only a customer's message can be reacted to."]})
+        raise ValidationError({"message": [_("Only a customer's message can be reacted to.")]})
     if message.metadata.get("deleted"):
-        raise ValidationError({"message": ["This message was deleted."]})
+        raise ValidationError({"message": [_("This message was deleted.")]})
 
 
 def react(actor, message: Message, emoji: str) -> list[dict]:
@@ -155,7 +161,7 @@ def send_reaction(message_id: int) -> None:
     )
     try:
         if source is None or not channel.is_live(source):
-            raise channels.SendError("This conversation's channel is deactivated.")
+            raise channels.SendError(_("This conversation's channel is deactivated."))
         channel.react(outbound)
     except channels.SendError as exc:
         logger.warning("reaction: message=%s not sent: %s", message.pk, exc.reason)
