@@ -187,3 +187,16 @@ def test_the_page_reacts_and_shows_reactions(
     )
     html = client.get(f"/inbox/{inbound.conversation_id}/messages/?id={inbound.pk}").content
     assert "😮" in html.decode() and 'data-role="customer-reaction"' in html.decode()
+
+
+def test_a_transient_refusal_is_tried_again_then_sent(
+    graph, inbound, api_for, agent_user, eager_celery, django_capture_on_commit_callbacks
+):
+    graph.expect_oneshot_request(f"/v21.0/{PHONE_NUMBER_ID}/messages").respond_with_json(
+        {"error": {"message": "rate", "code": 130429}}, status=400
+    )
+    graph.expect_oneshot_request(f"/v21.0/{PHONE_NUMBER_ID}/messages").respond_with_json(_ok())
+    with django_capture_on_commit_callbacks(execute=True):
+        api_for(agent_user).post(_url(inbound), {"emoji": "👍"}, format="json")
+    assert len(graph.log) == 2
+    assert MessageReaction.objects.get().error == ""

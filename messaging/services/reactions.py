@@ -137,13 +137,17 @@ def _queue_send(message_id: int) -> None:
     task("messaging.tasks.send_reaction").delay(message_id)
 
 
-def send_reaction(message_id: int) -> None:
+def send_reaction(message_id: int, *, final: bool = True) -> float | None:
     """Send our current reaction on the message (none: a removal) through its channel. The
     far end keeps one reaction of ours per message, so sending the current state again is
-    harmless: a retry, or two changes in a row, converge on what the row says."""
+    harmless: a retry, or two changes in a row, converge on what the row says.
+
+    Returns the seconds to wait before trying again when the channel refused for now
+    (network, rate limit, holder not connected) and this is not the `final` attempt; else
+    None (sent, or the refusal is kept on the reaction)."""
     message = Message.objects.select_related("conversation").filter(pk=message_id).first()
     if message is None:
-        return
+        return None
     conversation = message.conversation
     source = conversation.source
     channel = channels.get(conversation.platform)
@@ -165,6 +169,8 @@ def send_reaction(message_id: int) -> None:
         channel.react(outbound)
     except channels.SendError as exc:
         logger.warning("reaction: message=%s not sent: %s", message.pk, exc.reason)
+        if exc.transient and not final:
+            return exc.retry_after or 2.0
         if ours is not None:
             with transaction.atomic():
                 updated = MessageReaction.objects.filter(pk=ours.pk, emoji=emoji).update(
@@ -172,5 +178,6 @@ def send_reaction(message_id: int) -> None:
                 )
                 if updated:
                     _publish(message, conversation.company_id)
-        return
+        return None
     logger.info("reaction: message=%s sent (%s)", message.pk, "set" if emoji else "removed")
+    return None
