@@ -157,7 +157,12 @@ def test_edits_keep_the_previous_text_and_deletions_hide_the_text_from_the_api(
     row = api.get(f"/api/v1/conversations/{inbound.conversation_id}/messages/").json()["results"][0]
     assert row["edited_at"] and not row["deleted"]
 
+    conversation = inbound.conversation
+    conversation.last_message_preview = "Second thoughts"
+    conversation.save()
     assert mark_inbound_deleted(number, ["wamid.customer.1"], "4915112345678") == 1
+    conversation.refresh_from_db()
+    assert conversation.last_message_preview == "This message was deleted"
     row = api.get(f"/api/v1/conversations/{inbound.conversation_id}/messages/").json()["results"][0]
     assert row["deleted"] and row["body"] == ""
     assert not record_inbound_edit(number, "4915112345678", "wamid.customer.1", "again")

@@ -12,6 +12,7 @@ from django.db import connections, router, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from crm.db.upsert import insert_unless_conflict, prepared_cursor
 from crm.models import Client
@@ -504,10 +505,27 @@ def mark_inbound_deleted(source, external_ids: list[str], thread_id: str | None 
             events.publish(
                 "message.updated", message_payload(message), company_id=source.company_id
             )
+            _hide_deleted_preview(message)
             count += 1
     if count:
         logger.info("ingest: %s messages deleted by their sender", count)
     return count
+
+
+def _hide_deleted_preview(message: Message) -> None:
+    """The conversation list must not keep showing a deleted message's text: when it is the
+    last message, its preview says it was deleted."""
+    conversation = message.conversation
+    preview = message.body[:PREVIEW_LENGTH]
+    if not preview or conversation.last_message_preview != preview:
+        return
+    conversation.last_message_preview = _("This message was deleted")
+    conversation.save(update_fields=["last_message_preview", "updated_at"])
+    events.publish(
+        "conversation.updated",
+        conversation_payload(conversation),
+        company_id=conversation.company_id,
+    )
 
 
 # ---------------------------------------------------------------- outbound
