@@ -78,6 +78,7 @@ def test_location_and_contact_cards_are_typed_content():
     place.locationMessage.name = "Alexanderplatz"
     parsed = message_from_event(_event(place))
     assert parsed.content["kind"] == "location" and "Alexanderplatz" in parsed.body
+    assert parsed.raw["locationMessage"]["name"] == "Alexanderplatz"
     assert "openstreetmap.org" in parsed.body
     card = WaMessage()
     card.contactMessage.displayName = "Chandler Bing"

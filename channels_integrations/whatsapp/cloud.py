@@ -260,7 +260,7 @@ def clean_json(value, depth: int = 0):
     return value
 
 
-def _raw(item: dict) -> dict:
+def keep_raw(item: dict) -> dict:
     """The raw message kept with what we stored (metadata "raw"), or a note when too big."""
     cleaned = clean_json(item)
     if len(json.dumps(cleaned, ensure_ascii=False)) > RAW_MAX_CHARS:
@@ -362,7 +362,7 @@ def _read_message(item: dict, names: dict, delivery: Delivery) -> None:
             quoted_wamid=_text(_object(item.get("context")).get("id"), 255),
             media=media,
             content=content,
-            raw=_raw(item),
+            raw=keep_raw(item),
         )
     )
 

@@ -575,7 +575,10 @@ class SessionRunner(Supervised):
             body=message.body,
             received_at=message.timestamp,
             media=message.media,
-            metadata={"content": content} if content else None,
+            metadata={
+                **({"content": content} if content else {}),
+                **({"raw": message.raw} if getattr(message, "raw", None) else {}),
+            },
         )
         if result.created:
             publish_to_admins(

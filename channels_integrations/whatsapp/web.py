@@ -17,6 +17,7 @@ from django.db import connection
 
 from messaging import rich
 
+from .cloud import keep_raw
 from .types import AnnouncedMedia
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class WebInboundMessage:
     target: str = ""  # reaction/edit/revoke: the message it is about
     emoji: str = ""  # reaction: empty when removed
     content: dict | None = None  # typed content (messaging.rich): location, contacts
+    raw: dict = field(default_factory=dict)  # the message protobuf as JSON (bounded, NUL-free)
 
 
 class SessionCallbacks(Protocol):
@@ -230,6 +232,7 @@ def message_from_event(event) -> WebInboundMessage | None:
                 body=_plain(body), action="edit", target=protocol.key.ID, **common
             )
         return None
+    common["raw"] = _raw(content)
     typed = _typed_content(content)
     if typed is not None:
         return WebInboundMessage(body=rich.describe(typed), content=typed, **common)
@@ -252,6 +255,21 @@ def message_from_event(event) -> WebInboundMessage | None:
     if not body and not media:
         return None  # receipts, key shares and the like
     return WebInboundMessage(body=_plain(body), media=media, **common)
+
+
+def _raw(content) -> dict:
+    """The message as JSON for its metadata: binary fields (media keys) left out, bounded."""
+    from google.protobuf.json_format import MessageToDict
+
+    try:
+        data = MessageToDict(content)
+    except Exception:  # a message the JSON mapping cannot express: keep nothing of it
+        return {}
+    for part in data.values():
+        if isinstance(part, dict):
+            for key in [k for k in part if k.lower().endswith(("key", "sha256", "thumbnail"))]:
+                del part[key]
+    return keep_raw(data)
 
 
 def _typed_content(content) -> dict | None:
