@@ -61,6 +61,21 @@ class OutboundMessage:
 
 
 @dataclass(frozen=True)
+class OutboundReaction:
+    """Our reaction on a client's message, as a channel's `react` receives it; `emoji` empty
+    removes ours."""
+
+    key: str
+    platform: str
+    company_id: int
+    source_id: int
+    to_address: str
+    target_external_id: str
+    emoji: str
+    route: object
+
+
+@dataclass(frozen=True)
 class SendReceipt:
     external_id: str
 
@@ -116,6 +131,11 @@ class Channel:
     def send(self, message: OutboundMessage) -> SendReceipt:
         """Hand the message to the far end; raise SendError (transient or not) when refused."""
         raise NotImplementedError
+
+    def react(self, reaction: OutboundReaction) -> None:
+        """Set (or, with an empty emoji, remove) our reaction on a client's message; raise
+        SendError when refused. Channels with `capabilities.reactions` implement it."""
+        raise SendError(_("%(channel)s has no reactions.") % {"channel": self.label})
 
     def is_live(self, source) -> bool:
         """Whether the source may receive and send now (active, not being deleted)."""

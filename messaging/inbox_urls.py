@@ -14,6 +14,11 @@ urlpatterns = [
         inbox.message_retry,
         name="conversation_message_retry",
     ),
+    path(
+        "inbox/<int:pk>/messages/<int:message_pk>/react/",
+        inbox.message_react,
+        name="conversation_message_react",
+    ),
     path("inbox/<int:pk>/assign/", inbox.conversation_assign, name="conversation_assign"),
     path("inbox/<int:pk>/status/", inbox.conversation_status, name="conversation_status"),
     path("inbox/<int:pk>/read/", inbox.conversation_read, name="conversation_read"),

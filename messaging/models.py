@@ -239,6 +239,52 @@ class Attachment(models.Model):
         return bool(self.file)
 
 
+class MessageReaction(models.Model):
+    """An emoji on an inbox message: the customer's (one per message, replaced when they pick
+    another, deleted when they remove it) or ours (one per message: a channel shows one
+    reaction per participant, and all agents speak as the same number or account; `author`
+    is the agent who set it). Never a message of its own, never unread."""
+
+    tenant_path = "message__conversation__company"
+
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="reactions", db_index=False
+    )
+    from_customer = models.BooleanField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    emoji = models.CharField(max_length=32)
+    # Ours only: "" sent (or being sent), else why the channel refused it.
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # Also the index that finds a message's reactions (it leads with the message).
+            models.UniqueConstraint(
+                fields=["message", "from_customer"], name="message_reaction_unique"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["author"], condition=models.Q(author__isnull=False), name="msgreact_author"
+            )
+        ]
+
+    def __str__(self):
+        return self.emoji
+
+
 class TeamChat(models.Model):
     tenant_path = "company"
 

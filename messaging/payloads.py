@@ -13,7 +13,7 @@ def message_payload(message: Message) -> dict:
         "conversation_id": message.conversation_id,
         "direction": message.direction,
         "status": message.status,
-        "body": message.body,
+        "body": "" if message.metadata.get("deleted") else message.body,
         "sender_name": message.sender_name,
         "sender_address": message.sender_address,
         "author_id": message.author_id,

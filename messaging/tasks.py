@@ -46,3 +46,19 @@ def deliver_message(message_id: int, settle: dict | None = None) -> None:
 def sweep_outbox() -> dict:
     """Beat: re-queue sends whose task vanished; settle claims that went stale."""
     return outbox.sweep_outbox()
+
+
+REACTION_SEND_ATTEMPTS = 4
+
+
+@shared_task(ignore_result=True)
+def send_reaction(message_id: int, attempt: int = 1) -> None:
+    """Send our reaction on a customer's message (its current state) through the channel; a
+    transient refusal is tried again (2, 4, 8 s or the channel's wait), the last one is kept
+    on the reaction."""
+    from .services.reactions import send_reaction as send
+
+    wait = send(message_id, final=attempt >= REACTION_SEND_ATTEMPTS)
+    if wait is not None:
+        countdown = min(60.0, max(wait, 2.0**attempt))
+        send_reaction.apply_async((message_id, attempt + 1), countdown=countdown)

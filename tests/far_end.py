@@ -236,7 +236,12 @@ class GraphFake:
             return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}
         try:
             payload = json.loads(raw)
-            to, body = payload["to"], payload["text"]["body"]
+            if payload.get("type") == "reaction":  # recorded as body "reaction:<emoji>"
+                to, reaction = payload["to"], payload["reaction"]
+                body = f"reaction:{reaction['emoji']}"
+                payload["context"] = {"message_id": reaction["message_id"]}
+            else:
+                to, body = payload["to"], payload["text"]["body"]
         except (ValueError, KeyError, TypeError):
             return 400, {"error": {"message": "(#100) Invalid parameter", "code": 100}}
         with self.lock:

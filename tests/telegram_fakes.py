@@ -87,6 +87,11 @@ class FakeTelegramClient:
         self.sent.append((peer, body))
         return SimpleNamespace(id=next(_ids))
 
+    async def __call__(self, request):
+        """A raw API request (SendReactionRequest): recorded, answered with nothing."""
+        self.calls.append((type(request).__name__, request))
+        return None
+
     async def send_code_request(self, phone):
         self.calls.append(("send_code_request", phone))
         if self.script.get("sign_in_errors"):

@@ -281,3 +281,55 @@ def test_the_locked_out_login_page_at_phone_width(daphne_server, browser):  # no
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     _screenshot(page, "login-locked-out-390")
     context.close()
+
+
+def test_reactions_live_on_a_phone(daphne_server, browser, far_end):  # noqa: F405
+    """At 390×844: a customer's reaction appears under the message it targets without a
+    reload (never as a message), and an agent reacts from the picker; the Graph API's far end
+    gets the reaction."""
+    from channels_integrations.whatsapp.inbound import receive_cloud_webhook
+    from messaging.services.reactions import send_reaction
+
+    company, _alice, bob = _team()
+    number = WhatsAppNumberFactory(
+        company=company,
+        provider="cloud",
+        cloud_phone_number_id="106540352242922",
+        cloud_access_token="token",
+    )
+    maria = Sender(address="+4915112345678", name="Maria Lopez", phone="+4915112345678")
+    asked = ingest_inbound(number, "4915112345678", "wamid.ask", maria, "Is it in stock?").message
+    page = log_in(browser, daphne_server, bob, viewport={"width": 390, "height": 844})  # noqa: F405
+    page.goto(f"{daphne_server.url}/inbox/{asked.conversation_id}/")
+    wait_live(page)  # noqa: F405
+    _mark_no_reload(page)
+    item = page.locator(f'#messages li[data-message-id="{asked.pk}"]')
+    expect(item).to_contain_text("Is it in stock?")
+
+    def reaction(emoji):
+        message = {"from": "4915112345678", "id": f"wamid.r.{emoji}", "type": "reaction"}
+        message["reaction"] = {"message_id": "wamid.ask", "emoji": emoji}
+        value = {"metadata": {"phone_number_id": "106540352242922"}, "messages": [message]}
+        return {"entry": [{"changes": [{"field": "messages", "value": value}]}]}
+
+    receive_cloud_webhook(number, reaction("😮"))
+    expect(item.locator('[data-role="customer-reaction"]')).to_have_text("😮")
+    expect(page.locator("#messages li[data-message-id]")).to_have_count(1)
+    receive_cloud_webhook(number, reaction(""))
+    expect(item.locator('[data-role="customer-reaction"]')).to_have_count(0)
+    receive_cloud_webhook(number, reaction("🙏"))
+    expect(item.locator('[data-role="customer-reaction"]')).to_have_text("🙏")
+
+    # Bob reacts from the picker, thumb-sized, on screen.
+    _wait_for(item.locator("details.react-picker summary").bounding_box)
+    item.locator("details.react-picker summary").click()
+    choice = item.get_by_role("button", name="👍")
+    box = _wait_for(choice.bounding_box)
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 40
+    choice.click()
+    expect(item.locator('[data-role="our-reaction"]')).to_have_text("👍")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    send_reaction(asked.pk)  # what the Celery worker runs
+    assert [(sent.body, sent.quoted) for sent in far_end.sent] == [("reaction:👍", "wamid.ask")]
+    _assert_not_reloaded(page)
+    _screenshot(page, "reactions-390")

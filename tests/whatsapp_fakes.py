@@ -31,6 +31,7 @@ class FakeWebAdapter:
         self.connected = False
         self.logged_out = False
         self.sent: list[tuple[str, str]] = []
+        self.reactions: list[tuple[str, str, str]] = []  # (to, message id, emoji)
         self._stopped = threading.Event()
         FakeWebAdapter.instances.append(self)
 
@@ -74,6 +75,10 @@ class FakeWebAdapter:
     def send_text(self, to_phone: str, body: str) -> str:
         self.sent.append((to_phone, body))
         return f"wamid.web.{self.number_id}.{len(self.sent)}"
+
+    def send_reaction(self, to_phone: str, message_id: str, emoji: str) -> str:
+        self.reactions.append((to_phone, message_id, emoji))
+        return f"wamid.web.{self.number_id}.reaction.{len(self.reactions)}"
 
     def logout(self) -> None:
         self.logged_out = True

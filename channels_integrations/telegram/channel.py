@@ -3,11 +3,18 @@ live client, held by one worker (telegram/listener.py)."""
 
 from dataclasses import dataclass
 
-from messaging.channels import Capabilities, Channel, OutboundMessage, SendReceipt, register
+from messaging.channels import (
+    Capabilities,
+    Channel,
+    OutboundMessage,
+    OutboundReaction,
+    SendReceipt,
+    register,
+)
 
 from ..models import TelegramAccount
 from . import PLATFORM
-from .listener import send_through_listener
+from .listener import react_through_listener, send_through_listener
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,12 @@ class TelegramChannel(Channel):
     def send(self, message: OutboundMessage) -> SendReceipt:
         route = message.route
         return send_through_listener(route.account_id, message.key, route.peer_id, message.body)
+
+    def react(self, reaction: OutboundReaction) -> None:
+        route = reaction.route
+        react_through_listener(
+            route.account_id, route.peer_id, reaction.target_external_id, reaction.emoji
+        )
 
 
 CHANNEL = register(TelegramChannel())

@@ -104,6 +104,20 @@ def send_through_listener(account_id: int, key: str, peer_id: str, body: str):
     raise SendError(reply.get("error") or "Telegram refused the message.")
 
 
+def react_through_listener(account_id: int, peer_id: str, target: str, emoji: str) -> None:
+    """Hand our reaction on the client's message `target` to the account's holder."""
+    if account_holder(account_id) is None:
+        raise TransientSendError("The Telegram account is not connected.")
+    command = {"op": "react", "peer": peer_id, "target": target, "emoji": emoji}
+    reply = ask_holder(KIND, account_id, command, timeout=settings.TELEGRAM_SEND_TIMEOUT)
+    if reply is None:
+        raise TransientSendError("The Telegram listener did not answer in time.")
+    if "flood_wait" in reply:
+        raise TransientSendError(f"Telegram asks to wait {reply['flood_wait']} s (flood control).")
+    if "error" in reply:
+        raise SendError(reply["error"])
+
+
 # ---------------------------------------------------------------- the holder
 
 
@@ -187,6 +201,7 @@ class TelegramListener(Supervised):
     async def _connect_and_listen(self) -> str:
         """One connection until it ends; returns why it failed ("" when asked to stop)."""
         from telethon import events
+        from telethon.tl import types
 
         account = self.account
         try:
@@ -197,6 +212,7 @@ class TelegramListener(Supervised):
         client.add_event_handler(self._on_new_message, events.NewMessage(incoming=True))
         client.add_event_handler(self._on_edited, events.MessageEdited(incoming=True))
         client.add_event_handler(self._on_deleted, events.MessageDeleted())
+        client.add_event_handler(self._on_reactions, events.Raw(types.UpdateMessageReactions))
         try:
             try:
                 await asyncio.wait_for(client.connect(), settings.TELEGRAM_CONNECT_TIMEOUT)
@@ -263,6 +279,30 @@ class TelegramListener(Supervised):
         elif command.get("op") == "send":
             reply = await self._send(command)
             await self._db(answer, command["reply"], reply)
+        elif command.get("op") == "react":
+            reply = await self._react(command)
+            await self._db(answer, command["reply"], reply)
+
+    async def _react(self, command: dict) -> dict:
+        """Our reaction on the client's message (none: remove ours). Sending the current state
+        again is harmless, so no sent-record is kept."""
+        from telethon.tl.functions.messages import SendReactionRequest
+        from telethon.tl.types import ReactionEmoji
+
+        emoji = command["emoji"]
+        request = SendReactionRequest(
+            peer=int(command["peer"]),
+            msg_id=int(command["target"]),
+            reaction=[ReactionEmoji(emoticon=emoji)] if emoji else [],
+        )
+        try:
+            await self.client(request)
+        except Exception as exc:
+            if (seconds := _flood_wait_seconds(exc)) is not None:
+                return {"flood_wait": seconds}
+            logger.warning("telegram: account=%s reaction failed", self.account_id)
+            return {"error": f"Telegram refused the reaction: {exc.__class__.__name__}"}
+        return {"id": "reacted"}
 
     async def _send(self, command: dict) -> dict:
         key = command["key"]
@@ -335,6 +375,11 @@ class TelegramListener(Supervised):
             message.id,
             message.message or "",
         )
+
+    async def _on_reactions(self, update) -> None:
+        found = inbound.customer_reaction(update)
+        if found is not None:
+            await self._db(self._guarded, inbound.apply_reaction, self.account, *found)
 
     async def _on_deleted(self, event) -> None:
         await self._db(self._guarded, inbound.apply_deletion, self.account, event.deleted_ids)

@@ -9,6 +9,7 @@ from messaging.channels import (
     Capabilities,
     Channel,
     OutboundMessage,
+    OutboundReaction,
     SendError,
     SendReceipt,
     register,
@@ -72,6 +73,17 @@ class WhatsAppChannel(Channel):
         metrics.increment("messages_sent", message.company_id)
         logger.info("whatsapp: sent %s number=%s", message.key, message.source_id)
         return receipt
+
+    def react(self, reaction: OutboundReaction) -> None:
+        route = reaction.route
+        if not isinstance(route, cloud.CloudCredentials):
+            sessions.react_through_session(
+                route.number_id, reaction.to_address, reaction.target_external_id, reaction.emoji
+            )
+            return
+        if not route.phone_number_id or not route.access_token:
+            raise SendError("This number has no Cloud API phone number id or access token yet.")
+        cloud.send_reaction(route, reaction.to_address, reaction.target_external_id, reaction.emoji)
 
 
 CHANNEL = register(WhatsAppChannel())

@@ -6,13 +6,16 @@ Plain data in and out, no ORM: the webhook view and the send task map it onto ou
 
 import hashlib
 import hmac
+import json
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 from django.conf import settings
 
+from messaging import rich
 from messaging.channels import SendError, SendReceipt, TransientSendError
 
 from .types import AnnouncedMedia
@@ -53,6 +56,8 @@ class InboundMessage:
     kind: str
     quoted_wamid: str = ""
     media: list[AnnouncedMedia] = field(default_factory=list)
+    content: dict | None = None  # typed content (messaging.rich): location, contacts, ...
+    raw: dict = field(default_factory=dict)  # the message object as it came (NUL-free)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,25 @@ def send_text(
     }
     if quoted_wamid:
         payload["context"] = {"message_id": quoted_wamid}
+    return _post_message(credentials, payload)
+
+
+def send_reaction(credentials: CloudCredentials, to: str, wamid: str, emoji: str) -> SendReceipt:
+    """Our reaction on the customer's message `wamid` (Graph `type: reaction`); an empty
+    emoji removes it."""
+    return _post_message(
+        credentials,
+        {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "reaction",
+            "reaction": {"message_id": wamid, "emoji": emoji},
+        },
+    )
+
+
+def _post_message(credentials: CloudCredentials, payload: dict) -> SendReceipt:
     url = f"{settings.WHATSAPP_GRAPH_URL.rstrip('/')}/{credentials.phone_number_id}/messages"
     try:
         response = httpx.post(
@@ -144,6 +168,53 @@ def verification_answer(params, verify_token: str) -> str | None:
 
 
 MEDIA_KINDS = {"image", "video", "audio", "document", "sticker"}
+RAW_MAX_CHARS = 20_000  # a message's raw payload kept in its metadata up to this size (JSON)
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """The customer reacted to one of the thread's messages; an empty emoji removes it."""
+
+    wa_id: str
+    target_wamid: str
+    emoji: str
+
+
+@dataclass(frozen=True)
+class Edit:
+    """The customer edited a message they sent: its new text (caption) replaces the old."""
+
+    wa_id: str
+    original_wamid: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Revoke:
+    """The customer deleted a message they sent ("delete for everyone")."""
+
+    wa_id: str
+    original_wamid: str
+
+
+@dataclass
+class Delivery:
+    """What one webhook delivery holds, for this number; `foreign` counts changes addressed to
+    another phone number id of the same app (ignored), `skipped` what could not be read."""
+
+    messages: list[InboundMessage] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+    reactions: list[Reaction] = field(default_factory=list)
+    edits: list[Edit] = field(default_factory=list)
+    revokes: list[Revoke] = field(default_factory=list)
+    foreign: int = 0
+    skipped: int = 0
+
+    @property
+    def usable(self) -> int:
+        return sum(
+            map(len, (self.messages, self.statuses, self.reactions, self.edits, self.revokes))
+        )
 
 
 def _objects(value) -> list[dict]:
@@ -155,38 +226,82 @@ def _object(value) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _text(value) -> str:
-    """A string field as we store it: text only, no NUL (PostgreSQL stores none)."""
+def _text(value, limit: int = 4096) -> str:
+    """A string field as we store it: text only, no NUL (PostgreSQL stores none), bounded."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
-    return value.replace("\x00", "") if isinstance(value, str) else ""
+    return value.replace("\x00", "")[:limit] if isinstance(value, str) else ""
 
 
-def parse_webhook(payload) -> tuple[list[InboundMessage], list[StatusUpdate]]:
-    """Messages and status updates of one webhook delivery. Whatever has another shape than
-    Meta's documented one is skipped (and logged), never an error: Meta re-delivers a webhook
-    that did not get a 2xx, for days."""
-    messages, statuses = [], []
+def _number(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def clean_json(value, depth: int = 0):
+    """A JSON value as PostgreSQL's jsonb stores it: no NUL in any string, no deeper than 20."""
+    if depth > 20:
+        return None
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {clean_json(str(key)): clean_json(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [clean_json(item, depth + 1) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        return str(value)  # beyond what JSON numbers keep exactly
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def keep_raw(item: dict) -> dict:
+    """The raw message kept with what we stored (metadata "raw"), or a note when too big."""
+    cleaned = clean_json(item)
+    if len(json.dumps(cleaned, ensure_ascii=False)) > RAW_MAX_CHARS:
+        return {"truncated": True, "type": _text(item.get("type"), 40)}
+    return cleaned
+
+
+def parse_webhook(payload, phone_number_id: str = "") -> Delivery:
+    """Everything one webhook delivery holds for the number `phone_number_id`. Whatever has
+    another shape than Meta's documented one is skipped (and counted), never an error: Meta
+    re-delivers a webhook that did not get a 2xx, for days. A change whose
+    `metadata.phone_number_id` is another number's (one app serves several numbers) is not
+    ours: counted as foreign, nothing of it read."""
+    delivery = Delivery()
     for entry in _objects(_object(payload).get("entry")):
         for change in _objects(entry.get("changes")):
             if change.get("field") != "messages":
                 continue
             value = _object(change.get("value"))
+            addressed = _text(_object(value.get("metadata")).get("phone_number_id"), 64)
+            if phone_number_id and addressed != phone_number_id:
+                delivery.foreign += 1
+                continue
             names = {
-                _text(contact.get("wa_id")): _text(_object(contact.get("profile")).get("name"))
+                _text(contact.get("wa_id"), 32): _text(
+                    _object(contact.get("profile")).get("name"), 200
+                )
                 for contact in _objects(value.get("contacts"))
             }
             for item in _objects(value.get("messages")):
-                if parsed := _inbound(item, names):
-                    messages.append(parsed)
+                _read_message(item, names, delivery)
             for item in _objects(value.get("statuses")):
                 if parsed := _status(item):
-                    statuses.append(parsed)
-    return messages, statuses
+                    delivery.statuses.append(parsed)
+                else:
+                    delivery.skipped += 1
+    return delivery
 
 
 def _status(item: dict) -> StatusUpdate | None:
-    wamid = _text(item.get("id"))
+    wamid = _text(item.get("id"), 1000)
     if not wamid or len(wamid) > 255:
         logger.warning("cloud webhook: a status without an id skipped")
         return None
@@ -194,59 +309,203 @@ def _status(item: dict) -> StatusUpdate | None:
     error = ""
     if errors:
         code = errors[0].get("code")
-        title = _text(errors[0].get("title")) or "Failed"
+        title = _text(errors[0].get("title"), 200) or "Failed"
         error = (REASONS.get(code) if isinstance(code, int) else None) or f"{title} ({_text(code)})"
     return StatusUpdate(
         wamid=wamid,
-        status=_text(item.get("status")),
+        status=_text(item.get("status"), 20),
         timestamp=_time(item.get("timestamp")),
         error=error,
     )
 
 
-def _inbound(item: dict, names: dict) -> InboundMessage | None:
-    wamid, wa_id = _text(item.get("id")), _text(item.get("from"))
-    if not wamid or len(wamid) > 255 or not (wa_id.isdigit() and len(wa_id) <= 20):
-        logger.warning("cloud webhook: a message without a usable id or sender skipped")
-        return None
-    kind = _text(item.get("type")) or "text"
-    media = []
-    if kind == "text":
-        body = _text(_object(item.get("text")).get("body"))
-    elif kind in MEDIA_KINDS:
+def _read_message(item: dict, names: dict, delivery: Delivery) -> None:
+    wamid, wa_id = _text(item.get("id"), 1000), _text(item.get("from"), 100)
+    if not (wa_id.isdigit() and len(wa_id) <= 20):
+        logger.warning("cloud webhook: a message without a usable sender skipped")
+        delivery.skipped += 1
+        return
+    kind = _text(item.get("type"), 40) or "text"
+    if kind == "reaction":
+        part = _object(item.get("reaction"))
+        target = _text(part.get("message_id"), 1000)
+        if not target or len(target) > 255:
+            delivery.skipped += 1
+            return
+        delivery.reactions.append(Reaction(wa_id, target, _text(part.get("emoji"), 32).strip()))
+        return
+    if kind in ("edit", "revoke"):
         part = _object(item.get(kind))
-        body = _text(part.get("caption"))
+        original = _text(part.get("original_message_id"), 1000)
+        if not original or len(original) > 255:
+            delivery.skipped += 1
+            return
+        if kind == "revoke":
+            delivery.revokes.append(Revoke(wa_id, original))
+        else:
+            body, *_rest = _content(_object(part.get("message")))
+            delivery.edits.append(Edit(wa_id, original, body))
+        return
+    if not wamid or len(wamid) > 255:
+        logger.warning("cloud webhook: a message without a usable id skipped")
+        delivery.skipped += 1
+        return
+    body, content, media = _content(item)
+    delivery.messages.append(
+        InboundMessage(
+            wamid=wamid,
+            wa_id=wa_id,
+            name=names.get(wa_id, ""),
+            body=body.strip(),
+            timestamp=_time(item.get("timestamp")),
+            kind=kind,
+            quoted_wamid=_text(_object(item.get("context")).get("id"), 255),
+            media=media,
+            content=content,
+            raw=keep_raw(item),
+        )
+    )
+
+
+def _content(item: dict) -> tuple[str, dict | None, list[AnnouncedMedia]]:
+    """(the text to store as the body, the typed content shown as what it is, the media) of
+    one message object (also the new version inside an edit)."""
+    kind = _text(item.get("type"), 40) or "text"
+    media: list[AnnouncedMedia] = []
+    content = None
+    if kind == "text":
+        return _text(_object(item.get("text")).get("body")), None, media
+    if kind in MEDIA_KINDS:
+        part = _object(item.get(kind))
         voice = kind == "audio" and part.get("voice") is True
         media.append(
             AnnouncedMedia(
                 kind="voice" if voice else kind,
-                media_id=_text(part.get("id")),
-                content_type=_text(part.get("mime_type")),
-                filename=_text(part.get("filename")),
+                media_id=_text(part.get("id"), 255),
+                content_type=_text(part.get("mime_type"), 255),
+                filename=_text(part.get("filename"), 255),
             )
         )
-    elif kind == "button":
-        body = _text(_object(item.get("button")).get("text"))
+        return _text(part.get("caption")), None, media
+    if kind == "button":  # a template's quick-reply button
+        part = _object(item.get("button"))
+        content = {"kind": "choice", "title": _text(part.get("text"), 200)}
+        content["payload"] = _text(part.get("payload"), 256)
     elif kind == "interactive":
-        reply = _object(item.get("interactive"))
-        chosen = _object(reply.get("button_reply") or reply.get("list_reply"))
-        body = _text(chosen.get("title"))
+        content = _interactive(_object(item.get("interactive")))
     elif kind == "location":
-        place = _object(item.get("location"))
-        latitude, longitude = _text(place.get("latitude")), _text(place.get("longitude"))
-        body = f"📍 {_text(place.get('name'))} {latitude},{longitude}"
-    else:
-        body = f"[{kind[:40]} message]"
-    return InboundMessage(
-        wamid=wamid,
-        wa_id=wa_id,
-        name=names.get(wa_id, ""),
-        body=body.strip(),
-        timestamp=_time(item.get("timestamp")),
-        kind=kind,
-        quoted_wamid=_text(_object(item.get("context")).get("id")),
-        media=media,
-    )
+        content = _location(_object(item.get("location")))
+    elif kind == "contacts":
+        content = _contacts(item.get("contacts"))
+    elif kind == "order":
+        content = _order(_object(item.get("order")))
+    elif kind == "system":
+        part = _object(item.get("system"))
+        content = {
+            "kind": "notice",
+            "text": _text(part.get("body"), 1000),
+            "type": _text(part.get("type"), 60),
+        }
+    if content is None:
+        errors = _objects(item.get("errors"))
+        detail = _text(_object(errors[0].get("error_data")).get("details"), 300) if errors else ""
+        named = _text(_object(item.get("unsupported")).get("type"), 40)
+        content = {"kind": "unsupported", "type": named or kind, "detail": detail}
+    return rich.describe(content), content, media
+
+
+def _interactive(part: dict) -> dict | None:
+    subtype = _text(part.get("type"), 40)
+    if subtype in ("button_reply", "list_reply"):
+        chosen = _object(part.get(subtype))
+        title = _text(chosen.get("title"), 200)
+        if not title:
+            return None
+        return {
+            "kind": "choice",
+            "title": title,
+            "description": _text(chosen.get("description"), 300),
+            "payload": _text(chosen.get("id"), 256),
+        }
+    if subtype == "nfm_reply":
+        reply = _object(part.get("nfm_reply"))
+        try:
+            answers = json.loads(_text(reply.get("response_json"), 20_000) or "{}")
+        except (ValueError, RecursionError):
+            answers = {}
+        fields = [
+            [
+                _text(key, 100),
+                _text(value, 500)
+                if not isinstance(value, dict | list)
+                else _text(json.dumps(clean_json(value), ensure_ascii=False), 500),
+            ]
+            for key, value in list(_object(answers).items())[:50]
+            if key != "flow_token"
+        ]
+        return {
+            "kind": "form",
+            "name": _text(reply.get("name"), 100),
+            "text": _text(reply.get("body"), 500),
+            "fields": fields,
+        }
+    return None
+
+
+def _location(place: dict) -> dict | None:
+    latitude, longitude = _number(place.get("latitude")), _number(place.get("longitude"))
+    if latitude is None or longitude is None or abs(latitude) > 90 or abs(longitude) > 180:
+        return None
+    return {
+        "kind": "location",
+        "latitude": latitude,
+        "longitude": longitude,
+        "name": _text(place.get("name"), 200),
+        "address": _text(place.get("address"), 500),
+    }
+
+
+def _contacts(cards) -> dict | None:
+    people = []
+    for card in _objects(cards)[:20]:
+        name = _object(card.get("name"))
+        full = _text(name.get("formatted_name"), 200) or " ".join(
+            filter(None, (_text(name.get("first_name"), 100), _text(name.get("last_name"), 100)))
+        )
+        phones = [_text(p.get("phone"), 40) for p in _objects(card.get("phones"))[:10]]
+        emails = [_text(e.get("email"), 254) for e in _objects(card.get("emails"))[:10]]
+        people.append(
+            {"name": full, "phones": [p for p in phones if p], "emails": [e for e in emails if e]}
+        )
+    return {"kind": "contacts", "contacts": people} if people else None
+
+
+def _order(order: dict) -> dict | None:
+    items, total, currencies = [], 0.0, set()
+    for product in _objects(order.get("product_items"))[:100]:
+        quantity, price = _number(product.get("quantity")), _number(product.get("item_price"))
+        currency = _text(product.get("currency"), 10)
+        items.append(
+            {
+                "product": _text(product.get("product_retailer_id"), 200),
+                "quantity": quantity,
+                "price": price,
+                "currency": currency,
+            }
+        )
+        if quantity is not None and price is not None:
+            total += quantity * price
+        currencies.add(currency)
+    if not items:
+        return None
+    return {
+        "kind": "order",
+        "catalog_id": _text(order.get("catalog_id"), 100),
+        "text": _text(order.get("text"), 1000),
+        "items": items,
+        "total": round(total, 2) if len(currencies) == 1 else None,
+        "currency": currencies.pop() if len(currencies) == 1 else "",
+    }
 
 
 def _time(epoch) -> datetime:

@@ -9,6 +9,8 @@ from django.db import transaction
 from messaging.models import Message
 from messaging.services import IngestResult, Sender, ingest_inbound, record_delivery_status
 from messaging.services.attachments import IncomingAttachment, add_attachments
+from messaging.services.inbox import mark_inbound_deleted, record_inbound_edit
+from messaging.services.reactions import record_customer_reaction
 
 from ..models import WhatsAppNumber
 from . import PLATFORM, cloud, metrics
@@ -27,6 +29,7 @@ def ingest_whatsapp_message(
     received_at: datetime,
     media: list[AnnouncedMedia] = (),
     metadata: dict | None = None,
+    notice: bool = False,
 ) -> IngestResult:
     """Store it once (a duplicate delivery stores nothing and counts nothing)."""
     phone = f"+{phone_digits.lstrip('+')}"
@@ -39,6 +42,7 @@ def ingest_whatsapp_message(
             body=body,
             received_at=received_at,
             metadata=metadata or {},
+            notice=notice,
         )
         if result.created and media:
             add_attachments(
@@ -54,7 +58,7 @@ def ingest_whatsapp_message(
                     for item in media
                 ],
             )
-    if result.created:
+    if result.created and not notice:
         metrics.increment("messages_received", number.company_id)
     return result
 
@@ -67,12 +71,19 @@ STATUS_BY_CLOUD = {
 }
 
 
-def receive_cloud_webhook(number: WhatsAppNumber, payload: dict) -> dict:
-    """Store the messages of one verified Cloud API webhook delivery and apply its status
-    updates. A repeated delivery stores nothing twice. Returns counts, for the log."""
-    messages, statuses = cloud.parse_webhook(payload)
-    stored = duplicates = updated = 0
-    for item in messages:
+def receive_cloud_webhook(number: WhatsAppNumber, payload) -> dict:
+    """Store the messages of one verified Cloud API webhook delivery, apply its reactions,
+    edits, deletions and status updates. Changes addressed to another phone number id of the
+    same app are not ours: ignored. A repeated delivery stores nothing twice. Returns counts
+    (for the log and the answer); `usable` 0 with something skipped: nothing could be read."""
+    delivery = cloud.parse_webhook(payload, number.cloud_phone_number_id)
+    stored = duplicates = updated = reacted = edited = deleted = 0
+    for item in delivery.messages:
+        metadata = {"type": item.kind, "raw": item.raw}
+        if item.quoted_wamid:
+            metadata["quoted"] = item.quoted_wamid
+        if item.content:
+            metadata["content"] = item.content
         result = ingest_whatsapp_message(
             number,
             wamid=item.wamid,
@@ -81,13 +92,19 @@ def receive_cloud_webhook(number: WhatsAppNumber, payload: dict) -> dict:
             body=item.body,
             received_at=item.timestamp,
             media=item.media,
-            metadata={
-                "type": item.kind,
-                **({"quoted": item.quoted_wamid} if item.quoted_wamid else {}),
-            },
+            metadata=metadata,
+            notice=bool(item.content) and item.content["kind"] == "notice",
         )
         stored, duplicates = stored + result.created, duplicates + (not result.created)
-    for update in statuses:
+    for reaction in delivery.reactions:
+        reacted += record_customer_reaction(
+            number, reaction.wa_id, reaction.target_wamid, reaction.emoji
+        )
+    for edit in delivery.edits:
+        edited += record_inbound_edit(number, edit.wa_id, edit.original_wamid, edit.body)
+    for revoke in delivery.revokes:
+        deleted += mark_inbound_deleted(number, [revoke.original_wamid], revoke.wa_id)
+    for update in delivery.statuses:
         status = STATUS_BY_CLOUD.get(update.status)
         ids = Message.objects.filter(
             conversation__platform=PLATFORM,
@@ -97,11 +114,32 @@ def receive_cloud_webhook(number: WhatsAppNumber, payload: dict) -> dict:
         ).values_list("pk", flat=True)
         for message_id in ids if status else ():
             updated += record_delivery_status(message_id, status, error=update.error)
+    if delivery.foreign:
+        logger.info(
+            "cloud webhook: number=%s %s change(s) for another phone number id ignored",
+            number.pk,
+            delivery.foreign,
+        )
     logger.info(
-        "cloud webhook: number=%s stored=%s duplicates=%s statuses=%s",
+        "cloud webhook: number=%s stored=%s duplicates=%s statuses=%s reactions=%s edits=%s "
+        "deletions=%s skipped=%s",
         number.pk,
         stored,
         duplicates,
         updated,
+        reacted,
+        edited,
+        deleted,
+        delivery.skipped,
     )
-    return {"stored": stored, "duplicates": duplicates, "statuses": updated}
+    return {
+        "stored": stored,
+        "duplicates": duplicates,
+        "statuses": updated,
+        "reactions": reacted,
+        "edits": edited,
+        "deletions": deleted,
+        "ignored": delivery.foreign,
+        "skipped": delivery.skipped,
+        "usable": delivery.usable,
+    }

@@ -30,6 +30,8 @@ from crm import coordination
 from crm.celery import task
 from messaging import sending
 from messaging.channels import SendError, SendReceipt, TransientSendError
+from messaging.services.inbox import mark_inbound_deleted, record_inbound_edit
+from messaging.services.reactions import record_customer_reaction
 
 from ..connections import (
     SHUTDOWN,
@@ -231,6 +233,20 @@ def send_through_session(
     raise SendError(reply.get("error") or "The WhatsApp session could not send the message.")
 
 
+def react_through_session(
+    number_id: int, to: str, target: str, emoji: str, timeout: float = 20.0
+) -> None:
+    """Hand our reaction on the customer's message `target` to the session's holder."""
+    if holder_of(number_id) is None:
+        raise TransientSendError("The WhatsApp session of this number is not connected.")
+    command = {"op": "react", "to": to, "target": target, "emoji": emoji}
+    reply = ask_holder(KIND, number_id, command, timeout)
+    if reply is None:
+        raise TransientSendError("The WhatsApp session did not answer in time.")
+    if "error" in reply:
+        raise SendError(reply["error"])
+
+
 # ---------------------------------------------------------------- the holder
 
 
@@ -421,6 +437,8 @@ class SessionRunner(Supervised):
         op = command.get("op")
         if op == "send":
             self._send(command)
+        elif op == "react":
+            self._react(command)
         elif op == "logout":
             self._guarded(self._logout)
         elif op == "restart":
@@ -442,6 +460,20 @@ class SessionRunner(Supervised):
             except Exception as exc:
                 logger.warning("whatsapp: number=%s send failed", self.number.pk)
                 reply = {"error": f"WhatsApp refused the message: {exc}"}
+        answer(command["reply"], reply)
+
+    def _react(self, command: dict) -> None:
+        # A reaction replaces ours on the message at WhatsApp: sending it again is harmless,
+        # so no sent-record is kept.
+        if self.adapter is None or not self._alive():
+            reply = {"error": "The WhatsApp session is not connected."}
+        else:
+            try:
+                self.adapter.send_reaction(command["to"], command["target"], command["emoji"])
+                reply = {"id": "reacted"}
+            except Exception as exc:
+                logger.warning("whatsapp: number=%s reaction failed", self.number.pk)
+                reply = {"error": f"WhatsApp refused the reaction: {exc}"}
         answer(command["reply"], reply)
 
     def _logout(self) -> None:
@@ -524,6 +556,17 @@ class SessionRunner(Supervised):
         self._guarded(self._on_message, message)
 
     def _on_message(self, message) -> None:
+        action = getattr(message, "action", "message")
+        if action == "reaction":
+            record_customer_reaction(self.number, message.phone, message.target, message.emoji)
+            return
+        if action == "edit":
+            record_inbound_edit(self.number, message.phone, message.target, message.body)
+            return
+        if action == "revoke":
+            mark_inbound_deleted(self.number, [message.target], message.phone)
+            return
+        content = getattr(message, "content", None)
         result = ingest_whatsapp_message(
             self.number,
             wamid=message.wamid,
@@ -532,6 +575,10 @@ class SessionRunner(Supervised):
             body=message.body,
             received_at=message.timestamp,
             media=message.media,
+            metadata={
+                **({"content": content} if content else {}),
+                **({"raw": message.raw} if getattr(message, "raw", None) else {}),
+            },
         )
         if result.created:
             publish_to_admins(

@@ -15,6 +15,9 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
+from messaging import rich
+
+from .cloud import keep_raw
 from .types import AnnouncedMedia
 
 logger = logging.getLogger(__name__)
@@ -22,12 +25,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WebInboundMessage:
+    """One thing the customer did: a new message (`action` "message"), or a reaction,
+    an edit or a deletion of the message `target` (its WhatsApp id)."""
+
     wamid: str
     phone: str  # the sender's number, digits only (the conversation's thread id)
     name: str
     body: str
     timestamp: datetime
     media: list[AnnouncedMedia] = field(default_factory=list)
+    action: str = "message"  # message, reaction, edit, revoke
+    target: str = ""  # reaction/edit/revoke: the message it is about
+    emoji: str = ""  # reaction: empty when removed
+    content: dict | None = None  # typed content (messaging.rich): location, contacts
+    raw: dict = field(default_factory=dict)  # the message protobuf as JSON (bounded, NUL-free)
 
 
 class SessionCallbacks(Protocol):
@@ -48,6 +59,9 @@ class WebAdapter(Protocol):
     def is_connected(self) -> bool: ...
     def send_text(self, to_phone: str, body: str) -> str:
         """Send; returns WhatsApp's message id."""
+
+    def send_reaction(self, to_phone: str, message_id: str, emoji: str) -> str:
+        """React to the customer's message `message_id` (empty emoji: remove ours)."""
 
     def logout(self) -> None: ...
 
@@ -143,6 +157,13 @@ class NeonizeAdapter:
         response = self.client.send_message(to_phone.lstrip("+"), body)
         return response.ID
 
+    def send_reaction(self, to_phone: str, message_id: str, emoji: str) -> str:
+        from neonize.utils.jid import build_jid
+
+        chat = build_jid(to_phone.lstrip("+"))
+        reaction = self.client.build_reaction(chat, chat, message_id, emoji)
+        return self.client.send_message(chat, reaction).ID
+
     def logout(self) -> None:
         self.client.logout()
 
@@ -156,13 +177,69 @@ MEDIA_FIELDS = {
 }
 
 
+PROTOCOL_REVOKE, PROTOCOL_EDIT = 0, 14  # ProtocolMessage.Type REVOKE, MESSAGE_EDIT
+
+
+def _has(part, name: str) -> bool:
+    try:
+        return part.HasField(name)
+    except ValueError:  # not a field of this message type
+        return False
+
+
+def _plain(text) -> str:
+    return str(text or "").replace("\x00", "")
+
+
 def message_from_event(event) -> WebInboundMessage | None:
-    """Our plain view of a neonize MessageEv (text, captions, media announced)."""
+    """Our plain view of a neonize MessageEv: text, captions and media announced; locations
+    and contact cards as typed content; reactions, edits and deletions ("revoke") of earlier
+    messages as actions on them. Anything else (receipts, key shares, ...) is None."""
     content = event.Message
+    sender = event.Info.MessageSource.Sender
+    common = {
+        "wamid": event.Info.ID,
+        "phone": sender.User,
+        "name": event.Info.Pushname,
+        "timestamp": _time(event.Info.Timestamp),
+    }
+    if _has(content, "editedMessage"):  # newer clients wrap an edit's protocol message
+        content = content.editedMessage.message
+    if _has(content, "reactionMessage"):
+        reaction = content.reactionMessage
+        if not reaction.key.ID:
+            return None
+        return WebInboundMessage(
+            body="",
+            action="reaction",
+            target=reaction.key.ID,
+            emoji=_plain(reaction.text)[:32],
+            **common,
+        )
+    if _has(content, "protocolMessage"):
+        protocol = content.protocolMessage
+        if not protocol.key.ID:
+            return None
+        if protocol.type == PROTOCOL_REVOKE:
+            return WebInboundMessage(body="", action="revoke", target=protocol.key.ID, **common)
+        if protocol.type == PROTOCOL_EDIT:
+            edited = protocol.editedMessage
+            body = edited.conversation or edited.extendedTextMessage.text
+            for field_name in MEDIA_FIELDS:
+                if not body and _has(edited, field_name):
+                    body = getattr(getattr(edited, field_name), "caption", "")
+            return WebInboundMessage(
+                body=_plain(body), action="edit", target=protocol.key.ID, **common
+            )
+        return None
+    common["raw"] = _raw(content)
+    typed = _typed_content(content)
+    if typed is not None:
+        return WebInboundMessage(body=rich.describe(typed), content=typed, **common)
     body = content.conversation or content.extendedTextMessage.text
     media = []
     for field_name, kind in MEDIA_FIELDS.items():
-        if content.HasField(field_name):
+        if _has(content, field_name):
             part = getattr(content, field_name)
             body = body or getattr(part, "caption", "")
             if kind == "audio" and part.PTT:
@@ -176,16 +253,61 @@ def message_from_event(event) -> WebInboundMessage | None:
                 )
             )
     if not body and not media:
-        return None  # reactions, protocol messages and the like
-    sender = event.Info.MessageSource.Sender
-    return WebInboundMessage(
-        wamid=event.Info.ID,
-        phone=sender.User,
-        name=event.Info.Pushname,
-        body=body,
-        timestamp=_time(event.Info.Timestamp),
-        media=media,
-    )
+        return None  # receipts, key shares and the like
+    return WebInboundMessage(body=_plain(body), media=media, **common)
+
+
+def _raw(content) -> dict:
+    """The message as JSON for its metadata: binary fields (media keys) left out, bounded."""
+    from google.protobuf.json_format import MessageToDict
+
+    try:
+        data = MessageToDict(content)
+    except Exception:  # a message the JSON mapping cannot express: keep nothing of it
+        return {}
+    for part in data.values():
+        if isinstance(part, dict):
+            for key in [k for k in part if k.lower().endswith(("key", "sha256", "thumbnail"))]:
+                del part[key]
+    return keep_raw(data)
+
+
+def _typed_content(content) -> dict | None:
+    """A location or contact card(s) as messaging.rich content; None for anything else."""
+    for field_name in ("locationMessage", "liveLocationMessage"):
+        if _has(content, field_name):
+            place = getattr(content, field_name)
+            latitude, longitude = place.degreesLatitude, place.degreesLongitude
+            if abs(latitude) > 90 or abs(longitude) > 180:
+                return None
+            return {
+                "kind": "location",
+                "latitude": latitude,
+                "longitude": longitude,
+                "name": _plain(getattr(place, "name", ""))[:200],
+                "address": _plain(getattr(place, "address", ""))[:500],
+            }
+    cards = []
+    if _has(content, "contactMessage"):
+        cards = [content.contactMessage]
+    elif _has(content, "contactsArrayMessage"):
+        cards = list(content.contactsArrayMessage.contacts)[:20]
+    if cards:
+        return {"kind": "contacts", "contacts": [_vcard(card) for card in cards]}
+    return None
+
+
+def _vcard(card) -> dict:
+    """Name, phones and emails of a shared contact (its vCard's TEL and EMAIL lines)."""
+    phones, emails = [], []
+    for line in _plain(card.vcard).splitlines()[:200]:
+        name, _, value = line.partition(":")
+        key = name.split(";")[0].upper()
+        if key == "TEL" and value.strip():
+            phones.append(value.strip()[:40])
+        elif key == "EMAIL" and value.strip():
+            emails.append(value.strip()[:254])
+    return {"name": _plain(card.displayName)[:200], "phones": phones[:10], "emails": emails[:10]}
 
 
 def _time(stamp: int) -> datetime:

@@ -39,6 +39,12 @@ def whatsapp_webhook(request, number_uuid):
         payload = json.loads(request.body)
     except (ValueError, RecursionError):  # not JSON, or nested past the decoder's limit
         return JsonResponse({"detail": "The body is not JSON."}, status=400)
+    if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
+        # Nothing here is a delivery: no readable part to store.
+        logger.warning("cloud webhook: number=%s a body without entries refused", number.pk)
+        return JsonResponse(
+            {"entry": ["A webhook delivery is a JSON object with an `entry` list."]}, status=400
+        )
     if not number.is_active or number.status == WhatsAppNumber.Status.DELETING:
         # Acknowledged (Meta would retry for days otherwise), nothing stored.
         logger.info("cloud webhook: number=%s inactive; delivery ignored", number.pk)

@@ -19,6 +19,7 @@ from crm import idempotency
 from crm.pagination import CursorPagination
 from messaging import selectors, services
 from messaging.models import Conversation, Message
+from messaging.services import reactions as reaction_services
 
 
 class ConversationPagination(CursorPagination):
@@ -83,8 +84,53 @@ class MailHeadersSerializer(serializers.Serializer):
 MAIL_KEYS = ("message_id", "to")  # what an email message's metadata has (in and out)
 
 
+class MessageReactionSerializer(serializers.Serializer):
+    emoji = serializers.CharField()
+    from_customer = serializers.BooleanField(help_text="The customer's, else ours")
+    author_id = serializers.IntegerField(allow_null=True, help_text="Ours: the agent who set it")
+    error = serializers.CharField(help_text="Ours: why the channel refused it (empty: sent)")
+
+
 class MessageSerializer(serializers.ModelSerializer):
     mail = serializers.SerializerMethodField(help_text="Email messages: their headers")
+    content = serializers.SerializerMethodField(
+        help_text="Typed content (location, contacts, choice, form, order, notice, "
+        "unsupported): {kind, ...}; null for text and media"
+    )
+    reactions = serializers.SerializerMethodField()
+    edited_at = serializers.SerializerMethodField()
+    deleted = serializers.SerializerMethodField(
+        help_text="The sender deleted it: `body` is empty (admins see the text on the page)"
+    )
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_content(self, message) -> dict | None:
+        return (message.metadata or {}).get("content")
+
+    @extend_schema_field(MessageReactionSerializer(many=True))
+    def get_reactions(self, message) -> list:
+        return [
+            {
+                "emoji": row.emoji,
+                "from_customer": row.from_customer,
+                "author_id": row.author_id,
+                "error": row.error,
+            }
+            for row in sorted(message.reactions.all(), key=lambda r: (not r.from_customer, r.pk))
+        ]
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_edited_at(self, message) -> str | None:
+        return (message.metadata or {}).get("edited_at")
+
+    def get_deleted(self, message) -> bool:
+        return bool((message.metadata or {}).get("deleted"))
+
+    def to_representation(self, message):
+        data = super().to_representation(message)
+        if data["deleted"]:
+            data["body"] = ""
+        return data
 
     @extend_schema_field(MailHeadersSerializer(allow_null=True))
     def get_mail(self, message) -> dict | None:
@@ -117,9 +163,25 @@ class MessageSerializer(serializers.ModelSerializer):
             "sent_at",
             "delivered_at",
             "read_at",
+            "edited_at",
+            "deleted",
+            "content",
+            "reactions",
             "mail",
         ]
         read_only_fields = fields
+
+
+class MessageReactionInputSerializer(serializers.Serializer):
+    emoji = serializers.CharField(allow_blank=True, help_text="One emoji")
+
+
+class MessageReactionResultSerializer(serializers.Serializer):
+    """The message's reactions after the change; the data of `message.reacted` too."""
+
+    id = serializers.IntegerField(help_text="The message")
+    conversation_id = serializers.IntegerField()
+    reactions = MessageReactionSerializer(many=True)
 
 
 class SendSerializer(serializers.Serializer):
@@ -305,7 +367,17 @@ class ConversationMessageViewSet(
         return self._conversation
 
     def get_queryset(self):
-        return Message.objects.filter(conversation=self.conversation())
+        return Message.objects.filter(conversation=self.conversation()).prefetch_related(
+            "reactions"
+        )
+
+    def _message(self, pk) -> Message:
+        return get_scoped_or_404(
+            Message.objects.select_related("conversation"),
+            self.request.user,
+            pk=pk,
+            conversation_id=self.conversation().pk,
+        )
 
     @extend_schema(
         request=SendSerializer,
@@ -342,3 +414,37 @@ class ConversationMessageViewSet(
             conversation_id=self.conversation().pk,
         )
         return Response(MessageSerializer(services.retry_message(request.user, message)).data)
+
+    @extend_schema(
+        summary="React to a customer's message",
+        description="Sets our reaction (one per message: it replaces ours, if any) and sends it "
+        "through the channel; a channel without reactions, or a message that is not the "
+        "customer's, is a 400 naming the field.",
+        parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH, description="The message")],
+        request=MessageReactionInputSerializer,
+        responses={200: MessageReactionResultSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="reactions")
+    def reactions(self, request, conversation_pk=None, pk=None):
+        message = self._message(pk)
+        payload = MessageReactionInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        reactions = reaction_services.react(request.user, message, payload.validated_data["emoji"])
+        return Response(
+            {"id": message.pk, "conversation_id": message.conversation_id, "reactions": reactions}
+        )
+
+    @extend_schema(
+        summary="Remove our reaction",
+        description="Removing a reaction that is not there changes nothing.",
+        parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH, description="The message")],
+        request=None,
+        responses={200: MessageReactionResultSerializer},
+    )
+    @reactions.mapping.delete
+    def remove_reaction(self, request, conversation_pk=None, pk=None):
+        message = self._message(pk)
+        reactions = reaction_services.unreact(request.user, message)
+        return Response(
+            {"id": message.pk, "conversation_id": message.conversation_id, "reactions": reactions}
+        )

@@ -2,14 +2,14 @@
 
 import re
 
-from django.db.models import Q
+from django.db.models import Prefetch, Q
 from django.http import Http404
 
 from accounts.models import User
 from accounts.scoping import get_scoped_or_404, scoped
 from crm.models import Client
 from messaging import channels
-from messaging.models import Conversation
+from messaging.models import Conversation, MessageReaction
 
 MESSAGE_LIMIT = 200  # the read-only pages show the latest messages only
 MESSAGES_PER_PAGE = 50  # the conversation view loads history upward, this many at a time
@@ -83,7 +83,9 @@ def get_conversation(user, pk) -> Conversation:
 
 def _messages_of(conversation):
     """The conversation's messages as the thread shows them: author, bot and attachments."""
-    return conversation.messages.select_related("author", "bot").prefetch_related("attachments")
+    return conversation.messages.select_related("author", "bot").prefetch_related(
+        "attachments", Prefetch("reactions", MessageReaction.objects.select_related("author"))
+    )
 
 
 def conversation_messages(conversation, limit: int = MESSAGE_LIMIT) -> list:

@@ -12,6 +12,7 @@ from django.db import connections, router, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from crm.db.upsert import insert_unless_conflict, prepared_cursor
 from crm.models import Client
@@ -71,8 +72,11 @@ def ingest_inbound(
     subject: str = "",
     received_at: datetime | None = None,
     metadata: dict | None = None,
+    notice: bool = False,
 ) -> IngestResult:
-    """Store one incoming message, exactly once.
+    """Store one incoming message, exactly once. A `notice` (the channel telling us something
+    about the client, e.g. a changed number) is shown in the thread but is not unread and
+    wakes no bot.
 
     Idempotent by construction: the message insert is `ON CONFLICT DO NOTHING` on
     (conversation, external id), so the same message ingested twice (a retry, a duplicate
@@ -92,7 +96,7 @@ def ingest_inbound(
     )
     using = router.db_for_write(Message)
     identity = _client_identity(sender)
-    thread = _Thread(source, platform, external_thread_id, sender, identity, subject)
+    thread = _Thread(source, platform, external_thread_id, sender, identity, subject, notice)
     # The usual case, a known thread from a known client, is ONE statement (find the
     # conversation and the client, insert the message, bump the conversation); a new thread
     # or client takes a second one that also creates them. In autocommit each statement is
@@ -122,6 +126,9 @@ def ingest_inbound(
     events.publish(
         "conversation.updated", conversation_payload(conversation), company_id=source.company_id
     )
+    if notice:
+        logger.info("ingest: stored %s notice=%s", platform, message.pk)
+        return IngestResult(message, conversation, created=True)
     transaction.on_commit(
         lambda: inbound_message_stored.send(
             sender=Message,
@@ -152,6 +159,7 @@ class _Thread:
     sender: Sender
     identity: dict  # see _client_identity
     subject: str
+    notice: bool = False  # not counted unread
 
 
 @dataclass(frozen=True)
@@ -301,7 +309,7 @@ def _store_inbound_sql(identity_keys: tuple[str, ...], create: bool) -> str:
                 last_message_at = GREATEST(c.last_message_at, %s),
                 last_message_preview = CASE WHEN c.last_message_at <= %s THEN %s
                                             ELSE c.last_message_preview END,
-                unread_count = c.unread_count + 1,
+                unread_count = c.unread_count + %s,
                 status = %s,
                 updated_at = %s
             FROM inserted WHERE c.id = inserted.conversation_id
@@ -345,12 +353,13 @@ def _store_inbound(using, message, received_at, thread: _Thread, *, create=False
             status=Conversation.Status.OPEN,
             last_message_at=received_at,
             last_message_preview=preview,
-            unread_count=1,
+            unread_count=0 if thread.notice else 1,
             source_id=source.pk,
         )
         params += _insert_params(conversation, connection, computed="client")
     params += _insert_params(message, connection, computed="conversation")
-    params += [received_at, received_at, preview, Conversation.Status.OPEN, timezone.now()]
+    params += [received_at, received_at, preview, 0 if thread.notice else 1]
+    params += [Conversation.Status.OPEN, timezone.now()]
     sql = _store_inbound_sql(tuple(identity), create)
     with prepared_cursor(using) as cursor:  # planned once per connection, not per message
         cursor.execute(sql, params)
@@ -461,24 +470,30 @@ def _inbound_messages_of(source, external_ids, thread_id=None):
 
 
 def record_inbound_edit(source, thread_id: str, external_id: str, body: str) -> bool:
-    """The sender edited a message: the new text replaces the old, marked edited."""
+    """The sender edited a message: the new text replaces the old, marked edited; the earlier
+    versions are kept in its metadata ("edits": [{"body", "until"}], oldest first). An edit
+    of a message we do not have changes nothing (never a new message)."""
     with transaction.atomic():
         message = _inbound_messages_of(source, [external_id], thread_id).first()
-        if message is None or message.body == body:
+        if message is None or message.body == body or message.metadata.get("deleted"):
             return False
+        now = timezone.now().isoformat()
+        edits = [*message.metadata.get("edits", []), {"body": message.body, "until": now}]
         message.body = body
-        message.metadata = {**message.metadata, "edited_at": timezone.now().isoformat()}
+        message.metadata = {**message.metadata, "edited_at": now, "edits": edits[-20:]}
         message.save(update_fields=["body", "metadata"])
         events.publish("message.updated", message_payload(message), company_id=source.company_id)
     logger.info("ingest: message=%s edited by its sender", message.pk)
     return True
 
 
-def mark_inbound_deleted(source, external_ids: list[str]) -> int:
-    """The sender deleted messages: they stay in the history, marked deleted."""
+def mark_inbound_deleted(source, external_ids: list[str], thread_id: str | None = None) -> int:
+    """The sender deleted messages: they stay in the history, marked deleted ("This message
+    was deleted" in the thread). Their text stays in the row for admins (the page shows it to
+    admins only, folded; the API's body is empty for a deleted message)."""
     count = 0
     with transaction.atomic():
-        for message in _inbound_messages_of(source, external_ids):
+        for message in _inbound_messages_of(source, external_ids, thread_id):
             if message.metadata.get("deleted"):
                 continue
             message.metadata = {
@@ -490,10 +505,27 @@ def mark_inbound_deleted(source, external_ids: list[str]) -> int:
             events.publish(
                 "message.updated", message_payload(message), company_id=source.company_id
             )
+            _hide_deleted_preview(message)
             count += 1
     if count:
         logger.info("ingest: %s messages deleted by their sender", count)
     return count
+
+
+def _hide_deleted_preview(message: Message) -> None:
+    """The conversation list must not keep showing a deleted message's text: when it is the
+    last message, its preview says it was deleted."""
+    conversation = message.conversation
+    preview = message.body[:PREVIEW_LENGTH]
+    if not preview or conversation.last_message_preview != preview:
+        return
+    conversation.last_message_preview = _("This message was deleted")
+    conversation.save(update_fields=["last_message_preview", "updated_at"])
+    events.publish(
+        "conversation.updated",
+        conversation_payload(conversation),
+        company_id=conversation.company_id,
+    )
 
 
 # ---------------------------------------------------------------- outbound

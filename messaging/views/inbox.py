@@ -18,6 +18,7 @@ from django.views.decorators.vary import vary_on_headers
 from accounts.views import company_member_required
 from messaging import channels, selectors, services
 from messaging.models import Conversation
+from messaging.services import reactions
 
 CONVERSATIONS_PER_PAGE = 50
 LIST_TARGET = "inbox-list"  # the element id htmx swaps the list partial into
@@ -236,6 +237,36 @@ def message_retry(request, pk, message_pk):
         request,
         "messaging/_conversation_message.html",
         {"conversation": conversation, "message": message, "retry_error": error},
+        status=400 if error else 200,
+    )
+
+
+@company_member_required
+@require_POST
+def message_react(request, pk, message_pk):
+    """Set our reaction on a customer's message (`emoji`), or remove it (`emoji` empty); htmx
+    gets the message's new `<li>`."""
+    conversation = selectors.get_conversation(request.user, pk)
+    message = selectors.get_conversation_message(conversation, message_pk)
+    emoji = request.POST.get("emoji", "")
+    error = ""
+    try:
+        if emoji.strip():
+            reactions.react(request.user, message, emoji)
+        else:
+            reactions.unreact(request.user, message)
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+    if not request.htmx:
+        return _back_to(conversation)
+    return render(
+        request,
+        "messaging/_conversation_message.html",
+        {
+            "conversation": conversation,
+            "message": selectors.get_conversation_message(conversation, message.pk),
+            "retry_error": error,
+        },
         status=400 if error else 200,
     )
 

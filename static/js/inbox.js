@@ -4,7 +4,8 @@
 // (the list partial, one message, the header) and puts it in place, so the templates stay the
 // one renderer. Events come from Switchboard.realtime (static/js/realtime.js):
 //   message.created        -> refresh the list; in the open conversation, add the message
-//   message.updated        -> refresh that message (its status badge)
+//   message.updated        -> refresh that message (its status badge, an edit, a deletion)
+//   message.reacted        -> refresh that message (its reactions)
 //   conversation.updated,
 //   conversation.assigned  -> refresh the list; the open conversation's header
 //   resync (reconnected)   -> refresh the list, the header and the newest messages
@@ -244,6 +245,10 @@
       }
     });
     realtime.on("message.updated", (data) => {
+      if (isOpen(data.conversation_id)) refreshMessage(data.id, { onlyIfShown: true });
+    });
+    // A reaction (the customer's or an agent's) is never a message: refresh the one it is on.
+    realtime.on("message.reacted", (data) => {
       if (isOpen(data.conversation_id)) refreshMessage(data.id, { onlyIfShown: true });
     });
     for (const event of ["conversation.updated", "conversation.assigned"]) {
