@@ -38,7 +38,7 @@ def prometheus_metrics(request):
     token = settings.METRICS_TOKEN
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given, token):
+        if not hmac.compare_digest(given.encode(), token.encode()):  # bytes: any header
             return HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
     registry = CollectorRegistry()
     registry.register(WhatsAppCollector())

@@ -279,6 +279,10 @@ def test_verification_answers_the_challenge_only_with_the_right_token(client, nu
     )
     assert bad.status_code == 403 and b"1158201444" not in bad.content
     assert client.get(url).status_code == 403
+    # A token or signature that is not ASCII is a refusal too, never a 500.
+    odd = client.get(url, {"hub.mode": "subscribe", "hub.verify_token": "ü", "hub.challenge": "1"})
+    assert odd.status_code == 403
+    assert _signed_post(client, number, _inbound_payload(), signature="sha256=ü").status_code == 403
 
 
 def test_a_signed_delivery_lands_in_the_inbox(client, number):

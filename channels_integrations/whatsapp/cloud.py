@@ -153,7 +153,9 @@ def signature_is_valid(raw_body: bytes, header: str | None, app_secret: str) -> 
     if not header or not app_secret or not header.startswith("sha256="):
         return False
     expected = hmac.new(app_secret.encode(), raw_body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256=").strip().lower())
+    # Bytes: compare_digest raises TypeError on non-ASCII str (a 500 from a forged header).
+    given = header.removeprefix("sha256=").strip().lower().encode()
+    return hmac.compare_digest(expected.encode(), given)
 
 
 def verification_answer(params, verify_token: str) -> str | None:
@@ -161,7 +163,7 @@ def verification_answer(params, verify_token: str) -> str | None:
     if (
         params.get("hub.mode") == "subscribe"
         and verify_token
-        and hmac.compare_digest(params.get("hub.verify_token", ""), verify_token)
+        and hmac.compare_digest(params.get("hub.verify_token", "").encode(), verify_token.encode())
     ):
         return params.get("hub.challenge", "")
     return None
