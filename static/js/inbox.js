@@ -357,6 +357,36 @@
     }
   });
 
+  // The template picker (the 24-hour window is closed): the chosen template's variables are
+  // shown, the others hidden, and its preview follows what is typed into {{1}}, {{2}} ...
+  function showTemplate(form) {
+    const picker = form.querySelector("[data-template-picker]");
+    for (const fields of form.querySelectorAll("[data-template-key]")) {
+      fields.hidden = !picker || fields.dataset.templateKey !== picker.value;
+      if (!fields.hidden) renderPreview(fields);
+    }
+  }
+  function renderPreview(fields) {
+    const values = {};
+    for (const input of fields.querySelectorAll("[data-var]")) values[input.dataset.var] = input.value.trim();
+    const fill = (kind) =>
+      (fields.dataset["text" + kind[0].toUpperCase() + kind.slice(1)] || "").replace(
+        /\{\{\s*(\d+)\s*\}\}/g,
+        (whole, number) => values[kind + ":" + number] || whole
+      );
+    const preview = fields.querySelector("[data-template-preview]");
+    if (preview) preview.textContent = ["header", "body", "footer"].map(fill).filter(Boolean).join("\n\n");
+  }
+  document.addEventListener("change", (event) => {
+    const picker = event.target.closest && event.target.closest("[data-template-picker]");
+    if (picker) showTemplate(picker.form);
+  });
+  document.addEventListener("input", (event) => {
+    const input = event.target.closest && event.target.closest("[data-var]");
+    const fields = input && input.closest("[data-template-key]");
+    if (fields) renderPreview(fields);
+  });
+
   // "Load remote images" loads this mail's frame again with them allowed (the link targets
   // the frame, so it works without this script too); the notice then says so.
   document.addEventListener("click", (event) => {
