@@ -429,3 +429,79 @@ def test_a_template_broadcast_checks_its_variables(synced, admin_api):
     )
     assert response.status_code == 400
     assert "variables" in response.json()["template"]
+
+
+# ---------------------------------------------------------------- pages
+
+
+def test_the_templates_page_lists_them_and_admins_sync(synced, client, admin_user, far_end):
+    client.force_login(admin_user)
+    page = client.get(f"/settings/whatsapp/{synced.pk}/templates/")
+    content = page.content.decode()
+    assert page.status_code == 200
+    assert "order_ready" in content and "promo_pending" in content and "Sync templates" in content
+    far_end.template_requests.clear()
+    response = client.post(f"/settings/whatsapp/{synced.pk}/templates/sync/", follow=True)
+    assert "5 templates synced (3 approved, 0 removed)" in response.content.decode()
+    assert len(far_end.template_requests) == 3
+
+
+def test_agents_read_the_templates_page_but_do_not_sync(synced, client, agent_user, far_end):
+    client.force_login(agent_user)
+    page = client.get(f"/settings/whatsapp/{synced.pk}/templates/")
+    assert page.status_code == 200 and "Sync templates" not in page.content.decode()
+    assert client.post(f"/settings/whatsapp/{synced.pk}/templates/sync/").status_code == 403
+
+
+def test_another_companys_templates_page_is_a_404(synced, client, other_company):
+    from .factories import UserFactory
+
+    client.force_login(UserFactory(company=other_company, role="admin"))
+    assert client.get(f"/settings/whatsapp/{synced.pk}/templates/").status_code == 404
+    assert client.post(f"/settings/whatsapp/{synced.pk}/templates/sync/").status_code == 404
+
+
+def test_the_reply_box_offers_templates_when_closed_and_the_form_sends_one(
+    synced, client, agent_user, queued_sends, django_capture_on_commit_callbacks
+):
+    conversation = closed_conversation(synced)
+    client.force_login(agent_user)
+    page = client.get(f"/inbox/{conversation.pk}/").content.decode()
+    assert "Window closed — send a template" in page
+    assert 'data-template-key="order_ready:en_US"' in page
+    assert 'data-template-key="promo_pending:en_US"' not in page  # not approved
+    assert 'name="body"' not in page.split('id="reply-box"')[1].split("</form>")[0]
+
+    url = f"/inbox/{conversation.pk}/reply/"
+    refused = client.post(url, {"body": "Hi there"})
+    assert refused.status_code == 400 and "window is closed" in refused.content.decode()
+    missing = client.post(
+        url, {"template": "order_ready:en_US", "var:order_ready:en_US:body:1": "Ann"}
+    )
+    assert missing.status_code == 400 and "needs 2 variable" in missing.content.decode()
+    assert not Message.objects.filter(conversation=conversation).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = client.post(
+            url,
+            {
+                "template": "order_ready:en_US",
+                "var:order_ready:en_US:body:1": "Ann",
+                "var:order_ready:en_US:body:2": "A-42",
+            },
+        )
+    assert sent.status_code == 302
+    message = Message.objects.get(conversation=conversation)
+    assert message.body.startswith("Hello Ann, your order A-42 is ready.")
+    assert len(queued_sends) == 1
+
+
+def test_an_open_window_shows_when_it_closes(synced, client, agent_user):
+    conversation = closed_conversation(synced)
+    wrote = timezone.now() - timedelta(hours=1)
+    conversation.last_inbound_at = wrote
+    conversation.save()
+    client.force_login(agent_user)
+    page = client.get(f"/inbox/{conversation.pk}/").content.decode()
+    closes = timezone.localtime(wrote + timedelta(hours=24)).strftime("%H:%M")
+    assert f"Window open — closes at {closes}" in page
+    assert 'name="body"' in page

@@ -219,7 +219,25 @@
     }
     current.replaceWith(fresh);
     processed(fresh);
+    refreshReplyBoxForWindow(fresh);
   }, 50);
+
+  // The 24-hour window opened (the client wrote) or closed while the page was open: the reply
+  // box switches between free text and the template picker (taken from the page itself).
+  async function refreshReplyBoxForWindow(header) {
+    const state = header.querySelector("[data-window]");
+    const box = byId("reply-box");
+    if (!state || !box) return;
+    const picking = box.dataset.compose === "template";
+    if ((state.dataset.window === "closed") === picking) return;
+    if (box.contains(document.activeElement)) return; // not from under someone typing
+    const fresh = parse(await fetchHTML(location.pathname)).querySelector("#reply-box");
+    const current = byId("reply-box");
+    if (fresh && current) {
+      current.replaceWith(fresh);
+      processed(fresh);
+    }
+  }
 
   // Messages arriving in the conversation being looked at are read.
   const markRead = coalesced(async function () {

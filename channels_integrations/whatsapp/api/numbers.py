@@ -119,7 +119,7 @@ class WhatsAppNumberViewSet(SessionActionsMixin, ChannelViewSet):
         summary="The number's message templates (as last synced)",
         responses=TemplateSerializer(many=True),
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def templates(self, request, pk=None):
         rows = template_services.number_templates(self.get_object())
         return Response(TemplateSerializer(rows, many=True).data)
