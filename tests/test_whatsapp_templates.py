@@ -505,3 +505,42 @@ def test_an_open_window_shows_when_it_closes(synced, client, agent_user):
     closes = timezone.localtime(wrote + timedelta(hours=24)).strftime("%H:%M")
     assert f"Window open — closes at {closes}" in page
     assert 'name="body"' in page
+
+
+def test_the_send_api_refuses_free_text_to_a_new_phone_and_sends_a_template(
+    synced, api, far_end, queued_sends, django_capture_on_commit_callbacks
+):
+    from messaging.models import Conversation
+
+    url = f"/api/v1/whatsapp/numbers/{synced.pk}/send/"
+    refused = api.post(url, {"phone": "+4917099900051", "message": "Hi"}, format="json")
+    assert refused.status_code == 400 and "window is closed" in refused.json()["message"][0]
+    bad = api.post(
+        url,
+        {"phone": "+4917099900051", "template": {"name": "welcome", "language": "en_US"}},
+        format="json",
+    )
+    assert bad.status_code == 400 and "variables" in bad.json()["template"]
+    assert not Conversation.objects.exists() and queued_sends == []  # nothing written
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = api.post(
+            url,
+            {
+                "phone": "+4917099900051",
+                "template": {
+                    "name": "welcome",
+                    "language": "en_US",
+                    "variables": {"body": ["Ann"]},
+                },
+            },
+            format="json",
+        )
+    assert sent.status_code == 202, sent.content
+    assert sent.json()["message"]["body"].startswith("Welcome, Ann!")
+    [(message_id, _countdown)] = queued_sends
+    deliver_message(message_id)
+    [graph] = far_end.sent
+    assert graph.to_address == "+4917099900051" and graph.template["name"] == "welcome"
+    neither = api.post(url, {"phone": "+4917099900051"}, format="json")
+    assert neither.status_code == 400 and "message" in neither.json()

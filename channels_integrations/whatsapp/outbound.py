@@ -16,15 +16,29 @@ INACTIVE = "This number is deactivated; it sends nothing."
 
 
 def send_to_phone(
-    actor, number: WhatsAppNumber, phone: str, body: str, quoted: str = ""
+    actor,
+    number: WhatsAppNumber,
+    phone: str,
+    body: str,
+    quoted: str = "",
+    *,
+    template: dict | None = None,
 ) -> Message:
-    """Queue `body` to `phone` (E.164) on `number`; `quoted` names a WhatsApp message id.
-    From a Cloud number, free text reaches only a phone that wrote within 24 hours: anything
-    else is refused before a conversation is opened (nothing is written)."""
+    """Queue `body` (or a `template`: {"name", "language", "variables"}) to `phone` (E.164) on
+    `number`; `quoted` names a WhatsApp message id. From a Cloud number, free text reaches
+    only a phone that wrote within 24 hours, a template anyone: anything else is refused
+    before a conversation is opened (nothing is written)."""
     digits = phone.lstrip("+")
     if not CHANNEL.is_live(number):
         raise ValidationError({"number": [INACTIVE]})
-    if CHANNEL.reply_window(number) is not None:
+    if template is not None:  # checked before the conversation is opened
+        CHANNEL.resolve_template(
+            number,
+            template.get("name", ""),
+            template.get("language", ""),
+            template.get("variables"),
+        )
+    elif CHANNEL.reply_window(number) is not None:
         existing = Conversation.objects.filter(
             platform=PLATFORM, source_id=number.pk, external_thread_id=digits
         ).first()
@@ -37,7 +51,11 @@ def send_to_phone(
         raise ValidationError({"number": [INACTIVE]}) from None
     try:
         return send_message(
-            conversation, actor, body, metadata={"quoted": quoted} if quoted else None
+            conversation,
+            actor,
+            body,
+            metadata={"quoted": quoted} if quoted else None,
+            template=template,
         )
     except ValidationError as exc:  # the API's field is `message`
         errors = dict(exc.message_dict)
