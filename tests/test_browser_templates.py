@@ -102,3 +102,11 @@ def test_a_closed_window_offers_a_template_and_sends_it_from_a_phone(
     sync_box = sync.bounding_box()
     assert sync_box["x"] >= 0 and sync_box["x"] + sync_box["width"] <= 390
     _no_sideways(admin_page)
+
+    # The broadcast form offers the approved templates, with a line per variable.
+    admin_page.goto(f"{daphne_server.url}/broadcasts/new/")
+    template = admin_page.get_by_label("Template (Cloud numbers)")
+    expect(template).to_be_visible()
+    template.select_option(f"{number.pk}:order_ready:en_US")
+    admin_page.get_by_label("Template variables").fill("{client_name|friend}\nSPRING")
+    _no_sideways(admin_page)

@@ -544,3 +544,37 @@ def test_the_send_api_refuses_free_text_to_a_new_phone_and_sends_a_template(
     assert graph.to_address == "+4917099900051" and graph.template["name"] == "welcome"
     neither = api.post(url, {"phone": "+4917099900051"}, format="json")
     assert neither.status_code == 400 and "message" in neither.json()
+
+
+def test_the_broadcast_form_sends_a_template_with_client_names(
+    synced, client, admin_user, far_end, settings
+):
+    settings.BROADCAST_RATE_PER_MINUTE = 1000
+    ann = ClientFactory(company=synced.company, name="Ann", phone="+4917099900061")
+    client.force_login(admin_user)
+    page = client.get("/broadcasts/new/").content.decode()
+    assert "order_ready (en_US)" in page and "promo_pending" not in page
+    form = {
+        "number": synced.pk,
+        "name": "Spring",
+        "text": "",
+        "template": f"{synced.pk}:order_ready:en_US",
+        "template_variables": "{client_name|friend}\nSPRING",
+        "audience": "chosen",
+        "clients": [ann.pk],
+        "phones": "+4917099900062",
+        "when": "now",
+    }
+    wrong = client.post("/broadcasts/new/", {**form, "template_variables": "only one"})
+    assert wrong.status_code == 200 and "write one line for each" in wrong.content.decode()
+    free = client.post("/broadcasts/new/", {**form, "template": "", "text": "Sale!"})
+    assert "2 of 2 recipients are outside the 24-hour window" in free.content.decode()
+    created = client.post("/broadcasts/new/", form)
+    assert created.status_code == 302
+    broadcast = synced.broadcasts.get()
+    assert broadcast.template_name == "order_ready"
+    detail = client.get(created["Location"]).content.decode()
+    assert "order_ready (en_US)" in detail
+    _run(broadcast)
+    got = {s.to_address: s.template["components"][0]["parameters"][0]["text"] for s in far_end.sent}
+    assert got == {"+4917099900061": "Ann", "+4917099900062": "friend"}
