@@ -578,3 +578,11 @@ def test_the_broadcast_form_sends_a_template_with_client_names(
     _run(broadcast)
     got = {s.to_address: s.template["components"][0]["parameters"][0]["text"] for s in far_end.sent}
     assert got == {"+4917099900061": "Ann", "+4917099900062": "friend"}
+
+
+def test_a_numbers_templates_are_counted_before_its_deletion_and_go_with_it(synced, admin_user):
+    from channels_integrations.whatsapp import numbers
+
+    assert numbers.deletion_preview(synced)["templates"] == 5
+    numbers.delete_number(admin_user, synced)
+    assert not WhatsAppTemplate.objects.exists()

@@ -55,6 +55,7 @@ class DeletionPreviewSerializer(serializers.Serializer):
     broadcasts = serializers.IntegerField()
     broadcast_recipients = serializers.IntegerField()
     sessions = serializers.IntegerField()
+    templates = serializers.IntegerField(help_text="message templates as synced (Meta keeps them)")
     total = serializers.IntegerField(help_text="every row that goes, the number included")
     irreversible = serializers.BooleanField()
     synchronous = serializers.BooleanField(help_text="false: a worker deletes it (202)")
