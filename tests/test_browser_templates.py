@@ -3,6 +3,7 @@ conversation whose 24-hour window is closed offers the number's approved templat
 picks one, fills its variables while the preview follows, and sends it — the Graph API fake
 (at the wire) receives the template with those parameters. The number's templates page too."""
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -23,8 +24,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PHONE = {"width": 390, "height": 844}
 
 
-def _no_sideways(page):
+def _no_sideways(page, name=""):
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    folder = os.environ.get("SCREENSHOTS")  # keep a picture: SCREENSHOTS=<dir>
+    if folder and name:
+        page.screenshot(path=os.path.join(folder, f"{name}.png"))
 
 
 def test_a_closed_window_offers_a_template_and_sends_it_from_a_phone(
@@ -61,7 +65,7 @@ def test_a_closed_window_offers_a_template_and_sends_it_from_a_phone(
     fields.locator('[data-var="body:2"]').fill("A-42")
     preview = fields.locator("[data-template-preview]")
     expect(preview).to_contain_text("Hello Ann, your order A-42 is ready.")
-    _no_sideways(page)
+    _no_sideways(page, "template-picker-390")
     send = box.get_by_role("button", name="Send template")
     button = send.bounding_box()
     assert button["x"] >= 0 and button["x"] + button["width"] <= 390
@@ -92,7 +96,7 @@ def test_a_closed_window_offers_a_template_and_sends_it_from_a_phone(
     )
     expect(page.locator('[data-role="window"]')).to_contain_text("Window open — closes at")
     expect(page.locator("#reply-box textarea[name=body]")).to_be_visible()
-    _no_sideways(page)
+    _no_sideways(page, "window-open-390")
 
     admin_page = log_in(browser, daphne_server, admin, viewport=PHONE)  # noqa: F405
     admin_page.goto(f"{daphne_server.url}/settings/whatsapp/{number.pk}/templates/")
@@ -101,7 +105,7 @@ def test_a_closed_window_offers_a_template_and_sends_it_from_a_phone(
     expect(sync).to_be_visible()  # pressing it: test_whatsapp_templates (daphne has no fake)
     sync_box = sync.bounding_box()
     assert sync_box["x"] >= 0 and sync_box["x"] + sync_box["width"] <= 390
-    _no_sideways(admin_page)
+    _no_sideways(admin_page, "templates-page-390")
 
     # The broadcast form offers the approved templates, with a line per variable.
     admin_page.goto(f"{daphne_server.url}/broadcasts/new/")
@@ -109,4 +113,4 @@ def test_a_closed_window_offers_a_template_and_sends_it_from_a_phone(
     expect(template).to_be_visible()
     template.select_option(f"{number.pk}:order_ready:en_US")
     admin_page.get_by_label("Template variables").fill("{client_name|friend}\nSPRING")
-    _no_sideways(admin_page)
+    _no_sideways(admin_page, "broadcast-template-390")
