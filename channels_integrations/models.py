@@ -41,7 +41,14 @@ class WhatsAppNumber(models.Model):
     last_error = models.TextField(blank=True)
     # Cloud API credentials (provider "cloud").
     cloud_phone_number_id = models.CharField(max_length=64, blank=True)
-    cloud_business_account_id = models.CharField(max_length=64, blank=True)
+    # The WhatsApp Business Account (WABA) id: where its message templates are read from.
+    cloud_business_account_id = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[
+            RegexValidator(r"^\d+$", _("The business account id is digits only (from Meta)."))
+        ],
+    )
     cloud_access_token = SecretField()
     cloud_app_secret = SecretField()
     cloud_verify_token = SecretField()
@@ -144,6 +151,43 @@ def pattern_is_slow(pattern, trigger: str) -> bool:
     return False
 
 
+class WhatsAppTemplate(models.Model):
+    """A message template of a Cloud number's business account, as last synced from Meta
+    (channels_integrations.whatsapp.templates). Only approved ones are offered."""
+
+    tenant_path = "number__company"
+
+    number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, related_name="templates")
+    name = models.CharField(max_length=512)
+    language = models.CharField(max_length=20)
+    category = models.CharField(max_length=30, blank=True)
+    status = models.CharField(max_length=30, blank=True)  # APPROVED, PENDING, REJECTED, ...
+    components = models.JSONField(default=list, blank=True)  # as Meta describes them
+    # Placeholders ({{1}}, {{2}} ...) per component we can fill: {"header": 1, "body": 2}.
+    variables = models.JSONField(default=dict, blank=True)
+    # False when the template needs what we cannot send yet (a media header, a button URL
+    # variable, named parameters): listed, never offered.
+    supported = models.BooleanField(default=True)
+    synced_at = models.DateTimeField()
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["name", "language"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["number", "name", "language"], name="whatsapp_template_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.language})"
+
+    @property
+    def is_approved(self) -> bool:
+        return self.status == "APPROVED"
+
+
 class Broadcast(models.Model):
     tenant_path = "number__company"
 
@@ -158,6 +202,11 @@ class Broadcast(models.Model):
     number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, related_name="broadcasts")
     name = models.CharField(max_length=200, blank=True)
     text = models.TextField(max_length=4096)
+    # A template broadcast (Cloud numbers): its name and language, and each variable as
+    # {"kind": "text", "text": ...} or {"kind": "client_name", "text": fallback} per component.
+    template_name = models.CharField(max_length=512, blank=True)
+    template_language = models.CharField(max_length=20, blank=True)
+    template_variables = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(

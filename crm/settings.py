@@ -201,6 +201,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5.0,
         "options": {"expires": 10},
     },
+    # Reads the message templates of every active WhatsApp Cloud number (Meta approves and
+    # pauses them on its side); admins can also sync one number on demand.
+    "sync-whatsapp-templates": {
+        "task": "channels_integrations.whatsapp.tasks.sync_whatsapp_templates",
+        "schedule": 24 * 3600.0,
+        "options": {"expires": 3600},
+    },
     # Polls every active email account that is due (each at its own interval).
     "dispatch-email-polls": {
         "task": "channels_integrations.email.tasks.dispatch_email_polls",

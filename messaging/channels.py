@@ -40,6 +40,63 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class TemplateComponent:
+    """The filled placeholders of one component of a template ("header", "body")."""
+
+    type: str
+    parameters: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TemplatePart:
+    """A pre-approved message template, with its variables filled: what a channel with
+    `templates` sends instead of free text (outside its reply window, say)."""
+
+    name: str
+    language: str
+    components: tuple[TemplateComponent, ...] = ()
+    rendered: str = ""  # the text the client reads, as we store and show it
+
+    def as_metadata(self) -> dict:
+        return {
+            "name": self.name,
+            "language": self.language,
+            "components": {c.type: list(c.parameters) for c in self.components},
+        }
+
+    @classmethod
+    def from_metadata(cls, data: dict, rendered: str = "") -> "TemplatePart":
+        components = tuple(
+            TemplateComponent(type=str(kind), parameters=tuple(str(v) for v in values))
+            for kind, values in (data.get("components") or {}).items()
+        )
+        return cls(str(data["name"]), str(data["language"]), components, rendered)
+
+
+@dataclass(frozen=True)
+class TemplateOption:
+    """A template a source offers, for pickers: how many variables each component has."""
+
+    name: str
+    language: str
+    category: str
+    texts: dict  # component type -> its text with {{1}} placeholders
+    variables: dict  # component type -> number of placeholders
+
+
+@dataclass(frozen=True)
+class ReplyWindow:
+    """A conversation's customer-service window: free text may be sent while it is open."""
+
+    is_open: bool
+    closes_at: object  # datetime, or None when the client never wrote
+
+    @property
+    def state(self) -> str:
+        return "open" if self.is_open else "closed"
+
+
+@dataclass(frozen=True)
 class OutboundMessage:
     """One message to send, as a channel's sender receives it.
 
@@ -58,6 +115,7 @@ class OutboundMessage:
     route: object
     subject: str = ""
     quoted: str = ""  # the channel's id of a message to quote, if any
+    template: TemplatePart | None = None  # sent instead of `body` (which is its rendering)
 
 
 @dataclass(frozen=True)
@@ -140,6 +198,22 @@ class Channel:
     def is_live(self, source) -> bool:
         """Whether the source may receive and send now (active, not being deleted)."""
         return bool(source.is_active)
+
+    def reply_window(self, source) -> timedelta | None:
+        """How long after the client's last message free text may be sent from `source`
+        (None: always). By default the channel's capability; a channel may vary it by source."""
+        return self.capabilities.reply_window
+
+    def template_options(self, source) -> list[TemplateOption]:
+        """The templates `source` may send now (approved ones), for pickers."""
+        return []
+
+    def resolve_template(self, source, name: str, language: str, variables) -> TemplatePart:
+        """Check a template send (it exists, is approved, is `source`'s, has its variables)
+        and return it filled and rendered; raise ValidationError naming the field."""
+        raise ValidationError(
+            {"template": [_("%(channel)s has no message templates.") % {"channel": self.label}]}
+        )
 
 
 _REGISTRY: dict[str, Channel] = {}

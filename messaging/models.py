@@ -55,6 +55,9 @@ class Conversation(models.Model):
     # the first message sets it.
     last_message_at = models.DateTimeField(default=timezone.now)
     last_message_preview = models.CharField(max_length=200, blank=True)
+    # When the client last wrote (the newest inbound message's time, moved forward by the
+    # ingest statement): a channel's reply window (WhatsApp Cloud: 24 h) is computed from it.
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
     unread_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,3 +1,5 @@
+import datetime
+
 import factory
 from django.utils import timezone
 
@@ -166,6 +168,8 @@ class ConversationFactory(factory.django.DjangoModelFactory):
     external_thread_id = factory.Sequence(lambda n: f"thread-{n}")
     client = factory.SubFactory(ClientFactory, company=factory.SelfAttribute("..company"))
     last_message_at = factory.LazyFunction(timezone.now)
+    # The client wrote just now: a reply window (WhatsApp Cloud's 24 h) is open.
+    last_inbound_at = factory.LazyFunction(timezone.now)
 
 
 class MessageFactory(factory.django.DjangoModelFactory):
@@ -243,3 +247,26 @@ class InstagramAccountFactory(MessengerPageFactory):
 
     name = factory.Sequence(lambda n: f"Instagram {n}")
     ig_user_id = factory.Sequence(lambda n: f"1784{n:08d}")
+
+
+def wrote_today(number, phones=()):
+    """These phones, and every client of the company with a phone, wrote to `number` an hour
+    ago: the Cloud API's 24-hour window is open, so a free-text broadcast may reach them (the
+    window itself: test_whatsapp_templates.py)."""
+    clients = Client.objects.filter(company_id=number.company_id).exclude(phone="")
+    wanted = {str(p).lstrip("+") for p in phones} | {
+        str(p).lstrip("+") for p in clients.values_list("phone", flat=True)
+    }
+    Conversation.objects.bulk_create(
+        [
+            Conversation(
+                company_id=number.company_id,
+                platform="whatsapp",
+                source_id=number.pk,
+                external_thread_id=digits,
+                last_inbound_at=timezone.now() - datetime.timedelta(hours=1),
+            )
+            for digits in wanted
+        ],
+        ignore_conflicts=True,
+    )

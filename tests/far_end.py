@@ -7,7 +7,12 @@ Meta's JSON answers and error bodies). Meta's servers are unreachable here; ever
 side (the channel, the send policy, tasks, PostgreSQL, Redis) is the real code.
 
 `GraphFake.sent` lists every message it accepted, in order; `script` holds answers for the
-next requests (see `graph_error`, `graph_unavailable`), after which it accepts again. Used by
+next requests (see `graph_error`, `graph_unavailable`), after which it accepts again.
+Templates: `templates` (Meta's objects) are served at GET /<version>/<waba-id>/message_templates
+in pages of `template_page_size`, linked by `paging.cursors.after` / `paging.next` as Meta
+does; `template_requests` lists each page request. Free text to a recipient in
+`closed_windows` is refused with 131047 ("Re-engagement message"), as Meta refuses it outside
+the 24-hour window; template sends are accepted for anyone. Used by
 the tests (fixture `far_end`) and by bench/outbox.py, also from other processes' workers.
 """
 
@@ -29,6 +34,7 @@ class Sent:
     body: str
     quoted: str
     token: str
+    template: dict | None = None  # a template send: {"name", "language": {"code"}, ...}
 
 
 @dataclass(frozen=True)
@@ -85,26 +91,28 @@ class GraphFake:
         self.meta_pages: dict[str, tuple[str, str]] = {}
         self.meta_instagram: dict[str, str] = {}
         self.meta_app_secrets: dict[str, str] = {}
+        self.templates: list[dict] = []
+        self.template_page_size = 2
+        self.template_requests: list[dict] = []
+        self.closed_windows: set[str] = set()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):  # quiet
                 pass
 
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                status, body = fake.answer_get(self.path, self.headers.get("Authorization", ""))
+                self._reply(status, body)
+
             def do_POST(self):  # noqa: N802 (http.server's name)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 status, body = fake.answer(self.path, self.headers.get("Authorization", ""), raw)
-                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self._reply(status, body)
 
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                status, body = fake.answer_get(self.path, self.headers.get("Authorization", ""))
-                data = json.dumps(body).encode()
+            def _reply(self, status, body):
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -139,6 +147,10 @@ class GraphFake:
             self.meta_pages.clear()
             self.meta_instagram.clear()
             self.meta_app_secrets.clear()
+            self.templates = []
+            self.template_page_size = 2
+            self.template_requests.clear()
+            self.closed_windows.clear()
 
     # ------------------------------------------------------------ Messenger Platform
 
@@ -172,6 +184,8 @@ class GraphFake:
         query = parse_qs(url.query)
         parts = url.path.strip("/").split("/")
         token = authorization.removeprefix("Bearer ")
+        if len(parts) == 3 and parts[0] == self.VERSION and parts[2] == "message_templates":
+            return self._answer_templates(path, authorization)
         if len(parts) != 2 or parts[0] != self.VERSION:
             return 404, {"error": {"message": "Unknown path", "code": 100}}
         with self.lock:
@@ -217,6 +231,39 @@ class GraphFake:
             )
         return 200, {"recipient_id": recipient, "message_id": mid}
 
+    def _answer_templates(self, path: str, authorization: str) -> tuple[int, dict | str]:
+        """GET /<version>/<waba-id>/message_templates?fields=...&limit=...&after=..."""
+        url = urlsplit(path)
+        parts = url.path.strip("/").split("/")
+        if not authorization.startswith("Bearer ") or len(authorization) < 10:
+            return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}
+        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        with self.lock:
+            self.template_requests.append({"waba_id": parts[1], **query})
+            scripted = self.script.pop(0) if self.script else None
+            templates = list(self.templates)
+        if scripted is not None:
+            return scripted.status, scripted.body
+        try:
+            limit = min(int(query.get("limit", 25)), self.template_page_size)
+            start = int(query.get("after", "0").removeprefix("cursor-") or 0)
+        except ValueError:
+            return 400, {"error": {"message": "(#100) Invalid parameter", "code": 100}}
+        wanted = [name for name in query.get("fields", "").split(",") if name]
+        page = [
+            {
+                key: value
+                for key, value in item.items()
+                if not wanted or key in wanted or key == "id"
+            }
+            for item in templates[start : start + limit]
+        ]
+        end = start + limit
+        paging = {"cursors": {"before": f"cursor-{start}", "after": f"cursor-{end}"}}
+        if end < len(templates):
+            paging["next"] = f"{self.url}/{parts[1]}/message_templates?after=cursor-{end}"
+        return 200, {"data": page, "paging": paging}
+
     # ------------------------------------------------------------ WhatsApp Cloud API
 
     def answer(self, path: str, authorization: str, raw: bytes) -> tuple[int, dict | str]:
@@ -236,20 +283,30 @@ class GraphFake:
             return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}
         try:
             payload = json.loads(raw)
+            to = payload["to"]
+            template = payload["template"] if payload.get("type") == "template" else None
             if payload.get("type") == "reaction":  # recorded as body "reaction:<emoji>"
-                to, reaction = payload["to"], payload["reaction"]
+                reaction = payload["reaction"]
                 body = f"reaction:{reaction['emoji']}"
                 payload["context"] = {"message_id": reaction["message_id"]}
+            elif template is not None:
+                body = template["name"]
+                if not template["language"]["code"]:
+                    raise ValueError("no language")
             else:
-                to, body = payload["to"], payload["text"]["body"]
+                body = payload["text"]["body"]
         except (ValueError, KeyError, TypeError):
             return 400, {"error": {"message": "(#100) Invalid parameter", "code": 100}}
         with self.lock:
             self.requests += 1
             scripted = self.script.pop(0) if self.script else None
+            closed = template is None and to in self.closed_windows
         if scripted is not None:
             time.sleep(scripted.delay)
             return scripted.status, scripted.body
+        if closed:
+            refusal = graph_error(131047, message="(#131047) Re-engagement message")
+            return refusal.status, refusal.body
         wamid = f"wamid.fake.{next(self._ids)}"
         with self.lock:
             self.sent.append(
@@ -259,6 +316,7 @@ class GraphFake:
                     body=body,
                     quoted=(payload.get("context") or {}).get("message_id", ""),
                     token=authorization.removeprefix("Bearer "),
+                    template=template,
                 )
             )
         # Accepted, not yet answered: a sender killed now cannot know the message went out.

@@ -24,7 +24,7 @@ from channels_integrations.models import Broadcast, BroadcastRecipient
 from channels_integrations.whatsapp import broadcasts
 from channels_integrations.whatsapp.tasks import dispatch_broadcasts
 
-from .factories import UserFactory, WhatsAppNumberFactory
+from .factories import UserFactory, WhatsAppNumberFactory, wrote_today
 from .processes import Worker, drop_queue
 
 RECIPIENTS = 30
@@ -63,6 +63,7 @@ def test_worker_killed_mid_broadcast_resumes_without_double_or_skipped_sends(tmp
     number = WhatsAppNumberFactory()
     admin = UserFactory(company=number.company, role=Role.ADMIN)
     phones = [f"+4915210{n:06d}" for n in range(RECIPIENTS)]
+    wrote_today(number, phones)  # the Cloud API's 24-hour window is open for them
     # Scheduled a moment ahead, so nothing is queued from this process: the worker's dispatch
     # (beat's task) starts it.
     broadcast = broadcasts.create_broadcast(

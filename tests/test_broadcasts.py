@@ -19,7 +19,7 @@ from channels_integrations.models import Broadcast, BroadcastRecipient
 from channels_integrations.whatsapp import broadcasts
 from channels_integrations.whatsapp.tasks import dispatch_broadcasts, send_broadcast_batch
 
-from .factories import ClientFactory, UserFactory, WhatsAppNumberFactory
+from .factories import ClientFactory, UserFactory, WhatsAppNumberFactory, wrote_today
 from .far_end import graph_error, graph_unavailable
 from .live import *  # noqa: F403  (fixtures of the browser test: daphne_server, browser)
 
@@ -71,6 +71,7 @@ def phones(count, start=0):
 
 def create(admin, number, recipients=(), **kwargs):
     kwargs.setdefault("text", "Our summer sale starts today!")
+    wrote_today(number, recipients)
     return broadcasts.create_broadcast(admin, number=number, phones="\n".join(recipients), **kwargs)
 
 
@@ -157,6 +158,7 @@ def test_recipients_from_clients_and_pasted_numbers_are_merged_by_phone(
     ben = ClientFactory(company=company, phone="+4915122222222")
     nophone = ClientFactory(company=company, phone="", name="No Phone")
     stranger = ClientFactory(company=other_company, phone="+4915133333333")
+    wrote_today(number, ["+4915144444444", "+4915133333333"])
 
     everyone = broadcasts.create_broadcast(
         admin_user,
@@ -455,6 +457,7 @@ def test_api_create_list_retrieve_cancel_and_recipients(
     admin, agent = api_for(admin_user), api_for(agent_user)
     url = "/api/v1/whatsapp/broadcasts/"
     client = ClientFactory(company=number.company, phone="+4915111111111")
+    wrote_today(number, ["+4915122222222", "+4915133333333"])
     payload = {
         "number": number.pk,
         "name": "Summer",
@@ -520,6 +523,7 @@ def test_api_validation_errors_name_the_field_and_list_invalid_lines(
 
 
 def test_pages_create_shows_invalid_lines_and_then_creates(client, admin_user, number):
+    wrote_today(number, ["+4915122222222", "+4915133333333"])
     client.force_login(admin_user)
     page = client.get(reverse("broadcast_create"))
     assert page.status_code == 200 and str(number.phone) in page.content.decode()

@@ -24,7 +24,7 @@ def test_preview_counts_exactly_what_goes(admin_api, admin_user):
     assert response.status_code == 200
     assert response.json() == {
         "bots": 2, "bot_rules": 2, "conversations": 2, "messages": 6, "attachments": 2, "broadcasts": 3,
-        "broadcast_recipients": 3, "sessions": 1, "total": 22, "irreversible": True, "synchronous": True,
+        "broadcast_recipients": 3, "sessions": 1, "templates": 0, "total": 22, "irreversible": True, "synchronous": True,
     }  # fmt: skip
 
 

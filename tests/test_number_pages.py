@@ -336,7 +336,7 @@ def test_delete_page_shows_exactly_what_goes_with_the_number(admin, company):
     assert _shown_counts(content) == preview
     assert preview == {
         "bots": 2, "bot_rules": 2, "conversations": 2, "messages": 6, "attachments": 2, "broadcasts": 3,
-        "broadcast_recipients": 3, "sessions": 1, "total": 22,
+        "broadcast_recipients": 3, "sessions": 1, "templates": 0, "total": 22,
     }  # fmt: skip
     assert "cannot be undone" in content
     assert f'action="{reverse("number_deactivate", args=[number.pk])}"' in content

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from crm.celery import app as celery_app
 from crm.models import IdempotencyKey
-from messaging import sending
+from messaging import sending, services
 from messaging.models import Message
 from messaging.services import outbox
 from messaging.tasks import sweep_outbox
@@ -209,6 +209,10 @@ def test_whatsapp_send_and_broadcast_create_take_a_key(
 ):  # fmt: skip
     settings.BROADCAST_RATE_PER_MINUTE = 1000
     number = WhatsAppNumberFactory(company=company)
+    for phone in ("+4915112345678", "+4915199999999"):  # both wrote today: the window is open
+        services.ingest_inbound(
+            number, phone[1:], f"wamid.{phone}", services.Sender(address=phone, phone=phone), "Hi"
+        )
     api = api_for(admin_user)
     send_url = f"/api/v1/whatsapp/numbers/{number.pk}/send/"
     payload = {"phone": "+4915112345678", "message": "Your table is ready"}

@@ -73,7 +73,22 @@ def _graph_error(code, message="(#%s) error", status=400):
     return json.dumps(body), status
 
 
+def _client_wrote(number, phone="+4915112345678"):
+    """The client wrote within 24 hours: the Cloud API's window for free text is open."""
+    from messaging.services import Sender, ingest_inbound
+
+    if number.is_active:
+        ingest_inbound(
+            number,
+            phone.lstrip("+"),
+            f"wamid.client.{phone}",
+            Sender(address=phone, phone=phone),
+            "Hi",
+        )
+
+
 def _send(api, number, **data):
+    _client_wrote(number, data.get("phone", "+4915112345678"))
     return api.post(
         f"/api/v1/whatsapp/numbers/{number.pk}/send/",
         {"phone": "+4915112345678", "message": "Your parcel left today.", **data},
@@ -127,7 +142,7 @@ def test_a_second_send_to_the_same_phone_joins_its_conversation(
         Message.objects.filter(
             conversation__platform="whatsapp", conversation__source_id=number.pk
         ).count()
-        == 2
+        == 3  # the client's message (the window is open) and our two
     )
 
 

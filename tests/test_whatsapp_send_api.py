@@ -21,7 +21,9 @@ def _fresh_local_window():
 
 @pytest.fixture
 def number(company):
-    return WhatsAppNumberFactory(company=company)
+    # QR-linked: no 24-hour window, so fresh phones can be sent free text (the Cloud API's
+    # window on this endpoint: test_whatsapp_cloud.py and test_whatsapp_templates.py).
+    return WhatsAppNumberFactory(company=company, provider="web")
 
 
 def _send(api, number, **data):
@@ -85,7 +87,7 @@ def test_thirty_a_minute_then_429_with_retry_after(api_for, agent_user, number, 
 
 def test_the_limit_is_per_company(api_for, agent_user, number, far_end, other_company):
     assert _use_budget(api_for(agent_user), number, 30) == [202] * 30
-    theirs = WhatsAppNumberFactory(company=other_company)
+    theirs = WhatsAppNumberFactory(company=other_company, provider="web")
     assert _send(api_for(UserFactory(company=other_company)), theirs).status_code == 202
 
 
@@ -102,7 +104,7 @@ def test_with_redis_stopped_the_limit_holds_in_process(
 ):
     """Redis (a server of this test's own) is killed: sends neither fail nor go unlimited."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    number = WhatsAppNumberFactory(company=company)
+    number = WhatsAppNumberFactory(company=company, provider="web")
     api = api_for(UserFactory(company=company))
     assert _use_budget(api, number, 10) == [202] * 10  # counted in Redis
     private_redis.stop()

@@ -60,6 +60,11 @@ def reply_rule(source, conversation, now=None) -> tuple[str, str, str]:
 class MetaChannel(Channel):
     capabilities: Capabilities
 
+    def reply_window(self, source) -> None:
+        """None: Meta's rule is not "a template after 24 hours" (WhatsApp's) but the
+        human-agent tag up to 7 days, with its own words: reply_metadata enforces it."""
+        return None
+
     def reply_metadata(self, conversation, options: dict) -> dict:
         super().reply_metadata(conversation, options)  # no channel options
         source = conversation.source

@@ -35,15 +35,18 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from crm import coordination
 from crm.celery import task
 from crm.models import Client
 from messaging import channels, events, sending
 from messaging.channels import OutboundMessage
+from messaging.models import Conversation
 from messaging.sending import Outbox
 
 from ..models import Broadcast, BroadcastRecipient, WhatsAppNumber
+from . import templates
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +183,96 @@ def _link_clients(company_id, phones: list[str]) -> dict[str, int]:
     return linked
 
 
+def _outside_window(number: WhatsAppNumber, phones: list[str]) -> int:
+    """How many of `phones` have not written to `number` within its reply window (Cloud: 24
+    h): free text to them would be refused by Meta (131047)."""
+    length = channels.get("whatsapp").reply_window(number)
+    if length is None:
+        return 0
+    since = timezone.now() - length
+    digits = [phone.lstrip("+") for phone in phones]
+    inside: set[str] = set()
+    for start in range(0, len(digits), INSERT_BATCH_SIZE):
+        chunk = digits[start : start + INSERT_BATCH_SIZE]
+        inside.update(
+            Conversation.objects.filter(
+                platform="whatsapp",
+                source_id=number.pk,
+                external_thread_id__in=chunk,
+                last_inbound_at__gt=since,
+            ).values_list("external_thread_id", flat=True)
+        )
+    return sum(1 for value in digits if value not in inside)
+
+
+def _check_template(number, template: dict, errors: dict) -> dict | None:
+    """A template broadcast's choice, checked: {"name", "language", "variables"} with each
+    variable {"kind": "text"|"client_name", "text"}; None (and `errors`) when it is bad."""
+    if number is None or "number" in errors:
+        return None
+    if number.provider != WhatsAppNumber.Provider.CLOUD:
+        errors["template"] = [_("Only Cloud API numbers send templates; send text instead.")]
+        return None
+    specs = template.get("variables") or {}
+    problems = []
+    sample = {}
+    if not isinstance(specs, dict):
+        problems.append(_("Give the variables per component, e.g. {“body”: [...]}"))
+        specs = {}
+    for kind, values in specs.items():
+        sample[kind] = []
+        for position, spec in enumerate(values if isinstance(values, list) else [None], 1):
+            kind_of = spec.get("kind") if isinstance(spec, dict) else None
+            text = (spec.get("text") or "").strip() if isinstance(spec, dict) else ""
+            if kind_of not in VARIABLE_KINDS:
+                problems.append(
+                    _("%(component)s {{%(n)d}}: a fixed text or the client's name.")
+                    % {"component": kind, "n": position}
+                )
+            elif not text:
+                problems.append(
+                    _(
+                        "%(component)s {{%(n)d}}: write the text (for the client's name: what to "
+                        "use when a client has none)."
+                    )
+                    % {"component": kind, "n": position}
+                )
+            sample[kind].append(text or "x")
+    if problems:
+        errors["template.variables"] = problems
+        return None
+    try:
+        part = templates.resolve(
+            number, template.get("name", ""), template.get("language", ""), sample
+        )
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+        return None
+    normalized = {
+        kind: [{"kind": spec["kind"], "text": spec["text"].strip()} for spec in values]
+        for kind, values in specs.items()
+    }
+    return {"name": part.name, "language": part.language, "variables": normalized}
+
+
+VARIABLE_KINDS = ("text", "client_name")
+
+
+def recipient_template(number, broadcast: Broadcast, client_name: str | None):
+    """The template part of one recipient: fixed texts as they are, "client_name" variables
+    from the recipient's client (its fallback text when there is none)."""
+    values = {
+        kind: [
+            ((client_name or "").strip() or spec["text"])
+            if spec["kind"] == "client_name"
+            else spec["text"]
+            for spec in specs
+        ]
+        for kind, specs in (broadcast.template_variables or {}).items()
+    }
+    return templates.resolve(number, broadcast.template_name, broadcast.template_language, values)
+
+
 def create_broadcast(
     actor,
     *,
@@ -190,6 +283,7 @@ def create_broadcast(
     client_ids=(),
     phones: str = "",
     scheduled_at=None,
+    template: dict | None = None,
 ) -> Broadcast:
     """Create a broadcast of actor's company on `number`, sending now or at `scheduled_at`.
 
@@ -200,7 +294,11 @@ def create_broadcast(
     """
     errors: dict[str, list[str]] = {}
     _validate_number(actor, number, errors)
-    _validate_text(text, errors)
+    chosen = None
+    if template:
+        chosen = _check_template(number, template, errors)
+    else:
+        _validate_text(text, errors)
     if name and len(name) > 200:
         errors["name"] = ["At most 200 characters."]
     now = timezone.now()
@@ -224,14 +322,27 @@ def create_broadcast(
             errors["recipients"] = [
                 "Choose at least one recipient: clients with a phone number, or pasted numbers."
             ]
+        elif chosen is None and (outside := _outside_window(number, list(recipients))):
+            errors["text"] = [
+                _(
+                    "%(outside)d of %(total)d recipients are outside the 24-hour window; use a "
+                    "template."
+                )
+                % {"outside": outside, "total": len(recipients)}
+            ]
     if errors:
         raise ValidationError(errors)
+    if chosen is not None:
+        text = _template_preview(number, chosen)
 
     with transaction.atomic():
         broadcast = Broadcast.objects.create(
             number=number,
             name=name,
             text=text,
+            template_name=chosen["name"] if chosen else "",
+            template_language=chosen["language"] if chosen else "",
+            template_variables=chosen["variables"] if chosen else {},
             created_by=actor if getattr(actor, "pk", None) else None,
             scheduled_at=scheduled_at,
             status=Status.SCHEDULED if scheduled_at else Status.SENDING,
@@ -256,6 +367,19 @@ def create_broadcast(
         getattr(actor, "pk", None),
     )
     return broadcast
+
+
+def _template_preview(number, chosen: dict) -> str:
+    """The broadcast's text as shown to the team: the template with its fixed variables
+    filled and "[client name]" where each recipient's name goes."""
+    label = _("[client name]")
+    values = {
+        kind: [label if spec["kind"] == "client_name" else spec["text"] for spec in specs]
+        for kind, specs in chosen["variables"].items()
+    }
+    return templates.resolve(number, chosen["name"], chosen["language"], values).rendered[
+        :TEXT_MAX_LENGTH
+    ]
 
 
 def kick(broadcast_id: int) -> None:
@@ -537,12 +661,12 @@ def run_broadcast_batch(broadcast_id: int, renew_lease=None) -> BatchResult:
             broadcast_id=broadcast_id, status=RStatus.PENDING, claimed_at__isnull=True
         )
         .order_by("id")
-        .values_list("id", "phone")[:BATCH_SIZE]
+        .values_list("id", "phone", "client__name")[:BATCH_SIZE]
     )
     channel = channels.get("whatsapp")
     route = channel.route(number)
     deadline = time.monotonic() + BATCH_SECONDS
-    for recipient_id, phone in candidates:
+    for recipient_id, phone, client_name in candidates:
         if time.monotonic() > deadline:
             result.again_in = 0.0
             break
@@ -561,14 +685,24 @@ def run_broadcast_batch(broadcast_id: int, renew_lease=None) -> BatchResult:
         attempts = BroadcastRecipient.objects.values_list("send_attempts", flat=True).get(
             pk=recipient_id
         )
+        part = None
+        if broadcast.template_name:
+            try:
+                part = recipient_template(number, broadcast, client_name)
+            except ValidationError as exc:  # unsynced or no longer approved since creation
+                reason = " ".join(exc.messages)
+                _record(recipient_id, claim, status=RStatus.FAILED, error=reason)
+                result.failed += 1
+                continue
         message = OutboundMessage(
             key=RECIPIENTS.key(recipient_id),
             platform=channel.platform,
             company_id=number.company_id,
             source_id=number.pk,
             to_address=str(phone),
-            body=broadcast.text,
+            body=part.rendered if part else broadcast.text,
             route=route,
+            template=part,
         )
         outcome = sending.attempt(message, attempts)
         if outcome.kind == "sent":

@@ -17,6 +17,7 @@ from messaging.channels import (
 
 from ..models import WhatsAppNumber
 from . import PLATFORM, cloud, metrics, sessions
+from . import templates as templates_module
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,22 @@ class WhatsAppChannel(Channel):
             return cloud.CloudCredentials(source.cloud_phone_number_id, source.cloud_access_token)
         return SessionRoute(source.pk)
 
+    def reply_window(self, source: WhatsAppNumber):
+        """Cloud numbers have Meta's 24-hour customer-service window; QR-linked ones none."""
+        if source is not None and source.provider == WhatsAppNumber.Provider.CLOUD:
+            return self.capabilities.reply_window
+        return None
+
+    def template_options(self, source: WhatsAppNumber):
+        if source is None or source.provider != WhatsAppNumber.Provider.CLOUD:
+            return []
+        return [templates_module.option(t) for t in templates_module.offered_templates(source)]
+
+    def resolve_template(self, source: WhatsAppNumber, name, language, variables):
+        if source is None or source.provider != WhatsAppNumber.Provider.CLOUD:
+            return super().resolve_template(source, name, language, variables)
+        return templates_module.resolve(source, name, language, variables)
+
     def is_live(self, source: WhatsAppNumber) -> bool:
         return source.is_active and source.status != WhatsAppNumber.Status.DELETING
 
@@ -60,9 +77,14 @@ class WhatsAppChannel(Channel):
                     raise SendError(
                         "This number has no Cloud API phone number id or access token yet."
                     )
-                receipt = cloud.send_text(
-                    route, message.to_address, message.body, quoted_wamid=message.quoted
-                )
+                if message.template is not None:
+                    receipt = cloud.send_template(route, message.to_address, message.template)
+                else:
+                    receipt = cloud.send_text(
+                        route, message.to_address, message.body, quoted_wamid=message.quoted
+                    )
+            elif message.template is not None:
+                raise SendError("Only Cloud API numbers send message templates.")
             else:
                 receipt = sessions.send_through_session(
                     route.number_id, message.key, message.to_address, message.body

@@ -16,7 +16,7 @@ import httpx
 from django.conf import settings
 
 from messaging import rich
-from messaging.channels import SendError, SendReceipt, TransientSendError
+from messaging.channels import SendError, SendReceipt, TemplatePart, TransientSendError
 
 from .types import AnnouncedMedia
 
@@ -103,6 +103,32 @@ def send_reaction(credentials: CloudCredentials, to: str, wamid: str, emoji: str
     )
 
 
+def send_template(credentials: CloudCredentials, to: str, template: TemplatePart) -> SendReceipt:
+    """POST a template message: {type: template, template: {name, language: {code},
+    components: [{type: body, parameters: [{type: text, text}]}]}}."""
+    components = [
+        {
+            "type": component.type,
+            "parameters": [{"type": "text", "text": value} for value in component.parameters],
+        }
+        for component in template.components
+        if component.parameters
+    ]
+    body = {"name": template.name, "language": {"code": template.language}}
+    if components:
+        body["components"] = components
+    return _post_message(
+        credentials,
+        {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "template",
+            "template": body,
+        },
+    )
+
+
 def _post_message(credentials: CloudCredentials, payload: dict) -> SendReceipt:
     url = f"{settings.WHATSAPP_GRAPH_URL.rstrip('/')}/{credentials.phone_number_id}/messages"
     try:
@@ -122,6 +148,53 @@ def _post_message(credentials: CloudCredentials, payload: dict) -> SendReceipt:
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise SendError("The WhatsApp Cloud API answered without a message id.") from exc
     raise error_from_response(response)
+
+
+# ---------------------------------------------------------------- templates
+
+TEMPLATE_FIELDS = "name,language,status,category,components"
+TEMPLATE_PAGE_SIZE = 100
+TEMPLATE_MAX_PAGES = 100  # 10,000 templates: far above Meta's limit per account
+
+
+class TemplateFetchError(Exception):
+    """The templates could not be read; `reason` says why, for the admin."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def fetch_templates(access_token: str, business_account_id: str) -> list[dict]:
+    """Every message template of the business account: GET /{waba-id}/message_templates,
+    following `paging.cursors.after` while Meta says there is a next page."""
+    url = f"{settings.WHATSAPP_GRAPH_URL.rstrip('/')}/{business_account_id}/message_templates"
+    params = {"fields": TEMPLATE_FIELDS, "limit": TEMPLATE_PAGE_SIZE}
+    headers = {"Authorization": f"Bearer {access_token}"}
+    templates: list[dict] = []
+    for _page in range(TEMPLATE_MAX_PAGES):
+        try:
+            response = httpx.get(
+                url, params=params, headers=headers, timeout=settings.WHATSAPP_GRAPH_TIMEOUT
+            )
+        except httpx.HTTPError as exc:
+            raise TemplateFetchError(
+                f"The WhatsApp Cloud API could not be reached ({exc.__class__.__name__})."
+            ) from exc
+        if response.status_code != 200:
+            raise TemplateFetchError(error_from_response(response).reason)
+        try:
+            page = response.json()
+        except ValueError as exc:
+            raise TemplateFetchError("The WhatsApp Cloud API answered with no JSON.") from exc
+        templates.extend(_objects(_object(page).get("data")))
+        paging = _object(_object(page).get("paging"))
+        after = _text(_object(paging.get("cursors")).get("after"))
+        if not paging.get("next") or not after:
+            return templates
+        params = {**params, "after": after}
+    logger.warning("cloud api: template paging stopped after %d pages", TEMPLATE_MAX_PAGES)
+    return templates
 
 
 def error_from_response(response: httpx.Response) -> SendError:

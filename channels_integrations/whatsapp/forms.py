@@ -36,6 +36,7 @@ class WhatsAppNumberForm(forms.Form):
         max_length=_max_length("cloud_business_account_id"),
         required=False,
         label="Cloud API business account id",
+        help_text="The WhatsApp Business Account id (digits): where message templates are read.",
     )
     cloud_access_token = forms.CharField(
         required=False, widget=SecretInput, label="Cloud API access token"

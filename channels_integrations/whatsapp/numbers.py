@@ -33,7 +33,9 @@ SELECT
   (SELECT count(*) FROM channels_integrations_broadcastrecipient r
      JOIN channels_integrations_broadcast b ON b.id = r.broadcast_id
      WHERE b.number_id = %(id)s) AS broadcast_recipients,
-  (SELECT count(*) FROM channels_integrations_whatsappsession WHERE number_id = %(id)s) AS sessions
+  (SELECT count(*) FROM channels_integrations_whatsappsession WHERE number_id = %(id)s) AS sessions,
+  (SELECT count(*) FROM channels_integrations_whatsapptemplate WHERE number_id = %(id)s)
+    AS templates
 """
 
 

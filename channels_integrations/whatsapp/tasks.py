@@ -69,3 +69,14 @@ def run_whatsapp_session(number_id: int) -> str:
     """Hold one number's QR-linked session until it stops (routed to the `connections`
     queue: a long-lived task). A second worker asked to start it finds the lease held."""
     return run_session(number_id)
+
+
+# ---------------------------------------------------------------- message templates
+
+
+@shared_task(ignore_result=True)
+def sync_whatsapp_templates() -> dict:
+    """Beat, daily: read the message templates of every active Cloud number from Meta."""
+    from .templates import sync_all
+
+    return sync_all()

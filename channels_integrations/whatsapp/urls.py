@@ -21,6 +21,14 @@ urlpatterns = [
     ),
     path("settings/whatsapp/<int:pk>/delete/", numbers.number_delete, name="number_delete"),
     path(
+        "settings/whatsapp/<int:pk>/templates/", numbers.number_templates, name="number_templates"
+    ),
+    path(
+        "settings/whatsapp/<int:pk>/templates/sync/",
+        numbers.number_templates_sync,
+        name="number_templates_sync",
+    ),
+    path(
         "settings/whatsapp/<int:pk>/session/connect/",
         numbers.number_session_connect,
         name="number_session_connect",

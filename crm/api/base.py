@@ -30,6 +30,26 @@ def exception_handler(exc, context):
     return drf_exception_handler(exc, context)
 
 
+def nested_errors(exc: DjangoValidationError) -> dict:
+    """A service's errors as the API names fields: "template.variables" nests under
+    "template" (as DRF nests a nested serializer's errors)."""
+    if not hasattr(exc, "error_dict"):
+        return {"non_field_errors": exc.messages}
+    nested: dict = {}
+    for name, messages in exc.message_dict.items():
+        head, _dot, rest = name.partition(".")
+        if rest:
+            target = nested.setdefault(head, {})
+            if isinstance(target, list):  # "template" and "template.x": keep both
+                target = nested[head] = {"non_field_errors": target}
+            target[rest] = messages
+        elif isinstance(nested.get(head), dict):
+            nested[head]["non_field_errors"] = messages
+        else:
+            nested[head] = messages
+    return nested
+
+
 class CompanyScopedViewSet(viewsets.ModelViewSet):
     """Reads only the actor's company's rows (others are a 404); creates into that company."""
 

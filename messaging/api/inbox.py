@@ -2,6 +2,7 @@
 (list/send). Reads go through selectors (tenant-scoped), writes through services."""
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import CharField
 from django.db.models.functions import Cast
 from drf_spectacular.utils import (
@@ -16,6 +17,7 @@ from rest_framework.response import Response
 
 from accounts.scoping import get_scoped_or_404, scoped
 from crm import idempotency
+from crm.api.base import nested_errors
 from crm.pagination import CursorPagination
 from messaging import selectors, services
 from messaging.models import Conversation, Message
@@ -50,9 +52,31 @@ class ClientSummarySerializer(serializers.Serializer):
     email = serializers.CharField()
 
 
+class WindowSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["open", "closed"])
+    closes_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="when free text stops being allowed (null: the client never wrote)",
+    )
+
+
+def window_data(window) -> dict | None:
+    if window is None:
+        return None
+    return {"state": window.state, "closes_at": _iso(window.closes_at)}
+
+
 class ConversationSerializer(serializers.ModelSerializer):
     client = ClientSummarySerializer(read_only=True)
     assignee = PersonSerializer(read_only=True, allow_null=True)
+    window = serializers.SerializerMethodField(
+        help_text="The customer-service window (WhatsApp Cloud: 24 h after the client's last "
+        "message): free text only while open, else a template. null: the channel has none."
+    )
+
+    @extend_schema_field(WindowSerializer(allow_null=True))
+    def get_window(self, conversation) -> dict | None:
+        return window_data(selectors.reply_window(conversation))
 
     class Meta:
         model = Conversation
@@ -69,6 +93,7 @@ class ConversationSerializer(serializers.ModelSerializer):
             "last_message_preview",
             "unread_count",
             "created_at",
+            "window",
         ]
         read_only_fields = fields
 
@@ -184,8 +209,30 @@ class MessageReactionResultSerializer(serializers.Serializer):
     reactions = MessageReactionSerializer(many=True)
 
 
+class TemplateSendSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=512)
+    language = serializers.CharField(max_length=20, help_text="e.g. en_US")
+    variables = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField(allow_blank=True)),
+        required=False,
+        default=dict,
+        help_text='per component, the values of {{1}}, {{2}} ...: {"body": ["Ann", "42"]}',
+    )
+
+
 class SendSerializer(serializers.Serializer):
-    body = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    body = serializers.CharField(
+        allow_blank=True,
+        trim_whitespace=False,
+        required=False,
+        default="",
+        help_text="The text; leave it out when sending a template",
+    )
+    template = TemplateSendSerializer(
+        required=False,
+        help_text="WhatsApp Cloud: an approved template of the conversation's number (the only "
+        "thing that can be sent while the 24-hour window is closed)",
+    )
     # Email conversations only (other channels answer 400 naming the field).
     subject = serializers.CharField(
         required=False,
@@ -241,7 +288,11 @@ def filter_conversations(user, params):
 
 
 LIST_COLUMNS = (
-    *(name for name in ConversationSerializer.Meta.fields if name not in ("client", "assignee")),
+    *(
+        name
+        for name in ConversationSerializer.Meta.fields
+        if name not in ("client", "assignee", "window")
+    ),
     "client_id",
     "client__name",
     "client_phone",
@@ -303,8 +354,11 @@ class ConversationViewSet(
         rows = self.get_queryset().annotate(
             client_phone=Cast("client__phone", output_field=CharField())  # the stored E.164 text
         )
-        page = self.paginate_queryset(rows.values(*LIST_COLUMNS))
-        return self.get_paginated_response([_list_row(row) for row in page])
+        page = self.paginate_queryset(rows.values(*LIST_COLUMNS, "last_inbound_at"))
+        windows = selectors.reply_windows(page)
+        return self.get_paginated_response(
+            [dict(_list_row(row), window=window_data(windows[row["id"]])) for row in page]
+        )
 
     def _respond(self, conversation):
         return Response(ConversationSerializer(conversation).data)
@@ -396,7 +450,16 @@ class ConversationMessageViewSet(
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         options = {name: data[name] for name in SendSerializer.OPTIONS if name in data}
-        message = services.send_message(conversation, request.user, data["body"], options=options)
+        try:
+            message = services.send_message(
+                conversation,
+                request.user,
+                data["body"],
+                options=options,
+                template=data.get("template"),
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(nested_errors(exc)) from None
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(

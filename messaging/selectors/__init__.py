@@ -2,3 +2,4 @@
 
 from .chats import *  # noqa: F403
 from .inbox import *  # noqa: F403
+from .window import *  # noqa: F403

@@ -13,6 +13,7 @@ from django.db.models import Case, F, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from crm.db.upsert import insert_unless_conflict, prepared_cursor
 from crm.models import Client
@@ -20,12 +21,17 @@ from crm.models import Client
 from .. import channels, events
 from ..models import Conversation, Message
 from ..payloads import conversation_payload, message_payload
+from ..selectors.window import reply_window
 from ..signals import inbound_message_stored
 from .outbox import enqueue_delivery
 
 logger = logging.getLogger(__name__)
 
 PREVIEW_LENGTH = 200
+WINDOW_CLOSED = gettext_lazy(
+    "The 24-hour customer-service window is closed (the client last wrote more than 24 hours "
+    "ago, or never): only a template can be sent now."
+)
 
 
 class SourceInactive(Exception):
@@ -307,6 +313,7 @@ def _store_inbound_sql(identity_keys: tuple[str, ...], create: bool) -> str:
         f"""bumped AS (
             UPDATE {conversation_table} AS c SET
                 last_message_at = GREATEST(c.last_message_at, %s),
+                last_inbound_at = GREATEST(c.last_inbound_at, %s),
                 last_message_preview = CASE WHEN c.last_message_at <= %s THEN %s
                                             ELSE c.last_message_preview END,
                 unread_count = c.unread_count + %s,
@@ -352,13 +359,15 @@ def _store_inbound(using, message, received_at, thread: _Thread, *, create=False
             subject=thread.subject[:500],
             status=Conversation.Status.OPEN,
             last_message_at=received_at,
+            last_inbound_at=received_at,
             last_message_preview=preview,
             unread_count=0 if thread.notice else 1,
             source_id=source.pk,
         )
         params += _insert_params(conversation, connection, computed="client")
     params += _insert_params(message, connection, computed="conversation")
-    params += [received_at, received_at, preview, 0 if thread.notice else 1]
+    # last_message_at, last_inbound_at, the preview's condition, preview, unread added, ...
+    params += [received_at, received_at, received_at, preview, 0 if thread.notice else 1]
     params += [Conversation.Status.OPEN, timezone.now()]
     sql = _store_inbound_sql(tuple(identity), create)
     with prepared_cursor(using) as cursor:  # planned once per connection, not per message
@@ -551,28 +560,53 @@ def send_message(
     bot=None,
     metadata: dict | None = None,
     options: dict | None = None,
+    template: dict | None = None,
 ) -> Message:
     """Store an outbound message as `queued` and hand it to the sender after commit.
     `metadata` may name a message to quote ({"quoted": its external id}); `options` are the
     channel's own reply fields (an email's subject, cc, bcc), checked by the channel and stored
-    on the message. Bad input raises one ValidationError naming every bad field, before
-    anything is written.
+    on the message. `template` ({"name", "language", "variables"}) sends a channel's message
+    template instead of free text (its rendering is the stored body); free text outside the
+    conversation's reply window (WhatsApp Cloud: 24 hours) is refused. Bad input raises one
+    ValidationError naming every bad field, before anything is written.
 
     The committed row is the truth (an outbox): if the broker is unreachable after commit, the
     request still succeeds and the sweeper queues the message once it is back."""
     errors = {}
+    channel = channels.get(conversation.platform)
+    source = conversation.source
+    if template is not None:
+        if (body or "").strip():
+            errors["body"] = [_("Send either a text or a template, not both.")]
+        else:
+            try:
+                part = channel.resolve_template(
+                    source,
+                    template.get("name", ""),
+                    template.get("language", ""),
+                    template.get("variables"),
+                )
+            except ValidationError as exc:
+                errors.update(exc.message_dict)
+            else:
+                body = part.rendered
+                metadata = {**(metadata or {}), "template": part.as_metadata()}
+    else:
+        window = reply_window(conversation) if source is not None else None
+        if window is not None and not window.is_open:
+            errors["body"] = [WINDOW_CLOSED]  # never queued: Meta would refuse it (131047)
+        else:
+            try:
+                body = validate_body(conversation.platform, body)
+            except ValidationError as exc:
+                errors.update(exc.message_dict)
     try:
-        body = validate_body(conversation.platform, body)
-    except ValidationError as exc:
-        errors.update(exc.message_dict)
-    try:
-        extra = channels.get(conversation.platform).reply_metadata(conversation, options or {})
+        extra = channel.reply_metadata(conversation, options or {})
     except ValidationError as exc:
         errors.update(exc.message_dict)
     if errors:
         raise ValidationError(errors)
     metadata = {**(metadata or {}), **extra}
-    source = conversation.source
     try:
         if source is None:
             raise SourceInactive("no source")

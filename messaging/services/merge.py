@@ -43,6 +43,8 @@ def merge_conversations(target: Conversation, others) -> Conversation:
         newest = max(everyone, key=lambda c: (c.last_message_at, c.pk))
         target.last_message_at = newest.last_message_at
         target.last_message_preview = newest.last_message_preview
+        inbound = [c.last_inbound_at for c in everyone if c.last_inbound_at]
+        target.last_inbound_at = max(inbound) if inbound else None
         target.unread_count = sum(c.unread_count for c in everyone)
         if any(c.status == Conversation.Status.OPEN for c in everyone):
             target.status = Conversation.Status.OPEN
@@ -57,6 +59,7 @@ def merge_conversations(target: Conversation, others) -> Conversation:
             update_fields=[
                 "last_message_at",
                 "last_message_preview",
+                "last_inbound_at",
                 "unread_count",
                 "status",
                 "assignee",

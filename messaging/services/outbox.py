@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy
 from crm.celery import task
 
 from .. import channels, events, sending
-from ..channels import OutboundMessage
+from ..channels import OutboundMessage, TemplatePart
 from ..models import Message
 from ..payloads import message_payload
 from ..sending import Outbox, Outcome
@@ -85,6 +85,11 @@ def outbound_for(message: Message) -> OutboundMessage:
         route=channel.route(source, conversation=conversation, message=message),
         subject=message.metadata.get("subject") or conversation.subject,
         quoted=message.metadata.get("quoted", ""),
+        template=(
+            TemplatePart.from_metadata(message.metadata["template"], rendered=message.body)
+            if message.metadata.get("template")
+            else None
+        ),
     )
 
 

@@ -179,6 +179,27 @@ def _back_to(conversation):
 REPLY_OPTIONS = {"mail": ("subject", "cc", "bcc")}  # the reply box's fields per compose kind
 
 
+def _posted_template(post) -> tuple[str, dict | None]:
+    """The reply box's template picker: ("name:language", {"name", "language", "variables"})
+    from `template` and its inputs `var:<name>:<language>:<component>:<n>`; ("", None) when
+    no template was chosen."""
+    chosen = post.get("template", "")
+    if not chosen:
+        return "", None
+    name, _sep, language = chosen.partition(":")
+    prefix = f"var:{chosen}:"
+    found: dict[str, dict[int, str]] = {}
+    for key, value in post.items():
+        if key.startswith(prefix):
+            kind, _sep, index = key[len(prefix) :].partition(":")
+            if index.isdigit():
+                found.setdefault(kind, {})[int(index)] = value
+    variables = {
+        kind: [values[index] for index in sorted(values)] for kind, values in found.items()
+    }
+    return chosen, {"name": name, "language": language, "variables": variables}
+
+
 @company_member_required
 @require_POST
 def conversation_reply(request, pk):
@@ -186,13 +207,18 @@ def conversation_reply(request, pk):
     body = request.POST.get("body", "")
     names = REPLY_OPTIONS.get(conversation.capabilities.compose, ())
     options = {name: request.POST.get(name) for name in names if name in request.POST}
+    chosen_template, template = _posted_template(request.POST)
     try:
-        message = services.send_message(conversation, request.user, body, options=options)
+        message = services.send_message(
+            conversation, request.user, body, options=options, template=template
+        )
     except ValidationError as exc:
         errors = _errors(exc)
         context = {
             "conversation": conversation,
             "body": body,
+            "chosen_template": chosen_template,
+            "template_errors": errors.pop("template", []) + errors.pop("template.variables", []),
             "body_errors": errors.pop("body", []),
             **options,
             **{f"{name}_errors": errors.pop(name, []) for name in names},

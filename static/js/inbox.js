@@ -220,7 +220,25 @@
     }
     current.replaceWith(fresh);
     processed(fresh);
+    refreshReplyBoxForWindow(fresh);
   }, 50);
+
+  // The 24-hour window opened (the client wrote) or closed while the page was open: the reply
+  // box switches between free text and the template picker (taken from the page itself).
+  async function refreshReplyBoxForWindow(header) {
+    const state = header.querySelector("[data-window]");
+    const box = byId("reply-box");
+    if (!state || !box) return;
+    const picking = box.dataset.compose === "template";
+    if ((state.dataset.window === "closed") === picking) return;
+    if (box.contains(document.activeElement)) return; // not from under someone typing
+    const fresh = parse(await fetchHTML(location.pathname)).querySelector("#reply-box");
+    const current = byId("reply-box");
+    if (fresh && current) {
+      current.replaceWith(fresh);
+      processed(fresh);
+    }
+  }
 
   // Messages arriving in the conversation being looked at are read.
   const markRead = coalesced(async function () {
@@ -369,6 +387,36 @@
       event.preventDefault();
       if (field.value.trim()) form.requestSubmit();
     }
+  });
+
+  // The template picker (the 24-hour window is closed): the chosen template's variables are
+  // shown, the others hidden, and its preview follows what is typed into {{1}}, {{2}} ...
+  function showTemplate(form) {
+    const picker = form.querySelector("[data-template-picker]");
+    for (const fields of form.querySelectorAll("[data-template-key]")) {
+      fields.hidden = !picker || fields.dataset.templateKey !== picker.value;
+      if (!fields.hidden) renderPreview(fields);
+    }
+  }
+  function renderPreview(fields) {
+    const values = {};
+    for (const input of fields.querySelectorAll("[data-var]")) values[input.dataset.var] = input.value.trim();
+    const fill = (kind) =>
+      (fields.dataset["text" + kind[0].toUpperCase() + kind.slice(1)] || "").replace(
+        /\{\{\s*(\d+)\s*\}\}/g,
+        (whole, number) => values[kind + ":" + number] || whole
+      );
+    const preview = fields.querySelector("[data-template-preview]");
+    if (preview) preview.textContent = ["header", "body", "footer"].map(fill).filter(Boolean).join("\n\n");
+  }
+  document.addEventListener("change", (event) => {
+    const picker = event.target.closest && event.target.closest("[data-template-picker]");
+    if (picker) showTemplate(picker.form);
+  });
+  document.addEventListener("input", (event) => {
+    const input = event.target.closest && event.target.closest("[data-var]");
+    const fields = input && input.closest("[data-template-key]");
+    if (fields) renderPreview(fields);
   });
 
   // "Load remote images" loads this mail's frame again with them allowed (the link targets

@@ -1,6 +1,7 @@
 """Broadcasts REST API: list/create/retrieve (with counts by outcome), cancel, and the
 recipients of one broadcast (paginated). Agents read; company admins create and cancel."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -9,6 +10,7 @@ from rest_framework.response import Response
 from accounts.permissions import IsCompanyAdminOrReadOnly
 from accounts.scoping import scoped
 from crm import idempotency
+from crm.api.base import nested_errors
 from crm.pagination import CursorPagination
 
 from ...models import Broadcast, BroadcastRecipient, WhatsAppNumber
@@ -49,6 +51,9 @@ class BroadcastSerializer(serializers.ModelSerializer):
             "number_phone",
             "name",
             "text",
+            "template_name",
+            "template_language",
+            "template_variables",
             "status",
             "paused",
             "scheduled_at",
@@ -64,10 +69,48 @@ class BroadcastSerializer(serializers.ModelSerializer):
         return broadcast.status in services.ACTIVE_STATUSES and not broadcast.number.is_active
 
 
+class TemplateVariableSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=services.VARIABLE_KINDS,
+        help_text="`text`: the same text for everyone; `client_name`: each recipient's client's "
+        "name",
+    )
+    text = serializers.CharField(
+        allow_blank=True,
+        max_length=1024,
+        help_text="the text (for `client_name`: used when a recipient has no client name)",
+    )
+
+
+class BroadcastTemplateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=512)
+    language = serializers.CharField(max_length=20)
+    variables = serializers.DictField(
+        child=serializers.ListField(child=TemplateVariableSerializer()),
+        required=False,
+        default=dict,
+        help_text='per component, {{1}}, {{2}} ... in order: {"body": [{"kind": "client_name", '
+        '"text": "friend"}]}',
+    )
+
+
 class BroadcastCreateSerializer(serializers.Serializer):
     number = serializers.PrimaryKeyRelatedField(queryset=WhatsAppNumber.objects.none())
     name = serializers.CharField(required=False, allow_blank=True, default="")
-    text = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    text = serializers.CharField(
+        allow_blank=True,
+        trim_whitespace=False,
+        required=False,
+        default="",
+        help_text="free text; from a Cloud number only when every recipient wrote within 24 h. "
+        "Ignored with a template",
+    )
+    template = BroadcastTemplateSerializer(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Cloud numbers: an approved template of the number, sent to each recipient",
+    )
     all_clients = serializers.BooleanField(
         required=False, default=False, help_text="every client of the company with a phone"
     )
@@ -97,6 +140,14 @@ class BroadcastCreateSerializer(serializers.Serializer):
                 status=WhatsAppNumber.Status.DELETING
             )
         return fields
+
+
+def _create_or_400(actor, **fields):
+    """create_broadcast, its "template.variables" errors nested under "template"."""
+    try:
+        return services.create_broadcast(actor, **fields)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(nested_errors(exc)) from None
 
 
 class BroadcastRecipientSerializer(serializers.ModelSerializer):
@@ -154,7 +205,7 @@ class BroadcastViewSet(
         )
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        broadcast = services.create_broadcast(
+        broadcast = _create_or_400(
             request.user,
             number=data["number"],
             name=data["name"],
@@ -163,6 +214,7 @@ class BroadcastViewSet(
             client_ids=data["clients"],
             phones=data["phones"],
             scheduled_at=data["scheduled_at"],
+            template=data["template"],
         )
         return self._respond(broadcast, status.HTTP_201_CREATED)
 

@@ -1,7 +1,8 @@
 """/whatsapp/numbers/: the company's numbers (sessions' actions from sessions.py)."""
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from phonenumber_field.serializerfields import PhoneNumberField
 from rest_framework import serializers, status
 from rest_framework.decorators import action
@@ -11,8 +12,9 @@ from crm.api.base import WriteOnlySecretField
 
 from ...api.serializers import SecretsSerializerMixin
 from ...api.views import ChannelViewSet
-from ...models import WhatsAppNumber
+from ...models import WhatsAppNumber, WhatsAppTemplate
 from .. import numbers as services
+from .. import templates as template_services
 from .sessions import SessionActionsMixin
 
 
@@ -53,6 +55,7 @@ class DeletionPreviewSerializer(serializers.Serializer):
     broadcasts = serializers.IntegerField()
     broadcast_recipients = serializers.IntegerField()
     sessions = serializers.IntegerField()
+    templates = serializers.IntegerField(help_text="message templates as synced (Meta keeps them)")
     total = serializers.IntegerField(help_text="every row that goes, the number included")
     irreversible = serializers.BooleanField()
     synchronous = serializers.BooleanField(help_text="false: a worker deletes it (202)")
@@ -62,6 +65,41 @@ class DeletionStartedSerializer(serializers.Serializer):
     status = serializers.CharField(required=False)
     detail = serializers.CharField(required=False)
     number_id = serializers.IntegerField()
+
+
+class TemplateSyncErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class TemplateSerializer(serializers.ModelSerializer):
+    offered = serializers.SerializerMethodField(
+        help_text="approved and sendable from here: what pickers offer"
+    )
+
+    class Meta:
+        model = WhatsAppTemplate
+        fields = [
+            "id",
+            "name",
+            "language",
+            "category",
+            "status",
+            "components",
+            "variables",
+            "supported",
+            "offered",
+            "synced_at",
+        ]
+        read_only_fields = fields
+
+    def get_offered(self, template) -> bool:
+        return template.is_approved and template.supported
+
+
+class TemplateSyncSerializer(serializers.Serializer):
+    templates = serializers.IntegerField(help_text="templates Meta listed")
+    approved = serializers.IntegerField()
+    removed = serializers.IntegerField(help_text="stored templates Meta no longer lists")
 
 
 class WhatsAppNumberViewSet(SessionActionsMixin, ChannelViewSet):
@@ -77,6 +115,42 @@ class WhatsAppNumberViewSet(SessionActionsMixin, ChannelViewSet):
         super().perform_update(serializer)
         if is_active is not None and is_active != serializer.instance.is_active:
             services.set_number_active(self.request.user, serializer.instance, is_active)
+
+    @extend_schema(
+        summary="The number's message templates (as last synced)",
+        responses=TemplateSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def templates(self, request, pk=None):
+        rows = template_services.number_templates(self.get_object())
+        return Response(TemplateSerializer(rows, many=True).data)
+
+    @extend_schema(
+        summary="Read the number's templates from Meta now",
+        request=None,
+        responses={
+            200: TemplateSyncSerializer,
+            502: OpenApiResponse(
+                TemplateSyncErrorSerializer, description="Meta refused or could not be reached"
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="templates/sync")
+    def sync_templates(self, request, pk=None):
+        number = self.get_object()
+        if number.provider != WhatsAppNumber.Provider.CLOUD:
+            raise serializers.ValidationError(
+                {"provider": [_("Only Cloud API numbers have message templates.")]}
+            )
+        if not number.cloud_business_account_id:
+            raise serializers.ValidationError(
+                {"cloud_business_account_id": [_("Set the business account id first.")]}
+            )
+        try:
+            counts = template_services.sync_templates(number)
+        except template_services.TemplateSyncError as exc:
+            return Response({"detail": exc.reason}, status=status.HTTP_502_BAD_GATEWAY)
+        return Response(counts)
 
     @extend_schema(responses=DeletionPreviewSerializer)
     @action(detail=True, methods=["get"], url_path="deletion-preview")

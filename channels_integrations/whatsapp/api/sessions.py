@@ -4,6 +4,8 @@ phone number under the company's rate limit, and metrics."""
 import math
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from phonenumber_field.serializerfields import PhoneNumberField
 from rest_framework import mixins, serializers, status, viewsets
@@ -13,6 +15,7 @@ from rest_framework.response import Response
 from accounts.permissions import IsCompanyMember
 from accounts.scoping import scoped
 from crm import coordination, idempotency
+from crm.api.base import nested_errors
 from messaging.payloads import message_payload
 
 from ...models import WhatsAppNumber, WhatsAppSession
@@ -99,12 +102,42 @@ class WhatsAppSessionViewSet(
         return response
 
 
+class SendToPhoneTemplateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=512)
+    language = serializers.CharField(max_length=20, help_text="e.g. en_US")
+    variables = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField(allow_blank=True)),
+        required=False,
+        default=dict,
+        help_text='per component, the values of {{1}}, {{2}} ...: {"body": ["Ann", "42"]}',
+    )
+
+
 class SendToPhoneSerializer(serializers.Serializer):
     phone = PhoneNumberField(help_text="E.164, e.g. +4915112345678")
-    message = serializers.CharField(max_length=4096, trim_whitespace=True)
+    message = serializers.CharField(
+        max_length=4096,
+        trim_whitespace=True,
+        required=False,
+        help_text="free text (from a Cloud number: only to a phone that wrote within 24 h)",
+    )
+    template = SendToPhoneTemplateSerializer(
+        required=False,
+        help_text="Cloud numbers: an approved template of the number, instead of `message` "
+        "(reaches any phone)",
+    )
     quoted = serializers.CharField(
         max_length=255, required=False, allow_blank=True, help_text="a WhatsApp message id"
     )
+
+    def validate(self, attrs):
+        if "message" not in attrs and "template" not in attrs:
+            raise serializers.ValidationError({"message": [_("This field is required.")]})
+        if "message" in attrs and "template" in attrs:
+            raise serializers.ValidationError(
+                {"message": [_("Send either a message or a template, not both.")]}
+            )
+        return attrs
 
 
 class SessionActionsMixin:
@@ -181,9 +214,17 @@ class SessionActionsMixin:
                 headers={"Retry-After": str(retry_after)},
             )
         data = serializer.validated_data
-        message = outbound.send_to_phone(
-            request.user, number, str(data["phone"]), data["message"], data.get("quoted", "")
-        )
+        try:
+            message = outbound.send_to_phone(
+                request.user,
+                number,
+                str(data["phone"]),
+                data.get("message", ""),
+                data.get("quoted", ""),
+                template=data.get("template"),
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(nested_errors(exc)) from None
         return Response({"message": message_payload(message)}, status=status.HTTP_202_ACCEPTED)
 
 

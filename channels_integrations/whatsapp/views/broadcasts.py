@@ -6,19 +6,24 @@ channels_integrations.whatsapp.broadcasts, whose field errors (every invalid pas
 number) land back on the form.
 """
 
+import re
+
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from accounts.scoping import get_scoped_or_404, scoped
 from accounts.views import company_member_required
 from channels_integrations.models import Broadcast, BroadcastRecipient, WhatsAppNumber
 from channels_integrations.whatsapp import broadcasts as services
+from channels_integrations.whatsapp import templates as template_services
 from crm.models import Client
 
+CLIENT_NAME = re.compile(r"\{\s*client_name\s*(?:\|([^}]*))?\}")
 BROADCASTS_PER_PAGE = 25
 RECIPIENTS_PER_PAGE = 50
 
@@ -43,6 +48,24 @@ class BroadcastForm(forms.Form):
         label="Message",
         widget=forms.Textarea(attrs={"rows": 6, "data-max-length": services.TEXT_MAX_LENGTH}),
         help_text=f"Up to {services.TEXT_MAX_LENGTH} characters.",
+    )
+    template = forms.ChoiceField(
+        required=False,
+        label=_("Template (Cloud numbers)"),
+        help_text=_(
+            "Outside the 24-hour window only an approved template reaches a client. With a "
+            "template, the message text above is not used."
+        ),
+    )
+    template_variables = forms.CharField(
+        required=False,
+        strip=False,
+        label=_("Template variables"),
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "{client_name|friend}\n20%"}),
+        help_text=_(
+            "One line per variable, in order ({{1}}, {{2}} …; the header's first). A line "
+            "{client_name|friend} is each recipient's client name (“friend” when there is none)."
+        ),
     )
     audience = forms.ChoiceField(
         choices=AUDIENCE, initial="all", widget=forms.RadioSelect, label="Clients"
@@ -82,6 +105,52 @@ class BroadcastForm(forms.Form):
         self.fields["clients"].queryset = (
             scoped(Client, user).exclude(phone="").only("pk", "name", "phone")
         )
+        offered = template_services.company_offered_templates(user)
+        self.fields["template"].choices = [("", _("No template: send the text"))] + [
+            (
+                f"{t.number_id}:{t.name}:{t.language}",
+                f"{t.name} ({t.language}) — {t.number.phone}",
+            )
+            for t in offered
+        ]
+        self.template_rows = {f"{t.number_id}:{t.name}:{t.language}": t for t in offered}
+
+    def template_choice(self) -> dict | None:
+        """The chosen template as create_broadcast takes it (None: none chosen); a bad line
+        or a template of another number is an error on these fields."""
+        data = self.cleaned_data
+        row = self.template_rows.get(data.get("template") or "")
+        if row is None:
+            return None
+        if data.get("number") and row.number_id != data["number"].pk:
+            self.add_error("template", _("This template belongs to another number."))
+            return None
+        specs = []
+        for line in (data.get("template_variables") or "").splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            match = CLIENT_NAME.fullmatch(line)
+            if match:
+                specs.append({"kind": "client_name", "text": (match.group(1) or "").strip()})
+            else:
+                specs.append({"kind": "text", "text": line})
+        variables, position = {}, 0
+        for kind in ("header", "body"):
+            count = row.variables.get(kind, 0)
+            if count:
+                variables[kind] = specs[position : position + count]
+                position += count
+        if position != len(specs) or any(
+            len(values) != row.variables.get(kind, 0) for kind, values in variables.items()
+        ):
+            self.add_error(
+                "template_variables",
+                _("This template has %(count)d variable(s); write one line for each.")
+                % {"count": sum(row.variables.values())},
+            )
+            return None
+        return {"name": row.name, "language": row.language, "variables": variables}
 
     invalid_lines: list = ()
 
@@ -132,6 +201,7 @@ def broadcast_list(request):
 def broadcast_create(request):
     _admin_only(request.user)
     form = BroadcastForm(request.POST if request.method == "POST" else None, user=request.user)
+    template = form.template_choice() if form.is_valid() else None
     if form.is_valid():
         data = form.cleaned_data
         audience = data["audience"]
@@ -145,9 +215,12 @@ def broadcast_create(request):
                 client_ids=[c.pk for c in data["clients"]] if audience == "chosen" else (),
                 phones=data["phones"],
                 scheduled_at=data["scheduled_at"] if data["when"] == "at" else None,
+                template=template,
             )
         except ValidationError as exc:
             errors = dict(exc.message_dict)
+            if "template.variables" in errors:
+                errors["template_variables"] = errors.pop("template.variables")
             if "phones" in errors:  # the summary on the field; every line in a table
                 form.invalid_lines = services.parse_phone_lines(data["phones"])[1]
                 errors["phones"] = errors["phones"][:1]

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.forms.models import model_to_dict
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -29,6 +30,7 @@ from channels_integrations.whatsapp.forms import (
 )
 
 from .. import numbers as number_services
+from .. import templates as template_services
 
 logger = logging.getLogger(__name__)
 
@@ -200,3 +202,42 @@ def number_delete(request, pk):
         },
         status=status,
     )
+
+
+# ---------------------------------------------------------------- message templates
+
+
+@company_member_required
+def number_templates(request, pk):
+    """The number's message templates as last synced; admins sync them from Meta here."""
+    number = _number_or_404(request.user, pk)
+    rows = list(template_services.number_templates(number))
+    for template in rows:
+        template.texts = template_services.texts_of(template)
+    return render(
+        request,
+        "channels_integrations/number_templates.html",
+        {
+            "number": number,
+            "templates": rows,
+            "is_cloud": number.provider == WhatsAppNumber.Provider.CLOUD,
+        },
+    )
+
+
+@company_member_required
+@company_admin_required
+@require_POST
+def number_templates_sync(request, pk):
+    number = _number_or_404(request.user, pk)
+    try:
+        counts = template_services.sync_templates(number)
+    except template_services.TemplateSyncError as exc:
+        messages.error(request, _("Templates not synced: %(reason)s") % {"reason": exc.reason})
+    else:
+        messages.success(
+            request,
+            _("%(templates)d templates synced (%(approved)d approved, %(removed)d removed).")
+            % counts,
+        )
+    return redirect("number_templates", number.pk)
