@@ -3,7 +3,15 @@ live client, held by one worker (telegram/listener.py)."""
 
 from dataclasses import dataclass
 
-from messaging.channels import Capabilities, Channel, OutboundMessage, SendReceipt, register
+from messaging.channels import (
+    MB,
+    Capabilities,
+    Channel,
+    FileLimit,
+    OutboundMessage,
+    SendReceipt,
+    register,
+)
 
 from ..models import TelegramAccount
 from . import PLATFORM
@@ -19,7 +27,19 @@ class TelegramRoute:
 class TelegramChannel(Channel):
     platform = PLATFORM
     label = "Telegram"
-    capabilities = Capabilities(max_text_length=4096, attachments=True, reactions=True, edits=True)
+    # A user account may send files up to 2 GB; we keep a sane limit (files pass through our
+    # storage and one worker's connection).
+    capabilities = Capabilities(
+        max_text_length=4096,
+        attachments=True,
+        file_limits=(
+            FileLimit("image", 10 * MB, ("image/jpeg", "image/png", "image/webp")),
+            FileLimit("document", 50 * MB),
+        ),
+        quotes=True,
+        reactions=True,
+        edits=True,
+    )
     source_model = TelegramAccount
 
     def route(self, source: TelegramAccount, *, conversation=None, message=None):
@@ -28,7 +48,14 @@ class TelegramChannel(Channel):
 
     def send(self, message: OutboundMessage) -> SendReceipt:
         route = message.route
-        return send_through_listener(route.account_id, message.key, route.peer_id, message.body)
+        return send_through_listener(
+            route.account_id,
+            message.key,
+            route.peer_id,
+            message.body,
+            quoted=message.quoted,
+            files=message.files,
+        )
 
 
 CHANNEL = register(TelegramChannel())

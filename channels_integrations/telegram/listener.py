@@ -14,14 +14,17 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection
 from django.utils import timezone
+from telethon.tl.types import DocumentAttributeFilename
 
 from crm.celery import task
 from messaging import sending
-from messaging.channels import SendError, SendReceipt, TransientSendError
+from messaging.channels import OutboundFile, SendError, SendReceipt, TransientSendError
 
 from ..connections import (
     SHUTDOWN,
@@ -80,16 +83,29 @@ def account_holder(account_id: int) -> str | None:
 # ---------------------------------------------------------------- sending via the holder
 
 
-def send_through_listener(account_id: int, key: str, peer_id: str, body: str):
+def send_through_listener(
+    account_id: int,
+    key: str,
+    peer_id: str,
+    body: str,
+    *,
+    quoted: str = "",
+    files: tuple[OutboundFile, ...] = (),
+):
     """Hand a reply to the worker holding the account's client and wait for its answer; a
-    send it already made (a retried task) is answered from its record (messaging.sending)."""
+    send it already made (a retried task) is answered from its record (messaging.sending).
+    `quoted`: the Telegram id of a message to reply to; `files` go out with send_file, the
+    text as the first one's caption, each once."""
     if account_holder(account_id) is None:
         raise TransientSendError("The Telegram account is not connected.")
+    command = {"op": "send", "key": key, "peer": peer_id, "body": body, "quoted": quoted}
+    if files:
+        command["files"] = [asdict(file) for file in files]
     reply = ask_holder(
         KIND,
         account_id,
-        {"op": "send", "key": key, "peer": peer_id, "body": body},
-        timeout=settings.TELEGRAM_SEND_TIMEOUT,
+        command,
+        timeout=settings.TELEGRAM_SEND_TIMEOUT * (1 + len(files)),
     )
     if reply is None:
         raise TransientSendError("The Telegram listener did not answer in time.")
@@ -269,7 +285,7 @@ class TelegramListener(Supervised):
         if sent := await self._db(sending.sent_record, key):
             return {"id": sent}
         try:
-            sent_message = await self.client.send_message(int(command["peer"]), command["body"])
+            sent_id = await self._send_parts(command)
         except Exception as exc:
             if (seconds := _flood_wait_seconds(exc)) is not None:
                 logger.warning("telegram: account=%s flood wait %ss", self.account_id, seconds)
@@ -279,9 +295,39 @@ class TelegramListener(Supervised):
                 return {"error": "The Telegram session was revoked; log in again."}
             logger.warning("telegram: account=%s send failed", self.account_id)
             return {"error": f"Telegram refused the message: {exc.__class__.__name__}"}
-        await self._db(sending.record_sent, key, str(sent_message.id))
+        await self._db(sending.record_sent, key, str(sent_id))
         logger.info("telegram: account=%s sent %s", self.account_id, key)
-        return {"id": sent_message.id}
+        return {"id": sent_id}
+
+    async def _send_parts(self, command: dict):
+        """The text (replying to `quoted`), or each file by send_file (streamed from its
+        path by Telethon in parts; the text as the first's caption), each part once."""
+        peer, body = int(command["peer"]), command["body"]
+        quoted = command.get("quoted") or ""
+        reply_to = int(quoted) if quoted.isdigit() else None
+        files = [OutboundFile(**file) for file in command.get("files", [])]
+        if not files:
+            return (await self.client.send_message(peer, body, reply_to=reply_to)).id
+        first = None
+        for index, file in enumerate(files):
+            part = sending.part_key(command["key"], index)
+            if sent := await self._db(sending.sent_record, part):
+                first = first or sent
+                continue
+            sent_message = await self.client.send_file(
+                peer,
+                default_storage.path(file.storage_name),
+                caption=body if index == 0 else "",
+                reply_to=reply_to if index == 0 else None,
+                force_document=file.kind == "document",
+                voice_note=file.kind in ("audio", "voice") and file.content_type == "audio/ogg",
+                mime_type=file.content_type,
+                file_size=file.size,
+                attributes=[DocumentAttributeFilename(file.filename)],
+            )
+            await self._db(sending.record_sent, part, str(sent_message.id))
+            first = first or sent_message.id
+        return first
 
     # -- state changes
 

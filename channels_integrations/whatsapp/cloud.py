@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import httpx
 from django.conf import settings
 
-from messaging.channels import SendError, SendReceipt, TransientSendError
+from messaging.channels import OutboundFile, SendError, SendReceipt, TransientSendError
 
 from .types import AnnouncedMedia
 
@@ -86,6 +86,91 @@ def send_text(
             url,
             json=payload,
             headers={"Authorization": f"Bearer {credentials.access_token}"},
+            timeout=settings.WHATSAPP_GRAPH_TIMEOUT,
+        )
+    except httpx.HTTPError as exc:
+        raise TransientSendError(
+            f"The WhatsApp Cloud API could not be reached ({exc.__class__.__name__})."
+        ) from exc
+    if response.status_code == 200:
+        try:
+            return SendReceipt(external_id=response.json()["messages"][0]["id"])
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise SendError("The WhatsApp Cloud API answered without a message id.") from exc
+    raise error_from_response(response)
+
+
+CAPTIONED = {"image", "video", "document"}  # audio takes no caption
+
+
+def _graph(credentials: CloudCredentials, path: str) -> str:
+    return f"{settings.WHATSAPP_GRAPH_URL.rstrip('/')}/{credentials.phone_number_id}/{path}"
+
+
+def _bearer(credentials: CloudCredentials) -> dict:
+    return {"Authorization": f"Bearer {credentials.access_token}"}
+
+
+def upload_media(credentials: CloudCredentials, file: OutboundFile) -> str:
+    """POST /{phone-number-id}/media (multipart): the file streamed from storage (httpx reads
+    the file object in chunks, never whole); returns Meta's media id."""
+    try:
+        with file.open() as handle:
+            response = httpx.post(
+                _graph(credentials, "media"),
+                data={"messaging_product": "whatsapp", "type": file.content_type},
+                files={"file": (file.filename, handle, file.content_type)},
+                headers=_bearer(credentials),
+                timeout=settings.WHATSAPP_GRAPH_TIMEOUT,
+            )
+    except FileNotFoundError as exc:
+        raise SendError(f"The file “{file.filename}” is missing from our storage.") from exc
+    except httpx.HTTPError as exc:
+        raise TransientSendError(
+            f"The WhatsApp Cloud API could not be reached ({exc.__class__.__name__})."
+        ) from exc
+    if response.status_code == 200:
+        try:
+            return str(response.json()["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SendError(
+                "The WhatsApp Cloud API answered an upload without a media id."
+            ) from exc
+    raise error_from_response(response)
+
+
+def send_media(
+    credentials: CloudCredentials,
+    to: str,
+    file: OutboundFile,
+    media_id: str,
+    *,
+    caption: str = "",
+    quoted_wamid: str = "",
+) -> SendReceipt:
+    """POST /{phone-number-id}/messages of an uploaded file: `{type: kind, kind: {id, caption,
+    filename}}` (a document keeps its name; audio has no caption)."""
+    kind = file.kind if file.kind in ("image", "video", "audio", "document") else "document"
+    part = {"id": media_id}
+    if caption and kind in CAPTIONED:
+        part["caption"] = caption
+    if kind == "document":
+        part["filename"] = file.filename
+    return _post_message(credentials, to, {"type": kind, kind: part}, quoted_wamid)
+
+
+def _post_message(
+    credentials: CloudCredentials, to: str, content: dict, quoted_wamid: str
+) -> SendReceipt:
+    payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
+    payload.update(content)
+    if quoted_wamid:
+        payload["context"] = {"message_id": quoted_wamid}
+    try:
+        response = httpx.post(
+            _graph(credentials, "messages"),
+            json=payload,
+            headers=_bearer(credentials),
             timeout=settings.WHATSAPP_GRAPH_TIMEOUT,
         )
     except httpx.HTTPError as exc:

@@ -17,6 +17,7 @@ import io
 import logging
 import threading
 import time
+from dataclasses import asdict
 
 import redis
 import segno
@@ -29,7 +30,7 @@ from django.utils.module_loading import import_string
 from crm import coordination
 from crm.celery import task
 from messaging import sending
-from messaging.channels import SendError, SendReceipt, TransientSendError
+from messaging.channels import OutboundFile, SendError, SendReceipt, TransientSendError
 
 from ..connections import (
     SHUTDOWN,
@@ -216,14 +217,27 @@ def stop_session(number_id: int) -> None:
 
 
 def send_through_session(
-    number_id: int, key: str, to: str, body: str, timeout: float = 20.0
+    number_id: int,
+    key: str,
+    to: str,
+    body: str,
+    timeout: float = 20.0,
+    *,
+    quoted: str = "",
+    files: tuple[OutboundFile, ...] = (),
 ) -> SendReceipt:
     """Hand a message to the worker holding the number's session and wait for its answer.
     `key` is the send's namespaced key: a send the holder already made (a retried task) is
-    answered from its record (messaging.sending), never sent twice."""
+    answered from its record (messaging.sending), never sent twice. `quoted`: the WhatsApp id
+    of a message to reply to; `files` go out one message each (the text as the first's
+    caption), each part once."""
     if holder_of(number_id) is None:
         raise TransientSendError("The WhatsApp session of this number is not connected.")
-    reply = ask_holder(KIND, number_id, {"op": "send", "key": key, "to": to, "body": body}, timeout)
+    command = {"op": "send", "key": key, "to": to, "body": body, "quoted": quoted}
+    if files:
+        command["files"] = [asdict(file) for file in files]
+        timeout += 10.0 * len(files)
+    reply = ask_holder(KIND, number_id, command, timeout)
     if reply is None:
         raise TransientSendError("The WhatsApp session did not answer in time.")
     if "id" in reply:
@@ -436,13 +450,40 @@ class SessionRunner(Supervised):
             reply = {"error": "The WhatsApp session is not connected."}
         else:
             try:
-                wamid = self.adapter.send_text(command["to"], command["body"])
+                wamid = self._send_parts(command)
                 sending.record_sent(key, wamid)
                 reply = {"id": wamid}
             except Exception as exc:
                 logger.warning("whatsapp: number=%s send failed", self.number.pk)
                 reply = {"error": f"WhatsApp refused the message: {exc}"}
         answer(command["reply"], reply)
+
+    def _send_parts(self, command: dict) -> str:
+        """A text, or each file (the text as the first's caption): each part once (its
+        record), the first quoting `quoted`; returns the first part's id."""
+        to, body, quoted = command["to"], command["body"], command.get("quoted", "")
+        files = [OutboundFile(**file) for file in command.get("files", [])]
+        if not files:
+            return self.adapter.send_text(to, body, quoted=quoted)
+        parts = []
+        if body and files[0].kind == "audio":  # a voice note takes no caption
+            parts.append(lambda q, text=body: self.adapter.send_text(to, text, quoted=q))
+            body = ""
+        for index, file in enumerate(files):
+            caption = body if index == 0 else ""
+            parts.append(
+                lambda q, file=file, caption=caption: self.adapter.send_file(
+                    to, file, caption=caption, quoted=q
+                )
+            )
+        ids = [
+            sending.once(
+                sending.part_key(command["key"], index),
+                lambda part=part, index=index: SendReceipt(part(quoted if index == 0 else "")),
+            )
+            for index, part in enumerate(parts)
+        ]
+        return ids[0]
 
     def _logout(self) -> None:
         if self.adapter is not None:

@@ -4,6 +4,7 @@
 from django.contrib.auth import get_user_model
 from django.db.models import CharField
 from django.db.models.functions import Cast
+from django.urls import reverse
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -12,13 +13,14 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from accounts.scoping import get_scoped_or_404, scoped
 from crm import idempotency
 from crm.pagination import CursorPagination
 from messaging import selectors, services
-from messaging.models import Conversation, Message
+from messaging.models import Attachment, Conversation, Message
 
 
 class ConversationPagination(CursorPagination):
@@ -83,8 +85,36 @@ class MailHeadersSerializer(serializers.Serializer):
 MAIL_KEYS = ("message_id", "to")  # what an email message's metadata has (in and out)
 
 
+class AttachmentSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField(help_text="Where the stored file is downloaded")
+
+    def get_url(self, attachment) -> str | None:
+        return reverse("attachment_download", args=[attachment.pk]) if attachment.stored else None
+
+    class Meta:
+        model = Attachment
+        fields = [
+            "id",
+            "kind",
+            "filename",
+            "content_type",
+            "size",
+            "download_state",
+            "download_error",
+            "url",
+        ]
+        read_only_fields = fields
+
+
 class MessageSerializer(serializers.ModelSerializer):
     mail = serializers.SerializerMethodField(help_text="Email messages: their headers")
+    attachments = AttachmentSerializer(many=True, read_only=True)
+    quoted_message_id = serializers.SerializerMethodField(
+        help_text="The message this one quotes (a reply to it), if any"
+    )
+
+    def get_quoted_message_id(self, message) -> int | None:
+        return (message.metadata or {}).get("quoted_message_id")
 
     @extend_schema_field(MailHeadersSerializer(allow_null=True))
     def get_mail(self, message) -> dict | None:
@@ -118,12 +148,20 @@ class MessageSerializer(serializers.ModelSerializer):
             "delivered_at",
             "read_at",
             "mail",
+            "attachments",
+            "quoted_message_id",
         ]
         read_only_fields = fields
 
 
 class SendSerializer(serializers.Serializer):
     body = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    reply_to = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="A message of this conversation to quote (channels that quote: WhatsApp, Telegram)",
+    )
     # Email conversations only (other channels answer 400 naming the field).
     subject = serializers.CharField(
         required=False,
@@ -145,6 +183,17 @@ class SendSerializer(serializers.Serializer):
     )
 
     OPTIONS = ("subject", "cc", "bcc")
+
+
+class SendFilesSerializer(SendSerializer):
+    body = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, help_text="The caption"
+    )
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True, use_url=False),
+        min_length=1,
+        help_text="One or more files (repeat the field); the channel's limits apply",
+    )
 
 
 class AssignSerializer(serializers.Serializer):
@@ -305,7 +354,9 @@ class ConversationMessageViewSet(
         return self._conversation
 
     def get_queryset(self):
-        return Message.objects.filter(conversation=self.conversation())
+        return Message.objects.filter(conversation=self.conversation()).prefetch_related(
+            "attachments"
+        )
 
     @extend_schema(
         request=SendSerializer,
@@ -319,13 +370,52 @@ class ConversationMessageViewSet(
         conversation = self.conversation()  # another company's conversation: 404 first
         return idempotency.run(request, lambda: self._send(request, conversation))
 
-    def _send(self, request, conversation):
-        payload = SendSerializer(data=request.data)
+    def _send(self, request, conversation, serializer=SendSerializer):
+        payload = serializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         options = {name: data[name] for name in SendSerializer.OPTIONS if name in data}
-        message = services.send_message(conversation, request.user, data["body"], options=options)
+        reply_to = None
+        if data.get("reply_to"):
+            reply_to = Message.objects.filter(
+                conversation=conversation, pk=data["reply_to"]
+            ).first()
+            if reply_to is None:
+                raise serializers.ValidationError(
+                    {"reply_to": ["Choose a message of this conversation."]}
+                )
+        message = services.send_message(
+            conversation,
+            request.user,
+            data.get("body", ""),
+            options=options,
+            files=data.get("files"),
+            reply_to=reply_to,
+        )
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Send files (multipart)",
+        description=(
+            "A reply with files: `multipart/form-data` with one `files` part per file, an "
+            "optional `body` (the caption) and the JSON send's other fields. Each file is "
+            "checked against the channel's limits (type, size, count) before anything is "
+            "stored: a file that breaks one is a 400 on `files` naming it and the limit. The "
+            "message and its files are stored `queued` together, then sent like any reply."
+        ),
+        request={"multipart/form-data": SendFilesSerializer},
+        parameters=[idempotency.parameter()],
+        responses={
+            201: MessageSerializer,
+            422: OpenApiResponse(description="This Idempotency-Key was used for another request"),
+        },
+    )
+    @action(detail=False, methods=["post"], parser_classes=[MultiPartParser], url_path="files")
+    def files(self, request, conversation_pk=None):
+        conversation = self.conversation()
+        return idempotency.run(
+            request, lambda: self._send(request, conversation, SendFilesSerializer)
+        )
 
     @extend_schema(
         summary="Send a failed message again",

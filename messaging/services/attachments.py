@@ -1,13 +1,19 @@
-"""Attachments of inbound messages: always recorded (name, type, size), stored only within
-settings.ATTACHMENT_MAX_BYTES; and their files removed once the rows are gone."""
+"""Attachments: inbound ones always recorded (name, type, size), stored only within
+settings.ATTACHMENT_MAX_BYTES; outgoing files checked against their channel's limits and
+stored (streamed, chunk by chunk) with their queued message; files removed once the rows are
+gone."""
 
 import logging
+import mimetypes
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils.translation import gettext as _
 
+from .. import channels
 from ..models import Attachment, Message
 
 logger = logging.getLogger(__name__)
@@ -57,3 +63,94 @@ def remove_stored_files(names: list[str]) -> None:
             default_storage.delete(name)
         except OSError:  # a file already gone must not stop the rest
             logger.warning("attachment: could not remove a stored file")
+
+
+# ---------------------------------------------------------------- outgoing files
+
+
+def content_type_of(upload) -> str:
+    """What a file says it is: the browser's type, else a guess from its name."""
+    given = (getattr(upload, "content_type", "") or "").split(";")[0].strip().lower()
+    if given and given != "application/octet-stream":
+        return given
+    return mimetypes.guess_type(upload.name or "")[0] or "application/octet-stream"
+
+
+def check_outgoing_files(platform: str, files: list) -> list[str]:
+    """The kind each file goes out as on `platform`, or one ValidationError on `files` naming
+    each file that breaks a limit (type, size, count, total) of the channel."""
+    if not files:
+        return []
+    channel = channels.get(platform)
+    capabilities = channel.capabilities
+    errors, kinds = [], []
+    if capabilities.attachments and len(files) > capabilities.max_files:
+        errors.append(
+            _("At most %(count)d files per message on %(channel)s (%(given)d given).")
+            % {"count": capabilities.max_files, "channel": channel.label, "given": len(files)}
+        )
+    for upload in files:
+        name = upload.name or "file"
+        if not upload.size:
+            errors.append(_("“%(name)s” is empty.") % {"name": name})
+            continue
+        try:
+            kinds.append(
+                channels.file_kind(
+                    capabilities, channel.label, name, content_type_of(upload), upload.size
+                )
+            )
+        except ValidationError as exc:
+            errors.extend(exc.message_dict["files"])
+    total = sum(upload.size or 0 for upload in files)
+    if capabilities.files_total_bytes is not None and total > capabilities.files_total_bytes:
+        errors.append(
+            _("The files come to %(size)s; %(channel)s takes up to %(limit)s per message.")
+            % {
+                "size": channels._megabytes(total),
+                "channel": channel.label,
+                "limit": channels._megabytes(capabilities.files_total_bytes),
+            }
+        )
+    if errors:
+        raise ValidationError({"files": list(dict.fromkeys(errors))})
+    return kinds
+
+
+def _clean_name(name: str | None) -> str:
+    return (name or "").replace("\x00", "").strip() or "file"
+
+
+def store_outgoing_files(message: Message, files: list, kinds: list[str]) -> list[Attachment]:
+    """Store each file of a queued message (chunk by chunk: Django's storage reads
+    `upload.chunks()`); the caller's transaction holds the rows, and `stored_names` of a
+    failed one are removed by the caller."""
+    stored = []
+    for upload, kind in zip(files, kinds, strict=True):
+        attachment = Attachment(
+            message=message,
+            conversation_id=message.conversation_id,
+            kind=kind,
+            filename=_clean_name(upload.name)[:255],
+            content_type=content_type_of(upload)[:255],
+            size=upload.size,
+        )
+        attachment.file.save(_clean_name(upload.name), upload, save=False)
+        attachment.save()
+        stored.append(attachment)
+    return stored
+
+
+def outbound_files(message: Message) -> tuple[channels.OutboundFile, ...]:
+    """The typed files of a queued message, as its channel's sender streams them."""
+    return tuple(
+        channels.OutboundFile(
+            storage_name=attachment.file.name,
+            filename=attachment.filename or "file",
+            content_type=attachment.content_type or "application/octet-stream",
+            size=attachment.size or 0,
+            kind=attachment.kind,
+        )
+        for attachment in message.attachments.all()
+        if attachment.stored
+    )

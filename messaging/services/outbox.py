@@ -25,6 +25,7 @@ from ..models import Message
 from ..payloads import message_payload
 from ..sending import Outbox, Outcome
 from ..signals import outbound_message_sent
+from .attachments import outbound_files
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def outbound_for(message: Message) -> OutboundMessage:
         route=channel.route(source, conversation=conversation, message=message),
         subject=message.metadata.get("subject") or conversation.subject,
         quoted=message.metadata.get("quoted", ""),
+        files=outbound_files(message),
     )
 
 
