@@ -163,6 +163,25 @@ class SendError(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class MediaToFetch:
+    """An inbound file the channel announced and we fetch: the channel's id of it (a Graph
+    media id, a Telegram message id), what it said of it, and the most we store."""
+
+    external_id: str
+    filename: str
+    content_type: str
+    max_bytes: int
+
+
+class DownloadError(Exception):
+    """An inbound file could not be fetched; `reason` is shown to the agent (who may retry)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class TransientSendError(SendError):
     """Worth retrying (network trouble, rate limit, flood wait, holder not connected)."""
 
@@ -207,6 +226,16 @@ class Channel:
     def is_live(self, source) -> bool:
         """Whether the source may receive and send now (active, not being deleted)."""
         return bool(source.is_active)
+
+    def fetches_media(self, source) -> bool:
+        """Whether announced inbound files of `source` are downloaded (fetch_media)."""
+        return False
+
+    def fetch_media(self, source, media: MediaToFetch, destination) -> str:
+        """Write the announced file to `destination` (a binary file) in chunks, at most
+        `media.max_bytes`; return its content type (or ""). Raise DownloadError with words an
+        agent can act on."""
+        raise DownloadError(f"{self.label} files cannot be downloaded.")
 
 
 _REGISTRY: dict[str, Channel] = {}

@@ -46,3 +46,11 @@ def deliver_message(message_id: int, settle: dict | None = None) -> None:
 def sweep_outbox() -> dict:
     """Beat: re-queue sends whose task vanished; settle claims that went stale."""
     return outbox.sweep_outbox()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def download_attachment(attachment_id: int) -> None:
+    """Download one announced inbound file (idempotent: see messaging.services.downloads)."""
+    from .services import downloads
+
+    downloads.download_attachment(attachment_id)

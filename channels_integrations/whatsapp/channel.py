@@ -10,7 +10,9 @@ from messaging.channels import (
     MB,
     Capabilities,
     Channel,
+    DownloadError,
     FileLimit,
+    MediaToFetch,
     OutboundMessage,
     SendError,
     SendReceipt,
@@ -101,6 +103,19 @@ class WhatsAppChannel(Channel):
             for index, part in enumerate(parts)
         ]
         return SendReceipt(external_id=ids[0])
+
+    def fetches_media(self, source: WhatsAppNumber) -> bool:
+        return source.provider == WhatsAppNumber.Provider.CLOUD
+
+    def fetch_media(self, source: WhatsAppNumber, media: MediaToFetch, destination) -> str:
+        if not self.fetches_media(source):
+            raise DownloadError("Files of QR-linked numbers are not downloaded yet.")
+        if not source.cloud_access_token:
+            raise DownloadError("This number has no Cloud API access token.")
+        credentials = cloud.CloudCredentials(
+            source.cloud_phone_number_id, source.cloud_access_token
+        )
+        return cloud.fetch_media(credentials, media, destination)
 
     def is_live(self, source: WhatsAppNumber) -> bool:
         return source.is_active and source.status != WhatsAppNumber.Status.DELETING

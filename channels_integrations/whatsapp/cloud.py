@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 import httpx
 from django.conf import settings
 
-from messaging.channels import OutboundFile, SendError, SendReceipt, TransientSendError
+from messaging.channels import (
+    DownloadError,
+    MediaToFetch,
+    OutboundFile,
+    SendError,
+    SendReceipt,
+    TransientSendError,
+)
 
 from .types import AnnouncedMedia
 
@@ -183,6 +190,64 @@ def _post_message(
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise SendError("The WhatsApp Cloud API answered without a message id.") from exc
     raise error_from_response(response)
+
+
+def fetch_media(credentials: CloudCredentials, media: MediaToFetch, destination) -> str:
+    """GET /{media-id} → a short-lived URL; GET it with the number's token, streamed into
+    `destination` chunk by chunk, refused past `media.max_bytes`. Returns its content type."""
+    headers = _bearer(credentials)
+    base = settings.WHATSAPP_GRAPH_URL.rstrip("/")
+    try:
+        response = httpx.get(
+            f"{base}/{media.external_id}", headers=headers, timeout=settings.WHATSAPP_GRAPH_TIMEOUT
+        )
+        if response.status_code != 200:
+            raise DownloadError(_download_refused(response))
+        try:
+            info = response.json()
+            url = str(info["url"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DownloadError("The WhatsApp Cloud API answered without a media URL.") from exc
+        declared = info.get("file_size")
+        if isinstance(declared, int) and declared > media.max_bytes:
+            raise DownloadError(_too_large(declared, media.max_bytes))
+        received = 0
+        with httpx.stream(
+            "GET", url, headers=headers, timeout=settings.WHATSAPP_GRAPH_TIMEOUT
+        ) as stream:
+            if stream.status_code != 200:
+                stream.read()
+                raise DownloadError(_download_refused(stream))
+            for chunk in stream.iter_bytes(65536):
+                received += len(chunk)
+                if received > media.max_bytes:
+                    raise DownloadError(_too_large(received, media.max_bytes))
+                destination.write(chunk)
+    except httpx.HTTPError as exc:
+        raise DownloadError(
+            f"The WhatsApp Cloud API could not be reached ({exc.__class__.__name__}); try again."
+        ) from exc
+    return str(info.get("mime_type") or "")
+
+
+def _download_refused(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        error = {}
+    code = error.get("code")
+    if code == 190 or response.status_code == 401:
+        return REASONS[190]
+    if response.status_code == 404:
+        return "WhatsApp no longer has this file (media ids expire after 30 days)."
+    return f"WhatsApp refused the download ({code or response.status_code})."
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"The file is {size / 1048576:.1f} MB, over the {limit / 1048576:.0f} MB we store "
+        "(ATTACHMENT_MAX_BYTES)."
+    )
 
 
 def error_from_response(response: httpx.Response) -> SendError:

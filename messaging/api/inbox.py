@@ -432,3 +432,25 @@ class ConversationMessageViewSet(
             conversation_id=self.conversation().pk,
         )
         return Response(MessageSerializer(services.retry_message(request.user, message)).data)
+
+
+class AttachmentViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """`/attachments/{id}/`: one attachment of the user's company (its download state);
+    `retry-download/` tries a failed download again."""
+
+    serializer_class = AttachmentSerializer
+
+    def get_queryset(self):
+        return scoped(Attachment, self.request.user)
+
+    @extend_schema(
+        summary="Download a failed inbound file again",
+        request=None,
+        responses={200: AttachmentSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="retry-download")
+    def retry_download(self, request, pk=None):
+        from messaging.services.downloads import retry_download
+
+        attachment = retry_download(request.user, self.get_object())
+        return Response(AttachmentSerializer(attachment).data)

@@ -32,8 +32,18 @@ class IncomingAttachment:
 
 
 def add_attachments(message: Message, incoming: list[IncomingAttachment]) -> list[Attachment]:
-    """Record each attachment of `message`; store its content when within the size limit."""
+    """Record each attachment of `message`; store its content when within the size limit.
+    An announced one (no content, the channel's id) that the channel can fetch is `pending`
+    and downloaded in the background after commit (messaging.services.downloads)."""
+    from .downloads import queue_downloads
+
     stored = []
+    fetcher = None
+    if any(item.content is None and item.external_id for item in incoming):
+        conversation = message.conversation
+        channel = channels.get(conversation.platform)
+        source = conversation.source
+        fetcher = channel if source is not None and channel.fetches_media(source) else None
     for item in incoming:
         size = len(item.content) if item.content is not None else item.size
         attachment = Attachment(
@@ -51,8 +61,11 @@ def add_attachments(message: Message, incoming: list[IncomingAttachment]) -> lis
             )
         elif item.content is not None:
             logger.info("attachment: %s bytes over the limit, recorded only", size)
+        elif fetcher is not None and item.external_id:
+            attachment.download_state = Attachment.DownloadState.PENDING
         attachment.save()
         stored.append(attachment)
+    queue_downloads(stored)
     return stored
 
 
