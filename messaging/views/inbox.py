@@ -185,14 +185,24 @@ def conversation_reply(request, pk):
     body = request.POST.get("body", "")
     names = REPLY_OPTIONS.get(conversation.capabilities.compose, ())
     options = {name: request.POST.get(name) for name in names if name in request.POST}
+    reply_to = selectors.quotable_message(conversation, request.POST.get("reply_to", ""))
     try:
-        message = services.send_message(conversation, request.user, body, options=options)
+        message = services.send_message(
+            conversation,
+            request.user,
+            body,
+            options=options,
+            files=request.FILES.getlist("files"),
+            reply_to=reply_to,
+        )
     except ValidationError as exc:
         errors = _errors(exc)
         context = {
             "conversation": conversation,
             "body": body,
+            "reply_to_message": reply_to,
             "body_errors": errors.pop("body", []),
+            "files_errors": errors.pop("files", []),
             **options,
             **{f"{name}_errors": errors.pop(name, []) for name in names},
             "other_errors": [error for field_errors in errors.values() for error in field_errors],
