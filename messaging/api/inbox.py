@@ -434,14 +434,33 @@ class ConversationMessageViewSet(
         return Response(MessageSerializer(services.retry_message(request.user, message)).data)
 
 
-class AttachmentViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """`/attachments/{id}/`: one attachment of the user's company (its download state);
+class AttachmentPagination(CursorPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    ordering = ("-id",)
+
+
+class AttachmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """`/attachments/`: the files of the user's company, newest first (`?conversation=<id>`
+    for one conversation's); `/attachments/{id}/` one of them with its download state;
     `retry-download/` tries a failed download again."""
 
     serializer_class = AttachmentSerializer
+    pagination_class = AttachmentPagination
 
     def get_queryset(self):
-        return scoped(Attachment, self.request.user)
+        rows = scoped(Attachment, self.request.user)
+        conversation = self.request.query_params.get("conversation", "")
+        if self.action == "list" and conversation.isdigit():
+            rows = rows.filter(conversation_id=int(conversation))
+        return rows
+
+    @extend_schema(
+        parameters=[OpenApiParameter("conversation", int, description="Only this conversation's")]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(
         summary="Download a failed inbound file again",
