@@ -172,6 +172,8 @@ class MediaToFetch:
     filename: str
     content_type: str
     max_bytes: int
+    thread_id: str = ""  # the conversation's external thread id (a Telegram peer)
+    size: int | None = None  # as announced
 
 
 class DownloadError(Exception):

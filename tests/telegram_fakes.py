@@ -35,6 +35,7 @@ class FakeTelegramClient:
     @classmethod
     def reset(cls):
         cls.instances = []
+        cls.media = {}
         cls.script = {
             "authorized": True,
             "connect_error": None,
@@ -119,6 +120,12 @@ class FakeTelegramClient:
 
     # What Telegram's servers hold for download_media, by message id: bytes or an exception.
     media: dict = {}
+
+    async def get_messages(self, peer, ids=None):
+        self.calls.append(("get_messages", peer, ids))
+        if ids not in FakeTelegramClient.media:
+            return None
+        return SimpleNamespace(id=ids, media=True)
 
     async def download_media(self, message, file):
         self.calls.append(("download_media", getattr(message, "id", message)))

@@ -13,8 +13,11 @@ from messaging.models import Attachment, Message
 from messaging.services import downloads
 from messaging.tasks import download_attachment
 
+from . import telegram_fakes as tg
 from .factories import ConversationFactory, MessageFactory
 from .far_end import graph_error
+from .processes import wait_for
+from .test_telegram import account, connected, fake_telegram, listeners  # noqa: F401
 from .test_whatsapp_cloud import APP_SECRET, _inbound_payload, _signed_post, number  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -146,3 +149,35 @@ def test_another_companys_attachment_is_404_for_retry_and_detail(
     attachment.refresh_from_db()
     assert attachment.download_state == "failed"
     assert Message.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_telegram_file_is_downloaded_through_the_listener_and_a_failure_retried(
+    listeners,  # noqa: F811
+    account,  # noqa: F811
+    queued_downloads,
+    api_for,
+    agent_user,
+):
+    client = connected(listeners, account)
+    client.deliver("NewMessage", tg.new_message(71, "The lid", media=tg.photo(size=len(PHOTO))))
+    attachment = Attachment.objects.get(message__external_id="71")
+    assert attachment.download_state == "pending"
+    wait_for(lambda: queued_downloads == [attachment.pk])
+
+    # Telegram has nothing for it (yet): failed, in words.
+    assert downloads.download_attachment(attachment.pk) == "failed"
+    attachment.refresh_from_db()
+    assert "no longer has this message" in attachment.download_error
+
+    tg.FakeTelegramClient.media[71] = PHOTO
+    response = api_for(agent_user).post(f"/api/v1/attachments/{attachment.pk}/retry-download/")
+    assert response.status_code == 200
+    assert downloads.download_attachment(attachment.pk) == "ready"
+    assert downloads.download_attachment(attachment.pk) is None  # a second run: nothing
+    attachment.refresh_from_db()
+    with attachment.file.open("rb") as handle:
+        assert handle.read() == PHOTO
+    assert [call for call in client.calls if call[0] == "download_media"] == [
+        ("download_media", 71)
+    ]

@@ -11,8 +11,12 @@ ORM work runs on one executor thread per listener (one database connection each)
 """
 
 import asyncio
+import contextlib
 import logging
+import os
+import shutil
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
@@ -24,7 +28,13 @@ from telethon.tl.types import DocumentAttributeFilename
 
 from crm.celery import task
 from messaging import sending
-from messaging.channels import OutboundFile, SendError, SendReceipt, TransientSendError
+from messaging.channels import (
+    DownloadError,
+    OutboundFile,
+    SendError,
+    SendReceipt,
+    TransientSendError,
+)
 
 from ..connections import (
     SHUTDOWN,
@@ -118,6 +128,43 @@ def send_through_listener(
             retry_after=seconds + 1,
         )
     raise SendError(reply.get("error") or "Telegram refused the message.")
+
+
+def download_through_listener(
+    account_id: int, peer_id: int, message_id: int, max_bytes: int, destination
+) -> str:
+    """Ask the worker holding the account's client to download message `message_id`'s file
+    (Telethon's download_media, in parts) into a spool file of our storage, then copy it into
+    `destination` in chunks and remove the spool file. Returns "" (Telegram said the type when
+    it announced the file)."""
+    if account_holder(account_id) is None:
+        raise DownloadError("The Telegram account is not connected; try again when it is.")
+    spool = f"incoming/telegram-{account_id}-{message_id}-{uuid.uuid4().hex}.part"
+    path = default_storage.path(spool)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        reply = ask_holder(
+            KIND,
+            account_id,
+            {"op": "download", "peer": peer_id, "message": message_id, "path": path},
+            timeout=settings.TELEGRAM_SEND_TIMEOUT * 6,
+        )
+        if reply is None:
+            raise DownloadError("The Telegram listener did not answer in time; try again.")
+        if "error" in reply:
+            raise DownloadError(reply["error"])
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise DownloadError(
+                f"The file is {size / 1048576:.1f} MB, over the {max_bytes / 1048576:.0f} MB "
+                "we store (ATTACHMENT_MAX_BYTES)."
+            )
+        with open(path, "rb") as handle:
+            shutil.copyfileobj(handle, destination, 65536)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    return ""
 
 
 # ---------------------------------------------------------------- the holder
@@ -279,6 +326,24 @@ class TelegramListener(Supervised):
         elif command.get("op") == "send":
             reply = await self._send(command)
             await self._db(answer, command["reply"], reply)
+        elif command.get("op") == "download":
+            reply = await self._download(command)
+            await self._db(answer, command["reply"], reply)
+
+    async def _download(self, command: dict) -> dict:
+        """One file of a message, downloaded by Telethon (in parts) to `path`."""
+        try:
+            message = await self.client.get_messages(int(command["peer"]), ids=command["message"])
+            if message is None or not getattr(message, "media", None):
+                return {"error": "Telegram no longer has this message or its file."}
+            await self.client.download_media(message, file=command["path"])
+        except Exception as exc:
+            if (seconds := _flood_wait_seconds(exc)) is not None:
+                return {"error": f"Telegram asks to wait {seconds} s (flood control); try again."}
+            logger.warning("telegram: account=%s download failed", self.account_id)
+            return {"error": f"Telegram refused the download: {exc.__class__.__name__}"}
+        logger.info("telegram: account=%s downloaded a file", self.account_id)
+        return {"ok": True}
 
     async def _send(self, command: dict) -> dict:
         key = command["key"]

@@ -75,6 +75,8 @@ def download_attachment(attachment_id: int) -> str | None:
         filename=attachment.filename,
         content_type=attachment.content_type,
         max_bytes=settings.ATTACHMENT_MAX_BYTES,
+        thread_id=conversation.external_thread_id,
+        size=attachment.size,
     )
     with tempfile.TemporaryFile() as spool:
         try:
