@@ -174,6 +174,7 @@ class MediaToFetch:
     max_bytes: int
     thread_id: str = ""  # the conversation's external thread id (a Telegram peer)
     size: int | None = None  # as announced
+    ref: dict | None = None  # what the channel stored to fetch it (Attachment.download_ref)
 
 
 class DownloadError(Exception):

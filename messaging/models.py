@@ -239,6 +239,8 @@ class Attachment(models.Model):
     )
     download_error = models.CharField(max_length=500, blank=True)
     download_attempts = models.PositiveIntegerField(default=0)
+    # What the channel needs to fetch an announced file beyond external_id (its own shape).
+    download_ref = models.JSONField(default=dict, blank=True)
     # The claim of a running download (a second task finds it taken); stale after a while.
     download_started_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -19,6 +19,8 @@ from .far_end import graph_error
 from .processes import wait_for
 from .test_telegram import account, connected, fake_telegram, listeners  # noqa: F401
 from .test_whatsapp_cloud import APP_SECRET, _inbound_payload, _signed_post, number  # noqa: F401
+from .test_whatsapp_sessions import Status, _start, fast_sessions, runners  # noqa: F401
+from .whatsapp_fakes import FakeWebAdapter
 
 pytestmark = pytest.mark.django_db
 
@@ -181,3 +183,56 @@ def test_a_telegram_file_is_downloaded_through_the_listener_and_a_failure_retrie
     assert [call for call in client.calls if call[0] == "download_media"] == [
         ("download_media", 71)
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_qr_linked_file_is_downloaded_through_the_session_and_a_failure_retried(
+    runners,  # noqa: F811
+    company,
+    admin_api,
+    queued_downloads,
+    api_for,
+    agent_user,
+):
+    from django.utils import timezone
+
+    from channels_integrations.whatsapp.types import AnnouncedMedia
+    from channels_integrations.whatsapp.web import WebInboundMessage
+
+    from .factories import WhatsAppNumberFactory
+
+    web_number = WhatsAppNumberFactory(company=company, provider="web")
+    _start(admin_api, web_number, wait_for_status=Status.CONNECTED)
+    adapter = FakeWebAdapter.instances[-1]
+    FakeWebAdapter.media = {}
+    adapter.callbacks.on_message(
+        WebInboundMessage(
+            wamid="3EB0PHOTO",
+            phone="4915112345678",
+            name="Kerry",
+            body="The lid",
+            timestamp=timezone.now(),
+            media=[
+                AnnouncedMedia(
+                    kind="image",
+                    content_type="image/jpeg",
+                    size=len(PHOTO),
+                    ref={"media_id": "m-1"},
+                )
+            ],
+        )
+    )
+    attachment = Attachment.objects.get(message__external_id="3EB0PHOTO")
+    assert attachment.download_state == "pending"
+    wait_for(lambda: queued_downloads == [attachment.pk])
+    assert downloads.download_attachment(attachment.pk) == "failed"
+    attachment.refresh_from_db()
+    assert "media not found" in attachment.download_error
+
+    FakeWebAdapter.media = {"m-1": PHOTO}
+    response = api_for(agent_user).post(f"/api/v1/attachments/{attachment.pk}/retry-download/")
+    assert response.status_code == 200
+    assert downloads.download_attachment(attachment.pk) == "ready"
+    attachment.refresh_from_db()
+    with attachment.file.open("rb") as handle:
+        assert handle.read() == PHOTO

@@ -105,11 +105,15 @@ class WhatsAppChannel(Channel):
         return SendReceipt(external_id=ids[0])
 
     def fetches_media(self, source: WhatsAppNumber) -> bool:
-        return source.provider == WhatsAppNumber.Provider.CLOUD
+        return True
 
     def fetch_media(self, source: WhatsAppNumber, media: MediaToFetch, destination) -> str:
-        if not self.fetches_media(source):
-            raise DownloadError("Files of QR-linked numbers are not downloaded yet.")
+        if source.provider != WhatsAppNumber.Provider.CLOUD:
+            if media.size is not None and media.size > media.max_bytes:
+                raise DownloadError(cloud._too_large(media.size, media.max_bytes))
+            return sessions.download_through_session(
+                source.pk, media.ref or {}, media.max_bytes, destination
+            )
         if not source.cloud_access_token:
             raise DownloadError("This number has no Cloud API access token.")
         credentials = cloud.CloudCredentials(

@@ -13,16 +13,21 @@ lost its lease writes nothing.
 """
 
 import base64
+import contextlib
 import io
 import logging
+import os
+import shutil
 import threading
 import time
+import uuid
 from dataclasses import asdict
 
 import redis
 import segno
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -30,7 +35,13 @@ from django.utils.module_loading import import_string
 from crm import coordination
 from crm.celery import task
 from messaging import sending
-from messaging.channels import OutboundFile, SendError, SendReceipt, TransientSendError
+from messaging.channels import (
+    DownloadError,
+    OutboundFile,
+    SendError,
+    SendReceipt,
+    TransientSendError,
+)
 
 from ..connections import (
     SHUTDOWN,
@@ -245,6 +256,36 @@ def send_through_session(
     raise SendError(reply.get("error") or "The WhatsApp session could not send the message.")
 
 
+def download_through_session(number_id: int, ref: dict, max_bytes: int, destination) -> str:
+    """Ask the worker holding the number's session to download an announced file (the
+    adapter's `download`, from its `ref`) into a spool file of our storage; then copy it into
+    `destination` in chunks and remove the spool file."""
+    if not ref:
+        raise DownloadError("WhatsApp did not say how to download this file.")
+    if holder_of(number_id) is None:
+        raise DownloadError("The WhatsApp session of this number is not connected; try again.")
+    path = default_storage.path(f"incoming/whatsapp-{number_id}-{uuid.uuid4().hex}.part")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        reply = ask_holder(KIND, number_id, {"op": "download", "ref": ref, "path": path}, 120.0)
+        if reply is None:
+            raise DownloadError("The WhatsApp session did not answer in time; try again.")
+        if "error" in reply:
+            raise DownloadError(reply["error"])
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise DownloadError(
+                f"The file is {size / 1048576:.1f} MB, over the {max_bytes / 1048576:.0f} MB "
+                "we store (ATTACHMENT_MAX_BYTES)."
+            )
+        with open(path, "rb") as handle:
+            shutil.copyfileobj(handle, destination, 65536)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    return ""
+
+
 # ---------------------------------------------------------------- the holder
 
 
@@ -435,6 +476,8 @@ class SessionRunner(Supervised):
         op = command.get("op")
         if op == "send":
             self._send(command)
+        elif op == "download":
+            self._download(command)
         elif op == "logout":
             self._guarded(self._logout)
         elif op == "restart":
@@ -484,6 +527,18 @@ class SessionRunner(Supervised):
             for index, part in enumerate(parts)
         ]
         return ids[0]
+
+    def _download(self, command: dict) -> None:
+        if self.adapter is None or not self._alive():
+            reply = {"error": "The WhatsApp session is not connected; try again."}
+        else:
+            try:
+                self.adapter.download(command["ref"], command["path"])
+                reply = {"ok": True}
+            except Exception as exc:
+                logger.warning("whatsapp: number=%s download failed", self.number.pk)
+                reply = {"error": f"WhatsApp refused the download: {exc}"}
+        answer(command["reply"], reply)
 
     def _logout(self) -> None:
         if self.adapter is not None:

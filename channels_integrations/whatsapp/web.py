@@ -236,6 +236,8 @@ def message_from_event(event) -> WebInboundMessage | None:
                     content_type=part.mimetype,
                     filename=getattr(part, "fileName", ""),
                     size=getattr(part, "fileLength", None),
+                    # whatsmeow downloads from the media message itself (keys, path, hashes).
+                    ref={"message": _serialized_media(field_name, part)},
                 )
             )
     if not body and not media:
@@ -249,6 +251,14 @@ def message_from_event(event) -> WebInboundMessage | None:
         timestamp=_time(event.Info.Timestamp),
         media=media,
     )
+
+
+def _serialized_media(field_name: str, part) -> str:
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
+
+    message = Message()
+    getattr(message, field_name).CopyFrom(part)
+    return base64.b64encode(message.SerializeToString()).decode()
 
 
 def _time(stamp: int) -> datetime:

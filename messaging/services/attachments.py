@@ -29,6 +29,7 @@ class IncomingAttachment:
     size: int | None = None
     content: bytes | None = None
     external_id: str = ""
+    download_ref: dict | None = None  # what the channel needs to fetch it (its own shape)
 
 
 def add_attachments(message: Message, incoming: list[IncomingAttachment]) -> list[Attachment]:
@@ -39,7 +40,7 @@ def add_attachments(message: Message, incoming: list[IncomingAttachment]) -> lis
 
     stored = []
     fetcher = None
-    if any(item.content is None and item.external_id for item in incoming):
+    if any(item.content is None and (item.external_id or item.download_ref) for item in incoming):
         conversation = message.conversation
         channel = channels.get(conversation.platform)
         source = conversation.source
@@ -54,6 +55,7 @@ def add_attachments(message: Message, incoming: list[IncomingAttachment]) -> lis
             content_type=(item.content_type or "")[:255],
             size=size,
             external_id=(item.external_id or "")[:255],
+            download_ref=item.download_ref or {},
         )
         if item.content is not None and size <= settings.ATTACHMENT_MAX_BYTES:
             attachment.file.save(
@@ -61,7 +63,7 @@ def add_attachments(message: Message, incoming: list[IncomingAttachment]) -> lis
             )
         elif item.content is not None:
             logger.info("attachment: %s bytes over the limit, recorded only", size)
-        elif fetcher is not None and item.external_id:
+        elif fetcher is not None and (item.external_id or item.download_ref):
             attachment.download_state = Attachment.DownloadState.PENDING
         attachment.save()
         stored.append(attachment)

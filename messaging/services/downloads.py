@@ -77,6 +77,7 @@ def download_attachment(attachment_id: int) -> str | None:
         max_bytes=settings.ATTACHMENT_MAX_BYTES,
         thread_id=conversation.external_thread_id,
         size=attachment.size,
+        ref=attachment.download_ref or {},
     )
     with tempfile.TemporaryFile() as spool:
         try:
