@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import CharField
 from django.db.models.functions import Cast
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -382,7 +383,7 @@ class ConversationMessageViewSet(
             ).first()
             if reply_to is None:
                 raise serializers.ValidationError(
-                    {"reply_to": ["Choose a message of this conversation."]}
+                    {"reply_to": [_("Choose a message of this conversation.")]}
                 )
         message = services.send_message(
             conversation,

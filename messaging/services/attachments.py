@@ -136,11 +136,13 @@ def _clean_name(name: str | None) -> str:
     return (name or "").replace("\x00", "").strip() or "file"
 
 
-def store_outgoing_files(message: Message, files: list, kinds: list[str]) -> list[Attachment]:
+def store_outgoing_files(
+    message: Message, files: list, kinds: list[str], stored: list[Attachment] | None = None
+) -> list[Attachment]:
     """Store each file of a queued message (chunk by chunk: Django's storage reads
-    `upload.chunks()`); the caller's transaction holds the rows, and `stored_names` of a
-    failed one are removed by the caller."""
-    stored = []
+    `upload.chunks()`), appending each to `stored` as it is saved: the caller's transaction
+    holds the rows, and the caller removes the files of `stored` if it fails."""
+    stored = [] if stored is None else stored
     for upload, kind in zip(files, kinds, strict=True):
         attachment = Attachment(
             message=message,
@@ -151,8 +153,8 @@ def store_outgoing_files(message: Message, files: list, kinds: list[str]) -> lis
             size=upload.size,
         )
         attachment.file.save(_clean_name(upload.name), upload, save=False)
-        attachment.save()
         stored.append(attachment)
+        attachment.save()
     return stored
 
 

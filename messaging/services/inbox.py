@@ -12,6 +12,7 @@ from django.db import connections, router, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from crm.db.upsert import insert_unless_conflict, prepared_cursor
 from crm.models import Client
@@ -580,7 +581,7 @@ def send_message(
                 next_attempt_at=now,
             )
             if files:
-                stored = store_outgoing_files(message, files, kinds)
+                store_outgoing_files(message, files, kinds, stored)
             preview = body or ", ".join(attachment.filename for attachment in stored)
             conversation = _bump_conversation_for_outbound(
                 conversation.pk, preview, message.created_at
@@ -604,11 +605,17 @@ def _quote(conversation: Conversation, reply_to: Message | None) -> dict:
         return {}
     channel = channels.get(conversation.platform)
     if reply_to.conversation_id != conversation.pk:
-        raise ValidationError({"reply_to": ["Choose a message of this conversation."]})
+        raise ValidationError({"reply_to": [_("Choose a message of this conversation.")]})
     if not channel.capabilities.quotes:
-        raise ValidationError({"reply_to": [f"{channel.label} replies cannot quote a message."]})
+        raise ValidationError(
+            {
+                "reply_to": [
+                    _("%(channel)s replies cannot quote a message.") % {"channel": channel.label}
+                ]
+            }
+        )
     if not reply_to.external_id:
-        raise ValidationError({"reply_to": ["This message has not reached the channel yet."]})
+        raise ValidationError({"reply_to": [_("This message has not reached the channel yet.")]})
     return {"quoted": reply_to.external_id, "quoted_message_id": reply_to.pk}
 
 

@@ -182,7 +182,8 @@ REPLY_OPTIONS = {"mail": ("subject", "cc", "bcc")}  # the reply box's fields per
 @require_POST
 def conversation_reply(request, pk):
     conversation = selectors.get_conversation(request.user, pk)
-    body = request.POST.get("body", "")
+    # A multipart form (the reply box takes files) carries a textarea's lines as CRLF.
+    body = request.POST.get("body", "").replace("\r\n", "\n")
     names = REPLY_OPTIONS.get(conversation.capabilities.compose, ())
     options = {name: request.POST.get(name) for name in names if name in request.POST}
     reply_to = selectors.quotable_message(conversation, request.POST.get("reply_to", ""))
