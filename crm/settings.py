@@ -280,6 +280,8 @@ SERVE_MEDIA_WITH_NGINX = env.bool("SERVE_MEDIA_WITH_NGINX", default=not DEBUG)
 PROTECTED_MEDIA_URL = "/protected-media/"
 # Attachments up to this size are stored; larger ones are recorded (name, type, size) only.
 ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=25 * 1024 * 1024)
+# The largest mail our SMTP servers take (their SIZE); the files of an email reply fit in it.
+EMAIL_MAX_MESSAGE_BYTES = env.int("EMAIL_MAX_MESSAGE_BYTES", default=25 * 1024 * 1024)
 
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"

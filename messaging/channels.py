@@ -23,6 +23,21 @@ from django.utils.translation import gettext as _
 
 from crm.db import cascades
 
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileLimit:
+    """One kind of file a channel sends: its largest size and the types it takes (empty: any).
+    A file is sent as the first kind of its channel that takes its type and size."""
+
+    kind: str  # image, video, audio, document (Attachment.Kind values)
+    max_bytes: int
+    content_types: tuple[str, ...] = ()
+
+    def takes_type(self, content_type: str) -> bool:
+        return not self.content_types or content_type in self.content_types
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -30,6 +45,12 @@ class Capabilities:
 
     max_text_length: int
     attachments: bool = False
+    # Files agents may send (with `attachments`): per kind, and at most this many bytes in
+    # all per message (None: no total limit), at most `max_files` per message.
+    file_limits: tuple[FileLimit, ...] = ()
+    files_total_bytes: int | None = None
+    max_files: int = 10
+    quotes: bool = False  # a reply can quote one of the conversation's messages
     reactions: bool = False
     edits: bool = False
     templates: bool = False
@@ -116,6 +137,7 @@ class OutboundMessage:
     subject: str = ""
     quoted: str = ""  # the channel's id of a message to quote, if any
     template: TemplatePart | None = None  # sent instead of `body` (which is its rendering)
+    files: tuple["OutboundFile", ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +156,71 @@ class OutboundReaction:
 
 
 @dataclass(frozen=True)
+class OutboundFile:
+    """A file of an outgoing message, stored by us: senders stream it from storage (`open`)
+    and never read it whole. `kind` is how the channel sends it (FileLimit.kind)."""
+
+    storage_name: str
+    filename: str
+    content_type: str
+    size: int
+    kind: str
+
+    def open(self):
+        from django.core.files.storage import default_storage
+
+        return default_storage.open(self.storage_name, "rb")
+
+
+def file_kind(capabilities: Capabilities, label: str, filename: str, content_type: str, size: int):
+    """The kind `capabilities` sends this file as; ValidationError on `files` naming the file
+    and the limit it breaks."""
+    if not capabilities.attachments or not capabilities.file_limits:
+        raise ValidationError({"files": [_("%(channel)s cannot send files.") % {"channel": label}]})
+    typed = [limit for limit in capabilities.file_limits if limit.takes_type(content_type)]
+    if not typed:
+        raise ValidationError(
+            {
+                "files": [
+                    _("%(channel)s cannot send “%(name)s” (%(type)s): it takes %(types)s.")
+                    % {
+                        "channel": label,
+                        "name": filename,
+                        "type": content_type or "?",
+                        "types": ", ".join(
+                            sorted(
+                                {t for lim in capabilities.file_limits for t in lim.content_types}
+                            )
+                        ),
+                    }
+                ]
+            }
+        )
+    for limit in typed:
+        if size <= limit.max_bytes:
+            return limit.kind
+    largest = max(typed, key=lambda limit: limit.max_bytes)
+    raise ValidationError(
+        {
+            "files": [
+                _("“%(name)s” is %(size)s; %(channel)s sends %(kind)s files up to %(limit)s.")
+                % {
+                    "name": filename,
+                    "size": _megabytes(size),
+                    "channel": label,
+                    "kind": largest.kind,
+                    "limit": _megabytes(largest.max_bytes),
+                }
+            ]
+        }
+    )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / MB:.1f} MB" if size % MB else f"{size // MB} MB"
+
+
+@dataclass(frozen=True)
 class SendReceipt:
     external_id: str
 
@@ -147,6 +234,28 @@ class SendError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class MediaToFetch:
+    """An inbound file the channel announced and we fetch: the channel's id of it (a Graph
+    media id, a Telegram message id), what it said of it, and the most we store."""
+
+    external_id: str
+    filename: str
+    content_type: str
+    max_bytes: int
+    thread_id: str = ""  # the conversation's external thread id (a Telegram peer)
+    size: int | None = None  # as announced
+    ref: dict | None = None  # what the channel stored to fetch it (Attachment.download_ref)
+
+
+class DownloadError(Exception):
+    """An inbound file could not be fetched; `reason` is shown to the agent (who may retry)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class TransientSendError(SendError):
@@ -214,6 +323,16 @@ class Channel:
         raise ValidationError(
             {"template": [_("%(channel)s has no message templates.") % {"channel": self.label}]}
         )
+
+    def fetches_media(self, source) -> bool:
+        """Whether announced inbound files of `source` are downloaded (fetch_media)."""
+        return False
+
+    def fetch_media(self, source, media: MediaToFetch, destination) -> str:
+        """Write the announced file to `destination` (a binary file) in chunks, at most
+        `media.max_bytes`; return its content type (or ""). Raise DownloadError with words an
+        agent can act on."""
+        raise DownloadError(f"{self.label} files cannot be downloaded.")
 
 
 _REGISTRY: dict[str, Channel] = {}

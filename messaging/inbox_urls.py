@@ -5,6 +5,11 @@ from messaging.views import attachments, inbox
 urlpatterns = [
     path("inbox/", inbox.inbox, name="inbox"),
     path("attachments/<int:pk>/", attachments.attachment_download, name="attachment_download"),
+    path(
+        "attachments/<int:pk>/retry-download/",
+        attachments.attachment_retry_download,
+        name="attachment_retry_download",
+    ),
     path("inbox/<int:pk>/", inbox.conversation_detail, name="conversation_detail"),
     path("inbox/<int:pk>/header/", inbox.conversation_header, name="conversation_header"),
     path("inbox/<int:pk>/messages/", inbox.conversation_messages, name="conversation_messages"),

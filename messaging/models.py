@@ -227,6 +227,25 @@ class Attachment(models.Model):
     # Empty when not stored (over the size limit, or the channel only announced it).
     file = models.FileField(upload_to="attachments/%Y/%m/", max_length=255, blank=True)
     external_id = models.CharField(max_length=255, blank=True)  # the provider's media id
+
+    class DownloadState(models.TextChoices):
+        """Where the file is: `ready` (stored, or nothing to fetch), `pending` (an inbound
+        file being fetched from the channel in the background), `failed` (see
+        download_error; an agent can retry)."""
+
+        READY = "ready", "Ready"
+        PENDING = "pending", "Downloading"
+        FAILED = "failed", "Download failed"
+
+    download_state = models.CharField(
+        max_length=10, choices=DownloadState.choices, default=DownloadState.READY
+    )
+    download_error = models.CharField(max_length=500, blank=True)
+    download_attempts = models.PositiveIntegerField(default=0)
+    # What the channel needs to fetch an announced file beyond external_id (its own shape).
+    download_ref = models.JSONField(default=dict, blank=True)
+    # The claim of a running download (a second task finds it taken); stale after a while.
+    download_started_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = TenantManager()
@@ -236,6 +255,12 @@ class Attachment(models.Model):
 
     def __str__(self):
         return self.filename or f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind in (self.Kind.IMAGE, self.Kind.STICKER) or self.content_type.startswith(
+            "image/"
+        )
 
     @property
     def stored(self) -> bool:

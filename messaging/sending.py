@@ -84,6 +84,22 @@ def record_sent(key: str, external_id: str) -> None:
         logger.warning("send: could not record %s as sent (Redis down?)", key)
 
 
+def once(key: str, send) -> str:
+    """One part of a send that takes several calls (a file after a file): `send()` (returning a
+    SendReceipt) runs unless the part's record says it went out; its id is recorded, so a
+    retried send never repeats the parts that already went out. `key` extends the send's key
+    ("message:12/part-1")."""
+    if external_id := sent_record(key):
+        return external_id
+    receipt = send()
+    record_sent(key, receipt.external_id)
+    return receipt.external_id
+
+
+def part_key(key: str, index: int) -> str:
+    return f"{key}/part-{index}"
+
+
 # ---------------------------------------------------------------- one attempt
 
 

@@ -62,3 +62,11 @@ def send_reaction(message_id: int, attempt: int = 1) -> None:
     if wait is not None:
         countdown = min(60.0, max(wait, 2.0**attempt))
         send_reaction.apply_async((message_id, attempt + 1), countdown=countdown)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def download_attachment(attachment_id: int) -> None:
+    """Download one announced inbound file (idempotent: see messaging.services.downloads)."""
+    from .services import downloads
+
+    downloads.download_attachment(attachment_id)

@@ -3,7 +3,10 @@ Platform's Send API for Pages and Instagram (`POST /<page-id>/messages`, `GET /m
 `GET /<ig-user-id>`, appsecret_proof checked where a secret is set; `meta_sent`, `meta_pages`,
 `meta_instagram`, `meta_app_secrets`). An HTTP server on loopback that speaks
 the Graph API's messages endpoint (POST /<version>/<phone-number-id>/messages, a bearer token,
-Meta's JSON answers and error bodies). Meta's servers are unreachable here; everything on our
+Meta's JSON answers and error bodies), its media upload (POST /<version>/<phone-number-id>/media,
+multipart, read as a stream: `uploads` records each file's name, type, size and SHA-256) and its
+media download (GET /<version>/<media-id> → a URL on this server, GET of that URL with the
+token → the bytes of `hosted[media_id]`). Meta's servers are unreachable here; everything on our
 side (the channel, the send policy, tasks, PostgreSQL, Redis) is the real code.
 
 `GraphFake.sent` lists every message it accepted, in order; `script` holds answers for the
@@ -35,6 +38,22 @@ class Sent:
     quoted: str
     token: str
     template: dict | None = None  # a template send: {"name", "language": {"code"}, ...}
+    kind: str = "text"
+    media_id: str = ""
+    filename: str = ""
+    wamid: str = ""
+
+
+@dataclass(frozen=True)
+class Upload:
+    media_id: str
+    phone_number_id: str
+    fields: dict
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    token: str
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,10 @@ class GraphFake:
 
     def __init__(self):
         self.sent: list[Sent] = []
+        self.uploads: list[Upload] = []
+        # Inbound media the far end holds, by media id: bytes, or an Answer to give instead.
+        self.hosted: dict[str, bytes | Answer] = {}
+        self.downloads: list[str] = []  # media ids whose bytes were fetched
         self.requests = 0
         self.script: list[Answer] = []
         self.accept_delay = 0.0  # seconds an accepted message waits before the answer
@@ -102,19 +125,33 @@ class GraphFake:
                 pass
 
             def do_GET(self):  # noqa: N802 (http.server's name)
-                status, body = fake.answer_get(self.path, self.headers.get("Authorization", ""))
+                authorization = self.headers.get("Authorization", "")
+                if fake.serves_media(self.path, authorization):
+                    status, body = fake.serve_media(self.path, authorization)
+                else:
+                    status, body = fake.answer_get(self.path, authorization)
                 self._reply(status, body)
 
             def do_POST(self):  # noqa: N802 (http.server's name)
                 length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                status, body = fake.answer(self.path, self.headers.get("Authorization", ""), raw)
+                authorization = self.headers.get("Authorization", "")
+                if self.path.rstrip("/").endswith("/media"):
+                    status, body = fake.receive_media(
+                        self.path, authorization, self.headers, self.rfile, length
+                    )
+                else:
+                    raw = self.rfile.read(length)
+                    status, body = fake.answer(self.path, authorization, raw)
                 self._reply(status, body)
 
             def _reply(self, status, body):
-                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                if isinstance(body, bytes):
+                    data, kind = body, "application/octet-stream"
+                else:
+                    data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                    kind = "application/json"
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -140,6 +177,9 @@ class GraphFake:
     def clear(self) -> None:
         with self.lock:
             self.sent.clear()
+            self.uploads.clear()
+            self.hosted.clear()
+            self.downloads.clear()
             self.script.clear()
             self.requests = 0
             self.accept_delay = 0.0
@@ -293,8 +333,15 @@ class GraphFake:
                 body = template["name"]
                 if not template["language"]["code"]:
                     raise ValueError("no language")
-            else:
+            elif payload.get("type", "text") == "text":
                 body = payload["text"]["body"]
+            kind, media_id, filename = payload.get("type", "text"), "", ""
+            if kind not in ("text", "reaction", "template"):
+                part = payload[kind]
+                body, media_id = part.get("caption", ""), part["id"]
+                filename = part.get("filename", "")
+                if media_id not in {upload.media_id for upload in self.uploads}:
+                    return 400, {"error": {"message": "(#100) Invalid media id", "code": 100}}
         except (ValueError, KeyError, TypeError):
             return 400, {"error": {"message": "(#100) Invalid parameter", "code": 100}}
         with self.lock:
@@ -317,6 +364,10 @@ class GraphFake:
                     quoted=(payload.get("context") or {}).get("message_id", ""),
                     token=authorization.removeprefix("Bearer "),
                     template=template,
+                    kind=kind,
+                    media_id=media_id,
+                    filename=filename,
+                    wamid=wamid,
                 )
             )
         # Accepted, not yet answered: a sender killed now cannot know the message went out.
@@ -326,3 +377,159 @@ class GraphFake:
             "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
             "messages": [{"id": wamid}],
         }
+
+    # ------------------------------------------------------------ media
+
+    def receive_media(self, path, authorization, headers, stream, length):
+        """POST /<version>/<phone-number-id>/media: a multipart body read in 64 KB chunks (a
+        file is hashed and counted, never held), Meta's `{"id": ...}` answer."""
+        parts = path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != self.VERSION:
+            return 404, {"error": {"message": "Unknown path", "code": 100}}
+        if not authorization.startswith("Bearer ") or len(authorization) < 10:
+            stream.read(length)
+            return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}
+        content_type = headers.get("Content-Type", "")
+        boundary = content_type.partition("boundary=")[2].strip('"').encode()
+        if not content_type.startswith("multipart/form-data") or not boundary:
+            stream.read(length)
+            return 400, {"error": {"message": "(#100) Expected multipart", "code": 100}}
+        fields, files = _read_multipart(stream, length, boundary)
+        with self.lock:
+            self.requests += 1
+            scripted = self.script.pop(0) if self.script else None
+        if scripted is not None:
+            time.sleep(scripted.delay)
+            return scripted.status, scripted.body
+        if fields.get("messaging_product") != "whatsapp" or "file" not in files:
+            return 400, {"error": {"message": "(#100) Param file is required", "code": 100}}
+        media_id = f"{9000000000000 + next(self._ids)}"
+        upload = files["file"]
+        with self.lock:
+            self.uploads.append(
+                Upload(
+                    media_id=media_id,
+                    phone_number_id=parts[1],
+                    fields=fields,
+                    filename=upload["filename"],
+                    content_type=upload["content_type"],
+                    size=upload["size"],
+                    sha256=upload["sha256"],
+                    token=authorization.removeprefix("Bearer "),
+                )
+            )
+        return 200, {"id": media_id}
+
+    def serves_media(self, path: str, authorization: str) -> bool:
+        """Whether a GET is for WhatsApp media (GET /<version>/<media-id>, or the download
+        URL) rather than a Messenger Platform look-up (a Page's token) or the templates."""
+        parts = urlsplit(path).path.strip("/").split("/")
+        if parts and parts[0] == "whatsapp_business":
+            return True
+        if len(parts) != 2 or parts[0] != self.VERSION or parts[1] == "me":
+            return False
+        return authorization.removeprefix("Bearer ") not in self.meta_pages
+
+    def serve_media(self, path, authorization):
+        """GET /<version>/<media-id>: the media's URL (on this server); GET of that URL with
+        the token: its bytes (`hosted`)."""
+        if not authorization.startswith("Bearer ") or len(authorization) < 10:
+            return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}
+        parts = path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == self.VERSION:
+            media_id = parts[1]
+            hosted = self.hosted.get(media_id)
+            if isinstance(hosted, Answer):
+                return hosted.status, hosted.body
+            if hosted is None:
+                return 404, {"error": {"message": "(#100) Unknown media", "code": 100}}
+            return 200, {
+                "messaging_product": "whatsapp",
+                "url": f"http://127.0.0.1:{self.port}/whatsapp_business/attachments/?mid={media_id}",
+                "mime_type": "application/octet-stream",
+                "sha256": hashlib.sha256(hosted).hexdigest(),
+                "file_size": len(hosted),
+                "id": media_id,
+            }
+        if parts and parts[0] == "whatsapp_business" and "mid=" in path:
+            media_id = path.partition("mid=")[2]
+            hosted = self.hosted.get(media_id)
+            if not isinstance(hosted, bytes):
+                return 404, {"error": {"message": "Not found", "code": 100}}
+            with self.lock:
+                self.downloads.append(media_id)
+            return 200, hosted
+        return 404, {"error": {"message": "Unknown path", "code": 100}}
+
+
+def _read_multipart(stream, length: int, boundary: bytes) -> tuple[dict, dict]:
+    """Fields (small values, as text) and files (name, type, size, SHA-256) of a multipart
+    body, read from `stream` in 64 KB chunks: memory stays flat whatever the file's size."""
+    delimiter = b"\r\n--" + boundary
+    buffer = b"\r\n"  # the first delimiter has no CRLF before it
+    remaining = length
+    fields, files = {}, {}
+    state, headers, value, digest, size = "preamble", {}, b"", None, 0
+
+    def fill() -> bool:
+        nonlocal buffer, remaining
+        if remaining <= 0:
+            return False
+        chunk = stream.read(min(65536, remaining))
+        remaining -= len(chunk)
+        buffer += chunk
+        return bool(chunk)
+
+    while True:
+        if state in ("preamble", "data"):
+            at = buffer.find(delimiter)
+            if at < 0:
+                keep = len(delimiter)
+                data, buffer = buffer[:-keep], buffer[-keep:]
+                if state == "data":
+                    if digest is not None:
+                        digest.update(data)
+                        size += len(data)
+                    else:
+                        value += data
+                if not fill():
+                    break
+                continue
+            data, buffer = buffer[:at], buffer[at + len(delimiter) :]
+            if state == "data":
+                name = headers.get("name", "")
+                if digest is not None:
+                    digest.update(data)
+                    size += len(data)
+                    files[name] = {
+                        "filename": headers.get("filename", ""),
+                        "content_type": headers.get("content-type", ""),
+                        "size": size,
+                        "sha256": digest.hexdigest(),
+                    }
+                else:
+                    fields[name] = (value + data).decode("utf-8", "replace")
+            while len(buffer) < 2 and fill():
+                pass
+            if buffer.startswith(b"--"):
+                break
+            state = "headers"
+        if state == "headers":
+            while b"\r\n\r\n" not in buffer:
+                if not fill():
+                    return fields, files
+            head, buffer = buffer.split(b"\r\n\r\n", 1)
+            headers = {}
+            for line in head.decode("utf-8", "replace").split("\r\n"):
+                key, _colon, rest = line.partition(":")
+                if key.lower() == "content-disposition":
+                    for item in rest.split(";")[1:]:
+                        k, _eq, v = item.strip().partition("=")
+                        headers[k] = v.strip('"')
+                elif key:
+                    headers[key.lower()] = rest.strip()
+            digest = hashlib.sha256() if "filename" in headers else None
+            value, size, state = b"", 0, "data"
+    while remaining > 0 and fill():  # drain what is left
+        buffer = b""
+    return fields, files

@@ -12,6 +12,7 @@ Configure through FakeTelegramClient.script (reset by the fixture):
 """
 
 import asyncio
+import hashlib
 import itertools
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -34,6 +35,7 @@ class FakeTelegramClient:
     @classmethod
     def reset(cls):
         cls.instances = []
+        cls.media = {}
         cls.script = {
             "authorized": True,
             "connect_error": None,
@@ -48,6 +50,7 @@ class FakeTelegramClient:
         self.calls: list[tuple] = []
         self.handlers: list[tuple] = []
         self.sent: list[tuple] = []
+        self.sent_detail: list[dict] = []
         self.loop = None
         self._connected = False
         FakeTelegramClient.instances.append(self)
@@ -80,17 +83,65 @@ class FakeTelegramClient:
         self.calls.append(("disconnect",))
         self._connected = False
 
-    async def send_message(self, peer, body):
+    async def send_message(self, peer, body, reply_to=None):
         self.calls.append(("send_message", peer, body))
         if self.script.get("send_errors"):
             raise self.script["send_errors"].pop(0)
         self.sent.append((peer, body))
+        self.sent_detail.append({"peer": peer, "body": body, "reply_to": reply_to})
         return SimpleNamespace(id=next(_ids))
 
     async def __call__(self, request):
         """A raw API request (SendReactionRequest): recorded, answered with nothing."""
         self.calls.append((type(request).__name__, request))
         return None
+
+    async def send_file(self, peer, file, *, caption="", reply_to=None, **options):
+        """What Telegram receives of a file: its bytes (read in parts from the path, as
+        Telethon uploads), name, type and caption."""
+        self.calls.append(("send_file", peer, caption))
+        if self.script.get("send_errors"):
+            raise self.script["send_errors"].pop(0)
+        digest, size = hashlib.sha256(), 0
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(512 * 1024), b""):
+                digest.update(chunk)
+                size += len(chunk)
+        names = [a.file_name for a in options.get("attributes") or [] if hasattr(a, "file_name")]
+        self.sent.append((peer, caption))
+        self.sent_detail.append(
+            {
+                "peer": peer,
+                "body": caption,
+                "reply_to": reply_to,
+                "filename": names[0] if names else "",
+                "mime_type": options.get("mime_type"),
+                "force_document": options.get("force_document", False),
+                "size": size,
+                "sha256": digest.hexdigest(),
+            }
+        )
+        return SimpleNamespace(id=next(_ids))
+
+    # What Telegram's servers hold for download_media, by message id: bytes or an exception.
+    media: dict = {}
+
+    async def get_messages(self, peer, ids=None):
+        self.calls.append(("get_messages", peer, ids))
+        if ids not in FakeTelegramClient.media:
+            return None
+        return SimpleNamespace(id=ids, media=True)
+
+    async def download_media(self, message, file):
+        self.calls.append(("download_media", getattr(message, "id", message)))
+        content = FakeTelegramClient.media.get(getattr(message, "id", message))
+        if content is None:
+            raise ValueError("The media is not available (FILE_REFERENCE_EXPIRED)")
+        if isinstance(content, Exception):
+            raise content
+        with open(file, "wb") as handle:
+            handle.write(content)
+        return file
 
     async def send_code_request(self, phone):
         self.calls.append(("send_code_request", phone))

@@ -20,6 +20,7 @@ from schemathesis.checks import (
 from accounts.models import ApiToken, Role
 
 from .factories import (
+    AttachmentFactory,
     BotRuleFactory,
     BroadcastFactory,
     ChatMemberFactory,
@@ -53,11 +54,13 @@ def seed_company(company, admin, api_token) -> dict[str, int]:
     client = ClientFactory(company=company, email="", phone="")
     conversation = ConversationFactory(company=company, client=client, assignee=None)
     message = MessageFactory(conversation=conversation)
+    attachment = AttachmentFactory(message=message, size=None, download_state="failed")
     ConversationFactory(company=company, assignee=admin)
     rule = BotRuleFactory(bot__number=number)
     broadcast = BroadcastFactory(number=number)
     chat = ChatMemberFactory(chat__company=company, user=admin).chat
     return {
+        "/api/v1/attachments/": attachment.pk,
         "/api/v1/chats/": chat.pk,
         "/api/v1/chats/*/messages/": ChatMessageFactory(chat=chat, author=admin).pk,
         "/api/v1/clients/": client.pk,

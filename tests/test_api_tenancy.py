@@ -8,6 +8,7 @@ import pytest
 from crm.api.urls import router
 
 from .factories import (
+    AttachmentFactory,
     ClientFactory,
     ConversationFactory,
     EmailAccountFactory,
@@ -66,6 +67,7 @@ OWNED_ROW = {
     "api-token": lambda company: _token_of(UserFactory(company=company)),
     "conversation": lambda company: ConversationFactory(company=company),
     "conversation-message": lambda company: MessageFactory(conversation__company=company),
+    "attachment": lambda company: AttachmentFactory(message__conversation__company=company),
     "chat": _chat_of,
     "chat-message": lambda company: _chat_of(company).messages.create(body="Hi"),
     "whatsapp-bot": lambda company: _bot_rule_of(company).bot,

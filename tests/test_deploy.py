@@ -86,8 +86,19 @@ def test_nginx_accepts_the_shipped_site_file(tmp_path):
 
 
 def test_the_upload_limit_matches_the_attachment_limit():
-    size = re.search(r"client_max_body_size (\d+)m;", (DEPLOY / "nginx.conf").read_text())
+    text = (DEPLOY / "nginx.conf").read_text()
+    size = re.search(r"client_max_body_size (\d+)m;", text)
     assert size and int(size.group(1)) * 1024 * 1024 == settings.ATTACHMENT_MAX_BYTES
+    # Replies with files take the largest file a channel sends (WhatsApp documents, 100 MB).
+    from messaging import channels
+
+    largest = max(
+        limit.max_bytes
+        for channel in channels.registered()
+        for limit in channel.capabilities.file_limits
+    )
+    files = re.search(r"messages/files/.*?client_max_body_size (\d+)m;", text, re.S)
+    assert files and int(files.group(1)) * 1024 * 1024 > largest
 
 
 class Nginx:

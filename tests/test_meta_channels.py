@@ -158,10 +158,10 @@ def test_a_reaction_is_recorded_on_its_message_and_removed(client, page):
     answer = signed_post(client, page, sample("messenger_reaction.json", page)).json()
     assert answer["reactions"] == 1 and answer["stored"] == 0
     [message] = _inbound(page)
-    assert message.metadata["reactions"] == {"PSID_1": "\u2764"}
+    [reaction] = message.reactions.all()
+    assert (reaction.emoji, reaction.from_customer) == ("\u2764", True)
     signed_post(client, page, sample("messenger_unreaction.json", page))
-    message.refresh_from_db()
-    assert message.metadata["reactions"] == {}
+    assert not message.reactions.exists()
     assert _inbound(page).count() == 1  # never a new message
 
 

@@ -10,6 +10,7 @@ Modes (FakeWebAdapter.mode in this process, FAKE_WHATSAPP_MODE in a worker proce
 A worker process also records its live connections in the Redis set FAKE_WHATSAPP_LIVE_KEY.
 """
 
+import hashlib
 import itertools
 import os
 import threading
@@ -32,6 +33,7 @@ class FakeWebAdapter:
         self.logged_out = False
         self.sent: list[tuple[str, str]] = []
         self.reactions: list[tuple[str, str, str]] = []  # (to, message id, emoji)
+        self.sent_detail: list[dict] = []
         self._stopped = threading.Event()
         FakeWebAdapter.instances.append(self)
 
@@ -72,13 +74,50 @@ class FakeWebAdapter:
     def is_connected(self) -> bool:
         return self.connected
 
-    def send_text(self, to_phone: str, body: str) -> str:
+    def send_text(self, to_phone: str, body: str, *, quoted: str = "") -> str:
         self.sent.append((to_phone, body))
+        self.sent_detail.append({"to": to_phone, "body": body, "quoted": quoted})
         return f"wamid.web.{self.number_id}.{len(self.sent)}"
 
     def send_reaction(self, to_phone: str, message_id: str, emoji: str) -> str:
         self.reactions.append((to_phone, message_id, emoji))
         return f"wamid.web.{self.number_id}.reaction.{len(self.reactions)}"
+
+    def send_file(self, to_phone: str, file, *, caption: str = "", quoted: str = "") -> str:
+        """What WhatsApp receives of a file: its bytes (read from our storage, as whatsmeow
+        does), kind, name and caption."""
+        digest, size = hashlib.sha256(), 0
+        with file.open() as handle:
+            for chunk in iter(lambda: handle.read(65536), b""):
+                digest.update(chunk)
+                size += len(chunk)
+        self.sent.append((to_phone, caption))
+        self.sent_detail.append(
+            {
+                "to": to_phone,
+                "body": caption,
+                "quoted": quoted,
+                "kind": file.kind,
+                "filename": file.filename,
+                "content_type": file.content_type,
+                "size": size,
+                "sha256": digest.hexdigest(),
+            }
+        )
+        return f"wamid.web.{self.number_id}.{len(self.sent)}"
+
+    # What WhatsApp's media servers hold, by the announced file's `media_id` (a test fills it):
+    # bytes, or an exception the download raises.
+    media: dict = {}
+
+    def download(self, media: dict, path: str) -> None:
+        content = FakeWebAdapter.media.get(media.get("media_id", ""))
+        if content is None:
+            raise RuntimeError("download failed: media not found (404)")
+        if isinstance(content, Exception):
+            raise content
+        with open(path, "wb") as handle:
+            handle.write(content)
 
     def logout(self) -> None:
         self.logged_out = True

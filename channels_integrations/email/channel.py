@@ -1,7 +1,16 @@
 """The email channel: replies go out by SMTP from the conversation's account, threaded, with
 the subject, copies and signature they were queued with and the answered mail quoted."""
 
-from messaging.channels import Capabilities, Channel, OutboundMessage, SendReceipt, register
+from django.conf import settings
+
+from messaging.channels import (
+    Capabilities,
+    Channel,
+    FileLimit,
+    OutboundMessage,
+    SendReceipt,
+    register,
+)
 
 from ..models import EmailAccount
 from . import PLATFORM, replies
@@ -12,7 +21,16 @@ from .smtp import reply_subject, send_reply
 class EmailChannel(Channel):
     platform = PLATFORM
     label = "Email"
-    capabilities = Capabilities(max_text_length=100_000, attachments=True, compose="mail")
+    # Files travel inside the mail: the whole mail must fit the mailbox's SMTP size
+    # (EMAIL_MAX_MESSAGE_BYTES, 25 MB by default; base64 makes files a third larger).
+    capabilities = Capabilities(
+        max_text_length=100_000,
+        attachments=True,
+        file_limits=(FileLimit("document", settings.EMAIL_MAX_MESSAGE_BYTES * 3 // 4),),
+        files_total_bytes=settings.EMAIL_MAX_MESSAGE_BYTES * 3 // 4,
+        max_files=20,
+        compose="mail",
+    )
     source_model = EmailAccount
 
     def client_address(self, conversation) -> str:

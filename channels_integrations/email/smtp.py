@@ -15,7 +15,13 @@ from email.utils import formataddr, formatdate, make_msgid
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from messaging.channels import OutboundMessage, SendError, SendReceipt, TransientSendError
+from messaging.channels import (
+    OutboundFile,
+    OutboundMessage,
+    SendError,
+    SendReceipt,
+    TransientSendError,
+)
 
 from ..outbound import AddressNotAllowed, check_destination
 from .route import SmtpRoute
@@ -91,7 +97,28 @@ def build_reply(route: SmtpRoute, message: OutboundMessage) -> EmailMessage:
         mail["References"] = " ".join(f"<{ref}>" for ref in route.references)
     mail.set_content(reply_text(message.body, route))
     mail.add_alternative(reply_html(message.body, route), subtype="html")
+    for file in message.files:
+        add_file(mail, file)
     return mail
+
+
+def add_file(mail: EmailMessage, file: OutboundFile) -> None:
+    """One file as a MIME attachment (base64, its name and type). smtplib sends a mail from
+    memory, so a mail's files are read here: EMAIL_MAX_MESSAGE_BYTES bounds them."""
+    maintype, _slash, subtype = (file.content_type or "application/octet-stream").partition("/")
+    try:
+        with file.open() as handle:
+            content = handle.read()
+    except FileNotFoundError as exc:
+        raise SendError(
+            _("The file “%(name)s” is missing from our storage.") % {"name": file.filename}
+        ) from exc
+    mail.add_attachment(
+        content,
+        maintype=maintype or "application",
+        subtype=subtype or "octet-stream",
+        filename=file.filename,
+    )
 
 
 def recipients(route: SmtpRoute, message: OutboundMessage) -> list[str]:

@@ -1,7 +1,7 @@
 """One verified webhook delivery of a Page or an Instagram account into the inbox: messages
 through ingest_inbound (the one door in; idempotent by `mid`) with their attachments recorded
 (kind, and the URL Meta gave, in the message's metadata), reactions onto the message they
-target (in its metadata: one per client, removed by `unreact`), receipts moving our outbound
+target (the shared MessageReaction: one per client, removed by `unreact`), receipts moving our outbound
 messages forward (never back)."""
 
 import logging
@@ -11,12 +11,11 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.utils import timezone
 
-from messaging import events
 from messaging.channels import for_source
 from messaging.models import Message
-from messaging.payloads import message_payload
 from messaging.services import Sender, ingest_inbound, record_delivery_status
 from messaging.services.attachments import IncomingAttachment, add_attachments
+from messaging.services.reactions import record_customer_reaction
 
 from . import parse
 from .models import InstagramAccount
@@ -78,30 +77,10 @@ def _store(account, item: parse.Inbound) -> bool:
 
 
 def _react(account, platform: str, reaction: parse.Reaction) -> bool:
-    """Record (or remove) the client's reaction on the message it targets, in its metadata."""
-    with transaction.atomic():
-        message = (
-            Message.objects.select_for_update()
-            .filter(
-                conversation__platform=platform,
-                conversation__source_id=account.pk,
-                conversation__external_thread_id=reaction.sender_id,
-                external_id=reaction.mid,
-            )
-            .first()
-        )
-        if message is None:
-            return False
-        reactions = dict(message.metadata.get("reactions") or {})
-        if reaction.action == "unreact":
-            if reactions.pop(reaction.sender_id, None) is None:
-                return False
-        else:
-            reactions[reaction.sender_id] = reaction.emoji or "?"
-        message.metadata = {**message.metadata, "reactions": reactions}
-        message.save(update_fields=["metadata"])
-        events.publish("message.updated", message_payload(message), company_id=account.company_id)
-    return True
+    """The client's reaction on the message it targets (or its removal): one reaction model
+    for every channel (messaging.services.reactions), shown live under the message."""
+    emoji = "" if reaction.action == "unreact" else (reaction.emoji or "\u2764")
+    return record_customer_reaction(account, reaction.sender_id, reaction.mid, emoji)
 
 
 def _receipt(account, platform: str, receipt: parse.Receipt) -> int:

@@ -4,8 +4,12 @@ live client, held by one worker (telegram/listener.py)."""
 from dataclasses import dataclass
 
 from messaging.channels import (
+    MB,
     Capabilities,
     Channel,
+    DownloadError,
+    FileLimit,
+    MediaToFetch,
     OutboundMessage,
     OutboundReaction,
     SendReceipt,
@@ -14,7 +18,7 @@ from messaging.channels import (
 
 from ..models import TelegramAccount
 from . import PLATFORM
-from .listener import react_through_listener, send_through_listener
+from .listener import download_through_listener, react_through_listener, send_through_listener
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,19 @@ class TelegramRoute:
 class TelegramChannel(Channel):
     platform = PLATFORM
     label = "Telegram"
-    capabilities = Capabilities(max_text_length=4096, attachments=True, reactions=True, edits=True)
+    # A user account may send files up to 2 GB; we keep a sane limit (files pass through our
+    # storage and one worker's connection).
+    capabilities = Capabilities(
+        max_text_length=4096,
+        attachments=True,
+        file_limits=(
+            FileLimit("image", 10 * MB, ("image/jpeg", "image/png", "image/webp")),
+            FileLimit("document", 50 * MB),
+        ),
+        quotes=True,
+        reactions=True,
+        edits=True,
+    )
     source_model = TelegramAccount
 
     def route(self, source: TelegramAccount, *, conversation=None, message=None):
@@ -35,13 +51,41 @@ class TelegramChannel(Channel):
 
     def send(self, message: OutboundMessage) -> SendReceipt:
         route = message.route
-        return send_through_listener(route.account_id, message.key, route.peer_id, message.body)
+        return send_through_listener(
+            route.account_id,
+            message.key,
+            route.peer_id,
+            message.body,
+            quoted=message.quoted,
+            files=message.files,
+        )
 
     def react(self, reaction: OutboundReaction) -> None:
         route = reaction.route
         react_through_listener(
             route.account_id, route.peer_id, reaction.target_external_id, reaction.emoji
         )
+
+    def fetches_media(self, source: TelegramAccount) -> bool:
+        return True
+
+    def fetch_media(self, source: TelegramAccount, media: MediaToFetch, destination) -> str:
+        """Through the account's live client (the worker holding it downloads into our
+        storage's spool folder); the file is then copied into `destination` in chunks."""
+        if media.size is not None and media.size > media.max_bytes:
+            raise DownloadError(_too_large(media.size, media.max_bytes))
+        if not media.external_id.isdigit() or not media.thread_id.lstrip("-").isdigit():
+            raise DownloadError("This Telegram file has no message to download it from.")
+        return download_through_listener(
+            source.pk, int(media.thread_id), int(media.external_id), media.max_bytes, destination
+        )
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"The file is {size / 1048576:.1f} MB, over the {limit / 1048576:.0f} MB we store "
+        "(ATTACHMENT_MAX_BYTES)."
+    )
 
 
 CHANNEL = register(TelegramChannel())

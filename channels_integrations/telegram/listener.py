@@ -11,17 +11,30 @@ ORM work runs on one executor thread per listener (one database connection each)
 """
 
 import asyncio
+import contextlib
 import logging
+import os
+import shutil
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection
 from django.utils import timezone
+from telethon.tl.types import DocumentAttributeFilename
 
 from crm.celery import task
 from messaging import sending
-from messaging.channels import SendError, SendReceipt, TransientSendError
+from messaging.channels import (
+    DownloadError,
+    OutboundFile,
+    SendError,
+    SendReceipt,
+    TransientSendError,
+)
 
 from ..connections import (
     SHUTDOWN,
@@ -80,16 +93,29 @@ def account_holder(account_id: int) -> str | None:
 # ---------------------------------------------------------------- sending via the holder
 
 
-def send_through_listener(account_id: int, key: str, peer_id: str, body: str):
+def send_through_listener(
+    account_id: int,
+    key: str,
+    peer_id: str,
+    body: str,
+    *,
+    quoted: str = "",
+    files: tuple[OutboundFile, ...] = (),
+):
     """Hand a reply to the worker holding the account's client and wait for its answer; a
-    send it already made (a retried task) is answered from its record (messaging.sending)."""
+    send it already made (a retried task) is answered from its record (messaging.sending).
+    `quoted`: the Telegram id of a message to reply to; `files` go out with send_file, the
+    text as the first one's caption, each once."""
     if account_holder(account_id) is None:
         raise TransientSendError("The Telegram account is not connected.")
+    command = {"op": "send", "key": key, "peer": peer_id, "body": body, "quoted": quoted}
+    if files:
+        command["files"] = [asdict(file) for file in files]
     reply = ask_holder(
         KIND,
         account_id,
-        {"op": "send", "key": key, "peer": peer_id, "body": body},
-        timeout=settings.TELEGRAM_SEND_TIMEOUT,
+        command,
+        timeout=settings.TELEGRAM_SEND_TIMEOUT * (1 + len(files)),
     )
     if reply is None:
         raise TransientSendError("The Telegram listener did not answer in time.")
@@ -116,6 +142,43 @@ def react_through_listener(account_id: int, peer_id: str, target: str, emoji: st
         raise TransientSendError(f"Telegram asks to wait {reply['flood_wait']} s (flood control).")
     if "error" in reply:
         raise SendError(reply["error"])
+
+
+def download_through_listener(
+    account_id: int, peer_id: int, message_id: int, max_bytes: int, destination
+) -> str:
+    """Ask the worker holding the account's client to download message `message_id`'s file
+    (Telethon's download_media, in parts) into a spool file of our storage, then copy it into
+    `destination` in chunks and remove the spool file. Returns "" (Telegram said the type when
+    it announced the file)."""
+    if account_holder(account_id) is None:
+        raise DownloadError("The Telegram account is not connected; try again when it is.")
+    spool = f"incoming/telegram-{account_id}-{message_id}-{uuid.uuid4().hex}.part"
+    path = default_storage.path(spool)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        reply = ask_holder(
+            KIND,
+            account_id,
+            {"op": "download", "peer": peer_id, "message": message_id, "path": path},
+            timeout=settings.TELEGRAM_SEND_TIMEOUT * 6,
+        )
+        if reply is None:
+            raise DownloadError("The Telegram listener did not answer in time; try again.")
+        if "error" in reply:
+            raise DownloadError(reply["error"])
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise DownloadError(
+                f"The file is {size / 1048576:.1f} MB, over the {max_bytes / 1048576:.0f} MB "
+                "we store (ATTACHMENT_MAX_BYTES)."
+            )
+        with open(path, "rb") as handle:
+            shutil.copyfileobj(handle, destination, 65536)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    return ""
 
 
 # ---------------------------------------------------------------- the holder
@@ -282,6 +345,9 @@ class TelegramListener(Supervised):
         elif command.get("op") == "react":
             reply = await self._react(command)
             await self._db(answer, command["reply"], reply)
+        elif command.get("op") == "download":
+            reply = await self._download(command)
+            await self._db(answer, command["reply"], reply)
 
     async def _react(self, command: dict) -> dict:
         """Our reaction on the client's message (none: remove ours). Sending the current state
@@ -304,12 +370,27 @@ class TelegramListener(Supervised):
             return {"error": f"Telegram refused the reaction: {exc.__class__.__name__}"}
         return {"id": "reacted"}
 
+    async def _download(self, command: dict) -> dict:
+        """One file of a message, downloaded by Telethon (in parts) to `path`."""
+        try:
+            message = await self.client.get_messages(int(command["peer"]), ids=command["message"])
+            if message is None or not getattr(message, "media", None):
+                return {"error": "Telegram no longer has this message or its file."}
+            await self.client.download_media(message, file=command["path"])
+        except Exception as exc:
+            if (seconds := _flood_wait_seconds(exc)) is not None:
+                return {"error": f"Telegram asks to wait {seconds} s (flood control); try again."}
+            logger.warning("telegram: account=%s download failed", self.account_id)
+            return {"error": f"Telegram refused the download: {exc.__class__.__name__}"}
+        logger.info("telegram: account=%s downloaded a file", self.account_id)
+        return {"ok": True}
+
     async def _send(self, command: dict) -> dict:
         key = command["key"]
         if sent := await self._db(sending.sent_record, key):
             return {"id": sent}
         try:
-            sent_message = await self.client.send_message(int(command["peer"]), command["body"])
+            sent_id = await self._send_parts(command)
         except Exception as exc:
             if (seconds := _flood_wait_seconds(exc)) is not None:
                 logger.warning("telegram: account=%s flood wait %ss", self.account_id, seconds)
@@ -319,9 +400,39 @@ class TelegramListener(Supervised):
                 return {"error": "The Telegram session was revoked; log in again."}
             logger.warning("telegram: account=%s send failed", self.account_id)
             return {"error": f"Telegram refused the message: {exc.__class__.__name__}"}
-        await self._db(sending.record_sent, key, str(sent_message.id))
+        await self._db(sending.record_sent, key, str(sent_id))
         logger.info("telegram: account=%s sent %s", self.account_id, key)
-        return {"id": sent_message.id}
+        return {"id": sent_id}
+
+    async def _send_parts(self, command: dict):
+        """The text (replying to `quoted`), or each file by send_file (streamed from its
+        path by Telethon in parts; the text as the first's caption), each part once."""
+        peer, body = int(command["peer"]), command["body"]
+        quoted = command.get("quoted") or ""
+        reply_to = int(quoted) if quoted.isdigit() else None
+        files = [OutboundFile(**file) for file in command.get("files", [])]
+        if not files:
+            return (await self.client.send_message(peer, body, reply_to=reply_to)).id
+        first = None
+        for index, file in enumerate(files):
+            part = sending.part_key(command["key"], index)
+            if sent := await self._db(sending.sent_record, part):
+                first = first or sent
+                continue
+            sent_message = await self.client.send_file(
+                peer,
+                default_storage.path(file.storage_name),
+                caption=body if index == 0 else "",
+                reply_to=reply_to if index == 0 else None,
+                force_document=file.kind == "document",
+                voice_note=file.kind in ("audio", "voice") and file.content_type == "audio/ogg",
+                mime_type=file.content_type,
+                file_size=file.size,
+                attributes=[DocumentAttributeFilename(file.filename)],
+            )
+            await self._db(sending.record_sent, part, str(sent_message.id))
+            first = first or sent_message.id
+        return first
 
     # -- state changes
 

@@ -5,9 +5,14 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from messaging import sending
 from messaging.channels import (
+    MB,
     Capabilities,
     Channel,
+    DownloadError,
+    FileLimit,
+    MediaToFetch,
     OutboundMessage,
     OutboundReaction,
     SendError,
@@ -29,12 +34,38 @@ class SessionRoute:
     number_id: int
 
 
+# The document types Meta documents for the Cloud API (QR-linked numbers take the same).
+DOCUMENT_TYPES = (
+    "application/pdf",
+    "text/plain",
+    "text/csv",
+    "application/msword",
+    "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+)
+
+
 class WhatsAppChannel(Channel):
     platform = PLATFORM
     label = "WhatsApp"
     capabilities = Capabilities(
         max_text_length=4096,
         attachments=True,
+        file_limits=(
+            FileLimit("image", 5 * MB, ("image/jpeg", "image/png")),
+            FileLimit("video", 16 * MB, ("video/mp4", "video/3gpp")),
+            FileLimit(
+                "audio",
+                16 * MB,
+                ("audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"),
+            ),
+            FileLimit("document", 100 * MB, DOCUMENT_TYPES),
+        ),
+        max_files=10,
+        quotes=True,
         reactions=True,
         templates=True,
         reply_window=timedelta(hours=24),
@@ -66,6 +97,48 @@ class WhatsAppChannel(Channel):
             return super().resolve_template(source, name, language, variables)
         return templates_module.resolve(source, name, language, variables)
 
+    def _send_cloud_files(self, route, message: OutboundMessage) -> SendReceipt:
+        """Each file uploaded to the Graph media endpoint, then sent as its own message (the
+        text as the first file's caption, or first on its own when that file takes none);
+        each part once (its record), the first quoting. The message's id is the first's."""
+        to, quoted = message.to_address, message.quoted
+        parts = []
+        caption = message.body
+        if caption and message.files[0].kind not in cloud.CAPTIONED:
+            parts.append(lambda q, text=caption: cloud.send_text(route, to, text, quoted_wamid=q))
+            caption = ""
+        for index, file in enumerate(message.files):
+            parts.append(
+                lambda q, file=file, text=(caption if index == 0 else ""): cloud.send_media(
+                    route, to, file, cloud.upload_media(route, file), caption=text, quoted_wamid=q
+                )
+            )
+        ids = [
+            sending.once(
+                sending.part_key(message.key, index),
+                lambda part=part, index=index: part(quoted if index == 0 else ""),
+            )
+            for index, part in enumerate(parts)
+        ]
+        return SendReceipt(external_id=ids[0])
+
+    def fetches_media(self, source: WhatsAppNumber) -> bool:
+        return True
+
+    def fetch_media(self, source: WhatsAppNumber, media: MediaToFetch, destination) -> str:
+        if source.provider != WhatsAppNumber.Provider.CLOUD:
+            if media.size is not None and media.size > media.max_bytes:
+                raise DownloadError(cloud._too_large(media.size, media.max_bytes))
+            return sessions.download_through_session(
+                source.pk, media.ref or {}, media.max_bytes, destination
+            )
+        if not source.cloud_access_token:
+            raise DownloadError("This number has no Cloud API access token.")
+        credentials = cloud.CloudCredentials(
+            source.cloud_phone_number_id, source.cloud_access_token
+        )
+        return cloud.fetch_media(credentials, media, destination)
+
     def is_live(self, source: WhatsAppNumber) -> bool:
         return source.is_active and source.status != WhatsAppNumber.Status.DELETING
 
@@ -79,6 +152,8 @@ class WhatsAppChannel(Channel):
                     )
                 if message.template is not None:
                     receipt = cloud.send_template(route, message.to_address, message.template)
+                elif message.files:
+                    receipt = self._send_cloud_files(route, message)
                 else:
                     receipt = cloud.send_text(
                         route, message.to_address, message.body, quoted_wamid=message.quoted
@@ -87,7 +162,12 @@ class WhatsAppChannel(Channel):
                 raise SendError("Only Cloud API numbers send message templates.")
             else:
                 receipt = sessions.send_through_session(
-                    route.number_id, message.key, message.to_address, message.body
+                    route.number_id,
+                    message.key,
+                    message.to_address,
+                    message.body,
+                    quoted=message.quoted,
+                    files=message.files,
                 )
         except SendError as exc:
             metrics.record_error(exc.reason, message.company_id)

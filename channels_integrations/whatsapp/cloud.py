@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -16,7 +17,15 @@ import httpx
 from django.conf import settings
 
 from messaging import rich
-from messaging.channels import SendError, SendReceipt, TemplatePart, TransientSendError
+from messaging.channels import (
+    DownloadError,
+    MediaToFetch,
+    OutboundFile,
+    SendError,
+    SendReceipt,
+    TemplatePart,
+    TransientSendError,
+)
 
 from .types import AnnouncedMedia
 
@@ -70,37 +79,33 @@ class StatusUpdate:
 
 # ---------------------------------------------------------------- sending
 
+_clients: dict[int, httpx.Client] = {}
+
+
+def http() -> httpx.Client:
+    """One pooled client per process (a forked worker makes its own): a new client per call
+    loads the CA bundle again (~150 ms here) and opens a new connection."""
+    pid = os.getpid()
+    client = _clients.get(pid)
+    if client is None:
+        client = _clients[pid] = httpx.Client()
+    return client
+
 
 def send_text(
     credentials: CloudCredentials, to: str, body: str, *, quoted_wamid: str = ""
 ) -> SendReceipt:
     """POST /{phone-number-id}/messages; returns the wamid, or raises SendError (transient
     for network trouble, 5xx and rate limits)."""
-    payload = {
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": to,
-        "type": "text",
-        "text": {"preview_url": False, "body": body},
-    }
-    if quoted_wamid:
-        payload["context"] = {"message_id": quoted_wamid}
-    return _post_message(credentials, payload)
+    content = {"type": "text", "text": {"preview_url": False, "body": body}}
+    return _post_message(credentials, to, content, quoted_wamid)
 
 
 def send_reaction(credentials: CloudCredentials, to: str, wamid: str, emoji: str) -> SendReceipt:
     """Our reaction on the customer's message `wamid` (Graph `type: reaction`); an empty
     emoji removes it."""
-    return _post_message(
-        credentials,
-        {
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": to,
-            "type": "reaction",
-            "reaction": {"message_id": wamid, "emoji": emoji},
-        },
-    )
+    content = {"type": "reaction", "reaction": {"message_id": wamid, "emoji": emoji}}
+    return _post_message(credentials, to, content, "")
 
 
 def send_template(credentials: CloudCredentials, to: str, template: TemplatePart) -> SendReceipt:
@@ -117,37 +122,7 @@ def send_template(credentials: CloudCredentials, to: str, template: TemplatePart
     body = {"name": template.name, "language": {"code": template.language}}
     if components:
         body["components"] = components
-    return _post_message(
-        credentials,
-        {
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": to,
-            "type": "template",
-            "template": body,
-        },
-    )
-
-
-def _post_message(credentials: CloudCredentials, payload: dict) -> SendReceipt:
-    url = f"{settings.WHATSAPP_GRAPH_URL.rstrip('/')}/{credentials.phone_number_id}/messages"
-    try:
-        response = httpx.post(
-            url,
-            json=payload,
-            headers={"Authorization": f"Bearer {credentials.access_token}"},
-            timeout=settings.WHATSAPP_GRAPH_TIMEOUT,
-        )
-    except httpx.HTTPError as exc:
-        raise TransientSendError(
-            f"The WhatsApp Cloud API could not be reached ({exc.__class__.__name__})."
-        ) from exc
-    if response.status_code == 200:
-        try:
-            return SendReceipt(external_id=response.json()["messages"][0]["id"])
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise SendError("The WhatsApp Cloud API answered without a message id.") from exc
-    raise error_from_response(response)
+    return _post_message(credentials, to, {"type": "template", "template": body}, "")
 
 
 # ---------------------------------------------------------------- templates
@@ -195,6 +170,149 @@ def fetch_templates(access_token: str, business_account_id: str) -> list[dict]:
         params = {**params, "after": after}
     logger.warning("cloud api: template paging stopped after %d pages", TEMPLATE_MAX_PAGES)
     return templates
+
+
+CAPTIONED = {"image", "video", "document"}  # audio takes no caption
+
+
+def _graph(credentials: CloudCredentials, path: str) -> str:
+    return f"{settings.WHATSAPP_GRAPH_URL.rstrip('/')}/{credentials.phone_number_id}/{path}"
+
+
+def _bearer(credentials: CloudCredentials) -> dict:
+    return {"Authorization": f"Bearer {credentials.access_token}"}
+
+
+def upload_media(credentials: CloudCredentials, file: OutboundFile) -> str:
+    """POST /{phone-number-id}/media (multipart): the file streamed from storage (httpx reads
+    the file object in chunks, never whole); returns Meta's media id."""
+    try:
+        with file.open() as handle:
+            response = http().post(
+                _graph(credentials, "media"),
+                data={"messaging_product": "whatsapp", "type": file.content_type},
+                files={"file": (file.filename, handle, file.content_type)},
+                headers=_bearer(credentials),
+                timeout=settings.WHATSAPP_GRAPH_TIMEOUT,
+            )
+    except FileNotFoundError as exc:
+        raise SendError(f"The file “{file.filename}” is missing from our storage.") from exc
+    except httpx.HTTPError as exc:
+        raise TransientSendError(
+            f"The WhatsApp Cloud API could not be reached ({exc.__class__.__name__})."
+        ) from exc
+    if response.status_code == 200:
+        try:
+            return str(response.json()["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SendError(
+                "The WhatsApp Cloud API answered an upload without a media id."
+            ) from exc
+    raise error_from_response(response)
+
+
+def send_media(
+    credentials: CloudCredentials,
+    to: str,
+    file: OutboundFile,
+    media_id: str,
+    *,
+    caption: str = "",
+    quoted_wamid: str = "",
+) -> SendReceipt:
+    """POST /{phone-number-id}/messages of an uploaded file: `{type: kind, kind: {id, caption,
+    filename}}` (a document keeps its name; audio has no caption)."""
+    kind = file.kind if file.kind in ("image", "video", "audio", "document") else "document"
+    part = {"id": media_id}
+    if caption and kind in CAPTIONED:
+        part["caption"] = caption
+    if kind == "document":
+        part["filename"] = file.filename
+    return _post_message(credentials, to, {"type": kind, kind: part}, quoted_wamid)
+
+
+def _post_message(
+    credentials: CloudCredentials, to: str, content: dict, quoted_wamid: str
+) -> SendReceipt:
+    payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
+    payload.update(content)
+    if quoted_wamid:
+        payload["context"] = {"message_id": quoted_wamid}
+    try:
+        response = http().post(
+            _graph(credentials, "messages"),
+            json=payload,
+            headers=_bearer(credentials),
+            timeout=settings.WHATSAPP_GRAPH_TIMEOUT,
+        )
+    except httpx.HTTPError as exc:
+        raise TransientSendError(
+            f"The WhatsApp Cloud API could not be reached ({exc.__class__.__name__})."
+        ) from exc
+    if response.status_code == 200:
+        try:
+            return SendReceipt(external_id=response.json()["messages"][0]["id"])
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise SendError("The WhatsApp Cloud API answered without a message id.") from exc
+    raise error_from_response(response)
+
+
+def fetch_media(credentials: CloudCredentials, media: MediaToFetch, destination) -> str:
+    """GET /{media-id} → a short-lived URL; GET it with the number's token, streamed into
+    `destination` chunk by chunk, refused past `media.max_bytes`. Returns its content type."""
+    headers = _bearer(credentials)
+    base = settings.WHATSAPP_GRAPH_URL.rstrip("/")
+    try:
+        response = http().get(
+            f"{base}/{media.external_id}", headers=headers, timeout=settings.WHATSAPP_GRAPH_TIMEOUT
+        )
+        if response.status_code != 200:
+            raise DownloadError(_download_refused(response))
+        try:
+            info = response.json()
+            url = str(info["url"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DownloadError("The WhatsApp Cloud API answered without a media URL.") from exc
+        declared = info.get("file_size")
+        if isinstance(declared, int) and declared > media.max_bytes:
+            raise DownloadError(_too_large(declared, media.max_bytes))
+        received = 0
+        with http().stream(
+            "GET", url, headers=headers, timeout=settings.WHATSAPP_GRAPH_TIMEOUT
+        ) as stream:
+            if stream.status_code != 200:
+                stream.read()
+                raise DownloadError(_download_refused(stream))
+            for chunk in stream.iter_bytes(65536):
+                received += len(chunk)
+                if received > media.max_bytes:
+                    raise DownloadError(_too_large(received, media.max_bytes))
+                destination.write(chunk)
+    except httpx.HTTPError as exc:
+        raise DownloadError(
+            f"The WhatsApp Cloud API could not be reached ({exc.__class__.__name__}); try again."
+        ) from exc
+    return str(info.get("mime_type") or "")
+
+
+def _download_refused(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        error = {}
+    code = error.get("code")
+    if code == 190 or response.status_code == 401:
+        return REASONS[190]
+    if response.status_code == 404:
+        return "WhatsApp no longer has this file (media ids expire after 30 days)."
+    return f"WhatsApp refused the download ({code or response.status_code})."
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"The file is {size / 1048576:.1f} MB, over the {limit / 1048576:.0f} MB we store "
+        "(ATTACHMENT_MAX_BYTES)."
+    )
 
 
 def error_from_response(response: httpx.Response) -> SendError:

@@ -54,6 +54,7 @@ def ingest_whatsapp_message(
                         content_type=item.content_type,
                         size=item.size,
                         external_id=item.media_id,
+                        download_ref=item.ref,
                     )
                     for item in media
                 ],

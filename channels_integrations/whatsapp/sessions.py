@@ -13,15 +13,21 @@ lost its lease writes nothing.
 """
 
 import base64
+import contextlib
 import io
 import logging
+import os
+import shutil
 import threading
 import time
+import uuid
+from dataclasses import asdict
 
 import redis
 import segno
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -29,7 +35,13 @@ from django.utils.module_loading import import_string
 from crm import coordination
 from crm.celery import task
 from messaging import sending
-from messaging.channels import SendError, SendReceipt, TransientSendError
+from messaging.channels import (
+    DownloadError,
+    OutboundFile,
+    SendError,
+    SendReceipt,
+    TransientSendError,
+)
 from messaging.services.inbox import mark_inbound_deleted, record_inbound_edit
 from messaging.services.reactions import record_customer_reaction
 
@@ -218,14 +230,27 @@ def stop_session(number_id: int) -> None:
 
 
 def send_through_session(
-    number_id: int, key: str, to: str, body: str, timeout: float = 20.0
+    number_id: int,
+    key: str,
+    to: str,
+    body: str,
+    timeout: float = 20.0,
+    *,
+    quoted: str = "",
+    files: tuple[OutboundFile, ...] = (),
 ) -> SendReceipt:
     """Hand a message to the worker holding the number's session and wait for its answer.
     `key` is the send's namespaced key: a send the holder already made (a retried task) is
-    answered from its record (messaging.sending), never sent twice."""
+    answered from its record (messaging.sending), never sent twice. `quoted`: the WhatsApp id
+    of a message to reply to; `files` go out one message each (the text as the first's
+    caption), each part once."""
     if holder_of(number_id) is None:
         raise TransientSendError("The WhatsApp session of this number is not connected.")
-    reply = ask_holder(KIND, number_id, {"op": "send", "key": key, "to": to, "body": body}, timeout)
+    command = {"op": "send", "key": key, "to": to, "body": body, "quoted": quoted}
+    if files:
+        command["files"] = [asdict(file) for file in files]
+        timeout += 10.0 * len(files)
+    reply = ask_holder(KIND, number_id, command, timeout)
     if reply is None:
         raise TransientSendError("The WhatsApp session did not answer in time.")
     if "id" in reply:
@@ -245,6 +270,36 @@ def react_through_session(
         raise TransientSendError("The WhatsApp session did not answer in time.")
     if "error" in reply:
         raise SendError(reply["error"])
+
+
+def download_through_session(number_id: int, ref: dict, max_bytes: int, destination) -> str:
+    """Ask the worker holding the number's session to download an announced file (the
+    adapter's `download`, from its `ref`) into a spool file of our storage; then copy it into
+    `destination` in chunks and remove the spool file."""
+    if not ref:
+        raise DownloadError("WhatsApp did not say how to download this file.")
+    if holder_of(number_id) is None:
+        raise DownloadError("The WhatsApp session of this number is not connected; try again.")
+    path = default_storage.path(f"incoming/whatsapp-{number_id}-{uuid.uuid4().hex}.part")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        reply = ask_holder(KIND, number_id, {"op": "download", "ref": ref, "path": path}, 120.0)
+        if reply is None:
+            raise DownloadError("The WhatsApp session did not answer in time; try again.")
+        if "error" in reply:
+            raise DownloadError(reply["error"])
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise DownloadError(
+                f"The file is {size / 1048576:.1f} MB, over the {max_bytes / 1048576:.0f} MB "
+                "we store (ATTACHMENT_MAX_BYTES)."
+            )
+        with open(path, "rb") as handle:
+            shutil.copyfileobj(handle, destination, 65536)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    return ""
 
 
 # ---------------------------------------------------------------- the holder
@@ -439,6 +494,8 @@ class SessionRunner(Supervised):
             self._send(command)
         elif op == "react":
             self._react(command)
+        elif op == "download":
+            self._download(command)
         elif op == "logout":
             self._guarded(self._logout)
         elif op == "restart":
@@ -454,7 +511,7 @@ class SessionRunner(Supervised):
             reply = {"error": "The WhatsApp session is not connected."}
         else:
             try:
-                wamid = self.adapter.send_text(command["to"], command["body"])
+                wamid = self._send_parts(command)
                 sending.record_sent(key, wamid)
                 reply = {"id": wamid}
             except Exception as exc:
@@ -474,6 +531,45 @@ class SessionRunner(Supervised):
             except Exception as exc:
                 logger.warning("whatsapp: number=%s reaction failed", self.number.pk)
                 reply = {"error": f"WhatsApp refused the reaction: {exc}"}
+        answer(command["reply"], reply)
+
+    def _send_parts(self, command: dict) -> str:
+        """A text, or each file (the text as the first's caption): each part once (its
+        record), the first quoting `quoted`; returns the first part's id."""
+        to, body, quoted = command["to"], command["body"], command.get("quoted", "")
+        files = [OutboundFile(**file) for file in command.get("files", [])]
+        if not files:
+            return self.adapter.send_text(to, body, quoted=quoted)
+        parts = []
+        if body and files[0].kind == "audio":  # a voice note takes no caption
+            parts.append(lambda q, text=body: self.adapter.send_text(to, text, quoted=q))
+            body = ""
+        for index, file in enumerate(files):
+            caption = body if index == 0 else ""
+            parts.append(
+                lambda q, file=file, caption=caption: self.adapter.send_file(
+                    to, file, caption=caption, quoted=q
+                )
+            )
+        ids = [
+            sending.once(
+                sending.part_key(command["key"], index),
+                lambda part=part, index=index: SendReceipt(part(quoted if index == 0 else "")),
+            )
+            for index, part in enumerate(parts)
+        ]
+        return ids[0]
+
+    def _download(self, command: dict) -> None:
+        if self.adapter is None or not self._alive():
+            reply = {"error": "The WhatsApp session is not connected; try again."}
+        else:
+            try:
+                self.adapter.download(command["ref"], command["path"])
+                reply = {"ok": True}
+            except Exception as exc:
+                logger.warning("whatsapp: number=%s download failed", self.number.pk)
+                reply = {"error": f"WhatsApp refused the download: {exc}"}
         answer(command["reply"], reply)
 
     def _logout(self) -> None:

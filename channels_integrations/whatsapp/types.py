@@ -12,3 +12,4 @@ class AnnouncedMedia:
     filename: str = ""
     size: int | None = None
     media_id: str = ""
+    ref: dict | None = None  # QR-linked: what the session's adapter needs to download it

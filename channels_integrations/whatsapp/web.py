@@ -6,6 +6,7 @@ neonize's. Device keys live in PostgreSQL (neonize's whatsmeow_* tables), never 
 Tests replace the adapter through settings.WHATSAPP_WEB_ADAPTER and drive the callbacks.
 """
 
+import base64
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from messaging import rich
+from messaging.channels import OutboundFile
 
 from .cloud import keep_raw
 from .types import AnnouncedMedia
@@ -57,8 +59,16 @@ class WebAdapter(Protocol):
 
     def stop(self) -> None: ...
     def is_connected(self) -> bool: ...
-    def send_text(self, to_phone: str, body: str) -> str:
-        """Send; returns WhatsApp's message id."""
+    def send_text(self, to_phone: str, body: str, *, quoted: str = "") -> str:
+        """Send; returns WhatsApp's message id. `quoted`: the id of a message to reply to."""
+
+    def send_file(
+        self, to_phone: str, file: OutboundFile, *, caption: str = "", quoted: str = ""
+    ) -> str:
+        """Send one stored file as an image, video, audio or document message."""
+
+    def download(self, media: dict, path: str) -> None:
+        """Fetch an announced inbound file (its `media` description) into `path`."""
 
     def send_reaction(self, to_phone: str, message_id: str, emoji: str) -> str:
         """React to the customer's message `message_id` (empty emoji: remove ours)."""
@@ -153,9 +163,61 @@ class NeonizeAdapter:
         except Exception:
             return False
 
-    def send_text(self, to_phone: str, body: str) -> str:
-        response = self.client.send_message(to_phone.lstrip("+"), body)
-        return response.ID
+    def _context(self, to_phone: str, quoted: str):
+        """neonize's ContextInfo of a reply to the message `quoted` (by its id) of this chat."""
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ContextInfo, Message
+
+        return ContextInfo(
+            stanzaID=quoted,
+            participant=f"{to_phone.lstrip('+')}@s.whatsapp.net",
+            quotedMessage=Message(conversation=""),
+        )
+
+    def send_text(self, to_phone: str, body: str, *, quoted: str = "") -> str:
+        if not quoted:
+            return self.client.send_message(to_phone.lstrip("+"), body).ID
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ExtendedTextMessage, Message
+
+        message = Message(
+            extendedTextMessage=ExtendedTextMessage(
+                text=body, contextInfo=self._context(to_phone, quoted)
+            )
+        )
+        return self.client.send_message(to_phone.lstrip("+"), message).ID
+
+    def send_file(
+        self, to_phone: str, file: OutboundFile, *, caption: str = "", quoted: str = ""
+    ) -> str:
+        # whatsmeow encrypts a file whole before its upload: neonize takes the stored file's
+        # path (no copy in Python), the Go side holds it while it encrypts.
+        from django.core.files.storage import default_storage
+
+        path = default_storage.path(file.storage_name)
+        build = {
+            "image": lambda: self.client.build_image_message(path, caption=caption or None),
+            "video": lambda: self.client.build_video_message(path, caption=caption or None),
+            "audio": lambda: self.client.build_audio_message(path, ptt=True),
+        }.get(file.kind) or (
+            lambda: self.client.build_document_message(
+                path,
+                caption=caption or None,
+                filename=file.filename,
+                mimetype=file.content_type,
+            )
+        )
+        message = build()
+        if quoted:
+            for field_name in MEDIA_FIELDS:
+                if message.HasField(field_name):
+                    getattr(message, field_name).contextInfo.CopyFrom(
+                        self._context(to_phone, quoted)
+                    )
+        return self.client.send_message(to_phone.lstrip("+"), message).ID
+
+    def download(self, media: dict, path: str) -> None:
+        from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
+
+        self.client.download_any(Message.FromString(base64.b64decode(media["message"])), path)
 
     def send_reaction(self, to_phone: str, message_id: str, emoji: str) -> str:
         from neonize.utils.jid import build_jid
@@ -250,6 +312,8 @@ def message_from_event(event) -> WebInboundMessage | None:
                     content_type=part.mimetype,
                     filename=getattr(part, "fileName", ""),
                     size=getattr(part, "fileLength", None),
+                    # whatsmeow downloads from the media message itself (keys, path, hashes).
+                    ref={"message": _serialized_media(field_name, part)},
                 )
             )
     if not body and not media:
@@ -308,6 +372,14 @@ def _vcard(card) -> dict:
         elif key == "EMAIL" and value.strip():
             emails.append(value.strip()[:254])
     return {"name": _plain(card.displayName)[:200], "phones": phones[:10], "emails": emails[:10]}
+
+
+def _serialized_media(field_name: str, part) -> str:
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
+
+    message = Message()
+    getattr(message, field_name).CopyFrom(part)
+    return base64.b64encode(message.SerializeToString()).decode()
 
 
 def _time(stamp: int) -> datetime:

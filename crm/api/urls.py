@@ -8,7 +8,7 @@ from channels_integrations.email.api import EmailAccountViewSet
 from channels_integrations.telegram.api import TelegramAccountViewSet
 from channels_integrations.whatsapp.api.numbers import WhatsAppNumberViewSet
 from crm.api.views import ClientViewSet
-from messaging.api.inbox import ConversationMessageViewSet, ConversationViewSet
+from messaging.api.inbox import AttachmentViewSet, ConversationMessageViewSet, ConversationViewSet
 
 router = DefaultRouter()
 router.register("clients", ClientViewSet, basename="client")
@@ -23,6 +23,7 @@ router.register(
     ConversationMessageViewSet,
     basename="conversation-message",
 )
+router.register("attachments", AttachmentViewSet, basename="attachment")
 
 # bots
 from channels_integrations.whatsapp.api.bots import BotRuleViewSet, BotViewSet  # noqa: E402

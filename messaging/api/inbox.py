@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import CharField
 from django.db.models.functions import Cast
+from django.urls import reverse
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -13,6 +15,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from accounts.scoping import get_scoped_or_404, scoped
@@ -20,7 +23,7 @@ from crm import idempotency
 from crm.api.base import nested_errors
 from crm.pagination import CursorPagination
 from messaging import selectors, services
-from messaging.models import Conversation, Message
+from messaging.models import Attachment, Conversation, Message
 from messaging.services import reactions as reaction_services
 
 
@@ -116,6 +119,27 @@ class MessageReactionSerializer(serializers.Serializer):
     error = serializers.CharField(help_text="Ours: why the channel refused it (empty: sent)")
 
 
+class AttachmentSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField(help_text="Where the stored file is downloaded")
+
+    def get_url(self, attachment) -> str | None:
+        return reverse("attachment_download", args=[attachment.pk]) if attachment.stored else None
+
+    class Meta:
+        model = Attachment
+        fields = [
+            "id",
+            "kind",
+            "filename",
+            "content_type",
+            "size",
+            "download_state",
+            "download_error",
+            "url",
+        ]
+        read_only_fields = fields
+
+
 class MessageSerializer(serializers.ModelSerializer):
     mail = serializers.SerializerMethodField(help_text="Email messages: their headers")
     content = serializers.SerializerMethodField(
@@ -157,6 +181,14 @@ class MessageSerializer(serializers.ModelSerializer):
             data["body"] = ""
         return data
 
+    attachments = AttachmentSerializer(many=True, read_only=True)
+    quoted_message_id = serializers.SerializerMethodField(
+        help_text="The message this one quotes (a reply to it), if any"
+    )
+
+    def get_quoted_message_id(self, message) -> int | None:
+        return (message.metadata or {}).get("quoted_message_id")
+
     @extend_schema_field(MailHeadersSerializer(allow_null=True))
     def get_mail(self, message) -> dict | None:
         metadata = message.metadata or {}
@@ -193,6 +225,8 @@ class MessageSerializer(serializers.ModelSerializer):
             "content",
             "reactions",
             "mail",
+            "attachments",
+            "quoted_message_id",
         ]
         read_only_fields = fields
 
@@ -233,6 +267,12 @@ class SendSerializer(serializers.Serializer):
         help_text="WhatsApp Cloud: an approved template of the conversation's number (the only "
         "thing that can be sent while the 24-hour window is closed)",
     )
+    reply_to = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="A message of this conversation to quote (channels that quote: WhatsApp, Telegram)",
+    )
     # Email conversations only (other channels answer 400 naming the field).
     subject = serializers.CharField(
         required=False,
@@ -254,6 +294,18 @@ class SendSerializer(serializers.Serializer):
     )
 
     OPTIONS = ("subject", "cc", "bcc")
+
+
+class SendFilesSerializer(SendSerializer):
+    template = None  # a template goes out on its own (the JSON send)
+    body = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, help_text="The caption"
+    )
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True, use_url=False),
+        min_length=1,
+        help_text="One or more files (repeat the field); the channel's limits apply",
+    )
 
 
 class AssignSerializer(serializers.Serializer):
@@ -422,7 +474,7 @@ class ConversationMessageViewSet(
 
     def get_queryset(self):
         return Message.objects.filter(conversation=self.conversation()).prefetch_related(
-            "reactions"
+            "reactions", "attachments"
         )
 
     def _message(self, pk) -> Message:
@@ -445,22 +497,56 @@ class ConversationMessageViewSet(
         conversation = self.conversation()  # another company's conversation: 404 first
         return idempotency.run(request, lambda: self._send(request, conversation))
 
-    def _send(self, request, conversation):
-        payload = SendSerializer(data=request.data)
+    def _send(self, request, conversation, serializer=SendSerializer):
+        payload = serializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
         options = {name: data[name] for name in SendSerializer.OPTIONS if name in data}
+        reply_to = None
+        if data.get("reply_to"):
+            reply_to = Message.objects.filter(
+                conversation=conversation, pk=data["reply_to"]
+            ).first()
+            if reply_to is None:
+                raise serializers.ValidationError(
+                    {"reply_to": [_("Choose a message of this conversation.")]}
+                )
         try:
             message = services.send_message(
                 conversation,
                 request.user,
-                data["body"],
+                data.get("body", ""),
                 options=options,
                 template=data.get("template"),
+                files=data.get("files"),
+                reply_to=reply_to,
             )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(nested_errors(exc)) from None
         return Response(MessageSerializer(message).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Send files (multipart)",
+        description=(
+            "A reply with files: `multipart/form-data` with one `files` part per file, an "
+            "optional `body` (the caption) and the JSON send's other fields. Each file is "
+            "checked against the channel's limits (type, size, count) before anything is "
+            "stored: a file that breaks one is a 400 on `files` naming it and the limit. The "
+            "message and its files are stored `queued` together, then sent like any reply."
+        ),
+        request={"multipart/form-data": SendFilesSerializer},
+        parameters=[idempotency.parameter()],
+        responses={
+            201: MessageSerializer,
+            422: OpenApiResponse(description="This Idempotency-Key was used for another request"),
+        },
+    )
+    @action(detail=False, methods=["post"], parser_classes=[MultiPartParser], url_path="files")
+    def files(self, request, conversation_pk=None):
+        conversation = self.conversation()
+        return idempotency.run(
+            request, lambda: self._send(request, conversation, SendFilesSerializer)
+        )
 
     @extend_schema(
         summary="Send a failed message again",
@@ -511,3 +597,44 @@ class ConversationMessageViewSet(
         return Response(
             {"id": message.pk, "conversation_id": message.conversation_id, "reactions": reactions}
         )
+
+
+class AttachmentPagination(CursorPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    ordering = ("-id",)
+
+
+class AttachmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """`/attachments/`: the files of the user's company, newest first (`?conversation=<id>`
+    for one conversation's); `/attachments/{id}/` one of them with its download state;
+    `retry-download/` tries a failed download again."""
+
+    serializer_class = AttachmentSerializer
+    pagination_class = AttachmentPagination
+
+    def get_queryset(self):
+        rows = scoped(Attachment, self.request.user)
+        conversation = self.request.query_params.get("conversation", "")
+        if self.action == "list" and conversation.isdigit():
+            rows = rows.filter(conversation_id=int(conversation))
+        return rows
+
+    @extend_schema(
+        parameters=[OpenApiParameter("conversation", int, description="Only this conversation's")]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Download a failed inbound file again",
+        request=None,
+        responses={200: AttachmentSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="retry-download")
+    def retry_download(self, request, pk=None):
+        from messaging.services.downloads import retry_download
+
+        attachment = retry_download(request.user, self.get_object())
+        return Response(AttachmentSerializer(attachment).data)

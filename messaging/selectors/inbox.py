@@ -122,6 +122,13 @@ def get_conversation_message(conversation, pk):
     return message
 
 
+def quotable_message(conversation, pk):
+    """The message of this conversation a reply quotes (`reply_to`), or None for no/bad id."""
+    if not str(pk).isdigit():
+        return None
+    return conversation.messages.filter(pk=int(pk)).first()
+
+
 def company_members(user):
     """The active users of `user`'s company: whom a conversation can be assigned to."""
     return scoped(User, user).filter(is_active=True).order_by("first_name", "last_name", "username")

@@ -23,6 +23,7 @@ from ..models import Conversation, Message
 from ..payloads import conversation_payload, message_payload
 from ..selectors.window import reply_window
 from ..signals import inbound_message_stored
+from .attachments import check_outgoing_files, remove_stored_files, store_outgoing_files
 from .outbox import enqueue_delivery
 
 logger = logging.getLogger(__name__)
@@ -540,9 +541,9 @@ def _hide_deleted_preview(message: Message) -> None:
 # ---------------------------------------------------------------- outbound
 
 
-def validate_body(platform: str, body: str) -> str:
+def validate_body(platform: str, body: str, *, allow_empty: bool = False) -> str:
     body = (body or "").strip()
-    if not body:
+    if not body and not allow_empty:
         raise ValidationError({"body": ["Write a message first."]})
     limit = channels.get(platform).capabilities.max_text_length
     if len(body) > limit:
@@ -561,21 +562,30 @@ def send_message(
     metadata: dict | None = None,
     options: dict | None = None,
     template: dict | None = None,
+    files: list | None = None,
+    reply_to: Message | None = None,
 ) -> Message:
     """Store an outbound message as `queued` and hand it to the sender after commit.
     `metadata` may name a message to quote ({"quoted": its external id}); `options` are the
     channel's own reply fields (an email's subject, cc, bcc), checked by the channel and stored
     on the message. `template` ({"name", "language", "variables"}) sends a channel's message
     template instead of free text (its rendering is the stored body); free text outside the
-    conversation's reply window (WhatsApp Cloud: 24 hours) is refused. Bad input raises one
-    ValidationError naming every bad field, before anything is written.
+    conversation's reply window (WhatsApp Cloud: 24 hours) is refused. `files` (uploaded
+    files) are checked against the channel's limits and stored with the message in the same
+    transaction; `reply_to` (a message of this conversation) is quoted where the channel
+    quotes. Bad input raises one ValidationError naming every bad field, before anything is
+    written.
 
     The committed row is the truth (an outbox): if the broker is unreachable after commit, the
     request still succeeds and the sweeper queues the message once it is back."""
     errors = {}
     channel = channels.get(conversation.platform)
     source = conversation.source
+    files = list(files or [])
+    kinds, extra = [], {}
     if template is not None:
+        if files:
+            errors["files"] = [_("A template is sent on its own, without files.")]
         if (body or "").strip():
             errors["body"] = [_("Send either a text or a template, not both.")]
         else:
@@ -597,11 +607,19 @@ def send_message(
             errors["body"] = [WINDOW_CLOSED]  # never queued: Meta would refuse it (131047)
         else:
             try:
-                body = validate_body(conversation.platform, body)
+                body = validate_body(conversation.platform, body, allow_empty=bool(files))
             except ValidationError as exc:
                 errors.update(exc.message_dict)
     try:
         extra = channel.reply_metadata(conversation, options or {})
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        kinds = check_outgoing_files(conversation.platform, files)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        extra.update(_quote(conversation, reply_to))
     except ValidationError as exc:
         errors.update(exc.message_dict)
     if errors:
@@ -615,31 +633,69 @@ def send_message(
         raise ValidationError(
             {"conversation": ["This conversation's channel is deactivated; it cannot send."]}
         ) from None
-    with transaction.atomic():
-        now = timezone.now()
-        message = Message.objects.create(
-            conversation=conversation,
-            direction=Message.Direction.OUTBOUND,
-            author=author,
-            bot=bot,
-            sender_name=bot.name if bot else (author.display_name if author else ""),
-            body=body,
-            status=Message.Status.QUEUED,
-            metadata=metadata or {},
-            next_attempt_at=now,
-        )
-        conversation = _bump_conversation_for_outbound(conversation.pk, body, message.created_at)
-        events.publish(
-            "message.created", message_payload(message), company_id=conversation.company_id
-        )
-        events.publish(
-            "conversation.updated",
-            conversation_payload(conversation),
-            company_id=conversation.company_id,
-        )
-        transaction.on_commit(lambda: enqueue_delivery(message.pk), robust=True)
-    logger.info("outbound: queued message=%s conversation=%s", message.pk, conversation.pk)
+    stored = []
+    try:
+        with transaction.atomic():
+            now = timezone.now()
+            message = Message.objects.create(
+                conversation=conversation,
+                direction=Message.Direction.OUTBOUND,
+                author=author,
+                bot=bot,
+                sender_name=bot.name if bot else (author.display_name if author else ""),
+                body=body,
+                status=Message.Status.QUEUED,
+                metadata=metadata or {},
+                next_attempt_at=now,
+            )
+            if files:
+                store_outgoing_files(message, files, kinds, stored)
+            preview = body or ", ".join(attachment.filename for attachment in stored)
+            conversation = _bump_conversation_for_outbound(
+                conversation.pk, preview, message.created_at
+            )
+            _publish_queued(message, conversation)
+    except BaseException:
+        remove_stored_files([attachment.file.name for attachment in stored])
+        raise
+    logger.info(
+        "outbound: queued message=%s conversation=%s files=%d",
+        message.pk,
+        conversation.pk,
+        len(stored),
+    )
     return message
+
+
+def _quote(conversation: Conversation, reply_to: Message | None) -> dict:
+    """What a reply quoting `reply_to` stores: its id and the channel's id of it."""
+    if reply_to is None:
+        return {}
+    channel = channels.get(conversation.platform)
+    if reply_to.conversation_id != conversation.pk:
+        raise ValidationError({"reply_to": [_("Choose a message of this conversation.")]})
+    if not channel.capabilities.quotes:
+        raise ValidationError(
+            {
+                "reply_to": [
+                    _("%(channel)s replies cannot quote a message.") % {"channel": channel.label}
+                ]
+            }
+        )
+    if not reply_to.external_id:
+        raise ValidationError({"reply_to": [_("This message has not reached the channel yet.")]})
+    return {"quoted": reply_to.external_id, "quoted_message_id": reply_to.pk}
+
+
+def _publish_queued(message: Message, conversation: Conversation) -> None:
+    """Inside the sending transaction: the events and the delivery go out after commit."""
+    events.publish("message.created", message_payload(message), company_id=conversation.company_id)
+    events.publish(
+        "conversation.updated",
+        conversation_payload(conversation),
+        company_id=conversation.company_id,
+    )
+    transaction.on_commit(lambda: enqueue_delivery(message.pk), robust=True)
 
 
 # ---------------------------------------------------------------- agents' actions

@@ -25,6 +25,7 @@ from ..models import Message
 from ..payloads import message_payload
 from ..sending import Outbox, Outcome
 from ..signals import outbound_message_sent
+from .attachments import outbound_files
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def outbound_for(message: Message) -> OutboundMessage:
             if message.metadata.get("template")
             else None
         ),
+        files=outbound_files(message),
     )
 
 

@@ -204,13 +204,21 @@ def _posted_template(post) -> tuple[str, dict | None]:
 @require_POST
 def conversation_reply(request, pk):
     conversation = selectors.get_conversation(request.user, pk)
-    body = request.POST.get("body", "")
+    # A multipart form (the reply box takes files) carries a textarea's lines as CRLF.
+    body = request.POST.get("body", "").replace("\r\n", "\n")
     names = REPLY_OPTIONS.get(conversation.capabilities.compose, ())
     options = {name: request.POST.get(name) for name in names if name in request.POST}
     chosen_template, template = _posted_template(request.POST)
+    reply_to = selectors.quotable_message(conversation, request.POST.get("reply_to", ""))
     try:
         message = services.send_message(
-            conversation, request.user, body, options=options, template=template
+            conversation,
+            request.user,
+            body,
+            options=options,
+            template=template,
+            files=request.FILES.getlist("files"),
+            reply_to=reply_to,
         )
     except ValidationError as exc:
         errors = _errors(exc)
@@ -219,7 +227,9 @@ def conversation_reply(request, pk):
             "body": body,
             "chosen_template": chosen_template,
             "template_errors": errors.pop("template", []) + errors.pop("template.variables", []),
+            "reply_to_message": reply_to,
             "body_errors": errors.pop("body", []),
+            "files_errors": errors.pop("files", []),
             **options,
             **{f"{name}_errors": errors.pop(name, []) for name in names},
             "other_errors": [error for field_errors in errors.values() for error in field_errors],

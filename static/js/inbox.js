@@ -463,5 +463,182 @@
     }
   });
 
+  // ---------------------------------------------------------------- files and quotes (issue 16)
+  // Kept apart from the rest of the page's behaviour: the reply box's files (picker, drag and
+  // drop, paste), checked against the channel's limits (data-file-limits) before any upload,
+  // and "Reply to this message" (the hidden reply_to field and its banner).
+
+  const chosenFiles = new WeakMap(); // reply form -> DataTransfer holding its files
+
+  function replyFileLimits(form) {
+    try {
+      return JSON.parse(form.dataset.fileLimits || "null");
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function formatMegabytes(bytes) {
+    const mb = bytes / 1048576;
+    return (Number.isInteger(mb) ? mb : mb.toFixed(1)) + " MB";
+  }
+
+  function fillTemplate(text, values) {
+    return (text || "").replace(/%\((\w+)\)s/g, (whole, name) => (name in values ? values[name] : whole));
+  }
+
+  // The same rule as the server (messaging.channels.file_kind): the first kind that takes the
+  // type, within its size.
+  function replyFileError(form, limits, file) {
+    const type = file.type || "application/octet-stream";
+    const typed = limits.limits.filter((limit) => !limit.types.length || limit.types.includes(type));
+    if (!typed.length) {
+      return fillTemplate(form.dataset.errorType, { channel: limits.channel, name: file.name, type: type });
+    }
+    if (typed.some((limit) => file.size <= limit.max)) return "";
+    const largest = typed.reduce((a, b) => (b.max > a.max ? b : a));
+    return fillTemplate(form.dataset.errorSize, {
+      name: file.name,
+      size: formatMegabytes(file.size),
+      channel: limits.channel,
+      kind: largest.kind,
+      limit: formatMegabytes(largest.max),
+    });
+  }
+
+  function showReplyFileErrors(form, errors) {
+    const list = form.querySelector('[data-role="reply-files-errors"]');
+    if (!list) return;
+    list.replaceChildren(
+      ...errors.map((text) => {
+        const item = document.createElement("li");
+        item.textContent = text;
+        return item;
+      })
+    );
+    list.hidden = errors.length === 0;
+  }
+
+  function renderReplyFiles(form) {
+    const list = form.querySelector('[data-role="reply-files"]');
+    const input = form.querySelector('[data-role="reply-file-input"]');
+    const held = chosenFiles.get(form);
+    if (!list || !input || !held) return;
+    input.files = held.files;
+    list.replaceChildren(
+      ...Array.from(held.files).map((file, index) => {
+        const item = document.createElement("li");
+        item.className = "reply-file";
+        const name = document.createElement("span");
+        name.className = "reply-file-name";
+        name.textContent = file.name + " · " + formatMegabytes(file.size);
+        const remove = document.createElement("button");
+        remove.type = "button";
+        remove.className = "btn-link reply-file-remove";
+        remove.dataset.fileIndex = String(index);
+        remove.setAttribute("aria-label", "✕ " + file.name);
+        remove.textContent = "✕";
+        item.append(name, remove);
+        return item;
+      })
+    );
+  }
+
+  // Add files to the reply box: each checked; the ones within the limits are kept.
+  function addReplyFiles(form, files) {
+    const limits = replyFileLimits(form);
+    if (!limits) return;
+    const held = chosenFiles.get(form) || new DataTransfer();
+    chosenFiles.set(form, held);
+    const errors = [];
+    for (const file of files) {
+      const error = replyFileError(form, limits, file);
+      if (error) errors.push(error);
+      else if (held.items.length >= limits.max_files) {
+        errors.push(fillTemplate(form.dataset.errorCount, { count: limits.max_files, channel: limits.channel }));
+      } else held.items.add(file);
+    }
+    const total = Array.from(held.files).reduce((sum, file) => sum + file.size, 0);
+    if (limits.total && total > limits.total) {
+      errors.push(
+        fillTemplate(form.dataset.errorTotal, {
+          size: formatMegabytes(total),
+          channel: limits.channel,
+          limit: formatMegabytes(limits.total),
+        })
+      );
+    }
+    showReplyFileErrors(form, errors);
+    renderReplyFiles(form);
+  }
+
+  function removeReplyFile(form, index) {
+    const held = chosenFiles.get(form);
+    if (!held) return;
+    held.items.remove(index);
+    renderReplyFiles(form);
+    showReplyFileErrors(form, []);
+  }
+
+  function replyForm(element) {
+    return element && element.closest ? element.closest("#reply-box[data-file-limits]") : null;
+  }
+
+  document.addEventListener("change", (event) => {
+    const form = replyForm(event.target);
+    if (!form || !event.target.matches('[data-role="reply-file-input"]')) return;
+    const picked = Array.from(event.target.files);
+    event.target.files = (chosenFiles.get(form) || new DataTransfer()).files; // restore, then add
+    addReplyFiles(form, picked);
+  });
+  document.addEventListener("dragover", (event) => {
+    const form = replyForm(event.target);
+    if (form && event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files")) {
+      event.preventDefault();
+      form.classList.add("is-dropping");
+    }
+  });
+  document.addEventListener("dragleave", (event) => {
+    const form = replyForm(event.target);
+    if (form) form.classList.remove("is-dropping");
+  });
+  document.addEventListener("drop", (event) => {
+    const form = replyForm(event.target);
+    if (!form || !event.dataTransfer || !event.dataTransfer.files.length) return;
+    event.preventDefault();
+    form.classList.remove("is-dropping");
+    addReplyFiles(form, Array.from(event.dataTransfer.files));
+  });
+  document.addEventListener("paste", (event) => {
+    const form = replyForm(event.target);
+    const files = event.clipboardData ? Array.from(event.clipboardData.files) : [];
+    if (!form || !files.length) return;
+    event.preventDefault();
+    addReplyFiles(form, files);
+  });
+
+  // "Reply to this message": the hidden reply_to field of the reply box, and its banner.
+  function setReplyQuote(messageId, text) {
+    const form = document.getElementById("reply-box");
+    const banner = form && form.querySelector('[data-role="reply-quote"]');
+    if (!banner) return;
+    banner.querySelector('input[name="reply_to"]').value = messageId || "";
+    banner.querySelector('[data-role="reply-quote-text"]').textContent = text || "";
+    banner.hidden = !messageId;
+    if (messageId) form.querySelector("textarea").focus();
+  }
+
+  document.addEventListener("click", (event) => {
+    const target = event.target.closest ? event.target : null;
+    if (!target) return;
+    const quote = target.closest('[data-role="quote-message"]');
+    if (quote) setReplyQuote(quote.dataset.messageId, quote.dataset.quoteText);
+    else if (target.closest('[data-role="reply-quote-cancel"]')) setReplyQuote("", "");
+    else if (target.closest(".reply-file-remove")) {
+      const button = target.closest(".reply-file-remove");
+      removeReplyFile(replyForm(button), Number(button.dataset.fileIndex));
+    }
+  });
+
   scrollToBottom();
 })();
