@@ -11,10 +11,12 @@
 - SHUTDOWN is set when the worker is asked to stop (SIGTERM): holders close and let go.
 """
 
+import contextlib
 import json
 import logging
 import os
 import random
+import shutil
 import socket
 import threading
 import time
@@ -23,12 +25,14 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Role, User
 from crm import coordination
 from messaging import events
+from messaging.channels import DownloadError
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +275,37 @@ def ask_holder(kind: str, key, command: dict, timeout: float) -> dict | None:
     send_command(kind, key, {**command, "reply": reply_key})
     item = coordination.redis_client().blpop([reply_key], timeout=timeout)
     return json.loads(item[1]) if item else None
+
+
+def download_through_holder(
+    kind: str,
+    key,
+    command: dict,
+    *,
+    timeout: float,
+    max_bytes: int,
+    destination,
+    no_answer: str,
+) -> None:
+    """Ask the worker holding a connection to download a file (`command` plus the `path` of
+    a spool file in our storage), then copy the spool file into `destination` in chunks,
+    within `max_bytes`, and remove it. DownloadError with words an agent can act on."""
+    path = default_storage.path(f"incoming/{kind}-{key}-{uuid.uuid4().hex}.part")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        reply = ask_holder(kind, key, {**command, "path": path}, timeout)
+        if reply is None:
+            raise DownloadError(no_answer)
+        if "error" in reply:
+            raise DownloadError(reply["error"])
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise DownloadError.too_large(size, max_bytes)
+        with open(path, "rb") as handle:
+            shutil.copyfileobj(handle, destination, 65536)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 # ---------------------------------------------------------------- supervisor helpers

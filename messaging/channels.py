@@ -257,6 +257,14 @@ class DownloadError(Exception):
         super().__init__(reason)
         self.reason = reason
 
+    @classmethod
+    def too_large(cls, size: int, limit: int) -> "DownloadError":
+        """A file over what we store (every channel says it in the same words)."""
+        return cls(
+            f"The file is {size / 1048576:.1f} MB, over the {limit / 1048576:.0f} MB we store "
+            "(ATTACHMENT_MAX_BYTES)."
+        )
+
 
 class TransientSendError(SendError):
     """Worth retrying (network trouble, rate limit, flood wait, holder not connected)."""

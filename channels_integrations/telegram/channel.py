@@ -73,19 +73,12 @@ class TelegramChannel(Channel):
         """Through the account's live client (the worker holding it downloads into our
         storage's spool folder); the file is then copied into `destination` in chunks."""
         if media.size is not None and media.size > media.max_bytes:
-            raise DownloadError(_too_large(media.size, media.max_bytes))
+            raise DownloadError.too_large(media.size, media.max_bytes)
         if not media.external_id.isdigit() or not media.thread_id.lstrip("-").isdigit():
             raise DownloadError("This Telegram file has no message to download it from.")
         return download_through_listener(
             source.pk, int(media.thread_id), int(media.external_id), media.max_bytes, destination
         )
-
-
-def _too_large(size: int, limit: int) -> str:
-    return (
-        f"The file is {size / 1048576:.1f} MB, over the {limit / 1048576:.0f} MB we store "
-        "(ATTACHMENT_MAX_BYTES)."
-    )
 
 
 CHANNEL = register(TelegramChannel())

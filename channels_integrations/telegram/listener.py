@@ -11,12 +11,8 @@ ORM work runs on one executor thread per listener (one database connection each)
 """
 
 import asyncio
-import contextlib
 import logging
-import os
-import shutil
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
@@ -43,6 +39,7 @@ from ..connections import (
     Supervised,
     answer,
     ask_holder,
+    download_through_holder,
     holder_of,
     next_command,
     publish_to_admins,
@@ -153,31 +150,15 @@ def download_through_listener(
     it announced the file)."""
     if account_holder(account_id) is None:
         raise DownloadError("The Telegram account is not connected; try again when it is.")
-    spool = f"incoming/telegram-{account_id}-{message_id}-{uuid.uuid4().hex}.part"
-    path = default_storage.path(spool)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        reply = ask_holder(
-            KIND,
-            account_id,
-            {"op": "download", "peer": peer_id, "message": message_id, "path": path},
-            timeout=settings.TELEGRAM_SEND_TIMEOUT * 6,
-        )
-        if reply is None:
-            raise DownloadError("The Telegram listener did not answer in time; try again.")
-        if "error" in reply:
-            raise DownloadError(reply["error"])
-        size = os.path.getsize(path)
-        if size > max_bytes:
-            raise DownloadError(
-                f"The file is {size / 1048576:.1f} MB, over the {max_bytes / 1048576:.0f} MB "
-                "we store (ATTACHMENT_MAX_BYTES)."
-            )
-        with open(path, "rb") as handle:
-            shutil.copyfileobj(handle, destination, 65536)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+    download_through_holder(
+        KIND,
+        account_id,
+        {"op": "download", "peer": peer_id, "message": message_id},
+        timeout=settings.TELEGRAM_SEND_TIMEOUT * 6,
+        max_bytes=max_bytes,
+        destination=destination,
+        no_answer="The Telegram listener did not answer in time; try again.",
+    )
     return ""
 
 

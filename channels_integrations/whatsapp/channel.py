@@ -128,7 +128,7 @@ class WhatsAppChannel(Channel):
     def fetch_media(self, source: WhatsAppNumber, media: MediaToFetch, destination) -> str:
         if source.provider != WhatsAppNumber.Provider.CLOUD:
             if media.size is not None and media.size > media.max_bytes:
-                raise DownloadError(cloud._too_large(media.size, media.max_bytes))
+                raise DownloadError.too_large(media.size, media.max_bytes)
             return sessions.download_through_session(
                 source.pk, media.ref or {}, media.max_bytes, destination
             )

@@ -275,7 +275,7 @@ def fetch_media(credentials: CloudCredentials, media: MediaToFetch, destination)
             raise DownloadError("The WhatsApp Cloud API answered without a media URL.") from exc
         declared = info.get("file_size")
         if isinstance(declared, int) and declared > media.max_bytes:
-            raise DownloadError(_too_large(declared, media.max_bytes))
+            raise DownloadError.too_large(declared, media.max_bytes)
         received = 0
         with http().stream(
             "GET", url, headers=headers, timeout=settings.WHATSAPP_GRAPH_TIMEOUT
@@ -286,7 +286,7 @@ def fetch_media(credentials: CloudCredentials, media: MediaToFetch, destination)
             for chunk in stream.iter_bytes(65536):
                 received += len(chunk)
                 if received > media.max_bytes:
-                    raise DownloadError(_too_large(received, media.max_bytes))
+                    raise DownloadError.too_large(received, media.max_bytes)
                 destination.write(chunk)
     except httpx.HTTPError as exc:
         raise DownloadError(
@@ -306,13 +306,6 @@ def _download_refused(response: httpx.Response) -> str:
     if response.status_code == 404:
         return "WhatsApp no longer has this file (media ids expire after 30 days)."
     return f"WhatsApp refused the download ({code or response.status_code})."
-
-
-def _too_large(size: int, limit: int) -> str:
-    return (
-        f"The file is {size / 1048576:.1f} MB, over the {limit / 1048576:.0f} MB we store "
-        "(ATTACHMENT_MAX_BYTES)."
-    )
 
 
 def error_from_response(response: httpx.Response) -> SendError:

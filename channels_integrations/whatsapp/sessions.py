@@ -13,21 +13,16 @@ lost its lease writes nothing.
 """
 
 import base64
-import contextlib
 import io
 import logging
-import os
-import shutil
 import threading
 import time
-import uuid
 from dataclasses import asdict
 
 import redis
 import segno
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -51,6 +46,7 @@ from ..connections import (
     Supervised,
     answer,
     ask_holder,
+    download_through_holder,
     next_command,
     reconnect_loop,
     request_start,
@@ -280,25 +276,15 @@ def download_through_session(number_id: int, ref: dict, max_bytes: int, destinat
         raise DownloadError("WhatsApp did not say how to download this file.")
     if holder_of(number_id) is None:
         raise DownloadError("The WhatsApp session of this number is not connected; try again.")
-    path = default_storage.path(f"incoming/whatsapp-{number_id}-{uuid.uuid4().hex}.part")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        reply = ask_holder(KIND, number_id, {"op": "download", "ref": ref, "path": path}, 120.0)
-        if reply is None:
-            raise DownloadError("The WhatsApp session did not answer in time; try again.")
-        if "error" in reply:
-            raise DownloadError(reply["error"])
-        size = os.path.getsize(path)
-        if size > max_bytes:
-            raise DownloadError(
-                f"The file is {size / 1048576:.1f} MB, over the {max_bytes / 1048576:.0f} MB "
-                "we store (ATTACHMENT_MAX_BYTES)."
-            )
-        with open(path, "rb") as handle:
-            shutil.copyfileobj(handle, destination, 65536)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+    download_through_holder(
+        KIND,
+        number_id,
+        {"op": "download", "ref": ref},
+        timeout=120.0,
+        max_bytes=max_bytes,
+        destination=destination,
+        no_answer="The WhatsApp session did not answer in time; try again.",
+    )
     return ""
 
 
