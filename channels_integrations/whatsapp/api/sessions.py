@@ -16,6 +16,7 @@ from accounts.permissions import IsCompanyMember
 from accounts.scoping import scoped
 from crm import coordination, idempotency
 from crm.api.base import nested_errors
+from messaging.api.inbox import TemplateSendSerializer
 from messaging.payloads import message_payload
 
 from ...models import WhatsAppNumber, WhatsAppSession
@@ -102,17 +103,6 @@ class WhatsAppSessionViewSet(
         return response
 
 
-class SendToPhoneTemplateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=512)
-    language = serializers.CharField(max_length=20, help_text="e.g. en_US")
-    variables = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField(allow_blank=True)),
-        required=False,
-        default=dict,
-        help_text='per component, the values of {{1}}, {{2}} ...: {"body": ["Ann", "42"]}',
-    )
-
-
 class SendToPhoneSerializer(serializers.Serializer):
     phone = PhoneNumberField(help_text="E.164, e.g. +4915112345678")
     message = serializers.CharField(
@@ -121,7 +111,7 @@ class SendToPhoneSerializer(serializers.Serializer):
         required=False,
         help_text="free text (from a Cloud number: only to a phone that wrote within 24 h)",
     )
-    template = SendToPhoneTemplateSerializer(
+    template = TemplateSendSerializer(
         required=False,
         help_text="Cloud numbers: an approved template of the number, instead of `message` "
         "(reaches any phone)",
