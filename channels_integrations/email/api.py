@@ -12,7 +12,21 @@ from crm.api.base import WriteOnlySecretField
 from ..api.serializers import SecretsSerializerMixin
 from ..api.views import ChannelViewSet
 from ..models import EmailAccount
+from . import accounts
 from . import smtp as email_smtp
+
+# Read-only: what the poll reports. What admins edit is the settings page's list
+# (accounts.KIND.editable), so the API and the page never disagree.
+REPORTED = [
+    "status",
+    "last_poll_at",
+    "last_success_at",
+    "next_poll_at",
+    "messages_imported",
+    "last_error",
+    "last_error_at",
+    "created_at",
+]
 
 
 class EmailAccountSerializer(SecretsSerializerMixin, serializers.ModelSerializer):
@@ -24,44 +38,8 @@ class EmailAccountSerializer(SecretsSerializerMixin, serializers.ModelSerializer
 
     class Meta:
         model = EmailAccount
-        fields = [
-            "id",
-            "owner",
-            "address",
-            "display_name",
-            "imap_host",
-            "imap_port",
-            "imap_ssl",
-            "smtp_host",
-            "smtp_port",
-            "smtp_security",
-            "username",
-            "password",
-            "is_active",
-            "poll_interval_seconds",
-            "first_sync_days",
-            "use_idle",
-            "signature",
-            "status",
-            "last_poll_at",
-            "last_success_at",
-            "next_poll_at",
-            "messages_imported",
-            "last_error",
-            "last_error_at",
-            "created_at",
-        ]
-        read_only_fields = [
-            "id",
-            "status",
-            "last_poll_at",
-            "last_success_at",
-            "next_poll_at",
-            "messages_imported",
-            "last_error",
-            "last_error_at",
-            "created_at",
-        ]
+        fields = ["id", *accounts.KIND.editable, *REPORTED]
+        read_only_fields = ["id", *REPORTED]
 
     def get_fields(self):
         fields = super().get_fields()

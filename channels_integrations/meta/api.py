@@ -16,23 +16,10 @@ from . import accounts
 from .models import InstagramAccount, MessengerPage
 
 SECRETS = ("page_access_token", "app_secret", "verify_token")
-READ_ONLY = ["id", "uuid", "webhook_url", "status", "last_error", "last_event_at", "created_at"]
-FIELDS = [
-    "id",
-    "uuid",
-    "name",
-    "page_id",
-    "page_access_token",
-    "app_secret",
-    "verify_token",
-    "human_agent_tag",
-    "is_active",
-    "webhook_url",
-    "status",
-    "last_error",
-    "last_event_at",
-    "created_at",
-]
+REPORTED = ["webhook_url", "status", "last_error", "last_event_at", "created_at"]
+READ_ONLY = ["id", "uuid", *REPORTED]
+# What admins edit is the settings page's list (accounts.SHARED); then what we report.
+FIELDS = ["id", "uuid", *accounts.SHARED, *REPORTED]
 
 
 class MetaSourceSerializer(SecretsSerializerMixin, serializers.ModelSerializer):
