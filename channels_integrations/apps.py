@@ -4,7 +4,8 @@ from django.apps import AppConfig
 
 # The channels of this app, each a folder with a `channel.py` that registers it with
 # messaging.channels, an `accounts.py` that registers how admins edit its account, and a
-# `tasks.py` when it has tasks. Adding a channel: a new folder, and its name here.
+# `tasks.py` / `admin.py` when it has tasks / platform-admin pages. Adding a channel: a new
+# folder, and its name here.
 CHANNELS = ("whatsapp", "telegram", "email", "meta")
 
 
@@ -16,11 +17,13 @@ class ChannelsIntegrationsConfig(AppConfig):
         for name in CHANNELS:
             import_module(f"{self.name}.{name}.channel")
             import_module(f"{self.name}.{name}.accounts")
-            try:  # registers the channel's tasks in every process (they are queued by name)
-                import_module(f"{self.name}.{name}.tasks")
-            except ModuleNotFoundError as missing:
-                if missing.name != f"{self.name}.{name}.tasks":
-                    raise
+            # Its tasks in every process (they are queued by name), its admin pages.
+            for optional in ("tasks", "admin"):
+                try:
+                    import_module(f"{self.name}.{name}.{optional}")
+                except ModuleNotFoundError as missing:
+                    if missing.name != f"{self.name}.{name}.{optional}":
+                        raise
         from . import tasks  # noqa: F401  (the shared ones)
         from .email import signals  # noqa: F401  (remembers sent Message-IDs)
         from .whatsapp import bot_receivers  # noqa: F401  (bots answer inbound messages)

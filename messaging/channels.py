@@ -266,6 +266,18 @@ class DownloadError(Exception):
         )
 
 
+def write_within(chunks, destination, max_bytes: int) -> int:
+    """Copy an inbound file's chunks into `destination`, refusing it (DownloadError.too_large)
+    as soon as it passes `max_bytes`; the bytes written."""
+    received = 0
+    for chunk in chunks:
+        received += len(chunk)
+        if received > max_bytes:
+            raise DownloadError.too_large(received, max_bytes)
+        destination.write(chunk)
+    return received
+
+
 class TransientSendError(SendError):
     """Worth retrying (network trouble, rate limit, flood wait, holder not connected)."""
 

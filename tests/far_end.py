@@ -66,6 +66,10 @@ class MetaSent:
     messaging_type: str
     tag: str
     token: str
+    kind: str = "text"  # text, react, unreact, or an attachment type (image, file, ...)
+    filename: str = ""
+    size: int = 0
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,9 @@ class GraphFake:
         self.meta_pages: dict[str, tuple[str, str]] = {}
         self.meta_instagram: dict[str, str] = {}
         self.meta_app_secrets: dict[str, str] = {}
+        # Meta's CDN (attachment URLs in webhooks): name -> bytes; user id -> profile fields.
+        self.meta_cdn: dict[str, bytes] = {}
+        self.meta_profiles: dict[str, dict] = {}
         self.templates: list[dict] = []
         self.template_page_size = 2
         self.template_requests: list[dict] = []
@@ -137,6 +144,10 @@ class GraphFake:
                 authorization = self.headers.get("Authorization", "")
                 if self.path.rstrip("/").endswith("/media"):
                     status, body = fake.receive_media(
+                        self.path, authorization, self.headers, self.rfile, length
+                    )
+                elif self.headers.get("Content-Type", "").startswith("multipart/form-data"):
+                    status, body = fake.receive_meta_file(
                         self.path, authorization, self.headers, self.rfile, length
                     )
                 else:
@@ -187,6 +198,8 @@ class GraphFake:
             self.meta_pages.clear()
             self.meta_instagram.clear()
             self.meta_app_secrets.clear()
+            self.meta_cdn.clear()
+            self.meta_profiles.clear()
             self.templates = []
             self.template_page_size = 2
             self.template_requests.clear()
@@ -237,6 +250,10 @@ class GraphFake:
             return 200, {"id": page_id, "name": name}
         if parts[1] in self.meta_instagram:
             return 200, {"id": parts[1], "username": self.meta_instagram[parts[1]]}
+        if parts[1] in self.meta_profiles:
+            wanted = [name for name in query.get("fields", [""])[0].split(",") if name]
+            profile = self.meta_profiles[parts[1]]
+            return 200, {"id": parts[1], **{k: v for k, v in profile.items() if k in wanted}}
         return 400, {
             "error": {
                 "message": f"Unsupported get request. Object with ID '{parts[1]}' does not exist",
@@ -247,11 +264,23 @@ class GraphFake:
         }
 
     def _answer_meta(self, page_id: str, token: str, query: dict, payload) -> tuple[int, dict]:
-        """POST /<version>/<page-id>/messages, the Send API (Messenger and Instagram)."""
+        """POST /<version>/<page-id>/messages, the Send API (Messenger and Instagram): a text,
+        an uploaded file (`file`: its name, size and SHA-256), or a sender action
+        (react/unreact, recorded with the reaction as its body)."""
+        file = payload.pop("_file", None)
         try:
             recipient = payload["recipient"]["id"]
-            body = payload["message"]["text"]
-            messaging_type = payload["messaging_type"]
+            action = payload.get("sender_action", "")
+            if action in ("react", "unreact"):
+                target = payload["payload"]["message_id"]
+                body = f"{payload['payload'].get('reaction', '')}@{target}"
+                kind, messaging_type = action, ""
+            elif file is not None:
+                kind = payload["message"]["attachment"]["type"]
+                body, messaging_type = "", payload["messaging_type"]
+            else:
+                body, kind = payload["message"]["text"], "text"
+                messaging_type = payload["messaging_type"]
         except (KeyError, TypeError):
             return 400, {"error": {"message": "(#100) Invalid parameter", "code": 100}}
         if refusal := self._meta_refusal(token, query):
@@ -267,9 +296,46 @@ class GraphFake:
         mid = f"m_fake{next(self._ids)}"
         with self.lock:
             self.meta_sent.append(
-                MetaSent(page_id, recipient, body, messaging_type, payload.get("tag", ""), token)
+                MetaSent(
+                    page_id,
+                    recipient,
+                    body,
+                    messaging_type,
+                    payload.get("tag", ""),
+                    token,
+                    kind=kind,
+                    filename=(file or {}).get("filename", ""),
+                    size=(file or {}).get("size", 0),
+                    sha256=(file or {}).get("sha256", ""),
+                )
             )
+        if kind in ("react", "unreact"):
+            return 200, {"recipient_id": recipient}
         return 200, {"recipient_id": recipient, "message_id": mid}
+
+    def receive_meta_file(self, path, authorization, headers, stream, length):
+        """POST /<version>/<page-id>/messages as multipart (an attachment upload with the
+        message): `recipient` and `message` JSON fields plus `filedata`, read as a stream."""
+        url = urlsplit(path)
+        parts = url.path.strip("/").split("/")
+        boundary = headers.get("Content-Type", "").partition("boundary=")[2].strip('"').encode()
+        if len(parts) != 3 or parts[2] != "messages" or not boundary:
+            stream.read(length)
+            return 404, {"error": {"message": "Unknown path", "code": 100}}
+        fields, files = _read_multipart(stream, length, boundary)
+        try:
+            payload = {
+                "recipient": json.loads(fields["recipient"]),
+                "message": json.loads(fields["message"]),
+                "messaging_type": fields.get("messaging_type", ""),
+                "_file": files["filedata"],
+            }
+            if fields.get("tag"):
+                payload["tag"] = fields["tag"]
+        except (KeyError, ValueError):
+            return 400, {"error": {"message": "(#100) Param filedata is required", "code": 100}}
+        token = authorization.removeprefix("Bearer ")
+        return self._answer_meta(parts[1], token, parse_qs(url.query), payload)
 
     def _answer_templates(self, path: str, authorization: str) -> tuple[int, dict | str]:
         """GET /<version>/<waba-id>/message_templates?fields=...&limit=...&after=..."""
@@ -424,15 +490,28 @@ class GraphFake:
         """Whether a GET is for WhatsApp media (GET /<version>/<media-id>, or the download
         URL) rather than a Messenger Platform look-up (a Page's token) or the templates."""
         parts = urlsplit(path).path.strip("/").split("/")
-        if parts and parts[0] == "whatsapp_business":
+        if parts and parts[0] in ("whatsapp_business", "meta_cdn"):
             return True
         if len(parts) != 2 or parts[0] != self.VERSION or parts[1] == "me":
             return False
         return authorization.removeprefix("Bearer ") not in self.meta_pages
 
+    def cdn_url(self, name: str) -> str:
+        """A Messenger/Instagram attachment URL on this server (Meta's CDN URLs are signed
+        in themselves: no token), serving `meta_cdn[name]`."""
+        return f"http://127.0.0.1:{self.port}/meta_cdn/{name}?oh=signed"
+
     def serve_media(self, path, authorization):
         """GET /<version>/<media-id>: the media's URL (on this server); GET of that URL with
-        the token: its bytes (`hosted`)."""
+        the token: its bytes (`hosted`). GET /meta_cdn/<name>: `meta_cdn[name]`, no token."""
+        cdn = urlsplit(path).path.strip("/").split("/")
+        if cdn[0] == "meta_cdn":
+            content = self.meta_cdn.get(cdn[-1])
+            if content is None:
+                return 404, {"error": {"message": "URL signature expired", "code": 100}}
+            with self.lock:
+                self.downloads.append(cdn[-1])
+            return 200, content
         if not authorization.startswith("Bearer ") or len(authorization) < 10:
             return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}
         parts = path.strip("/").split("/")

@@ -11,7 +11,19 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from messaging.channels import Capabilities, Channel, OutboundMessage, SendReceipt, register
+from messaging import sending
+from messaging.channels import (
+    MB,
+    Capabilities,
+    Channel,
+    DownloadError,
+    FileLimit,
+    MediaToFetch,
+    OutboundMessage,
+    OutboundReaction,
+    SendReceipt,
+    register,
+)
 
 from . import INSTAGRAM, MESSENGER, graph
 from .models import InstagramAccount, MessengerPage
@@ -87,21 +99,90 @@ class MetaChannel(Channel):
         )
 
     def send(self, message: OutboundMessage) -> SendReceipt:
-        return graph.send_text(message.route, message.to_address, message.body)
+        if not message.files:
+            return graph.send_text(message.route, message.to_address, message.body)
+        # The Send API takes one attachment per message and no caption: the text first (when
+        # there is one), then each file; each part once (its record); the message's id is the
+        # first part's.
+        route, to = message.route, message.to_address
+        parts = [lambda: graph.send_text(route, to, message.body)] if message.body else []
+        parts += [lambda file=file: graph.send_file(route, to, file) for file in message.files]
+        ids = [
+            sending.once(sending.part_key(message.key, index), part)
+            for index, part in enumerate(parts)
+        ]
+        return SendReceipt(external_id=ids[0])
+
+    def react(self, reaction: OutboundReaction) -> None:
+        graph.send_reaction(
+            reaction.route,
+            reaction.to_address,
+            reaction.target_external_id,
+            self.reaction_value(reaction.emoji),
+        )
+
+    def reaction_value(self, emoji: str) -> str:
+        """What the Send API takes as `reaction` for `emoji` (empty: remove)."""
+        return emoji
+
+    def fetches_media(self, source) -> bool:
+        return True
+
+    def fetch_media(self, source, media: MediaToFetch, destination) -> str:
+        url = (media.ref or {}).get("url") or media.external_id
+        if not url:
+            raise DownloadError(_("Meta gave no address for this file."))
+        return graph.fetch_attachment(url, media.max_bytes, destination)
+
+    # The public profile fields that name a client (User Profile API).
+    profile_fields = "name"
+
+    def client_name(self, profile: dict) -> str:
+        return str(profile.get("name") or "")
 
 
 class MessengerChannel(MetaChannel):
     platform = MESSENGER
     label = "Messenger"
-    capabilities = Capabilities(max_text_length=2000, reply_window=STANDARD_WINDOW)
+    # Attachments are uploaded with their message (25 MB each, Messenger Platform docs).
+    capabilities = Capabilities(
+        max_text_length=2000,
+        reply_window=STANDARD_WINDOW,
+        attachments=True,
+        file_limits=(
+            FileLimit("image", 25 * MB, ("image/jpeg", "image/png", "image/gif")),
+            FileLimit("video", 25 * MB, ("video/mp4",)),
+            FileLimit("audio", 25 * MB, ("audio/mpeg", "audio/mp4", "audio/ogg", "audio/aac")),
+            FileLimit("document", 25 * MB),
+        ),
+        max_files=5,
+        reactions=True,
+    )
     source_model = MessengerPage
+    profile_fields = "first_name,last_name"
+
+    def client_name(self, profile: dict) -> str:
+        return " ".join(
+            str(profile.get(key) or "").strip() for key in ("first_name", "last_name")
+        ).strip()
 
 
 class InstagramChannel(MetaChannel):
     platform = INSTAGRAM
     label = "Instagram"
-    capabilities = Capabilities(max_text_length=1000, reply_window=STANDARD_WINDOW)
+    # Files: Instagram's Send API takes attachments by public URL only (no upload), which a
+    # server behind a firewall cannot offer, so agents send text here.
+    capabilities = Capabilities(max_text_length=1000, reply_window=STANDARD_WINDOW, reactions=True)
     source_model = InstagramAccount
+    profile_fields = "name,username"
+
+    def client_name(self, profile: dict) -> str:
+        name, username = str(profile.get("name") or ""), str(profile.get("username") or "")
+        return name or (f"@{username}" if username else "")
+
+    def reaction_value(self, emoji: str) -> str:
+        """Instagram takes one reaction, the heart ("love"): any emoji of ours becomes it."""
+        return "love" if emoji else ""
 
 
 MESSENGER_CHANNEL = register(MessengerChannel())

@@ -5,16 +5,28 @@ as the WhatsApp Cloud numbers)."""
 
 import hashlib
 import hmac
+import json
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from messaging.channels import SendError, SendReceipt, TransientSendError
+from messaging.channels import (
+    DownloadError,
+    OutboundFile,
+    SendError,
+    SendReceipt,
+    TransientSendError,
+    write_within,
+)
 
 logger = logging.getLogger(__name__)
+
+# How our file kinds go out as Send API attachment types.
+ATTACHMENT_TYPES = {"image": "image", "video": "video", "audio": "audio", "document": "file"}
 
 # Graph error codes (Meta's Messenger Platform docs) that mean "later".
 RATE_LIMIT_CODES = {4, 17, 32, 613}
@@ -59,39 +71,123 @@ def _params(access_token: str, app_secret: str) -> dict:
     return {"appsecret_proof": appsecret_proof(access_token, app_secret)} if app_secret else {}
 
 
-def send_text(route: MetaRoute, recipient_id: str, body: str) -> SendReceipt:
-    """POST /{page-id}/messages; the message id (`mid`), or SendError (transient for network
-    trouble, 5xx and rate limits)."""
+def _route_problem(route: MetaRoute) -> None:
     if route.refusal:
         raise SendError(route.refusal)
     if not route.page_id or not route.access_token:
         raise SendError(_("This account has no Page id or page access token yet."))
-    payload = {
-        "recipient": {"id": recipient_id},
-        "message": {"text": body},
-        "messaging_type": route.messaging_type,
-    }
-    if route.tag:
-        payload["tag"] = route.tag
+
+
+def _post_messages(route: MetaRoute, **request) -> httpx.Response:
+    """POST /{page-id}/messages (JSON or multipart): the 200 answer, or SendError (transient
+    for network trouble, 5xx and rate limits)."""
     try:
         response = httpx.post(
             f"{_base()}/{route.page_id}/messages",
-            json=payload,
             params=_params(route.access_token, route.app_secret),
             headers={"Authorization": f"Bearer {route.access_token}"},
             timeout=settings.WHATSAPP_GRAPH_TIMEOUT,
+            **request,
         )
     except httpx.HTTPError as exc:
         raise TransientSendError(
             _("The Meta Graph API could not be reached (%(error)s).")
             % {"error": exc.__class__.__name__}
         ) from exc
-    if response.status_code == 200:
-        try:
-            return SendReceipt(external_id=str(response.json()["message_id"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SendError(_("The Meta Graph API answered without a message id.")) from exc
-    raise error_from_response(response)
+    if response.status_code != 200:
+        raise error_from_response(response)
+    return response
+
+
+def _receipt(response: httpx.Response) -> SendReceipt:
+    try:
+        return SendReceipt(external_id=str(response.json()["message_id"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SendError(_("The Meta Graph API answered without a message id.")) from exc
+
+
+def _how(route: MetaRoute) -> dict:
+    """The messaging type (and tag) of a message under the channel's window rule."""
+    return {"messaging_type": route.messaging_type, **({"tag": route.tag} if route.tag else {})}
+
+
+def send_text(route: MetaRoute, recipient_id: str, body: str) -> SendReceipt:
+    """A text through the Send API; the message id (`mid`)."""
+    _route_problem(route)
+    payload = {"recipient": {"id": recipient_id}, "message": {"text": body}, **_how(route)}
+    return _receipt(_post_messages(route, json=payload))
+
+
+def send_file(route: MetaRoute, recipient_id: str, file: OutboundFile) -> SendReceipt:
+    """An attachment uploaded with its message (multipart `filedata`, streamed from storage by
+    httpx in chunks, never read whole); the message id."""
+    _route_problem(route)
+    attachment = {"type": ATTACHMENT_TYPES.get(file.kind, "file"), "payload": {}}
+    fields = {
+        "recipient": json.dumps({"id": recipient_id}),
+        "message": json.dumps({"attachment": attachment}),
+        **_how(route),
+    }
+    try:
+        with file.open() as handle:
+            response = _post_messages(
+                route, data=fields, files={"filedata": (file.filename, handle, file.content_type)}
+            )
+    except FileNotFoundError as exc:
+        raise SendError(
+            _("The file “%(name)s” is missing from our storage.") % {"name": file.filename}
+        ) from exc
+    return _receipt(response)
+
+
+def send_reaction(route: MetaRoute, recipient_id: str, mid: str, reaction: str) -> None:
+    """Our reaction on the client's message `mid` (sender action `react`), or its removal
+    (`unreact`) when `reaction` is empty. No messaging window: it answers their message."""
+    if not route.page_id or not route.access_token:
+        raise SendError(_("This account has no Page id or page access token yet."))
+    payload = {
+        "recipient": {"id": recipient_id},
+        "sender_action": "react" if reaction else "unreact",
+        "payload": {"message_id": mid, **({"reaction": reaction} if reaction else {})},
+    }
+    _post_messages(route, json=payload)
+
+
+# ---------------------------------------------------------------- inbound files and people
+
+
+def fetch_attachment(url: str, max_bytes: int, destination) -> str:
+    """GET an attachment's CDN URL from a webhook (signed in itself: no token), streamed
+    into `destination` within `max_bytes`; its content type."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise DownloadError(_("Meta gave no usable address for this file."))
+    try:
+        with httpx.stream("GET", url, timeout=settings.WHATSAPP_GRAPH_TIMEOUT) as stream:
+            if stream.status_code != 200:
+                stream.read()
+                raise DownloadError(
+                    _(
+                        "Meta no longer serves this file (HTTP %(status)s): attachment "
+                        "addresses expire; ask the client to send it again."
+                    )
+                    % {"status": stream.status_code}
+                )
+            write_within(stream.iter_bytes(65536), destination, max_bytes)
+            return stream.headers.get("Content-Type", "").split(";")[0].strip()
+    except httpx.HTTPError as exc:
+        raise DownloadError(
+            _("Meta's file server could not be reached (%(error)s); try again.")
+            % {"error": exc.__class__.__name__}
+        ) from exc
+
+
+def fetch_profile(user_id: str, fields: str, access_token: str, app_secret: str) -> dict:
+    """GET /{user-id}?fields=...: the person's public profile fields ({} when Graph refuses;
+    a name is a nicety, never a reason to fail)."""
+    profile, problem = _get(user_id, access_token, app_secret, fields)
+    if problem:
+        logger.info("meta graph: no profile for a client (%s)", problem)
+    return profile
 
 
 def _error_of(response: httpx.Response) -> dict:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.utils import timezone
 
+from crm.celery import task
 from messaging.channels import for_source
 from messaging.models import Message
 from messaging.services import Sender, ingest_inbound, record_delivery_status
@@ -22,6 +23,7 @@ from .models import InstagramAccount
 
 logger = logging.getLogger(__name__)
 
+PROFILE_TASK = "channels_integrations.meta.tasks.look_up_client_profile"
 ATTACHMENT_KINDS = {"image": "image", "video": "video", "audio": "audio", "file": "document"}
 
 
@@ -69,11 +71,23 @@ def _store(account, item: parse.Inbound) -> bool:
                         kind=ATTACHMENT_KINDS.get(attachment.kind, "other"),
                         filename=_filename(attachment.url, attachment.kind),
                         external_id=attachment.url if len(attachment.url) <= 255 else "",
+                        download_ref={"url": attachment.url} if attachment.url else None,
                     )
                     for attachment in item.attachments
                 ],
             )
+    if result.created and result.conversation.client_id is None:
+        transaction.on_commit(lambda: enqueue_profile_lookup(result.conversation.pk), robust=True)
     return result.created
+
+
+def enqueue_profile_lookup(conversation_id: int) -> None:
+    """Name the new thread's client from their public profile, in the background (a name is
+    a nicety: a broker that is down loses only that)."""
+    try:
+        task(PROFILE_TASK).delay(conversation_id)
+    except Exception:
+        logger.warning("conversation=%s profile look-up not queued (broker down?)", conversation_id)
 
 
 def _react(account, platform: str, reaction: parse.Reaction) -> bool:

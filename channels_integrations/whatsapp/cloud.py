@@ -25,6 +25,7 @@ from messaging.channels import (
     SendReceipt,
     TemplatePart,
     TransientSendError,
+    write_within,
 )
 
 from .types import AnnouncedMedia
@@ -276,18 +277,13 @@ def fetch_media(credentials: CloudCredentials, media: MediaToFetch, destination)
         declared = info.get("file_size")
         if isinstance(declared, int) and declared > media.max_bytes:
             raise DownloadError.too_large(declared, media.max_bytes)
-        received = 0
         with http().stream(
             "GET", url, headers=headers, timeout=settings.WHATSAPP_GRAPH_TIMEOUT
         ) as stream:
             if stream.status_code != 200:
                 stream.read()
                 raise DownloadError(_download_refused(stream))
-            for chunk in stream.iter_bytes(65536):
-                received += len(chunk)
-                if received > media.max_bytes:
-                    raise DownloadError.too_large(received, media.max_bytes)
-                destination.write(chunk)
+            write_within(stream.iter_bytes(65536), destination, media.max_bytes)
     except httpx.HTTPError as exc:
         raise DownloadError(
             f"The WhatsApp Cloud API could not be reached ({exc.__class__.__name__}); try again."

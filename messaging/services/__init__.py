@@ -20,6 +20,7 @@ from .inbox import (  # noqa: F401
     assign_conversation,
     ingest_inbound,
     mark_conversation_read,
+    name_thread_client,
     open_conversation,
     send_message,
     set_conversation_status,

@@ -698,6 +698,33 @@ def _publish_queued(message: Message, conversation: Conversation) -> None:
     transaction.on_commit(lambda: enqueue_delivery(message.pk), robust=True)
 
 
+def name_thread_client(conversation: Conversation, name: str) -> bool:
+    """A channel learned who writes in a thread whose sender has no identity of ours (a Meta
+    user id): the thread gets a client of that name (or its unnamed client the name). False
+    when there was nothing to do (no name, or a client with a name already)."""
+    name = name.strip()[:200]
+    if not name:
+        return False
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if conversation.client_id is None:
+            conversation.client = Client.objects.create(
+                company_id=conversation.company_id, name=name
+            )
+            conversation.save(update_fields=["client", "updated_at"])
+        elif not conversation.client.name:
+            Client.objects.filter(pk=conversation.client_id).update(name=name)
+            conversation.client.name = name
+        else:
+            return False
+        events.publish(
+            "conversation.updated",
+            conversation_payload(conversation),
+            company_id=conversation.company_id,
+        )
+    return True
+
+
 # ---------------------------------------------------------------- agents' actions
 
 
