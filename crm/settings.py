@@ -194,6 +194,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": OUTBOX_SWEEP_SECONDS,
         "options": {"expires": OUTBOX_SWEEP_SECONDS * 0.9},
     },
+    # Inbound files whose download task vanished are queued again.
+    "sweep-downloads": {
+        "task": "messaging.tasks.sweep_downloads",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # Starts due scheduled broadcasts and (re)kicks sending ones; expires so a backlog
     # piled up while no worker ran is dropped instead of replayed.
     "dispatch-broadcasts": {

@@ -252,6 +252,14 @@ class Attachment(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # The download sweeper reads the few pending files, never the whole table.
+            models.Index(
+                fields=["created_at"],
+                name="attachment_pending_idx",
+                condition=models.Q(download_state="pending"),
+            )
+        ]
 
     def __str__(self):
         return self.filename or f"{self.get_kind_display()} #{self.pk}"

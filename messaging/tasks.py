@@ -70,3 +70,11 @@ def download_attachment(attachment_id: int) -> None:
     from .services import downloads
 
     downloads.download_attachment(attachment_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_downloads() -> dict:
+    """Beat: queue again inbound file downloads whose task vanished (see downloads)."""
+    from .services import downloads
+
+    return downloads.sweep_pending_downloads()

@@ -236,3 +236,47 @@ def test_a_qr_linked_file_is_downloaded_through_the_session_and_a_failure_retrie
     attachment.refresh_from_db()
     with attachment.file.open("rb") as handle:
         assert handle.read() == PHOTO
+
+
+def test_a_download_whose_task_vanished_is_picked_up_by_the_sweeper(
+    client,
+    number,  # noqa: F811
+    far_end,
+    queued_downloads,
+    django_capture_on_commit_callbacks,
+):
+    """The broker was down when the file was announced (or the queue was purged): nothing
+    claims it, so beat's sweeper queues it again; a fresh one is left to its own task."""
+    far_end.hosted["1479537139650973"] = PHOTO
+    attachment = _receive(client, number, django_capture_on_commit_callbacks, queued_downloads)
+    queued_downloads.clear()
+    assert downloads.sweep_pending_downloads() == {"requeued": 0, "failed": 0}  # fresh
+    Attachment.objects.filter(pk=attachment.pk).update(
+        created_at=attachment.created_at - downloads.UNCLAIMED_STALE * 2
+    )
+    assert downloads.sweep_pending_downloads() == {"requeued": 1, "failed": 0}
+    assert queued_downloads == [attachment.pk]
+    download_attachment.run(attachment.pk)
+    attachment.refresh_from_db()
+    assert attachment.download_state == "ready" and attachment.size == len(PHOTO)
+    assert downloads.sweep_pending_downloads() == {"requeued": 0, "failed": 0}
+
+
+def test_a_download_that_keeps_dying_is_failed_in_words_not_tried_forever(
+    client,
+    number,  # noqa: F811
+    far_end,
+    queued_downloads,
+    django_capture_on_commit_callbacks,
+):
+    attachment = _receive(client, number, django_capture_on_commit_callbacks, queued_downloads)
+    queued_downloads.clear()
+    # A worker died holding the claim, over and over (its claims went stale).
+    Attachment.objects.filter(pk=attachment.pk).update(
+        download_started_at=attachment.created_at - downloads.CLAIM_STALE * 2,
+        download_attempts=downloads.MAX_ATTEMPTS,
+    )
+    assert downloads.sweep_pending_downloads() == {"requeued": 0, "failed": 1}
+    attachment.refresh_from_db()
+    assert attachment.download_state == "failed" and queued_downloads == []
+    assert "stopped 5 times" in attachment.download_error

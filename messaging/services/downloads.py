@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 
 DOWNLOAD_TASK = "messaging.tasks.download_attachment"
 CLAIM_STALE = timedelta(minutes=10)
+# A pending file with no claim this long after it was announced lost its task (a broker that
+# was down, a queue purged): the sweeper queues it again.
+UNCLAIMED_STALE = timedelta(minutes=2)
+# Claims that never finished (the worker died mid-download, e.g. on a file that kills it):
+# after this many the file is failed in words instead of being tried forever.
+MAX_ATTEMPTS = 5
 
 
 def enqueue_download(attachment_id: int) -> bool:
@@ -48,6 +54,40 @@ def queue_downloads(attachments: list[Attachment]) -> None:
     for attachment in attachments:
         if attachment.download_state == Attachment.DownloadState.PENDING:
             transaction.on_commit(lambda pk=attachment.pk: enqueue_download(pk), robust=True)
+
+
+def sweep_pending_downloads(limit: int = 500) -> dict:
+    """Beat: queue again the pending downloads whose task vanished (never claimed a while
+    after they were announced, or claimed by a worker that died); fail in words those whose
+    claims kept dying. A second queued task for the same file finds it claimed (harmless)."""
+    now = timezone.now()
+    pending = Attachment.objects.filter(download_state=Attachment.DownloadState.PENDING)
+    lost = pending.filter(
+        Q(download_started_at__isnull=True, created_at__lt=now - UNCLAIMED_STALE)
+        | Q(download_started_at__lt=now - CLAIM_STALE)
+    )
+    exhausted = list(
+        lost.filter(download_attempts__gte=MAX_ATTEMPTS).values_list("pk", flat=True)[:limit]
+    )
+    for attachment in Attachment.objects.filter(pk__in=exhausted):
+        _finish(
+            attachment,
+            Attachment.DownloadState.FAILED,
+            error=_("The download stopped %(count)s times; try again later.")
+            % {"count": attachment.download_attempts},
+        )
+    requeued = list(
+        lost.filter(download_attempts__lt=MAX_ATTEMPTS).values_list("pk", flat=True)[:limit]
+    )
+    queued = sum(enqueue_download(pk) for pk in requeued)
+    if requeued or exhausted:
+        logger.info(
+            "downloads: %s lost downloads queued again, %s failed after %s attempts",
+            queued,
+            len(exhausted),
+            MAX_ATTEMPTS,
+        )
+    return {"requeued": queued, "failed": len(exhausted)}
 
 
 def _claim(attachment_id: int) -> bool:
