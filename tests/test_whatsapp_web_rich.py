@@ -1,5 +1,5 @@
 """QR-linked WhatsApp (neonize): what a customer does besides writing text — reactions, edits,
-deletions, locations, contact cards — read from neonize's real protobuf events
+deletions, locations, contact cards, button and list replies — read from neonize's real protobuf events
 (web.message_from_event) and applied through the session's callbacks; our reactions go out
 through the session holder's command path (the adapter seam records them)."""
 
@@ -97,6 +97,40 @@ def test_location_and_contact_cards_are_typed_content():
             }
         ],
     }
+
+
+def test_button_and_list_replies_are_the_chosen_option():
+    """What a client taps on our buttons or list rows (every shape a QR-linked number sees)
+    is shown as the chosen option with our id of it, not as an empty or unknown message."""
+    button = WaMessage()
+    button.buttonsResponseMessage.selectedButtonID = "confirm-42"
+    button.buttonsResponseMessage.selectedDisplayText = "Yes, deliver on Friday"
+    parsed = message_from_event(_event(button))
+    assert parsed.content == {
+        "kind": "choice",
+        "title": "Yes, deliver on Friday",
+        "description": "",
+        "payload": "confirm-42",
+    }
+    assert parsed.body == "Yes, deliver on Friday"
+    template = WaMessage()
+    template.templateButtonReplyMessage.selectedID = "stop"
+    template.templateButtonReplyMessage.selectedDisplayText = "Stop promotions"
+    assert message_from_event(_event(template)).content["payload"] == "stop"
+    listed = WaMessage()
+    listed.listResponseMessage.title = "Kyiv, Khreshchatyk 1"
+    listed.listResponseMessage.description = "Open 9-21"
+    listed.listResponseMessage.singleSelectReply.selectedRowID = "shop-7"
+    parsed = message_from_event(_event(listed))
+    assert (parsed.content["title"], parsed.content["description"]) == (
+        "Kyiv, Khreshchatyk 1",
+        "Open 9-21",
+    )
+    assert parsed.content["payload"] == "shop-7"
+    flow = WaMessage()
+    flow.interactiveResponseMessage.body.text = "Sent"
+    flow.interactiveResponseMessage.nativeFlowResponseMessage.name = "address_message"
+    assert message_from_event(_event(flow)).content["payload"] == "address_message"
 
 
 def test_through_the_session_reactions_edits_and_deletions_change_the_original(

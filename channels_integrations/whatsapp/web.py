@@ -351,6 +351,8 @@ def _typed_content(content) -> dict | None:
                 "name": _plain(getattr(place, "name", ""))[:200],
                 "address": _plain(getattr(place, "address", ""))[:500],
             }
+    if choice := _choice(content):
+        return choice
     cards = []
     if _has(content, "contactMessage"):
         cards = [content.contactMessage]
@@ -359,6 +361,36 @@ def _typed_content(content) -> dict | None:
     if cards:
         return {"kind": "contacts", "contacts": [_vcard(card) for card in cards]}
     return None
+
+
+def _choice(content) -> dict | None:
+    """A button or list reply (the client tapped one of our buttons or list rows) as a
+    `choice`: what they saw as its title, our id of it as the payload."""
+    if _has(content, "buttonsResponseMessage"):
+        part = content.buttonsResponseMessage
+        title, payload, description = part.selectedDisplayText, part.selectedButtonID, ""
+    elif _has(content, "templateButtonReplyMessage"):
+        part = content.templateButtonReplyMessage
+        title, payload, description = part.selectedDisplayText, part.selectedID, ""
+    elif _has(content, "listResponseMessage"):
+        part = content.listResponseMessage
+        title, description = part.title, part.description
+        payload = part.singleSelectReply.selectedRowID
+    elif _has(content, "interactiveResponseMessage"):
+        part = content.interactiveResponseMessage
+        title = part.body.text
+        payload, description = part.nativeFlowResponseMessage.name, ""
+    else:
+        return None
+    title = _plain(title)[:500]
+    if not title and not payload:
+        return None
+    return {
+        "kind": "choice",
+        "title": title or _plain(payload)[:500],
+        "description": _plain(description)[:500],
+        "payload": _plain(payload)[:500],
+    }
 
 
 def _vcard(card) -> dict:
