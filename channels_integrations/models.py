@@ -165,9 +165,14 @@ class WhatsAppTemplate(models.Model):
     components = models.JSONField(default=list, blank=True)  # as Meta describes them
     # Placeholders ({{1}}, {{2}} ...) per component we can fill: {"header": 1, "body": 2}.
     variables = models.JSONField(default=dict, blank=True)
-    # False when the template needs what we cannot send yet (a media header, a button URL
+    # False when the template needs what we cannot send (a location header, a button URL
     # variable, named parameters): listed, never offered.
     supported = models.BooleanField(default=True)
+    # A media header ("image", "video", "document"; "" for none or text): the file an admin
+    # chose for it (Settings → templates) goes with every send; offered only once it is set.
+    header_format = models.CharField(max_length=10, blank=True)
+    header_file = models.FileField(upload_to="template-headers/%Y/%m/", max_length=255, blank=True)
+    header_content_type = models.CharField(max_length=255, blank=True)
     synced_at = models.DateTimeField()
 
     objects = TenantManager()
@@ -186,6 +191,15 @@ class WhatsAppTemplate(models.Model):
     @property
     def is_approved(self) -> bool:
         return self.status == "APPROVED"
+
+    @property
+    def is_offered(self) -> bool:
+        """Approved, sendable, and a media header's file set (templates.OFFERABLE)."""
+        return (
+            self.is_approved
+            and self.supported
+            and (not self.header_format or bool(self.header_file))
+        )
 
 
 class Broadcast(models.Model):

@@ -14,7 +14,7 @@ Senders get plain, typed data and touch no ORM; `messaging.sending` (the one sen
 claims rows, calls `Channel.send` and records outcomes.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
@@ -77,13 +77,17 @@ class TemplatePart:
     language: str
     components: tuple[TemplateComponent, ...] = ()
     rendered: str = ""  # the text the client reads, as we store and show it
+    header: "OutboundFile | None" = None  # the file of a media header (kind: its format)
 
     def as_metadata(self) -> dict:
-        return {
+        data = {
             "name": self.name,
             "language": self.language,
             "components": {c.type: list(c.parameters) for c in self.components},
         }
+        if self.header is not None:
+            data["header"] = asdict(self.header)
+        return data
 
     @classmethod
     def from_metadata(cls, data: dict, rendered: str = "") -> "TemplatePart":
@@ -91,7 +95,8 @@ class TemplatePart:
             TemplateComponent(type=str(kind), parameters=tuple(str(v) for v in values))
             for kind, values in (data.get("components") or {}).items()
         )
-        return cls(str(data["name"]), str(data["language"]), components, rendered)
+        header = OutboundFile(**data["header"]) if data.get("header") else None
+        return cls(str(data["name"]), str(data["language"]), components, rendered, header)
 
 
 @dataclass(frozen=True)

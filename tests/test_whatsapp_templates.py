@@ -289,7 +289,7 @@ def test_a_template_send_reaches_the_graph_fake_with_its_parameters(
         ({"name": "nope", "language": "en_US"}, None),
         ({"name": "promo_pending", "language": "en_US"}, None),
         ({"name": "order_ready", "language": "de"}, None),
-        ({"name": "with_image", "language": "en_US"}, None),
+        ({"name": "with_image", "language": "en_US"}, None),  # its header has no file yet
     ],
 )
 def test_template_sends_are_checked_and_name_the_field(synced, api, queued_sends, template, field):
@@ -586,3 +586,100 @@ def test_a_numbers_templates_are_counted_before_its_deletion_and_go_with_it(sync
     assert numbers.deletion_preview(synced)["templates"] == 5
     numbers.delete_number(admin_user, synced)
     assert not WhatsAppTemplate.objects.exists()
+
+
+# ---------------------------------------------------------------- media headers
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+
+
+def _set_header(client, number, template, name="header.png", content=PNG, kind="image/png"):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return client.post(
+        f"/settings/whatsapp/{number.pk}/templates/{template.pk}/header/",
+        {"file": SimpleUploadedFile(name, content, content_type=kind)},
+        follow=True,
+    )
+
+
+def test_a_media_header_template_is_offered_once_an_admin_sets_its_file(
+    synced, client, admin_user, agent_user, far_end
+):
+    with_image = synced.templates.get(name="with_image")
+    assert (with_image.header_format, with_image.supported) == ("image", True)
+    assert not with_image.is_offered  # no file yet: a send would be refused by Meta
+    page = client_for(client, admin_user).get(f"/settings/whatsapp/{synced.pk}/templates/")
+    assert "not offered until a file is set" in page.content.decode()
+
+    # The file must be what a Cloud number sends as an image.
+    refused = _set_header(client, synced, with_image, "menu.pdf", b"%PDF-1.4", "application/pdf")
+    assert "takes a image, not a document" in refused.content.decode()
+    with_image.refresh_from_db()
+    assert not with_image.header_file
+
+    done = _set_header(client, synced, with_image)
+    assert "the template is offered now" in done.content.decode()
+    with_image.refresh_from_db()
+    assert with_image.is_offered and with_image.header_content_type == "image/png"
+    names = {option.name for option in channels.get("whatsapp").template_options(synced)}
+    assert "with_image" in names
+
+    client.force_login(agent_user)
+    forbidden = client.post(f"/settings/whatsapp/{synced.pk}/templates/{with_image.pk}/header/")
+    assert forbidden.status_code == 403
+
+
+def client_for(client, user):
+    client.force_login(user)
+    return client
+
+
+def test_a_media_header_template_goes_out_with_its_file_uploaded_once(
+    synced, client, admin_user, api, far_end, queued_sends, django_capture_on_commit_callbacks
+):
+    with_image = synced.templates.get(name="with_image")
+    refused = api.post(
+        f"/api/v1/conversations/{closed_conversation(synced).pk}/messages/",
+        {
+            "template": {
+                "name": "with_image",
+                "language": "en_US",
+                "variables": {"body": ["A", "B"]},
+            }
+        },
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert "an admin sets its file" in str(refused.json()["template"])
+    client.force_login(admin_user)
+    _set_header(client, synced, with_image)
+
+    for phone in ("+4917099900002", "+4917099900003"):
+        conversation = closed_conversation(synced, phone=phone)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post(
+                f"/api/v1/conversations/{conversation.pk}/messages/",
+                {
+                    "template": {
+                        "name": "with_image",
+                        "language": "en_US",
+                        "variables": {"body": ["Ann", "A-42"]},
+                    }
+                },
+                format="json",
+            )
+        assert response.status_code == 201, response.content
+    for message_id, _countdown in queued_sends:
+        deliver_message(message_id)
+    [upload] = far_end.uploads  # one upload serves every send of this header
+    assert (upload.content_type, upload.size) == ("image/png", len(PNG))
+    assert len(far_end.sent) == 2
+    for sent in far_end.sent:
+        header, body = sent.template["components"]
+        assert header == {
+            "type": "header",
+            "parameters": [{"type": "image", "image": {"id": upload.media_id}}],
+        }
+        assert body["type"] == "body"
+    assert Message.objects.filter(status="sent").count() == 2

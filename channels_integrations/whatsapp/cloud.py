@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import httpx
 from django.conf import settings
+from django.core.cache import cache
 
 from messaging import rich
 from messaging.channels import (
@@ -120,6 +121,13 @@ def send_template(credentials: CloudCredentials, to: str, template: TemplatePart
         for component in template.components
         if component.parameters
     ]
+    if template.header is not None:  # a media header: the file, uploaded (cached 25 days)
+        kind = template.header.kind
+        media = {"id": uploaded_media_id(credentials, template.header)}
+        if kind == "document":
+            media["filename"] = template.header.filename
+        components = [c for c in components if c["type"] != "header"]
+        components.insert(0, {"type": "header", "parameters": [{"type": kind, kind: media}]})
     body = {"name": template.name, "language": {"code": template.language}}
     if components:
         body["components"] = components
@@ -210,6 +218,20 @@ def upload_media(credentials: CloudCredentials, file: OutboundFile) -> str:
                 "The WhatsApp Cloud API answered an upload without a media id."
             ) from exc
     raise error_from_response(response)
+
+
+MEDIA_ID_CACHE_SECONDS = 25 * 24 * 3600  # Meta keeps uploaded media 30 days
+
+
+def uploaded_media_id(credentials: CloudCredentials, file: OutboundFile) -> str:
+    """A stored file's media id on this number, uploaded once and reused (a template header
+    goes with every recipient of a broadcast: one upload, not one per recipient)."""
+    key = f"cloud-media:{credentials.phone_number_id}:{file.storage_name}:{file.size}"
+    media_id = cache.get(key)
+    if not media_id:
+        media_id = upload_media(credentials, file)
+        cache.set(key, media_id, MEDIA_ID_CACHE_SECONDS)
+    return media_id
 
 
 def send_media(

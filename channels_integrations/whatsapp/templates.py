@@ -2,20 +2,23 @@
 `GET /{waba-id}/message_templates`), offered when approved, filled and rendered for a send.
 
 A template's components are kept as Meta describes them. We fill the numbered placeholders
-({{1}}, {{2}} ...) of its text header and its body; a template that needs anything else (a
-media header, a variable in a button URL, named parameters) is stored but marked unsupported
-and never offered.
+({{1}}, {{2}} ...) of its text header and its body; a media header (image, video, document)
+takes the file an admin set for it on the templates page (offered once it is set); a template
+that needs anything else (a location header, a variable in a button URL, named parameters) is
+stored but marked unsupported and never offered.
 """
 
 import logging
 import re
+from pathlib import PurePosixPath
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from messaging.channels import TemplateComponent, TemplateOption, TemplatePart
+from messaging.channels import OutboundFile, TemplateComponent, TemplateOption, TemplatePart
 
 from ..models import WhatsAppNumber, WhatsAppTemplate
 from . import cloud
@@ -44,16 +47,28 @@ def _placeholders(text: str) -> int:
     return max(numbers, default=0)
 
 
+MEDIA_HEADERS = ("image", "video", "document")
+
+
+def header_format(components) -> str:
+    """The media header's format ("image", "video", "document", or "location"), "" if none."""
+    for component in components if isinstance(components, list) else []:
+        if isinstance(component, dict) and str(component.get("type", "")).lower() == "header":
+            found = str(component.get("format", "TEXT")).lower()
+            return "" if found == "text" else found[:10]
+    return ""
+
+
 def describe(components) -> tuple[dict, bool, dict]:
     """(variables per component, supported, text per component) of Meta's components."""
     variables, texts, supported = {}, {}, True
+    if header_format(components) not in ("", *MEDIA_HEADERS):
+        supported = False  # a LOCATION header
     for component in components if isinstance(components, list) else []:
         if not isinstance(component, dict):
             continue
         kind = str(component.get("type", "")).lower()
         text = component.get("text") if isinstance(component.get("text"), str) else ""
-        if kind == "header" and str(component.get("format", "TEXT")).upper() != "TEXT":
-            supported = False  # IMAGE, VIDEO, DOCUMENT, LOCATION headers need a media part
         if kind in ("header", "body", "footer"):
             texts[kind] = text
             if NAMED_PLACEHOLDER.search(text):
@@ -123,6 +138,7 @@ def sync_templates(number: WhatsAppNumber) -> dict:
             components=components,
             variables=variables,
             supported=supported,
+            header_format=header_format(components),
             synced_at=now,
         )
     with transaction.atomic():
@@ -136,6 +152,7 @@ def sync_templates(number: WhatsAppNumber) -> dict:
                 "components",
                 "variables",
                 "supported",
+                "header_format",
                 "synced_at",
             ],
         )
@@ -175,9 +192,12 @@ def number_templates(number: WhatsAppNumber):
     return WhatsAppTemplate.objects.filter(number=number).order_by("name", "language")
 
 
+OFFERABLE = Q(header_format="") | ~Q(header_file="")  # a media header needs its file
+
+
 def offered_templates(number: WhatsAppNumber):
-    """What may be sent: approved templates we can fill."""
-    return number_templates(number).filter(status=APPROVED, supported=True)
+    """What may be sent: approved templates we can fill (media headers with their file)."""
+    return number_templates(number).filter(OFFERABLE, status=APPROVED, supported=True)
 
 
 def company_offered_templates(user):
@@ -190,6 +210,7 @@ def company_offered_templates(user):
             status=APPROVED,
             supported=True,
         )
+        .filter(OFFERABLE)
         .exclude(number__status=WhatsAppNumber.Status.DELETING)
         .select_related("number")
         .order_by("number__phone", "name", "language")
@@ -239,10 +260,22 @@ def resolve(number: WhatsAppNumber, name: str, language: str, variables) -> Temp
             {
                 "template": [
                     _(
-                        "The template “%(name)s” needs a media header or a button variable, "
-                        "which cannot be sent from here."
+                        "The template “%(name)s” needs a location header or a button "
+                        "variable, which cannot be sent from here."
                     )
                     % {"name": name}
+                ]
+            }
+        )
+    if template.header_format and not template.header_file:
+        raise ValidationError(
+            {
+                "template": [
+                    _(
+                        "The template “%(name)s” has a %(format)s header: an admin sets its "
+                        "file on the number's templates page first."
+                    )
+                    % {"name": name, "format": template.header_format}
                 ]
             }
         )
@@ -257,7 +290,50 @@ def resolve(number: WhatsAppNumber, name: str, language: str, variables) -> Temp
         language=template.language,
         components=components,
         rendered=render(texts_of(template), filled),
+        header=header_file(template),
     )
+
+
+def header_file(template: WhatsAppTemplate) -> OutboundFile | None:
+    if not template.header_format or not template.header_file:
+        return None
+    return OutboundFile(
+        storage_name=template.header_file.name,
+        filename=PurePosixPath(template.header_file.name).name,
+        content_type=template.header_content_type,
+        size=template.header_file.size,
+        kind=template.header_format,
+    )
+
+
+def set_header_file(actor, template: WhatsAppTemplate, upload) -> WhatsAppTemplate:
+    """An admin's file for a template's media header, checked against what Cloud numbers send
+    as that kind (type and size); the old file is removed after commit."""
+    from messaging import channels
+
+    if template.header_format not in MEDIA_HEADERS:
+        raise ValidationError({"file": [_("This template has no media header.")]})
+    content_type = (getattr(upload, "content_type", "") or "").split(";")[0].strip()
+    capabilities = channels.get("whatsapp").capabilities
+    kind = channels.file_kind(capabilities, "WhatsApp", upload.name, content_type, upload.size)
+    if kind != template.header_format:
+        raise ValidationError(
+            {
+                "file": [
+                    _("The header of “%(name)s” takes a %(format)s, not a %(kind)s.")
+                    % {"name": template.name, "format": template.header_format, "kind": kind}
+                ]
+            }
+        )
+    old = template.header_file.name
+    with transaction.atomic():
+        template.header_file.save(upload.name, upload, save=False)
+        template.header_content_type = content_type[:255]
+        template.save(update_fields=["header_file", "header_content_type"])
+        if old:
+            transaction.on_commit(lambda: template.header_file.storage.delete(old), robust=True)
+    logger.info("templates: header file of template=%s set by user=%s", template.pk, actor.pk)
+    return template
 
 
 def fill_variables(expected: dict, given) -> dict:

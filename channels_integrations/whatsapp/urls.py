@@ -24,6 +24,11 @@ urlpatterns = [
         "settings/whatsapp/<int:pk>/templates/", numbers.number_templates, name="number_templates"
     ),
     path(
+        "settings/whatsapp/<int:pk>/templates/<int:template_pk>/header/",
+        numbers.number_template_header,
+        name="number_template_header",
+    ),
+    path(
         "settings/whatsapp/<int:pk>/templates/sync/",
         numbers.number_templates_sync,
         name="number_templates_sync",

@@ -87,13 +87,22 @@ class TemplateSerializer(serializers.ModelSerializer):
             "components",
             "variables",
             "supported",
+            "header_format",
+            "has_header_file",
             "offered",
             "synced_at",
         ]
         read_only_fields = fields
 
+    has_header_file = serializers.SerializerMethodField(
+        help_text="a media header's file is set (on the number's templates page)"
+    )
+
+    def get_has_header_file(self, template) -> bool:
+        return bool(template.header_file)
+
     def get_offered(self, template) -> bool:
-        return template.is_approved and template.supported
+        return template.is_offered
 
 
 class TemplateSyncSerializer(serializers.Serializer):

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.forms.models import model_to_dict
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -214,6 +214,7 @@ def number_templates(request, pk):
     rows = list(template_services.number_templates(number))
     for template in rows:
         template.texts = template_services.texts_of(template)
+        template.header_name = template.header_file.name.rpartition("/")[2]
     return render(
         request,
         "channels_integrations/number_templates.html",
@@ -223,6 +224,31 @@ def number_templates(request, pk):
             "is_cloud": number.provider == WhatsAppNumber.Provider.CLOUD,
         },
     )
+
+
+@company_member_required
+@company_admin_required
+@require_POST
+def number_template_header(request, pk, template_pk):
+    """An admin sets the file a template's media header sends (image, video, document)."""
+    number = _number_or_404(request.user, pk)
+    template = get_object_or_404(template_services.number_templates(number), pk=template_pk)
+    upload = request.FILES.get("file")
+    if upload is None:
+        messages.error(request, _("Choose a file for the header."))
+        return redirect("number_templates", number.pk)
+    try:
+        template_services.set_header_file(request.user, template, upload)
+    except ValidationError as exc:
+        for problem in exc.message_dict.get("file", []):
+            messages.error(request, problem)
+    else:
+        messages.success(
+            request,
+            _("The header file of “%(name)s” is set: the template is offered now.")
+            % {"name": template.name},
+        )
+    return redirect("number_templates", number.pk)
 
 
 @company_member_required
