@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "crm",
     "messaging",
     "channels_integrations",
+    "webhook_inbox",
 ]
 
 MIDDLEWARE = [
@@ -186,7 +187,20 @@ CONNECTION_HEARTBEAT_MAX_AGE = env.float("CONNECTION_HEARTBEAT_MAX_AGE", default
 CONNECTION_BACKOFF_BASE = env.float("CONNECTION_BACKOFF_BASE", default=1.0)
 CONNECTION_BACKOFF_CAP = env.float("CONNECTION_BACKOFF_CAP", default=300.0)
 CONNECTION_MAX_RECONNECT_ATTEMPTS = env.int("CONNECTION_MAX_RECONNECT_ATTEMPTS", default=10)
+# The webhook inbox (webhook_inbox/): deliveries per batch (one transaction), attempts before a
+# failing delivery is parked, the first retry's wait (doubling), how long one drain task works
+# before handing over, and beat's sweep (for a drain that could not be queued).
+WEBHOOK_INBOX_BATCH = env.int("WEBHOOK_INBOX_BATCH", default=200)
+WEBHOOK_INBOX_MAX_ATTEMPTS = env.int("WEBHOOK_INBOX_MAX_ATTEMPTS", default=5)
+WEBHOOK_INBOX_RETRY_SECONDS = env.float("WEBHOOK_INBOX_RETRY_SECONDS", default=2.0)
+WEBHOOK_INBOX_DRAIN_SECONDS = env.float("WEBHOOK_INBOX_DRAIN_SECONDS", default=20.0)
+WEBHOOK_INBOX_SWEEP_SECONDS = env.float("WEBHOOK_INBOX_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE = {
+    "drain-webhook-inbox": {
+        "task": "webhook_inbox.tasks.drain_inbox",
+        "schedule": WEBHOOK_INBOX_SWEEP_SECONDS,
+        "options": {"expires": WEBHOOK_INBOX_SWEEP_SECONDS * 0.9},
+    },
     "heartbeat": {"task": "crm.tasks.beat_heartbeat", "schedule": 30.0},
     # The outbox: re-queues sends whose task vanished, settles stale claims.
     "sweep-outbox": {

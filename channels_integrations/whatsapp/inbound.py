@@ -144,3 +144,14 @@ def receive_cloud_webhook(number: WhatsAppNumber, payload) -> dict:
         "skipped": delivery.skipped,
         "usable": delivery.usable,
     }
+
+
+def cloud_webhook_receiver(number_id: int):
+    """For the webhook inbox: what ingests a stored delivery of this Cloud number, or None when
+    the number is gone, turned off or being deleted (its deliveries are dropped)."""
+    number = WhatsAppNumber.objects.filter(
+        pk=number_id, provider=WhatsAppNumber.Provider.CLOUD, is_active=True
+    ).first()
+    if number is None or number.status == WhatsAppNumber.Status.DELETING:
+        return None
+    return lambda payload: receive_cloud_webhook(number, payload)
