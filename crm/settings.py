@@ -283,7 +283,8 @@ TELEGRAM_SEND_TIMEOUT = env.float("TELEGRAM_SEND_TIMEOUT", default=20.0)
 EMAIL_IMAP_TIMEOUT = env.float("EMAIL_IMAP_TIMEOUT", default=30.0)
 EMAIL_SMTP_TIMEOUT = env.float("EMAIL_SMTP_TIMEOUT", default=30.0)
 EMAIL_POLL_LOCK_SECONDS = env.int("EMAIL_POLL_LOCK_SECONDS", default=600)
-# /metrics answers only with this bearer token when set (else to anyone who can reach it).
+# /metrics answers only with this bearer token. With DEBUG off it is required (unset: /metrics
+# refuses everyone); with DEBUG on and unset, /metrics is open.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # A WhatsApp number carrying more rows than this is deleted by a worker, not in the request.
