@@ -11,7 +11,17 @@ class DeliveryAdmin(admin.ModelAdmin):
     """Platform admins see what waits and what was parked (with its reason), and can send a
     parked delivery round again once the cause is fixed."""
 
-    list_display = ("id", "source", "source_id", "company", "received_at", "attempts", "parked_at")
+    list_display = (
+        "id",
+        "source",
+        "source_id",
+        "company",
+        "received_at",
+        "attempts",
+        "parked_at",
+        "last_error",
+    )
+    list_select_related = ("company",)
     list_filter = ("source", ("parked_at", admin.EmptyFieldListFilter))
     readonly_fields = (
         "company",
