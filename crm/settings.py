@@ -129,6 +129,17 @@ DATABASES = {
 # Our backend adds ON DELETE CASCADE / SET NULL to every foreign key it creates.
 DATABASES["default"]["ENGINE"] = "crm.db"
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
+# A connection pool per process (psycopg_pool through Django's "pool" option), for the web
+# processes: DB_POOL_MAX_SIZE > 0 turns it on (each in-flight request then borrows one of at
+# most that many connections, waiting up to DB_POOL_TIMEOUT seconds, instead of opening its
+# own). PostgreSQL sees at most (web processes x DB_POOL_MAX_SIZE) from the web tier.
+if DB_POOL_MAX_SIZE := env.int("DB_POOL_MAX_SIZE", default=0):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django must not
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
