@@ -45,10 +45,10 @@ http {{
 """
 
 
-def web_command(port: int, workers: int = 1) -> list[str]:
+def web_command(port: int, workers: int = 1, app: str = "crm.asgi:application") -> list[str]:
     """One web process group as deploy/systemd/switchboard-web@.service runs it."""
     return [
-        str(common.VENV_BIN / "uvicorn"), "crm.asgi:application",
+        str(common.VENV_BIN / "uvicorn"), app,
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
         "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
@@ -75,8 +75,9 @@ def site_config(http_ports, ws_ports, port, root: Path) -> str:
         assert n == 1, f"upstream {name} not found in deploy/nginx.conf"
         return replaced
 
-    text = upstream("switchboard_http", http_ports, text)
-    text = upstream("switchboard_daphne", ws_ports, text)
+    # A cluster without one kind still needs a line there (nothing listens on port 9).
+    text = upstream("switchboard_http", http_ports or [9], text)
+    text = upstream("switchboard_daphne", ws_ports or [9], text)
     for old, new in {
         "listen 80;": f"listen 127.0.0.1:{port} backlog=4096;",
         "/srv/switchboard/staticfiles/": f"{common.ROOT}/staticfiles/",
@@ -93,7 +94,7 @@ class Cluster:
     """Start with `with Cluster(env, web=2, ws=1) as cluster:`; cluster.url is nginx."""
 
     def __init__(self, env: dict, web=2, web_workers=1, ws=1, workers=0, beat=False, port=None,
-                 worker_concurrency=2):  # fmt: skip
+                 worker_concurrency=2, app="crm.asgi:application"):  # fmt: skip
         self.env = {**env, "PYTHONUNBUFFERED": "1"}
         self.root = Path(tempfile.mkdtemp(prefix="switchboard-cluster-"))
         (self.root / "media").mkdir()
@@ -101,7 +102,7 @@ class Cluster:
         self.url = f"http://127.0.0.1:{self.port}"
         self.http_ports = [common.free_port() for _ in range(web)]
         self.ws_ports = [common.free_port() for _ in range(ws)]
-        self.web_workers = web_workers
+        self.web_workers, self.app = web_workers, app
         self.n_workers, self.beat, self.concurrency = workers, beat, worker_concurrency
         self.processes: dict[str, subprocess.Popen] = {}
         LOGS.mkdir(parents=True, exist_ok=True)
@@ -119,7 +120,7 @@ class Cluster:
 
     def start_web(self, index: int):
         port = self.http_ports[index]
-        return self._start(f"web{index}", web_command(port, self.web_workers), port)
+        return self._start(f"web{index}", web_command(port, self.web_workers, self.app), port)
 
     def start_ws(self, index: int):
         port = self.ws_ports[index]
@@ -154,7 +155,8 @@ class Cluster:
             user = "user root;" if os.geteuid() == 0 else ""
             main.write_text(MAIN_CONFIG.format(root=self.root, site=site, user=user))
             self.root.chmod(0o755)
-            self._start("nginx", [NGINX, "-p", str(self.root), "-c", str(main)], self.port)
+            if self.http_ports or self.ws_ports:
+                self._start("nginx", [NGINX, "-p", str(self.root), "-c", str(main)], self.port)
         except BaseException:
             self.__exit__()
             raise
