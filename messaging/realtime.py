@@ -254,6 +254,12 @@ class Hub:
         self._restart_notice_installed = True
 
     async def _restart(self) -> None:
+        from twisted.internet import reactor, tcp
+
+        # Stop accepting first, so the sockets told to reconnect land on another process.
+        for reader in list(reactor.getReaders()):
+            if isinstance(reader, tcp.Port):
+                reader.stopListening()
         sockets = {socket for members in self.members.values() for socket in members}
         logger.info("ws: stopping; telling %d sockets to reconnect", len(sockets))
         for count, socket in enumerate(sockets, 1):
@@ -264,8 +270,6 @@ class Hub:
             if count % WRITE_BATCH == 0:
                 await asyncio.sleep(0)
         await asyncio.sleep(0.5)
-        from twisted.internet import reactor
-
         reactor.stop()
 
     async def _tell_everyone_to_resync(self) -> None:

@@ -88,6 +88,7 @@ def test_sigterm_answers_the_request_in_flight_then_exits(company, tmp_path):
             client.start()
 
             def insert_waits():
+                holder.execute("SELECT pg_stat_clear_snapshot()")  # fresh view in a transaction
                 row = holder.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                     " AND query LIKE 'INSERT INTO webhook_inbox_delivery%%'"
@@ -102,7 +103,9 @@ def test_sigterm_answers_the_request_in_flight_then_exits(company, tmp_path):
             holder.rollback()  # the lock goes: the request finishes
         client.join(60)
         assert answer["status"] == 200 and json.loads(answer["body"]) == {"accepted": True}
-        assert server.wait(30) == 0
+        # It exits by itself (uvicorn re-raises the SIGTERM after its drain; systemd counts
+        # that as a clean stop).
+        assert server.wait(30) in (0, -signal.SIGTERM)
         assert Delivery.objects.filter(source_id=number.pk).count() == 1
     finally:
         if server.poll() is None:
