@@ -34,12 +34,42 @@ class WhatsAppCollector:
         yield by_status
 
 
+class WebhookInboxCollector:
+    def collect(self):
+        from webhook_inbox.services import backlog
+
+        figures = backlog()
+        yield GaugeMetricFamily(
+            "switchboard_webhook_inbox_waiting",
+            "Webhook deliveries stored and not ingested yet",
+            value=figures["waiting"],
+        )
+        yield GaugeMetricFamily(
+            "switchboard_webhook_inbox_parked",
+            "Webhook deliveries given up on after repeated failures (see the admin)",
+            value=figures["parked"],
+        )
+        yield GaugeMetricFamily(
+            "switchboard_webhook_inbox_oldest_age_seconds",
+            "Age of the oldest waiting webhook delivery",
+            value=figures["oldest_age_seconds"],
+        )
+
+
 def prometheus_metrics(request):
+    """With DEBUG off the token is required: without METRICS_TOKEN set, nothing is served."""
     token = settings.METRICS_TOKEN
-    if token:
+    if token or not settings.DEBUG:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):  # bytes: any header
-            return HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
+        # bytes: any header; an empty token never matches
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            return HttpResponse(
+                "Unauthorized: send Authorization: Bearer <METRICS_TOKEN>\n",
+                status=401,
+                content_type="text/plain",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     registry = CollectorRegistry()
     registry.register(WhatsAppCollector())
+    registry.register(WebhookInboxCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "crm",
     "messaging",
     "channels_integrations",
+    "webhook_inbox",
 ]
 
 MIDDLEWARE = [
@@ -128,6 +129,17 @@ DATABASES = {
 # Our backend adds ON DELETE CASCADE / SET NULL to every foreign key it creates.
 DATABASES["default"]["ENGINE"] = "crm.db"
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
+# A connection pool per process (psycopg_pool through Django's "pool" option), for the web
+# processes: DB_POOL_MAX_SIZE > 0 turns it on (each in-flight request then borrows one of at
+# most that many connections, waiting up to DB_POOL_TIMEOUT seconds, instead of opening its
+# own). PostgreSQL sees at most (web processes x DB_POOL_MAX_SIZE) from the web tier.
+if DB_POOL_MAX_SIZE := env.int("DB_POOL_MAX_SIZE", default=0):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django must not
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
@@ -186,7 +198,20 @@ CONNECTION_HEARTBEAT_MAX_AGE = env.float("CONNECTION_HEARTBEAT_MAX_AGE", default
 CONNECTION_BACKOFF_BASE = env.float("CONNECTION_BACKOFF_BASE", default=1.0)
 CONNECTION_BACKOFF_CAP = env.float("CONNECTION_BACKOFF_CAP", default=300.0)
 CONNECTION_MAX_RECONNECT_ATTEMPTS = env.int("CONNECTION_MAX_RECONNECT_ATTEMPTS", default=10)
+# The webhook inbox (webhook_inbox/): deliveries per batch (one transaction), attempts before a
+# failing delivery is parked, the first retry's wait (doubling), how long one drain task works
+# before handing over, and beat's sweep (for a drain that could not be queued).
+WEBHOOK_INBOX_BATCH = env.int("WEBHOOK_INBOX_BATCH", default=200)
+WEBHOOK_INBOX_MAX_ATTEMPTS = env.int("WEBHOOK_INBOX_MAX_ATTEMPTS", default=5)
+WEBHOOK_INBOX_RETRY_SECONDS = env.float("WEBHOOK_INBOX_RETRY_SECONDS", default=2.0)
+WEBHOOK_INBOX_DRAIN_SECONDS = env.float("WEBHOOK_INBOX_DRAIN_SECONDS", default=20.0)
+WEBHOOK_INBOX_SWEEP_SECONDS = env.float("WEBHOOK_INBOX_SWEEP_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE = {
+    "drain-webhook-inbox": {
+        "task": "webhook_inbox.tasks.drain_inbox",
+        "schedule": WEBHOOK_INBOX_SWEEP_SECONDS,
+        "options": {"expires": WEBHOOK_INBOX_SWEEP_SECONDS * 0.9},
+    },
     "heartbeat": {"task": "crm.tasks.beat_heartbeat", "schedule": 30.0},
     # The outbox: re-queues sends whose task vanished, settles stale claims.
     "sweep-outbox": {
@@ -275,7 +300,8 @@ TELEGRAM_SEND_TIMEOUT = env.float("TELEGRAM_SEND_TIMEOUT", default=20.0)
 EMAIL_IMAP_TIMEOUT = env.float("EMAIL_IMAP_TIMEOUT", default=30.0)
 EMAIL_SMTP_TIMEOUT = env.float("EMAIL_SMTP_TIMEOUT", default=30.0)
 EMAIL_POLL_LOCK_SECONDS = env.int("EMAIL_POLL_LOCK_SECONDS", default=600)
-# /metrics answers only with this bearer token when set (else to anyone who can reach it).
+# /metrics answers only with this bearer token. With DEBUG off it is required (unset: /metrics
+# refuses everyone); with DEBUG on and unset, /metrics is open.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # A WhatsApp number carrying more rows than this is deleted by a worker, not in the request.

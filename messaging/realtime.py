@@ -15,6 +15,8 @@ import logging
 import os
 import queue
 import random
+import signal
+import sys
 import threading
 import time
 import weakref
@@ -139,10 +141,13 @@ atexit.register(flush, 2.0)
 
 
 WRITE_BATCH = 100  # sockets written per turn of the event loop during a fan-out
+CLOSE_SERVICE_RESTART = 1012
 
 
 class Hub:
     """The sockets of this process by group, fed by one Redis subscription."""
+
+    _restart_notice_installed = False
 
     def __init__(self):
         self.members: dict[str, set] = defaultdict(set)
@@ -155,6 +160,7 @@ class Hub:
         if self.task is None or self.task.done():
             self.ready.clear()
             self.task = asyncio.get_running_loop().create_task(self._listen())
+            self._notice_restarts()
         await self.ready.wait()
 
     def leave(self, socket, groups: list[str]) -> None:
@@ -228,6 +234,43 @@ class Hub:
                     await client.aclose()
                 except Exception:  # noqa: S110 (closing a dead connection)
                     pass
+
+    def _notice_restarts(self) -> None:
+        """Under daphne (Twisted), SIGTERM would drop every socket without a close frame (the
+        browser sees 1006 and backs off as after a failure). Instead: close each with 1012
+        "service restart" (realtime.js reconnects after a short random delay, to another
+        process), give the frames a moment to leave, then stop as daphne would."""
+        if self._restart_notice_installed or "twisted.internet.reactor" not in sys.modules:
+            return
+        from twisted.internet import reactor
+
+        if not getattr(reactor, "running", False):  # imported, but not what serves us
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(self._restart()))
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            return
+        self._restart_notice_installed = True
+
+    async def _restart(self) -> None:
+        from twisted.internet import reactor, tcp
+
+        # Stop accepting first, so the sockets told to reconnect land on another process.
+        for reader in list(reactor.getReaders()):
+            if isinstance(reader, tcp.Port):
+                reader.stopListening()
+        sockets = {socket for members in self.members.values() for socket in members}
+        logger.info("ws: stopping; telling %d sockets to reconnect", len(sockets))
+        for count, socket in enumerate(sockets, 1):
+            try:
+                await socket.close(code=CLOSE_SERVICE_RESTART)
+            except Exception:  # noqa: S110 (a socket already going)
+                pass
+            if count % WRITE_BATCH == 0:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0.5)
+        reactor.stop()
 
     async def _tell_everyone_to_resync(self) -> None:
         text = json.dumps({"event": "resync", "data": {}})

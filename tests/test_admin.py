@@ -36,6 +36,7 @@ from messaging.models import (
     Reaction,
     TeamChat,
 )
+from webhook_inbox.models import Delivery
 
 from .factories import (
     PASSWORD,
@@ -84,6 +85,9 @@ FACTORIES = {
     ChatMember: ChatMemberFactory,
     ChatMessage: ChatMessageFactory,
     Reaction: ReactionFactory,
+    Delivery: lambda: Delivery.objects.create(
+        company=CompanyFactory(), source="whatsapp_cloud", source_id=1, body=b'{"entry": []}'
+    ),
 }
 
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)

@@ -114,6 +114,9 @@ class Nginx:
             shipped_site(**{
                 "listen 80;": f"listen 127.0.0.1:{self.port};",
                 "server 127.0.0.1:8000;": f"server 127.0.0.1:{daphne_port};",
+                # The web processes' upstream: the same daphne here (it serves both).
+                "server 127.0.0.1:8100;": f"server 127.0.0.1:{daphne_port};",
+                "server 127.0.0.1:8101;": "",
                 "/srv/switchboard/staticfiles/": f"{static_root}/",
                 "/srv/switchboard/media/": f"{media_root}/",
                 "/srv/switchboard/deploy/errors": str(DEPLOY / "errors"),
@@ -319,7 +322,8 @@ def test_production_refuses_to_start_without_real_secrets():
 @pytest.mark.parametrize(
     "unit,min_stop",
     [
-        ("switchboard-web@.service", 10),
+        ("switchboard-web@.service", 30),
+        ("switchboard-ws@.service", 10),
         ("switchboard-worker.service", 30),
         ("switchboard-connections.service", 60),
         ("switchboard-beat.service", 10),
@@ -332,7 +336,7 @@ def test_systemd_units_restart_on_failure_and_stop_gracefully(unit, min_stop):
     assert service["Restart"] == "on-failure"
     assert service["KillSignal"] == "SIGTERM"
     assert int(service["TimeoutStopSec"]) >= min_stop
-    if unit != "switchboard-web@.service":
+    if unit not in ("switchboard-web@.service", "switchboard-ws@.service"):
         # Celery workers: SIGTERM to the main process only (a warm shutdown that lets the
         # pool's children finish their sends), not to the whole group at once.
         assert service["KillMode"] == "mixed"

@@ -20,6 +20,7 @@ from channels_integrations.meta.models import InstagramAccount, MessengerPage
 from messaging.models import Conversation, Message
 
 from .factories import InstagramAccountFactory, MessengerPageFactory
+from .inbox import posted_and_drained
 
 pytestmark = pytest.mark.django_db
 
@@ -36,11 +37,13 @@ def signed_post(client, account, payload, secret=SECRET, signature=None):
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     if signature is None:
         signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-    return client.post(
-        f"/webhooks/meta/{account.uuid}/",
-        raw,
-        content_type="application/json",
-        headers={"X-Hub-Signature-256": signature},
+    return posted_and_drained(
+        client.post(
+            f"/webhooks/meta/{account.uuid}/",
+            raw,
+            content_type="application/json",
+            headers={"X-Hub-Signature-256": signature},
+        )
     )
 
 
@@ -91,8 +94,8 @@ def test_an_unsigned_or_badly_signed_delivery_is_403_and_stores_nothing(client, 
 
 def test_a_messenger_text_lands_in_the_inbox_once(client, page):
     payload = sample("messenger_text.json", page)
-    assert signed_post(client, page, payload).json()["stored"] == 1
-    again = signed_post(client, page, payload).json()
+    assert signed_post(client, page, payload).ingested["stored"] == 1
+    again = signed_post(client, page, payload).ingested
     assert again["stored"] == 0 and again["duplicates"] == 1
     [message] = _inbound(page)
     assert message.body == "Hello, is the shop open on Sunday?"
@@ -121,7 +124,7 @@ def test_quick_replies_postbacks_and_quotes_are_shown_as_what_they_are(client, p
         "messenger_postback.json",
         "messenger_reply_to.json",
     ):
-        assert signed_post(client, page, sample(name, page)).json()["stored"] == 1
+        assert signed_post(client, page, sample(name, page)).ingested["stored"] == 1
     by_id = {message.external_id: message for message in _inbound(page)}
     assert by_id["m_qr_1"].body == "Red"
     assert by_id["m_qr_1"].metadata["quick_reply"] == {"payload": "COLOR_RED"}
@@ -131,8 +134,8 @@ def test_quick_replies_postbacks_and_quotes_are_shown_as_what_they_are(client, p
 
 
 def test_echoes_of_our_own_messages_are_ignored(client, page, instagram):
-    assert signed_post(client, page, sample("messenger_echo.json", page)).json()["stored"] == 0
-    answer = signed_post(client, instagram, sample("instagram_echo.json", instagram)).json()
+    assert signed_post(client, page, sample("messenger_echo.json", page)).ingested["stored"] == 0
+    answer = signed_post(client, instagram, sample("instagram_echo.json", instagram)).ingested
     assert answer["stored"] == 0 and answer["skipped"] == 1
     assert not Message.objects.exists()
 
@@ -143,7 +146,7 @@ def test_instagram_story_mentions_and_replies(client, instagram):
         "instagram_story_mention.json",
         "instagram_story_reply.json",
     ):
-        assert signed_post(client, instagram, sample(name, instagram)).json()["stored"] == 1
+        assert signed_post(client, instagram, sample(name, instagram)).ingested["stored"] == 1
     messages = list(_inbound(instagram).order_by("id"))
     assert [m.metadata["type"] for m in messages] == ["text", "story_mention", "story_reply"]
     assert messages[1].body == "[story mention]"
@@ -155,7 +158,7 @@ def test_instagram_story_mentions_and_replies(client, instagram):
 
 def test_a_reaction_is_recorded_on_its_message_and_removed(client, page):
     signed_post(client, page, sample("messenger_text.json", page))
-    answer = signed_post(client, page, sample("messenger_reaction.json", page)).json()
+    answer = signed_post(client, page, sample("messenger_reaction.json", page)).ingested
     assert answer["reactions"] == 1 and answer["stored"] == 0
     [message] = _inbound(page)
     [reaction] = message.reactions.all()
@@ -187,7 +190,7 @@ def _outbound(account, thread, external_id="m_OUTBOUND", sent_ago=timedelta(minu
 def test_delivery_and_read_receipts_move_our_messages_forward(client, page, instagram):
     sent = _outbound(page, "PSID_1")
     assert (
-        signed_post(client, page, sample("messenger_delivery.json", page)).json()["statuses"] == 1
+        signed_post(client, page, sample("messenger_delivery.json", page)).ingested["statuses"] == 1
     )
     sent.refresh_from_db()
     assert sent.status == "delivered"
@@ -216,7 +219,7 @@ def test_a_deactivated_account_acknowledges_and_stores_nothing(client, page):
 def test_an_entry_for_another_page_is_not_stored_here(client, page):
     payload = sample("messenger_text.json", page)
     payload["entry"][0]["id"] = "999999"
-    assert signed_post(client, page, payload).json()["stored"] == 0
+    assert signed_post(client, page, payload).ingested["stored"] == 0
     assert not Message.objects.exists()
 
 

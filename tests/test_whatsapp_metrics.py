@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from django.conf import settings
 
 from channels_integrations.models import WhatsAppSession
 from channels_integrations.whatsapp import metrics
@@ -43,7 +42,9 @@ def test_company_metrics_count_only_that_company(api_for, agent_user, other_comp
     assert body["last_error"]["error"] == "The access token is invalid"
 
 
-def test_prometheus_text_includes_counts_made_by_another_process(client, company):
+def test_prometheus_text_includes_counts_made_by_another_process(client, company, settings):
+    settings.METRICS_TOKEN = "scrape-me"  # required: tests run with DEBUG off
+    client.defaults["HTTP_AUTHORIZATION"] = "Bearer scrape-me"
     before = _prometheus_value(
         client.get("/metrics").content.decode(), "switchboard_whatsapp_messages_sent_total"
     )

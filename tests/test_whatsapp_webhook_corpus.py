@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from messaging.models import Conversation, Message, MessageReaction
 
 from .factories import ConversationFactory, MessageFactory, WhatsAppNumberFactory
+from .inbox import posted_and_drained
 
 pytestmark = pytest.mark.django_db
 
@@ -66,11 +67,13 @@ def number(company):
 def _post(client, number, payload, raw: bytes | None = None):
     raw = raw if raw is not None else json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
-    return client.post(
-        reverse("whatsapp-webhook", args=[number.uuid]),
-        raw,
-        content_type="application/json",
-        HTTP_X_HUB_SIGNATURE_256=signature,
+    return posted_and_drained(
+        client.post(
+            reverse("whatsapp-webhook", args=[number.uuid]),
+            raw,
+            content_type="application/json",
+            HTTP_X_HUB_SIGNATURE_256=signature,
+        )
     )
 
 
@@ -89,7 +92,7 @@ def test_every_sample_is_acknowledged_and_nothing_is_a_placeholder(client, numbe
 
 def test_a_delivery_for_another_phone_number_id_is_ignored(client, number):
     response = _post(client, number, _ours(SAMPLES["message.text"], "999000999000"))
-    assert response.status_code == 200 and response.json()["ignored"] == 1
+    assert response.status_code == 200 and response.ingested["ignored"] == 1
     assert not Message.objects.exists() and not Conversation.objects.exists()
 
 
@@ -120,15 +123,15 @@ def test_a_reaction_is_a_reaction_on_its_message_and_removing_it_removes_it(clie
     target = _thread_message(number)
     conversation = target.conversation
     response = _post(client, number, _ours(SAMPLES["message.reaction"]))
-    assert response.status_code == 200 and response.json()["reactions"] == 1
+    assert response.status_code == 200 and response.ingested["reactions"] == 1
     assert Message.objects.count() == 1, "never a new message"
     [reaction] = MessageReaction.objects.all()
     assert (reaction.message, reaction.emoji, reaction.from_customer) == (target, "😮", True)
     conversation.refresh_from_db()
     assert conversation.unread_count == 0
     # The same again changes nothing; a removal (empty emoji or none) removes it.
-    assert _post(client, number, _ours(SAMPLES["message.reaction"])).json()["reactions"] == 0
-    assert _post(client, number, _ours(SAMPLES["message.unreaction_empty"])).json()["reactions"]
+    assert _post(client, number, _ours(SAMPLES["message.reaction"])).ingested["reactions"] == 0
+    assert _post(client, number, _ours(SAMPLES["message.unreaction_empty"])).ingested["reactions"]
     assert not MessageReaction.objects.exists()
     _post(client, number, _ours(SAMPLES["message.reaction"]))
     _post(client, number, _ours(SAMPLES["message.unreaction_no_emoji"]))
@@ -137,7 +140,7 @@ def test_a_reaction_is_a_reaction_on_its_message_and_removing_it_removes_it(clie
 
 def test_a_reaction_to_a_message_we_do_not_have_stores_nothing(client, number):
     response = _post(client, number, _ours(SAMPLES["message.reaction"]))
-    assert response.status_code == 200 and response.json()["reactions"] == 0
+    assert response.status_code == 200 and response.ingested["reactions"] == 0
     assert not Message.objects.exists() and not Conversation.objects.exists()
 
 
@@ -147,7 +150,7 @@ def test_an_edit_changes_the_original_and_keeps_the_previous_text(client, number
     original = _thread_message(number, "in", edit["edit"]["original_message_id"])
     edit["from"] = CUSTOMER
     response = _post(client, number, sample)
-    assert response.status_code == 200 and response.json()["edits"] == 1
+    assert response.status_code == 200 and response.ingested["edits"] == 1
     original.refresh_from_db()
     assert original.body == "Updated image caption"
     assert original.metadata["edits"][0]["body"] == "Your order is ready."
@@ -157,7 +160,7 @@ def test_an_edit_changes_the_original_and_keeps_the_previous_text(client, number
 
 def test_an_edit_of_an_unknown_message_makes_no_message_and_no_conversation(client, number):
     response = _post(client, number, _ours(SAMPLES["edited_message.image"]))
-    assert response.status_code == 200 and response.json()["edits"] == 0
+    assert response.status_code == 200 and response.ingested["edits"] == 0
     assert not Message.objects.exists() and not Conversation.objects.exists()
 
 
@@ -166,7 +169,7 @@ def test_a_revoke_marks_the_original_deleted(client, number):
     revoke = sample["entry"][0]["changes"][0]["value"]["messages"][0]
     original = _thread_message(number, "in", revoke["revoke"]["original_message_id"])
     response = _post(client, number, sample)
-    assert response.status_code == 200 and response.json()["deletions"] == 1
+    assert response.status_code == 200 and response.ingested["deletions"] == 1
     original.refresh_from_db()
     assert original.metadata["deleted"] is True
     assert Message.objects.count() == 1

@@ -147,3 +147,22 @@ def receive_webhook(account, payload) -> dict:
         "statuses": receipts,
         "skipped": delivery.skipped,
     }
+
+
+def _receiver(model, account_id: int):
+    account = model.objects.filter(pk=account_id, is_active=True).first()
+    if account is None:
+        return None
+    return lambda payload: receive_webhook(account, payload)
+
+
+def messenger_webhook_receiver(page_id: int):
+    """For the webhook inbox: what ingests a stored delivery of this Page (None: gone or off)."""
+    from .models import MessengerPage
+
+    return _receiver(MessengerPage, page_id)
+
+
+def instagram_webhook_receiver(account_id: int):
+    """For the webhook inbox: what ingests a stored delivery of this Instagram account."""
+    return _receiver(InstagramAccount, account_id)

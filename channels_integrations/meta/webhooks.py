@@ -1,7 +1,9 @@
 """/webhooks/meta/<account uuid>/: Meta's verification challenge (GET) and its deliveries
 (POST, accepted only with a valid X-Hub-Signature-256), for a Page or an Instagram account.
 A deactivated account answers a signed delivery 200 and stores nothing (Meta would retry a
-non-2xx for days); its challenge is still answered, so it can be set up before it is turned on."""
+non-2xx for days); its challenge is still answered, so it can be set up before it is turned on.
+A delivery is stored as it came in the webhook inbox and answered at once; a worker ingests it
+(webhook_inbox)."""
 
 import json
 import logging
@@ -10,8 +12,10 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from webhook_inbox.models import Source
+from webhook_inbox.services import store
+
 from . import graph
-from .inbound import receive_webhook
 from .models import InstagramAccount, MessengerPage
 
 logger = logging.getLogger(__name__)
@@ -44,10 +48,12 @@ def meta_webhook(request, account_uuid):
         logger.warning("meta webhook: %s=%s signature refused", kind, account.pk)
         return JsonResponse({"detail": "Invalid X-Hub-Signature-256."}, status=403)
     try:
-        payload = json.loads(request.body)
+        json.loads(request.body)  # a body that is not JSON is refused here, never stored
     except (ValueError, RecursionError):  # not JSON (or not UTF-8), or nested too deep
         return JsonResponse({"detail": "The body is not JSON."}, status=400)
     if not account.is_active:
         logger.info("meta webhook: %s=%s inactive; delivery ignored", kind, account.pk)
         return JsonResponse({"stored": 0, "ignored": True})
-    return JsonResponse(receive_webhook(account, payload))
+    source = Source.INSTAGRAM if isinstance(account, InstagramAccount) else Source.MESSENGER
+    store(source, account.pk, account.company_id, request.body)
+    return JsonResponse({"accepted": True})

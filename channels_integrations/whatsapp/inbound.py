@@ -105,15 +105,21 @@ def receive_cloud_webhook(number: WhatsAppNumber, payload) -> dict:
         edited += record_inbound_edit(number, edit.wa_id, edit.original_wamid, edit.body)
     for revoke in delivery.revokes:
         deleted += mark_inbound_deleted(number, [revoke.original_wamid], revoke.wa_id)
-    for update in delivery.statuses:
-        status = STATUS_BY_CLOUD.get(update.status)
-        ids = Message.objects.filter(
+    # One query finds every message the delivery's statuses are about (a broadcast's
+    # deliveries carry many), then each moves forward in order.
+    known = [update.wamid for update in delivery.statuses if update.status in STATUS_BY_CLOUD]
+    ids_by_wamid: dict[str, list[int]] = {}
+    if known:
+        for pk, wamid in Message.objects.filter(
             conversation__platform=PLATFORM,
             conversation__source_id=number.pk,
             direction=Message.Direction.OUTBOUND,
-            external_id=update.wamid,
-        ).values_list("pk", flat=True)
-        for message_id in ids if status else ():
+            external_id__in=known,
+        ).values_list("pk", "external_id"):
+            ids_by_wamid.setdefault(wamid, []).append(pk)
+    for update in delivery.statuses:
+        status = STATUS_BY_CLOUD.get(update.status)
+        for message_id in ids_by_wamid.get(update.wamid, ()) if status else ():
             updated += record_delivery_status(message_id, status, error=update.error)
     if delivery.foreign:
         logger.info(
@@ -144,3 +150,14 @@ def receive_cloud_webhook(number: WhatsAppNumber, payload) -> dict:
         "skipped": delivery.skipped,
         "usable": delivery.usable,
     }
+
+
+def cloud_webhook_receiver(number_id: int):
+    """For the webhook inbox: what ingests a stored delivery of this Cloud number, or None when
+    the number is gone, turned off or being deleted (its deliveries are dropped)."""
+    number = WhatsAppNumber.objects.filter(
+        pk=number_id, provider=WhatsAppNumber.Provider.CLOUD, is_active=True
+    ).first()
+    if number is None or number.status == WhatsAppNumber.Status.DELETING:
+        return None
+    return lambda payload: receive_cloud_webhook(number, payload)

@@ -1,5 +1,6 @@
 """/webhooks/whatsapp/<number uuid>/: the Cloud API's verification challenge (GET) and its
-deliveries (POST, accepted only with a valid X-Hub-Signature-256)."""
+deliveries (POST, accepted only with a valid X-Hub-Signature-256). A delivery is stored as it
+came in the webhook inbox and answered at once; a worker ingests it (webhook_inbox)."""
 
 import json
 import logging
@@ -8,9 +9,11 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from webhook_inbox.models import Source
+from webhook_inbox.services import store
+
 from ..models import WhatsAppNumber
 from . import cloud
-from .inbound import receive_cloud_webhook
 
 logger = logging.getLogger(__name__)
 
@@ -49,4 +52,5 @@ def whatsapp_webhook(request, number_uuid):
         # Acknowledged (Meta would retry for days otherwise), nothing stored.
         logger.info("cloud webhook: number=%s inactive; delivery ignored", number.pk)
         return JsonResponse({"stored": 0, "ignored": True})
-    return JsonResponse(receive_cloud_webhook(number, payload))
+    store(Source.WHATSAPP_CLOUD, number.pk, number.company_id, request.body)
+    return JsonResponse({"accepted": True})

@@ -3,7 +3,8 @@
 //   Switchboard.realtime.on("message.created", (data) => { ... });
 //   Switchboard.realtime.on("resync", () => { ...re-fetch what may have been missed... });
 //
-// Reconnects with exponential backoff and jitter (1 s doubling to 30 s). After every
+// Reconnects with exponential backoff and jitter (1 s doubling to 30 s); when the server
+// closes with 1012 ("service restart", a rolling restart), within 0.2-3 s, spread at random. After every
 // (re)connect, and whenever the server says it lost events ("resync"), listeners of "resync" run so pages
 // re-fetch what they show, so nothing missed while the socket was down stays missed.
 // A 4401 close means the session ended: we go to the login page instead of retrying.
@@ -58,8 +59,16 @@
         location.href = "/login/?next=" + encodeURIComponent(location.pathname + location.search);
         return;
       }
-      const delay = Math.min(30000, 1000 * 2 ** attempt) * (0.5 + Math.random());
-      attempt += 1;
+      let delay;
+      if (event.code === 1012 || event.code === 1001) {
+        // The server is restarting (it said so): come back soon, spread over 0.2-3 s so a
+        // thousand tabs do not all knock at the same instant.
+        delay = 200 + Math.random() * 2800;
+        attempt = 0;
+      } else {
+        delay = Math.min(30000, 1000 * 2 ** attempt) * (0.5 + Math.random());
+        attempt += 1;
+      }
       setTimeout(connect, delay);
     };
     socket.onopen = () => {

@@ -1,0 +1,198 @@
+"""Signed WhatsApp Cloud webhooks through nginx, the way Meta sends them during a busy
+broadcast: how many the web tier accepts per second against a bare ASGI endpoint on the same
+server stack (nginx + the same uvicorn command and process count, in the same run), and how
+fast the webhook inbox's workers ingest them end to end, with nothing lost and nothing doubled.
+
+    .venv/bin/python bench/webhooks.py [--quick] [--deliveries N] [--items K] [--web W]
+
+Each delivery carries K changes (default 4: one inbound message from one of 500 clients and
+K-1 status updates, "delivered", for distinct outbound messages of a broadcast); Meta batches
+changes of one number into one delivery the same way. Figures:
+accepted_per_s, bare_accepted_per_s, ratio_accepted_vs_bare (goal >= 0.5), accept_p95_ms,
+ingested_items_per_s (first POST to last change ingested; goal >= 2,000), drain_items_per_s
+(the workers alone, from a full inbox), lost, doubled, http_errors.
+"""
+
+import hashlib
+import hmac
+import json
+import time
+
+import _common as common
+import _load
+from cluster import Cluster
+
+DB_NAME = "switchboard_bench_webhooks"
+REDIS_DB = 8
+CHANNEL = "switchboard:events:bench:webhooks"
+APP_SECRET = "bench-app-secret"
+PHONE_NUMBER_ID = "106540352242922"
+CLIENTS = 500
+CONCURRENCY = 64
+
+
+def prepare(deliveries: int, items: int):
+    from accounts.models import Company
+    from channels_integrations.models import WhatsAppNumber
+    from messaging.models import Conversation, Message
+
+    common.truncate_tenants()
+    company = Company.objects.create(name="Bench", slug="bench")
+    number = WhatsAppNumber.objects.create(
+        company=company,
+        phone="+4917000000001",
+        provider=WhatsAppNumber.Provider.CLOUD,
+        cloud_phone_number_id=PHONE_NUMBER_ID,
+        cloud_access_token="token",
+        cloud_app_secret=APP_SECRET,
+    )
+    broadcast_thread = Conversation.objects.create(
+        company=company, platform="whatsapp", source_id=number.pk, external_thread_id="4900"
+    )
+    statuses = deliveries * (items - 1)
+    batch = []
+    for n in range(statuses):
+        batch.append(
+            Message(
+                conversation=broadcast_thread, direction="out", status="sent",
+                external_id=f"wamid.out.{n}", body="Our spring offer",
+            )
+        )  # fmt: skip
+        if len(batch) == 5000:
+            Message.objects.bulk_create(batch)
+            batch = []
+    Message.objects.bulk_create(batch)
+    bodies = []
+    status_n = 0
+    for n in range(deliveries):
+        phone = f"49151{n % CLIENTS:07d}"
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+            "contacts": [{"profile": {"name": f"Client {n % CLIENTS}"}, "wa_id": phone}],
+            "messages": [{
+                "from": phone, "id": f"wamid.in.{n}", "timestamp": "1763900000",
+                "type": "text", "text": {"body": f"Hello, message {n}"},
+            }],
+            "statuses": [],
+        }  # fmt: skip
+        for _ in range(items - 1):
+            value["statuses"].append({
+                "id": f"wamid.out.{status_n}", "status": "delivered", "timestamp": "1763900100",
+                "recipient_id": "4900",
+            })  # fmt: skip
+            status_n += 1
+        payload = {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": value}]}],
+        }  # fmt: skip
+        raw = json.dumps(payload).encode()
+        signature = "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+        bodies.append(
+            _load.request_bytes(
+                "POST", f"/webhooks/whatsapp/{number.uuid}/",
+                {"Content-Type": "application/json", "X-Hub-Signature-256": signature}, raw,
+            )
+        )  # fmt: skip
+    return number, bodies, statuses
+
+
+def waiting() -> int:
+    from webhook_inbox.services import backlog
+
+    return backlog()["waiting"]
+
+
+def outcome(number, deliveries: int, statuses: int) -> dict:
+    from django.db.models import Count, Sum
+
+    from messaging.models import Conversation, Message
+
+    inbound = Message.objects.filter(direction="in", conversation__source_id=number.pk)
+    stored = inbound.count()
+    repeated = inbound.values("external_id").annotate(n=Count("id")).filter(n__gt=1).count()
+    unread = Conversation.objects.filter(source_id=number.pk).aggregate(n=Sum("unread_count"))["n"]
+    delivered = Message.objects.filter(direction="out", status="delivered").count()
+    return {
+        "lost": (deliveries - stored) + (statuses - delivered),
+        "doubled": repeated + max(0, (unread or 0) - stored),
+    }
+
+
+def main():
+    args = common.parse_args(
+        __doc__.splitlines()[0],
+        deliveries={"type": int, "default": None},
+        items={"type": int, "default": 4},
+        web={"type": int, "default": 2},
+    )
+    deliveries = args.deliveries or (3000 if args.quick else 20000)
+    env = common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
+    common.flush_redis(env["REDIS_URL"])
+    env["DB_POOL_MAX_SIZE"] = "8"
+    common.note(f"preparing {deliveries} deliveries of {args.items} changes")
+    number, bodies, statuses = prepare(deliveries, args.items)
+    items_total = deliveries * args.items
+    port_path_count = len(bodies)
+
+    with Cluster(env, web=args.web, ws=0, app="bench.bare_asgi:app") as bare:
+        _load.run_sync(bare.port, bodies[:500], CONCURRENCY)  # warm-up
+        result = _load.run_sync(bare.port, bodies, CONCURRENCY)
+    bare_rate = result["ok"] / result["elapsed"]
+
+    # The product, its inbox drained by one worker (prefork, 2) while webhooks arrive.
+    with Cluster(env, web=args.web, ws=0, workers=1, worker_concurrency=2, beat=True) as cluster:
+        started = time.monotonic()
+        result = _load.run_sync(cluster.port, bodies, CONCURRENCY)
+        accepted_at = time.monotonic()
+        deadline = accepted_at + 600
+        while waiting() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ingested_at = time.monotonic()
+    accept_rate = result["ok"] / (accepted_at - started)
+    lat = sorted(result["latencies"])
+    checked = outcome(number, deliveries, statuses)
+
+    # The workers alone: the same deliveries again (every change a duplicate or no-op now
+    # would flatter them), so a fresh set: fill the inbox first, then start the worker.
+    from django.db import connection
+
+    from webhook_inbox.models import Delivery
+
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE messaging_message SET status = 'sent' WHERE direction = 'out'")
+        cursor.execute("DELETE FROM messaging_message WHERE direction = 'in'")
+        cursor.execute("UPDATE messaging_conversation SET unread_count = 0")
+    raws = [body.split(b"\r\n\r\n", 1)[1] for body in bodies]
+    Delivery.objects.bulk_create(
+        Delivery(company_id=number.company_id, source="whatsapp_cloud", source_id=number.pk,
+                 body=raw)
+        for raw in raws
+    )  # fmt: skip
+    with Cluster(env, web=0, ws=0, workers=1, worker_concurrency=2) as _workers:
+        from webhook_inbox.services import kick
+
+        drain_started = time.monotonic()
+        kick()
+        while waiting() and time.monotonic() < drain_started + 600:
+            time.sleep(0.1)
+        drain_rate = items_total / (time.monotonic() - drain_started)
+
+    common.emit("deliveries", port_path_count)
+    common.emit("items_per_delivery", args.items)
+    common.emit("web_processes", args.web)
+    common.emit("bare_accepted_per_s", bare_rate)
+    common.emit("accepted_per_s", accept_rate)
+    common.emit("ratio_accepted_vs_bare", accept_rate / bare_rate)
+    common.emit("accept_p50_ms", common.percentile(lat, 50) * 1000)
+    common.emit("accept_p95_ms", common.percentile(lat, 95) * 1000)
+    common.emit("http_errors", sum(result["errors"].values()))
+    common.emit("ingested_items_per_s", items_total / (ingested_at - started))
+    common.emit("backlog_left", waiting())
+    common.emit("drain_items_per_s", drain_rate)
+    common.emit("lost", checked["lost"])
+    common.emit("doubled", checked["doubled"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Restarts nobody notices: a web process (uvicorn, as deploy/systemd/switchboard-web@.service
+runs it) told SIGTERM stops accepting, answers the request it is in the middle of, and exits.
+
+The request is held in flight for real: the test holds a PostgreSQL lock on the webhook inbox's
+table, so the webhook's INSERT waits inside the server until the test lets it go."""
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from webhook_inbox.models import Delivery
+
+from .factories import WhatsAppNumberFactory
+from .processes import database_url, free_port
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SECRET = "drain-app-secret"
+
+
+def _uvicorn() -> str:
+    return str(Path(sys.executable).with_name("uvicorn"))
+
+
+def _wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _accepts(port) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_answers_the_request_in_flight_then_exits(company, tmp_path):
+    number = WhatsAppNumberFactory(company=company, provider="cloud", cloud_app_secret=SECRET)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": "memory://",
+        "DB_POOL_MAX_SIZE": "4",
+    }
+    log = open(tmp_path / "uvicorn.log", "wb")  # noqa: SIM115
+    server = subprocess.Popen(
+        [_uvicorn(), "crm.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--lifespan", "off", "--timeout-graceful-shutdown", "25"],
+        cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    answer = {}
+    try:
+        _wait_for(lambda: _accepts(port), what="uvicorn to listen")
+        raw = json.dumps({"object": "whatsapp_business_account", "entry": []}).encode()
+        signature = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+
+        def post():
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/webhooks/whatsapp/{number.uuid}/",
+                data=raw,
+                headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answer["status"], answer["body"] = response.status, response.read()
+
+        with psycopg.connect(database_url()) as holder:
+            holder.execute("LOCK TABLE webhook_inbox_delivery IN EXCLUSIVE MODE")
+            client = threading.Thread(target=post)
+            client.start()
+
+            def insert_waits():
+                holder.execute("SELECT pg_stat_clear_snapshot()")  # fresh view in a transaction
+                row = holder.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE 'INSERT INTO webhook_inbox_delivery%%'"
+                ).fetchone()
+                return row[0] > 0
+
+            _wait_for(insert_waits, what="the webhook's INSERT to wait on the lock")
+            server.send_signal(signal.SIGTERM)
+            # It stops accepting at once, while the request is still in flight.
+            _wait_for(lambda: not _accepts(port), what="the listening socket to close")
+            assert server.poll() is None and "status" not in answer
+            holder.rollback()  # the lock goes: the request finishes
+        client.join(60)
+        assert answer["status"] == 200 and json.loads(answer["body"]) == {"accepted": True}
+        # It exits by itself (uvicorn re-raises the SIGTERM after its drain; systemd counts
+        # that as a clean stop).
+        assert server.wait(30) in (0, -signal.SIGTERM)
+        assert Delivery.objects.filter(source_id=number.pk).count() == 1
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
+        log.close()

@@ -1,0 +1,209 @@
+"""Storing a delivery (the webhook view: one INSERT) and draining the inbox (a worker).
+
+Order: deliveries of one source (a WhatsApp number, a Page, an Instagram account) are ingested
+in arrival order (their id), by one drainer at a time: a drainer holds the source's
+transaction-scoped advisory lock while it works through a batch, and the batch is one
+transaction, so a drainer killed mid-batch leaves nothing half-done — the batch is simply
+ingested again by the next one (the receive functions are idempotent as well). A delivery that
+fails holds back the ones after it (order) until it succeeds or is parked after
+WEBHOOK_INBOX_MAX_ATTEMPTS; sources are drained side by side.
+"""
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from crm import coordination
+
+from .models import Delivery, Source
+
+logger = logging.getLogger(__name__)
+
+# Per source: a function taking the source's id and returning a receiver (payload -> counts)
+# or None when the source is gone or turned off (its deliveries are then dropped).
+RECEIVERS = {
+    Source.WHATSAPP_CLOUD: "channels_integrations.whatsapp.inbound.cloud_webhook_receiver",
+    Source.MESSENGER: "channels_integrations.meta.inbound.messenger_webhook_receiver",
+    Source.INSTAGRAM: "channels_integrations.meta.inbound.instagram_webhook_receiver",
+}
+_LOCK_SPACE = {source: n + 1 for n, source in enumerate(Source.values)}
+KICK_KEY = "webhook_inbox:kick"
+
+
+# ---------------------------------------------------------------- the webhook's side
+
+
+def store(source: str, source_id: int, company_id: int, body: bytes) -> None:
+    """Keep one verified delivery as it came, and wake a drainer once it is committed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO webhook_inbox_delivery"
+            " (company_id, source, source_id, body, attempts, last_error)"
+            " VALUES (%s, %s, %s, %s, 0, '')",
+            [company_id, source, source_id, body],
+        )
+    transaction.on_commit(kick)
+
+
+def kick() -> None:
+    """Queue a drain unless one is queued and not started yet (the drain clears the flag when
+    it starts, so nothing stored after that waits). Without Redis, beat's periodic drain
+    picks the delivery up."""
+    from .tasks import drain_inbox
+
+    try:
+        if coordination.redis_client().set(coordination.key(KICK_KEY), 1, nx=True, ex=60):
+            drain_inbox.apply_async()
+    except Exception:  # a broker or Redis outage must not fail the webhook: beat drains
+        logger.warning("webhook inbox: could not queue a drain; beat's sweep will", exc_info=True)
+
+
+# ---------------------------------------------------------------- the worker's side
+
+
+def _waiting_sources(limit: int = 200) -> list[tuple[str, int]]:
+    """Sources with deliveries waiting, oldest first (from the oldest waiting rows)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT source, source_id FROM ("
+            "  SELECT source, source_id, id FROM webhook_inbox_delivery"
+            "  WHERE parked_at IS NULL ORDER BY id LIMIT %s"
+            ") AS t GROUP BY source, source_id ORDER BY min(id)",
+            [limit * 20],
+        )
+        return cursor.fetchall()[:limit]
+
+
+def _backoff(attempts: int) -> timedelta:
+    base = float(settings.WEBHOOK_INBOX_RETRY_SECONDS)
+    return timedelta(seconds=min(base * 2 ** (attempts - 1), 300.0))
+
+
+def drain_source(source: str, source_id: int, batch: int | None = None) -> Counter | None:
+    """Ingest up to `batch` waiting deliveries of one source in order, in one transaction.
+    None when another drainer holds this source (it is being drained)."""
+    batch = batch or settings.WEBHOOK_INBOX_BATCH
+    totals: Counter = Counter()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, %s)", [_LOCK_SPACE[source], source_id]
+            )
+            if not cursor.fetchone()[0]:
+                return None
+        rows = list(
+            Delivery.objects.filter(source=source, source_id=source_id, parked_at__isnull=True)
+            .order_by("id")
+            .only("id", "body", "attempts", "retry_at")[:batch]
+        )
+        if not rows:
+            return totals
+        receiver: Callable | None = import_string(RECEIVERS[source])(source_id)
+        done: list[int] = []
+        now = timezone.now()
+        for row in rows:
+            if row.retry_at and row.retry_at > now:
+                break  # waiting for its retry: the ones after it wait too (order)
+            if receiver is None:
+                done.append(row.pk)
+                totals["dropped"] += 1
+                continue
+            try:
+                with transaction.atomic():
+                    counts = receiver(json.loads(bytes(row.body)))
+            except Exception as exc:
+                _failed(row, exc)
+                totals["failed"] += 1
+                if row.parked_at:
+                    totals["parked"] += 1
+                    continue
+                break
+            done.append(row.pk)
+            totals["deliveries"] += 1
+            for name, value in counts.items():
+                if isinstance(value, int) and not isinstance(value, bool):
+                    totals[name] += value
+        if done:
+            Delivery.objects.filter(pk__in=done).delete()
+    if totals["dropped"]:
+        logger.info(
+            "webhook inbox: %s=%s gone or inactive; %s deliveries dropped",
+            source,
+            source_id,
+            totals["dropped"],
+        )
+    return totals
+
+
+def _failed(row: Delivery, exc: Exception) -> None:
+    row.attempts += 1
+    row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+    if row.attempts >= settings.WEBHOOK_INBOX_MAX_ATTEMPTS:
+        row.parked_at, row.retry_at = timezone.now(), None
+        logger.error(
+            "webhook inbox: delivery=%s parked after %s attempts: %s",
+            row.pk,
+            row.attempts,
+            row.last_error,
+        )
+    else:
+        row.retry_at = timezone.now() + _backoff(row.attempts)
+        logger.warning(
+            "webhook inbox: delivery=%s failed (attempt %s), retried later: %s",
+            row.pk,
+            row.attempts,
+            row.last_error,
+            exc_info=exc,
+        )
+    row.save(update_fields=["attempts", "last_error", "parked_at", "retry_at"])
+
+
+def drain(time_budget: float | None = None) -> Counter:
+    """Drain every waiting source until nothing is left that can be taken now (or the time
+    budget is spent). Returns the summed counts. Tests call this to run the worker's drain
+    synchronously."""
+    started = time.monotonic()
+    totals: Counter = Counter()
+    while True:
+        progressed = False
+        for source, source_id in _waiting_sources():
+            counts = drain_source(source, source_id)
+            if counts is None:
+                continue
+            totals.update(counts)
+            progressed = progressed or bool(
+                counts["deliveries"] or counts["dropped"] or counts["parked"]
+            )
+            if time_budget is not None and time.monotonic() - started > time_budget:
+                totals["budget_spent"] = 1
+                return totals
+        if not progressed:
+            return totals
+
+
+def retry_parked(ids) -> int:
+    """The platform admin's retry: parked deliveries wait again, attempts from zero."""
+    return Delivery.objects.filter(pk__in=ids, parked_at__isnull=False).update(
+        parked_at=None, retry_at=None, attempts=0
+    )
+
+
+def backlog() -> dict:
+    """Waiting and parked deliveries, and the age of the oldest waiting one (seconds)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE parked_at IS NULL),"
+            " count(*) FILTER (WHERE parked_at IS NOT NULL),"
+            " extract(epoch FROM now() - min(received_at) FILTER (WHERE parked_at IS NULL))"
+            " FROM webhook_inbox_delivery"
+        )
+        waiting, parked, age = cursor.fetchone()
+    return {"waiting": waiting, "parked": parked, "oldest_age_seconds": float(age or 0.0)}
