@@ -186,6 +186,16 @@ CONNECTION_HEARTBEAT_MAX_AGE = env.float("CONNECTION_HEARTBEAT_MAX_AGE", default
 CONNECTION_BACKOFF_BASE = env.float("CONNECTION_BACKOFF_BASE", default=1.0)
 CONNECTION_BACKOFF_CAP = env.float("CONNECTION_BACKOFF_CAP", default=300.0)
 CONNECTION_MAX_RECONNECT_ATTEMPTS = env.int("CONNECTION_MAX_RECONNECT_ATTEMPTS", default=10)
+# Connection hosts (manage.py connection_host; channels_integrations.fleet): each holds up to
+# CONNECTION_HOST_CAPACITY connections on one event loop and beats every TTL/5 seconds; a host
+# silent for CONNECTION_HOST_TTL is dead and its connections move. False: the older Celery
+# `connections` queue (one thread per connection).
+CONNECTION_HOSTS = env.bool("CONNECTION_HOSTS", default=True)
+CONNECTION_HOST_CAPACITY = env.int("CONNECTION_HOST_CAPACITY", default=1000)
+CONNECTION_HOST_TTL = env.float("CONNECTION_HOST_TTL", default=10.0)
+CONNECTION_HOST_DB_THREADS = env.int("CONNECTION_HOST_DB_THREADS", default=8)
+CONNECTION_HOST_IDLE_THREADS = env.int("CONNECTION_HOST_IDLE_THREADS", default=100)
+CONNECTION_HOST_CONN_MAX_AGE = env.int("CONNECTION_HOST_CONN_MAX_AGE", default=300)
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "crm.tasks.beat_heartbeat", "schedule": 30.0},
     # The outbox: re-queues sends whose task vanished, settles stale claims.

@@ -1,0 +1,26 @@
+"""`manage.py connection_host`: one connection host (channels_integrations.hosting), holding
+up to --capacity long-lived connections on one event loop until SIGTERM (then it drains)."""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import connections
+
+
+class Command(BaseCommand):
+    help = "Hold WhatsApp sessions, Telegram listeners and IMAP IDLE assigned to this host."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--capacity",
+            type=int,
+            default=None,
+            help="connections this host may hold (default CONNECTION_HOST_CAPACITY)",
+        )
+
+    def handle(self, *args, capacity=None, **options):
+        from channels_integrations.hosting import run_host
+
+        # A few database threads serve every connection: keep their connections open.
+        for alias in connections:
+            connections.settings[alias]["CONN_MAX_AGE"] = settings.CONNECTION_HOST_CONN_MAX_AGE
+        run_host(capacity)
