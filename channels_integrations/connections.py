@@ -132,7 +132,7 @@ local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
 local host = string.match(current, '^(.*):[^:]*$')
 if not host then return 0 end
-if redis.call('SISMEMBER', KEYS[2], host) == 0 then return 0 end
+if string.sub(host, 1, 5) ~= 'host@' then return 0 end
 if redis.call('EXISTS', ARGV[3] .. host) == 1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
@@ -147,9 +147,8 @@ def _take_over_from_dead_host(name: str, token: str) -> bool:
 
     taken = coordination.redis_client().eval(
         _TAKE_OVER,
-        2,
+        1,
         coordination.key(name),
-        coordination.key(fleet.HOSTS),
         token,
         max(int(settings.CONNECTION_LEASE_SECONDS * 1000), 1),
         fleet.host_key(""),

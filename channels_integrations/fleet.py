@@ -36,6 +36,7 @@ HOSTS = "fleet:hosts"  # set: every host seen (dead ones are pruned by the super
 OWNERS = "fleet:owners"  # hash: "kind|key" -> host id
 WAITING = "fleet:waiting"  # set: "kind|key" of wanted connections no host has room for
 WAITING_LABEL = _("Waiting for capacity")
+HOST_PREFIX = "host@"  # a connection host's id, and so the start of its lease tokens
 
 
 def host_key(host: str) -> str:
@@ -141,10 +142,9 @@ def host_alive(host: str | None) -> bool:
         return False
 
 
-def is_known_host(host: str | None) -> bool:
-    if not host:
-        return False
-    return bool(coordination.redis_client().sismember(coordination.key(HOSTS), host))
+def is_host(host: str | None) -> bool:
+    """A connection host's id ("host@<hostname>:<pid>"), not a Celery worker's name."""
+    return bool(host) and host.startswith(HOST_PREFIX)
 
 
 def holder_alive(token: str | None) -> bool:
@@ -153,13 +153,12 @@ def holder_alive(token: str | None) -> bool:
     host = host_of(token)
     if not host:
         return False
+    if not is_host(host):
+        return True
     try:
-        client = coordination.redis_client()
-        if client.sismember(coordination.key(HOSTS), host):
-            return bool(client.exists(host_key(host)))
+        return bool(coordination.redis_client().exists(host_key(host)))
     except redis.RedisError:
         return False
-    return True
 
 
 def is_waiting(kind: str, key) -> bool:

@@ -355,7 +355,7 @@ RUNNERS = {
 
 class ConnectionHost:
     def __init__(self, capacity: int | None = None):
-        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.id = f"{fleet.HOST_PREFIX}{socket.gethostname()}:{os.getpid()}"
         self.capacity = capacity if capacity is not None else settings.CONNECTION_HOST_CAPACITY
         self.held: dict[str, Hosted] = {}
         self.tasks: dict[str, asyncio.Task] = {}
@@ -628,7 +628,8 @@ def _write_heartbeats(model, key_field: str, conns: list[Hosted]) -> None:
     """last_heartbeat_at = now() for every live connection of one kind, each only while its
     row still carries our epoch (the same fencing as ConnectionLease.write)."""
     table = model._meta.db_table
-    column = model._meta.get_field(key_field).column
+    field = model._meta.pk if key_field == "pk" else model._meta.get_field(key_field)
+    column = field.column
     keys = [conn.key for conn in conns]
     epochs = [conn.lease.epoch for conn in conns]
     with connection.cursor() as cursor:

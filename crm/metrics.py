@@ -154,7 +154,7 @@ def _live(token: str, hosts: dict) -> bool:
     host = fleet.host_of(token)
     if not host:
         return False
-    return host in hosts or not fleet.is_known_host(host)
+    return host in hosts or not fleet.is_host(host)
 
 
 def prometheus_metrics(request):
