@@ -28,7 +28,7 @@ import _common as common
 DB_NAME = "switchboard_bench_connections"
 REDIS_DB = 9
 CHANNEL = "switchboard:events:bench:connections"
-PERIOD = 5.0  # the supervisor's period in this bench
+PERIOD = 10.0  # the supervisor's period in this bench
 
 
 def rss_kb(pid: int) -> int:
@@ -68,7 +68,7 @@ def main():
     settings_env = {
         "CONNECTION_HOSTS": "true",
         "CONNECTION_SUPERVISOR_SECONDS": str(PERIOD),
-        "CONNECTION_HOST_TTL": "5",
+        "CONNECTION_HOST_TTL": "3",
         "CONNECTION_LEASE_SECONDS": "45",
         "CONNECTION_HOST_IDLE_THREADS": str(qr_count + 50),
         "TELEGRAM_CLIENT_FACTORY": "tests.telegram_fakes.FakeTelegramClient",
@@ -200,7 +200,8 @@ def main():
         stop.set()
         sampler.join(5)
         common.emit("takeover_s", takeover)
-        common.emit("takeover_supervisor_periods", periods)
+        common.emit("takeover_supervisor_calls", periods)
+        common.emit("takeover_in_supervisor_periods", takeover / PERIOD)
         common.emit("supervisor_period_s", PERIOD)
         common.emit("host_ttl_s", float(settings.CONNECTION_HOST_TTL))
         common.emit("held_twice", len(held_twice))

@@ -185,7 +185,7 @@ def _telegram_class():
                 disconnected.add_done_callback(lambda _f: self.queue.put_nowait(WAKE))
             while self.client.is_connected() and not self.stop_reason:
                 try:
-                    command = await asyncio.wait_for(self.queue.get(), 5)
+                    command = await asyncio.wait_for(self.queue.get(), 15)
                 except TimeoutError:
                     continue
                 if command is None or command is WAKE:
@@ -368,6 +368,8 @@ class ConnectionHost:
         self.blocking = ThreadPoolExecutor(
             settings.CONNECTION_HOST_IDLE_THREADS, thread_name_prefix="host-conn"
         )
+        # The heartbeat never queues behind connection work: a thread of its own.
+        self.beat_pool = ThreadPoolExecutor(1, thread_name_prefix="host-beat")
         self.classes = {kind: make() for kind, make in RUNNERS.items()}
         self._done = threading.Event()
 
@@ -415,7 +417,7 @@ class ConnectionHost:
             self.loop.create_task(
                 self._every(settings.CONNECTION_HEARTBEAT_SECONDS, self.row_heartbeats)
             ),
-            self.loop.create_task(self._every(3.0, self.check_wanted)),
+            self.loop.create_task(self._every(5.0, self.check_wanted)),
             self.loop.create_task(self._every(10.0, self.sweep_commands)),
         ]
         await self.stopping.wait()
@@ -463,7 +465,9 @@ class ConnectionHost:
 
     async def beat(self) -> None:
         try:
-            assigned = await self.db(self._beat_sync)
+            assigned = await asyncio.get_running_loop().run_in_executor(
+                self.beat_pool, self._beat_sync
+            )
         except redis.RedisError:
             if time.monotonic() - self.last_beat > settings.CONNECTION_HOST_TTL * 0.8:
                 self._fence("heartbeat lost")
