@@ -68,7 +68,7 @@ def main():
     settings_env = {
         "CONNECTION_HOSTS": "true",
         "CONNECTION_SUPERVISOR_SECONDS": str(PERIOD),
-        "CONNECTION_HOST_TTL": "3",
+        "CONNECTION_HOST_TTL": "5",
         "CONNECTION_LEASE_SECONDS": "45",
         "CONNECTION_HOST_IDLE_THREADS": str(qr_count + 50),
         "TELEGRAM_CLIENT_FACTORY": "tests.telegram_fakes.FakeTelegramClient",

@@ -150,6 +150,7 @@ def _telegram_class():
     class HostedTelegram(Hosted, TelegramListener):
         kind = KIND
         model = TelegramAccount
+        client = None  # until a connection starts
 
         def prepare(self) -> None:
             self.account_id = self.key
@@ -216,6 +217,7 @@ def _whatsapp_class():
         kind = KIND
         model = WhatsAppSession
         key_field = "number_id"
+        adapter = None  # until a connection starts
 
         def acquire(self):
             WhatsAppSession.objects.get_or_create(number_id=self.key)
@@ -404,13 +406,13 @@ class ConnectionHost:
         self.stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
-        await self.db(self._beat_sync)
-        self.last_beat = time.monotonic()
+        await self.db(self._advertise)
+        threading.Thread(target=self._beat_forever, name="host-beat", daemon=True).start()
         logger.info("connection host %s up: capacity %s", self.id, self.capacity)
         doorbell = threading.Thread(target=self._doorbell, name="host-doorbell", daemon=True)
         doorbell.start()
         periodic = [
-            self.loop.create_task(self._every(settings.CONNECTION_HOST_TTL / 5, self.beat)),
+            self.loop.create_task(self._every(1.0, self.beat)),
             self.loop.create_task(
                 self._every(settings.CONNECTION_LEASE_SECONDS / 3, self.renew_leases)
             ),
@@ -442,41 +444,53 @@ class ConnectionHost:
         self.draining = True
         logger.info("connection host %s draining %s connection(s)", self.id, len(self.held))
         with contextlib.suppress(Exception):
-            await self.db(self._beat_sync)
+            await self.db(self._advertise)
             await self.db(fleet.supervise)  # the others get our connections now
         for conn in list(self.held.values()):
             conn.stop("shutdown")
         if self.tasks:
             await asyncio.wait(list(self.tasks.values()), timeout=30)
+        self._done.set()  # the heartbeat thread stops before the key goes
         with contextlib.suppress(Exception):
             client = coordination.redis_client()
             client.delete(fleet.host_key(self.id))
 
     # -- heartbeat and assignments
 
-    def _beat_sync(self) -> set[str]:
-        client = coordination.redis_client()
-        pipe = client.pipeline(transaction=False)
+    def _advertise(self) -> None:
+        """The heartbeat: this host, its capacity and load, alive for CONNECTION_HOST_TTL."""
+        pipe = coordination.redis_client().pipeline(transaction=False)
         ttl_ms = int(settings.CONNECTION_HOST_TTL * 1000)
         pipe.set(fleet.host_key(self.id), json.dumps(self.info()), px=ttl_ms)
         pipe.sadd(coordination.key(fleet.HOSTS), self.id)
-        pipe.smembers(fleet.assigned_key(self.id))
-        return {member.decode() for member in pipe.execute()[2]}
+        pipe.execute()
+        self.last_beat = time.monotonic()
+
+    def _beat_forever(self) -> None:
+        """A thread of its own, so a busy event loop (hundreds of connects at once) never
+        lets the heartbeat lapse while the process lives."""
+        while not self._done.wait(settings.CONNECTION_HOST_TTL / 5):
+            try:
+                self._advertise()
+            except redis.RedisError:
+                logger.warning("connection host %s: heartbeat not written", self.id)
+
+    def _assigned(self) -> set[str]:
+        members = coordination.redis_client().smembers(fleet.assigned_key(self.id))
+        return {member.decode() for member in members}
 
     async def beat(self) -> None:
+        """What the supervisor assigned to us, held; unless our heartbeat lapsed (Redis
+        unreachable): then other hosts may be taking our connections, so we let go of all."""
+        if time.monotonic() - self.last_beat > settings.CONNECTION_HOST_TTL:
+            self._fence("heartbeat lapsed")
+            return
         try:
             assigned = await asyncio.get_running_loop().run_in_executor(
-                self.beat_pool, self._beat_sync
+                self.beat_pool, self._assigned
             )
         except redis.RedisError:
-            if time.monotonic() - self.last_beat > settings.CONNECTION_HOST_TTL * 0.8:
-                self._fence("heartbeat lost")
             return
-        if time.monotonic() - self.last_beat > settings.CONNECTION_HOST_TTL * 0.8:
-            self._fence("heartbeat late")  # others may be taking our connections already
-            self.last_beat = time.monotonic()
-            return
-        self.last_beat = time.monotonic()
         self.reconcile(assigned)
 
     def _fence(self, why: str) -> None:
