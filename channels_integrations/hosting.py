@@ -240,6 +240,16 @@ def _whatsapp_class():
         def _closes_connection(self) -> bool:
             return not self.host.is_db_thread()
 
+        def _guarded(self, callback, *args, fatal: bool = True) -> None:
+            """neonize calls back on its own threads (one per session): the work runs on the
+            host's few database threads, so 200 sessions never hold 200 PostgreSQL
+            connections; the calling thread waits for it, as neonize expects."""
+            if self.host.is_db_thread():
+                return SessionRunner._guarded(self, callback, *args, fatal=fatal)
+            return self.host.db_pool.submit(
+                SessionRunner._guarded, self, callback, *args, fatal=fatal
+            ).result()
+
         def alive(self) -> bool:
             return self.adapter is not None and self._alive()
 

@@ -26,10 +26,9 @@ def _live(op: str, client) -> None:
     connections in a Redis set, "<pid>:<api session>", so the test sees every one anywhere."""
     key = os.environ.get("FAKE_TELEGRAM_LIVE_KEY")
     if key:
-        import redis
-        from django.conf import settings
+        from crm import coordination
 
-        redis.Redis.from_url(settings.REDIS_URL).execute_command(
+        coordination.redis_client().execute_command(
             op.upper(), key, f"{os.getpid()}:{client.session.value}"
         )
 
