@@ -26,7 +26,6 @@ from datetime import timedelta
 import redis
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -82,10 +81,10 @@ class ConnectionLease:
             if not (host and _take_over_from_dead_host(name, token)):
                 return None
         epoch = coordination.redis_client().incr(coordination.key(f"{name}:epoch"))
-        with transaction.atomic():
-            claimed = model.objects.filter(**{key_field: key, "lease_epoch__lt": epoch}).update(
-                lease_epoch=epoch, holder=token
-            )
+        # One UPDATE (atomic on its own): the epoch is written only if newer than the row's.
+        claimed = model.objects.filter(**{key_field: key, "lease_epoch__lt": epoch}).update(
+            lease_epoch=epoch, holder=token
+        )
         if not claimed:  # a newer epoch already wrote the row (our INCR raced a faster one)
             coordination.release_lease(name, token)
             return None

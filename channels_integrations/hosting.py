@@ -380,7 +380,8 @@ class ConnectionHost:
         self.blocking = ThreadPoolExecutor(
             settings.CONNECTION_HOST_IDLE_THREADS, thread_name_prefix="host-conn"
         )
-        # The heartbeat never queues behind connection work: a thread of its own.
+        # Assignments and lease renewals never queue behind connection work (hundreds of
+        # connects at once would starve them past the lease's TTL): a thread of their own.
         self.beat_pool = ThreadPoolExecutor(1, thread_name_prefix="host-beat")
         self.classes = {kind: make() for kind, make in RUNNERS.items()}
         self._done = threading.Event()
@@ -578,7 +579,8 @@ class ConnectionHost:
                 )
             return [bool(result) for result in pipe.execute()]
 
-        for conn, kept in zip(held, await self.db(renew), strict=True):
+        kept_all = await asyncio.get_running_loop().run_in_executor(self.beat_pool, renew)
+        for conn, kept in zip(held, kept_all, strict=True):
             if not kept:
                 logger.warning("%s=%s lease lost; stopping", conn.kind, conn.key)
                 conn.stop("lease_lost")
