@@ -26,7 +26,6 @@ from datetime import timedelta
 import redis
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -70,17 +69,22 @@ class ConnectionLease:
         return lease_name(self.kind, self.key)
 
     @classmethod
-    def acquire(cls, kind: str, model, key_field: str, key) -> "ConnectionLease | None":
-        """Take the lease, or None when another holder has it. The state row must exist."""
-        token = f"{worker_name()}:{uuid.uuid4().hex[:8]}"
+    def acquire(
+        cls, kind: str, model, key_field: str, key, host: str | None = None
+    ) -> "ConnectionLease | None":
+        """Take the lease, or None when another holder has it. The state row must exist.
+        `host`: a connection host (channels_integrations.fleet) acquiring; it may take over
+        the lease of a holder whose host's heartbeat has expired (the epoch fences that one)."""
+        token = f"{host or worker_name()}:{uuid.uuid4().hex[:8]}"
         name = lease_name(kind, key)
         if not coordination.take_lease(name, token, settings.CONNECTION_LEASE_SECONDS):
-            return None
+            if not (host and _take_over_from_dead_host(name, token)):
+                return None
         epoch = coordination.redis_client().incr(coordination.key(f"{name}:epoch"))
-        with transaction.atomic():
-            claimed = model.objects.filter(**{key_field: key, "lease_epoch__lt": epoch}).update(
-                lease_epoch=epoch, holder=token
-            )
+        # One UPDATE (atomic on its own): the epoch is written only if newer than the row's.
+        claimed = model.objects.filter(**{key_field: key, "lease_epoch__lt": epoch}).update(
+            lease_epoch=epoch, holder=token
+        )
         if not claimed:  # a newer epoch already wrote the row (our INCR raced a faster one)
             coordination.release_lease(name, token)
             return None
@@ -120,6 +124,37 @@ class ConnectionLease:
             last_error="",
             **fields,
         )
+
+
+_TAKE_OVER = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local host = string.match(current, '^(.*):[^:]*$')
+if not host then return 0 end
+if string.sub(host, 1, 5) ~= 'host@' then return 0 end
+if redis.call('EXISTS', ARGV[3] .. host) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+
+def _take_over_from_dead_host(name: str, token: str) -> bool:
+    """Take a lease whose holder is a connection host with no heartbeat (killed, frozen):
+    without waiting for its TTL. That host also stops its own connections when it cannot beat
+    (it fences itself), and its late writes fail on the epoch."""
+    from . import fleet
+
+    taken = coordination.redis_client().eval(
+        _TAKE_OVER,
+        1,
+        coordination.key(name),
+        token,
+        max(int(settings.CONNECTION_LEASE_SECONDS * 1000), 1),
+        fleet.host_key(""),
+    )
+    if taken:
+        logger.warning("%s taken over from a host without heartbeat", name)
+    return bool(taken)
 
 
 def run_while_held(lease: ConnectionLease | None, kind: str, key, run) -> str:
@@ -241,10 +276,19 @@ def commands_key(kind: str, key) -> str:
 
 
 def send_command(kind: str, key, command: dict) -> None:
+    from . import fleet
+
     client = coordination.redis_client()
     name = commands_key(kind, key)
     client.rpush(name, json.dumps(command))
     client.expire(name, 300)
+    fleet.ring(holder_of(kind, key), kind, key)  # a connection host reads its doorbell
+
+
+def pop_command(kind: str, key) -> dict | None:
+    """The next command for this holder, if one waits (a host rung by its doorbell)."""
+    item = coordination.redis_client().lpop(commands_key(kind, key))
+    return json.loads(item) if item else None
 
 
 def stop_holder(kind: str, key) -> None:
@@ -313,7 +357,12 @@ def download_through_holder(
 
 def request_start(kind: str, key, task) -> bool:
     """Queue `task(key)` at most once per supervisor period (two supervisors may overlap; the
-    lease turns away a duplicate anyway). True when queued."""
+    lease turns away a duplicate anyway). True when queued. With connection hosts
+    (settings.CONNECTION_HOSTS) the connection is assigned to a host instead."""
+    from . import fleet
+
+    if fleet.enabled():
+        return fleet.assign_now(kind, key)
     starting = coordination.key(f"{kind}:{key}:starting")
     ttl_ms = int(settings.CONNECTION_SUPERVISOR_SECONDS * 900)
     if coordination.redis_client().set(starting, "1", nx=True, px=max(ttl_ms, 1)):

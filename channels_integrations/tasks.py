@@ -10,10 +10,14 @@ from celery.signals import worker_shutting_down
 def supervise_connections() -> dict:
     """Beat: WhatsApp sessions and Telegram listeners that should run and do not are started;
     live ones are health-checked."""
+    from . import fleet
     from .email.imap import supervise_idle
     from .telegram.listener import supervise as supervise_telegram
+    from .whatsapp.sessions import health_check as health_whatsapp
     from .whatsapp.sessions import supervise as supervise_whatsapp
 
+    if fleet.enabled():  # connection hosts: assign every wanted connection to one with room
+        return {"fleet": fleet.supervise(), "whatsapp_health": health_whatsapp()}
     return {
         "whatsapp": supervise_whatsapp(),
         "telegram": supervise_telegram(),

@@ -206,6 +206,16 @@ WEBHOOK_INBOX_MAX_ATTEMPTS = env.int("WEBHOOK_INBOX_MAX_ATTEMPTS", default=5)
 WEBHOOK_INBOX_RETRY_SECONDS = env.float("WEBHOOK_INBOX_RETRY_SECONDS", default=2.0)
 WEBHOOK_INBOX_DRAIN_SECONDS = env.float("WEBHOOK_INBOX_DRAIN_SECONDS", default=20.0)
 WEBHOOK_INBOX_SWEEP_SECONDS = env.float("WEBHOOK_INBOX_SWEEP_SECONDS", default=5.0)
+# Connection hosts (manage.py connection_host; channels_integrations.fleet): each holds up to
+# CONNECTION_HOST_CAPACITY connections on one event loop and beats every TTL/5 seconds; a host
+# silent for CONNECTION_HOST_TTL is dead and its connections move. False: the older Celery
+# `connections` queue (one thread per connection).
+CONNECTION_HOSTS = env.bool("CONNECTION_HOSTS", default=True)
+CONNECTION_HOST_CAPACITY = env.int("CONNECTION_HOST_CAPACITY", default=1000)
+CONNECTION_HOST_TTL = env.float("CONNECTION_HOST_TTL", default=10.0)
+CONNECTION_HOST_DB_THREADS = env.int("CONNECTION_HOST_DB_THREADS", default=8)
+CONNECTION_HOST_IDLE_THREADS = env.int("CONNECTION_HOST_IDLE_THREADS", default=100)
+CONNECTION_HOST_CONN_MAX_AGE = env.int("CONNECTION_HOST_CONN_MAX_AGE", default=300)
 CELERY_BEAT_SCHEDULE = {
     "drain-webhook-inbox": {
         "task": "webhook_inbox.tasks.drain_inbox",

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("DEBUG", "true")
+# Most tests drive the Celery `connections` path; tests/test_connection_hosts.py the hosts.
+os.environ.setdefault("CONNECTION_HOSTS", "false")
 
 from crm.settings import *  # noqa: E402,F403
 

@@ -14,10 +14,23 @@ Configure through FakeTelegramClient.script (reset by the fixture):
 import asyncio
 import hashlib
 import itertools
+import os
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
 _ids = itertools.count(5000)
+
+
+def _live(op: str, client) -> None:
+    """In a host process started by a test (FAKE_TELEGRAM_LIVE_KEY): record the open
+    connections in a Redis set, "<pid>:<api session>", so the test sees every one anywhere."""
+    key = os.environ.get("FAKE_TELEGRAM_LIVE_KEY")
+    if key:
+        from crm import coordination
+
+        coordination.redis_client().execute_command(
+            op.upper(), key, f"{os.getpid()}:{client.session.value}"
+        )
 
 
 class FakeSession:
@@ -66,6 +79,7 @@ class FakeTelegramClient:
         if self.script.get("connect_error"):
             raise self.script["connect_error"]
         self._connected = True
+        _live("sadd", self)
 
     def is_connected(self) -> bool:
         return self._connected
@@ -82,6 +96,7 @@ class FakeTelegramClient:
     async def disconnect(self):
         self.calls.append(("disconnect",))
         self._connected = False
+        _live("srem", self)
 
     async def send_message(self, peer, body, reply_to=None):
         self.calls.append(("send_message", peer, body))

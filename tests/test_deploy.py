@@ -353,7 +353,7 @@ def test_systemd_units_restart_on_failure_and_stop_gracefully(unit, min_stop):
 def test_connections_and_sending_run_on_separate_queues():
     worker = (DEPLOY / "systemd" / "switchboard-worker.service").read_text()
     connections = (DEPLOY / "systemd" / "switchboard-connections.service").read_text()
-    assert "-Q celery,outbox " in worker and "-Q connections --pool=threads" in connections
+    assert "-Q celery,outbox " in worker and "manage.py connection_host" in connections
     assert settings.CELERY_TASK_ROUTES["messaging.tasks.sweep_outbox"] == {"queue": "outbox"}
     for task in (
         "whatsapp.tasks.run_whatsapp_session",

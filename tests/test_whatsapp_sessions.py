@@ -580,3 +580,33 @@ def test_drops_of_a_working_connection_never_add_up_to_giving_up(
     assert [e["attempt"] for e in errors] == [1] * 5
     assert _events(heard, "whatsapp.reconnect_failed") == []
     assert session_of(web_number).reconnect_attempts == 0
+
+
+def test_a_failing_callback_is_recorded_and_retried_never_left_starting(
+    runners, web_number, admin_api, monkeypatch, heard
+):
+    """The first 'connected' callback fails (here: the write of the number's state): the
+    session is not left `starting` as if nothing happened; the failure is its last error and
+    counted, and the retry connects."""
+    from channels_integrations.whatsapp import metrics
+
+    real_write_connected = sessions.SessionLease.write_connected
+    failures = []
+
+    def failing_once(lease, **fields):
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("database hiccup")
+        return real_write_connected(lease, **fields)
+
+    monkeypatch.setattr(sessions.SessionLease, "write_connected", failing_once)
+    errors_before = metrics.counters()["errors"]
+    _start(admin_api, web_number)
+    wait_for(lambda: session_of(web_number).status == WhatsAppSession.Status.CONNECTED)
+    session = session_of(web_number)
+    assert failures == [1]
+    assert session.last_error == ""  # cleared by the connection that came up
+    assert len(FakeWebAdapter.instances) == 2  # the failed connection, then the retry
+    assert metrics.counters()["errors"] > errors_before
+    [error] = _events(heard, "whatsapp.error")  # what admins were told, with the retry
+    assert "database hiccup" in error["error"] and error["attempt"] == 1

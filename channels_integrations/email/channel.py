@@ -12,6 +12,7 @@ from messaging.channels import (
     register,
 )
 
+from .. import channel_metrics
 from ..models import EmailAccount
 from . import PLATFORM, replies
 from .route import SmtpRoute
@@ -67,7 +68,13 @@ class EmailChannel(Channel):
         return SmtpRoute.of(source, **reply)
 
     def send(self, message: OutboundMessage) -> SendReceipt:
-        return send_reply(message)
+        try:
+            receipt = send_reply(message)
+        except Exception:
+            channel_metrics.increment("email", "errors")
+            raise
+        channel_metrics.increment("email", "messages_sent")
+        return receipt
 
 
 CHANNEL = register(EmailChannel())

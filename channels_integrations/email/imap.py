@@ -28,6 +28,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from crm import coordination
 from crm.celery import task
 
+from .. import channel_metrics
 from ..connections import (
     SHUTDOWN,
     ConnectionLease,
@@ -322,6 +323,8 @@ class IdleListener(Supervised):
         return ""
 
     def on_retry(self, error: str, attempts: int, delay: float) -> None:
+        channel_metrics.increment("email", "errors")
+        channel_metrics.increment("email", "reconnect_attempts")
         logger.warning(
             "email: account=%s IDLE dropped: %s; again in %.1fs", self.account_id, error, delay
         )

@@ -29,6 +29,7 @@ from messaging.services import Sender, ingest_inbound
 from messaging.services.attachments import add_attachments
 from messaging.services.merge import merge_conversations
 
+from .. import channel_metrics
 from ..models import EmailAccount, EmailMessageRecord
 from .parsing import ParsedMail, normalize_subject, parse_mail
 
@@ -279,6 +280,8 @@ def _import_parsed(account, parsed, uidvalidity) -> dict:
             _attach_report(result, mail)
         if replies:
             _join_replies(account, result, replies)
+    if record_ids:
+        channel_metrics.increment("email", "messages_received", len(record_ids))
     return {"imported": len(record_ids), "known": len(parsed) - len(record_ids)}
 
 

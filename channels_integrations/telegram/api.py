@@ -8,6 +8,7 @@ from rest_framework.response import Response
 
 from crm.api.base import WriteOnlySecretField
 
+from .. import fleet
 from ..api.serializers import SecretsSerializerMixin, StrictPositiveIntegerField
 from ..api.views import ChannelViewSet
 from ..models import TelegramAccount
@@ -47,6 +48,8 @@ class TelegramAccountSerializer(SecretsSerializerMixin, serializers.ModelSeriali
             "reconnect_attempts",
             "next_attempt_at",
             "login_step",
+            "live_status",
+            "waiting_for_capacity",
             "created_at",
         ]
         read_only_fields = [
@@ -69,6 +72,20 @@ class TelegramAccountSerializer(SecretsSerializerMixin, serializers.ModelSeriali
 
     def get_login_step(self, account) -> str | None:
         return login_step(account)
+
+    live_status = serializers.SerializerMethodField(
+        help_text='what the listener is doing now: the status, "reconnecting" when the '
+        'row says connected but no live host holds it, or "waiting" (for capacity)'
+    )
+    waiting_for_capacity = serializers.SerializerMethodField(
+        help_text="no connection host has room for this account now"
+    )
+
+    def get_live_status(self, account) -> str:
+        return fleet.row_state(account)[0]
+
+    def get_waiting_for_capacity(self, account) -> bool:
+        return fleet.is_waiting("telegram:account", account.pk)
 
     def validate(self, attrs):
         if self.instance is None and not attrs.get("api_hash"):

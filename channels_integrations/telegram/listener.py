@@ -32,6 +32,7 @@ from messaging.channels import (
     TransientSendError,
 )
 
+from .. import channel_metrics
 from ..connections import (
     SHUTDOWN,
     ConnectionLease,
@@ -225,11 +226,14 @@ class TelegramListener(Supervised):
         return asyncio.run(self._connect_and_listen())  # a fresh loop and client per connection
 
     def on_give_up(self, error: str, attempts: int) -> None:
+        channel_metrics.increment(KIND, "errors")
         write_failure(self.lease, error, attempts, Status.ERROR)
         self._publish("telegram.error", {"error": error, "gave_up": True})
         logger.error("telegram: account=%s gave up after %s attempts", self.account_id, attempts)
 
     def on_retry(self, error: str, attempts: int, delay: float) -> None:
+        channel_metrics.increment(KIND, "errors")
+        channel_metrics.increment(KIND, "reconnect_attempts")
         write_failure(self.lease, error, attempts, Status.RECONNECTING, delay)
         self._publish(
             "telegram.error",
@@ -382,6 +386,7 @@ class TelegramListener(Supervised):
             logger.warning("telegram: account=%s send failed", self.account_id)
             return {"error": f"Telegram refused the message: {exc.__class__.__name__}"}
         await self._db(sending.record_sent, key, str(sent_id))
+        channel_metrics.increment(KIND, "messages_sent")
         logger.info("telegram: account=%s sent %s", self.account_id, key)
         return {"id": sent_id}
 
@@ -447,6 +452,8 @@ class TelegramListener(Supervised):
             return
         item = inbound.from_event(event.message, sender)
         created = await self._db(self._guarded, inbound.ingest_telegram, self.account, item)
+        if created:
+            channel_metrics.increment(KIND, "messages_received")
         if created and self.catching_up:
             self.caught_up += 1
         logger.info(

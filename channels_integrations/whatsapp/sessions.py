@@ -40,6 +40,7 @@ from messaging.channels import (
 from messaging.services.inbox import mark_inbound_deleted, record_inbound_edit
 from messaging.services.reactions import record_customer_reaction
 
+from .. import channel_metrics, fleet
 from ..connections import (
     SHUTDOWN,
     LeaseLost,
@@ -119,10 +120,12 @@ def health(session: WhatsAppSession) -> tuple[bool, str]:
 def session_payload(session: WhatsAppSession) -> dict:
     healthy, detail = health(session)
     age = heartbeat_age(session)
+    status, label = fleet.row_state(session)
     return {
         "number_id": session.number_id,
-        "status": session.status,
-        "status_label": session.get_status_display(),
+        "status": "reconnecting" if status == "waiting" else status,
+        "status_label": label,
+        "waiting_for_capacity": status == "waiting",
         "healthy": healthy,
         "health": detail,
         "last_connected_at": session.last_connected_at,
@@ -170,6 +173,8 @@ def initialize_session(actor, number: WhatsAppNumber, wait_seconds: float = 8.0)
         previous_qr = current_qr(number.pk)
         if holder_of(number.pk):
             send_command(KIND, number.pk, {"op": "restart"})
+        elif fleet.enabled():
+            transaction.on_commit(lambda: fleet.assign_now(KIND, number.pk))
         else:
             transaction.on_commit(lambda: run_whatsapp_session.delay(number.pk))
     logger.info("whatsapp: number=%s session initialised by user=%s", number.pk, actor.pk)
@@ -300,6 +305,7 @@ class SessionRunner(Supervised):
         self.adapter = None
         self.stop_reason: str | None = None
         self.restart_requested = False
+        self.callback_error = ""
         self.qr_count = 0
         self.redis = coordination.redis_client()
         self._home = threading.current_thread()  # the task's thread; callbacks come on others
@@ -314,20 +320,32 @@ class SessionRunner(Supervised):
         if self.adapter is not None:
             self.adapter.stop()
 
-    def _guarded(self, callback, *args) -> None:
+    def _guarded(self, callback, *args, fatal: bool = True) -> None:
         """Callbacks run on neonize's threads: a lost lease or a failure there stops the
         session instead of vanishing into a foreign thread; and the database connection such
-        a thread opened is closed again (Go keeps its threads, Django would keep one each)."""
+        a thread opened is closed again (Go keeps its threads, Django would keep one each).
+        A failed state callback (`fatal`: QR, paired, connected, ...) ends the connection as a
+        failure, so it is recorded and retried with backoff, never left `starting`; a failed
+        message is counted and recorded as the last error."""
         try:
             callback(*args)
         except LeaseLost:
             logger.warning("whatsapp: number=%s lost its lease; stopping", self.number.pk)
             self._stop("lease_lost")
-        except Exception:
+        except Exception as exc:
             logger.exception("whatsapp: number=%s callback failed", self.number.pk)
+            error = f"{callback.__name__.strip('_')} failed: {exc.__class__.__name__}: {exc}"
+            metrics.record_error(error, self.number.company_id)
+            if fatal:
+                self.callback_error = error
+                if self.adapter is not None:
+                    self.adapter.stop()
         finally:
-            if threading.current_thread() is not self._home:
+            if self._closes_connection():
                 connection.close()
+
+    def _closes_connection(self) -> bool:
+        return threading.current_thread() is not self._home
 
     # -- the loop
 
@@ -373,6 +391,7 @@ class SessionRunner(Supervised):
 
     def on_retry(self, error: str, attempts: int, delay: float) -> None:
         metrics.record_error(error, self.number.company_id)
+        channel_metrics.increment(KIND, "reconnect_attempts")
         write_failure(
             self.lease, error, attempts, Status.RECONNECTING, delay, updated_at=timezone.now()
         )
@@ -434,9 +453,14 @@ class SessionRunner(Supervised):
                 self.adapter.stop()
                 break
         thread.join(timeout=15)
+        return self._outcome(outcome)
+
+    def _outcome(self, outcome: dict) -> str:
+        """Why one connection ended ("" when asked to stop)."""
         if self.stop_reason or self.restart_requested:
             return ""
-        return outcome.get("error") or "The WhatsApp connection closed."
+        error, self.callback_error = self.callback_error, ""
+        return error or outcome.get("error") or "The WhatsApp connection closed."
 
     def _alive(self) -> bool:
         try:
@@ -473,8 +497,10 @@ class SessionRunner(Supervised):
         except redis.RedisError:
             time.sleep(timeout)
             return
-        if command is None:
-            return
+        if command is not None:
+            self._handle(command)
+
+    def _handle(self, command: dict) -> None:
         op = command.get("op")
         if op == "send":
             self._send(command)
@@ -635,7 +661,7 @@ class SessionRunner(Supervised):
         self._stop("replaced")
 
     def on_message(self, message) -> None:
-        self._guarded(self._on_message, message)
+        self._guarded(self._on_message, message, fatal=False)
 
     def _on_message(self, message) -> None:
         action = getattr(message, "action", "message")
@@ -704,14 +730,31 @@ def supervise() -> dict:
                 done["started"].append(number_id)
                 logger.info("whatsapp supervisor: number=%s has no holder; starting", number_id)
             continue
-        if session.status == Status.CONNECTED:
-            healthy, detail = health(session)
-            if not healthy:
-                done["unhealthy"].append(number_id)
-                metrics.record_error(detail, session.number.company_id)
-                publish_to_admins(
-                    "whatsapp.health_check_failed", session.number, {"detail": detail}
-                )
-                send_command(KIND, number_id, {"op": "restart"})
-                logger.warning("whatsapp supervisor: number=%s unhealthy: %s", number_id, detail)
+        if session.status == Status.CONNECTED and _unhealthy(session):
+            done["unhealthy"].append(number_id)
     return done
+
+
+def health_check() -> list[int]:
+    """Connected, held sessions whose heartbeat is late are told to restart (the fleet's
+    supervisor places them; this checks them)."""
+    sessions = WhatsAppSession.objects.filter(
+        status=Status.CONNECTED, number__provider=WhatsAppNumber.Provider.WEB
+    ).select_related("number")
+    return [
+        session.number_id
+        for session in sessions
+        if holder_of(session.number_id) and _unhealthy(session)
+    ]
+
+
+def _unhealthy(session: WhatsAppSession) -> bool:
+    healthy, detail = health(session)
+    if healthy:
+        return False
+    number_id = session.number_id
+    metrics.record_error(detail, session.number.company_id)
+    publish_to_admins("whatsapp.health_check_failed", session.number, {"detail": detail})
+    send_command(KIND, number_id, {"op": "restart"})
+    logger.warning("whatsapp supervisor: number=%s unhealthy: %s", number_id, detail)
+    return True

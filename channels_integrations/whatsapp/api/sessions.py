@@ -30,6 +30,9 @@ class SessionSerializer(serializers.Serializer):
     display_name = serializers.CharField()
     status = serializers.CharField()
     status_label = serializers.CharField()
+    waiting_for_capacity = serializers.BooleanField(
+        help_text="no connection host has room for this session now"
+    )
     healthy = serializers.BooleanField()
     health = serializers.CharField()
     last_connected_at = serializers.DateTimeField(allow_null=True)
