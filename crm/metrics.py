@@ -195,6 +195,5 @@ def prometheus_metrics(request):
     registry = CollectorRegistry()
     registry.register(WhatsAppCollector())
     registry.register(WebhookInboxCollector())
-
     registry.register(FleetCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
