@@ -123,7 +123,7 @@ class LiveWatch:
 @pytest.mark.timeout(300)
 @pytest.mark.django_db(transaction=True)
 def test_two_hosts_hold_everything_once_a_killed_host_moves_and_no_room_waits(
-    tmp_path, monkeypatch, client
+    tmp_path, monkeypatch, client, settings
 ):
     run = uuid.uuid4().hex[:8]
     tg_live = cache.make_key(f"fake-telegram-live:{run}")
@@ -223,7 +223,10 @@ def test_two_hosts_hold_everything_once_a_killed_host_moves_and_no_room_waits(
         assert shown["waiting_for_capacity"] is True and shown["live_status"] == "waiting"
         page = client.get("/settings/telegram/").content.decode()
         assert "Waiting for capacity" in page
-        metrics = client.get("/metrics").content.decode()
+        settings.METRICS_TOKEN = "fleet-test"  # required with DEBUG off
+        metrics = client.get(
+            "/metrics", headers={"Authorization": "Bearer fleet-test"}
+        ).content.decode()
         assert "telegram_waiting_for_capacity 1.0" in metrics
         assert "telegram_active_connections 6.0" in metrics
         assert f'connection_host_capacity{{host="{survivor.id}"}} 10.0' in metrics
