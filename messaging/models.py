@@ -59,6 +59,8 @@ class Conversation(models.Model):
     # ingest statement): a channel's reply window (WhatsApp Cloud: 24 h) is computed from it.
     last_inbound_at = models.DateTimeField(null=True, blank=True)
     unread_count = models.PositiveIntegerField(default=0)
+    # When an agent last closed it (reports: resolution time); None while never closed.
+    closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

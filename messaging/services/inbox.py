@@ -731,6 +731,9 @@ def set_conversation_status(actor, conversation: Conversation, status: str) -> C
             {"status": [f"Must be one of: {', '.join(Conversation.Status.values)}."]}
         )
     conversation.status = status
+    if status == Conversation.Status.CLOSED:
+        conversation.closed_at = timezone.now()
+        return _save_and_publish(conversation, ["status", "closed_at"])
     return _save_and_publish(conversation, ["status"])
 
 
