@@ -80,45 +80,29 @@ def _seconds(value) -> float | None:
 
 
 RESPONSE_TIMES_SQL = """
-WITH conv AS (
-    SELECT c.id, c.created_at, c.closed_at, c.status
-      FROM messaging_conversation c
-     WHERE c.company_id = %(company)s AND c.created_at >= %(start)s AND c.created_at < %(end)s
-), first_in AS (
-    SELECT conv.id,
-           (SELECT min(m.created_at) FROM messaging_message m
-             WHERE m.conversation_id = conv.id AND m.direction = 'in') AS at
-      FROM conv
-), first_reply AS (
-    SELECT fi.id, fi.at AS asked,
-           (SELECT min(m.created_at) FROM messaging_message m
-             WHERE m.conversation_id = fi.id AND m.direction = 'out'
-               AND m.author_id IS NOT NULL AND m.created_at >= fi.at) AS answered
-      FROM first_in fi
-     WHERE fi.at IS NOT NULL
-)
-SELECT
-    (SELECT count(*) FROM first_reply WHERE answered IS NOT NULL),
-    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM answered - asked))
-       FROM first_reply WHERE answered IS NOT NULL),
-    (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM answered - asked))
-       FROM first_reply WHERE answered IS NOT NULL),
-    (SELECT count(*) FROM conv WHERE status = 'closed' AND closed_at IS NOT NULL),
-    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM closed_at - created_at))
-       FROM conv WHERE status = 'closed' AND closed_at IS NOT NULL),
-    (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM closed_at - created_at))
-       FROM conv WHERE status = 'closed' AND closed_at IS NOT NULL),
-    (SELECT count(*) FROM conv)
+SELECT count(*),
+       count(*) FILTER (WHERE first_response_at IS NOT NULL),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM first_response_at - created_at))
+           FILTER (WHERE first_response_at IS NOT NULL),
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM first_response_at - created_at))
+           FILTER (WHERE first_response_at IS NOT NULL),
+       count(*) FILTER (WHERE status = 'closed' AND closed_at IS NOT NULL),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM closed_at - created_at))
+           FILTER (WHERE status = 'closed' AND closed_at IS NOT NULL),
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM closed_at - created_at))
+           FILTER (WHERE status = 'closed' AND closed_at IS NOT NULL)
+  FROM messaging_conversation
+ WHERE company_id = %(company)s AND created_at >= %(start)s AND created_at < %(end)s
 """
 
 
 def response_times(company_id: int, period: Period) -> dict:
-    """First response (a conversation's first inbound message to the first reply an agent
-    wrote after it; bots and unanswered conversations left out) and resolution (creation to
-    close, closed conversations), median and p90 in seconds, of conversations created in the
-    period."""
+    """First response (the conversation's start, i.e. the client's first message, to the
+    first reply an agent wrote after it: Conversation.first_response_at; bots and unanswered
+    conversations left out) and resolution (start to close, closed conversations), median
+    and p90 in seconds, of conversations started in the period."""
     [row] = _rows(RESPONSE_TIMES_SQL, _params(company_id, period))
-    answered, frt50, frt90, resolved, res50, res90, total = row
+    total, answered, frt50, frt90, resolved, res50, res90 = row
     return {
         "conversations": total,
         "answered": answered,

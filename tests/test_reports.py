@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from deals.models import Deal, StageChange
 from messaging.models import Conversation, Message
@@ -37,7 +38,7 @@ def _at(month, day, hour, minute=0):
     return datetime(2026, month, day, hour, minute, tzinfo=UTC)
 
 
-def _conversation(company, created, *, assignee=None, source=None, closed=None):
+def _conversation(company, created, *, assignee=None, source=None, closed=None, answered=None):
     kwargs = {"company": company, "assignee": assignee}
     if source is not None:
         kwargs["source"] = source
@@ -45,6 +46,7 @@ def _conversation(company, created, *, assignee=None, source=None, closed=None):
     Conversation.objects.filter(pk=conversation.pk).update(
         created_at=created,
         closed_at=closed,
+        first_response_at=answered,
         status="closed" if closed else "open",
     )
     return conversation
@@ -67,17 +69,25 @@ def november(admin_user, other_company):
     bob = UserFactory(company=company, first_name="Bob", last_name="Agent")
     # c1 WhatsApp, Alice: asked 10:00, a bot at 10:01 (no author), Alice at 10:05 -> 300 s;
     # closed at 12:00 -> 7,200 s.
-    c1 = _conversation(company, _at(11, 2, 10), assignee=alice, closed=_at(11, 2, 12))
+    c1 = _conversation(
+        company, _at(11, 2, 10), assignee=alice, closed=_at(11, 2, 12), answered=_at(11, 2, 10, 5)
+    )
     _message(c1, _at(11, 2, 10))
     _message(c1, _at(11, 2, 10, 1), "out")
     _message(c1, _at(11, 2, 10, 5), "out", alice)
     # c2 WhatsApp, Bob: 09:00 -> 09:20 = 1,200 s; closed a day later = 86,400 s.
-    c2 = _conversation(company, _at(11, 3, 9), assignee=bob, closed=_at(11, 4, 9))
+    c2 = _conversation(
+        company, _at(11, 3, 9), assignee=bob, closed=_at(11, 4, 9), answered=_at(11, 3, 9, 20)
+    )
     _message(c2, _at(11, 3, 9))
     _message(c2, _at(11, 3, 9, 20), "out", bob)
     # c3 Telegram, Alice: 08:00 -> 09:00 = 3,600 s; still open.
     c3 = _conversation(
-        company, _at(11, 5, 8), assignee=alice, source=TelegramAccountFactory(company=company)
+        company,
+        _at(11, 5, 8),
+        assignee=alice,
+        source=TelegramAccountFactory(company=company),
+        answered=_at(11, 5, 9),
     )
     _message(c3, _at(11, 5, 8))
     _message(c3, _at(11, 5, 9), "out", alice)
@@ -219,3 +229,27 @@ def test_the_page_and_csv_take_a_constant_number_of_queries(client, november):
     bad = client.get("/reports/by-agent.csv", {"from": "2026-13-01"})
     assert bad.status_code == 400 and b"from" in bad.content
     assert client.get("/reports/", {"from": "2026-11-30", "to": "2026-11-01"}).status_code == 400
+
+
+def test_first_response_is_the_first_reply_an_agent_wrote_after_the_client(admin_user):
+    from channels_integrations.models import Bot
+    from messaging.services import send_message
+
+    from .factories import WhatsAppNumberFactory
+
+    number = WhatsAppNumberFactory(company=admin_user.company, provider="web")  # no reply window
+    conversation = ConversationFactory(
+        company=admin_user.company, source=number, last_inbound_at=None
+    )
+    send_message(conversation, admin_user, "We wrote first")  # the client never wrote yet
+    conversation.refresh_from_db()
+    assert conversation.first_response_at is None
+    Conversation.objects.filter(pk=conversation.pk).update(last_inbound_at=timezone.now())
+    bot = Bot.objects.create(number=conversation.source, name="Helper", greeting="Hi")
+    send_message(conversation, None, "A bot's answer", bot=bot)
+    conversation.refresh_from_db()
+    assert conversation.first_response_at is None
+    first = send_message(conversation, admin_user, "An agent's answer")
+    send_message(conversation, admin_user, "And another")
+    conversation.refresh_from_db()
+    assert conversation.first_response_at == first.created_at
