@@ -7,6 +7,9 @@ SECTION_BY_PREFIX = (
     ("chat", "chats"),
     ("client", "clients"),
     ("broadcast", "broadcasts"),
+    ("deal", "deals"),
+    ("pipeline", "deals"),
+    ("report", "reports"),
 )
 
 

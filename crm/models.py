@@ -74,3 +74,41 @@ class IdempotencyKey(models.Model):
 
     def __str__(self):
         return self.key
+
+
+class ClientMerge(models.Model):
+    """A client merged into another: what the merged one was, who merged it, and what moved."""
+
+    tenant_path = "company"
+
+    company = models.ForeignKey(
+        "accounts.Company", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    kept = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="merges")
+    merged_client_id = models.BigIntegerField()  # gone: the snapshot below is what it was
+    snapshot = models.JSONField(default=dict)
+    conversations_moved = models.PositiveIntegerField(default=0)
+    deals_moved = models.PositiveIntegerField(default=0)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["company", "-created_at"], name="clientmerge_company_idx"),
+            models.Index(
+                fields=["actor"], condition=Q(actor__isnull=False), name="clientmerge_actor_idx"
+            ),
+        ]
+
+    def __str__(self):
+        return f"#{self.merged_client_id} → #{self.kept_id}"

@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "messaging",
     "channels_integrations",
     "webhook_inbox",
+    "deals",
+    "reports",
 ]
 
 MIDDLEWARE = [

@@ -12,6 +12,7 @@ from accounts.views import company_member_required
 from crm import selectors, services
 from crm.forms import ClientForm
 from crm.models import Client
+from deals import selectors as deal_selectors
 
 CLIENTS_PER_PAGE = 50
 
@@ -45,6 +46,8 @@ def client_detail(request, pk):
         {
             "client": client,
             "conversations": selectors.client_conversations(request.user, client),
+            "deals": deal_selectors.client_deals(request.user, client),
+            "merges": client.merges.select_related("actor")[:20],
         },
     )
 

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.utils import timezone
 
@@ -59,6 +60,11 @@ class Conversation(models.Model):
     # ingest statement): a channel's reply window (WhatsApp Cloud: 24 h) is computed from it.
     last_inbound_at = models.DateTimeField(null=True, blank=True)
     unread_count = models.PositiveIntegerField(default=0)
+    # When an agent last closed it (reports: resolution time); None while never closed.
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # The first reply an agent (not a bot) wrote after the client wrote (reports: first
+    # response time), set by the same UPDATE that bumps the conversation for that reply.
+    first_response_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -183,6 +189,9 @@ class Message(models.Model):
         ]
         indexes = [
             models.Index(fields=["conversation", "-created_at", "-id"], name="msg_history_idx"),
+            # Reports count messages by time: a BRIN index (a few pages for millions of rows,
+            # next to nothing per insert since rows arrive in time order) finds a period.
+            BrinIndex(fields=["created_at"], name="msg_created_brin"),
             models.Index(
                 fields=["author"], condition=models.Q(author__isnull=False), name="msg_author_idx"
             ),

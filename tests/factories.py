@@ -270,3 +270,51 @@ def wrote_today(number, phones=()):
         ],
         ignore_conflicts=True,
     )
+
+
+# ---------------------------------------------------------------- deals
+
+
+def default_stages(pipeline, names=("New", "Qualified", "Proposal", "Won-ready")):
+    from deals.models import Stage
+
+    return [
+        Stage.objects.create(pipeline=pipeline, name=name, position=i)
+        for i, name in enumerate(names)
+    ]
+
+
+class PipelineFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "deals.Pipeline"
+        skip_postgeneration_save = True
+
+    company = factory.SubFactory(CompanyFactory)
+    name = factory.Sequence(lambda n: f"Pipeline {n}")
+
+    @factory.post_generation
+    def stages(obj, create, extracted, **kwargs):
+        if create:
+            default_stages(obj, extracted or ("New", "Qualified", "Proposal", "Won-ready"))
+
+
+class DealFactory(factory.django.DjangoModelFactory):
+    """A deal in the first stage of a new pipeline of the client's company, with its
+    creation step in the history."""
+
+    class Meta:
+        model = "deals.Deal"
+        skip_postgeneration_save = True
+
+    company = factory.SubFactory(CompanyFactory)
+    pipeline = factory.SubFactory(PipelineFactory, company=factory.SelfAttribute("..company"))
+    stage = factory.LazyAttribute(lambda d: d.pipeline.stages.order_by("position").first())
+    client = factory.SubFactory(ClientFactory, company=factory.SelfAttribute("..company"))
+    title = factory.Sequence(lambda n: f"Deal {n}")
+    amount = 100
+    currency = "EUR"
+
+    @factory.post_generation
+    def _history(obj, create, extracted, **kwargs):
+        if create:
+            obj.history.create(to_stage=obj.stage, to_name=obj.stage.name, to_status=obj.status)

@@ -14,9 +14,11 @@ from .factories import (
     ChatMemberFactory,
     ClientFactory,
     ConversationFactory,
+    DealFactory,
     EmailAccountFactory,
     InstagramAccountFactory,
     MessengerPageFactory,
+    PipelineFactory,
     TelegramAccountFactory,
     WhatsAppNumberFactory,
 )
@@ -103,6 +105,9 @@ def page_urls(company, admin_user):
         "meta_page_": MessengerPageFactory(company=company).pk,
         "meta_instagram_": InstagramAccountFactory(company=company).pk,
         "attachment_": _stored_attachment(company).pk,
+        "deal_": DealFactory(company=company, owner=admin_user).pk,
+        "pipeline_": PipelineFactory(company=company).pk,
+        "report_csv": {"name": "by-channel"},
     }
     urls = {}
     for route, name, kwargs in _protected_pages():

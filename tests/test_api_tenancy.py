@@ -11,10 +11,12 @@ from .factories import (
     AttachmentFactory,
     ClientFactory,
     ConversationFactory,
+    DealFactory,
     EmailAccountFactory,
     InstagramAccountFactory,
     MessageFactory,
     MessengerPageFactory,
+    PipelineFactory,
     TelegramAccountFactory,
     UserFactory,
     WhatsAppNumberFactory,
@@ -76,6 +78,8 @@ OWNED_ROW = {
     "whatsapp-session": lambda company: _session_of(company),
     "meta-page": lambda company: MessengerPageFactory(company=company),
     "meta-instagram-account": lambda company: InstagramAccountFactory(company=company),
+    "pipeline": lambda company: PipelineFactory(company=company),
+    "deal": lambda company: DealFactory(company=company),
 }
 # Nested routes: basename -> the URL kwargs of a row's parent(s) in the route prefix.
 PARENT_KWARGS = {

@@ -61,6 +61,12 @@ for _name in CHANNELS:
     for _prefix, _viewset, _basename in getattr(channel_module(_name, "api"), "ROUTES", ()):
         router.register(_prefix, _viewset, basename=_basename)
 
+# deals
+from deals.api.views import DealViewSet, PipelineViewSet  # noqa: E402
+
+router.register("pipelines", PipelineViewSet, basename="pipeline")
+router.register("deals", DealViewSet, basename="deal")
+
 urlpatterns = [
     path("me/", me, name="api-me"),
     path("whatsapp/metrics/", whatsapp_metrics, name="whatsapp-metrics"),

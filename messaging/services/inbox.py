@@ -451,9 +451,12 @@ def open_conversation(source, external_thread_id: str, sender: Sender) -> Conver
         )
 
 
-def _bump_conversation_for_outbound(conversation_id: int, body: str, at: datetime):
+def _bump_conversation_for_outbound(
+    conversation_id: int, body: str, at: datetime, *, by_agent: bool = False
+):
     """Move last-message time/preview forward (never back); inbound messages are bumped by
-    the ingest statement (_store_inbound_sql), which also counts them unread."""
+    the ingest statement (_store_inbound_sql), which also counts them unread. An agent's
+    first reply after the client wrote is the conversation's first response (reports)."""
     preview = Value(body[:PREVIEW_LENGTH])
     changes = {
         "last_message_at": Greatest(F("last_message_at"), Value(at)),
@@ -463,6 +466,11 @@ def _bump_conversation_for_outbound(conversation_id: int, body: str, at: datetim
         ),
         "updated_at": timezone.now(),
     }
+    if by_agent:
+        changes["first_response_at"] = Case(
+            When(first_response_at__isnull=True, last_inbound_at__isnull=False, then=Value(at)),
+            default=F("first_response_at"),
+        )
     Conversation.objects.filter(pk=conversation_id).update(**changes)
     return Conversation.objects.get(pk=conversation_id)
 
@@ -652,7 +660,10 @@ def send_message(
                 store_outgoing_files(message, files, kinds, stored)
             preview = body or ", ".join(attachment.filename for attachment in stored)
             conversation = _bump_conversation_for_outbound(
-                conversation.pk, preview, message.created_at
+                conversation.pk,
+                preview,
+                message.created_at,
+                by_agent=author is not None and bot is None,
             )
             _publish_queued(message, conversation)
     except BaseException:
@@ -758,6 +769,9 @@ def set_conversation_status(actor, conversation: Conversation, status: str) -> C
             {"status": [f"Must be one of: {', '.join(Conversation.Status.values)}."]}
         )
     conversation.status = status
+    if status == Conversation.Status.CLOSED:
+        conversation.closed_at = timezone.now()
+        return _save_and_publish(conversation, ["status", "closed_at"])
     return _save_and_publish(conversation, ["status"])
 
 
