@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     "crm",
     "messaging",
     "channels_integrations",
+    "search",
+    "canned",
 ]
 
 MIDDLEWARE = [
