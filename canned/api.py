@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from accounts.scoping import get_scoped_or_404
 from crm.api.base import nested_errors
+from crm.pagination import CursorPagination
 from messaging.selectors import conversation_with_client
 
 from . import rendering, selectors, services
@@ -67,8 +68,16 @@ def _conversation(user, value):
     return get_scoped_or_404(conversation_with_client(), user, pk=int(value))
 
 
+class CannedReplyPagination(CursorPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    ordering = ("shortcut", "id")
+
+
 class CannedReplyViewSet(viewsets.ModelViewSet):
     serializer_class = CannedReplySerializer
+    pagination_class = CannedReplyPagination
 
     def get_queryset(self):
         return selectors.visible_replies(self.request.user, self.request.query_params.get("q", ""))

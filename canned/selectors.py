@@ -10,7 +10,7 @@ from .models import CannedReply
 
 def visible_replies(user, query: str = "") -> QuerySet:
     """The company-wide and the user's personal replies; `query` filters by shortcut or
-    title (shortcuts that start with it first)."""
+    title (shortcuts that start with it first; the API pages by shortcut instead)."""
     replies = scoped(CannedReply, user).filter(Q(owner__isnull=True) | Q(owner=user))
     query = (query or "").replace("\x00", "").strip().lstrip("/")[:50]
     if not query:

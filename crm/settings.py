@@ -64,7 +64,7 @@ INSTALLED_APPS = [
     "crm",
     "messaging",
     "channels_integrations",
-    "search",
+    "inbox_search",
     "canned",
 ]
 

@@ -153,7 +153,7 @@ def test_the_inbox_list_shows_the_matched_message_and_opens_the_conversation_the
 
 
 def test_the_message_search_uses_the_full_text_index(company, admin_user):
-    from search.selectors import message_hits
+    from inbox_search.selectors import message_hits
 
     conversation = _conversation(company)
     for n in range(50):
@@ -166,3 +166,15 @@ def test_the_message_search_uses_the_full_text_index(company, admin_user):
         plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("RESET enable_seqscan")
     assert "msg_body_fts_idx" in plan
+
+
+def test_a_common_word_walks_the_inbox_order_and_still_finds_message_text(
+    admin_api, company, monkeypatch
+):
+    from messaging.selectors import inbox
+
+    monkeypatch.setattr(inbox, "SEARCH_CANDIDATES", 0)  # as if thousands matched
+    conversation = _conversation(company)
+    MessageFactory(conversation=conversation, body="Hamburg again")
+    rows = admin_api.get("/api/v1/conversations/", {"q": "hamburg"}).json()["results"]
+    assert [row["id"] for row in rows] == [conversation.pk]

@@ -54,7 +54,7 @@ router.register(r"chats/(?P<chat_pk>\d+)/messages", ChatMessageViewSet, basename
 
 # search and canned replies
 from canned.api import CannedReplyViewSet  # noqa: E402
-from search.api import SearchViewSet  # noqa: E402
+from inbox_search.api import SearchViewSet  # noqa: E402
 
 router.register("search", SearchViewSet, basename="search")
 router.register("canned-replies", CannedReplyViewSet, basename="canned-reply")

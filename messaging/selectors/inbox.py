@@ -29,7 +29,7 @@ def inbox_conversations(
 
     `assigned`: "mine" or "unassigned"; `unread`: only conversations with unread messages;
     `query`: the client's name, phone or email, or the subject, contains it, or a message's
-    text matches it (full-text, search.fts).
+    text matches it (full-text, inbox_search.fts).
     """
     conversations = scoped(Conversation, user).select_related("client", "assignee")
     if platform in dict(channels.platform_choices()):
@@ -53,7 +53,7 @@ SEARCH_CANDIDATES = 500  # up to this many matches, search by id list; beyond, w
 
 def _search(conversations, user, query: str):
     """Conversations whose client's name, email or phone, or whose subject, contains `query`,
-    or with a message whose text matches it (full-text: search.selectors).
+    or with a message whose text matches it (full-text: inbox_search.selectors).
 
     Each part is found through its trigram index (migration crm 0002), then the matches are
     ordered as the inbox is. A rare term stays fast that way; a common one (more than
@@ -67,7 +67,7 @@ def _search(conversations, user, query: str):
     mine = scoped(Conversation, user)
     by_client = mine.filter(client__in=clients).values_list("id", flat=True)
     by_subject = mine.filter(subject__icontains=query).values_list("id", flat=True)
-    from search.selectors import matching_message_conversations
+    from inbox_search.selectors import matching_message_conversations
 
     by_text = matching_message_conversations(user, query)
     ids = list(by_client.union(by_subject, by_text)[: SEARCH_CANDIDATES + 1])

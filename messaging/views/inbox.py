@@ -19,7 +19,7 @@ from accounts.views import company_member_required
 from messaging import channels, selectors, services
 from messaging.models import Conversation
 from messaging.services import reactions
-from search.selectors import newest_hit_per_conversation
+from inbox_search.selectors import newest_hit_per_conversation
 
 CONVERSATIONS_PER_PAGE = 50
 LIST_TARGET = "inbox-list"  # the element id htmx swaps the list partial into

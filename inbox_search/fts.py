@@ -11,7 +11,7 @@ message is indexed twice, in one tsvector:
 `simple` keeps each word as written, lower-cased: Ukrainian words (and names, codes, numbers)
 match as written, and as a prefix of a longer word ("Київ" finds "Київський"). No per-message
 language detection: a message mixes languages often (a Ukrainian question about an English
-product name), and a detector guessing wrong would hide it from search.
+product name), and a detector guessing wrong would hide it from inbox_search.
 
 A query is split into words (letters and digits only, so no tsquery syntax ever reaches
 PostgreSQL from the user); a message matches when it has every word, each either by its
@@ -20,16 +20,28 @@ Russian/English stem or as a prefix of a word as written.
 
 import re
 
-from django.db.models import BooleanField, CharField
-from django.db.models.expressions import RawSQL
+from django.db.models import BooleanField, CharField, F
+from django.db.models.expressions import Expression
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-# The indexed expression (migration search 0001); `{table}` is the messages' table or alias.
+# The indexed expression (migration inbox_search 0001); `{table}` is the messages' table or alias.
 MESSAGE_VECTOR_SQL = (
     "(to_tsvector('russian'::regconfig, {table}.\"body\") "
     "|| to_tsvector('simple'::regconfig, {table}.\"body\"))"
 )
+MESSAGE_INDEX = "msg_body_fts_idx"
+
+
+def message_index_sql() -> str:
+    """The migration's index (inbox_search 0001): built without blocking writes."""
+    vector = MESSAGE_VECTOR_SQL.format(table='"messaging_message"')
+    return (
+        f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{MESSAGE_INDEX}" '
+        f'ON "messaging_message" USING gin ({vector})'
+    )
+
+
 MAX_WORDS = 8
 MAX_WORD_LENGTH = 64
 # ts_headline marks matches with two private-use characters (removed from the text first),
@@ -63,24 +75,46 @@ def tsquery_sql(query: str) -> tuple[str, list] | None:
     return "(" + " && ".join(parts) + ")", params
 
 
-def message_match(query: str, table: str = '"messaging_message"') -> RawSQL | None:
+class _TextSearch(Expression):
+    """SQL around the message's `body` column (Django names the column, so it works under
+    any table alias, in subqueries too) and the query's words as parameters."""
+
+    def __init__(self, template: str, params: list, output_field):
+        super().__init__(output_field=output_field)
+        self.body = F("body")
+        self.template = template
+        self.params = params
+
+    def get_source_expressions(self):
+        return [self.body]
+
+    def set_source_expressions(self, exprs):
+        (self.body,) = exprs
+
+    def as_sql(self, compiler, connection):
+        body_sql, body_params = compiler.compile(self.body)
+        if body_params:  # a column: never parameters
+            raise ValueError("unexpected parameters for the body column")
+        return self.template.replace("{body}", body_sql), list(self.params)
+
+
+def message_match(query: str) -> Expression | None:
     """A filter expression: the message's text matches `query` (uses the GIN index)."""
     tsquery = tsquery_sql(query)
     if tsquery is None:
         return None
     sql, params = tsquery
-    vector = MESSAGE_VECTOR_SQL.format(table=table)
-    return RawSQL(f"{vector} @@ {sql}", params, output_field=BooleanField())
+    vector = MESSAGE_VECTOR_SQL.replace('{table}."body"', "{body}")
+    return _TextSearch(f"{vector} @@ {sql}", params, BooleanField())
 
 
-def message_headline(query: str, table: str = '"messaging_message"') -> RawSQL:
+def message_headline(query: str) -> Expression:
     """The message's text around the matches, matches between the two marker characters."""
     sql, params = tsquery_sql(query) or ("''::tsquery", [])
-    text = f"translate({table}.\"body\", %s, '')"
-    return RawSQL(
-        f"ts_headline('russian'::regconfig, {text}, {sql}, %s)",
+    return _TextSearch(
+        f"ts_headline('russian'::regconfig, translate({{body}}, %s, ''), {sql}, %s)",
         [_START + _STOP, *params, HEADLINE_OPTIONS],
-        output_field=CharField(),
+        CharField(),
     )
 
 

@@ -2,5 +2,5 @@ from django.apps import AppConfig
 
 
 class SearchConfig(AppConfig):
-    name = "search"
+    name = "inbox_search"
     verbose_name = "Search"

@@ -1,15 +1,13 @@
 """Full-text search over message text: one GIN index on an expression (no stored column).
 
-The expression is search.fts.MESSAGE_VECTOR_SQL; queries repeat it verbatim, so the planner
+The expression is inbox_search.fts.MESSAGE_VECTOR_SQL; queries repeat it verbatim, so the planner
 uses this index. Built CONCURRENTLY: no table rewrite and no lock that stops ingest while it
 builds (a stored generated column would rewrite the whole table under an exclusive lock).
 """
 
 from django.db import migrations
 
-from search.fts import MESSAGE_VECTOR_SQL
-
-INDEX = "msg_body_fts_idx"
+from inbox_search.fts import MESSAGE_INDEX, message_index_sql
 
 
 class Migration(migrations.Migration):
@@ -19,8 +17,6 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(
-            f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{INDEX}" ON "messaging_message" '
-            f"USING gin ({MESSAGE_VECTOR_SQL.format(table='messaging_message')})",
-            f'DROP INDEX CONCURRENTLY IF EXISTS "{INDEX}"',
+            message_index_sql(), f'DROP INDEX CONCURRENTLY IF EXISTS "{MESSAGE_INDEX}"'
         ),
     ]
