@@ -25,7 +25,6 @@ from datetime import timedelta
 
 import _common as common
 
-
 DB_NAME = "switchboard_bench_search"
 REDIS_DB = 11
 CHANNEL = "switchboard:events:bench:search"
@@ -222,11 +221,11 @@ def main():
 
     env = common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
     from django.db import connection
-
     from inbox_api import make_company, vacuum_analyze
-    from messaging.selectors import inbox_conversations
+
     from inbox_search.fts import message_index_sql
     from inbox_search.selectors import message_hits
+    from messaging.selectors import inbox_conversations
 
     rng = random.Random(18)
     words = vocabulary(rng)
@@ -253,7 +252,9 @@ def main():
     vacuum_analyze(env["DATABASE_URL"])
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT phone FROM crm_client WHERE company_id = %s LIMIT 2000", [company.pk])
+        cursor.execute(
+            "SELECT phone FROM crm_client WHERE company_id = %s LIMIT 2000", [company.pk]
+        )
         phones = [row[0] for row in cursor.fetchall()]
     user = users[0]
     mix = queries(rng, words, phones)

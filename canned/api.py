@@ -34,10 +34,7 @@ class CannedReplySerializer(serializers.ModelSerializer):
         fields = ["id", "title", "shortcut", "body", "personal", "rendered", "updated_at"]
         read_only_fields = ["id", "rendered", "updated_at"]
         extra_kwargs = {
-            "body": {
-                "help_text": "Plain text with variables: "
-                + ", ".join("{{%s}}" % name for name in rendering.VARIABLES)
-            },
+            "body": {"help_text": "Plain text with variables: " + rendering.known_variables()},
             "title": {"validators": []},
             "shortcut": {"validators": []},
         }

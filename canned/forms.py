@@ -6,7 +6,7 @@ from .models import CannedReply
 
 
 def variables_help() -> str:
-    return _("Variables: %s") % ", ".join("{{%s}}" % name for name in rendering.VARIABLES)
+    return _("Variables: %s") % rendering.known_variables()
 
 
 class CannedReplyForm(forms.ModelForm):

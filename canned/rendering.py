@@ -36,6 +36,15 @@ VARIABLES = {
 }
 
 
+def braces(name: str) -> str:
+    """`name` as it is written in a reply: {{client.name}}."""
+    return "{{" + name + "}}"
+
+
+def known_variables() -> str:
+    return ", ".join(braces(name) for name in VARIABLES)
+
+
 def unknown_variables(text: str) -> list[str]:
     """The variable names in `text` we cannot fill, in order of appearance."""
     unknown = []

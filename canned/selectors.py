@@ -17,7 +17,9 @@ def visible_replies(user, query: str = "") -> QuerySet:
         return replies.select_related("owner").order_by("shortcut", "id")
     replies = replies.filter(Q(shortcut__icontains=query) | Q(title__icontains=query))
     first = Case(
-        When(shortcut__istartswith=query, then=Value(0)), default=Value(1), output_field=IntegerField()
+        When(shortcut__istartswith=query, then=Value(0)),
+        default=Value(1),
+        output_field=IntegerField(),
     )
     return replies.select_related("owner").order_by(first, "shortcut", "id")
 

@@ -31,12 +31,12 @@ def _validated(reply: CannedReply) -> CannedReply:
     reply.full_clean(exclude=["company", "owner"], validate_constraints=False)
     unknown = rendering.unknown_variables(reply.body)
     if unknown:
-        known = ", ".join("{{%s}}" % name for name in rendering.VARIABLES)
+        known = rendering.known_variables()
         raise ValidationError(
             {
                 "body": [
                     _("Unknown variable %(names)s. Known: %(known)s.")
-                    % {"names": ", ".join("{{%s}}" % name for name in unknown), "known": known}
+                    % {"names": ", ".join(map(rendering.braces, unknown)), "known": known}
                 ]
             }
         )

@@ -104,12 +104,12 @@ def test_variables_are_filled_for_the_conversation(api_for, company):
     assert listed[0]["rendered"] == rendered.json()["body"]
 
 
-def test_rendering_for_another_companys_conversation_is_a_404(
-    admin_api, company, other_company
-):
+def test_rendering_for_another_companys_conversation_is_a_404(admin_api, company, other_company):
     reply_id = _create(admin_api).json()["id"]
     foreign = ConversationFactory(company=other_company)
-    assert admin_api.post(f"{URL}{reply_id}/render/", {"conversation": foreign.pk}).status_code == 404
+    assert (
+        admin_api.post(f"{URL}{reply_id}/render/", {"conversation": foreign.pk}).status_code == 404
+    )
     assert admin_api.get(URL, {"conversation": foreign.pk}).status_code == 404
     assert admin_api.get(URL, {"conversation": "x"}).status_code == 400
     assert admin_api.post(f"{URL}{reply_id}/render/", {"conversation": "x"}).status_code == 400

@@ -54,7 +54,7 @@ def test_the_hit_shows_the_matched_words_escaped_and_links_to_the_message(admin_
     assert "<mark>Hamburg</mark>" in hit["snippet_html"]
     # The parser drops what looks like a tag from the excerpt; the rest is escaped.
     assert "<script" not in hit["snippet_html"]
-    assert 'alert(&quot;x&quot;)' in hit["snippet_html"]
+    assert "alert(&quot;x&quot;)" in hit["snippet_html"]
     assert "&amp;amp;" in hit["snippet_html"]
     assert hit["snippet_html"].count("<mark>") == hit["snippet_html"].count("</mark>") == 1
     assert hit["url"] == f"/inbox/{conversation.pk}/?message={message.pk}#message-{message.pk}"

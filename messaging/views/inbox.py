@@ -16,10 +16,10 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from accounts.views import company_member_required
+from inbox_search.selectors import newest_hit_per_conversation
 from messaging import channels, selectors, services
 from messaging.models import Conversation
 from messaging.services import reactions
-from inbox_search.selectors import newest_hit_per_conversation
 
 CONVERSATIONS_PER_PAGE = 50
 LIST_TARGET = "inbox-list"  # the element id htmx swaps the list partial into
