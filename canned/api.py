@@ -73,6 +73,7 @@ class CannedReplyPagination(CursorPagination):
 
 
 class CannedReplyViewSet(viewsets.ModelViewSet):
+    queryset = CannedReply.objects.none()  # the schema's types; reads use get_queryset
     serializer_class = CannedReplySerializer
     pagination_class = CannedReplyPagination
 
