@@ -67,14 +67,14 @@ def _search(conversations, user, query: str):
     mine = scoped(Conversation, user)
     by_client = mine.filter(client__in=clients).values_list("id", flat=True)
     by_subject = mine.filter(subject__icontains=query).values_list("id", flat=True)
-    from inbox_search.selectors import matching_message_conversations
+    from inbox_search.selectors import matching_message_conversations, text_match_filter
 
     by_text = matching_message_conversations(user, query)
     ids = list(by_client.union(by_subject, by_text)[: SEARCH_CANDIDATES + 1])
     if len(ids) <= SEARCH_CANDIDATES:
         return conversations.filter(pk__in=ids)
     return conversations.filter(
-        Q(client__in=clients) | Q(subject__icontains=query) | Q(pk__in=by_text)
+        Q(client__in=clients) | Q(subject__icontains=query) | text_match_filter(query)
     )
 
 
