@@ -19,4 +19,5 @@ urlpatterns = [
     path("", include("channels_integrations.page_urls")),
     path("", include("deals.urls")),
     path("", include("reports.urls")),
+    path("", include("canned.urls")),
 ]

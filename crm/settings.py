@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "webhook_inbox",
     "deals",
     "reports",
+    "inbox_search",
+    "canned",
 ]
 
 MIDDLEWARE = [

@@ -81,6 +81,14 @@ def _quarantined_mail(company) -> dict:
     return {"pk": item.account_id, "item_pk": item.pk}
 
 
+def _canned_reply(company):
+    from canned.models import CannedReply
+
+    return CannedReply.objects.create(
+        company=company, title="Greeting", shortcut="greet", body="Hi {{client.first_name}}"
+    )
+
+
 @pytest.fixture
 def page_urls(company, admin_user):
     """The URL of every protected page, args filled with real objects of `company`."""
@@ -108,6 +116,7 @@ def page_urls(company, admin_user):
         "deal_": DealFactory(company=company, owner=admin_user).pk,
         "pipeline_": PipelineFactory(company=company).pk,
         "report_csv": {"name": "by-channel"},
+        "canned_reply_": _canned_reply(company).pk,
     }
     urls = {}
     for route, name, kwargs in _protected_pages():

@@ -59,6 +59,14 @@ def _session_of(company):
     return WhatsAppSessionFactory(number__company=company, number__provider="web")
 
 
+def _canned_reply_of(company):
+    from canned.models import CannedReply
+
+    return CannedReply.objects.create(
+        company=company, title="Greeting", shortcut=f"greet{company.pk}", body="Hi"
+    )
+
+
 # basename -> make(company) returning a row owned by that company. Every endpoint registered
 # on the router must be listed here, so a new endpoint cannot skip this test.
 OWNED_ROW = {
@@ -80,7 +88,13 @@ OWNED_ROW = {
     "meta-instagram-account": lambda company: InstagramAccountFactory(company=company),
     "pipeline": lambda company: PipelineFactory(company=company),
     "deal": lambda company: DealFactory(company=company),
+    "search": lambda company: MessageFactory(
+        conversation__company=company, body="Parcel in Hamburg"
+    ),
+    "canned-reply": lambda company: _canned_reply_of(company),
 }
+# Lists that need a query string to list anything.
+LIST_QUERY = {"search": "?q=hamburg"}
 # Nested routes: basename -> the URL kwargs of a row's parent(s) in the route prefix.
 PARENT_KWARGS = {
     "conversation-message": lambda message: {"conversation_pk": message.conversation_id},
@@ -124,7 +138,7 @@ def test_another_companys_row_is_404_for_every_method(
             == 404
         )
 
-    listing = admin_api.get(list_url(basename, mine))
+    listing = admin_api.get(list_url(basename, mine) + LIST_QUERY.get(basename, ""))
     assert listing.status_code == 200
     ids = {row["id"] for row in listing.json()["results"]}
     assert foreign.pk not in ids

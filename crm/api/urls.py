@@ -52,6 +52,13 @@ from messaging.api.chats import ChatMessageViewSet, ChatViewSet  # noqa: E402
 router.register("chats", ChatViewSet, basename="chat")
 router.register(r"chats/(?P<chat_pk>\d+)/messages", ChatMessageViewSet, basename="chat-message")
 
+# search and canned replies
+from canned.api import CannedReplyViewSet  # noqa: E402
+from inbox_search.api import SearchViewSet  # noqa: E402
+
+router.register("search", SearchViewSet, basename="search")
+router.register("canned-replies", CannedReplyViewSet, basename="canned-reply")
+
 # Channels that declare their routes in their folder (`channels_integrations/<name>/api.py`,
 # ROUTES = ((prefix, viewset, basename), ...)): nothing to add here for a new channel.
 from channels_integrations.apps import CHANNELS  # noqa: E402

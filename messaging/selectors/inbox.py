@@ -28,7 +28,8 @@ def inbox_conversations(
     """Newest first; unknown filter values are ignored rather than matching nothing.
 
     `assigned`: "mine" or "unassigned"; `unread`: only conversations with unread messages;
-    `query`: the client's name, phone or email, or the subject, contains it.
+    `query`: the client's name, phone or email, or the subject, contains it, or a message's
+    text matches it (full-text, inbox_search.fts).
     """
     conversations = scoped(Conversation, user).select_related("client", "assignee")
     if platform in dict(channels.platform_choices()):
@@ -51,7 +52,8 @@ SEARCH_CANDIDATES = 500  # up to this many matches, search by id list; beyond, w
 
 
 def _search(conversations, user, query: str):
-    """Conversations whose client's name, email or phone, or whose subject, contains `query`.
+    """Conversations whose client's name, email or phone, or whose subject, contains `query`,
+    or with a message whose text matches it (full-text: inbox_search.selectors).
 
     Each part is found through its trigram index (migration crm 0002), then the matches are
     ordered as the inbox is. A rare term stays fast that way; a common one (more than
@@ -65,10 +67,15 @@ def _search(conversations, user, query: str):
     mine = scoped(Conversation, user)
     by_client = mine.filter(client__in=clients).values_list("id", flat=True)
     by_subject = mine.filter(subject__icontains=query).values_list("id", flat=True)
-    ids = list(by_client.union(by_subject)[: SEARCH_CANDIDATES + 1])
+    from inbox_search.selectors import matching_message_conversations, text_match_filter
+
+    by_text = matching_message_conversations(user, query)
+    ids = list(by_client.union(by_subject, by_text)[: SEARCH_CANDIDATES + 1])
     if len(ids) <= SEARCH_CANDIDATES:
         return conversations.filter(pk__in=ids)
-    return conversations.filter(Q(client__in=clients) | Q(subject__icontains=query))
+    return conversations.filter(
+        Q(client__in=clients) | Q(subject__icontains=query) | text_match_filter(query)
+    )
 
 
 def conversation_with_client():
@@ -112,6 +119,28 @@ def message_page(conversation, *, before=None, limit: int = MESSAGES_PER_PAGE):
         )
     rows = list(latest[: limit + 1])
     return list(reversed(rows[:limit])), len(rows) > limit
+
+
+OPEN_AT_LIMIT = 1000  # opening a conversation at a message loads at most this many
+
+
+def message_page_through(conversation, pk, *, context: int = 10):
+    """The thread opened at message `pk` (a search hit): from `context` messages before it
+    to the newest, oldest first, and whether there is more before. None when `pk` is not a
+    message of this conversation, or is more than OPEN_AT_LIMIT messages back."""
+    if not str(pk).isdigit():
+        return None
+    cursor = conversation.messages.filter(pk=int(pk)).values("created_at", "pk").first()
+    if cursor is None:
+        return None
+    newer = conversation.messages.filter(
+        Q(created_at__gt=cursor["created_at"])
+        | Q(created_at=cursor["created_at"], pk__gt=cursor["pk"])
+    )
+    limit = newer[:OPEN_AT_LIMIT].count() + 1 + context
+    if limit > OPEN_AT_LIMIT:
+        return None
+    return message_page(conversation, limit=limit)
 
 
 def get_conversation_message(conversation, pk):

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from accounts.views import company_member_required
+from inbox_search.selectors import newest_hit_per_conversation
 from messaging import channels, selectors, services
 from messaging.models import Conversation
 from messaging.services import reactions
@@ -51,6 +52,12 @@ def _list_context(request, current=None) -> dict:
         query=filters["q"],
     )
     page = Paginator(conversations, CONVERSATIONS_PER_PAGE).get_page(request.GET.get("page"))
+    if filters["q"]:  # each row shows its newest message that matched, and opens at it
+        hits = newest_hit_per_conversation(
+            request.user, filters["q"], [conversation.pk for conversation in page.object_list]
+        )
+        for conversation in page.object_list:
+            conversation.search_hit = hits.get(conversation.pk)
     # The filters ride along on every conversation link, so switching keeps them.
     kept = request.GET.copy()
     kept.pop("page", None)
@@ -105,12 +112,15 @@ def conversation_detail(request, pk):
         return render(request, "messaging/_inbox_list.html", _list_context(request, conversation))
     # Opening a conversation reads it.
     conversation = services.mark_conversation_read(request.user, conversation)
-    thread_messages, has_earlier = selectors.message_page(conversation)
+    # ?message=<id> (a search hit): open the thread at that message, marked.
+    around = selectors.message_page_through(conversation, request.GET.get("message", ""))
+    thread_messages, has_earlier = around or selectors.message_page(conversation)
     context = _list_context(request, conversation)
     context.update(
         _conversation_context(
             request, conversation, thread_messages=thread_messages, has_earlier=has_earlier
-        )
+        ),
+        hit_id=int(request.GET["message"]) if around else None,
     )
     return render(request, "messaging/conversation_detail.html", context)
 

@@ -640,5 +640,8 @@
     }
   });
 
-  scrollToBottom();
+  // Opened from a search hit (?message=<id>): that message, marked, in view; else the newest.
+  const hit = document.querySelector("#messages .is-search-hit");
+  if (hit) hit.scrollIntoView({ block: "center" });
+  else scrollToBottom();
 })();

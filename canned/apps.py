@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CannedConfig(AppConfig):
+    name = "canned"
+    verbose_name = "Canned replies"

@@ -1,0 +1,66 @@
+"""Reads for search, always scoped to the actor's company (accounts.scoping)."""
+
+from django.db.models import Q, QuerySet
+
+from accounts.scoping import scoped
+from messaging.models import Conversation, Message
+
+from . import fts
+
+
+def message_hits(user, query: str) -> QuerySet:
+    """The actor's company's messages whose text matches `query`, newest first, each with
+    its conversation and client joined and `headline` (the text around the matches, see
+    fts.headline_html). Nothing for a query without a word."""
+    match = fts.message_match(query)
+    if match is None:
+        return scoped(Message, user).none()
+    return (
+        scoped(Message, user)
+        .filter(match)
+        .select_related("conversation", "conversation__client")
+        .annotate(headline=fts.message_headline(query))
+        .order_by("-created_at", "-id")
+    )
+
+
+def matching_message_conversations(user, query: str) -> QuerySet:
+    """Ids of the actor's conversations with a message whose text matches `query`.
+
+    Scoped on the conversation (`id IN (matching messages' conversation ids) AND company`):
+    the matches' conversations are looked up by primary key, where scoping the messages would
+    join every conversation of the company (a hash of 100,000 rows per search)."""
+    match = fts.message_match(query)
+    scoped_conversations = scoped(Conversation, user)
+    if match is None:
+        return scoped_conversations.none().values("id")
+    texts = Message.objects.filter(match).values("conversation_id")
+    return scoped_conversations.filter(pk__in=texts).values("id")
+
+
+def text_match_filter(query: str) -> Q:
+    """A filter for a queryset of conversations that is already scoped to the actor's
+    company: the conversation has a message whose text matches `query`. (Unscoped inside: the
+    outer scope decides which conversations there are; scoping here too would join all of
+    the company's conversations once more.)"""
+    match = fts.message_match(query)
+    if match is None:
+        return Q(pk__in=[])
+    return Q(pk__in=Message.objects.filter(match).values("conversation_id"))
+
+
+def newest_hit_per_conversation(user, query: str, conversation_ids) -> dict:
+    """{conversation id: (message id, headline HTML)} of the newest matching message of
+    each of these conversations (the inbox list shows it under the conversation)."""
+    match = fts.message_match(query)
+    if match is None or not conversation_ids:
+        return {}
+    rows = (
+        scoped(Message, user)
+        .filter(match, conversation_id__in=list(conversation_ids))
+        .annotate(headline=fts.message_headline(query))
+        .order_by("conversation_id", "-created_at", "-id")
+        .distinct("conversation_id")
+        .values_list("conversation_id", "id", "headline")
+    )
+    return {conv: (pk, fts.headline_html(headline)) for conv, pk, headline in rows}
