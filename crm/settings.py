@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "crm",
     "messaging",
     "channels_integrations",
+    "notifications",
 ]
 
 MIDDLEWARE = [

@@ -52,6 +52,17 @@ from messaging.api.chats import ChatMessageViewSet, ChatViewSet  # noqa: E402
 router.register("chats", ChatViewSet, basename="chat")
 router.register(r"chats/(?P<chat_pk>\d+)/messages", ChatMessageViewSet, basename="chat-message")
 
+# notes and notifications
+from messaging.api.notes import ConversationNoteViewSet  # noqa: E402
+from notifications.api.views import NotificationViewSet  # noqa: E402
+
+router.register(
+    r"conversations/(?P<conversation_pk>\d+)/notes",
+    ConversationNoteViewSet,
+    basename="conversation-note",
+)
+router.register("notifications", NotificationViewSet, basename="notification")
+
 # Channels that declare their routes in their folder (`channels_integrations/<name>/api.py`,
 # ROUTES = ((prefix, viewset, basename), ...)): nothing to add here for a new channel.
 from channels_integrations.apps import CHANNELS  # noqa: E402

@@ -2,6 +2,7 @@
 //
 //   Switchboard.realtime.on("message.created", (data) => { ... });
 //   Switchboard.realtime.on("resync", () => { ...re-fetch what may have been missed... });
+//   Switchboard.realtime.send("conversation.typing", { conversation_id: 7 });  // to the server
 //
 // Reconnects with exponential backoff and jitter (1 s doubling to 30 s). After every
 // (re)connect, and whenever the server says it lost events ("resync"), listeners of "resync" run so pages
@@ -75,6 +76,12 @@
     on(event, handler) {
       if (!listeners.has(event)) listeners.set(event, []);
       listeners.get(event).push(handler);
+    },
+    // A frame to the server (typing/viewing signals); dropped while the socket is down.
+    send(event, data) {
+      if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+      socket.send(JSON.stringify({ event, data: data || {} }));
+      return true;
     },
     get state() {
       return document.documentElement.dataset.realtime || "connecting";
