@@ -79,6 +79,14 @@ def _quarantined_mail(company) -> dict:
     return {"pk": item.account_id, "item_pk": item.pk}
 
 
+def _notification(user):
+    from notifications.models import Notification
+
+    return Notification.objects.create(
+        company_id=user.company_id, user=user, kind="assigned", subject="A conversation"
+    )
+
+
 @pytest.fixture
 def page_urls(company, admin_user):
     """The URL of every protected page, args filled with real objects of `company`."""
@@ -103,6 +111,7 @@ def page_urls(company, admin_user):
         "meta_page_": MessengerPageFactory(company=company).pk,
         "meta_instagram_": InstagramAccountFactory(company=company).pk,
         "attachment_": _stored_attachment(company).pk,
+        "notification_": _notification(admin_user).pk,
     }
     urls = {}
     for route, name, kwargs in _protected_pages():
