@@ -6,7 +6,7 @@ from .models import Notification, Preference
 
 
 def notifications_of(user):
-    if user.company_id is None:
+    if getattr(user, "company_id", None) is None:
         return Notification.objects.none()
     return Notification.objects.filter(user=user, company_id=user.company_id).select_related(
         "actor"
@@ -31,3 +31,25 @@ def preferences_of(user) -> Preference:
     return Preference.objects.filter(user=user).first() or Preference(
         user=user, company_id=user.company_id
     )
+
+
+def bell_state(user) -> tuple[int, bool]:
+    """(unread count, sound on) for the bell on every page, in one query."""
+    from django.db.models import Count, IntegerField, OuterRef, Subquery
+
+    from accounts.models import User
+
+    unread = (
+        Notification.objects.filter(user=OuterRef("pk"), read_at=None)
+        .values("user")
+        .annotate(count=Count("*"))
+        .values("count")
+    )
+    sound = Preference.objects.filter(user=OuterRef("pk")).values("sound")[:1]
+    row = (
+        User.objects.filter(pk=user.pk)
+        .annotate(unread=Subquery(unread, output_field=IntegerField()), sound=Subquery(sound))
+        .values_list("unread", "sound")
+        .first()
+    )
+    return (row[0] or 0, bool(row[1])) if row else (0, False)

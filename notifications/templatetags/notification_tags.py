@@ -12,8 +12,5 @@ def notification_bell(context):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated or not user.company_id:
         return {"show": False}
-    return {
-        "show": True,
-        "unread": selectors.unread_count(user),
-        "sound": selectors.preferences_of(user).sound,
-    }
+    unread, sound = selectors.bell_state(user)
+    return {"show": True, "unread": unread, "sound": sound}
