@@ -11,6 +11,14 @@ bare_<N>_errors, and ratio_p99_<N>_vs_bare (goal at 1,000: zero errors, ratio <=
 Clients run in two small asyncio processes (this machine has two cores), connect in batches
 (the connect storm is not measured), and compare the event's `sent_at` (CLOCK_MONOTONIC,
 shared by all processes on the machine) with the time each frame arrives.
+Typing storm (issue 18): on one daphne with N_STORM clients listening for `message.created`
+(100; --quick too), the rounds are timed once quietly and once while 200 agents of the same
+company type in 50 conversations (each opens its conversation, then sends a typing signal every
+STORM_TYPING_EVERY s, the browser's rate; BENCH_STORM_EVERY=1: three times that).
+Figures: typing_baseline_p99_ms, typing_storm_p99_ms, typing_storm_ratio_p99 (goal <= 1.2),
+typing_storm_signals_sent, typing_storm_signals_heard, typing_storm_errors (BENCH_STORM_ONLY=1: only
+these).
+
 BENCH_PYSPY=/tmp/spy samples daphne with py-spy during the measured rounds
 (/tmp/spy.<N>.txt, collapsed stacks).
 
@@ -44,6 +52,13 @@ WARMUP_ROUNDS = 2
 CONNECT_BATCH = 50
 ROUND_TIMEOUT = 10.0
 WORKER_DEADLINE = 600.0  # a client process exits by itself after this long, whatever happens
+N_STORM = 100
+STORM_AGENTS = 200
+STORM_CONVERSATIONS = 50
+# Seconds between one agent's typing signals: the browser's rate (static/js/notes.js sends at
+# most one per 3 s); BENCH_STORM_EVERY=1 sends three times as often (the server drops the excess).
+STORM_TYPING_EVERY = float(os.environ.get("BENCH_STORM_EVERY", "3.0"))
+STORM_CONNECT_BATCH = 10  # daphne drops handshakes it cannot finish within 5 s
 
 
 # ---------------------------------------------------------------- client process
@@ -112,7 +127,8 @@ async def client_process(urls: list[str]) -> None:
         pass
     stopping = True
     await asyncio.wait(
-        [loop.create_task(ws.close()) for ws in sockets] or [asyncio.sleep(0)], timeout=10
+        [loop.create_task(ws.close()) for ws in sockets] or [loop.create_task(asyncio.sleep(0))],
+        timeout=10,
     )
     for reader in readers:
         reader.cancel()
@@ -120,6 +136,83 @@ async def client_process(urls: list[str]) -> None:
         "result " + json.dumps({"latencies": latencies, "errors": errors, "clients": len(sockets)}),
         flush=True,
     )
+
+
+# ---------------------------------------------------------------- typing storm process
+
+
+async def storm_process(agents: list[list]) -> None:
+    """Connect every agent ([url, conversation_id]), open its conversation (viewing), then
+    send a typing signal every STORM_TYPING_EVERY s per agent until told to stop on stdin;
+    reads (and counts) what it hears. Reports `ready <n>`, then a JSON result."""
+    import random
+
+    from websockets.asyncio.client import connect
+
+    common.raise_nofile()
+    loop = asyncio.get_running_loop()
+    counts = {"sent": 0, "heard": 0, "errors": 0}
+    stopping = False
+    sockets = []
+
+    async def open_one(url, conversation_id):
+        try:
+            ws = await connect(url, compression=None, ping_interval=None, open_timeout=30)
+            await asyncio.wait_for(ws.recv(), 30)  # welcome
+            await ws.send(
+                json.dumps(
+                    {"event": "conversation.viewing", "data": {"conversation_id": conversation_id}}
+                )
+            )
+            return ws, conversation_id
+        except Exception as exc:
+            counts["errors"] += 1
+            print(f"# storm connect failed: {exc!r}", file=sys.stderr, flush=True)
+            return None
+
+    for start in range(0, len(agents), STORM_CONNECT_BATCH):
+        batch = await asyncio.gather(
+            *(open_one(*agent) for agent in agents[start : start + STORM_CONNECT_BATCH])
+        )
+        sockets += [item for item in batch if item is not None]
+        await asyncio.sleep(0.2)
+
+    async def read(ws):
+        try:
+            async for raw in ws:
+                if '"conversation.typing"' in raw:
+                    counts["heard"] += 1
+        except Exception:
+            if not stopping:
+                counts["errors"] += 1
+
+    async def type_in(ws, conversation_id):
+        frame = json.dumps(
+            {"event": "conversation.typing", "data": {"conversation_id": conversation_id}}
+        )
+        await asyncio.sleep(random.random() * STORM_TYPING_EVERY)  # noqa: S311 (spread, not crypto)
+        while not stopping:
+            try:
+                await ws.send(frame)
+                counts["sent"] += 1
+            except Exception:
+                counts["errors"] += 1
+                return
+            await asyncio.sleep(STORM_TYPING_EVERY)
+
+    tasks = [loop.create_task(read(ws)) for ws, _ in sockets]
+    print(f"ready {len(sockets)}", flush=True)
+    await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.readline), WORKER_DEADLINE)
+    typers = [loop.create_task(type_in(ws, conversation_id)) for ws, conversation_id in sockets]
+    await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.readline), WORKER_DEADLINE)
+    stopping = True
+    for task in typers + tasks:
+        task.cancel()
+    await asyncio.wait(
+        [loop.create_task(ws.close()) for ws, _ in sockets] or [loop.create_task(asyncio.sleep(0))],
+        timeout=10,
+    )
+    print("result " + json.dumps(counts), flush=True)
 
 
 # ---------------------------------------------------------------- bare server process
@@ -328,6 +421,99 @@ async def run_bare(env, n):
         await server.wait()
 
 
+def make_storm(company_id: int):
+    """STORM_AGENTS agents of the company (their tokens) and STORM_CONVERSATIONS
+    conversations of its WhatsApp number: [token, conversation id] per agent."""
+    from accounts.models import ApiToken, User
+    from channels_integrations.models import WhatsAppNumber
+    from messaging.models import Conversation
+
+    number = WhatsAppNumber.objects.create(
+        company_id=company_id, phone="+4917000000001", display_name="Bench storm"
+    )
+    conversations = [
+        Conversation.objects.create(
+            company_id=company_id,
+            platform="whatsapp",
+            source_id=number.pk,
+            external_thread_id=f"storm-{index}",
+        ).pk
+        for index in range(STORM_CONVERSATIONS)
+    ]
+    agents = []
+    for index in range(STORM_AGENTS):
+        user = User.objects.create(username=f"bench-storm-{index}", company_id=company_id)
+        agents.append([ApiToken.issue(user, "storm")[1], conversations[index % len(conversations)]])
+    return agents
+
+
+async def run_storm(env, tokens, company_id, agents) -> dict:
+    """Baseline rounds, then the same rounds during a typing storm, on one daphne."""
+    from messaging import realtime
+
+    port = common.free_port()
+    server = common.start_daphne(env, port)
+    storm = None
+    try:
+        urls = [
+            f"ws://127.0.0.1:{port}/ws/?token={tokens[i % len(tokens)]}" for i in range(N_STORM)
+        ]
+
+        def publish(number):
+            data = {"id": number, "body": "Hello, is this still available?", "round": number}
+            data["sent_at"] = time.monotonic()
+            realtime.publish_now(
+                [f"company.{company_id}"], {"event": "message.created", "data": data}
+            )
+
+        common.note(f"typing storm: {N_STORM} listeners, baseline")
+        baseline = await measure(urls, publish)
+        storm_agents = [
+            [f"ws://127.0.0.1:{port}/ws/?token={token}", conv] for token, conv in agents
+        ]
+        storm = Worker(await spawn("_storm", json.dumps(storm_agents)))
+        if await storm.expect("ready", 300) is None:
+            raise RuntimeError("the storm process did not get ready")
+        storm.process.stdin.write(b"go\n")
+        await storm.process.stdin.drain()
+        await asyncio.sleep(2 * STORM_TYPING_EVERY)  # the storm is on
+        common.note(
+            f"typing storm: {len(agents)} agents typing in {STORM_CONVERSATIONS} conversations"
+        )
+        stormy = await measure(urls, publish)
+        storm.process.stdin.write(b"stop\n")
+        await storm.process.stdin.drain()
+        line = await storm.expect("result ", 60)
+        counts = json.loads(line.split(" ", 1)[1]) if line else {"sent": 0, "heard": 0, "errors": 1}
+        return {"baseline": baseline, "storm": stormy, "counts": counts}
+    finally:
+        if storm is not None:
+            if storm.process.returncode is None:
+                try:
+                    storm.process.kill()
+                except ProcessLookupError:
+                    pass
+            await storm.process.wait()
+            storm.reader.cancel()
+        common.stop(server)
+
+
+def report_storm(outcome: dict) -> None:
+    base = outcome["baseline"]["latencies"]
+    stormy = outcome["storm"]["latencies"]
+    base_p99 = common.percentile(base, 99) if base else float("nan")
+    storm_p99 = common.percentile(stormy, 99) if stormy else float("nan")
+    common.emit("typing_baseline_p99_ms", base_p99)
+    common.emit("typing_storm_p99_ms", storm_p99)
+    common.emit("typing_storm_ratio_p99", storm_p99 / base_p99 if base_p99 else float("nan"))
+    common.emit("typing_storm_signals_sent", outcome["counts"]["sent"])
+    common.emit("typing_storm_signals_heard", outcome["counts"]["heard"])
+    common.emit(
+        "typing_storm_errors",
+        outcome["counts"]["errors"] + outcome["baseline"]["errors"] + outcome["storm"]["errors"],
+    )
+
+
 def report(prefix: str, n: int, outcome: dict) -> None:
     values = outcome["latencies"]
     common.emit(f"{prefix}_{n}_p50_ms", common.percentile(values, 50) if values else float("nan"))
@@ -335,20 +521,24 @@ def report(prefix: str, n: int, outcome: dict) -> None:
     common.emit(f"{prefix}_{n}_errors", outcome["errors"])
 
 
-def prepare() -> tuple[dict, int, list[str]]:
+def prepare() -> tuple[dict, int, list[str], list]:
     """The bench database and Redis, emptied; one company with ten users and their tokens."""
     common.raise_nofile()
     env = common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
     common.truncate_tenants()
     common.flush_redis(env["REDIS_URL"])
     company, tokens = make_users(10)  # ten users of one company share the sockets
+    agents = make_storm(company.pk)
     from django.db import connection
 
     connection.close()
-    return env, company.pk, tokens
+    return env, company.pk, tokens, agents
 
 
-async def orchestrate(quick: bool, env: dict, company_id: int, tokens: list[str]):
+async def orchestrate(quick: bool, env: dict, company_id: int, tokens: list[str], agents: list):
+    report_storm(await run_storm(env, tokens, company_id, agents))
+    if os.environ.get("BENCH_STORM_ONLY"):
+        return
     sizes = (100, 300) if quick else (100, 1000)
     for n in sizes:
         common.note(f"{n} clients: daphne")
@@ -511,6 +701,8 @@ def main():
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_client":
         asyncio.run(client_process(json.loads(sys.argv[2])))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_storm":
+        asyncio.run(storm_process(json.loads(sys.argv[2])))
     elif len(sys.argv) > 1 and sys.argv[1] == "_bare":
         asyncio.run(bare_server(int(sys.argv[2]), sys.argv[3], sys.argv[4]))
     else:

@@ -257,6 +257,21 @@ def write_failure(
         last_error_at=now,
         **fields,
     )
+    if retry_in is None:  # it gave up: the company's admins are told
+        _notify_admins_of_failure(lease, error)
+
+
+def _notify_admins_of_failure(lease: "ConnectionLease", error: str) -> None:
+    from notifications import services as notifications
+
+    row = lease.model.objects.filter(**{lease.key_field: lease.key}).first()
+    company_id = getattr(row, "company_id", None)
+    if company_id is None and getattr(row, "tenant_path", "").endswith("__company"):
+        company_id = lease.model.objects.filter(pk=row.pk).values_list(
+            f"{row.tenant_path}_id", flat=True
+        )[0]
+    if company_id is not None:
+        notifications.connection_failed(company_id, str(row), error)
 
 
 def backoff_delay(attempt: int) -> float:

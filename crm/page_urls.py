@@ -20,4 +20,5 @@ urlpatterns = [
     path("", include("deals.urls")),
     path("", include("reports.urls")),
     path("", include("canned.urls")),
+    path("", include("notifications.urls")),
 ]

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "reports",
     "inbox_search",
     "canned",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -376,6 +377,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "crm.api.schema.add_error_responses",
     ],
+    "ENUM_NAME_OVERRIDES": {"NotificationKindEnum": "notifications.models.Kind"},
 }
 
 # Content-Security-Policy (django-csp): scripts and styles from our own static files only, no

@@ -3,6 +3,7 @@
 
 import json
 import logging
+import time
 from functools import cached_property
 from urllib.parse import parse_qs
 
@@ -14,7 +15,8 @@ from channels.sessions import InstanceSessionWrapper
 from accounts import revocation
 from accounts.models import ApiToken
 
-from .events import company_group, user_group
+from . import events
+from .events import company_group, conversation_group, user_group
 from .realtime import hub
 
 logger = logging.getLogger(__name__)
@@ -22,6 +24,19 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SERVER_ERROR = 1011
 MAX_FRAME_BYTES = 64 * 1024  # clients send pings; anything bigger is not ours to read
+# Ephemeral signals a client sends about the conversation it has open: the least time between
+# two of one kind from one socket (the browser sends typing at most every 3 s, viewing every
+# 20 s); faster ones are dropped, as is everything past SIGNAL_BUDGET per SIGNAL_WINDOW.
+SIGNAL_INTERVALS = {"conversation.typing": 2.0, "conversation.viewing": 4.0}
+SIGNAL_BUDGET = 20
+SIGNAL_WINDOW = 10.0
+CHECKED_CONVERSATIONS = 64  # per socket: conversations known to be the user's company's
+
+
+def _may_open(user, conversation_id: int) -> bool:
+    from .models import Conversation
+
+    return Conversation.objects.filter(pk=conversation_id, company_id=user.company_id).exists()
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
@@ -32,10 +47,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     user = None
     joined: list[str] = ()
     auth_groups: list[str] = ()
+    watching = ""  # the group of the conversation this socket has open
 
     async def connect(self):
         self.user = None
         self.joined = []
+        self.watching = ""
+        self.last_signal: dict[tuple[str, int], float] = {}
+        self.checked: dict[int, bool] = {}
+        self.budget_started, self.budget_used = 0.0, 0
         logger.info("ws: connection attempt")
         user = await self._authenticate()
         # Accept first even when refusing: a close before accept reaches the browser as a bare
@@ -53,6 +73,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps({"event": "welcome", "data": {"user_id": user.pk}}))
 
     async def disconnect(self, code):
+        if self.watching and self.user is not None:  # colleagues drop "X is viewing" now
+            conversation_id = int(self.watching.rsplit(".", 1)[1])
+            events.publish_ephemeral(
+                "conversation.left",
+                {"conversation_id": conversation_id, "user_id": self.user.pk},
+                conversation_id=conversation_id,
+            )
         if self.joined:
             hub().leave(self, self.joined)
         for group in self.auth_groups:
@@ -76,6 +103,56 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         logger.info("ws: received event=%r user=%s", event[:64], getattr(self.user, "pk", None))
         if event == "ping":
             await self.send(text_data='{"event": "pong"}')
+        elif event in SIGNAL_INTERVALS and self.user is not None:
+            await self._signal(event, content.get("data"))
+
+    async def _signal(self, event: str, data) -> None:
+        """Typing or viewing in a conversation: checked to be the user's company's (once per
+        socket), throttled, then sent to the sockets that have that conversation open (this
+        one joins them). Never stored."""
+        conversation_id = data.get("conversation_id") if isinstance(data, dict) else None
+        if type(conversation_id) is not int or conversation_id <= 0:
+            return
+        now = time.monotonic()
+        key = (event, conversation_id)
+        if now - self.last_signal.get(key, -1e9) < SIGNAL_INTERVALS[event]:
+            return  # a flood: dropped
+        if now - self.budget_started > SIGNAL_WINDOW:
+            self.budget_started, self.budget_used = now, 0
+        if self.budget_used >= SIGNAL_BUDGET:
+            return
+        self.budget_used += 1
+        self.last_signal[key] = now
+        allowed = self.checked.get(conversation_id)
+        if allowed is None:
+            allowed = await database_sync_to_async(_may_open)(self.user, conversation_id)
+            if len(self.checked) >= CHECKED_CONVERSATIONS:
+                self.checked.clear()
+            self.checked[conversation_id] = allowed
+        if not allowed:
+            return
+        await self._watch(conversation_id)
+        events.publish_ephemeral(
+            event,
+            {
+                "conversation_id": conversation_id,
+                "user_id": self.user.pk,
+                "name": self.user.display_name,
+            },
+            conversation_id=conversation_id,
+        )
+
+    async def _watch(self, conversation_id: int) -> None:
+        """This socket has `conversation_id` open (one at a time): it hears its signals."""
+        group = conversation_group(conversation_id)
+        if self.watching == group:
+            return
+        if self.watching:
+            hub().leave(self, [self.watching])
+            self.joined = [name for name in self.joined if name != self.watching]
+        self.watching = group
+        self.joined = [*self.joined, group]
+        await hub().join(self, [group])
 
     async def dispatch(self, message):
         """Whatever fails while handling a frame closes this socket and takes it out of the

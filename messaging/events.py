@@ -22,6 +22,12 @@ def company_group(company_id) -> str:
     return f"company.{company_id}"
 
 
+def conversation_group(conversation_id) -> str:
+    """The sockets that have this conversation open (they joined it after a company check,
+    messaging.consumers): ephemeral signals (typing, viewing) go there only."""
+    return f"conversation.{conversation_id}"
+
+
 def publish(event: str, data: dict, *, company_id=None, user_ids=()) -> None:
     groups = [company_group(company_id)] if company_id is not None else []
     groups += [user_group(user_id) for user_id in user_ids]
@@ -36,3 +42,9 @@ def _send(groups: list[str], payload: dict) -> None:
         logger.exception("realtime: publish failed event=%s", payload["event"])
         return
     logger.debug("realtime: handed over event=%s groups=%d", payload["event"], len(groups))
+
+
+def publish_ephemeral(event: str, data: dict, *, conversation_id) -> None:
+    """An ephemeral signal (nothing stored, so nothing to commit): "X is typing" / "X is
+    viewing", to the sockets that have `conversation_id` open, through the same publisher."""
+    _send([conversation_group(conversation_id)], {"event": event, "data": data})

@@ -14,6 +14,7 @@ urlpatterns = [
     path("inbox/<int:pk>/header/", inbox.conversation_header, name="conversation_header"),
     path("inbox/<int:pk>/messages/", inbox.conversation_messages, name="conversation_messages"),
     path("inbox/<int:pk>/reply/", inbox.conversation_reply, name="conversation_reply"),
+    path("inbox/<int:pk>/note/", inbox.conversation_note, name="conversation_note"),
     path(
         "inbox/<int:pk>/messages/<int:message_pk>/retry/",
         inbox.message_retry,

@@ -127,6 +127,9 @@ class Message(models.Model):
     class Direction(models.TextChoices):
         INBOUND = "in", "Inbound"
         OUTBOUND = "out", "Outbound"
+        # A private note of an agent (messaging.services.notes): shown in the thread, never
+        # sent, never unread, never the conversation's preview.
+        NOTE = "note", "Private note"
 
     class Status(models.TextChoices):
         RECEIVED = "received", "Received"
@@ -142,7 +145,7 @@ class Message(models.Model):
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
-    direction = models.CharField(max_length=3, choices=Direction.choices)
+    direction = models.CharField(max_length=4, choices=Direction.choices)
     # The provider's id; NULL until an outbound message is accepted by the provider.
     external_id = models.CharField(max_length=255, null=True, blank=True)
     sender_name = models.CharField(max_length=200, blank=True)

@@ -89,6 +89,14 @@ def _canned_reply(company):
     )
 
 
+def _notification(user):
+    from notifications.models import Notification
+
+    return Notification.objects.create(
+        company_id=user.company_id, user=user, kind="assigned", subject="A conversation"
+    )
+
+
 @pytest.fixture
 def page_urls(company, admin_user):
     """The URL of every protected page, args filled with real objects of `company`."""
@@ -117,6 +125,7 @@ def page_urls(company, admin_user):
         "pipeline_": PipelineFactory(company=company).pk,
         "report_csv": {"name": "by-channel"},
         "canned_reply_": _canned_reply(company).pk,
+        "notification_": _notification(admin_user).pk,
     }
     urls = {}
     for route, name, kwargs in _protected_pages():

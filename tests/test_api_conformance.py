@@ -59,6 +59,11 @@ def seed_company(company, admin, api_token) -> dict[str, int]:
     rule = BotRuleFactory(bot__number=number)
     broadcast = BroadcastFactory(number=number)
     chat = ChatMemberFactory(chat__company=company, user=admin).chat
+    from notifications.models import Notification
+
+    notification = Notification.objects.create(
+        company=company, user=admin, kind="assigned", subject="Kiel", conversation=conversation
+    )
     return {
         "/api/v1/attachments/": attachment.pk,
         "/api/v1/chats/": chat.pk,
@@ -66,6 +71,7 @@ def seed_company(company, admin, api_token) -> dict[str, int]:
         "/api/v1/clients/": client.pk,
         "/api/v1/conversations/": conversation.pk,
         "/api/v1/conversations/*/messages/": message.pk,
+        "/api/v1/notifications/": notification.pk,
         "/api/v1/email/accounts/": EmailAccountFactory(company=company, owner=None).pk,
         "/api/v1/meta/pages/": MessengerPageFactory(company=company).pk,
         "/api/v1/meta/instagram-accounts/": InstagramAccountFactory(company=company).pk,

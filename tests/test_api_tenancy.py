@@ -53,6 +53,16 @@ def _broadcast_of(company):
     return BroadcastRecipientFactory(broadcast__number__company=company).broadcast
 
 
+def _notification_of(company):
+    """A notification of the company's first member (the admin the test signs in as)."""
+    from notifications.models import Notification
+
+    user = company.members.order_by("pk").first() or UserFactory(company=company)
+    return Notification.objects.create(
+        company=company, user=user, kind="assigned", subject="A conversation"
+    )
+
+
 def _session_of(company):
     from .factories import WhatsAppSessionFactory
 
@@ -77,6 +87,10 @@ OWNED_ROW = {
     "api-token": lambda company: _token_of(UserFactory(company=company)),
     "conversation": lambda company: ConversationFactory(company=company),
     "conversation-message": lambda company: MessageFactory(conversation__company=company),
+    "conversation-note": lambda company: MessageFactory(
+        conversation__company=company, direction="note", external_id=None
+    ),
+    "notification": _notification_of,
     "attachment": lambda company: AttachmentFactory(message__conversation__company=company),
     "chat": _chat_of,
     "chat-message": lambda company: _chat_of(company).messages.create(body="Hi"),
@@ -98,6 +112,7 @@ LIST_QUERY = {"search": "?q=hamburg"}
 # Nested routes: basename -> the URL kwargs of a row's parent(s) in the route prefix.
 PARENT_KWARGS = {
     "conversation-message": lambda message: {"conversation_pk": message.conversation_id},
+    "conversation-note": lambda note: {"conversation_pk": note.conversation_id},
     "chat-message": lambda message: {"chat_pk": message.chat_id},
     "whatsapp-bot-rule": lambda rule: {"bot_pk": rule.bot_id},
 }

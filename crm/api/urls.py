@@ -58,6 +58,16 @@ from inbox_search.api import SearchViewSet  # noqa: E402
 
 router.register("search", SearchViewSet, basename="search")
 router.register("canned-replies", CannedReplyViewSet, basename="canned-reply")
+# notes and notifications
+from messaging.api.notes import ConversationNoteViewSet  # noqa: E402
+from notifications.api.views import NotificationViewSet  # noqa: E402
+
+router.register(
+    r"conversations/(?P<conversation_pk>\d+)/notes",
+    ConversationNoteViewSet,
+    basename="conversation-note",
+)
+router.register("notifications", NotificationViewSet, basename="notification")
 
 # Channels that declare their routes in their folder (`channels_integrations/<name>/api.py`,
 # ROUTES = ((prefix, viewset, basename), ...)): nothing to add here for a new channel.

@@ -26,4 +26,5 @@ from .inbox import (  # noqa: F401
     set_conversation_status,
     validate_body,
 )
+from .notes import add_note  # noqa: F401
 from .outbox import record_delivery_status, retry_message  # noqa: F401

@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy
 
 from crm.db.upsert import insert_unless_conflict, prepared_cursor
 from crm.models import Client
+from notifications import services as notifications
 
 from .. import channels, events
 from ..models import Conversation, Message
@@ -136,6 +137,8 @@ def ingest_inbound(
     if notice:
         logger.info("ingest: stored %s notice=%s", platform, message.pk)
         return IngestResult(message, conversation, created=True)
+    if conversation.assignee_id is not None:
+        notifications.inbound_in_assigned_conversation(conversation, message)
     transaction.on_commit(
         lambda: inbound_message_stored.send(
             sender=Message,
@@ -760,7 +763,10 @@ def assign_conversation(actor, conversation: Conversation, assignee) -> Conversa
         getattr(assignee, "pk", None),
         actor.pk,
     )
-    return _save_and_publish(conversation, ["assignee"], "conversation.assigned")
+    with transaction.atomic():
+        conversation = _save_and_publish(conversation, ["assignee"], "conversation.assigned")
+        notifications.conversation_assigned(actor, conversation)
+    return conversation
 
 
 def set_conversation_status(actor, conversation: Conversation, status: str) -> Conversation:

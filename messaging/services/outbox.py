@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from crm.celery import task
+from notifications import services as notifications
 
 from .. import channels, events, sending
 from ..channels import OutboundMessage, TemplatePart
@@ -221,6 +222,8 @@ def record_delivery_status(
             fields.append(STATUS_TIME_FIELD[status])
         message.save(update_fields=fields)
         events.publish("message.updated", message_payload(message), company_id=message.company_id)
+        if status == Message.Status.FAILED:
+            notifications.send_failed(message, message.company_id)
     logger.info("outbound: message=%s status=%s", message.pk, status)
     return True
 

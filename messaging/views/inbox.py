@@ -268,6 +268,39 @@ def conversation_reply(request, pk):
 
 @company_member_required
 @require_POST
+def conversation_note(request, pk):
+    """A private note (never sent to the customer); htmx gets a fresh note box."""
+    conversation = selectors.get_conversation(request.user, pk)
+    body = request.POST.get("body", "")
+    try:
+        note = services.add_note(request.user, conversation, body)
+    except ValidationError as exc:
+        errors = _errors(exc)
+        context = _conversation_context(
+            request,
+            conversation,
+            note_body=body,
+            note_errors=[error for field_errors in errors.values() for error in field_errors],
+        )
+        if request.htmx:
+            return render(request, "messaging/_conversation_note.html", context, status=400)
+        context.update(_list_context(request, conversation))
+        thread_messages, has_earlier = selectors.message_page(conversation)
+        context.update(thread_messages=thread_messages, has_earlier=has_earlier)
+        return render(request, "messaging/conversation_detail.html", context, status=400)
+    if not request.htmx:
+        return _back_to(conversation)
+    response = render(
+        request,
+        "messaging/_conversation_note.html",
+        _conversation_context(request, conversation, note_autofocus=True),
+    )
+    response["HX-Trigger"] = json.dumps({"inbox:message-stored": {"id": note.pk}})
+    return response
+
+
+@company_member_required
+@require_POST
 def message_retry(request, pk, message_pk):
     """Send a failed message again; htmx gets the message's new `<li>`."""
     conversation = selectors.get_conversation(request.user, pk)

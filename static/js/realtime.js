@@ -2,6 +2,7 @@
 //
 //   Switchboard.realtime.on("message.created", (data) => { ... });
 //   Switchboard.realtime.on("resync", () => { ...re-fetch what may have been missed... });
+//   Switchboard.realtime.send("conversation.typing", { conversation_id: 7 });  // to the server
 //
 // Reconnects with exponential backoff and jitter (1 s doubling to 30 s); when the server
 // closes with 1012 ("service restart", a rolling restart), within 0.2-3 s, spread at random. After every
@@ -84,6 +85,12 @@
     on(event, handler) {
       if (!listeners.has(event)) listeners.set(event, []);
       listeners.get(event).push(handler);
+    },
+    // A frame to the server (typing/viewing signals); dropped while the socket is down.
+    send(event, data) {
+      if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+      socket.send(JSON.stringify({ event, data: data || {} }));
+      return true;
     },
     get state() {
       return document.documentElement.dataset.realtime || "connecting";

@@ -1,0 +1,238 @@
+"""Writes for notifications. Triggers elsewhere call `notify_after_commit` (one small call
+where the event happens); it stores one row per recipient who wants that kind and pushes
+`notification.created` to each of them through messaging.events, after commit. A
+notification that cannot be written is logged and never fails what caused it."""
+
+import logging
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Role, User
+from messaging import events
+
+from .models import Kind, Notification, Preference
+from .payloads import notification_payload
+
+logger = logging.getLogger(__name__)
+
+SUBJECT_LENGTH = 200
+BODY_LENGTH = 300
+
+
+def conversation_subject(conversation) -> str:
+    client = conversation.client if conversation.client_id else None
+    return (
+        (client.name if client else "") or conversation.subject or conversation.external_thread_id
+    )
+
+
+def notify(
+    kind: str,
+    user_ids,
+    *,
+    company_id: int,
+    subject: str = "",
+    body: str = "",
+    url: str = "",
+    conversation_id: int | None = None,
+    actor_id: int | None = None,
+) -> list[Notification]:
+    """Store and push `kind` to those of `user_ids` who are active members of `company_id`,
+    are not the actor, and have not muted the kind (a connection's failure: admins only)."""
+    recipients = User.objects.filter(pk__in=set(user_ids), company_id=company_id, is_active=True)
+    if actor_id is not None:
+        recipients = recipients.exclude(pk=actor_id)
+    if kind == Kind.CONNECTION_FAILED:
+        recipients = recipients.filter(role=Role.ADMIN)
+    recipient_ids = list(recipients.values_list("pk", flat=True))
+    if not recipient_ids:
+        return []
+    muted = {
+        preference.user_id
+        for preference in Preference.objects.filter(user_id__in=recipient_ids)
+        if not preference.wants(kind)
+    }
+    rows = [
+        Notification(
+            company_id=company_id,
+            user_id=user_id,
+            kind=kind,
+            subject=subject[:SUBJECT_LENGTH],
+            body=body[:BODY_LENGTH],
+            url=url,
+            conversation_id=conversation_id,
+            actor_id=actor_id,
+        )
+        for user_id in recipient_ids
+        if user_id not in muted
+    ]
+    if not rows:
+        return []
+    with transaction.atomic():
+        Notification.objects.bulk_create(rows)
+        unread = _unread_counts([row.user_id for row in rows])
+        actor_name = ""
+        if actor_id is not None:
+            actor = User.objects.filter(pk=actor_id).first()
+            actor_name = actor.display_name if actor else ""
+        for row in rows:
+            events.publish(
+                "notification.created",
+                notification_payload(row, actor_name=actor_name, unread_count=unread[row.user_id]),
+                user_ids=[row.user_id],
+            )
+    logger.info("notifications: %s to %d user(s)", kind, len(rows))
+    return rows
+
+
+def _unread_counts(user_ids: list[int]) -> dict[int, int]:
+    counts = dict.fromkeys(user_ids, 0)
+    for user_id in user_ids:
+        counts[user_id] = Notification.objects.filter(user_id=user_id, read_at=None).count()
+    return counts
+
+
+def notify_after_commit(kind: str, user_ids, **fields) -> None:
+    """`notify` once the caller's transaction commits (at once in autocommit); a failure is
+    logged, never raised into the caller."""
+    user_ids = [user_id for user_id in user_ids if user_id is not None]
+    if not user_ids:
+        return
+
+    def run():
+        try:
+            notify(kind, user_ids, **fields)
+        except Exception:
+            logger.exception("notifications: could not notify kind=%s", kind)
+
+    transaction.on_commit(run, robust=True)
+
+
+# ---------------------------------------------------------------- triggers (one call each)
+
+
+def conversation_url(conversation_id: int) -> str:
+    return reverse("conversation_detail", args=[conversation_id])
+
+
+def conversation_assigned(actor, conversation) -> None:
+    if conversation.assignee_id is None:
+        return
+    notify_after_commit(
+        Kind.ASSIGNED,
+        [conversation.assignee_id],
+        company_id=conversation.company_id,
+        subject=conversation_subject(conversation),
+        body=conversation.last_message_preview,
+        url=conversation_url(conversation.pk),
+        conversation_id=conversation.pk,
+        actor_id=getattr(actor, "pk", None),
+    )
+
+
+def inbound_in_assigned_conversation(conversation, message) -> None:
+    if conversation.assignee_id is None:
+        return
+    notify_after_commit(
+        Kind.NEW_MESSAGE,
+        [conversation.assignee_id],
+        company_id=conversation.company_id,
+        subject=conversation_subject(conversation),
+        body=message.body,
+        url=conversation_url(conversation.pk),
+        conversation_id=conversation.pk,
+    )
+
+
+def send_failed(message, company_id: int) -> None:
+    if message.author_id is None:
+        return
+    notify_after_commit(
+        Kind.SEND_FAILED,
+        [message.author_id],
+        company_id=company_id,
+        subject=conversation_subject(message.conversation),
+        body=message.error,
+        url=conversation_url(message.conversation_id),
+        conversation_id=message.conversation_id,
+    )
+
+
+def mentioned(note, conversation, user_ids) -> None:
+    notify_after_commit(
+        Kind.MENTIONED,
+        user_ids,
+        company_id=conversation.company_id,
+        subject=conversation_subject(conversation),
+        body=note.body,
+        url=conversation_url(conversation.pk),
+        conversation_id=conversation.pk,
+        actor_id=note.author_id,
+    )
+
+
+def connection_failed(company_id: int, name: str, error: str, url: str = "") -> None:
+    admins = User.objects.filter(company_id=company_id, role=Role.ADMIN, is_active=True)
+    notify_after_commit(
+        Kind.CONNECTION_FAILED,
+        list(admins.values_list("pk", flat=True)),
+        company_id=company_id,
+        subject=name,
+        body=error,
+        url=url or reverse("settings"),
+    )
+
+
+# ---------------------------------------------------------------- the reader's actions
+
+
+def mark_read(user, notification: Notification) -> Notification:
+    if notification.read_at is None:
+        notification.read_at = timezone.now()
+        with transaction.atomic():
+            notification.save(update_fields=["read_at"])
+            _publish_read(user, [notification.pk])
+    return notification
+
+
+def mark_all_read(user) -> int:
+    with transaction.atomic():
+        unread = Notification.objects.filter(user=user, read_at=None)
+        ids = list(unread.values_list("pk", flat=True))
+        if ids:
+            Notification.objects.filter(pk__in=ids).update(read_at=timezone.now())
+            _publish_read(user, ids)
+    return len(ids)
+
+
+def _publish_read(user, ids: list[int]) -> None:
+    """Every tab of this user updates its bell."""
+    unread = Notification.objects.filter(user=user, read_at=None).count()
+    events.publish("notification.read", {"ids": ids, "unread_count": unread}, user_ids=[user.pk])
+
+
+def update_preferences(user, *, muted_kinds=None, sound=None) -> Preference:
+    """Bad kinds are a ValidationError naming `muted_kinds`; nothing is saved then."""
+    preference = Preference.objects.filter(user=user).first() or Preference(
+        user=user, company_id=user.company_id
+    )
+    if muted_kinds is not None:
+        unknown = [kind for kind in muted_kinds if kind not in Kind.values]
+        if unknown:
+            raise ValidationError(
+                {
+                    "muted_kinds": [
+                        _("Unknown kinds: %(kinds)s. Choose from: %(choices)s.")
+                        % {"kinds": ", ".join(map(str, unknown)), "choices": ", ".join(Kind.values)}
+                    ]
+                }
+            )
+        preference.muted_kinds = sorted(set(muted_kinds))
+    if sound is not None:
+        preference.sound = bool(sound)
+    preference.save()
+    return preference
