@@ -262,9 +262,20 @@ def write_failure(
 
 
 def _notify_admins_of_failure(lease: "ConnectionLease", error: str) -> None:
+    """Tell the company's admins (notifications app); a failure here is logged, never raised
+    into the supervisor."""
+    try:
+        _notify_admins(lease, error)
+    except Exception:
+        logger.exception("%s=%s could not notify the admins", lease.kind, lease.key)
+
+
+def _notify_admins(lease: "ConnectionLease", error: str) -> None:
     from notifications import services as notifications
 
     row = lease.model.objects.filter(**{lease.key_field: lease.key}).first()
+    if row is None:
+        return
     company_id = getattr(row, "company_id", None)
     if company_id is None and getattr(row, "tenant_path", "").endswith("__company"):
         company_id = lease.model.objects.filter(pk=row.pk).values_list(

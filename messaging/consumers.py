@@ -26,8 +26,8 @@ CLOSE_SERVER_ERROR = 1011
 MAX_FRAME_BYTES = 64 * 1024  # clients send pings; anything bigger is not ours to read
 # Ephemeral signals a client sends about the conversation it has open: the least time between
 # two of one kind from one socket (the browser sends typing at most every 3 s, viewing every
-# 20 s); faster ones are dropped, as is everything past SIGNAL_BUDGET per SIGNAL_WINDOW.
-SIGNAL_INTERVALS = {"conversation.typing": 2.0, "conversation.viewing": 4.0}
+# 20 s and when a colleague arrives); faster ones are dropped, as is everything past SIGNAL_BUDGET per SIGNAL_WINDOW.
+SIGNAL_INTERVALS = {"conversation.typing": 2.0, "conversation.viewing": 1.0}
 SIGNAL_BUDGET = 20
 SIGNAL_WINDOW = 10.0
 CHECKED_CONVERSATIONS = 64  # per socket: conversations known to be the user's company's

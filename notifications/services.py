@@ -98,14 +98,16 @@ def _unread_counts(user_ids: list[int]) -> dict[int, int]:
 
 def notify_after_commit(kind: str, user_ids, **fields) -> None:
     """`notify` once the caller's transaction commits (at once in autocommit); a failure is
-    logged, never raised into the caller."""
+    logged, never raised into the caller. Values of `fields` may be callables."""
     user_ids = [user_id for user_id in user_ids if user_id is not None]
     if not user_ids:
         return
 
     def run():
         try:
-            notify(kind, user_ids, **fields)
+            # A callable value is read now, after commit (e.g. the client's name: no query
+            # on the caller's path, such as an inbound message's).
+            notify(kind, user_ids, **{k: v() if callable(v) else v for k, v in fields.items()})
         except Exception:
             logger.exception("notifications: could not notify kind=%s", kind)
 
@@ -141,7 +143,7 @@ def inbound_in_assigned_conversation(conversation, message) -> None:
         Kind.NEW_MESSAGE,
         [conversation.assignee_id],
         company_id=conversation.company_id,
-        subject=conversation_subject(conversation),
+        subject=lambda: conversation_subject(conversation),
         body=message.body,
         url=conversation_url(conversation.pk),
         conversation_id=conversation.pk,
@@ -155,7 +157,7 @@ def send_failed(message, company_id: int) -> None:
         Kind.SEND_FAILED,
         [message.author_id],
         company_id=company_id,
-        subject=conversation_subject(message.conversation),
+        subject=lambda: conversation_subject(message.conversation),
         body=message.error,
         url=conversation_url(message.conversation_id),
         conversation_id=message.conversation_id,

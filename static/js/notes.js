@@ -234,7 +234,11 @@
     if (kind === "typing") entry.typingUntil = now + TYPING_SHOWN_MS;
     colleagues.set(data.user_id, entry);
     render();
-    if (fresh) setTimeout(() => viewing(true), 300 + Math.random() * 700); // say we are here
+    if (fresh) {
+      // Say we are here (the server takes one viewing signal per socket per second).
+      const wait = Math.max(0, lastViewing + 1500 - Date.now()) + 200 + Math.random() * 500;
+      setTimeout(() => viewing(true), wait);
+    }
   }
 
   if (realtime && conversationId()) {
