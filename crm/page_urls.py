@@ -13,4 +13,5 @@ urlpatterns = [
     path("clients/<int:pk>/edit/", views.client_edit, name="client_edit"),
     path("", include("messaging.page_urls")),
     path("", include("channels_integrations.page_urls")),
+    path("", include("teams.urls")),
 ]

@@ -6,15 +6,16 @@ import logging
 from functools import cached_property
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
 
-from accounts import revocation
+from accounts import presence, revocation
 from accounts.models import ApiToken
 
-from .events import company_group, user_group
+from .events import all_conversations_group, company_group, presence_group, user_group
 from .realtime import hub
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,11 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SERVER_ERROR = 1011
 MAX_FRAME_BYTES = 64 * 1024  # clients send pings; anything bigger is not ours to read
+
+
+def _off_loop(function):
+    """Presence talks to Redis only (no database): a pool thread, not the one for the ORM."""
+    return sync_to_async(function, thread_sensitive=False)
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
@@ -41,18 +47,26 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         # Accept first even when refusing: a close before accept reaches the browser as a bare
         # 403/1006, while 4401 tells the client to log in rather than retry.
         await self.accept()
-        if user is None or not user.company_id:
+        sees_all = await database_sync_to_async(_admitted)(user)
+        if sees_all is None:
             logger.info("ws: rejected unauthenticated connection")
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = user
         await self._join_auth_groups()
         self.joined = [user_group(user.pk), company_group(user.company_id)]
+        if sees_all:
+            self.joined.append(all_conversations_group(user.company_id))
+        if self._query("presence") == "1":  # the browser asks; scripts and tests need not
+            self.joined.append(presence_group(user.company_id))
         await hub().join(self, self.joined)
         logger.info("ws: accepted user=%s", user.pk)
         await self.send(text_data=json.dumps({"event": "welcome", "data": {"user_id": user.pk}}))
+        await _off_loop(presence.socket_connected)(user, self.channel_name)
 
     async def disconnect(self, code):
+        if self.user is not None:
+            await _off_loop(presence.socket_closed)(self.user, self.channel_name)
         if self.joined:
             hub().leave(self, self.joined)
         for group in self.auth_groups:
@@ -75,6 +89,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         # %r: a client's text never forges a log line (newlines come out escaped).
         logger.info("ws: received event=%r user=%s", event[:64], getattr(self.user, "pk", None))
         if event == "ping":
+            if self.user is not None:  # the heartbeat of presence
+                await _off_loop(presence.socket_connected)(self.user, self.channel_name)
             await self.send(text_data='{"event": "pong"}')
 
     async def dispatch(self, message):
@@ -95,10 +111,22 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def auth_revoked(self, event):
         """The token, session or user of this socket lost its access: close it (4401)."""
         logger.info("ws: access revoked user=%s; closing", getattr(self.user, "pk", None))
+        if self.user is not None:
+            await _off_loop(presence.socket_closed)(self.user, self.channel_name)
+            self.user = None
         if self.joined:
             hub().leave(self, self.joined)
             self.joined = []
         await self.close(code=revocation.CLOSE_REVOKED)
+
+    async def auth_reconnect(self, event):
+        """What this socket may hear changed (role, the company's visibility setting): close it
+        with a code the client reconnects after, joining the groups it now may."""
+        logger.info("ws: access changed user=%s; reconnect", getattr(self.user, "pk", None))
+        if self.joined:
+            hub().leave(self, self.joined)
+            self.joined = []
+        await self.close(code=revocation.CLOSE_RECONNECT)
 
     async def _join_auth_groups(self) -> None:
         session = self.scope.get("session")
@@ -106,6 +134,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.user.pk,
             token_id=self.token_id,
             session_key="" if self.token_id else getattr(session, "session_key", "") or "",
+            company_id=self.user.company_id,
         )
         joined = []
         for group in groups:
@@ -130,9 +159,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return wrapper.real_send
         return self.base_send
 
+    def _query(self, name: str) -> str | None:
+        return parse_qs(self.scope.get("query_string", b"").decode()).get(name, [None])[0]
+
     async def _authenticate(self):
         self.token_id = None
-        raw = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [None])[0]
+        raw = self._query("token")
         if raw:
             token = await database_sync_to_async(ApiToken.find)(raw)
             if token is None:
@@ -141,6 +173,16 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return token.user
         user = self.scope.get("user")  # from the session cookie (AuthMiddlewareStack)
         return user if user is not None and user.is_authenticated else None
+
+
+def _admitted(user) -> bool | None:
+    """None: this user may not have a socket (no user, no company, or an inactive company);
+    else whether they see every conversation of their company."""
+    if user is None or not user.company_id or not user.is_active:
+        return None
+    if not user.company.is_active:
+        return None
+    return user.sees_all_conversations
 
 
 class NotFoundConsumer(AsyncWebsocketConsumer):

@@ -57,6 +57,24 @@ def _session_of(company):
     return WhatsAppSessionFactory(number__company=company, number__provider="web")
 
 
+def _invitation_of(company):
+    from teams.models import Invitation
+
+    return Invitation.objects.create(
+        company=company,
+        email="new@example.com",
+        key_hash=Invitation.new_key(),
+        expires_at=__import__("django.utils.timezone").utils.timezone.now()
+        + __import__("datetime").timedelta(days=1),
+    )
+
+
+def _team_of(company):
+    from teams.models import Team
+
+    return Team.objects.create(company=company, name=f"Team of {company.pk}")
+
+
 # basename -> make(company) returning a row owned by that company. Every endpoint registered
 # on the router must be listed here, so a new endpoint cannot skip this test.
 OWNED_ROW = {
@@ -76,6 +94,9 @@ OWNED_ROW = {
     "whatsapp-session": lambda company: _session_of(company),
     "meta-page": lambda company: MessengerPageFactory(company=company),
     "meta-instagram-account": lambda company: InstagramAccountFactory(company=company),
+    "member": lambda company: UserFactory(company=company),
+    "invitation": lambda company: _invitation_of(company),
+    "team": lambda company: _team_of(company),
 }
 # Nested routes: basename -> the URL kwargs of a row's parent(s) in the route prefix.
 PARENT_KWARGS = {
