@@ -111,3 +111,40 @@ class TeamForm(forms.Form):
         for day, (start, end) in (team.hours or {}).items():
             initial[f"open_{day}"], initial[f"close_{day}"] = start, end
         return initial
+
+
+class TeamRoutingMixin:
+    """Adds `team` and `distribution` to a channel row's settings form (numbers, Telegram
+    accounts, mailboxes, Meta pages): pass `company` (whose teams are offered) and, when
+    editing, `routing` (the row, for the initial values)."""
+
+    def __init__(self, *args, company=None, routing=None, **kwargs):
+        from .models import Distribution, Team
+
+        super().__init__(*args, **kwargs)
+        teams = Team.objects.filter(company=company) if company is not None else Team.objects.none()
+        self.fields["team"] = forms.ModelChoiceField(
+            queryset=teams,
+            required=False,
+            label=_("Team"),
+            empty_label=_("No team"),
+            help_text=_("Its new conversations go to this team (Settings → Teams)."),
+        )
+        self.fields["distribution"] = forms.TypedChoiceField(
+            choices=Distribution.choices,
+            required=False,
+            empty_value=Distribution.NONE,
+            initial=Distribution.NONE,
+            label=_("Lead distribution"),
+            help_text=_("How a new conversation is assigned among the team's agents."),
+        )
+        if routing is not None and routing.pk:
+            self.initial.setdefault("team", routing.team_id)
+            self.initial.setdefault("distribution", routing.distribution)
+
+    def clean(self):
+        data = super().clean()
+        for name in ("team", "distribution"):
+            if self.is_bound and name not in self.data:
+                data.pop(name, None)  # a form (or script) that does not send it keeps the row's
+        return data
