@@ -176,3 +176,22 @@ def test_distribute_ignores_a_team_of_another_company(company, other_company, ad
     team.memberships.create(user=stranger)
     _online(stranger)
     assert distribution.candidates(team) == []
+
+
+@pytest.mark.django_db
+def test_presence_is_never_visible_across_companies(
+    company, other_company, admin_user, api_for, fresh_presence
+):
+    colleague = UserFactory(company=company, role=Role.AGENT)
+    stranger_admin = UserFactory(company=other_company, role=Role.ADMIN)
+    _online(colleague)
+    assert colleague.pk in presence.online_user_ids(company.pk)
+    assert colleague.pk not in presence.online_user_ids(other_company.pk)
+    theirs = api_for(stranger_admin)
+    assert theirs.get(f"/api/v1/members/{colleague.pk}/").status_code == 404
+    assert colleague.pk not in theirs.get("/api/v1/me/presence/").json()["online_user_ids"]
+    mine = api_for(admin_user).get(f"/api/v1/members/{colleague.pk}/").json()
+    assert mine["presence"] == "online"
+    away = api_for(colleague).post("/api/v1/me/presence/", {"away": True}, format="json")
+    assert away.json()["status"] == "away"
+    assert api_for(colleague).post("/api/v1/me/presence/", {"away": "x"}).status_code == 400
