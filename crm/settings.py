@@ -87,7 +87,7 @@ MIDDLEWARE = [
 # accounts.authentication (wrong tokens per address).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.CompanyModelBackend",  # ModelBackend, the user's company joined
 ]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = __import__("datetime").timedelta(

@@ -180,7 +180,7 @@ def invitation_accept(request, key):
         except ValidationError as error:
             _fail(request, error, form)
         else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            login(request, user, backend="accounts.backends.CompanyModelBackend")
             messages.success(
                 request, _("Welcome to %(company)s.") % {"company": invitation.company.name}
             )
