@@ -1,4 +1,6 @@
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
 
 from accounts.models import ApiToken
 
@@ -8,3 +10,15 @@ class ApiTokenForm(forms.Form):
         max_length=ApiToken._meta.get_field("name").max_length,
         help_text="What uses it, e.g. “reporting script”.",
     )
+
+
+class LoginForm(AuthenticationForm):
+    """The log-in form: the right password of someone whose company is deactivated is told
+    so, in a sentence, and not logged in."""
+
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        if user.company_id and not user.company.is_active:
+            from accounts.views import COMPANY_INACTIVE
+
+            raise ValidationError(COMPANY_INACTIVE, code="company_inactive")

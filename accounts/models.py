@@ -12,6 +12,9 @@ class Company(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     is_active = models.BooleanField(default=True)
+    # False: agents see only the conversations assigned to them and unassigned ones (admins
+    # and supervisors always see all). Enforced by accounts.scoping and messaging.events.
+    agents_see_all_conversations = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -25,6 +28,7 @@ class Company(models.Model):
 class Role(models.TextChoices):
     ADMIN = "admin", "Admin"  # manages numbers, accounts and members
     AGENT = "agent", "Agent"  # works the inbox
+    SUPERVISOR = "supervisor", "Supervisor"  # sees everything, changes nothing
 
 
 class User(AbstractUser):
@@ -35,6 +39,10 @@ class User(AbstractUser):
         Company, on_delete=models.CASCADE, null=True, blank=True, related_name="members"
     )
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.AGENT)
+    # Lead distribution (teams.distribution): at most this many open conversations assigned
+    # by round-robin (None: no cap); "away" takes the agent out of it while online.
+    max_open_conversations = models.PositiveIntegerField(null=True, blank=True)
+    is_away = models.BooleanField(default=False)
 
     objects = UserManager()
 
@@ -50,6 +58,17 @@ class User(AbstractUser):
     @property
     def is_company_admin(self) -> bool:
         return self.company_id is not None and self.role == Role.ADMIN
+
+    @property
+    def is_read_only(self) -> bool:
+        """Supervisors read everything and write nothing (API 403, pages 403)."""
+        return self.role == Role.SUPERVISOR
+
+    @property
+    def sees_all_conversations(self) -> bool:
+        if self.role != Role.AGENT or self.company_id is None:
+            return True
+        return self.company.agents_see_all_conversations
 
     @property
     def display_name(self) -> str:
@@ -99,7 +118,7 @@ class ApiToken(models.Model):
         a minute), else None."""
         token = (
             cls.objects.select_related("user", "user__company")
-            .filter(key_hash=hash_token(raw), user__is_active=True)
+            .filter(key_hash=hash_token(raw), user__is_active=True, user__company__is_active=True)
             .first()
         )
         if token is None:

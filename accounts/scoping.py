@@ -3,6 +3,11 @@
 Every tenant-owned model names the path from itself to its company in `tenant_path`
 (e.g. "company", "conversation__company"). Reads go through `scoped()` /
 `get_scoped_or_404()`, so "missing" and "another company's" are the same 404.
+
+Conversations and what hangs off them also name their path to the conversation
+(`visibility_path`, "" for the conversation itself): when the company lets agents see only
+their own conversations, an agent's reads hold the ones assigned to them and the unassigned
+ones, and anything else is the same 404 (pages, API, and realtime through messaging.events).
 """
 
 from django.db import models
@@ -31,7 +36,19 @@ def scoped(model_or_queryset, actor) -> models.QuerySet:
     company_id = getattr(actor, "company_id", getattr(actor, "pk", None))
     if company_id is None:
         return queryset.none()
-    return queryset.filter(**{f"{queryset.model.tenant_path}_id": company_id})
+    queryset = queryset.filter(**{f"{queryset.model.tenant_path}_id": company_id})
+    path = getattr(queryset.model, "visibility_path", None)
+    if path is not None and not getattr(actor, "sees_all_conversations", True):
+        queryset = queryset.filter(visible_conversations(actor, path))
+    return queryset
+
+
+def visible_conversations(user, path: str = "") -> models.Q:
+    """The conversations (reached through `path`) a restricted agent sees: theirs and the
+    unassigned ones."""
+    return models.Q(**{f"{path}assignee_id": user.pk}) | models.Q(
+        **{f"{path}assignee__isnull": True}
+    )
 
 
 def get_scoped_or_404(model_or_queryset, actor, **lookup):

@@ -3,8 +3,12 @@
 from functools import wraps
 
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -32,9 +36,26 @@ def company_member_required(view):
             return response
         if not user.company_id:
             return redirect("admin:index")
+        if not user.company.is_active:
+            logout(request)
+            messages.error(request, COMPANY_INACTIVE)
+            return redirect_to_login(request.get_full_path())
+        if (
+            user.is_read_only
+            and request.method not in ("GET", "HEAD", "OPTIONS")
+            and getattr(request.resolver_match, "url_name", "") not in PERSONAL_WRITES
+        ):
+            raise PermissionDenied(_("Supervisors can read but not change anything."))
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+# Pages a read-only supervisor may still post to: their own password, tokens and presence.
+PERSONAL_WRITES = {"password_change", "api_tokens", "api_token_revoke", "presence_away"}
+COMPANY_INACTIVE = gettext_lazy(
+    "Your company's account is deactivated. Contact Switchboard support to reactivate it."
+)
 
 
 @company_member_required

@@ -11,6 +11,7 @@ from phonenumber_field.modelfields import PhoneNumberField
 
 from accounts.scoping import TenantManager
 from crm.fields import SecretField
+from teams.models import distribution_field, team_field
 
 # ---------------------------------------------------------------- WhatsApp
 
@@ -37,6 +38,9 @@ class WhatsAppNumber(models.Model):
     display_name = models.CharField(max_length=100, blank=True)
     provider = models.CharField(max_length=10, choices=Provider.choices, default=Provider.CLOUD)
     is_active = models.BooleanField(default=True)
+    # Lead distribution (teams): the team this row's conversations go to, and how.
+    team = team_field()
+    distribution = distribution_field()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DISCONNECTED)
     last_error = models.TextField(blank=True)
     # Cloud API credentials (provider "cloud").
@@ -349,6 +353,9 @@ class TelegramAccount(models.Model):
     company = models.ForeignKey(
         "accounts.Company", on_delete=models.CASCADE, related_name="telegram_accounts"
     )
+    # Lead distribution (teams): the team this row's conversations go to, and how.
+    team = team_field()
+    distribution = distribution_field()
     name = models.CharField(max_length=100)
     phone = PhoneNumberField()
     api_id = models.PositiveIntegerField(
@@ -407,6 +414,9 @@ class EmailAccount(models.Model):
     company = models.ForeignKey(
         "accounts.Company", on_delete=models.CASCADE, related_name="email_accounts"
     )
+    # Lead distribution (teams): the team this row's conversations go to, and how.
+    team = team_field()
+    distribution = distribution_field()
     owner = models.ForeignKey(
         "accounts.User",
         on_delete=models.SET_NULL,

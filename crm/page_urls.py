@@ -21,4 +21,5 @@ urlpatterns = [
     path("", include("reports.urls")),
     path("", include("canned.urls")),
     path("", include("notifications.urls")),
+    path("", include("teams.urls")),
 ]

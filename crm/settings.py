@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "inbox_search",
     "canned",
     "notifications",
+    "teams",
 ]
 
 MIDDLEWARE = [
@@ -92,7 +93,7 @@ MIDDLEWARE = [
 # accounts.authentication (wrong tokens per address).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.CompanyModelBackend",  # ModelBackend, the user's company joined
 ]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = __import__("datetime").timedelta(
@@ -329,6 +330,18 @@ PROTECTED_MEDIA_URL = "/protected-media/"
 ATTACHMENT_MAX_BYTES = env.int("ATTACHMENT_MAX_BYTES", default=25 * 1024 * 1024)
 # The largest mail our SMTP servers take (their SIZE); the files of an email reply fit in it.
 EMAIL_MAX_MESSAGE_BYTES = env.int("EMAIL_MAX_MESSAGE_BYTES", default=25 * 1024 * 1024)
+
+# Mail to people (invitations, password resets): Django's email backend.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Switchboard <noreply@localhost>")
+# Invitation links work this long; presence (a socket's heartbeat) lasts this long unrenewed.
+INVITATION_DAYS = env.int("INVITATION_DAYS", default=7)
+PRESENCE_TTL_SECONDS = env.int("PRESENCE_TTL_SECONDS", default=75)
 
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"

@@ -143,6 +143,9 @@ class OutboundMessage:
     quoted: str = ""  # the channel's id of a message to quote, if any
     template: TemplatePart | None = None  # sent instead of `body` (which is its rendering)
     files: tuple["OutboundFile", ...] = ()
+    # An automatic reply (an away reply): channels that can say so do (email:
+    # `Auto-Submitted: auto-replied`, RFC 3834), so the other side's responders stay quiet.
+    auto_submitted: bool = False
 
 
 @dataclass(frozen=True)
@@ -388,6 +391,14 @@ def for_source(source) -> Channel:
         if isinstance(source, channel.source_model):
             return channel
     raise LookupError(f"No channel has {type(source).__name__} as its source.")
+
+
+def live(source) -> bool:
+    """Whether `source` may receive and send now: its channel says so (active, not being
+    deleted) and its company is active (a deactivated company's channels go quiet)."""
+    from accounts.selectors import company_is_active
+
+    return for_source(source).is_live(source) and company_is_active(source.company_id)
 
 
 def registered() -> list[Channel]:

@@ -7,16 +7,23 @@ import time
 from functools import cached_property
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
 
-from accounts import revocation
+from accounts import presence, revocation
 from accounts.models import ApiToken
 
 from . import events
-from .events import company_group, conversation_group, user_group
+from .events import (
+    all_conversations_group,
+    company_group,
+    conversation_group,
+    presence_group,
+    user_group,
+)
 from .realtime import hub
 
 logger = logging.getLogger(__name__)
@@ -37,6 +44,11 @@ def _may_open(user, conversation_id: int) -> bool:
     from .models import Conversation
 
     return Conversation.objects.filter(pk=conversation_id, company_id=user.company_id).exists()
+
+
+def _off_loop(function):
+    """Presence talks to Redis only (no database): a pool thread, not the one for the ORM."""
+    return sync_to_async(function, thread_sensitive=False)
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
@@ -61,16 +73,22 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         # Accept first even when refusing: a close before accept reaches the browser as a bare
         # 403/1006, while 4401 tells the client to log in rather than retry.
         await self.accept()
-        if user is None or not user.company_id:
+        sees_all = await database_sync_to_async(_admitted)(user)
+        if sees_all is None:
             logger.info("ws: rejected unauthenticated connection")
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = user
         await self._join_auth_groups()
         self.joined = [user_group(user.pk), company_group(user.company_id)]
+        if sees_all:
+            self.joined.append(all_conversations_group(user.company_id))
+        if self._query("presence") == "1":  # the browser asks; scripts and tests need not
+            self.joined.append(presence_group(user.company_id))
         await hub().join(self, self.joined)
         logger.info("ws: accepted user=%s", user.pk)
         await self.send(text_data=json.dumps({"event": "welcome", "data": {"user_id": user.pk}}))
+        await _off_loop(presence.socket_connected)(user, self.channel_name)
 
     async def disconnect(self, code):
         if self.watching and self.user is not None:  # colleagues drop "X is viewing" now
@@ -80,6 +98,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 {"conversation_id": conversation_id, "user_id": self.user.pk},
                 conversation_id=conversation_id,
             )
+        if self.user is not None:
+            await _off_loop(presence.socket_closed)(self.user, self.channel_name)
         if self.joined:
             hub().leave(self, self.joined)
         for group in self.auth_groups:
@@ -102,6 +122,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         # %r: a client's text never forges a log line (newlines come out escaped).
         logger.info("ws: received event=%r user=%s", event[:64], getattr(self.user, "pk", None))
         if event == "ping":
+            if self.user is not None:  # the heartbeat of presence
+                await _off_loop(presence.socket_connected)(self.user, self.channel_name)
             await self.send(text_data='{"event": "pong"}')
         elif event in SIGNAL_INTERVALS and self.user is not None:
             await self._signal(event, content.get("data"))
@@ -172,10 +194,22 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def auth_revoked(self, event):
         """The token, session or user of this socket lost its access: close it (4401)."""
         logger.info("ws: access revoked user=%s; closing", getattr(self.user, "pk", None))
+        if self.user is not None:
+            await _off_loop(presence.socket_closed)(self.user, self.channel_name)
+            self.user = None
         if self.joined:
             hub().leave(self, self.joined)
             self.joined = []
         await self.close(code=revocation.CLOSE_REVOKED)
+
+    async def auth_reconnect(self, event):
+        """What this socket may hear changed (role, the company's visibility setting): close it
+        with a code the client reconnects after, joining the groups it now may."""
+        logger.info("ws: access changed user=%s; reconnect", getattr(self.user, "pk", None))
+        if self.joined:
+            hub().leave(self, self.joined)
+            self.joined = []
+        await self.close(code=revocation.CLOSE_RECONNECT)
 
     async def _join_auth_groups(self) -> None:
         session = self.scope.get("session")
@@ -183,6 +217,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.user.pk,
             token_id=self.token_id,
             session_key="" if self.token_id else getattr(session, "session_key", "") or "",
+            company_id=self.user.company_id,
         )
         joined = []
         for group in groups:
@@ -207,9 +242,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return wrapper.real_send
         return self.base_send
 
+    def _query(self, name: str) -> str | None:
+        return parse_qs(self.scope.get("query_string", b"").decode()).get(name, [None])[0]
+
     async def _authenticate(self):
         self.token_id = None
-        raw = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [None])[0]
+        raw = self._query("token")
         if raw:
             token = await database_sync_to_async(ApiToken.find)(raw)
             if token is None:
@@ -218,6 +256,16 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return token.user
         user = self.scope.get("user")  # from the session cookie (AuthMiddlewareStack)
         return user if user is not None and user.is_authenticated else None
+
+
+def _admitted(user) -> bool | None:
+    """None: this user may not have a socket (no user, no company, or an inactive company);
+    else whether they see every conversation of their company."""
+    if user is None or not user.company_id or not user.is_active:
+        return None
+    if not user.company.is_active:
+        return None
+    return user.sees_all_conversations
 
 
 class NotFoundConsumer(AsyncWebsocketConsumer):

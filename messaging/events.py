@@ -28,9 +28,37 @@ def conversation_group(conversation_id) -> str:
     return f"conversation.{conversation_id}"
 
 
-def publish(event: str, data: dict, *, company_id=None, user_ids=()) -> None:
-    groups = [company_group(company_id)] if company_id is not None else []
-    groups += [user_group(user_id) for user_id in user_ids]
+def all_conversations_group(company_id) -> str:
+    """Sockets of people who see every conversation of the company (admins, supervisors,
+    and agents unless the company restricts them to their own: see accounts.scoping)."""
+    return f"company.{company_id}.conversations"
+
+
+def conversation_groups(company_id, assignee_id) -> list[str]:
+    """Who hears of a conversation: everyone while it is unassigned; once assigned, those
+    who see every conversation and its assignee."""
+    if assignee_id is None:
+        return [company_group(company_id)]
+    return [all_conversations_group(company_id), user_group(assignee_id)]
+
+
+def presence_group(company_id) -> str:
+    """Sockets that asked for the company's presence (`/ws/?presence=1`: the browser)."""
+    return f"presence.{company_id}"
+
+
+def publish(
+    event: str, data: dict, *, company_id=None, user_ids=(), conversation=None, groups=()
+) -> None:
+    """`conversation` (anything with company_id and assignee_id): the event is about it, so
+    only those who may see it hear it (instead of the whole `company_id`). `groups`: other
+    groups by name (e.g. presence_group)."""
+    extra = list(groups)
+    if conversation is not None:
+        groups = conversation_groups(conversation.company_id, conversation.assignee_id)
+    else:
+        groups = [company_group(company_id)] if company_id is not None else []
+    groups += [user_group(user_id) for user_id in user_ids] + extra
     payload = {"event": event, "data": data}
     transaction.on_commit(lambda: _send(groups, payload))
 

@@ -16,6 +16,7 @@ class ConversationManager(TenantManager):
 
 class Conversation(models.Model):
     tenant_path = "company"
+    visibility_path = ""  # accounts.scoping: agents may see only their own
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -123,6 +124,7 @@ class Conversation(models.Model):
 
 class Message(models.Model):
     tenant_path = "conversation__company"
+    visibility_path = "conversation__"
 
     class Direction(models.TextChoices):
         INBOUND = "in", "Inbound"
@@ -216,6 +218,7 @@ class Attachment(models.Model):
     is within settings.ATTACHMENT_MAX_BYTES (larger ones are recorded, not stored)."""
 
     tenant_path = "conversation__company"
+    visibility_path = "conversation__"
 
     class Kind(models.TextChoices):
         IMAGE = "image", "Image"
@@ -294,6 +297,7 @@ class MessageReaction(models.Model):
     is the agent who set it). Never a message of its own, never unread."""
 
     tenant_path = "message__conversation__company"
+    visibility_path = "message__conversation__"
 
     message = models.ForeignKey(
         Message, on_delete=models.CASCADE, related_name="reactions", db_index=False

@@ -27,7 +27,14 @@ from .factories import (
 # Prometheus metrics (own token), and webhooks (authenticated by signature, tested there).
 SKIPPED_PREFIXES = ("admin/", "api/", "health", "static/", "metrics", "webhooks/")
 # The only public pages. Anything else served here must redirect anonymous users to login.
-PUBLIC_URL_NAMES = {"login", "logout"}
+# The invitation and password-reset pages are public too: their link is the credential.
+PUBLIC_URL_NAMES = {
+    "login",
+    "logout",
+    "invitation_accept",
+    "password_reset_confirm",
+    "password_reset_complete",
+}
 
 
 def _page_patterns(patterns=None, prefix="", converters=None):
@@ -97,6 +104,34 @@ def _notification(user):
     )
 
 
+def _colleague(company):
+    from .factories import UserFactory
+
+    return UserFactory(company=company)
+
+
+def _invitation(company):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from teams.models import Invitation
+
+    return Invitation.objects.create(
+        company=company,
+        key_hash=Invitation.new_key(),
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+
+
+def _team(company, member):
+    from teams.models import Team
+
+    team = Team.objects.create(company=company, name="Sales", hours={"0": ["09:00", "18:00"]})
+    team.members.add(member)
+    return team
+
+
 @pytest.fixture
 def page_urls(company, admin_user):
     """The URL of every protected page, args filled with real objects of `company`."""
@@ -126,6 +161,9 @@ def page_urls(company, admin_user):
         "report_csv": {"name": "by-channel"},
         "canned_reply_": _canned_reply(company).pk,
         "notification_": _notification(admin_user).pk,
+        "member_": _colleague(company).pk,
+        "invitation_": _invitation(company).pk,
+        "team_": _team(company, admin_user).pk,
     }
     urls = {}
     for route, name, kwargs in _protected_pages():

@@ -82,7 +82,32 @@ def seed_company(company, admin, api_token) -> dict[str, int]:
         "/api/v1/whatsapp/broadcasts/": broadcast.pk,
         "/api/v1/whatsapp/numbers/": number.pk,
         "/api/v1/whatsapp/sessions/": WhatsAppSessionFactory(number=number).pk,
+        "/api/v1/members/": UserFactory(company=company).pk,
+        "/api/v1/invitations/": _invitation(company).pk,
+        "/api/v1/teams/": _team(company, admin).pk,
     }
+
+
+def _invitation(company):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from teams.models import Invitation
+
+    return Invitation.objects.create(
+        company=company,
+        key_hash=Invitation.new_key(),
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+
+
+def _team(company, member):
+    from teams.models import Team
+
+    team = Team.objects.create(company=company, name="Sales", hours={"0": ["09:00", "18:00"]})
+    team.members.add(member)
+    return team
 
 
 @pytest.fixture

@@ -77,6 +77,24 @@ def _canned_reply_of(company):
     )
 
 
+def _invitation_of(company):
+    from teams.models import Invitation
+
+    return Invitation.objects.create(
+        company=company,
+        email="new@example.com",
+        key_hash=Invitation.new_key(),
+        expires_at=__import__("django.utils.timezone").utils.timezone.now()
+        + __import__("datetime").timedelta(days=1),
+    )
+
+
+def _team_of(company):
+    from teams.models import Team
+
+    return Team.objects.create(company=company, name=f"Team of {company.pk}")
+
+
 # basename -> make(company) returning a row owned by that company. Every endpoint registered
 # on the router must be listed here, so a new endpoint cannot skip this test.
 OWNED_ROW = {
@@ -106,6 +124,9 @@ OWNED_ROW = {
         conversation__company=company, body="Parcel in Hamburg"
     ),
     "canned-reply": lambda company: _canned_reply_of(company),
+    "member": lambda company: UserFactory(company=company),
+    "invitation": lambda company: _invitation_of(company),
+    "team": lambda company: _team_of(company),
 }
 # Lists that need a query string to list anything.
 LIST_QUERY = {"search": "?q=hamburg"}

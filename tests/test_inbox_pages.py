@@ -165,9 +165,9 @@ def test_list_runs_a_constant_number_of_queries(
             assignee=UserFactory(company=company) if i % 2 else admin_user,
             unread_count=i % 3,
         )
-    # session, user, company (sidebar), the bell (unread, sound), count, rows (client and
-    # assignee joined)
-    with django_assert_num_queries(6):
+    # session, user with company (accounts.backends), the bell (unread, sound), count, rows
+    # (client and assignee joined)
+    with django_assert_num_queries(5):
         response = member.get(reverse("inbox"))
     assert len(_ids(response)) == rows
     # the partial has no sidebar; a search first collects the matching ids (one query), and

@@ -25,6 +25,7 @@ class ApiTokenViewSet(
     """Your own API tokens. The raw token is returned once, on creation, as `token`."""
 
     serializer_class = ApiTokenSerializer
+    personal_writes = True  # supervisors manage their own tokens too
     queryset = ApiToken.objects.none()  # for the schema; get_queryset scopes to the caller
 
     def get_queryset(self):

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 
 from .. import outbound
 from ..models import EmailAccount
-from ..services.channels import AccountKind, register_account
+from ..services.channels import ROUTING, AccountKind, register_account
 from .smtp import is_loopback
 
 
@@ -84,6 +84,7 @@ KIND = register_account(
             "first_sync_days",
             "use_idle",
             "signature",
+            *ROUTING,
         ),
         unique_per_company=("address",),
         prepare=_prepare,

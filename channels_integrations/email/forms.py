@@ -3,11 +3,13 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from teams.forms import TeamRoutingMixin
+
 from ..forms import SecretInput
 from ..models import EmailAccount
 
 
-class EmailAccountForm(forms.Form):
+class EmailAccountForm(TeamRoutingMixin, forms.Form):
     address = forms.EmailField()
     display_name = forms.CharField(max_length=100, required=False)
     imap_host = forms.CharField(max_length=255, label="IMAP host")

@@ -113,7 +113,9 @@ def poll_account(account_id: int) -> dict:
         logger.info("email: account=%s poll already running; skipped", account_id)
         return {"skipped": True}
     try:
-        account = EmailAccount.objects.filter(pk=account_id, is_active=True).first()
+        account = EmailAccount.objects.filter(
+            pk=account_id, is_active=True, company__is_active=True
+        ).first()
         if account is None:
             return {"skipped": True}
         return _poll(account)
@@ -241,7 +243,9 @@ def _record_failure(account: EmailAccount, words: str) -> None:
 
 def due_accounts():
     due = Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=timezone.now())
-    return EmailAccount.objects.filter(due, is_active=True).values_list("pk", flat=True)
+    return EmailAccount.objects.filter(due, is_active=True, company__is_active=True).values_list(
+        "pk", flat=True
+    )
 
 
 def dispatch_polls() -> list[int]:
@@ -311,7 +315,9 @@ class IdleListener(Supervised):
 
     def stop_wanted(self) -> bool:
         close_old_connections()
-        wanted = EmailAccount.objects.filter(pk=self.account_id, is_active=True, use_idle=True)
+        wanted = EmailAccount.objects.filter(
+            pk=self.account_id, is_active=True, use_idle=True, company__is_active=True
+        )
         return SHUTDOWN.is_set() or not wanted.exists()
 
     def connect_once(self, attempts: int) -> str:
@@ -347,9 +353,8 @@ def supervise_idle() -> list[int]:
     run_email_idle = task("channels_integrations.email.tasks.run_email_idle")
 
     started = []
-    for account_id in EmailAccount.objects.filter(is_active=True, use_idle=True).values_list(
-        "pk", flat=True
-    ):
+    idle = EmailAccount.objects.filter(is_active=True, use_idle=True, company__is_active=True)
+    for account_id in idle.values_list("pk", flat=True):
         if holder_of(IDLE_KIND, account_id) is None and request_start(
             IDLE_KIND, account_id, run_email_idle
         ):

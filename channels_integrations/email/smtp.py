@@ -95,6 +95,9 @@ def build_reply(route: SmtpRoute, message: OutboundMessage) -> EmailMessage:
         mail["In-Reply-To"] = f"<{route.in_reply_to}>"
     if route.references:
         mail["References"] = " ".join(f"<{ref}>" for ref in route.references)
+    if message.auto_submitted:  # RFC 3834: responders must not answer this one
+        mail["Auto-Submitted"] = "auto-replied"
+        mail["X-Auto-Response-Suppress"] = "All"
     mail.set_content(reply_text(message.body, route))
     mail.add_alternative(reply_html(message.body, route), subtype="html")
     for file in message.files:

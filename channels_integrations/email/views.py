@@ -63,6 +63,8 @@ def _save(request, account=None):
         request.POST if request.method == "POST" else None,
         initial=initial,
         password_set=bool(account.password) if account else None,
+        company=request.user.company,
+        routing=account,
     )
     if request.method == "POST" and form.is_valid():
         try:

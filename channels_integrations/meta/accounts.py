@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 
 from messaging.models import Conversation, Message
 
-from ..services.channels import AccountKind, register_account
+from ..services.channels import ROUTING, AccountKind, register_account
 from . import graph
 from .models import InstagramAccount, MessengerPage
 
@@ -23,6 +23,7 @@ SHARED = (
     "verify_token",
     "human_agent_tag",
     "is_active",
+    *ROUTING,
 )
 
 MESSENGER_KIND = register_account(

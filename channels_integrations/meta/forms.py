@@ -3,12 +3,14 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from teams.forms import TeamRoutingMixin
+
 from ..forms import SecretInput
 
 SECRET_NAMES = ("page_access_token", "app_secret", "verify_token")
 
 
-class MessengerPageForm(forms.Form):
+class MessengerPageForm(TeamRoutingMixin, forms.Form):
     name = forms.CharField(label=_("Name"), max_length=100)
     page_id = forms.RegexField(
         label=_("Facebook Page id"),

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.scoping import TenantManager
 from crm.fields import SecretField
+from teams.models import distribution_field, team_field
 
 graph_id_validator = RegexValidator(r"^[0-9]{1,30}$", _("A Graph id is digits only."))
 
@@ -37,6 +38,9 @@ class MetaSource(models.Model):
     # the client wrote instead of 24 hours.
     human_agent_tag = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
+    # Lead distribution (teams): the team this row's conversations go to, and how.
+    team = team_field()
+    distribution = distribution_field()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.NEW)
     last_error = models.TextField(blank=True)
     last_event_at = models.DateTimeField(null=True, blank=True)

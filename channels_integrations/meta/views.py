@@ -50,6 +50,8 @@ def _save(request, model, account=None):
         request.POST if request.method == "POST" else None,
         initial=initial,
         secrets_set=secrets_set,
+        company=request.user.company,
+        routing=account,
     )
     if request.method == "POST" and form.is_valid():
         try:

@@ -7,12 +7,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from crm.fields import secret_field_names
 from crm.services import delete_in_database, save_validated
 
 logger = logging.getLogger(__name__)
+
+
+# Every channel row names its team and how its new conversations are assigned (teams).
+ROUTING = ("team", "distribution")
 
 
 def _nothing(*args) -> None:
@@ -65,6 +71,9 @@ def save_channel(actor, model, instance=None, **fields):
     if instance is None:
         instance = model(company=actor.company)
     created = instance.pk is None
+    team = fields.get("team")
+    if team is not None and team.company_id != actor.company_id:
+        raise ValidationError({"team": [_("Choose a team of your company.")]})
     kind.prepare(actor, instance, fields)
     _apply(kind, instance, fields)
     kind.prepared(instance, fields)

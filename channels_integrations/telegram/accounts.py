@@ -6,7 +6,7 @@ import logging
 from django.db import transaction
 
 from ..models import TelegramAccount
-from ..services.channels import AccountKind, register_account
+from ..services.channels import ROUTING, AccountKind, register_account
 from .listener import start_now, stop_listener
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def _deleting(account: TelegramAccount) -> None:
 KIND = register_account(
     AccountKind(
         model=TelegramAccount,
-        editable=("name", "phone", "api_id", "api_hash", "session_string", "is_active"),
+        editable=("name", "phone", "api_id", "api_hash", "session_string", "is_active", *ROUTING),
         unique_per_company=("phone",),
         prepared=_prepared,
         saved=_saved,

@@ -38,6 +38,8 @@ class TelegramAccountSerializer(SecretsSerializerMixin, serializers.ModelSeriali
             "api_hash",
             "session_string",
             "is_active",
+            "team",
+            "distribution",
             "status",
             "last_event_at",
             "messages_received",

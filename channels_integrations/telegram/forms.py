@@ -3,10 +3,12 @@
 from django import forms
 from phonenumber_field.formfields import PhoneNumberField
 
+from teams.forms import TeamRoutingMixin
+
 from ..forms import SecretInput
 
 
-class TelegramAccountForm(forms.Form):
+class TelegramAccountForm(TeamRoutingMixin, forms.Form):
     name = forms.CharField(max_length=100)
     phone = PhoneNumberField(
         help_text="The account's number, international format, e.g. +49 151 23456789.",

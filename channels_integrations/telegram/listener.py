@@ -191,9 +191,16 @@ class TelegramListener(Supervised):
             return True
         close_old_connections()
         row = (
-            TelegramAccount.objects.filter(pk=self.account_id).values("is_active", "status").first()
+            TelegramAccount.objects.filter(pk=self.account_id)
+            .values("is_active", "status", "company__is_active")
+            .first()
         )
-        if row is None or not row["is_active"] or row["status"] not in TelegramAccount.WANTED:
+        if (
+            row is None
+            or not row["is_active"]
+            or not row["company__is_active"]
+            or row["status"] not in TelegramAccount.WANTED
+        ):
             self.stop_reason = "stopped"
             return True
         return False
@@ -514,7 +521,10 @@ def supervise() -> dict:
     now = timezone.now()
     done = {"started": [], "unhealthy": []}
     accounts = TelegramAccount.objects.filter(
-        is_active=True, status__in=TelegramAccount.WANTED, session_string__isnull=False
+        is_active=True,
+        company__is_active=True,
+        status__in=TelegramAccount.WANTED,
+        session_string__isnull=False,
     ).only("pk", "company_id", "status", "next_attempt_at", "last_heartbeat_at")
     for account in accounts:
         if account_holder(account.pk) is None:

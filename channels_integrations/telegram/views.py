@@ -37,7 +37,11 @@ def _save(request, account=None):
         }
     initial = {name: getattr(account, name) for name in EDITABLE} if account else None
     form = TelegramAccountForm(
-        request.POST if request.method == "POST" else None, initial=initial, secrets_set=secrets_set
+        request.POST if request.method == "POST" else None,
+        initial=initial,
+        secrets_set=secrets_set,
+        company=request.user.company,
+        routing=account,
     )
     if request.method == "POST" and form.is_valid():
         try:

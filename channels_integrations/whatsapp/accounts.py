@@ -1,7 +1,7 @@
 """A WhatsApp number as company admins edit it (Settings → WhatsApp, `whatsapp/numbers/`)."""
 
 from ..models import WhatsAppNumber
-from ..services.channels import AccountKind, register_account
+from ..services.channels import ROUTING, AccountKind, register_account
 from .numbers import publish_number_updated
 
 KIND = register_account(
@@ -17,6 +17,7 @@ KIND = register_account(
             "cloud_access_token",
             "cloud_app_secret",
             "cloud_verify_token",
+            *ROUTING,
         ),
         unique_per_company=("phone",),
         saved=lambda number, fields: publish_number_updated(number),

@@ -6,6 +6,8 @@ import re
 from django import forms
 from phonenumber_field.formfields import PhoneNumberField
 
+from teams.forms import TeamRoutingMixin
+
 from ..forms import SecretInput
 from ..models import WhatsAppNumber
 
@@ -16,7 +18,7 @@ def _max_length(name):
     return WhatsAppNumber._meta.get_field(name).max_length
 
 
-class WhatsAppNumberForm(forms.Form):
+class WhatsAppNumberForm(TeamRoutingMixin, forms.Form):
     phone = PhoneNumberField(
         help_text="International format with country code, e.g. +49 151 23456789.",
         widget=forms.TextInput(attrs={"type": "tel", "placeholder": "+49 151 23456789"}),

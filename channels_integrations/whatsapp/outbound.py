@@ -3,7 +3,7 @@ or opened, and the message goes out through send_message, the one door out."""
 
 from django.core.exceptions import ValidationError
 
-from messaging import selectors
+from messaging import channels, selectors
 from messaging.models import Conversation, Message
 from messaging.services import Sender, SourceInactive, open_conversation, send_message
 from messaging.services.inbox import WINDOW_CLOSED
@@ -29,7 +29,7 @@ def send_to_phone(
     only a phone that wrote within 24 hours, a template anyone: anything else is refused
     before a conversation is opened (nothing is written)."""
     digits = phone.lstrip("+")
-    if not CHANNEL.is_live(number):
+    if not channels.live(number):
         raise ValidationError({"number": [INACTIVE]})
     if template is not None:  # checked before the conversation is opened
         CHANNEL.resolve_template(

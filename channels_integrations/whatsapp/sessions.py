@@ -476,12 +476,13 @@ class SessionRunner(Supervised):
             return True
         row = (
             WhatsAppSession.objects.filter(number_id=self.number.pk)
-            .values("status", "number__is_active", "number__status")
+            .values("status", "number__is_active", "number__status", "number__company__is_active")
             .first()
         )
         if (
             row is None
             or not row["number__is_active"]
+            or not row["number__company__is_active"]
             or row["number__status"] == WhatsAppNumber.Status.DELETING
             or row["status"] not in WhatsAppSession.WANTED
         ):
@@ -720,6 +721,7 @@ def supervise() -> dict:
         status__in=WhatsAppSession.WANTED,
         number__provider=WhatsAppNumber.Provider.WEB,
         number__is_active=True,
+        number__company__is_active=True,
     ).exclude(number__status=WhatsAppNumber.Status.DELETING)
     for session in sessions.select_related("number"):
         number_id = session.number_id

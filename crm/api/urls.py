@@ -83,9 +83,16 @@ from deals.api.views import DealViewSet, PipelineViewSet  # noqa: E402
 
 router.register("pipelines", PipelineViewSet, basename="pipeline")
 router.register("deals", DealViewSet, basename="deal")
+# members, invitations, teams (teams app)
+from teams.api import ROUTES as TEAM_ROUTES  # noqa: E402
+from teams.api import my_presence  # noqa: E402
+
+for _prefix, _viewset, _basename in TEAM_ROUTES:
+    router.register(_prefix, _viewset, basename=_basename)
 
 urlpatterns = [
     path("me/", me, name="api-me"),
+    path("me/presence/", my_presence, name="api-me-presence"),
     path("whatsapp/metrics/", whatsapp_metrics, name="whatsapp-metrics"),
     *router.urls,
 ]

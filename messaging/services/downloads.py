@@ -165,7 +165,7 @@ def _publish(attachment: Attachment) -> None:
     events.publish(
         "message.updated",
         message_payload(message),
-        company_id=attachment.conversation.company_id,
+        conversation=attachment.conversation,
     )
 
 

@@ -23,7 +23,7 @@ from .. import channels, events
 from ..models import Conversation, Message
 from ..payloads import conversation_payload, message_payload
 from ..selectors.window import reply_window
-from ..signals import inbound_message_stored
+from ..signals import conversation_created, inbound_message_stored
 from .attachments import check_outgoing_files, remove_stored_files, store_outgoing_files
 from .outbox import enqueue_delivery
 
@@ -62,7 +62,7 @@ class IngestResult:
 def _live_channel(source) -> channels.Channel:
     """The channel of `source`; SourceInactive when the source may not receive or send."""
     channel = channels.for_source(source)
-    if not channel.is_live(source):
+    if not channels.live(source):
         raise SourceInactive(f"{channel.platform} source {source.pk} is not active")
     return channel
 
@@ -130,10 +130,17 @@ def ingest_inbound(
     conversation = stored.conversation
     message.conversation = conversation
     # After commit: at once here in autocommit, at the caller's commit inside its transaction.
-    events.publish("message.created", message_payload(message), company_id=source.company_id)
+    events.publish("message.created", message_payload(message), conversation=conversation)
     events.publish(
-        "conversation.updated", conversation_payload(conversation), company_id=source.company_id
+        "conversation.updated", conversation_payload(conversation), conversation=conversation
     )
+    if stored.new_conversation:
+        transaction.on_commit(
+            lambda: conversation_created.send_robust(
+                sender=Conversation, conversation=conversation, company_id=source.company_id
+            ),
+            using=using,
+        )
     if notice:
         logger.info("ingest: stored %s notice=%s", platform, message.pk)
         return IngestResult(message, conversation, created=True)
@@ -177,6 +184,7 @@ class _Stored:
     conversation_id: int | None  # None: no such thread yet
     client_known: bool  # False: the sender has an identity that names no client yet
     conversation: Conversation | None  # after the bump; None: nothing stored (see above)
+    new_conversation: bool = False  # this statement created the conversation
 
 
 def _atomic_unless_autocommit(using):
@@ -299,10 +307,12 @@ def _store_inbound_sql(identity_keys: tuple[str, ...], create: bool) -> str:
         ctes.append(f"conv_new AS ({insert_conversation} RETURNING {returned})")
         ctes.append("conv AS (SELECT id FROM conv_found UNION ALL SELECT id FROM conv_new)")
         new_row = f" UNION ALL SELECT {returned} FROM conv_new"  # noqa: S608
+        is_new = "EXISTS (SELECT 1 FROM conv_new)"
     else:
         ctes.append("client AS (SELECT id FROM client_found)")
         ctes.append("conv AS (SELECT id FROM conv_found)")
         new_row = ""
+        is_new = "FALSE"
     insert_message = _insert_sql(
         Message,
         f"FROM conv, client WHERE {client_ok} ON CONFLICT DO NOTHING",
@@ -330,7 +340,7 @@ def _store_inbound_sql(identity_keys: tuple[str, ...], create: bool) -> str:
     with_clause = ",\n        ".join(ctes)
     return f"""
         WITH {with_clause}
-        SELECT (SELECT id FROM conv), {client_ok}, inserted.id, stored.*
+        SELECT (SELECT id FROM conv), {client_ok}, inserted.id, {is_new}, stored.*
         FROM client LEFT JOIN inserted ON TRUE
         LEFT JOIN (SELECT {returned} FROM bumped{new_row}) AS stored ON inserted.id IS NOT NULL
     """  # noqa: S608 (names from the models' meta; every value is a parameter)
@@ -376,7 +386,7 @@ def _store_inbound(using, message, received_at, thread: _Thread, *, create=False
     sql = _store_inbound_sql(tuple(identity), create)
     with prepared_cursor(using) as cursor:  # planned once per connection, not per message
         cursor.execute(sql, params)
-        found_id, client_ok, message_id, *conversation_row = cursor.fetchone()
+        found_id, client_ok, message_id, is_new, *conversation_row = cursor.fetchone()
     if message_id is None:
         return _Stored(found_id, bool(client_ok), None)
     message.pk = message_id
@@ -384,7 +394,7 @@ def _store_inbound(using, message, received_at, thread: _Thread, *, create=False
     message._state.adding = False
     message._state.db = using
     conversation = Conversation.from_db(using, _CONVERSATION_ATTNAMES, conversation_row)
-    return _Stored(found_id, True, conversation)
+    return _Stored(found_id, True, conversation, bool(is_new))
 
 
 def _find_client(company_id: int, identity: dict) -> Client | None:
@@ -503,7 +513,9 @@ def record_inbound_edit(source, thread_id: str, external_id: str, body: str) -> 
         message.body = body
         message.metadata = {**message.metadata, "edited_at": now, "edits": edits[-20:]}
         message.save(update_fields=["body", "metadata"])
-        events.publish("message.updated", message_payload(message), company_id=source.company_id)
+        events.publish(
+            "message.updated", message_payload(message), conversation=message.conversation
+        )
     logger.info("ingest: message=%s edited by its sender", message.pk)
     return True
 
@@ -524,7 +536,7 @@ def mark_inbound_deleted(source, external_ids: list[str], thread_id: str | None 
             }
             message.save(update_fields=["metadata"])
             events.publish(
-                "message.updated", message_payload(message), company_id=source.company_id
+                "message.updated", message_payload(message), conversation=message.conversation
             )
             _hide_deleted_preview(message)
             count += 1
@@ -543,9 +555,7 @@ def _hide_deleted_preview(message: Message) -> None:
     conversation.last_message_preview = _("This message was deleted")
     conversation.save(update_fields=["last_message_preview", "updated_at"])
     events.publish(
-        "conversation.updated",
-        conversation_payload(conversation),
-        company_id=conversation.company_id,
+        "conversation.updated", conversation_payload(conversation), conversation=conversation
     )
 
 
@@ -703,11 +713,9 @@ def _quote(conversation: Conversation, reply_to: Message | None) -> dict:
 
 def _publish_queued(message: Message, conversation: Conversation) -> None:
     """Inside the sending transaction: the events and the delivery go out after commit."""
-    events.publish("message.created", message_payload(message), company_id=conversation.company_id)
+    events.publish("message.created", message_payload(message), conversation=conversation)
     events.publish(
-        "conversation.updated",
-        conversation_payload(conversation),
-        company_id=conversation.company_id,
+        "conversation.updated", conversation_payload(conversation), conversation=conversation
     )
     transaction.on_commit(lambda: enqueue_delivery(message.pk), robust=True)
 
@@ -743,12 +751,18 @@ def name_thread_client(conversation: Conversation, name: str) -> bool:
 
 
 def _save_and_publish(
-    conversation: Conversation, fields: list[str], event: str = "conversation.updated"
+    conversation: Conversation,
+    fields: list[str],
+    event: str = "conversation.updated",
+    also_tell: tuple = (),
 ):
     with transaction.atomic():
         conversation.save(update_fields=[*fields, "updated_at"])
         events.publish(
-            event, conversation_payload(conversation), company_id=conversation.company_id
+            event,
+            conversation_payload(conversation),
+            conversation=conversation,
+            user_ids=[user_id for user_id in also_tell if user_id is not None],
         )
     return conversation
 
@@ -756,6 +770,7 @@ def _save_and_publish(
 def assign_conversation(actor, conversation: Conversation, assignee) -> Conversation:
     if assignee is not None and assignee.company_id != conversation.company_id:
         raise ValidationError({"assignee": ["Choose a member of your company."]})
+    previous = conversation.assignee_id
     conversation.assignee = assignee
     logger.info(
         "conversation=%s assigned to=%s by=%s",
@@ -763,8 +778,12 @@ def assign_conversation(actor, conversation: Conversation, assignee) -> Conversa
         getattr(assignee, "pk", None),
         actor.pk,
     )
+    # The previous assignee hears it too (a restricted agent no longer sees it after this).
+    also_tell = (previous,) if previous != getattr(assignee, "pk", None) else ()
     with transaction.atomic():
-        conversation = _save_and_publish(conversation, ["assignee"], "conversation.assigned")
+        conversation = _save_and_publish(
+            conversation, ["assignee"], "conversation.assigned", also_tell
+        )
         notifications.conversation_assigned(actor, conversation)
     return conversation
 

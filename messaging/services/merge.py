@@ -75,7 +75,5 @@ def merge_conversations(target: Conversation, others) -> Conversation:
                 {"id": pk, "into": target.pk},
                 company_id=target.company_id,
             )
-        events.publish(
-            "conversation.updated", conversation_payload(target), company_id=target.company_id
-        )
+        events.publish("conversation.updated", conversation_payload(target), conversation=target)
     return target

@@ -93,6 +93,7 @@ def outbound_for(message: Message) -> OutboundMessage:
             else None
         ),
         files=outbound_files(message),
+        auto_submitted=bool(message.metadata.get("auto_submitted")),
     )
 
 
@@ -112,7 +113,7 @@ def deliver_message(message_id: int) -> Outcome | None:
         return None
     conversation = message.conversation
     source = conversation.source
-    if source is None or not channels.get(conversation.platform).is_live(source):
+    if source is None or not channels.live(source):
         outbound, outcome = None, Outcome("failed", reason=DEACTIVATED)
     else:
         outbound, outcome = outbound_for(message), None
@@ -173,7 +174,7 @@ def _publish(message_id: int) -> None:
     message = Message.objects.select_related("conversation").filter(pk=message_id).first()
     if message is not None:
         events.publish(
-            "message.updated", message_payload(message), company_id=message.conversation.company_id
+            "message.updated", message_payload(message), conversation=message.conversation
         )
 
 
@@ -199,7 +200,10 @@ def record_delivery_status(
     with transaction.atomic():
         message = (
             Message.objects.select_for_update(of=("self",))  # lock the message, not its thread
-            .annotate(company_id=F("conversation__company_id"))
+            .annotate(
+                company_id=F("conversation__company_id"),
+                assignee_id=F("conversation__assignee_id"),
+            )
             .filter(pk=message_id)
             .first()
         )
@@ -221,7 +225,8 @@ def record_delivery_status(
             setattr(message, STATUS_TIME_FIELD[status], timezone.now())
             fields.append(STATUS_TIME_FIELD[status])
         message.save(update_fields=fields)
-        events.publish("message.updated", message_payload(message), company_id=message.company_id)
+        # message carries its conversation's company_id and assignee_id (annotated above)
+        events.publish("message.updated", message_payload(message), conversation=message)
         if status == Message.Status.FAILED:
             notifications.send_failed(message, message.company_id)
     logger.info("outbound: message=%s status=%s", message.pk, status)
@@ -285,7 +290,7 @@ def retry_message(actor, message: Message) -> Message:
     if message.direction != Message.Direction.OUTBOUND or message.status != Message.Status.FAILED:
         raise ValidationError({"message": [NOT_FAILED]})
     source = message.conversation.source
-    if source is None or not channels.get(message.conversation.platform).is_live(source):
+    if source is None or not channels.live(source):
         raise ValidationError(
             {"conversation": [_("This conversation's channel is deactivated; it cannot send.")]}
         )
@@ -303,7 +308,7 @@ def retry_message(actor, message: Message) -> Message:
         events.publish(
             "message.updated",
             message_payload(message),
-            company_id=message.conversation.company_id,
+            conversation=message.conversation,
         )
         transaction.on_commit(lambda: enqueue_delivery(message.pk), robust=True)
     logger.info("outbound: message=%s retried by user=%s", message.pk, getattr(actor, "pk", None))

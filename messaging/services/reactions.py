@@ -31,7 +31,7 @@ def reactions_of(message: Message) -> list[dict]:
     ]
 
 
-def _publish(message: Message, company_id: int) -> None:
+def _publish(message: Message, conversation) -> None:
     events.publish(
         "message.reacted",
         {
@@ -39,7 +39,7 @@ def _publish(message: Message, company_id: int) -> None:
             "conversation_id": message.conversation_id,
             "reactions": reactions_of(message),
         },
-        company_id=company_id,
+        conversation=conversation,
     )
 
 
@@ -75,7 +75,7 @@ def record_customer_reaction(source, thread_id: str, target_external_id: str, em
         else:
             current.emoji = emoji
             current.save(update_fields=["emoji", "updated_at"])
-        _publish(message, source.company_id)
+        _publish(message, message.conversation)
     logger.info("reaction: customer %s message=%s", "set" if emoji else "removed", message.pk)
     return True
 
@@ -116,7 +116,7 @@ def react(actor, message: Message, emoji: str) -> list[dict]:
             current.save(update_fields=["emoji", "author", "error", "updated_at"])
         else:
             return reactions_of(message)  # the same again: nothing to send
-        _publish(message, message.conversation.company_id)
+        _publish(message, message.conversation)
         transaction.on_commit(lambda: _queue_send(message.pk), robust=True)
     logger.info("reaction: user=%s reacted to message=%s", actor.pk, message.pk)
     return reactions_of(message)
@@ -128,7 +128,7 @@ def unreact(actor, message: Message) -> list[dict]:
     with transaction.atomic():
         removed, _ = MessageReaction.objects.filter(message=message, from_customer=False).delete()
         if removed:
-            _publish(message, message.conversation.company_id)
+            _publish(message, message.conversation)
             transaction.on_commit(lambda: _queue_send(message.pk), robust=True)
     return reactions_of(message)
 
@@ -164,7 +164,7 @@ def send_reaction(message_id: int, *, final: bool = True) -> float | None:
         route=channel.route(source, conversation=conversation) if source else None,
     )
     try:
-        if source is None or not channel.is_live(source):
+        if source is None or not channels.live(source):
             raise channels.SendError(_("This conversation's channel is deactivated."))
         channel.react(outbound)
     except channels.SendError as exc:
@@ -177,7 +177,7 @@ def send_reaction(message_id: int, *, final: bool = True) -> float | None:
                     error=exc.reason[:500]
                 )
                 if updated:
-                    _publish(message, conversation.company_id)
+                    _publish(message, conversation)
         return None
     logger.info("reaction: message=%s sent (%s)", message.pk, "set" if emoji else "removed")
     return None

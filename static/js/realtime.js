@@ -35,7 +35,8 @@
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     setState("connecting");
-    socket = new WebSocket(`${scheme}://${location.host}/ws/`);
+    // ?presence=1: also hear who of the company comes online or goes away (presence.changed).
+    socket = new WebSocket(`${scheme}://${location.host}/ws/?presence=1`);
     socket.onmessage = (message) => {
       let payload;
       try {

@@ -41,6 +41,8 @@ class WhatsAppNumberSerializer(SecretsSerializerMixin, serializers.ModelSerializ
             "cloud_access_token",
             "cloud_app_secret",
             "cloud_verify_token",
+            "team",
+            "distribution",
             "created_at",
             "updated_at",
         ]

@@ -62,7 +62,9 @@ def number_list(request):
 @company_member_required
 @company_admin_required
 def number_create(request):
-    form = WhatsAppNumberForm(request.POST if request.method == "POST" else None)
+    form = WhatsAppNumberForm(
+        request.POST if request.method == "POST" else None, company=request.user.company
+    )
     if form.is_valid():
         try:
             number = services.save_channel(request.user, WhatsAppNumber, **form.cleaned_data)
@@ -81,10 +83,15 @@ def number_edit(request, pk):
     title = str(number)  # taken before the service assigns (possibly rejected) new values
     secrets_set = {name: bool(getattr(number, name)) for name in NUMBER_SECRETS}
     if request.method == "POST":
-        form = WhatsAppNumberForm(request.POST, secrets_set=secrets_set)
+        form = WhatsAppNumberForm(
+            request.POST, secrets_set=secrets_set, company=request.user.company, routing=number
+        )
     else:
         form = WhatsAppNumberForm(
-            initial=model_to_dict(number, fields=NOT_SECRET), secrets_set=secrets_set
+            initial=model_to_dict(number, fields=NOT_SECRET),
+            secrets_set=secrets_set,
+            company=request.user.company,
+            routing=number,
         )
     if request.method == "POST" and form.is_valid():
         try:
