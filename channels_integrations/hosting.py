@@ -105,9 +105,9 @@ class Hosted:
                 delay = backoff_delay(attempts)
                 await self.host.db(self.on_retry, error, attempts, delay)
                 await self.pause(delay)
-        except LeaseLost:
+        except LeaseLost as exc:
             self.stop_reason = "lease_lost"
-            logger.warning("%s=%s lease lost; stopped writing", self.kind, self.key)
+            logger.warning("%s=%s lease lost (%s); stopped writing", self.kind, self.key, exc)
         return self.stop_reason or "stopped"
 
     async def pause(self, seconds: float) -> None:
