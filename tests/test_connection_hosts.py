@@ -146,7 +146,9 @@ def test_two_hosts_hold_everything_once_a_killed_host_moves_and_no_room_waits(
         "FAKE_WHATSAPP_LIVE_KEY": wa_live,
         "FAKE_TELEGRAM_LIVE_KEY": tg_live,
         "CONNECTION_HOST_TTL": str(HOST_TTL),
-        "CONNECTION_LEASE_SECONDS": "30",  # longer than the test's takeover: no lapse helps
+        # Short: the hosts must renew it (batched) while they hold; the takeover after the
+        # kill comes from the dead host's missing heartbeat, well before a lease could lapse.
+        "CONNECTION_LEASE_SECONDS": "6",
         "CONNECTION_HEARTBEAT_SECONDS": "0.5",
         "CONNECTION_SUPERVISOR_SECONDS": str(PERIOD),
     }
@@ -170,6 +172,11 @@ def test_two_hosts_hold_everything_once_a_killed_host_moves_and_no_room_waits(
             ),
             timeout=30,
         )
+        # Held past several lease lifetimes: renewed, never lost.
+        tokens = {a.pk: account_holder(a.pk) for a in accounts}
+        time.sleep(14)
+        assert {a.pk: account_holder(a.pk) for a in accounts} == tokens
+        assert all("lease lost" not in host.log() for host in hosts)
         # Supervising again moves nothing (sticky) and starts nothing twice.
         again = fleet.supervise()
         assert again["assigned"] == [] and again["kept"] == 10
