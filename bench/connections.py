@@ -58,9 +58,13 @@ def start_host(env: dict, capacity: int, name: str) -> subprocess.Popen:
 
 
 def main():
-    args = common.parse_args(__doc__.splitlines()[0])
-    telegram_count = 200 if args.quick else 1000
-    qr_count = 40 if args.quick else 200
+    args = common.parse_args(
+        __doc__.splitlines()[0],
+        telegram=dict(type=int, default=None, help="Telegram accounts (default 1000)"),
+        qr=dict(type=int, default=None, help="QR sessions (default 200)"),
+    )
+    telegram_count = args.telegram or (200 if args.quick else 1000)
+    qr_count = args.qr or (40 if args.quick else 200)
     idle_window = 10.0 if args.quick else 30.0
     total = telegram_count + qr_count
     (common.ROOT / "var").mkdir(exist_ok=True)

@@ -45,6 +45,26 @@ logger = logging.getLogger(__name__)
 
 WAKE = {"op": "_wake"}
 
+# Renew many leases at once (coordination's take_lease, for each KEYS[i] and token ARGV[i+1]).
+_RENEW_MANY = """
+local ttl = ARGV[1]
+local kept = {}
+for i, name in ipairs(KEYS) do
+  local token = ARGV[i + 1]
+  local current = redis.call('GET', name)
+  if current == token then
+    redis.call('PEXPIRE', name, ttl)
+    kept[i] = 1
+  elseif not current then
+    redis.call('SET', name, token, 'PX', ttl)
+    kept[i] = 1
+  else
+    kept[i] = 0
+  end
+end
+return kept
+"""
+
 
 class Hosted:
     """One connection on a host: `run` drives it (connect, back off, connect again) until it
@@ -105,9 +125,9 @@ class Hosted:
                 delay = backoff_delay(attempts)
                 await self.host.db(self.on_retry, error, attempts, delay)
                 await self.pause(delay)
-        except LeaseLost:
+        except LeaseLost as exc:
             self.stop_reason = "lease_lost"
-            logger.warning("%s=%s lease lost; stopped writing", self.kind, self.key)
+            logger.warning("%s=%s lease lost (%s); stopped writing", self.kind, self.key, exc)
         return self.stop_reason or "stopped"
 
     async def pause(self, seconds: float) -> None:
@@ -567,19 +587,30 @@ class ConnectionHost:
             return
 
         def renew() -> list[bool]:
+            # One script call per 500 leases: one round trip and one reply (a pipeline's
+            # reply per lease would wait for the GIL behind busy threads each time).
             client = coordination.redis_client()
-            script = client.register_script(coordination._TAKE_LEASE)
-            pipe = client.pipeline(transaction=False)
             ttl_ms = max(int(settings.CONNECTION_LEASE_SECONDS * 1000), 1)
-            for conn in held:
-                script(
-                    keys=[coordination.key(conn.lease.name)],
-                    args=[conn.lease.token, ttl_ms],
-                    client=pipe,
-                )
-            return [bool(result) for result in pipe.execute()]
+            kept: list[bool] = []
+            for start in range(0, len(held), 500):
+                chunk = held[start : start + 500]
+                kept += [
+                    bool(result)
+                    for result in client.eval(
+                        _RENEW_MANY,
+                        len(chunk),
+                        *[coordination.key(conn.lease.name) for conn in chunk],
+                        ttl_ms,
+                        *[conn.lease.token for conn in chunk],
+                    )
+                ]
+            return kept
 
+        started = time.monotonic()
         kept_all = await asyncio.get_running_loop().run_in_executor(self.beat_pool, renew)
+        logger.info(
+            "connection host: %s lease(s) renewed in %.2fs", len(held), time.monotonic() - started
+        )
         for conn, kept in zip(held, kept_all, strict=True):
             if not kept:
                 logger.warning("%s=%s lease lost; stopping", conn.kind, conn.key)

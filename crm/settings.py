@@ -220,7 +220,9 @@ CONNECTION_HOSTS = env.bool("CONNECTION_HOSTS", default=True)
 CONNECTION_HOST_CAPACITY = env.int("CONNECTION_HOST_CAPACITY", default=1000)
 CONNECTION_HOST_TTL = env.float("CONNECTION_HOST_TTL", default=10.0)
 CONNECTION_HOST_DB_THREADS = env.int("CONNECTION_HOST_DB_THREADS", default=8)
-CONNECTION_HOST_IDLE_THREADS = env.int("CONNECTION_HOST_IDLE_THREADS", default=100)
+# Threads where neonize's connect() and IMAP IDLE block, one per QR session or IDLE mailbox
+# held (created as needed): keep it at least the host's share of those.
+CONNECTION_HOST_IDLE_THREADS = env.int("CONNECTION_HOST_IDLE_THREADS", default=1000)
 CONNECTION_HOST_CONN_MAX_AGE = env.int("CONNECTION_HOST_CONN_MAX_AGE", default=300)
 CELERY_BEAT_SCHEDULE = {
     "drain-webhook-inbox": {

@@ -23,8 +23,9 @@ from django.core.cache import cache
 
 from channels_integrations import fleet
 from channels_integrations.models import TelegramAccount, WhatsAppSession
-from channels_integrations.telegram.listener import account_holder
+from channels_integrations.telegram.listener import account_holder, send_through_listener
 from channels_integrations.whatsapp.lease import number_holder
+from channels_integrations.whatsapp.sessions import send_through_session
 
 from .factories import (
     CompanyFactory,
@@ -146,7 +147,9 @@ def test_two_hosts_hold_everything_once_a_killed_host_moves_and_no_room_waits(
         "FAKE_WHATSAPP_LIVE_KEY": wa_live,
         "FAKE_TELEGRAM_LIVE_KEY": tg_live,
         "CONNECTION_HOST_TTL": str(HOST_TTL),
-        "CONNECTION_LEASE_SECONDS": "30",  # longer than the test's takeover: no lapse helps
+        # Short: the hosts must renew it (batched) while they hold; the takeover after the
+        # kill comes from the dead host's missing heartbeat, well before a lease could lapse.
+        "CONNECTION_LEASE_SECONDS": "6",
         "CONNECTION_HEARTBEAT_SECONDS": "0.5",
         "CONNECTION_SUPERVISOR_SECONDS": str(PERIOD),
     }
@@ -170,6 +173,16 @@ def test_two_hosts_hold_everything_once_a_killed_host_moves_and_no_room_waits(
             ),
             timeout=30,
         )
+        # Held past several lease lifetimes: renewed, never lost.
+        tokens = {a.pk: account_holder(a.pk) for a in accounts}
+        time.sleep(14)
+        assert {a.pk: account_holder(a.pk) for a in accounts} == tokens
+        assert all("lease lost" not in host.log() for host in hosts)
+        # Replies reach the holder through its host's doorbell (no BLPOP per listener).
+        receipt = send_through_listener(accounts[0].pk, f"host-test:{run}:tg", "4242", "Hi")
+        assert receipt.external_id.isdigit()
+        receipt = send_through_session(numbers[0].pk, f"host-test:{run}:wa", "+4915112345", "Hi")
+        assert receipt.external_id.startswith(f"wamid.web.{numbers[0].pk}.")
         # Supervising again moves nothing (sticky) and starts nothing twice.
         again = fleet.supervise()
         assert again["assigned"] == [] and again["kept"] == 10

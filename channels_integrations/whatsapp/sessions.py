@@ -329,8 +329,8 @@ class SessionRunner(Supervised):
         message is counted and recorded as the last error."""
         try:
             callback(*args)
-        except LeaseLost:
-            logger.warning("whatsapp: number=%s lost its lease; stopping", self.number.pk)
+        except LeaseLost as exc:
+            logger.warning("whatsapp: number=%s lost its lease (%s); stopping", self.number.pk, exc)
             self._stop("lease_lost")
         except Exception as exc:
             logger.exception("whatsapp: number=%s callback failed", self.number.pk)
