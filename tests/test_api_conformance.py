@@ -76,7 +76,16 @@ def seed_company(company, admin, api_token) -> dict[str, int]:
         "/api/v1/whatsapp/broadcasts/": broadcast.pk,
         "/api/v1/whatsapp/numbers/": number.pk,
         "/api/v1/whatsapp/sessions/": WhatsAppSessionFactory(number=number).pk,
+        "/api/v1/canned-replies/": _canned_reply(company).pk,
     }
+
+
+def _canned_reply(company):
+    from canned.models import CannedReply
+
+    return CannedReply.objects.create(
+        company=company, title="Greeting", shortcut="greet", body="Hi {{client.first_name}}"
+    )
 
 
 @pytest.fixture
