@@ -85,6 +85,7 @@ def seed_company(company, admin, api_token) -> dict[str, int]:
         "/api/v1/members/": UserFactory(company=company).pk,
         "/api/v1/invitations/": _invitation(company).pk,
         "/api/v1/teams/": _team(company, admin).pk,
+        "/api/v1/canned-replies/": _canned_reply(company).pk,
     }
 
 
@@ -108,6 +109,14 @@ def _team(company, member):
     team = Team.objects.create(company=company, name="Sales", hours={"0": ["09:00", "18:00"]})
     team.members.add(member)
     return team
+
+
+def _canned_reply(company):
+    from canned.models import CannedReply
+
+    return CannedReply.objects.create(
+        company=company, title="Greeting", shortcut="greet", body="Hi {{client.first_name}}"
+    )
 
 
 @pytest.fixture
