@@ -102,6 +102,16 @@ def make_company(name: str, conversations: int, deals: int):
          CROSS JOIN generate_series(1, %(per)s) g
          WHERE conv.company_id = %(company)s
         """,
+        # The first response of each conversation, as send_message records it (and as the
+        # migration backfilled it): the first agent-written reply after the client wrote.
+        """
+        UPDATE messaging_conversation c
+           SET first_response_at = (
+               SELECT min(o.created_at) FROM messaging_message o
+                WHERE o.conversation_id = c.id AND o.direction = 'out'
+                  AND o.author_id IS NOT NULL)
+         WHERE c.company_id = %(company)s
+        """,
         # Deals over the year: 30 %% won, 20 %% lost, the rest open.
         """
         INSERT INTO deals_deal (company_id, pipeline_id, stage_id, title, amount, currency,

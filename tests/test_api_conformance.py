@@ -27,10 +27,12 @@ from .factories import (
     ChatMessageFactory,
     ClientFactory,
     ConversationFactory,
+    DealFactory,
     EmailAccountFactory,
     InstagramAccountFactory,
     MessageFactory,
     MessengerPageFactory,
+    PipelineFactory,
     TelegramAccountFactory,
     UserFactory,
     WhatsAppNumberFactory,
@@ -76,6 +78,8 @@ def seed_company(company, admin, api_token) -> dict[str, int]:
         "/api/v1/whatsapp/broadcasts/": broadcast.pk,
         "/api/v1/whatsapp/numbers/": number.pk,
         "/api/v1/whatsapp/sessions/": WhatsAppSessionFactory(number=number).pk,
+        "/api/v1/pipelines/": PipelineFactory(company=company).pk,
+        "/api/v1/deals/": DealFactory(company=company, client=client, owner=None).pk,
     }
 
 
