@@ -157,6 +157,8 @@ def test_api_creates_filters_moves_and_closes(admin_api, admin_user, other_compa
             "pipeline",
         ),
         ({"title": "", "client": maria.pk}, "title"),
+        ({"title": "x", "client": 2**70}, "client"),
+        ({"title": "x", "client": maria.pk, "stage": 2**64}, "stage"),
         (
             {"title": "x", "client": maria.pk, "owner": UserFactory(company=other_company).pk},
             "owner",
