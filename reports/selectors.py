@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,12 @@ def parse_period(params, today: date | None = None) -> tuple[Period, dict]:
         try:
             values[name] = date.fromisoformat(raw)
         except ValueError:
-            errors[name] = ["Enter a date as YYYY-MM-DD."]
+            errors[name] = [_("Enter a date as YYYY-MM-DD.")]
             values[name] = default
     if not errors and values["from"] > values["to"]:
-        errors["from"] = ["The period starts after it ends."]
+        errors["from"] = [_("The period starts after it ends.")]
     elif not errors and (values["to"] - values["from"]).days >= MAX_DAYS:
-        errors["to"] = [f"A period is at most {MAX_DAYS} days."]
+        errors["to"] = [_("A period is at most %(days)d days.") % {"days": MAX_DAYS}]
     if errors:
         values = {"from": today - timedelta(days=29), "to": today}
     return Period(values["from"], values["to"]), errors
