@@ -392,7 +392,10 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "crm.api.schema.add_error_responses",
     ],
-    "ENUM_NAME_OVERRIDES": {"NotificationKindEnum": "notifications.models.Kind"},
+    "ENUM_NAME_OVERRIDES": {
+        "NotificationKindEnum": "notifications.models.Kind",
+        "DealStatusEnum": "deals.models.Deal.Status",
+    },
 }
 
 # Content-Security-Policy (django-csp): scripts and styles from our own static files only, no

@@ -5,6 +5,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from django.db.models import Count, Prefetch, Q, Sum
+from django.utils.translation import gettext as _
 
 from accounts.scoping import scoped
 
@@ -116,11 +117,11 @@ def parse_filter(params) -> tuple[DealFilter, dict]:
         raw = params.get(name, "")
         value = parse(raw)
         if raw not in (None, "") and value is None:
-            errors[name] = ["Enter a valid value."]
+            errors[name] = [_("Enter a valid value.")]
         values[name] = value
     status = params.get("status", "")
     if status and status not in Deal.Status.values:
-        errors["status"] = ["Choose open, won or lost."]
+        errors["status"] = [_("Choose open, won or lost.")]
         status = ""
     return DealFilter(status=status, q=params.get("q", "").strip(), **values), errors
 

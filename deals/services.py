@@ -162,12 +162,17 @@ def _pipeline_changed(pipeline: Pipeline) -> None:
 # ---------------------------------------------------------------- deals
 
 
+def _is_id(value) -> bool:
+    """A value the database can compare with a bigint primary key."""
+    return str(value).isdigit() and int(value) < 2**63
+
+
 def _scoped_or_error(actor, model, value, field):
     """`value` (a row or an id) as a row of the actor's company, or a field error."""
     if value is None or value == "":
         return None
     pk = getattr(value, "pk", value)
-    row = scoped(model, actor).filter(pk=pk).first() if str(pk).isdigit() else None
+    row = scoped(model, actor).filter(pk=pk).first() if _is_id(pk) else None
     if row is None:
         raise ValidationError({field: [_("Not found.")]})
     return row
@@ -281,7 +286,7 @@ def _owner(actor, owner):
 
 def _stage_of(pipeline: Pipeline, stage) -> Stage:
     pk = getattr(stage, "pk", stage)
-    found = Stage.objects.filter(pipeline=pipeline, pk=pk).first() if str(pk).isdigit() else None
+    found = Stage.objects.filter(pipeline=pipeline, pk=pk).first() if _is_id(pk) else None
     if found is None:
         raise ValidationError({"stage": [_("This stage is not in the deal's pipeline.")]})
     return found

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,12 @@ def parse_period(params, today: date | None = None) -> tuple[Period, dict]:
         try:
             values[name] = date.fromisoformat(raw)
         except ValueError:
-            errors[name] = ["Enter a date as YYYY-MM-DD."]
+            errors[name] = [_("Enter a date as YYYY-MM-DD.")]
             values[name] = default
     if not errors and values["from"] > values["to"]:
-        errors["from"] = ["The period starts after it ends."]
+        errors["from"] = [_("The period starts after it ends.")]
     elif not errors and (values["to"] - values["from"]).days >= MAX_DAYS:
-        errors["to"] = [f"A period is at most {MAX_DAYS} days."]
+        errors["to"] = [_("A period is at most %(days)d days.") % {"days": MAX_DAYS}]
     if errors:
         values = {"from": today - timedelta(days=29), "to": today}
     return Period(values["from"], values["to"]), errors
@@ -134,60 +135,101 @@ def conversations_by_channel(company_id: int, period: Period) -> list[dict]:
 
 
 BY_AGENT_SQL = """
-WITH conv AS (
-    SELECT c.assignee_id AS agent, count(*) AS conversations
-      FROM messaging_conversation c
-     WHERE c.company_id = %(company)s AND c.created_at >= %(start)s AND c.created_at < %(end)s
-     GROUP BY c.assignee_id
-), replies AS (
-    SELECT m.author_id AS agent, count(*) AS replies
-      FROM messaging_message m
-      JOIN accounts_user u ON u.id = m.author_id AND u.company_id = %(company)s
-     WHERE m.author_id IS NOT NULL AND m.created_at >= %(start)s AND m.created_at < %(end)s
-     GROUP BY m.author_id
-)
-SELECT COALESCE(conv.agent, replies.agent) AS agent,
+SELECT c.assignee_id,
        COALESCE(NULLIF(trim(u.first_name || ' ' || u.last_name), ''), u.username),
-       COALESCE(conv.conversations, 0), COALESCE(replies.replies, 0)
-  FROM conv FULL OUTER JOIN replies ON replies.agent = conv.agent
-  LEFT JOIN accounts_user u ON u.id = COALESCE(conv.agent, replies.agent)
- ORDER BY 3 DESC, 4 DESC, 2
+       count(*),
+       count(*) FILTER (WHERE c.first_response_at IS NOT NULL),
+       count(*) FILTER (WHERE c.status = 'closed')
+  FROM messaging_conversation c
+  LEFT JOIN accounts_user u ON u.id = c.assignee_id
+ WHERE c.company_id = %(company)s AND c.created_at >= %(start)s AND c.created_at < %(end)s
+ GROUP BY c.assignee_id, u.first_name, u.last_name, u.username
+ ORDER BY 3 DESC, 2
 """
 
 
 def conversations_by_agent(company_id: int, period: Period) -> list[dict]:
-    """Per agent: conversations (created in the period) assigned to them, and replies they
-    wrote in the period. Unassigned conversations are one row without an agent."""
+    """Per assignee, the conversations started in the period: how many, how many were
+    answered by an agent, how many are closed. Unassigned ones are one row without an agent."""
     return [
         {
             "agent_id": agent,
             "agent": name or "",
             "conversations": conversations,
-            "replies": replies,
+            "answered": answered,
+            "closed": closed,
         }
-        for agent, name, conversations, replies in _rows(BY_AGENT_SQL, _params(company_id, period))
+        for agent, name, conversations, answered, closed in _rows(
+            BY_AGENT_SQL, _params(company_id, period)
+        )
     ]
 
 
+# Finished days of the period that have no stored counts yet are counted in one pass over
+# their messages (one statement, whatever their number) and stored; ON CONFLICT: a concurrent
+# report stored them first.
+FILL_DAYS_SQL = """
+WITH missing AS (
+    SELECT d::date AS day
+      FROM generate_series(%(first)s::date, %(last_finished)s::date, interval '1 day') AS d
+     WHERE NOT EXISTS (SELECT 1 FROM reports_messageday r
+                        WHERE r.company_id = %(company)s AND r.tz = %(tz)s AND r.day = d::date)
+), bounds AS (
+    SELECT (min(day)::timestamp AT TIME ZONE %(tz)s) AS lo,
+           ((max(day) + 1)::timestamp AT TIME ZONE %(tz)s) AS hi
+      FROM missing
+), counts AS (
+    SELECT (m.created_at AT TIME ZONE %(tz)s)::date AS day,
+           count(*) FILTER (WHERE m.direction = 'in') AS inbound,
+           count(*) FILTER (WHERE m.direction = 'out') AS outbound
+      FROM bounds, messaging_message m
+      JOIN messaging_conversation c ON c.id = m.conversation_id
+     WHERE c.company_id = %(company)s AND m.created_at >= bounds.lo AND m.created_at < bounds.hi
+     GROUP BY 1
+)
+INSERT INTO reports_messageday (company_id, tz, day, inbound, outbound)
+SELECT %(company)s, %(tz)s, missing.day, COALESCE(counts.inbound, 0), COALESCE(counts.outbound, 0)
+  FROM missing LEFT JOIN counts ON counts.day = missing.day
+ON CONFLICT DO NOTHING
+"""
+
 MESSAGES_PER_DAY_SQL = """
 SELECT d::date AS day,
-       COALESCE(counts.inbound, 0), COALESCE(counts.outbound, 0)
+       COALESCE(r.inbound, live.inbound, 0), COALESCE(r.outbound, live.outbound, 0)
   FROM generate_series(%(first)s::date, %(last)s::date, interval '1 day') AS d
+  LEFT JOIN reports_messageday r
+         ON r.company_id = %(company)s AND r.tz = %(tz)s AND r.day = d::date
   LEFT JOIN (
       SELECT (m.created_at AT TIME ZONE %(tz)s)::date AS day,
              count(*) FILTER (WHERE m.direction = 'in') AS inbound,
              count(*) FILTER (WHERE m.direction = 'out') AS outbound
         FROM messaging_message m
         JOIN messaging_conversation c ON c.id = m.conversation_id
-       WHERE c.company_id = %(company)s AND m.created_at >= %(start)s AND m.created_at < %(end)s
+       WHERE c.company_id = %(company)s AND m.created_at >= %(today_start)s
+         AND m.created_at < %(end)s
        GROUP BY 1
-  ) counts ON counts.day = d::date
+  ) live ON live.day = d::date
  ORDER BY 1
 """
 
 
-def messages_per_day(company_id: int, period: Period) -> list[dict]:
-    params = _params(company_id, period, first=period.start, last=period.end)
+def messages_per_day(company_id: int, period: Period, today: date | None = None) -> list[dict]:
+    """Inbound and outbound messages per day of the period. Finished days are counted once
+    and kept (reports.MessageDay); today, and only today, is counted live. Two statements."""
+    today = today or timezone.localdate()
+    zone = timezone.get_current_timezone()
+    today_start = datetime.combine(today, time.min, tzinfo=zone)
+    params = _params(
+        company_id,
+        period,
+        first=period.start,
+        last=period.end,
+        last_finished=min(period.end, today - timedelta(days=1)),
+        today_start=max(today_start, period.bounds[0]),
+    )
+    if period.start < today:
+        with connection.cursor() as cursor:
+            cursor.execute(FILL_DAYS_SQL, params)
     return [
         {"day": day.isoformat(), "inbound": inbound, "outbound": outbound}
         for day, inbound, outbound in _rows(MESSAGES_PER_DAY_SQL, params)

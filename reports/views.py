@@ -38,7 +38,8 @@ REPORTS = {
         [
             (gettext_lazy("Agent"), "agent"),
             (gettext_lazy("Conversations"), "conversations"),
-            (gettext_lazy("Replies"), "replies"),
+            (gettext_lazy("Answered"), "answered"),
+            (gettext_lazy("Closed"), "closed"),
         ],
     ),
     "messages-per-day": (
@@ -117,7 +118,8 @@ def reports(request):
             "query": request.GET.urlencode(),
             "labels": {
                 "conversations": _("Conversations"),
-                "replies": _("Replies"),
+                "answered": _("Answered"),
+                "closed": _("Closed"),
                 "inbound": _("Inbound"),
                 "outbound": _("Outbound"),
                 "deals": _("Deals that reached the stage"),

@@ -27,10 +27,12 @@ from .factories import (
     ChatMessageFactory,
     ClientFactory,
     ConversationFactory,
+    DealFactory,
     EmailAccountFactory,
     InstagramAccountFactory,
     MessageFactory,
     MessengerPageFactory,
+    PipelineFactory,
     TelegramAccountFactory,
     UserFactory,
     WhatsAppNumberFactory,
@@ -86,6 +88,8 @@ def seed_company(company, admin, api_token) -> dict[str, int]:
         "/api/v1/invitations/": _invitation(company).pk,
         "/api/v1/teams/": _team(company, admin).pk,
         "/api/v1/canned-replies/": _canned_reply(company).pk,
+        "/api/v1/pipelines/": PipelineFactory(company=company).pk,
+        "/api/v1/deals/": DealFactory(company=company, client=client, owner=None).pk,
     }
 
 

@@ -157,6 +157,8 @@ def test_api_creates_filters_moves_and_closes(admin_api, admin_user, other_compa
             "pipeline",
         ),
         ({"title": "", "client": maria.pk}, "title"),
+        ({"title": "x", "client": 2**70}, "client"),
+        ({"title": "x", "client": maria.pk, "stage": 2**64}, "stage"),
         (
             {"title": "x", "client": maria.pk, "owner": UserFactory(company=other_company).pk},
             "owner",
@@ -326,3 +328,55 @@ def test_board_and_list_pages(client, admin_user, other_company):
     assert client.get(reverse("deal_list"), {"created_from": "yesterday"}).status_code == 400
     other_pipeline = PipelineFactory(company=other_company)
     assert client.get(reverse("deal_board"), {"pipeline": other_pipeline.pk}).status_code == 404
+
+
+def test_every_deal_page_answers_404_for_another_companys_rows(client, admin_user, other_company):
+    from crm.models import Client as CrmClient
+
+    theirs = DealFactory(company=other_company)
+    their_client = ClientFactory(company=other_company)
+    client.force_login(admin_user)
+    stage = theirs.pipeline.stages.last().pk
+    for method, url, data in (
+        ("get", reverse("deal_detail", args=[theirs.pk]), {}),
+        (
+            "post",
+            reverse("deal_detail", args=[theirs.pk]),
+            {"title": "x", "amount": "1", "currency": "EUR"},
+        ),
+        ("get", reverse("deal_card", args=[theirs.pk]), {}),
+        ("post", reverse("deal_move", args=[theirs.pk]), {"stage": stage}),
+        ("post", reverse("deal_close", args=[theirs.pk]), {"status": "won"}),
+        ("get", reverse("deal_delete", args=[theirs.pk]), {}),
+        ("post", reverse("deal_delete", args=[theirs.pk]), {}),
+        ("get", reverse("pipeline_edit", args=[theirs.pipeline_id]), {}),
+        (
+            "post",
+            reverse("pipeline_edit", args=[theirs.pipeline_id]),
+            {"name": "x", "stage_name": ["a"]},
+        ),
+        ("get", reverse("pipeline_delete", args=[theirs.pipeline_id]), {}),
+        (
+            "post",
+            reverse("pipeline_delete", args=[theirs.pipeline_id]),
+            {"confirm_name": theirs.pipeline.name},
+        ),
+        ("get", reverse("client_deal_create", args=[their_client.pk]), {}),
+        (
+            "post",
+            reverse("client_deal_create", args=[their_client.pk]),
+            {"title": "x", "amount": "1", "currency": "EUR"},
+        ),
+        ("get", reverse("client_merge", args=[their_client.pk]), {}),
+        ("get", reverse("client_delete", args=[their_client.pk]), {}),
+        ("post", reverse("client_delete", args=[their_client.pk]), {}),
+    ):
+        assert getattr(client, method)(url, data).status_code == 404, url
+    theirs.refresh_from_db()
+    assert (
+        theirs.stage.position == 0 and theirs.status == "open" and theirs.title.startswith("Deal")
+    )
+    assert CrmClient.objects.filter(pk=their_client.pk).exists()
+    assert not Deal.objects.filter(company=admin_user.company).exists()
+    # The list and the reports count nothing of theirs.
+    assert theirs.title not in client.get(reverse("deal_list")).content.decode()

@@ -4,7 +4,7 @@ SQL statement whatever the data."""
 
 import csv
 import io
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -163,10 +163,11 @@ def test_conversations_by_channel_and_agent(november):
         ("telegram", 1),
     ]
     rows = selectors.conversations_by_agent(company_id, NOVEMBER)
-    assert [(r["agent_id"], r["conversations"], r["replies"]) for r in rows] == [
-        (november["alice"].pk, 2, 3),
-        (november["bob"].pk, 1, 1),
-        (None, 1, 0),
+    # Alice: c1 (answered, closed), c3 (answered); Bob: c2 (answered, closed); c4 nobody's.
+    assert [(r["agent_id"], r["conversations"], r["answered"], r["closed"]) for r in rows] == [
+        (november["alice"].pk, 2, 2, 1),
+        (november["bob"].pk, 1, 1, 1),
+        (None, 1, 0, 0),
     ]
     assert rows[1]["agent"] == "Bob Agent"
 
@@ -182,6 +183,26 @@ def test_messages_per_day(november):
         "2026-11-05": (1, 1),
         "2026-11-06": (1, 0),
     }
+
+
+def test_finished_days_are_counted_once_and_today_live(november):
+    from reports.models import MessageDay
+
+    company = november["company"]
+    selectors.messages_per_day(company.pk, NOVEMBER)
+    assert MessageDay.objects.filter(company=company).count() == 30
+    assert MessageDay.objects.get(company=company, day="2026-11-02").outbound == 2
+    # Today is live: a message stored now shows at once, and today is never stored.
+    today = timezone.localdate()
+    this_week = selectors.Period(today - timedelta(days=6), today)
+    before = selectors.messages_per_day(company.pk, this_week)[-1]
+    MessageFactory(conversation=ConversationFactory(company=company))
+    after = selectors.messages_per_day(company.pk, this_week)[-1]
+    assert after["day"] == today.isoformat() and after["inbound"] == before["inbound"] + 1
+    assert not MessageDay.objects.filter(company=company, day=today).exists()
+    # November's 30 days, plus this week's finished days after November (each stored once).
+    extra = sum(1 for n in range(1, 7) if (today - timedelta(days=n)) > NOVEMBER.end)
+    assert MessageDay.objects.filter(company=company).count() == 30 + extra
 
 
 def test_deal_funnel_and_won_amounts(november):
@@ -221,9 +242,9 @@ def test_the_page_and_csv_take_a_constant_number_of_queries(client, november):
     response = client.get("/reports/by-agent.csv", params)
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
-    assert rows[0] == ["Agent", "Conversations", "Replies"]
+    assert rows[0] == ["Agent", "Conversations", "Answered", "Closed"]
     # (one more unassigned conversation since the fixture)
-    assert rows[1][1:] == ["2", "3"] and rows[2] == ["Unassigned", "2", "0"]
+    assert rows[1][1:] == ["2", "2", "1"] and rows[2] == ["Unassigned", "2", "0", "0"]
     for name in REPORTS:
         assert client.get(f"/reports/{name}.csv", params).status_code == 200
     bad = client.get("/reports/by-agent.csv", {"from": "2026-13-01"})

@@ -145,7 +145,7 @@ class DealViewSet(CompanyScopedViewSet):
         return Response(DealSerializer(deal).data)
 
     @extend_schema(responses=StageChangeSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def history(self, request, pk=None):
         """Every step: created, moved (who, when, from → to), won, lost, reopened."""
         deal = self.get_object()

@@ -51,7 +51,8 @@
     "by-agent": (canvas, rows) =>
       bar(canvas, rows.map((r) => r.agent || labels.unassigned), [
         { label: labels.conversations, data: rows.map((r) => r.conversations) },
-        { label: labels.replies, data: rows.map((r) => r.replies) },
+        { label: labels.answered, data: rows.map((r) => r.answered) },
+        { label: labels.closed, data: rows.map((r) => r.closed) },
       ]),
     "messages-per-day": (canvas, rows) =>
       new window.Chart(canvas, {
