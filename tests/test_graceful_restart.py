@@ -166,3 +166,40 @@ def test_the_cloud_webhook_fast_path_stores_and_hands_the_rest_to_django(company
     finally:
         server.terminate()
         server.wait(30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_daphne_tells_its_sockets_to_reconnect_when_it_stops(company, tmp_path):
+    """SIGTERM to daphne: it stops listening, closes each WebSocket with 4012 (our "service
+    restart": daphne cannot send 1012; realtime.js reconnects within 0.2-3 s) and exits."""
+    from websockets.sync.client import connect
+
+    from accounts.models import ApiToken
+
+    from .factories import UserFactory
+    from .live import LiveServer
+
+    user = UserFactory(company=company)
+    _, raw_token = ApiToken.issue(user, "restart test")
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+        "DATABASE_URL": database_url(),
+        "DEBUG": "true",
+        "CELERY_BROKER_URL": "memory://",
+    }
+    daphne = LiveServer(f"http://127.0.0.1:{port}", port, env, tmp_path / "daphne.log")
+    daphne.start()
+    try:
+        with connect(f"ws://127.0.0.1:{port}/ws/?token={raw_token}", open_timeout=20) as ws:
+            assert json.loads(ws.recv(timeout=20))["event"] == "welcome"
+            daphne.process.send_signal(signal.SIGTERM)
+            with pytest.raises(Exception):  # noqa: B017 (the close, whatever it is called)
+                while True:
+                    ws.recv(timeout=20)
+            assert ws.close_code == 4012, (ws.close_code, daphne.log())
+        assert daphne.process.wait(30) is not None
+        assert not _accepts(port)
+    finally:
+        daphne.stop()
