@@ -172,7 +172,7 @@ def main():
         for raw in raws
     )  # fmt: skip
     common.note("the workers alone, from a full inbox")
-    with Cluster(env, web=0, ws=0, workers=1, worker_concurrency=2) as _workers:
+    with Cluster(env, web=0, ws=0, workers=1, worker_concurrency=2, beat=True) as _workers:
         from webhook_inbox.services import kick
 
         drain_started = time.monotonic()
