@@ -59,8 +59,9 @@ def web_command(port: int, workers: int = 1, app: str = "crm.asgi:application") 
 def ws_command(port: int) -> list[str]:
     """One daphne for WebSockets as deploy/systemd/switchboard-ws@.service runs it."""
     return [
-        str(common.VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-        "--proxy-headers", "--websocket_connect_timeout", "30", "--backlog", "4096",
+        str(common.VENV_BIN / "daphne"),
+        "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=4096",
+        "--proxy-headers", "--websocket_connect_timeout", "30",
         "crm.asgi:application",
     ]  # fmt: skip
 
