@@ -70,7 +70,7 @@ def site_config(http_ports, ws_ports, port, root: Path) -> str:
     text = (common.ROOT / "deploy" / "nginx.conf").read_text()
 
     def upstream(name, ports, body):
-        servers = "".join(f"    server 127.0.0.1:{p};\n" for p in ports)
+        servers = "".join(f"    server 127.0.0.1:{p} max_fails=0;\n" for p in ports)
         pattern = rf"(upstream {name} \{{\n)(?:.*\n)*?(    keepalive)"
         replaced, n = re.subn(pattern, rf"\g<1>{servers}\g<2>", body)
         assert n == 1, f"upstream {name} not found in deploy/nginx.conf"
