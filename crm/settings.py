@@ -208,7 +208,7 @@ WEBHOOK_INBOX_DRAIN_SECONDS = env.float("WEBHOOK_INBOX_DRAIN_SECONDS", default=2
 WEBHOOK_INBOX_SWEEP_SECONDS = env.float("WEBHOOK_INBOX_SWEEP_SECONDS", default=5.0)
 # The Cloud webhook's fast path (webhook_inbox/asgi.py): PostgreSQL connections per process for
 # its INSERTs, and how long a number's secret and state are cached there.
-WEBHOOK_FAST_PATH_POOL_SIZE = env.int("WEBHOOK_FAST_PATH_POOL_SIZE", default=4)
+WEBHOOK_FAST_PATH_POOL_SIZE = env.int("WEBHOOK_FAST_PATH_POOL_SIZE", default=10)
 WEBHOOK_FAST_PATH_CACHE_SECONDS = env.float("WEBHOOK_FAST_PATH_CACHE_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {
     "drain-webhook-inbox": {
