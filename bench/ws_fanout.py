@@ -374,6 +374,7 @@ async def reconnecting_clients(urls: list[str]) -> None:
     import random
 
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
 
     common.raise_nofile()
     live = 0
@@ -398,6 +399,8 @@ async def reconnecting_clients(urls: list[str]) -> None:
                     try:
                         async for _ in ws:
                             pass
+                    except ConnectionClosed:
+                        pass  # closed by the server (4012 on a restart): not a handshake
                     finally:
                         live -= 1
                     code = ws.close_code
