@@ -128,6 +128,8 @@ class Cluster:
         return self._start(f"ws{index}", ws_command(port), port)
 
     def __enter__(self):
+        # A bench stopped with SIGTERM (timeout, Ctrl-C's cousin) still stops what it started.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         if not (common.ROOT / "staticfiles").exists():
             subprocess.run(
                 [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
