@@ -7,7 +7,7 @@ WEB_HOST ?= 127.0.0.1
 WEB_PORT ?= 8000
 export WEB_HOST WEB_PORT
 
-.PHONY: run test lint format install install-dev services db migrate seed clean test-packages
+.PHONY: run test lint format install install-dev services db migrate seed clean test-packages cluster
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ run: seed
 	@mkdir -p var
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(VENV)/bin/honcho start
+
+# The production layout on this machine (N uvicorn web processes, daphne for WebSockets,
+# workers, beat, nginx with deploy/nginx.conf) on the bench database: bench/cluster.py.
+cluster: install
+	$(PY) bench/cluster.py $(CLUSTER_ARGS)
 
 # The tests use Debian's chromium (browser tests; Playwright never downloads a browser),
 # Dovecot (the IMAP tests start their own) and nginx (the deployment test starts its own).

@@ -59,8 +59,9 @@ def web_command(port: int, workers: int = 1, app: str = "crm.asgi:application") 
 def ws_command(port: int) -> list[str]:
     """One daphne for WebSockets as deploy/systemd/switchboard-ws@.service runs it."""
     return [
-        str(common.VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-        "--proxy-headers", "--websocket_connect_timeout", "30", "--backlog", "4096",
+        str(common.VENV_BIN / "daphne"),
+        "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=4096",
+        "--proxy-headers", "--websocket_connect_timeout", "30",
         "crm.asgi:application",
     ]  # fmt: skip
 
@@ -69,7 +70,7 @@ def site_config(http_ports, ws_ports, port, root: Path) -> str:
     text = (common.ROOT / "deploy" / "nginx.conf").read_text()
 
     def upstream(name, ports, body):
-        servers = "".join(f"    server 127.0.0.1:{p};\n" for p in ports)
+        servers = "".join(f"    server 127.0.0.1:{p} max_fails=0;\n" for p in ports)
         pattern = rf"(upstream {name} \{{\n)(?:.*\n)*?(    keepalive)"
         replaced, n = re.subn(pattern, rf"\g<1>{servers}\g<2>", body)
         assert n == 1, f"upstream {name} not found in deploy/nginx.conf"
@@ -127,6 +128,8 @@ class Cluster:
         return self._start(f"ws{index}", ws_command(port), port)
 
     def __enter__(self):
+        # A bench stopped with SIGTERM (timeout, Ctrl-C's cousin) still stops what it started.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         if not (common.ROOT / "staticfiles").exists():
             subprocess.run(
                 [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],

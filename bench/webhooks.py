@@ -126,7 +126,7 @@ def main():
         items={"type": int, "default": 4},
         web={"type": int, "default": 2},
     )
-    deliveries = args.deliveries or (3000 if args.quick else 20000)
+    deliveries = args.deliveries or (1000 if args.quick else 20000)
     env = common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
     common.flush_redis(env["REDIS_URL"])
     env["DB_POOL_MAX_SIZE"] = "8"
@@ -135,12 +135,14 @@ def main():
     items_total = deliveries * args.items
     port_path_count = len(bodies)
 
+    common.note("bare ASGI endpoint")
     with Cluster(env, web=args.web, ws=0, app="bench.bare_asgi:app") as bare:
         _load.run_sync(bare.port, bodies[:500], CONCURRENCY)  # warm-up
         result = _load.run_sync(bare.port, bodies, CONCURRENCY)
     bare_rate = result["ok"] / result["elapsed"]
 
     # The product, its inbox drained by one worker (prefork, 2) while webhooks arrive.
+    common.note("the product: webhooks in, workers draining")
     with Cluster(env, web=args.web, ws=0, workers=1, worker_concurrency=2, beat=True) as cluster:
         started = time.monotonic()
         result = _load.run_sync(cluster.port, bodies, CONCURRENCY)
@@ -169,7 +171,8 @@ def main():
                  body=raw)
         for raw in raws
     )  # fmt: skip
-    with Cluster(env, web=0, ws=0, workers=1, worker_concurrency=2) as _workers:
+    common.note("the workers alone, from a full inbox")
+    with Cluster(env, web=0, ws=0, workers=1, worker_concurrency=2, beat=True) as _workers:
         from webhook_inbox.services import kick
 
         drain_started = time.monotonic()

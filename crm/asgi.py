@@ -11,6 +11,7 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from messaging.routing import websocket_urlpatterns  # noqa: E402
+from webhook_inbox.asgi import WebhookFastPath  # noqa: E402
 
 if settings.DEBUG:
     # Development serves /static/ from daphne; in production nginx does (deploy/).
@@ -30,7 +31,8 @@ class SameHostOriginValidator(OriginValidator):
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Signed WhatsApp Cloud deliveries go straight to the webhook inbox (webhook_inbox).
+        "http": WebhookFastPath(django_asgi_app),
         "websocket": SameHostOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS
         ),

@@ -300,6 +300,9 @@ class Channel:
     label: str  # shown to people
     capabilities: Capabilities
     source_model = None  # the channel's model that conversations come from (number, account)
+    # The source fields reply_window() reads, so the inbox list loads only those (a source's
+    # encrypted secrets cost a decryption each when loaded); None: every field.
+    reply_window_fields: tuple[str, ...] | None = None
 
     def client_address(self, conversation) -> str:
         """Where a reply in this conversation goes (phone, peer id, email address)."""
@@ -338,7 +341,8 @@ class Channel:
 
     def reply_window(self, source) -> timedelta | None:
         """How long after the client's last message free text may be sent from `source`
-        (None: always). By default the channel's capability; a channel may vary it by source."""
+        (None: always). By default the channel's capability; a channel may vary it by source,
+        never beyond it (no capability: no window from any source)."""
         return self.capabilities.reply_window
 
     def template_options(self, source) -> list[TemplateOption]:

@@ -141,7 +141,8 @@ atexit.register(flush, 2.0)
 
 
 WRITE_BATCH = 100  # sockets written per turn of the event loop during a fan-out
-CLOSE_SERVICE_RESTART = 1012
+# daphne (autobahn) sends only 1000 and 3000-4999: 4012 stands for 1012 "service restart".
+CLOSE_SERVICE_RESTART = 4012
 
 
 class Hub:
@@ -237,8 +238,8 @@ class Hub:
 
     def _notice_restarts(self) -> None:
         """Under daphne (Twisted), SIGTERM would drop every socket without a close frame (the
-        browser sees 1006 and backs off as after a failure). Instead: close each with 1012
-        "service restart" (realtime.js reconnects after a short random delay, to another
+        browser sees 1006 and backs off as after a failure). Instead: close each with 4012
+        (our "service restart"; realtime.js reconnects after a short random delay, to another
         process), give the frames a moment to leave, then stop as daphne would."""
         if self._restart_notice_installed or "twisted.internet.reactor" not in sys.modules:
             return

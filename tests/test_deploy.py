@@ -113,10 +113,10 @@ class Nginx:
         site.write_text(
             shipped_site(**{
                 "listen 80;": f"listen 127.0.0.1:{self.port};",
-                "server 127.0.0.1:8000;": f"server 127.0.0.1:{daphne_port};",
+                "server 127.0.0.1:8000 max_fails=0;": f"server 127.0.0.1:{daphne_port};",
                 # The web processes' upstream: the same daphne here (it serves both).
-                "server 127.0.0.1:8100;": f"server 127.0.0.1:{daphne_port};",
-                "server 127.0.0.1:8101;": "",
+                "server 127.0.0.1:8100 max_fails=0;": f"server 127.0.0.1:{daphne_port};",
+                "server 127.0.0.1:8101 max_fails=0;": "",
                 "/srv/switchboard/staticfiles/": f"{static_root}/",
                 "/srv/switchboard/media/": f"{media_root}/",
                 "/srv/switchboard/deploy/errors": str(DEPLOY / "errors"),

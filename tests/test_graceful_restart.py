@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -112,3 +113,93 @@ def test_sigterm_answers_the_request_in_flight_then_exits(company, tmp_path):
             server.kill()
             server.wait(10)
         log.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cloud_webhook_fast_path_stores_and_hands_the_rest_to_django(company, tmp_path):
+    """Through the server as deployed (uvicorn, crm.asgi): a signed delivery is stored by the
+    fast path; a bad signature, an unknown number and a turned-off number get Django's
+    answers (403 / 404 / 200 ignored) and nothing is stored."""
+    from webhook_inbox import services
+
+    number = WhatsAppNumberFactory(company=company, provider="cloud", cloud_app_secret=SECRET)
+    off = WhatsAppNumberFactory(
+        company=company, provider="cloud", cloud_app_secret=SECRET, is_active=False
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": "memory://",
+    }
+    with open(tmp_path / "uvicorn.log", "wb") as log:
+        server = subprocess.Popen(
+            [_uvicorn(), "crm.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+             "--lifespan", "off"],
+            cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_for(lambda: _accepts(port), what="uvicorn to listen")
+        raw = json.dumps({"object": "whatsapp_business_account", "entry": []}).encode()
+        good = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+
+        def post(target_uuid, signature):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/webhooks/whatsapp/{target_uuid}/",
+                data=raw,
+                headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                return error.code, None
+
+        assert post(number.uuid, good) == (200, {"accepted": True})
+        assert post(number.uuid, "sha256=" + "0" * 64)[0] == 403
+        assert post("00000000-0000-0000-0000-000000000000", good)[0] == 404
+        assert post(off.uuid, good) == (200, {"stored": 0, "ignored": True})
+        assert list(Delivery.objects.values_list("source_id", flat=True)) == [number.pk]
+        assert bytes(Delivery.objects.get().body) == raw
+        assert services.drain()["deliveries"] == 1
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_daphne_tells_its_sockets_to_reconnect_when_it_stops(company, tmp_path):
+    """SIGTERM to daphne: it stops listening, closes each WebSocket with 4012 (our "service
+    restart": daphne cannot send 1012; realtime.js reconnects within 0.2-3 s) and exits."""
+    from websockets.sync.client import connect
+
+    from accounts.models import ApiToken
+
+    from .factories import UserFactory
+    from .live import LiveServer
+
+    user = UserFactory(company=company)
+    _, raw_token = ApiToken.issue(user, "restart test")
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+        "DATABASE_URL": database_url(),
+        "DEBUG": "true",
+        "CELERY_BROKER_URL": "memory://",
+    }
+    daphne = LiveServer(f"http://127.0.0.1:{port}", port, env, tmp_path / "daphne.log")
+    daphne.start()
+    try:
+        with connect(f"ws://127.0.0.1:{port}/ws/?token={raw_token}", open_timeout=20) as ws:
+            assert json.loads(ws.recv(timeout=20))["event"] == "welcome"
+            daphne.process.send_signal(signal.SIGTERM)
+            with pytest.raises(Exception):  # noqa: B017 (the close, whatever it is called)
+                while True:
+                    ws.recv(timeout=20)
+            assert ws.close_code == 4012, (ws.close_code, daphne.log())
+        assert daphne.process.wait(30) is not None
+        assert not _accepts(port)
+    finally:
+        daphne.stop()

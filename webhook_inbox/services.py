@@ -55,12 +55,13 @@ def store(source: str, source_id: int, company_id: int, body: bytes) -> None:
 
 def kick() -> None:
     """Queue a drain unless one is queued and not started yet (the drain clears the flag when
-    it starts, so nothing stored after that waits). Without Redis, beat's periodic drain
-    picks the delivery up."""
+    it starts, so nothing stored after that waits). The flag lapses after 10 s, so a queued
+    drain lost with its worker holds nothing back for long; beat's periodic drain
+    (WEBHOOK_INBOX_SWEEP_SECONDS) picks up anything else, and everything when Redis is down."""
     from .tasks import drain_inbox
 
     try:
-        if coordination.redis_client().set(coordination.key(KICK_KEY), 1, nx=True, ex=60):
+        if coordination.redis_client().set(coordination.key(KICK_KEY), 1, nx=True, ex=10):
             drain_inbox.apply_async()
     except Exception:  # a broker or Redis outage must not fail the webhook: beat drains
         logger.warning("webhook inbox: could not queue a drain; beat's sweep will", exc_info=True)

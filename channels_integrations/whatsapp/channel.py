@@ -71,6 +71,7 @@ class WhatsAppChannel(Channel):
         reply_window=timedelta(hours=24),
     )
     source_model = WhatsAppNumber
+    reply_window_fields = ("provider",)
 
     def client_address(self, conversation) -> str:
         client = conversation.client

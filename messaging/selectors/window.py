@@ -45,7 +45,12 @@ def reply_windows(rows: list[dict], now: datetime | None = None) -> dict:
     lengths = {}
     for platform, ids in wanted.items():
         channel = channels.get(platform)
-        for source in channel.source_model.objects.filter(pk__in=ids):
+        if channel.capabilities.reply_window is None:
+            continue  # no window on this channel, whatever the source
+        sources = channel.source_model.objects.filter(pk__in=ids)
+        if channel.reply_window_fields is not None:
+            sources = sources.only(*channel.reply_window_fields)
+        for source in sources:
             lengths[(platform, source.pk)] = channel.reply_window(source)
     now = now or timezone.now()
     return {

@@ -5,7 +5,8 @@
 //   Switchboard.realtime.send("conversation.typing", { conversation_id: 7 });  // to the server
 //
 // Reconnects with exponential backoff and jitter (1 s doubling to 30 s); when the server
-// closes with 1012 ("service restart", a rolling restart), within 0.2-3 s, spread at random. After every
+// closes with 4012 (daphne's "service restart", a rolling restart; 1012/1001 from other
+// servers), within 0.2-3 s, spread at random. After every
 // (re)connect, and whenever the server says it lost events ("resync"), listeners of "resync" run so pages
 // re-fetch what they show, so nothing missed while the socket was down stays missed.
 // A 4401 close means the session ended: we go to the login page instead of retrying.
@@ -62,7 +63,7 @@
         return;
       }
       let delay;
-      if (event.code === 1012 || event.code === 1001) {
+      if (event.code === 4012 || event.code === 1012 || event.code === 1001) {
         // The server is restarting (it said so): come back soon, spread over 0.2-3 s so a
         // thousand tabs do not all knock at the same instant.
         delay = 200 + Math.random() * 2800;
