@@ -12,5 +12,6 @@ urlpatterns = [
     path("clients/<int:pk>/", views.client_detail, name="client_detail"),
     path("clients/<int:pk>/edit/", views.client_edit, name="client_edit"),
     path("", include("messaging.page_urls")),
+    path("", include("triage.page_urls")),
     path("", include("channels_integrations.page_urls")),
 ]

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "crm",
     "messaging",
     "channels_integrations",
+    "triage",
 ]
 
 MIDDLEWARE = [
@@ -193,6 +194,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "messaging.tasks.sweep_outbox",
         "schedule": OUTBOX_SWEEP_SECONDS,
         "options": {"expires": OUTBOX_SWEEP_SECONDS * 0.9},
+    },
+    # Snoozed conversations whose time has come are open again.
+    "wake-snoozed-conversations": {
+        "task": "messaging.tasks.wake_snoozed_conversations",
+        "schedule": 30.0,
+        "options": {"expires": 25},
     },
     # Starts due scheduled broadcasts and (re)kicks sending ones; expires so a backlog
     # piled up while no worker ran is dropped instead of replayed.

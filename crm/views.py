@@ -12,6 +12,7 @@ from accounts.views import company_member_required
 from crm import selectors, services
 from crm.forms import ClientForm
 from crm.models import Client
+from triage import selectors as triage_selectors
 
 CLIENTS_PER_PAGE = 50
 
@@ -45,6 +46,8 @@ def client_detail(request, pk):
         {
             "client": client,
             "conversations": selectors.client_conversations(request.user, client),
+            "client_label_list": triage_selectors.client_labels(client),
+            "labels": list(triage_selectors.company_labels(request.user)),
         },
     )
 

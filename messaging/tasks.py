@@ -70,3 +70,12 @@ def download_attachment(attachment_id: int) -> None:
     from .services import downloads
 
     downloads.download_attachment(attachment_id)
+
+
+@shared_task(ignore_result=True)
+def wake_snoozed_conversations() -> int:
+    """Beat: snoozed conversations whose time has come are open again (idempotent: a second
+    run finds nothing due)."""
+    from .services.states import wake_due_conversations
+
+    return wake_due_conversations()

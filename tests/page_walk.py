@@ -79,6 +79,20 @@ def _quarantined_mail(company) -> dict:
     return {"pk": item.account_id, "item_pk": item.pk}
 
 
+def _label(company):
+    from triage.models import Label
+
+    return Label.objects.create(company=company, name="VIP", color="green")
+
+
+def _saved_view(company, owner):
+    from triage.models import SavedView
+
+    return SavedView.objects.create(
+        company=company, owner=owner, name="Mine open", filters={"assigned": "mine"}
+    )
+
+
 @pytest.fixture
 def page_urls(company, admin_user):
     """The URL of every protected page, args filled with real objects of `company`."""
@@ -103,6 +117,8 @@ def page_urls(company, admin_user):
         "meta_page_": MessengerPageFactory(company=company).pk,
         "meta_instagram_": InstagramAccountFactory(company=company).pk,
         "attachment_": _stored_attachment(company).pk,
+        "label_": _label(company).pk,
+        "savedview_": _saved_view(company, admin_user).pk,
     }
     urls = {}
     for route, name, kwargs in _protected_pages():

@@ -57,6 +57,19 @@ def _session_of(company):
     return WhatsAppSessionFactory(number__company=company, number__provider="web")
 
 
+def _label_of(company):
+    from triage.models import Label
+
+    return Label.objects.create(company=company, name=f"L{Label.objects.count()}")
+
+
+def _shared_view_of(company):
+    from triage.models import SavedView
+
+    owner = UserFactory(company=company)
+    return SavedView.objects.create(company=company, owner=owner, name="V", shared=True)
+
+
 # basename -> make(company) returning a row owned by that company. Every endpoint registered
 # on the router must be listed here, so a new endpoint cannot skip this test.
 OWNED_ROW = {
@@ -76,6 +89,8 @@ OWNED_ROW = {
     "whatsapp-session": lambda company: _session_of(company),
     "meta-page": lambda company: MessengerPageFactory(company=company),
     "meta-instagram-account": lambda company: InstagramAccountFactory(company=company),
+    "label": _label_of,
+    "saved-view": _shared_view_of,
 }
 # Nested routes: basename -> the URL kwargs of a row's parent(s) in the route prefix.
 PARENT_KWARGS = {

@@ -25,6 +25,7 @@ from ..selectors.window import reply_window
 from ..signals import inbound_message_stored
 from .attachments import check_outgoing_files, remove_stored_files, store_outgoing_files
 from .outbox import enqueue_delivery
+from .states import publish_status_changed, reopen_for_reply, set_conversation_status  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,9 @@ def ingest_inbound(
     events.publish(
         "conversation.updated", conversation_payload(conversation), company_id=source.company_id
     )
+    if stored.previous_status not in (None, conversation.status):
+        # The customer's message woke a snoozed (or reopened a pending/closed) conversation.
+        publish_status_changed(conversation, stored.previous_status, actor=None)
     if notice:
         logger.info("ingest: stored %s notice=%s", platform, message.pk)
         return IngestResult(message, conversation, created=True)
@@ -174,6 +178,7 @@ class _Stored:
     conversation_id: int | None  # None: no such thread yet
     client_known: bool  # False: the sender has an identity that names no client yet
     conversation: Conversation | None  # after the bump; None: nothing stored (see above)
+    previous_status: str | None = None  # before the bump (None: the thread is new)
 
 
 def _atomic_unless_autocommit(using):
@@ -251,7 +256,7 @@ def _store_inbound_sql(identity_keys: tuple[str, ...], create: bool) -> str:
     quote = connections[router.db_for_write(Message)].ops.quote_name
     conversation_table = quote(Conversation._meta.db_table)
     ctes = [
-        f"conv_found AS (SELECT id FROM {conversation_table} "  # noqa: S608
+        f"conv_found AS (SELECT id, status FROM {conversation_table} "  # noqa: S608
         "WHERE platform = %s AND source_id = %s AND external_thread_id = %s)"
     ]
     if identity_keys:
@@ -319,6 +324,7 @@ def _store_inbound_sql(identity_keys: tuple[str, ...], create: bool) -> str:
                                             ELSE c.last_message_preview END,
                 unread_count = c.unread_count + %s,
                 status = %s,
+                snoozed_until = NULL,
                 updated_at = %s
             FROM inserted WHERE c.id = inserted.conversation_id
             RETURNING {bumped_columns}
@@ -327,7 +333,8 @@ def _store_inbound_sql(identity_keys: tuple[str, ...], create: bool) -> str:
     with_clause = ",\n        ".join(ctes)
     return f"""
         WITH {with_clause}
-        SELECT (SELECT id FROM conv), {client_ok}, inserted.id, stored.*
+        SELECT (SELECT id FROM conv), {client_ok}, inserted.id,
+               (SELECT status FROM conv_found), stored.*
         FROM client LEFT JOIN inserted ON TRUE
         LEFT JOIN (SELECT {returned} FROM bumped{new_row}) AS stored ON inserted.id IS NOT NULL
     """  # noqa: S608 (names from the models' meta; every value is a parameter)
@@ -373,7 +380,7 @@ def _store_inbound(using, message, received_at, thread: _Thread, *, create=False
     sql = _store_inbound_sql(tuple(identity), create)
     with prepared_cursor(using) as cursor:  # planned once per connection, not per message
         cursor.execute(sql, params)
-        found_id, client_ok, message_id, *conversation_row = cursor.fetchone()
+        found_id, client_ok, message_id, previous_status, *conversation_row = cursor.fetchone()
     if message_id is None:
         return _Stored(found_id, bool(client_ok), None)
     message.pk = message_id
@@ -381,7 +388,7 @@ def _store_inbound(using, message, received_at, thread: _Thread, *, create=False
     message._state.adding = False
     message._state.db = using
     conversation = Conversation.from_db(using, _CONVERSATION_ATTNAMES, conversation_row)
-    return _Stored(found_id, True, conversation)
+    return _Stored(found_id, True, conversation, previous_status)
 
 
 def _find_client(company_id: int, identity: dict) -> Client | None:
@@ -650,6 +657,10 @@ def send_message(
             )
             if files:
                 store_outgoing_files(message, files, kinds, stored)
+            # An agent answering a closed conversation reopens it (the reply box says so).
+            message.reopened_conversation = (
+                author is not None and bot is None and reopen_for_reply(author, conversation)
+            )
             preview = body or ", ".join(attachment.filename for attachment in stored)
             conversation = _bump_conversation_for_outbound(
                 conversation.pk, preview, message.created_at
@@ -723,15 +734,6 @@ def assign_conversation(actor, conversation: Conversation, assignee) -> Conversa
         actor.pk,
     )
     return _save_and_publish(conversation, ["assignee"], "conversation.assigned")
-
-
-def set_conversation_status(actor, conversation: Conversation, status: str) -> Conversation:
-    if status not in Conversation.Status.values:
-        raise ValidationError(
-            {"status": [f"Must be one of: {', '.join(Conversation.Status.values)}."]}
-        )
-    conversation.status = status
-    return _save_and_publish(conversation, ["status"])
 
 
 def mark_conversation_read(actor, conversation: Conversation) -> Conversation:
