@@ -18,6 +18,7 @@ from schemathesis.checks import (
 )
 
 from accounts.models import ApiToken, Role
+from triage.models import Label, SavedView
 
 from .factories import (
     AttachmentFactory,
@@ -76,6 +77,10 @@ def seed_company(company, admin, api_token) -> dict[str, int]:
         "/api/v1/whatsapp/broadcasts/": broadcast.pk,
         "/api/v1/whatsapp/numbers/": number.pk,
         "/api/v1/whatsapp/sessions/": WhatsAppSessionFactory(number=number).pk,
+        "/api/v1/labels/": Label.objects.create(company=company, name="VIP").pk,
+        "/api/v1/saved-views/": SavedView.objects.create(
+            company=company, owner=admin, name="Open", filters={"status": "open"}
+        ).pk,
     }
 
 

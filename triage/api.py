@@ -3,7 +3,7 @@ conversation states and bulk actions. Reads through triage.selectors (tenant-sco
 company's id is a 404), writes through services."""
 
 from django.contrib.auth import get_user_model
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -90,9 +90,13 @@ class ViewFiltersSerializer(serializers.Serializer):
 class SavedViewSerializer(serializers.ModelSerializer):
     filters = ViewFiltersSerializer(required=False)
     owner_id = serializers.IntegerField(read_only=True)
-    count = serializers.IntegerField(
-        read_only=True, required=False, help_text="conversations matching it now (list only)"
+    count = serializers.SerializerMethodField(
+        help_text="conversations matching it now (in the list; null elsewhere)"
     )
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_count(self, view) -> int | None:
+        return getattr(view, "count", None)
 
     class Meta:
         model = SavedView
