@@ -3,6 +3,7 @@ conversation states and bulk actions. Reads through triage.selectors (tenant-sco
 company's id is a 404), writes through services."""
 
 from django.contrib.auth import get_user_model
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -148,7 +149,7 @@ class SavedViewViewSet(
         if filters is None:
             return None
         if not isinstance(filters, dict):
-            raise serializers.ValidationError({"filters": ["Must be an object."]})
+            raise serializers.ValidationError({"filters": [_("Must be an object.")]})
         return {key: filters.get(key) for key in VIEW_FILTERS if key in filters}
 
     def perform_create(self, serializer):
@@ -192,7 +193,7 @@ def company_labels_or_error(user, ids) -> list[Label]:
     ids = list(dict.fromkeys(ids))
     labels = selectors.labels_by_ids(user, ids)
     if len(labels) != len(ids):
-        raise serializers.ValidationError({"labels": ["Choose your company's labels."]})
+        raise serializers.ValidationError({"labels": [_("Choose your company's labels.")]})
     return labels
 
 
@@ -236,11 +237,13 @@ def bulk_from_request(user, data) -> services.BulkResult:
             scoped(get_user_model(), user).filter(pk=data["assignee"], is_active=True).first()
         )
         if assignee is None:
-            raise serializers.ValidationError({"assignee": ["Choose a member of your company."]})
+            raise serializers.ValidationError({"assignee": [_("Choose a member of your company.")]})
     if data["action"] in ("label", "unlabel"):
         found = selectors.labels_by_ids(user, [data.get("label", "")])
         if not found:
-            raise serializers.ValidationError({"label": ["Choose one of your company's labels."]})
+            raise serializers.ValidationError(
+                {"label": [_("Choose one of your company's labels.")]}
+            )
         label = found[0]
     return services.bulk_update(user, data["ids"], data["action"], assignee=assignee, label=label)
 

@@ -125,7 +125,7 @@ def _set_links(link_model, owner_field: str, owner, labels: list[Label]) -> list
         [link_model(**{owner_field: owner, "label_id": pk}) for pk in wanted - have],
         ignore_conflicts=True,
     )
-    return sorted(wanted, key=lambda pk: next(lb.name.lower() for lb in labels if lb.pk == pk))
+    return sorted(wanted)
 
 
 def set_conversation_labels(actor, conversation: Conversation, labels) -> list[int]:
