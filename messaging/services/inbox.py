@@ -583,6 +583,9 @@ def send_message(
     quotes. Bad input raises one ValidationError naming every bad field, before anything is
     written.
 
+    An agent's reply (an `author`, no `bot`) to a closed conversation reopens it in the same
+    transaction; the returned message's `reopened_conversation` says whether it did.
+
     The committed row is the truth (an outbox): if the broker is unreachable after commit, the
     request still succeeds and the sweeper queues the message once it is back."""
     errors = {}
