@@ -85,7 +85,7 @@ def test_saved_views_bulk_bar_and_keyboard(daphne_server, browser, viewport):
     page = log_in(browser, daphne_server, admin, viewport=viewport)  # noqa: F405
     page.goto(daphne_server.url + "/inbox/")
     wait_live(page)  # noqa: F405
-    expect(page.locator('select[name="status"]')).to_have_value("open")
+    expect(page.locator('select[name="status"] option:checked')).to_have_text("Open")
     expect(page.locator("#conversation-list li.conv-row")).to_have_count(3)
 
     # Save "Closed" as a view: it shows in the sidebar with its count.

@@ -233,7 +233,7 @@ def test_inbox_defaults_to_open_and_filters_every_state(member, company):
         assert shown(status=status) == {status}
     assert shown(status="all") == {"open", "pending", "snoozed", "closed"}
     page = member.get(reverse("inbox")).content.decode()
-    assert '<option value="open" selected>' in page
+    assert '<option value="" selected>Open</option>' in page
 
 
 def test_api_sets_states(admin_api, company):
