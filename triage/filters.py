@@ -2,7 +2,7 @@
 and the views' counts: status, label, assigned, platform, unread."""
 
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from messaging import channels
@@ -69,14 +69,16 @@ def canonical_query(filters: dict) -> str:
     return urlencode(pairs)
 
 
-def labelled(label_id: int, company_id: int):
-    """EXISTS: the conversation carries this label of this company (never another's)."""
+def labelled(label_id: int, company_id: int) -> Q:
+    """The conversation carries this label of this company (never another's): `id IN
+    (subquery)`, which PostgreSQL runs once as a hashed subplan — a correlated EXISTS per row
+    made the saved views' count query cost enough to be JIT-compiled (1.4 s for 20 views)."""
     from .models import ConversationLabel
 
-    return Exists(
-        ConversationLabel.objects.filter(
-            conversation=OuterRef("pk"), label_id=label_id, label__company_id=company_id
-        )
+    return Q(
+        pk__in=ConversationLabel.objects.filter(
+            label_id=label_id, label__company_id=company_id
+        ).values("conversation_id")
     )
 
 
@@ -87,7 +89,7 @@ def conversation_q(user, filters: dict) -> Q:
     if status != ANY_STATUS:
         q &= Q(status=status)
     if filters.get("label"):
-        q &= Q(labelled(filters["label"], user.company_id))
+        q &= labelled(filters["label"], user.company_id)
     if filters.get("assigned") == "mine":
         q &= Q(assignee_id=user.pk)
     elif filters.get("assigned") == "unassigned":
