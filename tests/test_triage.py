@@ -457,3 +457,14 @@ def test_contact_panel_shows_client_labels_and_other_conversations(member, compa
     assert (
         "crm/_conversation_side_extra.html" in open("templates/triage/_contact_panel.html").read()
     )
+
+
+def test_view_counts_with_a_view_of_everything(company, admin_user):
+    ConversationFactory(company=company, status="closed")
+    ConversationFactory(company=company)
+    SavedView.objects.create(
+        company=company, owner=admin_user, name="All", filters={"status": "all"}
+    )
+    SavedView.objects.create(company=company, owner=admin_user, name="Open", filters={})
+    counts = {v.name: v.count for v in views_with_counts(admin_user)}
+    assert counts == {"All": 2, "Open": 1}

@@ -1,5 +1,8 @@
 """Reads for labels and saved views, scoped to the actor's company."""
 
+import operator
+from functools import reduce
+
 from django.db.models import Count, Prefetch, Q
 
 from accounts.scoping import get_scoped_or_404, scoped
@@ -80,8 +83,14 @@ def views_with_counts(user) -> list[SavedView]:
     views = list(visible_views(user))
     if not views:
         return views
-    counts = scoped(Conversation, user).aggregate(
-        **{f"v{view.pk}": Count("pk", filter=conversation_q(user, view.filters)) for view in views}
+    conditions = {view.pk: conversation_q(user, view.filters) for view in views}
+    # Only rows some view can count are read (e.g. the open ones, through the status index).
+    # (An empty condition, a view of every conversation, means no narrowing: `Q() | x` is x.)
+    candidates = scoped(Conversation, user)
+    if all(conditions.values()):
+        candidates = candidates.filter(reduce(operator.or_, conditions.values()))
+    counts = candidates.aggregate(
+        **{f"v{pk}": Count("pk", filter=condition) for pk, condition in conditions.items()}
     )
     for view in views:
         view.count = counts[f"v{view.pk}"]
