@@ -16,6 +16,7 @@ urlpatterns = [
     path("clients/import/", client_views.clients_import, name="clients_import"),
     path("clients/export.csv", client_views.clients_export, name="clients_export"),
     path("", include("messaging.page_urls")),
+    path("", include("triage.page_urls")),
     path("", include("channels_integrations.page_urls")),
     path("", include("deals.urls")),
     path("", include("reports.urls")),

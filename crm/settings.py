@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "canned",
     "notifications",
     "teams",
+    "triage",
 ]
 
 MIDDLEWARE = [
@@ -246,6 +247,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "messaging.tasks.sweep_downloads",
         "schedule": 60.0,
         "options": {"expires": 55},
+    },
+    # Snoozed conversations whose time has come are open again.
+    "wake-snoozed-conversations": {
+        "task": "messaging.tasks.wake_snoozed_conversations",
+        "schedule": 30.0,
+        "options": {"expires": 25},
     },
     # Starts due scheduled broadcasts and (re)kicks sending ones; expires so a backlog
     # piled up while no worker ran is dropped instead of replayed.

@@ -13,6 +13,7 @@ from crm import selectors, services
 from crm.forms import ClientForm
 from crm.models import Client
 from deals import selectors as deal_selectors
+from triage import selectors as triage_selectors
 
 CLIENTS_PER_PAGE = 50
 
@@ -48,6 +49,8 @@ def client_detail(request, pk):
             "conversations": selectors.client_conversations(request.user, client),
             "deals": deal_selectors.client_deals(request.user, client),
             "merges": client.merges.select_related("actor")[:20],
+            "client_label_list": triage_selectors.client_labels(client),
+            "labels": list(triage_selectors.company_labels(request.user)),
         },
     )
 

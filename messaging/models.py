@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.scoping import TenantManager
 
@@ -19,8 +20,14 @@ class Conversation(models.Model):
     visibility_path = ""  # accounts.scoping: agents may see only their own
 
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        CLOSED = "closed", "Closed"
+        """open: needs us; pending: waiting for the customer; snoozed: hidden until
+        `snoozed_until` (or, when that is empty, until the customer's next message; any
+        inbound message wakes it); closed: done (a reply of an agent reopens it)."""
+
+        OPEN = "open", _("Open")
+        PENDING = "pending", _("Pending")
+        SNOOZED = "snoozed", _("Snoozed")
+        CLOSED = "closed", _("Closed")
 
     # Every index is paid on each inbound message (a bump moves last_message_at, so the
     # update is never HOT): no FK index where a composite or unique index leads with it.
@@ -53,6 +60,8 @@ class Conversation(models.Model):
     )
     subject = models.CharField(max_length=500, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    # Snoozed only: when beat wakes it (NULL: when the customer next writes).
+    snoozed_until = models.DateTimeField(null=True, blank=True)
     # Never NULL (cursor pagination and the inbox order need a value): creation time until
     # the first message sets it.
     last_message_at = models.DateTimeField(default=timezone.now)
@@ -79,6 +88,15 @@ class Conversation(models.Model):
                 fields=["platform", "source_id", "external_thread_id"],
                 name="conversation_unique_thread",
             ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["open", "pending", "snoozed", "closed"]),
+                name="conversation_status_valid",
+            ),
+            # A wake-up time only on a snoozed conversation.
+            models.CheckConstraint(
+                condition=models.Q(status="snoozed") | models.Q(snoozed_until__isnull=True),
+                name="conversation_snooze_only_snoozed",
+            ),
         ]
         indexes = [
             models.Index(fields=["company", "-last_message_at", "-id"], name="conv_inbox_idx"),
@@ -94,6 +112,12 @@ class Conversation(models.Model):
             models.Index(
                 fields=["company", "status", "-last_message_at", "-id"],
                 name="conv_inbox_status_idx",
+            ),
+            # What the wake-up task scans: snoozed with a time (tiny, skipped by ingest).
+            models.Index(
+                fields=["snoozed_until"],
+                condition=models.Q(status="snoozed", snoozed_until__isnull=False),
+                name="conv_snoozed_idx",
             ),
         ]
 

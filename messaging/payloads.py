@@ -37,6 +37,7 @@ def conversation_payload(conversation: Conversation) -> dict:
         "client_id": conversation.client_id,
         "assignee_id": conversation.assignee_id,
         "status": conversation.status,
+        "snoozed_until": _iso(conversation.snoozed_until),
         "subject": conversation.subject,
         "last_message_at": _iso(conversation.last_message_at),
         "last_message_preview": conversation.last_message_preview,

@@ -78,3 +78,12 @@ def sweep_downloads() -> dict:
     from .services import downloads
 
     return downloads.sweep_pending_downloads()
+
+
+@shared_task(ignore_result=True)
+def wake_snoozed_conversations() -> int:
+    """Beat: snoozed conversations whose time has come are open again (idempotent: a second
+    run finds nothing due)."""
+    from .services.states import wake_due_conversations
+
+    return wake_due_conversations()

@@ -132,6 +132,20 @@ def _team(company, member):
     return team
 
 
+def _label(company):
+    from triage.models import Label
+
+    return Label.objects.create(company=company, name="VIP", color="green")
+
+
+def _saved_view(company, owner):
+    from triage.models import SavedView
+
+    return SavedView.objects.create(
+        company=company, owner=owner, name="Mine open", filters={"assigned": "mine"}
+    )
+
+
 @pytest.fixture
 def page_urls(company, admin_user):
     """The URL of every protected page, args filled with real objects of `company`."""
@@ -164,6 +178,8 @@ def page_urls(company, admin_user):
         "member_": _colleague(company).pk,
         "invitation_": _invitation(company).pk,
         "team_": _team(company, admin_user).pk,
+        "label_": _label(company).pk,
+        "savedview_": _saved_view(company, admin_user).pk,
     }
     urls = {}
     for route, name, kwargs in _protected_pages():

@@ -18,6 +18,7 @@ from schemathesis.checks import (
 )
 
 from accounts.models import ApiToken, Role
+from triage.models import Label, SavedView
 
 from .factories import (
     AttachmentFactory,
@@ -90,6 +91,10 @@ def seed_company(company, admin, api_token) -> dict[str, int]:
         "/api/v1/canned-replies/": _canned_reply(company).pk,
         "/api/v1/pipelines/": PipelineFactory(company=company).pk,
         "/api/v1/deals/": DealFactory(company=company, client=client, owner=None).pk,
+        "/api/v1/labels/": Label.objects.create(company=company, name="VIP").pk,
+        "/api/v1/saved-views/": SavedView.objects.create(
+            company=company, owner=admin, name="Open", filters={"status": "open"}
+        ).pk,
     }
 
 

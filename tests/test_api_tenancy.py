@@ -95,6 +95,19 @@ def _team_of(company):
     return Team.objects.create(company=company, name=f"Team of {company.pk}")
 
 
+def _label_of(company):
+    from triage.models import Label
+
+    return Label.objects.create(company=company, name=f"L{Label.objects.count()}")
+
+
+def _shared_view_of(company):
+    from triage.models import SavedView
+
+    owner = UserFactory(company=company)
+    return SavedView.objects.create(company=company, owner=owner, name="V", shared=True)
+
+
 # basename -> make(company) returning a row owned by that company. Every endpoint registered
 # on the router must be listed here, so a new endpoint cannot skip this test.
 OWNED_ROW = {
@@ -127,6 +140,8 @@ OWNED_ROW = {
     "member": lambda company: UserFactory(company=company),
     "invitation": lambda company: _invitation_of(company),
     "team": lambda company: _team_of(company),
+    "label": _label_of,
+    "saved-view": _shared_view_of,
 }
 # Lists that need a query string to list anything.
 LIST_QUERY = {"search": "?q=hamburg"}

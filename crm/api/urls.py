@@ -25,6 +25,12 @@ router.register(
 )
 router.register("attachments", AttachmentViewSet, basename="attachment")
 
+# labels and saved views
+from triage.api import LabelViewSet, SavedViewViewSet  # noqa: E402
+
+router.register("labels", LabelViewSet, basename="label")
+router.register("saved-views", SavedViewViewSet, basename="saved-view")
+
 # bots
 from channels_integrations.whatsapp.api.bots import BotRuleViewSet, BotViewSet  # noqa: E402
 

@@ -25,6 +25,9 @@ from crm.pagination import CursorPagination
 from messaging import selectors, services
 from messaging.models import Attachment, Conversation, Message
 from messaging.services import reactions as reaction_services
+from triage import api as triage_api
+from triage import selectors as triage_selectors
+from triage import services as triage_services
 
 
 class ConversationPagination(CursorPagination):
@@ -77,9 +80,15 @@ class ConversationSerializer(serializers.ModelSerializer):
         "message): free text only while open, else a template. null: the channel has none."
     )
 
+    labels = serializers.SerializerMethodField(help_text="ids of the conversation's labels")
+
     @extend_schema_field(WindowSerializer(allow_null=True))
     def get_window(self, conversation) -> dict | None:
         return window_data(selectors.reply_window(conversation))
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_labels(self, conversation) -> list:
+        return triage_selectors.labels_of_conversations([conversation.pk]).get(conversation.pk, [])
 
     class Meta:
         model = Conversation
@@ -92,6 +101,8 @@ class ConversationSerializer(serializers.ModelSerializer):
             "assignee",
             "subject",
             "status",
+            "snoozed_until",
+            "labels",
             "last_message_at",
             "last_message_preview",
             "unread_count",
@@ -316,7 +327,13 @@ class AssignSerializer(serializers.Serializer):
 
 FILTER_PARAMETERS = [
     OpenApiParameter("platform", str, enum=["whatsapp", "telegram", "email"]),
-    OpenApiParameter("status", str, enum=["open", "closed"]),
+    OpenApiParameter(
+        "status",
+        str,
+        enum=["open", "pending", "snoozed", "closed"],
+        description="one state (default: every state)",
+    ),
+    OpenApiParameter("label", int, description="a label id of your company"),
     OpenApiParameter("assignee", str, description="`me`, `unassigned` or a member id"),
     OpenApiParameter("unread", bool, description="only conversations with unread messages"),
     OpenApiParameter("q", str, description="search client name, phone, email and subject"),
@@ -333,6 +350,7 @@ def filter_conversations(user, params):
         assigned={"me": "mine", "unassigned": "unassigned"}.get(assignee, ""),
         unread=params.get("unread") in ("1", "true", "yes"),
         query=params.get("q", ""),
+        label=params.get("label", ""),
     )
     if assignee.isdigit():
         conversations = conversations.filter(assignee_id=int(assignee))
@@ -343,7 +361,7 @@ LIST_COLUMNS = (
     *(
         name
         for name in ConversationSerializer.Meta.fields
-        if name not in ("client", "assignee", "window")
+        if name not in ("client", "assignee", "window", "labels")
     ),
     "client_id",
     "client__name",
@@ -367,7 +385,7 @@ def _iso(value):
 def _list_row(row: dict) -> dict:
     """One conversation of the list, shaped exactly as ConversationSerializer shapes it."""
     data = {name: row[name] for name in ConversationSerializer.Meta.fields if name in row}
-    for name in ("last_message_at", "created_at"):
+    for name in ("last_message_at", "created_at", "snoozed_until"):
         data[name] = _iso(row[name])
     data["client"] = (
         {
@@ -408,8 +426,16 @@ class ConversationViewSet(
         )
         page = self.paginate_queryset(rows.values(*LIST_COLUMNS, "last_inbound_at"))
         windows = selectors.reply_windows(page)
+        labels = triage_selectors.labels_of_conversations(row["id"] for row in page)
         return self.get_paginated_response(
-            [dict(_list_row(row), window=window_data(windows[row["id"]])) for row in page]
+            [
+                dict(
+                    _list_row(row),
+                    window=window_data(windows[row["id"]]),
+                    labels=labels.get(row["id"], []),
+                )
+                for row in page
+            ]
         )
 
     def _respond(self, conversation):
@@ -448,6 +474,41 @@ class ConversationViewSet(
                 request.user, self.get_object(), Conversation.Status.OPEN
             )
         )
+
+    @extend_schema(request=triage_api.StatusSerializer, responses=ConversationSerializer)
+    @action(detail=True, methods=["post"], url_path="status")
+    def set_status(self, request, pk=None):
+        """Open, pending, snoozed (until `snoozed_until`, or until the customer writes) or
+        closed; published as `conversation.status_changed`."""
+        conversation = self.get_object()
+        payload = triage_api.StatusSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        return self._respond(
+            services.set_conversation_status(
+                request.user,
+                conversation,
+                payload.validated_data["status"],
+                snoozed_until=payload.validated_data.get("snoozed_until"),
+            )
+        )
+
+    @triage_api.LABELS_SCHEMA
+    @action(detail=True, methods=["post"], url_path="labels")
+    def set_labels(self, request, pk=None):
+        """Replace the conversation's labels (`labels`: ids of your company's labels)."""
+        conversation = self.get_object()
+        payload = triage_api.SetLabelsSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        labels = triage_api.company_labels_or_error(request.user, payload.validated_data["labels"])
+        ids = triage_services.set_conversation_labels(request.user, conversation, labels)
+        return Response({"id": conversation.pk, "label_ids": ids})
+
+    @triage_api.BULK_SCHEMA
+    @action(detail=False, methods=["post"])
+    def bulk(self, request):
+        """One action (assign, label, unlabel, close) on many conversations of your company;
+        each that fails is named in `failed`, the others are done."""
+        return Response(triage_api.bulk_from_request(request.user, request.data).as_dict())
 
     @extend_schema(request=None, responses=ConversationSerializer)
     @action(detail=True, methods=["post"])

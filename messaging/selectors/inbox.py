@@ -24,12 +24,14 @@ def inbox_conversations(
     assigned: str = "",
     unread: bool = False,
     query: str = "",
+    label: int | str | None = None,
 ):
     """Newest first; unknown filter values are ignored rather than matching nothing.
 
     `assigned`: "mine" or "unassigned"; `unread`: only conversations with unread messages;
     `query`: the client's name, phone or email, or the subject, contains it, or a message's
-    text matches it (full-text, inbox_search.fts).
+    text matches it (full-text, inbox_search.fts); `label`: a label id of the user's company
+    (another company's matches nothing).
     """
     conversations = scoped(Conversation, user).select_related("client", "assignee")
     if platform in dict(channels.platform_choices()):
@@ -42,6 +44,12 @@ def inbox_conversations(
         conversations = conversations.filter(assignee__isnull=True)
     if unread:
         conversations = conversations.filter(unread_count__gt=0)
+    if label not in (None, ""):
+        from triage.filters import labelled  # labels live in their own app
+
+        # A label of another company (or none) matches nothing: never applied across.
+        label_id = int(label) if str(label).isdigit() else 0
+        conversations = conversations.filter(labelled(label_id, user.company_id))
     query = (query or "").strip()
     if query:
         conversations = _search(conversations, user, query)

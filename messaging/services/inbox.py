@@ -26,6 +26,7 @@ from ..selectors.window import reply_window
 from ..signals import conversation_created, inbound_message_stored
 from .attachments import check_outgoing_files, remove_stored_files, store_outgoing_files
 from .outbox import enqueue_delivery
+from .states import publish_status_changed, reopen_for_reply, set_conversation_status  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +142,9 @@ def ingest_inbound(
             ),
             using=using,
         )
+    if stored.previous_status not in (None, conversation.status):
+        # The customer's message woke a snoozed (or reopened a pending/closed) conversation.
+        publish_status_changed(conversation, stored.previous_status, actor=None)
     if notice:
         logger.info("ingest: stored %s notice=%s", platform, message.pk)
         return IngestResult(message, conversation, created=True)
@@ -185,6 +189,7 @@ class _Stored:
     client_known: bool  # False: the sender has an identity that names no client yet
     conversation: Conversation | None  # after the bump; None: nothing stored (see above)
     new_conversation: bool = False  # this statement created the conversation
+    previous_status: str | None = None  # before the bump (None: the thread is new)
 
 
 def _atomic_unless_autocommit(using):
@@ -262,7 +267,7 @@ def _store_inbound_sql(identity_keys: tuple[str, ...], create: bool) -> str:
     quote = connections[router.db_for_write(Message)].ops.quote_name
     conversation_table = quote(Conversation._meta.db_table)
     ctes = [
-        f"conv_found AS (SELECT id FROM {conversation_table} "  # noqa: S608
+        f"conv_found AS (SELECT id, status FROM {conversation_table} "  # noqa: S608
         "WHERE platform = %s AND source_id = %s AND external_thread_id = %s)"
     ]
     if identity_keys:
@@ -332,6 +337,7 @@ def _store_inbound_sql(identity_keys: tuple[str, ...], create: bool) -> str:
                                             ELSE c.last_message_preview END,
                 unread_count = c.unread_count + %s,
                 status = %s,
+                snoozed_until = NULL,
                 updated_at = %s
             FROM inserted WHERE c.id = inserted.conversation_id
             RETURNING {bumped_columns}
@@ -340,7 +346,8 @@ def _store_inbound_sql(identity_keys: tuple[str, ...], create: bool) -> str:
     with_clause = ",\n        ".join(ctes)
     return f"""
         WITH {with_clause}
-        SELECT (SELECT id FROM conv), {client_ok}, inserted.id, {is_new}, stored.*
+        SELECT (SELECT id FROM conv), {client_ok}, inserted.id, {is_new},
+               (SELECT status FROM conv_found), stored.*
         FROM client LEFT JOIN inserted ON TRUE
         LEFT JOIN (SELECT {returned} FROM bumped{new_row}) AS stored ON inserted.id IS NOT NULL
     """  # noqa: S608 (names from the models' meta; every value is a parameter)
@@ -386,7 +393,9 @@ def _store_inbound(using, message, received_at, thread: _Thread, *, create=False
     sql = _store_inbound_sql(tuple(identity), create)
     with prepared_cursor(using) as cursor:  # planned once per connection, not per message
         cursor.execute(sql, params)
-        found_id, client_ok, message_id, is_new, *conversation_row = cursor.fetchone()
+        found_id, client_ok, message_id, is_new, previous_status, *conversation_row = (
+            cursor.fetchone()
+        )
     if message_id is None:
         return _Stored(found_id, bool(client_ok), None)
     message.pk = message_id
@@ -394,7 +403,7 @@ def _store_inbound(using, message, received_at, thread: _Thread, *, create=False
     message._state.adding = False
     message._state.db = using
     conversation = Conversation.from_db(using, _CONVERSATION_ATTNAMES, conversation_row)
-    return _Stored(found_id, True, conversation, bool(is_new))
+    return _Stored(found_id, True, conversation, bool(is_new), previous_status)
 
 
 def _find_client(company_id: int, identity: dict) -> Client | None:
@@ -597,6 +606,9 @@ def send_message(
     quotes. Bad input raises one ValidationError naming every bad field, before anything is
     written.
 
+    An agent's reply (an `author`, no `bot`) to a closed conversation reopens it in the same
+    transaction; the returned message's `reopened_conversation` says whether it did.
+
     The committed row is the truth (an outbox): if the broker is unreachable after commit, the
     request still succeeds and the sweeper queues the message once it is back."""
     errors = {}
@@ -671,6 +683,10 @@ def send_message(
             )
             if files:
                 store_outgoing_files(message, files, kinds, stored)
+            # An agent answering a closed conversation reopens it (the reply box says so).
+            message.reopened_conversation = (
+                author is not None and bot is None and reopen_for_reply(author, conversation)
+            )
             preview = body or ", ".join(attachment.filename for attachment in stored)
             conversation = _bump_conversation_for_outbound(
                 conversation.pk,
@@ -742,7 +758,7 @@ def name_thread_client(conversation: Conversation, name: str) -> bool:
         events.publish(
             "conversation.updated",
             conversation_payload(conversation),
-            company_id=conversation.company_id,
+            conversation=conversation,
         )
     return True
 
@@ -786,18 +802,6 @@ def assign_conversation(actor, conversation: Conversation, assignee) -> Conversa
         )
         notifications.conversation_assigned(actor, conversation)
     return conversation
-
-
-def set_conversation_status(actor, conversation: Conversation, status: str) -> Conversation:
-    if status not in Conversation.Status.values:
-        raise ValidationError(
-            {"status": [f"Must be one of: {', '.join(Conversation.Status.values)}."]}
-        )
-    conversation.status = status
-    if status == Conversation.Status.CLOSED:
-        conversation.closed_at = timezone.now()
-        return _save_and_publish(conversation, ["status", "closed_at"])
-    return _save_and_publish(conversation, ["status"])
 
 
 def mark_conversation_read(actor, conversation: Conversation) -> Conversation:

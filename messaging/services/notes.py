@@ -72,7 +72,7 @@ def add_note(author, conversation: Conversation, body: str) -> Message:
             status=Message.Status.RECEIVED,  # stored; there is nothing to deliver
             metadata={"mentions": [user.pk for user in mentions]} if mentions else {},
         )
-        events.publish("message.created", message_payload(note), company_id=conversation.company_id)
+        events.publish("message.created", message_payload(note), conversation=conversation)
         if mentions:
             from notifications import services as notifications
 

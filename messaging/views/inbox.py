@@ -6,12 +6,17 @@ go through messaging.services, whose events (after commit) tell every open brows
 """
 
 import json
+from datetime import datetime, time, timedelta
 
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models import prefetch_related_objects
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -20,10 +25,12 @@ from inbox_search.selectors import newest_hit_per_conversation
 from messaging import channels, selectors, services
 from messaging.models import Conversation
 from messaging.services import reactions
+from triage import selectors as triage_selectors
+from triage.filters import ANY_STATUS, DEFAULT_STATUS, canonical_query
 
 CONVERSATIONS_PER_PAGE = 50
 LIST_TARGET = "inbox-list"  # the element id htmx swaps the list partial into
-FILTER_KEYS = ("platform", "status", "assigned", "unread", "q")
+FILTER_KEYS = ("platform", "status", "assigned", "unread", "q", "label")
 ASSIGNED_CHOICES = [("", "Everyone's"), ("mine", "Mine"), ("unassigned", "Unassigned")]
 
 
@@ -34,7 +41,9 @@ def _filters(request) -> dict:
     get = request.GET
     return {
         "platform": get.get("platform", ""),
-        "status": get.get("status", ""),
+        # The inbox shows open conversations unless asked otherwise ("all": every state).
+        "status": get.get("status", "") or DEFAULT_STATUS,
+        "label": get.get("label", "").strip()[:20],
         "assigned": get.get("assigned", ""),
         "unread": get.get("unread", "") in ("1", "on", "true"),
         "q": get.get("q", "").strip()[:200],
@@ -46,12 +55,15 @@ def _list_context(request, current=None) -> dict:
     conversations = selectors.inbox_conversations(
         request.user,
         platform=filters["platform"],
-        status=filters["status"],
+        status="" if filters["status"] == ANY_STATUS else filters["status"],
         assigned=filters["assigned"],
         unread=filters["unread"],
         query=filters["q"],
+        label=filters["label"],
     )
     page = Paginator(conversations, CONVERSATIONS_PER_PAGE).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)
+    prefetch_related_objects(page.object_list, triage_selectors.label_links_prefetch())
     if filters["q"]:  # each row shows its newest message that matched, and opens at it
         hits = newest_hit_per_conversation(
             request.user, filters["q"], [conversation.pk for conversation in page.object_list]
@@ -67,10 +79,17 @@ def _list_context(request, current=None) -> dict:
     return {
         "page": page,
         "filters": filters,
-        "filtered": any(filters.values()),
+        "filtered": any(v for k, v in filters.items() if k != "status")
+        or filters["status"] != DEFAULT_STATUS,
         "filter_query": kept.urlencode(),
         "platforms": channels.platform_choices(),
-        "statuses": Conversation.Status.choices,
+        "statuses": [*Conversation.Status.choices, (ANY_STATUS, _("All states"))],
+        "labels": triage_selectors.company_labels(request.user),
+        # Called by the template only where the sidebar is drawn (not for list refreshes).
+        "saved_views": lambda: triage_selectors.views_with_counts(request.user),
+        "bulk_members": lambda: selectors.company_members(request.user),
+        # Which saved view is shown now (none while searching).
+        "current_query": "" if filters["q"] else canonical_query(filters),
         "assigned_choices": ASSIGNED_CHOICES,
         "current_id": getattr(current, "pk", None),
         "today": timezone.localdate(),
@@ -122,6 +141,7 @@ def conversation_detail(request, pk):
         ),
         hit_id=int(request.GET["message"]) if around else None,
     )
+    context.update(triage_selectors.contact_panel(request.user, conversation))
     return render(request, "messaging/conversation_detail.html", context)
 
 
@@ -186,6 +206,7 @@ def _back_to(conversation):
     return redirect("conversation_detail", conversation.pk)
 
 
+REOPENED_NOTICE = gettext_lazy("This conversation was closed: your reply reopened it.")
 REPLY_OPTIONS = {"mail": ("subject", "cc", "bcc")}  # the reply box's fields per compose kind
 
 
@@ -253,13 +274,20 @@ def conversation_reply(request, pk):
                 request, conversation, thread_messages=thread_messages, has_earlier=has_earlier
             )
         )
+        context.update(triage_selectors.contact_panel(request.user, conversation))
         return render(request, "messaging/conversation_detail.html", context, status=400)
     if not request.htmx:
+        if getattr(message, "reopened_conversation", False):
+            messages.info(request, REOPENED_NOTICE)
         return _back_to(conversation)
     response = render(
         request,
         "messaging/_conversation_reply.html",
-        {"conversation": conversation, "autofocus": True},
+        {
+            "conversation": conversation,
+            "autofocus": True,
+            "reopened": getattr(message, "reopened_conversation", False),
+        },
     )
     # inbox.js puts the stored message in the thread (the same path as a realtime event).
     response["HX-Trigger"] = json.dumps({"inbox:message-stored": {"id": message.pk}})
@@ -385,14 +413,44 @@ def conversation_assign(request, pk):
     return _header_response(request, conversation)
 
 
+SNOOZE_CHOICES = ("1h", "4h", "tomorrow", "week", "reply", "custom")
+
+
+def _snooze_until(post):
+    """The wake-up time the snooze form asks for: `snooze` one of SNOOZE_CHOICES ("reply": None,
+    until the customer writes; "custom": `until`, a datetime-local in the current time zone)."""
+    choice = post.get("snooze", "")
+    now = timezone.localtime()
+    if choice == "1h":
+        return now + timedelta(hours=1)
+    if choice == "4h":
+        return now + timedelta(hours=4)
+    if choice == "tomorrow":
+        return timezone.make_aware(datetime.combine(now.date() + timedelta(days=1), time(9)))
+    if choice == "week":
+        monday = now.date() + timedelta(days=7 - now.weekday())
+        return timezone.make_aware(datetime.combine(monday, time(9)))
+    if choice == "reply":
+        return None
+    if choice == "custom":
+        try:
+            until = datetime.fromisoformat(post.get("until", ""))
+        except ValueError:
+            raise ValidationError({"snoozed_until": [_("Pick a date and time.")]}) from None
+        return timezone.make_aware(until) if timezone.is_naive(until) else until
+    raise ValidationError({"snooze": [_("Choose how long to snooze.")]})
+
+
 @company_member_required
 @require_POST
 def conversation_status(request, pk):
-    """`status`: "open" (reopen) or "closed" (close)."""
+    """`status`: "open", "pending", "closed", or "snoozed" with `snooze` (see _snooze_until)."""
     conversation = selectors.get_conversation(request.user, pk)
+    status = request.POST.get("status", "")
     try:
+        until = _snooze_until(request.POST) if status == Conversation.Status.SNOOZED else None
         conversation = services.set_conversation_status(
-            request.user, conversation, request.POST.get("status", "")
+            request.user, conversation, status, snoozed_until=until
         )
     except ValidationError as exc:
         return _header_response(request, conversation, _errors(exc))

@@ -305,6 +305,10 @@
     });
   }
 
+  // For other page scripts (static/js/triage.js: labels, saved views, bulk actions).
+  window.Switchboard = window.Switchboard || {};
+  window.Switchboard.inbox = { refreshList, refreshHeader };
+
   function refreshAll() {
     refreshList();
     if (openConversation()) {
