@@ -30,12 +30,14 @@ migrate: services
 	$(PY) manage.py migrate --noinput
 
 seed: migrate
-	$(PY) manage.py seed_demo --url http://$(WEB_HOST):$(WEB_PORT)/
+	@$(PY) manage.py seed_demo --quiet
 
+# Starts the Procfile's processes; prints the URL and the demo logins (kept in
+# var/demo-logins.txt) last, once the web answers /health and the workers a ping.
 run: seed
 	@mkdir -p var
-	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(VENV)/bin/honcho start
+	@$(PY) manage.py collectstatic --noinput --verbosity 0
+	@$(PY) manage.py run_all --url http://$(WEB_HOST):$(WEB_PORT)/
 
 # The tests use Debian's chromium (browser tests; Playwright never downloads a browser),
 # Dovecot (the IMAP tests start their own) and nginx (the deployment test starts its own).

@@ -5,7 +5,7 @@ from django.apps import AppConfig
 # The channels of this app, each a folder with a `channel.py` that registers it with
 # messaging.channels, an `accounts.py` that registers how admins edit its account, and a
 # `tasks.py` when it has tasks. Adding a channel: a new folder, and its name here.
-CHANNELS = ("whatsapp", "telegram", "email", "meta")
+CHANNELS = ("whatsapp", "telegram", "email", "meta", "sandbox")
 
 
 class ChannelsIntegrationsConfig(AppConfig):
