@@ -1,9 +1,11 @@
 import hashlib
 import secrets
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class Company(models.Model):
@@ -23,8 +25,8 @@ class Company(models.Model):
 
 
 class Role(models.TextChoices):
-    ADMIN = "admin", "Admin"  # manages numbers, accounts and members
-    AGENT = "agent", "Agent"  # works the inbox
+    ADMIN = "admin", _("Admin")  # manages numbers, accounts and members
+    AGENT = "agent", _("Agent")  # works the inbox
 
 
 class User(AbstractUser):
@@ -35,6 +37,10 @@ class User(AbstractUser):
         Company, on_delete=models.CASCADE, null=True, blank=True, related_name="members"
     )
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.AGENT)
+    # The language pages are shown in for this user (settings.LANGUAGES); blank: the browser's.
+    language = models.CharField(
+        _("language"), max_length=10, blank=True, choices=settings.LANGUAGES
+    )
 
     objects = UserManager()
 

@@ -270,3 +270,11 @@ def wrote_today(number, phones=()):
         ],
         ignore_conflicts=True,
     )
+
+
+class SandboxInboxFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "channels_integrations.SandboxInbox"
+        django_get_or_create = ("company",)
+
+    company = factory.SubFactory(CompanyFactory)

@@ -17,6 +17,7 @@ from .factories import (
     EmailAccountFactory,
     InstagramAccountFactory,
     MessengerPageFactory,
+    SandboxInboxFactory,
     TelegramAccountFactory,
     WhatsAppNumberFactory,
 )
@@ -25,7 +26,7 @@ from .factories import (
 # Prometheus metrics (own token), and webhooks (authenticated by signature, tested there).
 SKIPPED_PREFIXES = ("admin/", "api/", "health", "static/", "metrics", "webhooks/")
 # The only public pages. Anything else served here must redirect anonymous users to login.
-PUBLIC_URL_NAMES = {"login", "logout"}
+PUBLIC_URL_NAMES = {"login", "logout", "manifest", "service_worker", "offline"}
 
 
 def _page_patterns(patterns=None, prefix="", converters=None):
@@ -70,6 +71,15 @@ def _mail_with_html(company):
     )
 
 
+def _sandbox_reply(company) -> dict:
+    from .factories import MessageFactory
+
+    sandbox = SandboxInboxFactory(company=company)
+    conversation = ConversationFactory(company=company, source=sandbox)
+    reply = MessageFactory(conversation=conversation, direction="out", status="sent")
+    return {"pk": reply.pk, "status": "read"}
+
+
 def _quarantined_mail(company) -> dict:
     from channels_integrations.models import EmailQuarantine
 
@@ -103,6 +113,7 @@ def page_urls(company, admin_user):
         "meta_page_": MessengerPageFactory(company=company).pk,
         "meta_instagram_": InstagramAccountFactory(company=company).pk,
         "attachment_": _stored_attachment(company).pk,
+        "sandbox_mark": _sandbox_reply(company),
     }
     urls = {}
     for route, name, kwargs in _protected_pages():

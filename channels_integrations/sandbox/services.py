@@ -39,7 +39,9 @@ def customer_writes(sandbox: SandboxInbox, name: str, body: str) -> IngestResult
         sandbox,
         thread,
         f"sandbox-in-{uuid.uuid4().hex}",
-        Sender(address=thread, name=name),
+        # An address of the reserved .invalid domain: the customer becomes a client (found
+        # again by it), never mixed up with a real one.
+        Sender(address=thread, name=name, email=f"{thread}@sandbox.invalid"),
         body,
     )
 
