@@ -27,7 +27,8 @@ ALLOWED = {"Switchboard", "S", "ID", "API", "URL", "IMAP", "SMTP", "JSON", "UTC"
 
 
 def _letters(text: str) -> bool:
-    return bool(LETTERS.search(text)) and text.strip() not in ALLOWED
+    words = [word for word in re.split(r"[\s·—→←:()]+", text) if word and word not in ALLOWED]
+    return bool(LETTERS.search(" ".join(words)))
 
 
 def scan(source: str):
