@@ -7,7 +7,7 @@ WEB_HOST ?= 127.0.0.1
 WEB_PORT ?= 8000
 export WEB_HOST WEB_PORT
 
-.PHONY: run test lint format install install-dev services db migrate seed clean test-packages
+.PHONY: run test lint format install install-dev services db migrate seed clean test-packages messages
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,14 @@ lint: install-dev
 format: install-dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Translations (README "Languages"): collect every marked string into locale/{ru,uk}
+# (new ones arrive empty, changed ones fuzzy: translate them, then run it again), and compile
+# the .mo files, which are committed so no machine needs GNU gettext to run Switchboard.
+MESSAGES_IGNORE := --ignore=.venv --ignore=tests --ignore=bench --ignore=staticfiles --ignore=var
+messages: install
+	$(PY) manage.py makemessages -l ru -l uk --no-obsolete $(MESSAGES_IGNORE)
+	$(PY) manage.py compilemessages -l ru -l uk $(MESSAGES_IGNORE)
 
 clean:
 	rm -rf $(VENV) staticfiles var .pytest_cache .ruff_cache
