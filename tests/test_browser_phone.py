@@ -20,7 +20,10 @@ page_urls = page_walk.page_urls  # the fixture
 PHONE = {"width": 390, "height": 844}
 AXE = static("vendor/axe-core/axe.min.js")
 SERIOUS = """async () => {
-  const result = await axe.run(document, {resultTypes: ["violations"]});
+  const result = await axe.run(document, {
+    resultTypes: ["violations"],
+    runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]},
+  });
   return result.violations
     .filter((v) => v.impact === "serious" || v.impact === "critical")
     .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")}`);
@@ -36,11 +39,13 @@ def _check(page, server, name, url, wide, violations):
     width = page.evaluate("document.scrollingElement.scrollWidth")
     if width > PHONE["width"]:
         wide.append(f"{name} ({url}): {width} px")
-    page.add_script_tag(url=server.url + AXE)
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.add_script_tag(url=server.url + AXE)
     for violation in page.evaluate(SERIOUS):
         violations.append(f"{name} ({url}): {violation}")
 
 
+@pytest.mark.timeout(1800)  # some sixty pages, each checked by axe-core on a shared machine
 def test_every_page_fits_a_phone_and_passes_axe(  # noqa: F811
     daphne_server,  # noqa: F811
     browser,  # noqa: F811

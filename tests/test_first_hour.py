@@ -4,6 +4,7 @@ empty team chat, a broadcast that reached nobody shown as failed, every settings
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
 from channels_integrations.models import Broadcast, TelegramAccount
 from channels_integrations.whatsapp.broadcasts import _finish_if_done
@@ -25,7 +26,8 @@ API_HASH = "0123456789abcdef0123456789abcdef"
     ],
 )
 def test_technical_errors_become_a_sentence_with_the_detail_kept(raw):
-    sentence, detail = explain(raw)
+    with translation.override("en"):
+        sentence, detail = explain(raw)
     assert sentence.startswith("Could not reach the service over the network.")
     assert "tries again" in sentence
     assert detail == raw
