@@ -34,6 +34,7 @@ from .factories import (
     InstagramAccountFactory,
     MessageFactory,
     MessengerPageFactory,
+    SandboxInboxFactory,
     ReactionFactory,
     TelegramAccountFactory,
     WhatsAppNumberFactory,
@@ -204,6 +205,7 @@ def test_every_channel_deletes_its_conversations_with_its_source_in_postgresql()
         "email": EmailAccountFactory,
         "facebook": MessengerPageFactory,
         "instagram": InstagramAccountFactory,
+        "sandbox": SandboxInboxFactory,
     }
     assert set(factories) == {channel.platform for channel in channels.registered()}
     for channel in channels.registered():
