@@ -29,7 +29,11 @@ def manifest(request):
         "background_color": "#f5f6fa",
         "theme_color": "#161a2b",
         "icons": [
-            {"src": static(f"icons/icon-{size}.png"), "sizes": f"{size}x{size}", "type": "image/png"}
+            {
+                "src": static(f"icons/icon-{size}.png"),
+                "sizes": f"{size}x{size}",
+                "type": "image/png",
+            }
             for size in (192, 512)
         ]
         + [
