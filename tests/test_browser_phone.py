@@ -48,6 +48,8 @@ def _check(page, server, name, url, wide, violations, *, scripts=True):
         wide.append(f"{name} ({url}): {width} px ({culprits})")
     if not scripts:
         return  # a document whose policy runs no script at all (an email's HTML frame)
+    if not response.text().lstrip().lower().startswith("<!doctype"):
+        return  # a fragment that pages fetch into themselves, checked as part of them
     if not page.evaluate("typeof axe !== 'undefined'"):
         page.add_script_tag(url=server.url + AXE)
     for violation in page.evaluate(SERIOUS):
