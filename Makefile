@@ -7,7 +7,7 @@ WEB_HOST ?= 127.0.0.1
 WEB_PORT ?= 8000
 export WEB_HOST WEB_PORT
 
-.PHONY: run test lint format install install-dev services db migrate seed clean test-packages cluster
+.PHONY: run test lint format install install-dev services db migrate seed clean test-packages cluster messages
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,12 +30,14 @@ migrate: services
 	$(PY) manage.py migrate --noinput
 
 seed: migrate
-	$(PY) manage.py seed_demo --url http://$(WEB_HOST):$(WEB_PORT)/
+	@$(PY) manage.py seed_demo --quiet
 
+# Starts the Procfile's processes; prints the URL and the demo logins (kept in
+# var/demo-logins.txt) last, once the web answers /health and the workers a ping.
 run: seed
 	@mkdir -p var
-	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(VENV)/bin/honcho start
+	@$(PY) manage.py collectstatic --noinput --verbosity 0
+	@$(PY) manage.py run_all --url http://$(WEB_HOST):$(WEB_PORT)/
 
 # The production layout on this machine (N uvicorn web processes, daphne for WebSockets,
 # workers, beat, nginx with deploy/nginx.conf) on the bench database: bench/cluster.py.
@@ -66,6 +68,14 @@ lint: install-dev
 format: install-dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Translations (README "Languages"): collect every marked string into locale/{ru,uk}
+# (new ones arrive empty, changed ones fuzzy: translate them, then run it again), and compile
+# the .mo files, which are committed so no machine needs GNU gettext to run Switchboard.
+MESSAGES_IGNORE := --ignore=.venv --ignore=tests --ignore=bench --ignore=staticfiles --ignore=var
+messages: install
+	$(PY) manage.py makemessages -l ru -l uk --no-obsolete $(MESSAGES_IGNORE)
+	$(PY) manage.py compilemessages -l ru -l uk $(MESSAGES_IGNORE)
 
 clean:
 	rm -rf $(VENV) staticfiles var .pytest_cache .ruff_cache

@@ -1,6 +1,8 @@
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import ApiToken
 
@@ -8,7 +10,18 @@ from accounts.models import ApiToken
 class ApiTokenForm(forms.Form):
     name = forms.CharField(
         max_length=ApiToken._meta.get_field("name").max_length,
-        help_text="What uses it, e.g. “reporting script”.",
+        help_text=_("What uses it, e.g. “reporting script”."),
+    )
+
+
+class ProfileForm(forms.Form):
+    """What a user sets for themselves: the language of their pages."""
+
+    language = forms.ChoiceField(
+        label=_("Language"),
+        required=False,
+        choices=[("", _("As my browser asks"))] + list(settings.LANGUAGES),
+        help_text=_("The language of your pages, dates and numbers."),
     )
 
 

@@ -1,9 +1,11 @@
 import hashlib
 import secrets
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class Company(models.Model):
@@ -26,9 +28,9 @@ class Company(models.Model):
 
 
 class Role(models.TextChoices):
-    ADMIN = "admin", "Admin"  # manages numbers, accounts and members
-    AGENT = "agent", "Agent"  # works the inbox
-    SUPERVISOR = "supervisor", "Supervisor"  # sees everything, changes nothing
+    ADMIN = "admin", _("Admin")  # manages numbers, accounts and members
+    AGENT = "agent", _("Agent")  # works the inbox
+    SUPERVISOR = "supervisor", _("Supervisor")  # sees everything, changes nothing
 
 
 class User(AbstractUser):
@@ -43,6 +45,10 @@ class User(AbstractUser):
     # by round-robin (None: no cap); "away" takes the agent out of it while online.
     max_open_conversations = models.PositiveIntegerField(null=True, blank=True)
     is_away = models.BooleanField(default=False)
+    # The language pages are shown in for this user (settings.LANGUAGES); blank: the browser's.
+    language = models.CharField(
+        _("language"), max_length=10, blank=True, choices=settings.LANGUAGES
+    )
 
     objects = UserManager()
 

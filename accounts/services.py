@@ -17,3 +17,13 @@ def revoke_api_token(user: User, token: ApiToken) -> None:
     token_id = token.pk
     token.delete()
     logger.info("api token revoked id=%s user=%s", token_id, user.pk)
+
+
+def set_language(user, language: str) -> None:
+    """The user's own language ("" follows the browser); one of settings.LANGUAGES."""
+    from django.conf import settings
+
+    if language and language not in dict(settings.LANGUAGES):
+        raise ValueError(language)
+    user.language = language
+    user.save(update_fields=["language"])

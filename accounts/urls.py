@@ -30,6 +30,7 @@ urlpatterns = [
         company_member_required(password_change_done),
         name="password_change_done",
     ),
+    path("settings/profile/", views.profile, name="profile"),
     path("settings/tokens/", views.api_tokens, name="api_tokens"),
     path("settings/tokens/<int:pk>/revoke/", views.api_token_revoke, name="api_token_revoke"),
 ]

@@ -2,11 +2,13 @@
 
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
@@ -14,7 +16,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import services
-from accounts.forms import ApiTokenForm
+from accounts.forms import ApiTokenForm, ProfileForm
 
 
 def company_member_required(view):
@@ -102,3 +104,23 @@ def locked_out(request, credentials=None, *args, **kwargs):
     form = AuthenticationForm(request, initial={"username": username})
     context = {"form": form, "locked_out": message, "next": request.POST.get("next", "")}
     return render(request, "registration/login.html", context, status=429)
+
+
+@company_member_required
+def profile(request):
+    """The user's own settings: the language of their pages."""
+    form = ProfileForm(request.POST or None, initial={"language": request.user.language})
+    if request.method == "POST" and form.is_valid():
+        services.set_language(request.user, form.cleaned_data["language"])
+        translation.activate(request.user.language or translation.get_language())
+        messages.success(request, _("Your profile is saved."))
+        response = redirect("profile")
+        # The login page (before anyone is signed in) follows the same choice.
+        if request.user.language:
+            response.set_cookie(
+                settings.LANGUAGE_COOKIE_NAME, request.user.language, max_age=365 * 24 * 3600
+            )
+        else:
+            response.delete_cookie(settings.LANGUAGE_COOKIE_NAME)
+        return response
+    return render(request, "accounts/profile.html", {"form": form})

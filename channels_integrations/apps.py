@@ -6,7 +6,7 @@ from django.apps import AppConfig
 # messaging.channels, an `accounts.py` that registers how admins edit its account, and a
 # `tasks.py` / `admin.py` when it has tasks / platform-admin pages. Adding a channel: a new
 # folder, and its name here.
-CHANNELS = ("whatsapp", "telegram", "email", "meta")
+CHANNELS = ("whatsapp", "telegram", "email", "meta", "sandbox")
 
 
 class ChannelsIntegrationsConfig(AppConfig):

@@ -20,15 +20,15 @@ class WhatsAppNumber(models.Model):
     tenant_path = "company"
 
     class Provider(models.TextChoices):
-        CLOUD = "cloud", "WhatsApp Cloud API"
-        WEB = "web", "WhatsApp Web (QR-linked)"
+        CLOUD = "cloud", _("WhatsApp Cloud API")
+        WEB = "web", _("WhatsApp Web (QR-linked)")
 
     class Status(models.TextChoices):
-        DISCONNECTED = "disconnected", "Disconnected"
-        CONNECTING = "connecting", "Connecting"
-        CONNECTED = "connected", "Connected"
-        ERROR = "error", "Error"
-        DELETING = "deleting", "Being deleted"
+        DISCONNECTED = "disconnected", _("Disconnected")
+        CONNECTING = "connecting", _("Connecting")
+        CONNECTED = "connected", _("Connected")
+        ERROR = "error", _("Error")
+        DELETING = "deleting", _("Being deleted")
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)  # webhook URL
     company = models.ForeignKey(
@@ -98,8 +98,8 @@ class BotRule(models.Model):
     tenant_path = "bot__number__company"
 
     class MatchType(models.TextChoices):
-        KEYWORD = "keyword", "Keyword"
-        REGEX = "regex", "Regular expression"
+        KEYWORD = "keyword", _("Keyword")
+        REGEX = "regex", _("Regular expression")
 
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="rules")
     position = models.PositiveIntegerField(default=0)
@@ -210,12 +210,12 @@ class Broadcast(models.Model):
     tenant_path = "number__company"
 
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        SCHEDULED = "scheduled", "Scheduled"
-        SENDING = "sending", "Sending"
-        COMPLETED = "completed", "Completed"
-        CANCELLED = "cancelled", "Cancelled"
-        FAILED = "failed", "Failed"
+        DRAFT = "draft", _("Draft")
+        SCHEDULED = "scheduled", _("Scheduled")
+        SENDING = "sending", _("Sending")
+        COMPLETED = "completed", _("Completed")
+        CANCELLED = "cancelled", _("Cancelled")
+        FAILED = "failed", _("Failed")
 
     number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, related_name="broadcasts")
     name = models.CharField(max_length=200, blank=True)
@@ -248,13 +248,13 @@ class BroadcastRecipient(models.Model):
     tenant_path = "broadcast__number__company"
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENT = "sent", "Sent"
-        DELIVERED = "delivered", "Delivered"
-        READ = "read", "Read"
-        FAILED = "failed", "Failed"
-        UNKNOWN = "unknown", "Unknown (not retried)"
-        CANCELLED = "cancelled", "Cancelled"
+        PENDING = "pending", _("Pending")
+        SENT = "sent", _("Sent")
+        DELIVERED = "delivered", _("Delivered")
+        READ = "read", _("Read")
+        FAILED = "failed", _("Failed")
+        UNKNOWN = "unknown", _("Unknown (not retried)")
+        CANCELLED = "cancelled", _("Cancelled")
 
     broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="recipients")
     phone = PhoneNumberField()
@@ -293,14 +293,14 @@ class WhatsAppSession(models.Model):
     tenant_path = "number__company"
 
     class Status(models.TextChoices):
-        STOPPED = "stopped", "Stopped"
-        STARTING = "starting", "Starting"
-        QR = "qr", "Waiting for QR scan"
-        CONNECTED = "connected", "Connected"
-        RECONNECTING = "reconnecting", "Reconnecting"
-        LOGGED_OUT = "logged_out", "Logged out (scan again)"
-        QR_TIMEOUT = "qr_timeout", "QR not scanned in time"
-        FAILED = "failed", "Failed (admin must restart)"
+        STOPPED = "stopped", _("Stopped")
+        STARTING = "starting", _("Starting")
+        QR = "qr", _("Waiting for QR scan")
+        CONNECTED = "connected", _("Connected")
+        RECONNECTING = "reconnecting", _("Reconnecting")
+        LOGGED_OUT = "logged_out", _("Logged out (scan again)")
+        QR_TIMEOUT = "qr_timeout", _("QR not scanned in time")
+        FAILED = "failed", _("Failed (admin must restart)")
 
     number = models.OneToOneField(WhatsAppNumber, on_delete=models.CASCADE, related_name="session")
     status = models.CharField(max_length=15, choices=Status.choices, default=Status.STOPPED)
@@ -341,11 +341,11 @@ class TelegramAccount(models.Model):
     tenant_path = "company"
 
     class Status(models.TextChoices):
-        NEW = "new", "Not connected yet"
-        CONNECTED = "connected", "Connected"
-        RECONNECTING = "reconnecting", "Reconnecting"
-        ERROR = "error", "Error (an admin must reconnect it)"
-        LOGGED_OUT = "logged_out", "Logged out (log in again)"
+        NEW = "new", _("Not connected yet")
+        CONNECTED = "connected", _("Connected")
+        RECONNECTING = "reconnecting", _("Reconnecting")
+        ERROR = "error", _("Error (an admin must reconnect it)")
+        LOGGED_OUT = "logged_out", _("Logged out (log in again)")
 
     # The supervisor keeps these running (when a session is stored); the others wait.
     WANTED = (Status.NEW, Status.CONNECTED, Status.RECONNECTING)
@@ -401,15 +401,15 @@ class EmailAccount(models.Model):
     tenant_path = "company"
 
     class SmtpSecurity(models.TextChoices):
-        SSL = "ssl", "SSL/TLS"
-        STARTTLS = "starttls", "STARTTLS"
-        NONE = "none", "None (loopback only)"
+        SSL = "ssl", _("SSL/TLS")
+        STARTTLS = "starttls", _("STARTTLS")
+        NONE = "none", _("None (loopback only)")
 
     class Status(models.TextChoices):
-        NEW = "new", "Not polled yet"
-        OK = "ok", "OK"
+        NEW = "new", _("Not polled yet")
+        OK = "ok", _("OK")
         WARNING = "warning", _("Polling; some mails not imported")
-        ERROR = "error", "Error (backing off)"
+        ERROR = "error", _("Error (backing off)")
 
     company = models.ForeignKey(
         "accounts.Company", on_delete=models.CASCADE, related_name="email_accounts"
@@ -484,8 +484,8 @@ class EmailMessageRecord(models.Model):
     tenant_path = "account__company"
 
     class Direction(models.TextChoices):
-        INBOUND = "in", "Imported"
-        OUTBOUND = "out", "Sent"
+        INBOUND = "in", _("Imported")
+        OUTBOUND = "out", _("Sent")
 
     account = models.ForeignKey(EmailAccount, on_delete=models.CASCADE, related_name="records")
     message_id = models.CharField(max_length=998)

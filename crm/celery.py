@@ -1,12 +1,35 @@
+import logging
 import os
+import warnings
 
 from celery import Celery
+from celery.exceptions import SecurityWarning
+from celery.signals import after_setup_logger
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
 
 app = Celery("crm")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Celery's routine lines: beat's "Sending due task" every few seconds, and the worker's
+# "received"/"succeeded" for every task (the periodic dispatchers included). They are DEBUG
+# detail: at INFO they pushed everything else out of sight. Failures still log (ERROR).
+ROUTINE_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+
+# Development runs as root in containers often; Celery then warns "running the worker with
+# superuser privileges" on every start. We accept JSON only (no pickle), which is what makes
+# root dangerous for Celery, and production runs under its own user (deploy/systemd), so the
+# warning is silenced in development only.
+if os.environ.get("DEBUG", "true").lower() in {"1", "true", "yes", "on"}:
+    warnings.filterwarnings("ignore", category=SecurityWarning)
+
+
+@after_setup_logger.connect
+def _routine_lines_at_debug(loglevel=None, **kwargs) -> None:
+    if loglevel is None or loglevel > logging.DEBUG:
+        for name in ROUTINE_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def task(name: str):

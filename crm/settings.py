@@ -12,7 +12,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# A .env file is optional (development needs none): read it only when there is one, so
+# django-environ does not log ".env not found" on every start.
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=True)
 
@@ -77,9 +80,11 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.UserLanguage",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -103,6 +108,7 @@ AXES_COOLOFF_TIME = __import__("datetime").timedelta(
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # per account, and per address
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
+AXES_VERBOSE = False  # no "AXES: BEGIN version ..." banner in every process
 AXES_ENABLE_ADMIN = False  # lockouts are lifted with `manage.py axes_reset_username <name>`
 API_TOKEN_FAILURES_PER_MINUTE = env.int("API_TOKEN_FAILURES_PER_MINUTE", default=20)
 
@@ -456,7 +462,11 @@ PERMISSIONS_POLICY = {
 PHONENUMBER_DEFAULT_FORMAT = "E164"
 PHONENUMBER_DB_FORMAT = "E164"
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+# The languages of the interface (README "Languages"): the browser's choice, or the user's own
+# (profile page); catalogues in locale/ (`make messages`).
+LANGUAGES = [("en", "English"), ("ru", "Русский"), ("uk", "Українська")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
@@ -478,6 +488,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_REDIRECT_EXEMPT = [r"^health$"]
 
+# `make run`'s demo logins: generated once, kept here (var/ is git-ignored), printed each run.
+DEMO_LOGINS_FILE = env.path("DEMO_LOGINS_FILE", default=BASE_DIR / "var" / "demo-logins.txt")
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
@@ -490,5 +503,8 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # Start-up banners, not steps: "AXES: BEGIN ...", "libssl detected".
+        "axes": {"level": "WARNING"},
+        "telethon": {"level": "WARNING"},
     },
 }

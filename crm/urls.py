@@ -6,10 +6,14 @@ from channels_integrations.apps import CHANNELS
 from channels_integrations.registry import declared
 from channels_integrations.whatsapp.webhooks import whatsapp_webhook
 
-from . import health, metrics
+from . import health, metrics, pwa
 
 urlpatterns = [
     path("health", health.health, name="health"),
+    # The installable app: public, the service worker at / for a whole-site scope.
+    path("manifest.webmanifest", pwa.manifest, name="manifest"),
+    path("service-worker.js", pwa.service_worker, name="service_worker"),
+    path("offline/", pwa.offline, name="offline"),
     path("metrics", metrics.prometheus_metrics, name="metrics"),
     path("webhooks/whatsapp/<uuid:number_uuid>/", whatsapp_webhook, name="whatsapp-webhook"),
     # Channels' webhooks declared in their folders (`<name>/urls.py`, `webhook_patterns`).

@@ -151,19 +151,19 @@ class Message(models.Model):
     visibility_path = "conversation__"
 
     class Direction(models.TextChoices):
-        INBOUND = "in", "Inbound"
-        OUTBOUND = "out", "Outbound"
+        INBOUND = "in", _("Inbound")
+        OUTBOUND = "out", _("Outbound")
         # A private note of an agent (messaging.services.notes): shown in the thread, never
         # sent, never unread, never the conversation's preview.
-        NOTE = "note", "Private note"
+        NOTE = "note", _("Private note")
 
     class Status(models.TextChoices):
-        RECEIVED = "received", "Received"
-        QUEUED = "queued", "Queued"
-        SENT = "sent", "Sent"
-        DELIVERED = "delivered", "Delivered"
-        READ = "read", "Read"
-        FAILED = "failed", "Failed"
+        RECEIVED = "received", _("Received")
+        QUEUED = "queued", _("Queued")
+        SENT = "sent", _("Sent")
+        DELIVERED = "delivered", _("Delivered")
+        READ = "read", _("Read")
+        FAILED = "failed", _("Failed")
 
     # Inbound messages have no author and no bot: partial indexes (below) skip them. The
     # conversation keeps its narrow FK index although two wider ones lead with it: counting a
@@ -245,13 +245,13 @@ class Attachment(models.Model):
     visibility_path = "conversation__"
 
     class Kind(models.TextChoices):
-        IMAGE = "image", "Image"
-        VIDEO = "video", "Video"
-        AUDIO = "audio", "Audio"
-        VOICE = "voice", "Voice note"
-        DOCUMENT = "document", "Document"
-        STICKER = "sticker", "Sticker"
-        OTHER = "other", "Other"
+        IMAGE = "image", _("Image")
+        VIDEO = "video", _("Video")
+        AUDIO = "audio", _("Audio")
+        VOICE = "voice", _("Voice note")
+        DOCUMENT = "document", _("Document")
+        STICKER = "sticker", _("Sticker")
+        OTHER = "other", _("Other")
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
     # The message's conversation, kept here so a conversation's (or a number's) files are
@@ -272,9 +272,9 @@ class Attachment(models.Model):
         file being fetched from the channel in the background), `failed` (see
         download_error; an agent can retry)."""
 
-        READY = "ready", "Ready"
-        PENDING = "pending", "Downloading"
-        FAILED = "failed", "Download failed"
+        READY = "ready", _("Ready")
+        PENDING = "pending", _("Downloading")
+        FAILED = "failed", _("Download failed")
 
     download_state = models.CharField(
         max_length=10, choices=DownloadState.choices, default=DownloadState.READY

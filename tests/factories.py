@@ -318,3 +318,11 @@ class DealFactory(factory.django.DjangoModelFactory):
     def _history(obj, create, extracted, **kwargs):
         if create:
             obj.history.create(to_stage=obj.stage, to_name=obj.stage.name, to_status=obj.status)
+
+
+class SandboxInboxFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "channels_integrations.SandboxInbox"
+        django_get_or_create = ("company",)
+
+    company = factory.SubFactory(CompanyFactory)

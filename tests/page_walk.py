@@ -19,6 +19,7 @@ from .factories import (
     InstagramAccountFactory,
     MessengerPageFactory,
     PipelineFactory,
+    SandboxInboxFactory,
     TelegramAccountFactory,
     WhatsAppNumberFactory,
 )
@@ -27,13 +28,17 @@ from .factories import (
 # Prometheus metrics (own token), and webhooks (authenticated by signature, tested there).
 SKIPPED_PREFIXES = ("admin/", "api/", "health", "static/", "metrics", "webhooks/")
 # The only public pages. Anything else served here must redirect anonymous users to login.
-# The invitation and password-reset pages are public too: their link is the credential.
+# The invitation and password-reset pages are public too: their link is the credential; the
+# app's manifest, service worker and offline page are for everyone.
 PUBLIC_URL_NAMES = {
     "login",
     "logout",
     "invitation_accept",
     "password_reset_confirm",
     "password_reset_complete",
+    "manifest",
+    "service_worker",
+    "offline",
 }
 
 
@@ -77,6 +82,15 @@ def _mail_with_html(company):
         external_id="m1@example.org",
         metadata={"subject": "Hello", "html": "<p>Hello</p>"},
     )
+
+
+def _sandbox_reply(company) -> dict:
+    from .factories import MessageFactory
+
+    sandbox = SandboxInboxFactory(company=company)
+    conversation = ConversationFactory(company=company, source=sandbox)
+    reply = MessageFactory(conversation=conversation, direction="out", status="sent")
+    return {"pk": reply.pk, "status": "read"}
 
 
 def _quarantined_mail(company) -> dict:
@@ -180,6 +194,7 @@ def page_urls(company, admin_user):
         "team_": _team(company, admin_user).pk,
         "label_": _label(company).pk,
         "savedview_": _saved_view(company, admin_user).pk,
+        "sandbox_mark": _sandbox_reply(company),
     }
     urls = {}
     for route, name, kwargs in _protected_pages():

@@ -35,6 +35,7 @@ from .factories import (
     MessageFactory,
     MessengerPageFactory,
     ReactionFactory,
+    SandboxInboxFactory,
     TelegramAccountFactory,
     WhatsAppNumberFactory,
     WhatsAppSessionFactory,
@@ -204,6 +205,7 @@ def test_every_channel_deletes_its_conversations_with_its_source_in_postgresql()
         "email": EmailAccountFactory,
         "facebook": MessengerPageFactory,
         "instagram": InstagramAccountFactory,
+        "sandbox": SandboxInboxFactory,
     }
     assert set(factories) == {channel.platform for channel in channels.registered()}
     for channel in channels.registered():

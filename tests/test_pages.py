@@ -155,6 +155,7 @@ def test_dashboard_counts(admin_user, dashboard_data):
         ("Email", "email", 0),
         ("Messenger", "facebook", 0),
         ("Instagram", "instagram", 0),
+        ("Sandbox", "sandbox", 0),
     ]
     assert counts["unread_conversations"] == 2
     assert counts["clients"] == 6

@@ -2,9 +2,13 @@
 from channels_integrations.page_urls)."""
 
 from django.urls import path
+from django.utils.translation import gettext_lazy as _
 
 from . import frames
 from . import views as email
+
+# The link on the settings page (channels_integrations.views.settings).
+SETTINGS_LINK = (_("Email"), "email_accounts")
 
 urlpatterns = [
     path("settings/email/", email.email_list, name="email_accounts"),

@@ -17,6 +17,7 @@ from channels_integrations.email import smtp as email_smtp
 from channels_integrations.email.forms import EmailAccountForm
 from channels_integrations.models import EmailAccount
 
+from ..forms import KeptSecrets
 from ..views.access import company_admin_required
 
 
@@ -59,19 +60,24 @@ def email_quarantine_raw(request, pk, item_pk):
 def _save(request, account=None):
     names = [name for name in EmailAccountForm.base_fields if name != "password"]
     initial = {name: getattr(account, name) for name in names} if account else None
+    kept = KeptSecrets(request, f"email:{account.pk if account else 'new'}", ("password",))
     form = EmailAccountForm(
-        request.POST if request.method == "POST" else None,
+        kept.fill(request.POST) if request.method == "POST" else None,
         initial=initial,
         password_set=bool(account.password) if account else None,
         company=request.user.company,
         routing=account,
     )
+    if request.method == "POST" and not form.is_valid():
+        kept.keep(form)
     if request.method == "POST" and form.is_valid():
         try:
             saved = services.save_channel(request.user, EmailAccount, account, **form.cleaned_data)
         except ValidationError as exc:
             form.add_error(None, exc)
+            kept.keep(form)
         else:
+            kept.clear()
             messages.success(request, f"Mailbox {saved.address} saved.")
             return redirect("email_accounts")
     return render(

@@ -12,6 +12,7 @@ from accounts.scoping import get_scoped_or_404, scoped
 from accounts.views import company_member_required
 
 from .. import services
+from ..forms import KeptSecrets
 from ..views.access import company_admin_required
 from . import accounts
 from .forms import SECRET_NAMES, InstagramAccountForm, MessengerPageForm
@@ -46,20 +47,25 @@ def _save(request, model, account=None):
             for name in form_class.base_fields
             if name not in SECRET_NAMES
         }
+    kept = KeptSecrets(request, f"meta-{slug}:{account.pk if account else 'new'}", SECRET_NAMES)
     form = form_class(
-        request.POST if request.method == "POST" else None,
+        kept.fill(request.POST) if request.method == "POST" else None,
         initial=initial,
         secrets_set=secrets_set,
         company=request.user.company,
         routing=account,
     )
+    if request.method == "POST" and not form.is_valid():
+        kept.keep(form)
     if request.method == "POST" and form.is_valid():
         try:
             saved = services.save_channel(request.user, model, account, **form.cleaned_data)
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
                 form.add_error(field if field in form.fields else None, errors)
+            kept.keep(form)
         else:
+            kept.clear()
             messages.success(request, _("%(name)s saved.") % {"name": saved.name})
             return redirect("meta_accounts")
     return render(

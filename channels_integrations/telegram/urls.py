@@ -1,8 +1,12 @@
 """Settings → Telegram pages (included at "" from channels_integrations.page_urls)."""
 
 from django.urls import path
+from django.utils.translation import gettext_lazy as _
 
 from . import views as telegram
+
+# The link on the settings page (channels_integrations.views.settings).
+SETTINGS_LINK = (_("Telegram"), "telegram_accounts")
 
 urlpatterns = [
     path("settings/telegram/", telegram.telegram_list, name="telegram_accounts"),

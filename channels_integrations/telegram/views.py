@@ -14,6 +14,7 @@ from channels_integrations.telegram import accounts
 from channels_integrations.telegram import login as telegram_login
 from channels_integrations.telegram.forms import TelegramAccountForm, TelegramLoginForm
 
+from ..forms import KeptSecrets
 from ..views.access import company_admin_required
 
 EDITABLE = ("name", "phone", "api_id", "is_active")
@@ -28,6 +29,9 @@ def telegram_list(request):
     )
 
 
+SECRETS = ("api_hash", "session_string")
+
+
 def _save(request, account=None):
     secrets_set = None
     if account is not None:
@@ -36,13 +40,16 @@ def _save(request, account=None):
             "session_string": bool(account.session_string),
         }
     initial = {name: getattr(account, name) for name in EDITABLE} if account else None
+    kept = KeptSecrets(request, f"telegram:{account.pk if account else 'new'}", SECRETS)
     form = TelegramAccountForm(
-        request.POST if request.method == "POST" else None,
+        kept.fill(request.POST) if request.method == "POST" else None,
         initial=initial,
         secrets_set=secrets_set,
         company=request.user.company,
         routing=account,
     )
+    if request.method == "POST" and not form.is_valid():
+        kept.keep(form)
     if request.method == "POST" and form.is_valid():
         try:
             saved = services.save_channel(
@@ -50,7 +57,9 @@ def _save(request, account=None):
             )
         except ValidationError as exc:
             form.add_error(None, exc)
+            kept.keep(form)
         else:
+            kept.clear()
             messages.success(request, f"Telegram account {saved.name} saved.")
             if not saved.session_string:
                 return redirect("telegram_login", pk=saved.pk)

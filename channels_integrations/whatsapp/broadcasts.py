@@ -621,8 +621,13 @@ def _finish_if_done(broadcast: Broadcast) -> bool:
         broadcast_id=broadcast.pk, status=RStatus.PENDING
     ).exists():
         return False
+    # Nothing reached anyone and something failed: the broadcast failed (not a green
+    # "Completed" with 0 sent).
+    recipients = BroadcastRecipient.objects.filter(broadcast_id=broadcast.pk)
+    reached = recipients.filter(status__in=(RStatus.SENT, RStatus.DELIVERED, RStatus.READ))
+    failed = not reached.exists() and recipients.filter(status=RStatus.FAILED).exists()
     if Broadcast.objects.filter(pk=broadcast.pk, status=Status.SENDING).update(
-        status=Status.COMPLETED, finished_at=timezone.now()
+        status=Status.FAILED if failed else Status.COMPLETED, finished_at=timezone.now()
     ):
         data = _publish_progress(broadcast.pk, broadcast.number.company_id)
         if data:

@@ -2,14 +2,14 @@
 
 import re
 
-from django.db.models import Prefetch, Q
+from django.db.models import OuterRef, Prefetch, Q, Subquery
 from django.http import Http404
 
 from accounts.models import User
 from accounts.scoping import get_scoped_or_404, scoped
 from crm.models import Client
 from messaging import channels
-from messaging.models import Conversation, MessageReaction
+from messaging.models import Conversation, Message, MessageReaction
 
 MESSAGE_LIMIT = 200  # the read-only pages show the latest messages only
 MESSAGES_PER_PAGE = 50  # the conversation view loads history upward, this many at a time
@@ -34,6 +34,15 @@ def inbox_conversations(
     (another company's matches nothing).
     """
     conversations = scoped(Conversation, user).select_related("client", "assignee")
+    # The status of the last message: a failed one (a bot's greeting that could not go out)
+    # is marked on the row instead of showing as if it had been sent.
+    conversations = conversations.annotate(
+        last_message_status=Subquery(
+            Message.objects.filter(conversation_id=OuterRef("pk"))
+            .order_by("-created_at", "-pk")
+            .values("status")[:1]
+        )
+    )
     if platform in dict(channels.platform_choices()):
         conversations = conversations.filter(platform=platform)
     if status in Conversation.Status.values:

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from crm.db.upsert import insert_unless_conflict
 from crm.services import delete_in_database
@@ -144,6 +145,17 @@ def create_chat(actor, *, name: str = "", members=()) -> TeamChat:
             name = name[: CHAT_NAME_MAX - 1] + "…"
     if len(name) > CHAT_NAME_MAX:
         raise ValidationError({"name": [f"At most {CHAT_NAME_MAX} characters."]})
+    if not others:
+        raise ValidationError(
+            {
+                "members": [
+                    _(
+                        "Choose at least one colleague to chat with: a chat needs someone "
+                        "besides you."
+                    )
+                ]
+            }
+        )
     everyone = _sorted_people([actor, *others])
     with transaction.atomic():
         chat = TeamChat.objects.create(company_id=actor.company_id, name=name, created_by=actor)

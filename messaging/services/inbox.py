@@ -574,11 +574,16 @@ def _hide_deleted_preview(message: Message) -> None:
 def validate_body(platform: str, body: str, *, allow_empty: bool = False) -> str:
     body = (body or "").strip()
     if not body and not allow_empty:
-        raise ValidationError({"body": ["Write a message first."]})
+        raise ValidationError({"body": [_("Write a message first.")]})
     limit = channels.get(platform).capabilities.max_text_length
     if len(body) > limit:
         raise ValidationError(
-            {"body": [f"At most {limit} characters on {platform} ({len(body)} given)."]}
+            {
+                "body": [
+                    _("At most %(limit)d characters on %(platform)s (%(given)d given).")
+                    % {"limit": limit, "platform": platform, "given": len(body)}
+                ]
+            }
         )
     return body
 

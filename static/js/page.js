@@ -4,6 +4,8 @@
 //   <button data-copy="#element-id">       copies that input's value, then says "Copied"
 //   <input data-select-on-focus>           selects its text on focus
 //   <span data-width="42">                 width: 42% (set through the DOM, which CSP allows)
+//   <button data-toggle="#id" aria-expanded> opens/closes that element (class "is-open")
+// It also registers the service worker (<body data-service-worker="URL">) for the PWA.
 // Content that htmx swaps in gets the same treatment (htmx:load).
 (function () {
   "use strict";
@@ -30,12 +32,27 @@
     root.querySelectorAll("input[data-select-on-focus]").forEach((input) => {
       input.addEventListener("focus", () => input.select());
     });
+    root.querySelectorAll("button[data-toggle]").forEach((button) => {
+      if (button.dataset.toggleReady) return;
+      button.dataset.toggleReady = "1";
+      button.addEventListener("click", () => {
+        const target = document.querySelector(button.dataset.toggle);
+        if (!target) return;
+        const open = !target.classList.contains("is-open");
+        target.classList.toggle("is-open", open);
+        button.setAttribute("aria-expanded", open ? "true" : "false");
+      });
+    });
     root.querySelectorAll("[data-width]").forEach((element) => {
       element.style.width = `${Number(element.dataset.width) || 0}%`;
     });
   }
 
   document.addEventListener("htmx:load", (event) => enhance(event.target));
+  const worker = document.body && document.body.dataset.serviceWorker;
+  if (worker && "serviceWorker" in navigator) {
+    navigator.serviceWorker.register(worker, { scope: "/" }).catch(() => {});
+  }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", () => enhance(document));
   } else {

@@ -1,10 +1,13 @@
-"""Create (or refresh) the demo company with an admin, an agent and some conversations, and
-print the URL and logins. Safe to run again: it never duplicates the demo data, and it sets
-fresh passwords each time (printed below)."""
+"""Create the demo company with an admin, an agent, a sandbox channel and some conversations.
+Safe to run again: it never duplicates the demo data. The logins are generated once and kept
+in DEMO_LOGINS_FILE (git-ignored `var/demo-logins.txt`); each run keeps those passwords (and
+puts them back if someone changed them). Delete the file for new ones."""
 
 import secrets
 from datetime import timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -18,6 +21,7 @@ from channels_integrations.models import (
     WhatsAppNumber,
     WhatsAppSession,
 )
+from channels_integrations.sandbox import services as sandbox
 from crm.models import Client
 from messaging.models import (
     ChatMember,
@@ -29,6 +33,42 @@ from messaging.models import (
 )
 
 DEMO_SLUG = "demo"
+ADMIN, AGENT = "demo-admin", "demo-agent"
+
+
+def logins_file() -> Path:
+    return Path(settings.DEMO_LOGINS_FILE)
+
+
+def read_logins() -> dict[str, str]:
+    """{username: password} from DEMO_LOGINS_FILE (lines "username password"), or {}."""
+    try:
+        lines = logins_file().read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    pairs = (line.split(None, 1) for line in lines if line.strip() and not line.startswith("#"))
+    return {pair[0]: pair[1].strip() for pair in pairs if len(pair) == 2}
+
+
+def write_logins(logins: dict[str, str]) -> None:
+    path = logins_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "# Switchboard demo logins (git-ignored). Delete this file for new passwords.\n"
+    text += "".join(f"{name} {password}\n" for name, password in logins.items())
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+
+
+def banner(url: str, logins: dict[str, str]) -> str:
+    return (
+        "\nSwitchboard is running.\n"
+        + f"  Open:   {url}\n"
+        + f"  Admin:  {ADMIN} / {logins.get(ADMIN, '?')}\n"
+        + f"  Agent:  {AGENT} / {logins.get(AGENT, '?')}\n"
+        + "  Try:    Settings → Sandbox (test channel): write as a customer, answer in the inbox.\n"
+        + f"  Logins are kept in {logins_file()}. Stop with Ctrl-C.\n"
+    )
+
 
 CLIENTS = [
     ("Maria Schmidt", "+4915112345601", "maria@example.org"),
@@ -49,22 +89,45 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--url", default="http://127.0.0.1:8000/", help="URL to print")
 
+        parser.add_argument(
+            "--quiet", action="store_true", help="print one line, not the logins (make run)"
+        )
+
     @transaction.atomic
-    def handle(self, *args, url, **options):
+    def handle(self, *args, url, quiet=False, **options):
         company, created = Company.objects.get_or_create(
             slug=DEMO_SLUG, defaults={"name": "Demo Company"}
         )
-        admin_password = secrets.token_urlsafe(9)
-        agent_password = secrets.token_urlsafe(9)
-        admin = self._user(company, "demo-admin", "Dana", "Admin", Role.ADMIN, admin_password)
-        agent = self._user(company, "demo-agent", "Alex", "Agent", Role.AGENT, agent_password)
+        logins = read_logins()
+        for username in (ADMIN, AGENT):
+            logins.setdefault(username, secrets.token_urlsafe(9))
+        admin = self._user(company, ADMIN, "Dana", "Admin", Role.ADMIN, logins[ADMIN])
+        agent = self._user(company, AGENT, "Alex", "Agent", Role.AGENT, logins[AGENT])
+        write_logins(logins)
         if created or not company.conversations.exists():
             self._seed_data(company, admin, agent)
-        self.stdout.write(
-            self.style.SUCCESS("\nSwitchboard demo is ready.\n")
-            + f"  Open:   {url}\n"
-            + f"  Admin:  demo-admin / {admin_password}\n"
-            + f"  Agent:  demo-agent / {agent_password}\n"
+        self._seed_sandbox(company, agent)
+        if quiet:
+            self.stdout.write(f"Demo company ready (logins in {logins_file()}).")
+        else:
+            self.stdout.write(banner(url, logins))
+
+    def _seed_sandbox(self, company, agent):
+        """The company's sandbox with one customer's thread, written through the one door
+        and answered by the agent through the one send policy (the worker sends it)."""
+        from messaging.models import Conversation as _Conversation
+        from messaging.services import send_message
+
+        box = sandbox.sandbox_of(company)
+        if _Conversation.objects.of_source(box).exists():
+            return
+        result = sandbox.customer_writes(
+            box, "Sam Sandbox", "Hi! I'm trying your sandbox. Can you hear me?"
+        )
+        send_message(
+            result.conversation,
+            agent,
+            "Loud and clear! Reply from Settings → Sandbox to play the customer.",
         )
 
     def _user(self, company, username, first, last, role, password):
@@ -78,8 +141,9 @@ class Command(BaseCommand):
                 "role": role,
             },
         )
-        user.set_password(password)
-        user.save(update_fields=["password"])
+        if not user.check_password(password):  # new, or changed since: the kept one again
+            user.set_password(password)
+            user.save(update_fields=["password"])
         return user
 
     def _seed_data(self, company, admin, agent):

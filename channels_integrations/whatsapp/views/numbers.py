@@ -20,6 +20,7 @@ from django.views.decorators.vary import vary_on_headers
 from accounts.scoping import get_scoped_or_404
 from accounts.views import company_member_required
 from channels_integrations import selectors, services
+from channels_integrations.forms import KeptSecrets
 from channels_integrations.models import WhatsAppNumber
 from channels_integrations.views.access import company_admin_required
 from channels_integrations.whatsapp import sessions
@@ -62,15 +63,21 @@ def number_list(request):
 @company_member_required
 @company_admin_required
 def number_create(request):
+    kept = KeptSecrets(request, "number:new", NUMBER_SECRETS)
     form = WhatsAppNumberForm(
-        request.POST if request.method == "POST" else None, company=request.user.company
+        kept.fill(request.POST) if request.method == "POST" else None,
+        company=request.user.company,
     )
+    if request.method == "POST" and not form.is_valid():
+        kept.keep(form)
     if form.is_valid():
         try:
             number = services.save_channel(request.user, WhatsAppNumber, **form.cleaned_data)
         except ValidationError as exc:
             form.add_error(None, exc)  # {"phone": [...]} lands on the phone field
+            kept.keep(form)
         else:
+            kept.clear()
             messages.success(request, f"WhatsApp number {number.phone} added.")
             return redirect("numbers")
     return render(request, "channels_integrations/number_form.html", {"form": form})
@@ -82,10 +89,16 @@ def number_edit(request, pk):
     number = _number_or_404(request.user, pk)
     title = str(number)  # taken before the service assigns (possibly rejected) new values
     secrets_set = {name: bool(getattr(number, name)) for name in NUMBER_SECRETS}
+    kept = KeptSecrets(request, f"number:{number.pk}", NUMBER_SECRETS)
     if request.method == "POST":
         form = WhatsAppNumberForm(
-            request.POST, secrets_set=secrets_set, company=request.user.company, routing=number
+            kept.fill(request.POST),
+            secrets_set=secrets_set,
+            company=request.user.company,
+            routing=number,
         )
+        if not form.is_valid():
+            kept.keep(form)
     else:
         form = WhatsAppNumberForm(
             initial=model_to_dict(number, fields=NOT_SECRET),
@@ -99,7 +112,9 @@ def number_edit(request, pk):
             services.save_channel(request.user, WhatsAppNumber, number, **form.cleaned_data)
         except ValidationError as exc:
             form.add_error(None, exc)
+            kept.keep(form)
         else:
+            kept.clear()
             messages.success(request, f"WhatsApp number {number.phone} saved.")
             return redirect("numbers")
     return render(

@@ -1,0 +1,186 @@
+"""English, Russian and Ukrainian: every string a person reads in a template is marked, the
+committed catalogues hold a translation of every marked string (none missing, none fuzzy) and
+their compiled .mo match them, and pages follow the user's language, browser or own choice."""
+
+import gettext
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.urls import reverse
+
+from crm.template_text import scan, template_files, unmarked
+
+from .factories import ClientFactory, UserFactory
+
+BASE = Path(settings.BASE_DIR)
+LANGUAGES = ("ru", "uk")
+IGNORE = [".venv", "tests", "bench", "staticfiles", "var", "node_modules"]
+
+
+def _entries(po: Path) -> dict[str, dict]:
+    """msgid -> {"strs": [...], "fuzzy": bool} of a .po file (the header left out)."""
+    entries = {}
+    for block in po.read_text(encoding="utf-8").split("\n\n"):
+        lines = block.strip().splitlines()
+        fuzzy = any(line.startswith("#,") and "fuzzy" in line for line in lines)
+        fields, current = {}, None
+        for line in lines:
+            match = re.match(r'(msgid|msgid_plural|msgstr(?:\[\d\])?) "(.*)"$', line)
+            if match:
+                current = match.group(1)
+                fields[current] = match.group(2)
+            elif line.startswith('"') and current:
+                fields[current] += line[1:-1]
+        if fields.get("msgid"):
+            strs = [value for key, value in fields.items() if key.startswith("msgstr")]
+            entries[fields["msgid"]] = {"strs": strs, "fuzzy": fuzzy}
+    return entries
+
+
+def test_every_template_string_is_marked_for_translation():
+    found = [
+        f"{path.relative_to(BASE)}:{line}: {kind} {text!r}"
+        for path in template_files(BASE)
+        for kind, line, text in unmarked(path)
+    ]
+    assert not found, "Mark these for translation ({% translate %}, {% blocktranslate %}):\n" + (
+        "\n".join(found)
+    )
+
+
+def test_the_scanner_finds_unmarked_text_and_attributes():
+    source = (
+        '{% load i18n %}<h1>{% translate "Inbox" %}</h1><p>Hello {{ name }}</p>'
+        '<input placeholder="Search…"><b>{{ n|yesno:"Yes,No" }}</b><i>·</i>'
+        "{% blocktranslate %}Fine {{ x }}{% endblocktranslate %}"
+    )
+    kinds = [(kind, text) for kind, _line, text in scan(source)]
+    assert kinds == [
+        ("text", "Hello {{ name }}"),
+        ("attribute", "placeholder='Search…'"),
+        ("filter", '|yesno:"Yes,No"'),
+    ]
+
+
+@pytest.fixture(scope="module")
+def fresh_catalogues(tmp_path_factory):
+    """makemessages run now into a copy of locale/: what the catalogues would hold today."""
+    copy = tmp_path_factory.mktemp("locale") / "locale"
+    shutil.copytree(BASE / "locale", copy)
+    from django.test import override_settings
+
+    with override_settings(LOCALE_PATHS=[copy]):
+        cwd = Path.cwd()
+        try:
+            import os
+
+            os.chdir(BASE)
+            call_command(
+                "makemessages",
+                locale=list(LANGUAGES),
+                ignore_patterns=IGNORE,
+                no_obsolete=True,
+                verbosity=0,
+            )
+        finally:
+            os.chdir(cwd)
+    return copy
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_catalogue_translates_every_marked_string(language, fresh_catalogues):
+    committed = _entries(BASE / "locale" / language / "LC_MESSAGES" / "django.po")
+    fresh = _entries(fresh_catalogues / language / "LC_MESSAGES" / "django.po")
+    new = sorted(set(fresh) - set(committed))
+    assert not new, f"not in locale/{language} (run `make messages` and translate):\n" + "\n".join(
+        new
+    )
+    untranslated = sorted(
+        msgid for msgid, entry in fresh.items() if entry["fuzzy"] or not all(entry["strs"])
+    )
+    assert not untranslated, f"missing or fuzzy in locale/{language}:\n" + "\n".join(untranslated)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_compiled_catalogue_matches_the_po(language, tmp_path):
+    folder = BASE / "locale" / language / "LC_MESSAGES"
+    compiled = tmp_path / "django.mo"
+    subprocess.run(
+        ["msgfmt", "--check", "-o", str(compiled), str(folder / "django.po")], check=True
+    )  # noqa: S603,S607
+    with open(folder / "django.mo", "rb") as committed, open(compiled, "rb") as fresh:
+        assert (
+            gettext.GNUTranslations(committed)._catalog == gettext.GNUTranslations(fresh)._catalog
+        ), f"locale/{language}/LC_MESSAGES/django.mo is stale: run `make messages`"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("language", "inbox", "clients"),
+    [
+        ("en", "Inbox", "5 clients"),
+        ("ru", "Входящие", "5 клиентов"),
+        ("uk", "Вхідні", "5 клієнтів"),
+    ],
+)
+def test_pages_follow_the_users_own_language(client, company, language, inbox, clients):
+    user = UserFactory(company=company, language=language)
+    ClientFactory.create_batch(5, company=company)
+    client.force_login(user)
+    page = client.get(reverse("clients")).content.decode()
+    assert f'<html lang="{language}">' in page
+    assert inbox in page
+    assert clients in page
+
+
+@pytest.mark.django_db
+def test_plural_forms_follow_the_language(client, company):
+    user = UserFactory(company=company, language="ru")
+    client.force_login(user)
+    ClientFactory.create_batch(2, company=company)
+    assert "2 клиента" in client.get(reverse("clients")).content.decode()
+    ClientFactory.create_batch(19, company=company)
+    assert "21 клиент" in client.get(reverse("clients")).content.decode()
+
+
+@pytest.mark.django_db
+def test_the_browser_language_is_used_until_the_user_chooses(client, company):
+    login = client.get(reverse("login"), HTTP_ACCEPT_LANGUAGE="uk,en;q=0.5").content.decode()
+    assert "Увійти" in login
+
+    user = UserFactory(company=company)
+    client.force_login(user)
+    assert "Настройки" in client.get(reverse("profile"), HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    response = client.post(reverse("profile"), {"language": "uk"}, HTTP_ACCEPT_LANGUAGE="ru")
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.language == "uk"
+    page = client.get(reverse("profile"), HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert "Налаштування" in page and "Профіль збережено." in page
+
+
+@pytest.mark.django_db
+def test_a_language_we_do_not_offer_is_refused_naming_the_field(client, company):
+    user = UserFactory(company=company)
+    client.force_login(user)
+    response = client.post(reverse("profile"), {"language": "xx"})
+    assert response.status_code == 200
+    assert "xx" in response.content.decode() or "Select a valid choice" in response.content.decode()
+    user.refresh_from_db()
+    assert user.language == ""
+
+
+@pytest.mark.django_db
+def test_dates_are_localised(client, company):
+    user = UserFactory(company=company, language="ru")
+    found = ClientFactory(company=company)
+    client.force_login(user)
+    page = client.get(reverse("client_detail", args=[found.pk])).content.decode()
+    months = ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа",
+              "сентября", "октября", "ноября", "декабря")  # fmt: skip
+    assert any(month in page for month in months)
