@@ -176,6 +176,7 @@ def test_distribute_ignores_a_team_of_another_company(company, other_company, ad
     team.memberships.create(user=stranger)
     _online(stranger)
     assert distribution.candidates(team) == []
+    assert stranger.pk in presence.online_user_ids(other_company.pk)
 
 
 @pytest.mark.django_db
