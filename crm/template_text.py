@@ -19,7 +19,7 @@ ATTRIBUTE = re.compile(
     r"""(?:"((?:\{%.*?%\}|\{\{.*?\}\}|[^"])*)"|'((?:\{%.*?%\}|\{\{.*?\}\}|[^'])*)')""",
     re.S,
 )
-RAW_ELEMENTS = ("script", "style", "code", "pre")
+RAW_ELEMENTS = ("script", "style", "code", "pre", "kbd")  # kbd: key names, not words
 # Words given to filters as plain strings ({{ x|yesno:"Yes,No" }}): they need _("...").
 FILTER_WORDS = re.compile(r"""\|(yesno|default|default_if_none):(["'])([^"']*?[^\W\d_][^"']*?)\2""")
 # Not words to translate: the product's name, units and the like.
