@@ -46,7 +46,7 @@ cluster: install
 
 # The tests use Debian's chromium (browser tests; Playwright never downloads a browser),
 # Dovecot (the IMAP tests start their own) and nginx (the deployment test starts its own).
-TEST_PACKAGES := chromium:chromium dovecot:dovecot-imapd nginx:nginx
+TEST_PACKAGES := chromium:chromium dovecot:dovecot-imapd nginx:nginx xgettext:gettext
 test-packages:
 	@missing=""; for pair in $(TEST_PACKAGES); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair#*:}"; \
