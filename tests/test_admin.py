@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import ApiToken, Company, Role, User
+from channels_integrations.meta.models import InstagramAccount, MessengerPage
 from channels_integrations.models import (
     Bot,
     BotRule,
@@ -52,7 +53,9 @@ from .factories import (
     ConversationFactory,
     EmailAccountFactory,
     EmailMessageRecordFactory,
+    InstagramAccountFactory,
     MessageFactory,
+    MessengerPageFactory,
     ReactionFactory,
     TeamChatFactory,
     TelegramAccountFactory,
@@ -78,6 +81,8 @@ FACTORIES = {
     TelegramAccount: TelegramAccountFactory,
     EmailAccount: EmailAccountFactory,
     EmailMessageRecord: EmailMessageRecordFactory,
+    MessengerPage: MessengerPageFactory,
+    InstagramAccount: InstagramAccountFactory,
     Conversation: ConversationFactory,
     Message: MessageFactory,
     Attachment: AttachmentFactory,
@@ -261,11 +266,23 @@ SECRETS = {
         "session_string": "1BVtsOK-known-session-string-4714",
     },
     EmailAccount: {"password": "known-mailbox-password-4715"},
+    MessengerPage: {
+        "page_access_token": "EAAP-known-page-token-4716",
+        "app_secret": "known-meta-app-secret-4717",
+        "verify_token": "known-meta-verify-4718",
+    },
+    InstagramAccount: {
+        "page_access_token": "EAAP-known-page-token-4719",
+        "app_secret": "known-meta-app-secret-4720",
+        "verify_token": "known-meta-verify-4721",
+    },
 }
 SECRET_FACTORIES = {
     WhatsAppNumber: WhatsAppNumberFactory,
     TelegramAccount: TelegramAccountFactory,
     EmailAccount: EmailAccountFactory,
+    MessengerPage: MessengerPageFactory,
+    InstagramAccount: InstagramAccountFactory,
 }
 
 
@@ -343,9 +360,12 @@ def test_blank_secret_keeps_the_stored_value_and_a_new_one_replaces_it(su_client
 
     data = form_data(su_client.get(change_url))
     assert all(data[name] == "" for name in secrets)
-    label_field = {WhatsAppNumber: "display_name", TelegramAccount: "name"}.get(
-        model, "display_name"
-    )
+    label_field = {
+        WhatsAppNumber: "display_name",
+        TelegramAccount: "name",
+        MessengerPage: "name",
+        InstagramAccount: "name",
+    }.get(model, "display_name")
     data[label_field] = "Renamed"
     response = su_client.post(change_url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors

@@ -63,6 +63,7 @@ def test_invite_join_and_presence_on_a_phone(browser, daphne_server):
     # Nina sets herself away from the navigation; Alice sees it live.
     phone.goto(daphne_server.url + "/inbox/")
     wait_live(phone)  # noqa: F405
+    phone.click(".menu-toggle")  # on a phone the navigation (and the toggle) is behind Menu
     phone.click('[data-role="away-toggle"]')
     expect(phone.locator('[data-role="away-toggle"]')).to_contain_text("I'm back")
     expect(page.locator(f'[data-presence="{nina.pk}"]')).to_have_text("Away")

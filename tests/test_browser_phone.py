@@ -106,7 +106,7 @@ def test_log_in_read_and_reply_on_a_phone(daphne_server, browser, language, inbo
     row = page.locator(f'[data-conversation-id="{conversation.pk}"] a.conv-link')
     row.click()
     page.wait_for_url(f"**/inbox/{conversation.pk}/")
-    reply = page.locator("textarea.reply-input")
+    reply = page.locator("#reply-box textarea.reply-input")
     box = reply.bounding_box()
     import os
 

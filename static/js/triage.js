@@ -246,7 +246,15 @@
         const note = document.querySelector('[data-compose-mode="note"]');
         if (!note && !replyBox()) return;
         event.preventDefault();
-        if (note) note.click();
+        if (note) {
+          note.click();
+          // The note switch shows the note box (notes.js): write there.
+          const input = document.querySelector('[data-role="note-input"]');
+          if (input && input.offsetParent !== null) {
+            input.focus();
+            break;
+          }
+        }
         focusReply();
         break;
       }
