@@ -39,6 +39,7 @@ from .factories import (
     WhatsAppNumberFactory,
     WhatsAppSessionFactory,
 )
+from .page_walk import _canned_reply, _invitation, _team
 
 # No not_a_server_error: a 5xx passes only where the schema documents it (a session health
 # check answering 503 for monitors); status_code_conformance fails every other (any 500).
@@ -96,36 +97,6 @@ def seed_company(company, admin, api_token) -> dict[str, int]:
             company=company, owner=admin, name="Open", filters={"status": "open"}
         ).pk,
     }
-
-
-def _invitation(company):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from teams.models import Invitation
-
-    return Invitation.objects.create(
-        company=company,
-        key_hash=Invitation.new_key(),
-        expires_at=timezone.now() + timedelta(days=1),
-    )
-
-
-def _team(company, member):
-    from teams.models import Team
-
-    team = Team.objects.create(company=company, name="Sales", hours={"0": ["09:00", "18:00"]})
-    team.members.add(member)
-    return team
-
-
-def _canned_reply(company):
-    from canned.models import CannedReply
-
-    return CannedReply.objects.create(
-        company=company, title="Greeting", shortcut="greet", body="Hi {{client.first_name}}"
-    )
 
 
 @pytest.fixture
