@@ -33,11 +33,18 @@ def _web_answers(url: str) -> bool:
 
 
 def _workers_answer() -> bool:
+    """The sending worker answers a ping, and the connection host beats (Procfile
+    `connections`; with CONNECTION_HOSTS off it is a second Celery worker)."""
     from crm.celery import app
 
     try:
-        return len(app.control.ping(timeout=1.0) or []) >= 2  # sending, connections
-    except Exception:  # broker not there yet: not ready
+        pings = len(app.control.ping(timeout=1.0) or [])
+        if not settings.CONNECTION_HOSTS:
+            return pings >= 2
+        from channels_integrations.fleet import live_hosts
+
+        return pings >= 1 and bool(live_hosts())
+    except Exception:  # broker or Redis not there yet: not ready
         return False
 
 
