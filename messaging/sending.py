@@ -100,6 +100,19 @@ def part_key(key: str, index: int) -> str:
     return f"{key}/part-{index}"
 
 
+def send_parts(key: str, parts, quoted: str = "") -> str:
+    """A message that goes out as several calls (the text, then each file): each part
+    (a callable taking the id to quote, returning a SendReceipt) once, under
+    `part_key(key, n)`; the first quotes `quoted`. The message's id is the first part's."""
+    ids = [
+        once(
+            part_key(key, index), lambda part=part, index=index: part(quoted if index == 0 else "")
+        )
+        for index, part in enumerate(parts)
+    ]
+    return ids[0]
+
+
 # ---------------------------------------------------------------- one attempt
 
 

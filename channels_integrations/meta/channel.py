@@ -104,14 +104,10 @@ class MetaChannel(Channel):
         # The Send API takes one attachment per message and no caption: the text first (when
         # there is one), then each file; each part once (its record); the message's id is the
         # first part's.
-        route, to = message.route, message.to_address
-        parts = [lambda: graph.send_text(route, to, message.body)] if message.body else []
-        parts += [lambda file=file: graph.send_file(route, to, file) for file in message.files]
-        ids = [
-            sending.once(sending.part_key(message.key, index), part)
-            for index, part in enumerate(parts)
-        ]
-        return SendReceipt(external_id=ids[0])
+        route, to = message.route, message.to_address  # no quotes on Meta: `_q` unused
+        parts = [lambda _q: graph.send_text(route, to, message.body)] if message.body else []
+        parts += [lambda _q, file=file: graph.send_file(route, to, file) for file in message.files]
+        return SendReceipt(external_id=sending.send_parts(message.key, parts))
 
     def react(self, reaction: OutboundReaction) -> None:
         graph.send_reaction(

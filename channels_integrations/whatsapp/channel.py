@@ -114,14 +114,7 @@ class WhatsAppChannel(Channel):
                     route, to, file, cloud.upload_media(route, file), caption=text, quoted_wamid=q
                 )
             )
-        ids = [
-            sending.once(
-                sending.part_key(message.key, index),
-                lambda part=part, index=index: part(quoted if index == 0 else ""),
-            )
-            for index, part in enumerate(parts)
-        ]
-        return SendReceipt(external_id=ids[0])
+        return SendReceipt(external_id=sending.send_parts(message.key, parts, quoted))
 
     def fetches_media(self, source: WhatsAppNumber) -> bool:
         return True

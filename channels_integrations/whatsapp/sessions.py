@@ -564,14 +564,8 @@ class SessionRunner(Supervised):
                     to, file, caption=caption, quoted=q
                 )
             )
-        ids = [
-            sending.once(
-                sending.part_key(command["key"], index),
-                lambda part=part, index=index: SendReceipt(part(quoted if index == 0 else "")),
-            )
-            for index, part in enumerate(parts)
-        ]
-        return ids[0]
+        receipts = [lambda q, part=part: SendReceipt(part(q)) for part in parts]
+        return sending.send_parts(command["key"], receipts, quoted)
 
     def _download(self, command: dict) -> None:
         if self.adapter is None or not self._alive():
