@@ -78,14 +78,17 @@ def _canned_reply_of(company):
 
 
 def _invitation_of(company):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     from teams.models import Invitation
 
     return Invitation.objects.create(
         company=company,
         email="new@example.com",
         key_hash=Invitation.new_key(),
-        expires_at=__import__("django.utils.timezone").utils.timezone.now()
-        + __import__("datetime").timedelta(days=1),
+        expires_at=timezone.now() + timedelta(days=1),
     )
 
 

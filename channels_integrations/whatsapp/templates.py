@@ -294,12 +294,17 @@ def resolve(number: WhatsAppNumber, name: str, language: str, variables) -> Temp
     )
 
 
+def header_filename(template: WhatsAppTemplate) -> str:
+    """The header file's own name (without the storage folder), as pages show and Meta receives it."""
+    return PurePosixPath(template.header_file.name).name if template.header_file else ""
+
+
 def header_file(template: WhatsAppTemplate) -> OutboundFile | None:
     if not template.header_format or not template.header_file:
         return None
     return OutboundFile(
         storage_name=template.header_file.name,
-        filename=PurePosixPath(template.header_file.name).name,
+        filename=header_filename(template),
         content_type=template.header_content_type,
         size=template.header_file.size,
         kind=template.header_format,

@@ -236,7 +236,7 @@ def number_templates(request, pk):
     rows = list(template_services.number_templates(number))
     for template in rows:
         template.texts = template_services.texts_of(template)
-        template.header_name = template.header_file.name.rpartition("/")[2]
+        template.header_name = template_services.header_filename(template)
     return render(
         request,
         "channels_integrations/number_templates.html",
