@@ -383,7 +383,7 @@ def test_a_bad_signature_through_the_fast_path_is_403_and_stores_nothing(company
 # ---------------------------------------------------------------- kill -9 mid-batch
 
 SLOW_INSERTS = """
-CREATE OR REPLACE FUNCTION test_slow_insert() RETURNS trigger AS $$
+CREATE FUNCTION test_slow_insert() RETURNS trigger AS $$
 BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$ LANGUAGE plpgsql;
 CREATE TRIGGER test_slow_insert BEFORE INSERT ON messaging_message
   FOR EACH ROW EXECUTE FUNCTION test_slow_insert();
@@ -449,6 +449,7 @@ def test_a_celery_worker_killed_mid_batch_ingests_nothing_twice(company, tmp_pat
         assert Delivery.objects.count() == count
         with connection.cursor() as cursor:
             cursor.execute("DROP TRIGGER test_slow_insert ON messaging_message")
+            cursor.execute("DROP FUNCTION test_slow_insert()")
         second = Worker("drainer-b", queue, tmp_path, env=env, pool="prefork")
         second.wait_ready()
         drain_now()

@@ -107,6 +107,7 @@ class WebhookFastPath:
     def __init__(self, app):
         self.app = app
         self.targets: dict[tuple[str, str], Target] = {}
+        self.loading: dict[tuple[str, str], asyncio.Future] = {}
         self.pool = None
         self.pool_lock: asyncio.Lock | None = None
         self.kick_pending = False
@@ -154,14 +155,9 @@ class WebhookFastPath:
 
     async def _store(self, kind: str, target_uuid: str, scope, body: bytes) -> bool:
         """True when stored and committed (the caller answers 200); False: Django decides."""
-        key = (kind, target_uuid)
-        target = self.targets.get(key)
-        if target is None or target.expires < time.monotonic():
-            target = await sync_to_async(_load_target, thread_sensitive=False)(kind, target_uuid)
-            if target is None:
-                self.targets.pop(key, None)
-                return False
-            self.targets[key] = target
+        target = await self._target(kind, target_uuid)
+        if target is None:
+            return False
         headers = dict(scope.get("headers") or ())
         signature = headers.get(b"x-hub-signature-256", b"").decode("latin-1")
         if not _signed(kind, body, signature, target.secret):
@@ -176,6 +172,28 @@ class WebhookFastPath:
             return False
         self._kick()
         return True
+
+    async def _target(self, kind: str, target_uuid: str) -> Target | None:
+        """The cached target; one load at a time per target (a burst to a cold cache waits
+        for the one read instead of opening a database connection per request)."""
+        key = (kind, target_uuid)
+        target = self.targets.get(key)
+        if target is not None and target.expires >= time.monotonic():
+            return target
+        loading = self.loading.get(key)
+        if loading is None:
+            load = sync_to_async(_load_target, thread_sensitive=False)(kind, target_uuid)
+            loading = self.loading[key] = asyncio.ensure_future(load)
+            try:
+                target = await asyncio.shield(loading)
+            finally:
+                self.loading.pop(key, None)
+            if target is None:
+                self.targets.pop(key, None)
+            else:
+                self.targets[key] = target
+            return target
+        return await asyncio.shield(loading)
 
     async def _commit(self, row: tuple) -> None:
         """Returns once `row` is committed (with whatever arrived around it)."""

@@ -35,8 +35,10 @@ def ingest_whatsapp_message(
     media: list[AnnouncedMedia] = (),
     metadata: dict | None = None,
     notice: bool = False,
+    counted: bool = True,
 ) -> IngestResult:
-    """Store it once (a duplicate delivery stores nothing and counts nothing)."""
+    """Store it once (a duplicate delivery stores nothing and counts nothing). `counted`
+    False: the caller counts it in `messages_received` (a batch counts once)."""
     phone = f"+{phone_digits.lstrip('+')}"
     # No savepoint inside a caller's transaction (the webhook inbox's batch): a failure fails
     # the caller's transaction, which replays its deliveries one by one.
@@ -66,7 +68,7 @@ def ingest_whatsapp_message(
                     for item in media
                 ],
             )
-    if result.created and not notice:
+    if counted and result.created and not notice:
         metrics.increment("messages_received", number.company_id)
     return result
 
@@ -96,7 +98,7 @@ def receive_cloud_webhooks(number: WhatsAppNumber, payloads: list) -> dict:
     deliveries = [
         cloud.parse_webhook(payload, number.cloud_phone_number_id) for payload in payloads
     ]
-    stored = duplicates = reacted = edited = deleted = 0
+    stored = duplicates = reacted = edited = deleted = received = 0
     for delivery in deliveries:
         for item in delivery.messages:
             metadata = {"type": item.kind, "raw": item.raw}
@@ -104,6 +106,7 @@ def receive_cloud_webhooks(number: WhatsAppNumber, payloads: list) -> dict:
                 metadata["quoted"] = item.quoted_wamid
             if item.content:
                 metadata["content"] = item.content
+            notice = bool(item.content) and item.content["kind"] == "notice"
             result = ingest_whatsapp_message(
                 number,
                 wamid=item.wamid,
@@ -113,9 +116,11 @@ def receive_cloud_webhooks(number: WhatsAppNumber, payloads: list) -> dict:
                 received_at=item.timestamp,
                 media=item.media,
                 metadata=metadata,
-                notice=bool(item.content) and item.content["kind"] == "notice",
+                notice=notice,
+                counted=False,
             )
             stored, duplicates = stored + result.created, duplicates + (not result.created)
+            received += result.created and not notice
         for reaction in delivery.reactions:
             reacted += record_customer_reaction(
                 number, reaction.wa_id, reaction.target_wamid, reaction.emoji
@@ -131,6 +136,10 @@ def receive_cloud_webhooks(number: WhatsAppNumber, payloads: list) -> dict:
         if update.status in STATUS_BY_CLOUD
     ]
     updated = _apply_statuses(number, statuses)
+    if received:  # counted once the batch is committed, as each message was before
+        transaction.on_commit(
+            lambda: metrics.increment("messages_received", number.company_id, by=received)
+        )
     foreign = sum(delivery.foreign for delivery in deliveries)
     skipped = sum(delivery.skipped for delivery in deliveries)
     if foreign:
