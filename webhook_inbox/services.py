@@ -4,9 +4,11 @@ Order: deliveries of one source (a WhatsApp number, a Page, an Instagram account
 in arrival order (their id), by one drainer at a time: a drainer holds the source's
 transaction-scoped advisory lock while it works through a batch, and the batch is one
 transaction, so a drainer killed mid-batch leaves nothing half-done — the batch is simply
-ingested again by the next one (the receive functions are idempotent as well). A delivery that
-fails holds back the ones after it (order) until it succeeds or is parked after
-WEBHOOK_INBOX_MAX_ATTEMPTS; sources are drained side by side.
+ingested again by the next one (the receive functions are idempotent as well). A batch is
+ingested at once by the channel's batch receiver; a batch that fails is replayed delivery by
+delivery, and a delivery that fails holds back the later ones of its conversations (order)
+until it succeeds or is parked after WEBHOOK_INBOX_MAX_ATTEMPTS; sources are drained side by
+side.
 """
 
 import json
@@ -118,7 +120,8 @@ def drain_source(source: str, source_id: int, batch: int | None = None) -> Count
     messages through the idempotent door, every status change of the batch in one statement;
     no savepoints); if that fails — or the batch holds a delivery that failed before — it is
     rolled back and replayed delivery by delivery, each in its own savepoint, so a bad
-    delivery is recorded with its reason and the ones before it are ingested."""
+    delivery is recorded with its reason and every other one is ingested, but for the later
+    ones of its conversations (they wait behind it: order)."""
     batch = batch or settings.WEBHOOK_INBOX_BATCH
     try:
         return _drain_batch(source, source_id, batch)
