@@ -31,7 +31,7 @@ class SameHostOriginValidator(OriginValidator):
 
 application = ProtocolTypeRouter(
     {
-        # Signed WhatsApp Cloud deliveries go straight to the webhook inbox (webhook_inbox).
+        # Signed WhatsApp Cloud and Meta deliveries go straight to the webhook inbox (group commit).
         "http": WebhookFastPath(django_asgi_app),
         "websocket": SameHostOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS

@@ -231,9 +231,13 @@ CONNECTION_HOST_DB_THREADS = env.int("CONNECTION_HOST_DB_THREADS", default=8)
 # held (created as needed): keep it at least the host's share of those.
 CONNECTION_HOST_IDLE_THREADS = env.int("CONNECTION_HOST_IDLE_THREADS", default=1000)
 CONNECTION_HOST_CONN_MAX_AGE = env.int("CONNECTION_HOST_CONN_MAX_AGE", default=300)
-# The Cloud webhook's fast path (webhook_inbox/asgi.py): PostgreSQL connections per process for
-# its INSERTs, and how long a number's secret and state are cached there.
+# The webhook fast path (webhook_inbox/asgi.py; WhatsApp Cloud, Messenger, Instagram):
+# PostgreSQL connections per process for its INSERTs, how long a target's secret and state are
+# cached there, how long a request waits for others to share its commit (group commit), and
+# how many group INSERTs run at once per process.
 WEBHOOK_FAST_PATH_POOL_SIZE = env.int("WEBHOOK_FAST_PATH_POOL_SIZE", default=10)
+WEBHOOK_FAST_PATH_GROUP_SECONDS = env.float("WEBHOOK_FAST_PATH_GROUP_SECONDS", default=0.001)
+WEBHOOK_FAST_PATH_FLUSHERS = env.int("WEBHOOK_FAST_PATH_FLUSHERS", default=2)
 WEBHOOK_FAST_PATH_CACHE_SECONDS = env.float("WEBHOOK_FAST_PATH_CACHE_SECONDS", default=30.0)
 CELERY_BEAT_SCHEDULE = {
     "drain-webhook-inbox": {

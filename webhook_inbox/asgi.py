@@ -1,12 +1,17 @@
-"""The WhatsApp Cloud webhook's fast path, in front of Django: a signed delivery for a known,
-active Cloud number is stored in the inbox from the event loop (an async psycopg pool, one
-INSERT) and answered 200 without entering Django's request handling, whose sync views run one
-at a time per process. Everything else — unknown numbers, bad signatures, bodies that are not a
-delivery, the verification GET — is handed to Django unchanged (the body replayed), which
-answers exactly as channels_integrations/whatsapp/webhooks.py says.
+"""The webhook fast path, in front of Django: a signed delivery for a known, active WhatsApp
+Cloud number, Messenger Page or Instagram account is stored in the inbox from the event loop
+and answered 200 without entering Django's request handling, whose sync views run one at a time
+per process. Everything else — unknown targets, bad signatures, bodies that are not a delivery,
+the verification GET, a failed INSERT — is handed to Django unchanged (the body replayed), which
+answers exactly as channels_integrations/whatsapp/webhooks.py and meta/webhooks.py say.
 
-A number's secret and state are cached here for WEBHOOK_FAST_PATH_CACHE_SECONDS: a number
-turned off or given a new app secret is seen by the fast path within that time."""
+Group commit: requests arriving within WEBHOOK_FAST_PATH_GROUP_SECONDS of each other are stored
+by one multi-row INSERT, one commit; each is answered 200 only after that commit (durable
+before the 200). At most WEBHOOK_FAST_PATH_FLUSHERS such INSERTs run at once per process; what
+arrives meanwhile joins the next one, so the busier it gets, the larger each commit.
+
+A target's secret and state are cached here for WEBHOOK_FAST_PATH_CACHE_SECONDS: a number or
+account turned off or given a new app secret is seen by the fast path within that time."""
 
 import asyncio
 import json
@@ -20,32 +25,30 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-PATH = re.compile(r"^/webhooks/whatsapp/([0-9a-fA-F-]{36})/$")
+PATH = re.compile(r"^/webhooks/(whatsapp|meta)/([0-9a-fA-F-]{36})/$")
+# One statement, one commit for the whole group; ids in arrival order (the drain's order).
 INSERT = (
     "INSERT INTO webhook_inbox_delivery (company_id, source, source_id, body, attempts,"
-    " last_error) VALUES (%s, 'whatsapp_cloud', %s, %s, 0, '')"
+    " last_error) SELECT c, s, i, b, 0, '' FROM unnest(%s::bigint[], %s::text[], %s::bigint[],"
+    " %s::bytea[]) WITH ORDINALITY AS t(c, s, i, b, n) ORDER BY n"
 )
 
 
 @dataclass(frozen=True)
 class Target:
-    number_id: int
+    source: str  # webhook_inbox.models.Source
+    source_id: int
     company_id: int
     secret: str
     expires: float
 
 
-def _load_target(number_uuid: str) -> Target | None:
-    from django.db import connection
-
+def _cloud_target(target_uuid: str) -> Target | None:
     from channels_integrations.models import WhatsAppNumber
 
-    try:
-        number = WhatsAppNumber.objects.filter(
-            uuid=number_uuid, provider=WhatsAppNumber.Provider.CLOUD
-        ).first()
-    finally:
-        connection.close()  # a pool thread, not a request: nothing else closes it
+    number = WhatsAppNumber.objects.filter(
+        uuid=target_uuid, provider=WhatsAppNumber.Provider.CLOUD
+    ).first()
     if (
         number is None
         or not number.is_active
@@ -54,17 +57,64 @@ def _load_target(number_uuid: str) -> Target | None:
     ):
         return None
     expires = time.monotonic() + settings.WEBHOOK_FAST_PATH_CACHE_SECONDS
-    return Target(number.pk, number.company_id, number.cloud_app_secret, expires)
+    return Target("whatsapp_cloud", number.pk, number.company_id, number.cloud_app_secret, expires)
+
+
+def _meta_target(target_uuid: str) -> Target | None:
+    from channels_integrations.meta.models import InstagramAccount, MessengerPage
+
+    for model, source in ((MessengerPage, "messenger"), (InstagramAccount, "instagram")):
+        account = model.objects.filter(uuid=target_uuid).first()
+        if account is not None:
+            if not account.is_active or not account.app_secret:
+                return None
+            expires = time.monotonic() + settings.WEBHOOK_FAST_PATH_CACHE_SECONDS
+            return Target(source, account.pk, account.company_id, account.app_secret, expires)
+    return None
+
+
+def _load_target(kind: str, target_uuid: str) -> Target | None:
+    from django.db import connection
+
+    try:
+        return (_cloud_target if kind == "whatsapp" else _meta_target)(target_uuid)
+    finally:
+        connection.close()  # a pool thread, not a request: nothing else closes it
+
+
+def _signed(kind: str, body: bytes, signature: str, secret: str) -> bool:
+    """X-Hub-Signature-256 checked by the channel's own (constant-time) function."""
+    if kind == "whatsapp":
+        from channels_integrations.whatsapp.cloud import signature_is_valid
+    else:
+        from channels_integrations.meta.graph import signature_is_valid
+    return signature_is_valid(body, signature, secret)
+
+
+def _is_delivery(kind: str, body: bytes) -> bool:
+    """What the Django view would store: for Cloud a JSON object with an `entry` list, for Meta
+    any JSON (its view refuses only what is not JSON)."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    if kind == "meta":
+        return True
+    return isinstance(payload, dict) and isinstance(payload.get("entry"), list)
 
 
 class WebhookFastPath:
     def __init__(self, app):
         self.app = app
-        self.targets: dict[str, Target] = {}
+        self.targets: dict[tuple[str, str], Target] = {}
+        self.loading: dict[tuple[str, str], asyncio.Future] = {}
         self.pool = None
         self.pool_lock: asyncio.Lock | None = None
         self.kick_pending = False
         self.last_kick = 0.0
+        self.pending: list[tuple[tuple, asyncio.Future]] = []
+        self.flush_task: asyncio.Task | None = None
+        self.flush_slots: asyncio.Semaphore | None = None
 
     async def __call__(self, scope, receive, send):
         match = (
@@ -83,7 +133,7 @@ class WebhookFastPath:
             more = message.get("more_body", False)
             if len(body) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
                 break  # Django answers what is too large
-        if not more and await self._store(match.group(1).lower(), scope, body):
+        if not more and await self._store(match.group(1), match.group(2).lower(), scope, body):
             await send({
                 "type": "http.response.start",
                 "status": 200,
@@ -103,32 +153,76 @@ class WebhookFastPath:
 
         return await self.app(scope, replay, send)
 
-    async def _store(self, number_uuid: str, scope, body: bytes) -> bool:
-        """True when stored (the caller answers 200); False: Django decides."""
-        from channels_integrations.whatsapp import cloud
-
-        target = self.targets.get(number_uuid)
-        if target is None or target.expires < time.monotonic():
-            target = await sync_to_async(_load_target, thread_sensitive=False)(number_uuid)
-            if target is None:
-                self.targets.pop(number_uuid, None)
-                return False
-            self.targets[number_uuid] = target
+    async def _store(self, kind: str, target_uuid: str, scope, body: bytes) -> bool:
+        """True when stored and committed (the caller answers 200); False: Django decides."""
+        target = await self._target(kind, target_uuid)
+        if target is None:
+            return False
         headers = dict(scope.get("headers") or ())
         signature = headers.get(b"x-hub-signature-256", b"").decode("latin-1")
-        if not cloud.signature_is_valid(body, signature, target.secret):
+        if not _signed(kind, body, signature, target.secret):
+            return False
+        if not _is_delivery(kind, body):
             return False
         try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
+            await self._commit((target.company_id, target.source, target.source_id, body))
+        except Exception:
+            # PostgreSQL refused or went away: Django's view tries once more and answers.
+            logger.warning("webhook fast path: group INSERT failed", exc_info=True)
             return False
-        if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
-            return False
-        pool = await self._pool()
-        async with pool.connection() as conn:
-            await conn.execute(INSERT, [target.company_id, target.number_id, body])
         self._kick()
         return True
+
+    async def _target(self, kind: str, target_uuid: str) -> Target | None:
+        """The cached target; one load at a time per target (a burst to a cold cache waits
+        for the one read instead of opening a database connection per request)."""
+        key = (kind, target_uuid)
+        target = self.targets.get(key)
+        if target is not None and target.expires >= time.monotonic():
+            return target
+        loading = self.loading.get(key)
+        if loading is None:
+            load = sync_to_async(_load_target, thread_sensitive=False)(kind, target_uuid)
+            loading = self.loading[key] = asyncio.ensure_future(load)
+            try:
+                target = await asyncio.shield(loading)
+            finally:
+                self.loading.pop(key, None)
+            if target is None:
+                self.targets.pop(key, None)
+            else:
+                self.targets[key] = target
+            return target
+        return await asyncio.shield(loading)
+
+    async def _commit(self, row: tuple) -> None:
+        """Returns once `row` is committed (with whatever arrived around it)."""
+        done = asyncio.get_running_loop().create_future()
+        self.pending.append((row, done))
+        if self.flush_task is None:
+            self.flush_task = asyncio.ensure_future(self._flush())
+        await asyncio.shield(done)  # a client gone away does not cancel the others' commit
+
+    async def _flush(self) -> None:
+        if self.flush_slots is None:
+            self.flush_slots = asyncio.Semaphore(settings.WEBHOOK_FAST_PATH_FLUSHERS)
+        await asyncio.sleep(settings.WEBHOOK_FAST_PATH_GROUP_SECONDS)
+        async with self.flush_slots:
+            # Everything that arrived until a slot was free goes in this one commit.
+            group, self.pending, self.flush_task = self.pending, [], None
+            try:
+                pool = await self._pool()
+                async with pool.connection() as conn:
+                    columns = [list(column) for column in zip(*(r for r, _ in group), strict=True)]
+                    await conn.execute(INSERT, columns)
+            except Exception as exc:
+                for _row, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+                return
+            for _row, done in group:
+                if not done.done():
+                    done.set_result(None)
 
     async def _pool(self):
         if self.pool is None:

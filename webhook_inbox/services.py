@@ -4,9 +4,11 @@ Order: deliveries of one source (a WhatsApp number, a Page, an Instagram account
 in arrival order (their id), by one drainer at a time: a drainer holds the source's
 transaction-scoped advisory lock while it works through a batch, and the batch is one
 transaction, so a drainer killed mid-batch leaves nothing half-done — the batch is simply
-ingested again by the next one (the receive functions are idempotent as well). A delivery that
-fails holds back the ones after it (order) until it succeeds or is parked after
-WEBHOOK_INBOX_MAX_ATTEMPTS; sources are drained side by side.
+ingested again by the next one (the receive functions are idempotent as well). A batch is
+ingested at once by the channel's batch receiver; a batch that fails is replayed delivery by
+delivery, and a delivery that fails holds back the later ones of its conversations (order)
+until it succeeds or is parked after WEBHOOK_INBOX_MAX_ATTEMPTS; sources are drained side by
+side.
 """
 
 import json
@@ -33,6 +35,19 @@ RECEIVERS = {
     Source.WHATSAPP_CLOUD: "channels_integrations.whatsapp.inbound.cloud_webhook_receiver",
     Source.MESSENGER: "channels_integrations.meta.inbound.messenger_webhook_receiver",
     Source.INSTAGRAM: "channels_integrations.meta.inbound.instagram_webhook_receiver",
+}
+# The same, ingesting a whole batch of deliveries at once (a list of payloads -> counts).
+BATCH_RECEIVERS = {
+    Source.WHATSAPP_CLOUD: "channels_integrations.whatsapp.inbound.cloud_webhook_batch_receiver",
+    Source.MESSENGER: "channels_integrations.meta.inbound.messenger_webhook_batch_receiver",
+    Source.INSTAGRAM: "channels_integrations.meta.inbound.instagram_webhook_batch_receiver",
+}
+# The same, returning what tells which conversations a delivery touches (a payload -> a set of
+# the channel's thread ids): a delivery that fails holds back only later ones of those.
+THREADS = {
+    Source.WHATSAPP_CLOUD: "channels_integrations.whatsapp.inbound.cloud_delivery_threads",
+    Source.MESSENGER: "channels_integrations.meta.inbound.messenger_delivery_threads",
+    Source.INSTAGRAM: "channels_integrations.meta.inbound.instagram_delivery_threads",
 }
 _LOCK_SPACE = {source: n + 1 for n, source in enumerate(Source.values)}
 KICK_KEY = "webhook_inbox:kick"
@@ -88,17 +103,100 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(base * 2 ** (attempts - 1), 300.0))
 
 
+class _OneByOne(Exception):
+    """The batch holds a delivery that failed before: replay it delivery by delivery."""
+
+
+def _take(cursor, source: str, source_id: int) -> bool:
+    cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_LOCK_SPACE[source], source_id])
+    return cursor.fetchone()[0]
+
+
 def drain_source(source: str, source_id: int, batch: int | None = None) -> Counter | None:
     """Ingest up to `batch` waiting deliveries of one source in order, in one transaction.
-    None when another drainer holds this source (it is being drained)."""
+    None when another drainer holds this source (it is being drained).
+
+    First the whole batch at once (the channel's batch receiver: every delivery parsed, its
+    messages through the idempotent door, every status change of the batch in one statement;
+    no savepoints); if that fails — or the batch holds a delivery that failed before — it is
+    rolled back and replayed delivery by delivery, each in its own savepoint, so a bad
+    delivery is recorded with its reason and every other one is ingested, but for the later
+    ones of its conversations (they wait behind it: order)."""
     batch = batch or settings.WEBHOOK_INBOX_BATCH
+    try:
+        return _drain_batch(source, source_id, batch)
+    except _OneByOne:
+        pass
+    except Exception as exc:  # a bad delivery (or a bad moment): find which, one by one
+        logger.warning(
+            "webhook inbox: %s=%s batch failed (%s: %s); replaying it delivery by delivery",
+            source,
+            source_id,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+    return _drain_one_by_one(source, source_id, batch)
+
+
+def _drain_batch(source: str, source_id: int, batch: int) -> Counter | None:
     totals: Counter = Counter()
     with transaction.atomic():
         with connection.cursor() as cursor:
+            if not _take(cursor, source, source_id):
+                return None
+            # SKIP LOCKED: rows a replay of a previous batch still holds are not waited for.
             cursor.execute(
-                "SELECT pg_try_advisory_xact_lock(%s, %s)", [_LOCK_SPACE[source], source_id]
+                "SELECT id, body, attempts FROM webhook_inbox_delivery"
+                " WHERE source = %s AND source_id = %s AND parked_at IS NULL"
+                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                [source, source_id, batch],
             )
-            if not cursor.fetchone()[0]:
+            rows = cursor.fetchall()
+        if not rows:
+            return totals
+        if any(attempts for _id, _body, attempts in rows):
+            raise _OneByOne  # its retry time, its parking: the one-by-one path decides
+        receiver: Callable | None = import_string(BATCH_RECEIVERS[source])(source_id)
+        if receiver is None:
+            totals["dropped"] = len(rows)
+        else:
+            counts = receiver([json.loads(bytes(body)) for _id, body, _attempts in rows])
+            totals["deliveries"] = len(rows)
+            _add(totals, counts)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM webhook_inbox_delivery WHERE id = ANY(%s)",
+                [[row_id for row_id, _body, _attempts in rows]],
+            )
+    _log_dropped(source, source_id, totals)
+    return totals
+
+
+def _add(totals: Counter, counts: dict) -> None:
+    for name, value in counts.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            totals[name] += value
+
+
+def _log_dropped(source: str, source_id: int, totals: Counter) -> None:
+    if totals["dropped"]:
+        logger.info(
+            "webhook inbox: %s=%s gone or inactive; %s deliveries dropped",
+            source,
+            source_id,
+            totals["dropped"],
+        )
+
+
+def _drain_one_by_one(source: str, source_id: int, batch: int) -> Counter | None:
+    """Each delivery in its own savepoint: one that fails is recorded with its reason and
+    retried later, or parked after WEBHOOK_INBOX_MAX_ATTEMPTS. Until then it holds back the
+    later deliveries of the conversations it touches (order per conversation); the others go
+    through. A delivery whose conversations cannot be told holds back everything after it."""
+    totals: Counter = Counter()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            if not _take(cursor, source, source_id):
                 return None
         rows = list(
             Delivery.objects.filter(source=source, source_id=source_id, parked_at__isnull=True)
@@ -108,14 +206,22 @@ def drain_source(source: str, source_id: int, batch: int | None = None) -> Count
         if not rows:
             return totals
         receiver: Callable | None = import_string(RECEIVERS[source])(source_id)
+        threads_of = _threads_reader(source, source_id)
         done: list[int] = []
+        held: set[str] = set()
+        hold_all = False
         now = timezone.now()
         for row in rows:
-            if row.retry_at and row.retry_at > now:
-                break  # waiting for its retry: the ones after it wait too (order)
             if receiver is None:
                 done.append(row.pk)
                 totals["dropped"] += 1
+                continue
+            if hold_all or (held and _touches(threads_of(row), held)):
+                totals["held"] += 1
+                continue  # behind a failed delivery of its conversation: it waits (order)
+            if row.retry_at and row.retry_at > now:
+                waiting = threads_of(row)  # waiting for its retry: its conversations wait too
+                hold_all, held = hold_all or waiting is None, held | (waiting or set())
                 continue
             try:
                 with transaction.atomic():
@@ -126,22 +232,35 @@ def drain_source(source: str, source_id: int, batch: int | None = None) -> Count
                 if row.parked_at:
                     totals["parked"] += 1
                     continue
-                break
+                failed = threads_of(row)
+                hold_all, held = hold_all or failed is None, held | (failed or set())
+                continue
             done.append(row.pk)
             totals["deliveries"] += 1
-            for name, value in counts.items():
-                if isinstance(value, int) and not isinstance(value, bool):
-                    totals[name] += value
+            _add(totals, counts)
         if done:
             Delivery.objects.filter(pk__in=done).delete()
-    if totals["dropped"]:
-        logger.info(
-            "webhook inbox: %s=%s gone or inactive; %s deliveries dropped",
-            source,
-            source_id,
-            totals["dropped"],
-        )
+    _log_dropped(source, source_id, totals)
     return totals
+
+
+def _threads_reader(source: str, source_id: int) -> Callable:
+    """row -> the set of conversations it touches, or None when that cannot be told."""
+    reader = None
+
+    def threads_of(row: Delivery) -> set[str] | None:
+        nonlocal reader
+        try:
+            reader = reader or import_string(THREADS[source])(source_id)
+            return set(reader(json.loads(bytes(row.body))))
+        except Exception:
+            return None
+
+    return threads_of
+
+
+def _touches(threads: set[str] | None, held: set[str]) -> bool:
+    return threads is None or bool(threads & held)
 
 
 def _failed(row: Delivery, exc: Exception) -> None:

@@ -14,7 +14,7 @@ from django.utils import timezone
 from crm.celery import task
 from messaging.channels import for_source
 from messaging.models import Message
-from messaging.services import Sender, ingest_inbound, record_delivery_status
+from messaging.services import Sender, ingest_inbound, record_delivery_statuses
 from messaging.services.attachments import IncomingAttachment, add_attachments
 from messaging.services.reactions import record_customer_reaction
 
@@ -53,7 +53,9 @@ def _filename(url: str, kind: str) -> str:
 
 
 def _store(account, item: parse.Inbound) -> bool:
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (the webhook inbox's batch): a failure fails
+    # the caller's transaction, which replays its deliveries one by one.
+    with transaction.atomic(savepoint=False):
         result = ingest_inbound(
             account,
             external_thread_id=item.sender_id,
@@ -97,7 +99,9 @@ def _react(account, platform: str, reaction: parse.Reaction) -> bool:
     return record_customer_reaction(account, reaction.sender_id, reaction.mid, emoji)
 
 
-def _receipt(account, platform: str, receipt: parse.Receipt) -> int:
+def _receipt_changes(account, platform: str, receipt: parse.Receipt) -> list[tuple[int, str, str]]:
+    """The status changes one receipt means: each outbound message it names (or sent up to
+    its watermark) moves to delivered or read."""
     outbound = Message.objects.filter(
         conversation__platform=platform,
         conversation__source_id=account.pk,
@@ -109,50 +113,67 @@ def _receipt(account, platform: str, receipt: parse.Receipt) -> int:
     elif receipt.watermark is not None:  # everything we sent up to then
         outbound = outbound.filter(sent_at__lte=receipt.watermark, external_id__isnull=False)
     status = Message.Status.READ if receipt.status == "read" else Message.Status.DELIVERED
-    updated = 0
-    for message_id in outbound.values_list("pk", flat=True)[:500]:
-        updated += record_delivery_status(message_id, status)
-    return updated
+    return [(message_id, status, "") for message_id in outbound.values_list("pk", flat=True)[:500]]
 
 
 def receive_webhook(account, payload) -> dict:
     """Apply one verified delivery. A repeated delivery stores nothing twice. Counts, for the
     log and the answer."""
+    return receive_webhooks(account, [payload])
+
+
+def receive_webhooks(account, payloads: list) -> dict:
+    """receive_webhook for several deliveries of one account at once, in their order: each
+    delivery's messages and reactions in turn, then the receipts of them all, in order, as one
+    locked read and one update (receipts move our outbound messages, which no delivery
+    creates). Counts summed."""
     platform = for_source(account).platform
-    delivery = parse.parse(payload, own_ids(account))
-    stored = duplicates = reactions = receipts = 0
-    for item in delivery.messages:
-        created = _store(account, item)
-        stored, duplicates = stored + created, duplicates + (not created)
-    for reaction in delivery.reactions:
-        reactions += _react(account, platform, reaction)
-    for receipt in delivery.receipts:
-        receipts += _receipt(account, platform, receipt)
+    own = own_ids(account)
+    deliveries = [parse.parse(payload, own) for payload in payloads]
+    stored = duplicates = reactions = 0
+    for delivery in deliveries:
+        for item in delivery.messages:
+            created = _store(account, item)
+            stored, duplicates = stored + created, duplicates + (not created)
+        for reaction in delivery.reactions:
+            reactions += _react(account, platform, reaction)
+    changes = [
+        change
+        for delivery in deliveries
+        for receipt in delivery.receipts
+        for change in _receipt_changes(account, platform, receipt)
+    ]
+    receipts = record_delivery_statuses(changes)
     if stored:
         type(account).objects.filter(pk=account.pk).update(last_event_at=timezone.now())
+    skipped = sum(delivery.skipped for delivery in deliveries)
     logger.info(
-        "meta webhook: %s account=%s stored=%s duplicates=%s reactions=%s receipts=%s skipped=%s",
+        "meta webhook: %s account=%s deliveries=%s stored=%s duplicates=%s reactions=%s "
+        "receipts=%s skipped=%s",
         platform,
         account.pk,
+        len(deliveries),
         stored,
         duplicates,
         reactions,
         receipts,
-        delivery.skipped,
+        skipped,
     )
     return {
         "stored": stored,
         "duplicates": duplicates,
         "reactions": reactions,
         "statuses": receipts,
-        "skipped": delivery.skipped,
+        "skipped": skipped,
     }
 
 
-def _receiver(model, account_id: int):
+def _receiver(model, account_id: int, *, batch: bool = False):
     account = model.objects.filter(pk=account_id, is_active=True).first()
     if account is None:
         return None
+    if batch:
+        return lambda payloads: receive_webhooks(account, payloads)
     return lambda payload: receive_webhook(account, payload)
 
 
@@ -166,3 +187,41 @@ def messenger_webhook_receiver(page_id: int):
 def instagram_webhook_receiver(account_id: int):
     """For the webhook inbox: what ingests a stored delivery of this Instagram account."""
     return _receiver(InstagramAccount, account_id)
+
+
+def messenger_webhook_batch_receiver(page_id: int):
+    """For the webhook inbox's batches: receive_webhooks for this Page (None: gone or off)."""
+    from .models import MessengerPage
+
+    return _receiver(MessengerPage, page_id, batch=True)
+
+
+def instagram_webhook_batch_receiver(account_id: int):
+    """For the webhook inbox's batches: receive_webhooks for this Instagram account."""
+    return _receiver(InstagramAccount, account_id, batch=True)
+
+
+def _threads(model, account_id: int):
+    account = model.objects.filter(pk=account_id).first()
+    own = own_ids(account) if account is not None else set()
+
+    def threads(payload) -> set[str]:
+        delivery = parse.parse(payload, own)
+        return {
+            item.sender_id for item in (*delivery.messages, *delivery.reactions, *delivery.receipts)
+        }
+
+    return threads
+
+
+def messenger_delivery_threads(page_id: int):
+    """For the webhook inbox: which conversations (the clients' ids) a stored delivery of this
+    Page touches, so a delivery that fails holds back only later ones of the same ones."""
+    from .models import MessengerPage
+
+    return _threads(MessengerPage, page_id)
+
+
+def instagram_delivery_threads(account_id: int):
+    """The same for an Instagram account."""
+    return _threads(InstagramAccount, account_id)

@@ -7,7 +7,12 @@ from datetime import datetime
 from django.db import transaction
 
 from messaging.models import Message
-from messaging.services import IngestResult, Sender, ingest_inbound, record_delivery_status
+from messaging.services import (
+    IngestResult,
+    Sender,
+    ingest_inbound,
+    record_delivery_statuses,
+)
 from messaging.services.attachments import IncomingAttachment, add_attachments
 from messaging.services.inbox import mark_inbound_deleted, record_inbound_edit
 from messaging.services.reactions import record_customer_reaction
@@ -30,10 +35,14 @@ def ingest_whatsapp_message(
     media: list[AnnouncedMedia] = (),
     metadata: dict | None = None,
     notice: bool = False,
+    counted: bool = True,
 ) -> IngestResult:
-    """Store it once (a duplicate delivery stores nothing and counts nothing)."""
+    """Store it once (a duplicate delivery stores nothing and counts nothing). `counted`
+    False: the caller counts it in `messages_received` (a batch counts once)."""
     phone = f"+{phone_digits.lstrip('+')}"
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (the webhook inbox's batch): a failure fails
+    # the caller's transaction, which replays its deliveries one by one.
+    with transaction.atomic(savepoint=False):
         result = ingest_inbound(
             number,
             external_thread_id=phone_digits.lstrip("+"),
@@ -59,7 +68,7 @@ def ingest_whatsapp_message(
                     for item in media
                 ],
             )
-    if result.created and not notice:
+    if counted and result.created and not notice:
         metrics.increment("messages_received", number.company_id)
     return result
 
@@ -77,67 +86,80 @@ def receive_cloud_webhook(number: WhatsAppNumber, payload) -> dict:
     edits, deletions and status updates. Changes addressed to another phone number id of the
     same app are not ours: ignored. A repeated delivery stores nothing twice. Returns counts
     (for the log and the answer); `usable` 0 with something skipped: nothing could be read."""
-    delivery = cloud.parse_webhook(payload, number.cloud_phone_number_id)
-    stored = duplicates = updated = reacted = edited = deleted = 0
-    for item in delivery.messages:
-        metadata = {"type": item.kind, "raw": item.raw}
-        if item.quoted_wamid:
-            metadata["quoted"] = item.quoted_wamid
-        if item.content:
-            metadata["content"] = item.content
-        result = ingest_whatsapp_message(
-            number,
-            wamid=item.wamid,
-            phone_digits=item.wa_id,
-            name=item.name,
-            body=item.body,
-            received_at=item.timestamp,
-            media=item.media,
-            metadata=metadata,
-            notice=bool(item.content) and item.content["kind"] == "notice",
+    return receive_cloud_webhooks(number, [payload])
+
+
+def receive_cloud_webhooks(number: WhatsAppNumber, payloads: list) -> dict:
+    """receive_cloud_webhook for several deliveries of one number at once, in their order:
+    each delivery's messages, reactions, edits and deletions in turn (a reaction finds the
+    message an earlier delivery stored), then every status update of them all in one go
+    (statuses are about our outbound messages, which no delivery creates; their order is
+    kept). Counts summed."""
+    deliveries = [
+        cloud.parse_webhook(payload, number.cloud_phone_number_id) for payload in payloads
+    ]
+    stored = duplicates = reacted = edited = deleted = received = 0
+    for delivery in deliveries:
+        for item in delivery.messages:
+            metadata = {"type": item.kind, "raw": item.raw}
+            if item.quoted_wamid:
+                metadata["quoted"] = item.quoted_wamid
+            if item.content:
+                metadata["content"] = item.content
+            notice = bool(item.content) and item.content["kind"] == "notice"
+            result = ingest_whatsapp_message(
+                number,
+                wamid=item.wamid,
+                phone_digits=item.wa_id,
+                name=item.name,
+                body=item.body,
+                received_at=item.timestamp,
+                media=item.media,
+                metadata=metadata,
+                notice=notice,
+                counted=False,
+            )
+            stored, duplicates = stored + result.created, duplicates + (not result.created)
+            received += result.created and not notice
+        for reaction in delivery.reactions:
+            reacted += record_customer_reaction(
+                number, reaction.wa_id, reaction.target_wamid, reaction.emoji
+            )
+        for edit in delivery.edits:
+            edited += record_inbound_edit(number, edit.wa_id, edit.original_wamid, edit.body)
+        for revoke in delivery.revokes:
+            deleted += mark_inbound_deleted(number, [revoke.original_wamid], revoke.wa_id)
+    statuses = [
+        update
+        for delivery in deliveries
+        for update in delivery.statuses
+        if update.status in STATUS_BY_CLOUD
+    ]
+    updated = _apply_statuses(number, statuses)
+    if received:  # counted once the batch is committed, as each message was before
+        transaction.on_commit(
+            lambda: metrics.increment("messages_received", number.company_id, by=received)
         )
-        stored, duplicates = stored + result.created, duplicates + (not result.created)
-    for reaction in delivery.reactions:
-        reacted += record_customer_reaction(
-            number, reaction.wa_id, reaction.target_wamid, reaction.emoji
-        )
-    for edit in delivery.edits:
-        edited += record_inbound_edit(number, edit.wa_id, edit.original_wamid, edit.body)
-    for revoke in delivery.revokes:
-        deleted += mark_inbound_deleted(number, [revoke.original_wamid], revoke.wa_id)
-    # One query finds every message the delivery's statuses are about (a broadcast's
-    # deliveries carry many), then each moves forward in order.
-    known = [update.wamid for update in delivery.statuses if update.status in STATUS_BY_CLOUD]
-    ids_by_wamid: dict[str, list[int]] = {}
-    if known:
-        for pk, wamid in Message.objects.filter(
-            conversation__platform=PLATFORM,
-            conversation__source_id=number.pk,
-            direction=Message.Direction.OUTBOUND,
-            external_id__in=known,
-        ).values_list("pk", "external_id"):
-            ids_by_wamid.setdefault(wamid, []).append(pk)
-    for update in delivery.statuses:
-        status = STATUS_BY_CLOUD.get(update.status)
-        for message_id in ids_by_wamid.get(update.wamid, ()) if status else ():
-            updated += record_delivery_status(message_id, status, error=update.error)
-    if delivery.foreign:
+    foreign = sum(delivery.foreign for delivery in deliveries)
+    skipped = sum(delivery.skipped for delivery in deliveries)
+    if foreign:
         logger.info(
             "cloud webhook: number=%s %s change(s) for another phone number id ignored",
             number.pk,
-            delivery.foreign,
+            foreign,
         )
     logger.info(
-        "cloud webhook: number=%s stored=%s duplicates=%s statuses=%s reactions=%s edits=%s "
-        "deletions=%s skipped=%s",
+        "cloud webhook: number=%s deliveries=%s stored=%s duplicates=%s statuses=%s "
+        "reactions=%s edits=%s deletions=%s skipped=%s",
         number.pk,
+        len(deliveries),
         stored,
         duplicates,
         updated,
         reacted,
         edited,
         deleted,
-        delivery.skipped,
+        skipped,
     )
     return {
         "stored": stored,
@@ -146,10 +168,32 @@ def receive_cloud_webhook(number: WhatsAppNumber, payload) -> dict:
         "reactions": reacted,
         "edits": edited,
         "deletions": deleted,
-        "ignored": delivery.foreign,
-        "skipped": delivery.skipped,
-        "usable": delivery.usable,
+        "ignored": foreign,
+        "skipped": skipped,
+        "usable": sum(delivery.usable for delivery in deliveries),
     }
+
+
+def _apply_statuses(number: WhatsAppNumber, statuses: list) -> int:
+    """One query finds every outbound message the statuses are about (a broadcast's deliveries
+    carry many); each moves forward in order (messaging's rule), all in one locked read and one
+    update. A status for a wamid we do not know (yet) changes nothing, as before."""
+    if not statuses:
+        return 0
+    ids_by_wamid: dict[str, list[int]] = {}
+    for pk, wamid in Message.objects.filter(
+        conversation__platform=PLATFORM,
+        conversation__source_id=number.pk,
+        direction=Message.Direction.OUTBOUND,
+        external_id__in={update.wamid for update in statuses},
+    ).values_list("pk", "external_id"):
+        ids_by_wamid.setdefault(wamid, []).append(pk)
+    changes = [
+        (message_id, STATUS_BY_CLOUD[update.status], update.error)
+        for update in statuses
+        for message_id in ids_by_wamid.get(update.wamid, ())
+    ]
+    return record_delivery_statuses(changes)
 
 
 def cloud_webhook_receiver(number_id: int):
@@ -161,3 +205,37 @@ def cloud_webhook_receiver(number_id: int):
     if number is None or number.status == WhatsAppNumber.Status.DELETING:
         return None
     return lambda payload: receive_cloud_webhook(number, payload)
+
+
+def cloud_webhook_batch_receiver(number_id: int):
+    """For the webhook inbox's batches: receive_cloud_webhooks for this number (None: gone,
+    turned off or being deleted)."""
+    number = WhatsAppNumber.objects.filter(
+        pk=number_id, provider=WhatsAppNumber.Provider.CLOUD, is_active=True
+    ).first()
+    if number is None or number.status == WhatsAppNumber.Status.DELETING:
+        return None
+    return lambda payloads: receive_cloud_webhooks(number, payloads)
+
+
+def cloud_delivery_threads(number_id: int):
+    """For the webhook inbox: which conversations (the clients' wa_ids) a stored delivery
+    touches, so a delivery that fails holds back only later ones of the same conversations."""
+
+    def threads(payload) -> set[str]:
+        delivery = cloud.parse_webhook(payload)
+        found = {item.wa_id for item in delivery.messages}
+        found |= {item.wa_id for item in (*delivery.reactions, *delivery.edits, *delivery.revokes)}
+        for entry in _dicts(payload.get("entry") if isinstance(payload, dict) else None):
+            for change in _dicts(entry.get("changes")):
+                value = change.get("value")
+                for status in _dicts(value.get("statuses") if isinstance(value, dict) else None):
+                    if isinstance(status.get("recipient_id"), str):
+                        found.add(status["recipient_id"])
+        return found
+
+    return threads
+
+
+def _dicts(value) -> list[dict]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

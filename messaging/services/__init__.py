@@ -27,4 +27,4 @@ from .inbox import (  # noqa: F401
     validate_body,
 )
 from .notes import add_note  # noqa: F401
-from .outbox import record_delivery_status, retry_message  # noqa: F401
+from .outbox import record_delivery_status, record_delivery_statuses, retry_message  # noqa: F401

@@ -129,6 +129,7 @@ def ingest_inbound(
         logger.info("ingest: duplicate %s message conversation=%s", platform, conversation.pk)
         return IngestResult(existing, conversation, created=False)
     conversation = stored.conversation
+    conversation.source = source  # what receivers after commit ask for (no query each)
     message.conversation = conversation
     # After commit: at once here in autocommit, at the caller's commit inside its transaction.
     events.publish("message.created", message_payload(message), conversation=conversation)

@@ -6,12 +6,14 @@ the one send policy (`messaging.sending`). `sweep_outbox` (beat) re-queues due r
 took (a lost task: worker killed, broker restarted) and settles claims that went stale.
 """
 
+import copy
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -209,11 +211,7 @@ def record_delivery_status(
         )
         if message is None or message.direction != Message.Direction.OUTBOUND:
             return False
-        if status == Message.Status.FAILED:
-            moves_forward = message.status in (Message.Status.QUEUED, Message.Status.SENT)
-        else:
-            moves_forward = STATUS_RANK[status] > STATUS_RANK.get(message.status, 0)
-        if not moves_forward:
+        if not _moves_forward(message.status, status):
             return False
         message.status = status
         message.error = error[:2000]
@@ -231,6 +229,75 @@ def record_delivery_status(
             notifications.send_failed(message, message.company_id)
     logger.info("outbound: message=%s status=%s", message.pk, status)
     return True
+
+
+def _moves_forward(current: str, status: str) -> bool:
+    """The one rule for a status change: forward only (a late 'sent' never overwrites 'read');
+    'failed' only from queued or sent."""
+    if status == Message.Status.FAILED:
+        return current in (Message.Status.QUEUED, Message.Status.SENT)
+    return STATUS_RANK[status] > STATUS_RANK.get(current, 0)
+
+
+def record_delivery_statuses(changes: Sequence[tuple[int, str, str]]) -> int:
+    """Apply many status changes, `(message id, status, error)` in the order they happened,
+    exactly as record_delivery_status would one by one, in three statements whatever their
+    number: one locked read of the messages, one `UPDATE ... FROM unnest(...)`, and the events
+    (one `message.updated` per changed message, its final state) after commit. Call it inside
+    the caller's transaction (the webhook inbox's batch); returns the changes applied."""
+    if not changes:
+        return 0
+    ids = sorted({message_id for message_id, _status, _error in changes})
+    with transaction.atomic(savepoint=False):
+        messages = {
+            message.pk: message
+            for message in Message.objects.select_for_update(of=("self",))
+            .annotate(
+                company_id=F("conversation__company_id"),
+                assignee_id=F("conversation__assignee_id"),
+            )
+            .filter(pk__in=ids, direction=Message.Direction.OUTBOUND)
+            .order_by("pk")  # locks taken in one order: no deadlock between two batches
+        }
+        applied, changed, failed = 0, {}, []
+        now = timezone.now()
+        for message_id, status, error in changes:
+            message = messages.get(message_id)
+            if message is None or not _moves_forward(message.status, status):
+                continue
+            message.status, message.error = status, error[:2000]
+            if status in STATUS_TIME_FIELD:
+                setattr(message, STATUS_TIME_FIELD[status], now)
+            if status == Message.Status.FAILED:
+                failed.append(copy.copy(message))  # notified as it was when it failed
+            changed[message_id] = message
+            applied += 1
+        if changed:
+            rows = list(changed.values())
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE messaging_message AS m SET status = v.status, error = v.error,"
+                    " sent_at = v.sent_at, delivered_at = v.delivered_at, read_at = v.read_at"
+                    " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[],"
+                    " %s::timestamptz[], %s::timestamptz[])"
+                    " AS v(id, status, error, sent_at, delivered_at, read_at)"
+                    " WHERE m.id = v.id",
+                    [
+                        [m.pk for m in rows],
+                        [m.status for m in rows],
+                        [m.error for m in rows],
+                        [m.sent_at for m in rows],
+                        [m.delivered_at for m in rows],
+                        [m.read_at for m in rows],
+                    ],
+                )
+            for message in rows:
+                events.publish("message.updated", message_payload(message), conversation=message)
+            for message in failed:
+                notifications.send_failed(message, message.company_id)
+    if changed:
+        logger.info("outbound: %s status change(s) on %s message(s)", applied, len(changed))
+    return applied
 
 
 # ---------------------------------------------------------------- the sweeper (beat)

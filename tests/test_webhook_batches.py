@@ -1,0 +1,466 @@
+"""The webhook inbox at Meta's pace: workers ingest whole batches (every status change of a
+batch in one statement, messages through the one idempotent door, no savepoints), with exactly
+the outcome delivery-by-delivery ingestion gives; a batch holding a bad delivery is replayed one
+by one, so the bad one is recorded with its reason and only its own conversation waits behind
+it; the fast path in front of Django stores concurrent requests with one commit and answers
+each 200 only once that commit is done (WhatsApp Cloud, Messenger and Instagram alike); a worker
+killed with SIGKILL in the middle of a batch ingests nothing twice.
+
+Everything is real (PostgreSQL, uvicorn, a Celery worker, Redis); failures come from
+PostgreSQL triggers and locks."""
+
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from channels_integrations.whatsapp import cloud
+from crm.celery import app as celery_app
+from messaging.models import Conversation, Message, MessageReaction
+from messaging.services import record_delivery_status
+from webhook_inbox.models import Delivery
+
+from .factories import (
+    ConversationFactory,
+    InstagramAccountFactory,
+    MessageFactory,
+    MessengerPageFactory,
+    WhatsAppNumberFactory,
+)
+from .inbox import drain
+from .processes import RedisServer, Worker, database_url, free_port, wait_for
+from .test_whatsapp_cloud import PHONE_NUMBER_ID, _inbound_payload, _text, _webhook_url
+
+pytestmark = pytest.mark.django_db
+
+APP_SECRET = "app-secret-value"
+BASE_DIR = Path(__file__).resolve().parent.parent
+CLIENT = "4915112345678"  # _text's sender
+OTHER = "4915187654321"
+
+
+@pytest.fixture
+def number(company):
+    return WhatsAppNumberFactory(
+        company=company,
+        provider="cloud",
+        cloud_phone_number_id=PHONE_NUMBER_ID,
+        cloud_access_token="token",
+        cloud_app_secret=APP_SECRET,
+    )
+
+
+def _sign(raw: bytes, secret: str = APP_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def _post(client, number, payload):
+    """Stored in the inbox, not drained (the batch is drained by the test)."""
+    raw = json.dumps(payload).encode()
+    response = client.post(
+        _webhook_url(number), raw, content_type="application/json",
+        HTTP_X_HUB_SIGNATURE_256=_sign(raw),
+    )  # fmt: skip
+    assert response.status_code == 200, response.content
+
+
+def _status(wamid, name, recipient=CLIENT, **extra):
+    return {"id": wamid, "status": name, "timestamp": "1763900100", "recipient_id": recipient,
+            **extra}  # fmt: skip
+
+
+def _from(sender, wamid, body):
+    return {**_text(wamid=wamid, body=body), "from": sender}
+
+
+def _reaction(target, emoji="👍"):
+    return {"from": CLIENT, "id": f"wamid.r.{target}", "timestamp": "1763900050",
+            "type": "reaction", "reaction": {"message_id": target, "emoji": emoji}}  # fmt: skip
+
+
+FAILURE = {"errors": [{"code": 131047, "title": "Re-engagement message"}]}
+
+
+def test_a_batch_ends_exactly_as_delivery_by_delivery_would(client, number):
+    """Every pair of statuses, in every order, from every status an outbound message can be
+    in: the batch (one locked read, one UPDATE) leaves each message exactly as applying them
+    one by one does (forward only; 'failed' only from queued or sent; the error and the times
+    of each step). A status for a message we do not know (yet) changes nothing and fails
+    nothing; a reaction lands on a message an earlier delivery of the same batch stored."""
+    conversation = ConversationFactory(
+        company=number.company, source=number, external_thread_id=CLIENT
+    )
+    statuses = ["sent", "delivered", "read", "failed"]
+    starts = ["queued", "sent", "failed", "delivered", "read"]
+    cases = [
+        (start, sequence) for start in starts for sequence in itertools.product(statuses, repeat=2)
+    ]
+    batch_ids, single_ids, changes = [], [], []
+    for n, (start, sequence) in enumerate(cases):
+        for ids, prefix in ((batch_ids, "b"), (single_ids, "s")):
+            ids.append(
+                MessageFactory(
+                    conversation=conversation, direction="out", status=start,
+                    external_id=f"wamid.{prefix}.{n}",
+                ).pk
+            )  # fmt: skip
+        for status in sequence:
+            extra = FAILURE if status == "failed" else {}
+            changes.append(_status(f"wamid.b.{n}", status, **extra))
+            error = cloud.REASONS[131047] if extra else ""
+            record_delivery_status(single_ids[-1], status, error=error)
+    # The same changes through the inbox: 4 to a delivery, with a message, a reaction on it in
+    # a later delivery, and a status nobody knows yet.
+    changes.insert(7, _status("wamid.not.yet.known", "read"))
+    deliveries = [changes[i : i + 4] for i in range(0, len(changes), 4)]
+    _post(client, number, _inbound_payload(_text(wamid="wamid.in.first"), statuses=deliveries[0]))
+    _post(client, number, _inbound_payload(_reaction("wamid.in.first"), statuses=deliveries[1]))
+    for part in deliveries[2:]:
+        _post(client, number, _inbound_payload(statuses=part))
+    assert Delivery.objects.count() == len(deliveries) < 200  # one batch
+
+    counts = drain()
+    assert counts["deliveries"] == len(deliveries) and not counts.get("failed")
+    assert counts["stored"] == 1 and counts["reactions"] == 1
+    assert MessageReaction.objects.get().message.external_id == "wamid.in.first"
+    assert not Delivery.objects.exists()
+
+    def outcome(ids):
+        rows = Message.objects.filter(pk__in=ids).order_by("pk")
+        return [
+            (m.status, m.error, m.sent_at is not None, m.delivered_at is not None,
+             m.read_at is not None)
+            for m in rows
+        ]  # fmt: skip
+
+    assert outcome(batch_ids) == outcome(single_ids)
+    # Read after failed: the statuses that are ahead win, the failure's reason goes.
+    failed_then_read = cases.index(("sent", ("failed", "read")))
+    assert outcome(batch_ids)[failed_then_read][:2] == ("read", "")
+    read_then_failed = cases.index(("sent", ("read", "failed")))
+    assert outcome(batch_ids)[read_then_failed][0] == "read"
+    sent_then_failed = cases.index(("queued", ("sent", "failed")))
+    assert outcome(batch_ids)[sent_then_failed][:2] == ("failed", cloud.REASONS[131047])
+
+
+REFUSE_POISON = """
+CREATE OR REPLACE FUNCTION test_refuse_poison() RETURNS trigger AS $$
+BEGIN
+  IF NEW.body LIKE '%poison%' THEN RAISE EXCEPTION 'disk says no to %', NEW.external_id; END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER test_refuse_poison BEFORE INSERT ON messaging_message
+  FOR EACH ROW EXECUTE FUNCTION test_refuse_poison();
+"""
+
+
+def test_a_poisoned_delivery_inside_a_batch_holds_back_only_its_conversation(
+    client, number, settings
+):
+    settings.WEBHOOK_INBOX_RETRY_SECONDS = 60
+    conversation = ConversationFactory(
+        company=number.company, source=number, external_thread_id=CLIENT
+    )
+    ours = MessageFactory(
+        conversation=conversation, direction="out", status="sent", external_id="wamid.out.1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(REFUSE_POISON)
+    _post(client, number, _inbound_payload(_from(CLIENT, "wamid.a", "First, fine")))
+    _post(client, number, _inbound_payload(_from(OTHER, "wamid.poison", "poison pill")))
+    _post(client, number, _inbound_payload(_from(CLIENT, "wamid.b", "Second, fine")))
+    _post(client, number, _inbound_payload(_from(OTHER, "wamid.c", "After the poison")))
+    _post(client, number, _inbound_payload(statuses=[_status("wamid.out.1", "read")]))
+
+    counts = drain()
+    assert counts["failed"] == 1 and counts["stored"] == 2 and counts["statuses"] == 1
+    # The other conversation's messages and the status went through; the bad one is kept with
+    # its reason, and the one behind it in its own conversation waits (order).
+    assert set(Message.objects.filter(direction="in").values_list("external_id", flat=True)) == {
+        "wamid.a",
+        "wamid.b",
+    }
+    ours.refresh_from_db()
+    assert ours.status == "read"
+    poisoned = Delivery.objects.order_by("id").first()
+    assert "disk says no to wamid.poison" in poisoned.last_error and poisoned.attempts == 1
+    assert poisoned.retry_at is not None and poisoned.parked_at is None
+    assert Delivery.objects.count() == 2
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER test_refuse_poison ON messaging_message")
+    assert drain() == {"held": 1}  # its retry is not due yet: it and the one behind it wait
+    Delivery.objects.update(retry_at=timezone.now() - timedelta(seconds=1))  # a minute later
+    assert drain()["stored"] == 2
+    other = Message.objects.filter(conversation__external_thread_id=OTHER).order_by("id")
+    assert list(other.values_list("external_id", flat=True)) == ["wamid.poison", "wamid.c"]
+    assert not Delivery.objects.exists()
+
+
+def test_a_delivery_that_is_not_json_is_recorded_and_holds_back_what_follows(client, number):
+    """A stored body whose conversations cannot be told holds back everything after it."""
+    Delivery.objects.create(
+        company=number.company, source="whatsapp_cloud", source_id=number.pk, body=b"{not json"
+    )
+    _post(client, number, _inbound_payload(_from(OTHER, "wamid.after", "After it")))
+    counts = drain()
+    assert counts["failed"] == 1 and not Message.objects.exists()
+    assert "JSONDecodeError" in Delivery.objects.order_by("id").first().last_error
+
+
+# ---------------------------------------------------------------- the fast path (uvicorn)
+
+
+class Server:
+    """uvicorn with crm.asgi (the fast path in front of Django), as deployed."""
+
+    def __init__(self, tmp_path, **env):
+        self.port = free_port()
+        full_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+            "DATABASE_URL": database_url(),
+            "CELERY_BROKER_URL": "memory://",
+            **env,
+        }
+        self.log = open(tmp_path / "uvicorn.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("uvicorn")), "crm.asgi:application",
+             "--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "off"],
+            cwd=BASE_DIR, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for(self._accepts, timeout=60)
+
+    def _accepts(self):
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def post(self, path, raw, signature):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=raw,
+            headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, None
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(30)
+        self.log.close()
+
+
+def _meta_payload(page_id, sender, mid):
+    return {"object": "page", "entry": [{"id": page_id, "time": 1763900000, "messaging": [{
+        "sender": {"id": sender}, "recipient": {"id": page_id}, "timestamp": 1763900000000,
+        "message": {"mid": mid, "text": "Hello from Meta"}}]}]}  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_group_commit_answers_each_request_after_the_commit_and_stores_every_row(company, tmp_path):
+    """40 signed deliveries at once to a Cloud number, a Messenger Page and an Instagram
+    account of two companies, while the inbox's table is locked: none is answered before its
+    row is committed; then each gets 200, every row is stored once with its body, its source
+    and its company, and several shared one commit."""
+    from .factories import CompanyFactory
+
+    other_company = CompanyFactory()
+    number = WhatsAppNumberFactory(
+        company=company, provider="cloud", cloud_app_secret="s1",
+        cloud_phone_number_id=PHONE_NUMBER_ID,
+    )  # fmt: skip
+    page = MessengerPageFactory(company=other_company, app_secret="s2")
+    insta = InstagramAccountFactory(company=company, app_secret="s3")
+    targets = [
+        (f"/webhooks/whatsapp/{number.uuid}/", "s1", "whatsapp_cloud", number),
+        (f"/webhooks/meta/{page.uuid}/", "s2", "messenger", page),
+        (f"/webhooks/meta/{insta.uuid}/", "s3", "instagram", insta),
+    ]
+    requests = []
+    for n in range(40):
+        path, secret, source, target = targets[n % 3]
+        if source == "whatsapp_cloud":
+            payload = _inbound_payload(_from(CLIENT, f"wamid.g{n}", f"Group {n}"))
+        else:
+            payload = _meta_payload(target.page_id, f"psid-{n}", f"m.g{n}")
+        raw = json.dumps(payload).encode()
+        requests.append((path, raw, _sign(raw, secret), source, target))
+
+    server = Server(tmp_path, WEBHOOK_FAST_PATH_GROUP_SECONDS="0.002")
+    answers = {}
+    try:
+        # Warm the fast path's caches and pool, so the lock below is what the requests meet.
+        for path, _raw, secret in ((t[0], None, t[1]) for t in targets):
+            warm = json.dumps({"object": "x", "entry": []}).encode()
+            assert server.post(path, warm, _sign(warm, secret)) == (200, {"accepted": True})
+        Delivery.objects.all().delete()
+        with psycopg.connect(database_url()) as holder:
+            holder.execute("LOCK TABLE webhook_inbox_delivery IN ACCESS EXCLUSIVE MODE")
+
+            def send(n, path, raw, signature):
+                answers[n] = server.post(path, raw, signature)
+
+            threads = [
+                threading.Thread(target=send, args=(n, path, raw, signature))
+                for n, (path, raw, signature, _source, _target) in enumerate(requests)
+            ]
+            for thread in threads:
+                thread.start()
+            wait_for(
+                lambda: holder.execute(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                    " AND relation = 'webhook_inbox_delivery'::regclass"
+                ).fetchone()[0],
+                timeout=30,
+            )
+            time.sleep(1.0)  # the rest arrive and wait for their commit
+            assert answers == {}  # nothing answered before it is stored
+            holder.rollback()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        server.stop()
+    assert answers == {n: (200, {"accepted": True}) for n in range(len(requests))}
+    stored = list(Delivery.objects.values_list("source", "source_id", "company_id", "body"))
+    assert sorted((s, i, c, bytes(b)) for s, i, c, b in stored) == sorted(
+        (source, target.pk, target.company_id, raw)
+        for _path, raw, _signature, source, target in requests
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(DISTINCT xmin::text) FROM webhook_inbox_delivery")
+        commits = cursor.fetchone()[0]
+    assert commits < len(requests)  # grouped: fewer commits than requests
+    assert drain()["stored"] == len(requests)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bad_signature_through_the_fast_path_is_403_and_stores_nothing(company, tmp_path):
+    number = WhatsAppNumberFactory(company=company, provider="cloud", cloud_app_secret="s1")
+    page = MessengerPageFactory(company=company, app_secret="s2")
+    cloud_raw = json.dumps(_inbound_payload(_text())).encode()
+    meta_raw = json.dumps(_meta_payload(page.page_id, "psid-1", "m.1")).encode()
+    server = Server(tmp_path)
+    try:
+        cloud_path, meta_path = f"/webhooks/whatsapp/{number.uuid}/", f"/webhooks/meta/{page.uuid}/"
+        assert server.post(cloud_path, cloud_raw, "sha256=" + "0" * 64)[0] == 403
+        assert server.post(cloud_path, cloud_raw, _sign(cloud_raw, "s2"))[0] == 403
+        assert server.post(meta_path, meta_raw, _sign(meta_raw, "s1"))[0] == 403
+        assert server.post(meta_path, meta_raw, "")[0] == 403
+        assert not Delivery.objects.exists()
+        # The right secrets: stored, each for its own target.
+        assert server.post(cloud_path, cloud_raw, _sign(cloud_raw, "s1"))[0] == 200
+        assert server.post(meta_path, meta_raw, _sign(meta_raw, "s2"))[0] == 200
+    finally:
+        server.stop()
+    assert sorted(Delivery.objects.values_list("source", "source_id")) == sorted(
+        [("whatsapp_cloud", number.pk), ("messenger", page.pk)]
+    )
+
+
+# ---------------------------------------------------------------- kill -9 mid-batch
+
+SLOW_INSERTS = """
+CREATE FUNCTION test_slow_insert() RETURNS trigger AS $$
+BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$ LANGUAGE plpgsql;
+CREATE TRIGGER test_slow_insert BEFORE INSERT ON messaging_message
+  FOR EACH ROW EXECUTE FUNCTION test_slow_insert();
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_celery_worker_killed_mid_batch_ingests_nothing_twice(company, tmp_path):
+    """A real worker drains a batch of messages and statuses; SIGKILL while it is inside the
+    batch; a second worker drains again: every message once, every status once, the unread
+    count right, the inbox empty."""
+    number = WhatsAppNumberFactory(
+        company=company, provider="cloud", cloud_phone_number_id=PHONE_NUMBER_ID,
+        cloud_access_token="token", cloud_app_secret=APP_SECRET,
+    )  # fmt: skip
+    conversation = ConversationFactory(company=company, source=number, external_thread_id=CLIENT)
+    count = 60
+    outbound = [
+        MessageFactory(
+            conversation=conversation, direction="out", status="sent", external_id=f"wamid.o{n}"
+        ).pk
+        for n in range(count)
+    ]
+    Message.objects.filter(pk__in=outbound).update(sent_at=timezone.now() - timedelta(minutes=1))
+    for n in range(count):
+        Delivery.objects.create(
+            company=company, source="whatsapp_cloud", source_id=number.pk,
+            body=json.dumps(_inbound_payload(
+                _text(wamid=f"wamid.k{n}", body=f"Message {n}"),
+                statuses=[_status(f"wamid.o{n}", "delivered")],
+            )).encode(),
+        )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(SLOW_INSERTS)  # the batch takes > 1 s: time to kill it inside
+    redis = RedisServer()
+    redis.start()
+    redis_url = f"redis://127.0.0.1:{redis.port}/0"
+    queue = f"inbox-kill-{uuid.uuid4().hex[:8]}"
+    env = {"REDIS_URL": redis_url, "CELERY_BROKER_URL": redis_url, "WEBHOOK_INBOX_BATCH": "200"}
+
+    def drain_now():
+        with celery_app.connection_for_write(redis_url) as broker:
+            celery_app.send_task("webhook_inbox.tasks.drain_inbox", queue=queue, connection=broker)
+
+    def advisory_locks():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> %s",
+                [connection.connection.info.backend_pid],
+            )
+            return cursor.fetchone()[0]
+
+    first = second = None
+    try:
+        first = Worker("drainer-a", queue, tmp_path, env=env, pool="prefork")
+        first.wait_ready()
+        drain_now()
+        wait_for(advisory_locks, timeout=60)  # inside its batch
+        time.sleep(0.4)  # some inserts into the batch
+        first.kill()
+        wait_for(lambda: not advisory_locks(), timeout=30)  # PostgreSQL rolled it back
+        assert Message.objects.filter(direction="in").count() == 0
+        assert Delivery.objects.count() == count
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER test_slow_insert ON messaging_message")
+            cursor.execute("DROP FUNCTION test_slow_insert()")
+        second = Worker("drainer-b", queue, tmp_path, env=env, pool="prefork")
+        second.wait_ready()
+        drain_now()
+        wait_for(lambda: not Delivery.objects.exists(), timeout=120)
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                worker.kill()
+        redis.stop()
+    inbound = Message.objects.filter(direction="in")
+    assert inbound.count() == count
+    assert inbound.values("external_id").distinct().count() == count
+    assert Conversation.objects.get(pk=conversation.pk).unread_count == count
+    assert Message.objects.filter(pk__in=outbound, status="delivered").count() == count
