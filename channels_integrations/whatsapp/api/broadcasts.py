@@ -178,6 +178,7 @@ class BroadcastViewSet(
     def get_queryset(self):
         queryset = (
             scoped(Broadcast, self.request.user)
+            .filter(number__isnull=False)  # the sandbox's show on its own page
             .exclude(number__status=WhatsAppNumber.Status.DELETING)
             .select_related("number")
         )
