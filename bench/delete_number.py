@@ -135,8 +135,11 @@ def make_number(company, phone: str, size: tuple[int, int, int, int]):
     statements = [
         # Bots and their ordered rules.
         """
-        INSERT INTO channels_integrations_bot (number_id, name, is_active, greeting, created_at)
-        SELECT %(number)s, 'Bot ' || g, true, 'Hello!', now() FROM generate_series(1, %(bots)s) g
+        INSERT INTO channels_integrations_bot (number_id, company_id, name, is_active, greeting,
+            created_at)
+        SELECT %(number)s, n.company_id, 'Bot ' || g, true, 'Hello!', now()
+        FROM generate_series(1, %(bots)s) g, channels_integrations_whatsappnumber n
+        WHERE n.id = %(number)s
         """,
         """
         INSERT INTO channels_integrations_botrule (bot_id, position, match_type, trigger,
@@ -176,9 +179,12 @@ def make_number(company, phone: str, size: tuple[int, int, int, int]):
         WHERE conv.platform = 'whatsapp' AND conv.source_id = %(number)s
         """,
         """
-        INSERT INTO channels_integrations_broadcast (number_id, name, text, status, created_at)
-        SELECT %(number)s, 'Broadcast ' || g, 'Our summer sale starts today.', 'completed', now()
-        FROM generate_series(1, %(broadcasts)s) g
+        INSERT INTO channels_integrations_broadcast (number_id, company_id, name, text, status,
+            created_at)
+        SELECT %(number)s, n.company_id, 'Broadcast ' || g, 'Our summer sale starts today.',
+               'completed', now()
+        FROM generate_series(1, %(broadcasts)s) g, channels_integrations_whatsappnumber n
+        WHERE n.id = %(number)s
         """,
         """
         INSERT INTO channels_integrations_broadcastrecipient (broadcast_id, phone, status,

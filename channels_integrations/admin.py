@@ -65,23 +65,19 @@ class BotRuleInline(admin.TabularInline):
 
 @admin.register(Bot)
 class BotAdmin(admin.ModelAdmin):
-    list_display = ("name", "number", "company", "is_active", "created_at")
-    list_filter = ("is_active", "number__company")
-    list_select_related = ("number", "number__company")
+    list_display = ("name", "number", "sandbox", "company", "is_active", "created_at")
+    list_filter = ("is_active", "company")
+    list_select_related = ("number", "sandbox", "company")
     search_fields = ("name", "number__phone", "number__display_name")
     autocomplete_fields = ("number",)
-    readonly_fields = ("created_at",)
+    readonly_fields = ("company", "sandbox", "created_at")  # company: its source's
     inlines = (BotRuleInline,)
-
-    @admin.display(description="company", ordering="number__company__name")
-    def company(self, obj):
-        return obj.number.company
 
 
 @admin.register(BotRule)
 class BotRuleAdmin(admin.ModelAdmin):
     list_display = ("trigger", "bot", "match_type", "position", "is_active")
-    list_filter = ("match_type", "is_active", "bot__number__company")
+    list_filter = ("match_type", "is_active", "bot__company")
     list_select_related = ("bot",)
     search_fields = ("trigger", "reply_text", "bot__name")
     autocomplete_fields = ("bot",)
@@ -99,11 +95,11 @@ class BroadcastAdmin(DatabaseCascadeDeleteMixin, admin.ModelAdmin):
         "created_at",
         "finished_at",
     )
-    list_filter = ("status", "number__company")
-    list_select_related = ("number", "number__company")
+    list_filter = ("status", "company")
+    list_select_related = ("number", "company")
     search_fields = ("name", "text", "number__phone")
     autocomplete_fields = ("number", "created_by")
-    readonly_fields = ("created_at", "started_at", "finished_at")
+    readonly_fields = ("company", "sandbox", "created_at", "started_at", "finished_at")
 
     def get_queryset(self, request):
         return (
@@ -111,10 +107,6 @@ class BroadcastAdmin(DatabaseCascadeDeleteMixin, admin.ModelAdmin):
             .get_queryset(request)
             .annotate(recipient_count=count_subquery(BroadcastRecipient, "broadcast"))
         )
-
-    @admin.display(description="company", ordering="number__company__name")
-    def company(self, obj):
-        return obj.number.company
 
     @admin.display(description="recipients", ordering="recipient_count")
     def recipient_count(self, obj):
@@ -124,7 +116,7 @@ class BroadcastAdmin(DatabaseCascadeDeleteMixin, admin.ModelAdmin):
 @admin.register(BroadcastRecipient)
 class BroadcastRecipientAdmin(admin.ModelAdmin):
     list_display = ("phone", "broadcast", "client", "status", "sent_at", "updated_at")
-    list_filter = ("status", "broadcast__number__company")
+    list_filter = ("status", "broadcast__company")
     list_select_related = ("broadcast", "client")
     search_fields = ("=phone", "=provider_message_id")
     raw_id_fields = ("broadcast", "client")

@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 HOSTS = "fleet:hosts"  # set: every host seen (dead ones are pruned by the supervisor)
 OWNERS = "fleet:owners"  # hash: "kind|key" -> host id
 WAITING = "fleet:waiting"  # set: "kind|key" of wanted connections no host has room for
+# set: the waiting entries whose admins were told; an entry leaves it when it stops waiting,
+# so each waiting episode is told once (whoever put it in WAITING: supervisor or assign_now).
+TOLD = "fleet:waiting-told"
 WAITING_LABEL = _("Waiting for capacity")
 HOST_PREFIX = "host@"  # a connection host's id, and so the start of its lease tokens
 
@@ -79,6 +82,26 @@ class Kind:
     name: str  # the lease kind, e.g. "telegram:account"
     channel: str  # metric family prefix: whatsapp, telegram, email
     wanted: object  # () -> list of (key, company_id)
+    names: object = None  # (keys) -> {key: what a person calls it}
+    page: str = "settings"  # the URL name of the page that lists it
+
+
+def _whatsapp_names(keys):
+    from .models import WhatsAppNumber
+
+    return {row.pk: str(row) for row in WhatsAppNumber.objects.filter(pk__in=keys)}
+
+
+def _telegram_names(keys):
+    from .models import TelegramAccount
+
+    return {row.pk: str(row) for row in TelegramAccount.objects.filter(pk__in=keys)}
+
+
+def _email_names(keys):
+    from .models import EmailAccount
+
+    return {row.pk: str(row) for row in EmailAccount.objects.filter(pk__in=keys)}
 
 
 def _whatsapp_wanted():
@@ -114,9 +137,13 @@ def _email_wanted():
 
 
 KINDS = {
-    "whatsapp:session": Kind("whatsapp:session", "whatsapp", _whatsapp_wanted),
-    "telegram:account": Kind("telegram:account", "telegram", _telegram_wanted),
-    "email:idle": Kind("email:idle", "email", _email_wanted),
+    "whatsapp:session": Kind(
+        "whatsapp:session", "whatsapp", _whatsapp_wanted, _whatsapp_names, "numbers"
+    ),
+    "telegram:account": Kind(
+        "telegram:account", "telegram", _telegram_wanted, _telegram_names, "telegram_accounts"
+    ),
+    "email:idle": Kind("email:idle", "email", _email_wanted, _email_names, "email_accounts"),
 }
 
 
@@ -194,13 +221,19 @@ def shown_status(kind: str, key, status: str, holder: str, connected: str) -> st
 
 
 def row_state(row) -> tuple[str, str]:
-    """(status, label) a person should see for a WhatsApp session or Telegram account row."""
-    from .models import TelegramAccount, WhatsAppSession
+    """(status, label) a person should see for a WhatsApp session, Telegram account or
+    mailbox (IMAP IDLE) row."""
+    from .models import EmailAccount, TelegramAccount, WhatsAppSession
 
     if isinstance(row, WhatsAppSession):
         kind, key = "whatsapp:session", row.number_id
     elif isinstance(row, TelegramAccount):
         kind, key = "telegram:account", row.pk
+    elif isinstance(row, EmailAccount):
+        # A mailbox's status is its polling's; only IDLE waits for a host's room.
+        if row.is_active and row.use_idle and is_waiting("email:idle", row.pk):
+            return "waiting", str(WAITING_LABEL)
+        return row.status, row.get_status_display()
     else:
         return row.status, row.get_status_display()
     shown = shown_status(kind, key, row.status, row.holder, row.Status.CONNECTED)
@@ -269,15 +302,12 @@ def supervise() -> dict:
     for host in dead:
         pipe.delete(assigned_key(host))
         pipe.srem(coordination.key(HOSTS), host)
-    previous = {m.decode() for m in client.smembers(coordination.key(WAITING))}
     pipe.delete(coordination.key(WAITING))
     if waiting:
         pipe.sadd(coordination.key(WAITING), *waiting)
     pipe.execute()
     done["waiting"] = waiting
-    newly = [entry for entry in waiting if entry not in previous]
-    if newly:
-        _tell_admins_about_waiting(newly, wanted)
+    _tell_admins_about_waiting(client, waiting, wanted)
     if done["assigned"] or done["unassigned"] or waiting or dead:
         logger.info(
             "fleet supervisor: hosts=%s kept=%s assigned=%s unassigned=%s waiting=%s dead=%s",
@@ -296,26 +326,57 @@ def _order(entry: str):
     return (kind, key)
 
 
-def _tell_admins_about_waiting(entries: list[str], wanted: dict[str, int]) -> None:
-    from .connections import publish_to_admins
-
+def _tell_admins_about_waiting(client, waiting: list[str], wanted: dict[str, int]) -> None:
+    """Once per waiting episode: a `connection.waiting` event and a stored notification
+    (notifications app: the bell) to the company's admins; an entry that stopped waiting
+    is forgotten, so waiting again is told again."""
+    told_key = coordination.key(TOLD)
+    told = {member.decode() for member in client.smembers(told_key)}
+    if gone := told - set(waiting):
+        client.srem(told_key, *gone)
+    # SADD answers 1 only to the first adder: two supervisors never both tell.
+    newly = [entry for entry in waiting if entry not in told and client.sadd(told_key, entry)]
     by_company: dict[int, list[str]] = {}
-    for entry in entries:
+    for entry in newly:
         by_company.setdefault(wanted[entry], []).append(entry)
     for company_id, items in by_company.items():
         logger.warning(
             "fleet: company=%s has %s connection(s) waiting for capacity", company_id, len(items)
         )
-        publish_to_admins(
-            company_id,
-            "connection.waiting",
-            {
-                "connections": [
-                    {"kind": split(entry)[0], "id": split(entry)[1]} for entry in items
-                ],
-                "detail": str(WAITING_LABEL),
-            },
-        )
+        try:
+            notify_waiting(company_id, items)
+        except Exception:  # telling must never stop the supervisor
+            logger.exception("fleet: could not tell company=%s about waiting", company_id)
+
+
+def notify_waiting(company_id: int, entries: list[str]) -> None:
+    """The one place admins hear that connections of any kind wait for capacity: the
+    `connection.waiting` event (live pages) and one stored notification per connection."""
+    from django.urls import reverse
+
+    from notifications import services as notifications
+
+    from .connections import publish_to_admins
+
+    publish_to_admins(
+        company_id,
+        "connection.waiting",
+        {
+            "connections": [{"kind": split(entry)[0], "id": split(entry)[1]} for entry in entries],
+            "detail": str(WAITING_LABEL),
+        },
+    )
+    by_kind: dict[str, list[int]] = {}
+    for entry in entries:
+        kind, key = split(entry)
+        by_kind.setdefault(kind, []).append(key)
+    for kind_name, keys in by_kind.items():
+        kind = KINDS.get(kind_name)
+        names = kind.names(keys) if kind and kind.names else {}
+        url = reverse(kind.page if kind else "settings")
+        for key in keys:
+            if key in names:  # deleted meanwhile: nothing to tell
+                notifications.connection_waiting(company_id, names[key], url)
 
 
 def assign_now(kind: str, key) -> bool:

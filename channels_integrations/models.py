@@ -76,10 +76,30 @@ class WhatsAppNumber(models.Model):
         return f"{self.display_name} {self.phone}".strip()
 
 
-class Bot(models.Model):
-    tenant_path = "number__company"
+def _one_source(name: str) -> models.CheckConstraint:
+    """A bot or broadcast belongs to exactly one source: a WhatsApp number or the sandbox."""
+    return models.CheckConstraint(
+        condition=models.Q(number__isnull=False, sandbox__isnull=True)
+        | models.Q(number__isnull=True, sandbox__isnull=False),
+        name=name,
+    )
 
-    number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, related_name="bots")
+
+class Bot(models.Model):
+    tenant_path = "company"
+
+    company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="+")
+    # Its source: a WhatsApp number, or the company's sandbox (the test channel).
+    number = models.ForeignKey(
+        WhatsAppNumber, on_delete=models.CASCADE, related_name="bots", null=True, blank=True
+    )
+    sandbox = models.ForeignKey(
+        "channels_integrations.SandboxInbox",
+        on_delete=models.CASCADE,
+        related_name="bots",
+        null=True,
+        blank=True,
+    )
     name = models.CharField(max_length=100)
     is_active = models.BooleanField(default=True)
     greeting = models.TextField(blank=True, help_text="Sent once, on a client's first message.")
@@ -89,13 +109,23 @@ class Bot(models.Model):
 
     class Meta:
         ordering = ["name", "id"]
+        constraints = [_one_source("bot_one_source")]
 
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        if self.company_id is None and self.source is not None:
+            self.company_id = self.source.company_id  # always its source's company
+        super().save(*args, **kwargs)
+
+    @property
+    def source(self):
+        return self.number if self.number_id else self.sandbox
+
 
 class BotRule(models.Model):
-    tenant_path = "bot__number__company"
+    tenant_path = "bot__company"
 
     class MatchType(models.TextChoices):
         KEYWORD = "keyword", _("Keyword")
@@ -207,7 +237,7 @@ class WhatsAppTemplate(models.Model):
 
 
 class Broadcast(models.Model):
-    tenant_path = "number__company"
+    tenant_path = "company"
 
     class Status(models.TextChoices):
         DRAFT = "draft", _("Draft")
@@ -217,7 +247,18 @@ class Broadcast(models.Model):
         CANCELLED = "cancelled", _("Cancelled")
         FAILED = "failed", _("Failed")
 
-    number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, related_name="broadcasts")
+    company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="+")
+    # Its source: a WhatsApp number, or the company's sandbox (the test channel).
+    number = models.ForeignKey(
+        WhatsAppNumber, on_delete=models.CASCADE, related_name="broadcasts", null=True, blank=True
+    )
+    sandbox = models.ForeignKey(
+        "channels_integrations.SandboxInbox",
+        on_delete=models.CASCADE,
+        related_name="broadcasts",
+        null=True,
+        blank=True,
+    )
     name = models.CharField(max_length=200, blank=True)
     text = models.TextField(max_length=4096)
     # A template broadcast (Cloud numbers): its name and language, and each variable as
@@ -239,13 +280,23 @@ class Broadcast(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "scheduled_at"])]
+        constraints = [_one_source("broadcast_one_source")]
 
     def __str__(self):
         return self.name or f"Broadcast #{self.pk}"
 
+    def save(self, *args, **kwargs):
+        if self.company_id is None and self.source is not None:
+            self.company_id = self.source.company_id  # always its source's company
+        super().save(*args, **kwargs)
+
+    @property
+    def source(self):
+        return self.number if self.number_id else self.sandbox
+
 
 class BroadcastRecipient(models.Model):
-    tenant_path = "broadcast__number__company"
+    tenant_path = "broadcast__company"
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")

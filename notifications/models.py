@@ -14,6 +14,14 @@ class Kind(models.TextChoices):
     NEW_MESSAGE = "new_message", _("New message in a conversation assigned to me")
     SEND_FAILED = "send_failed", _("A message of mine could not be sent")
     CONNECTION_FAILED = "connection_failed", _("A connection of my company failed (admins)")
+    CONNECTION_WAITING = (
+        "connection_waiting",
+        _("A connection of my company waits for capacity (admins)"),
+    )
+
+
+# Kinds only a company's admins are told about (and offered in their preferences).
+ADMIN_KINDS = frozenset({Kind.CONNECTION_FAILED, Kind.CONNECTION_WAITING})
 
 
 def title_for(kind: str, subject: str, actor: str = "") -> str:
@@ -30,6 +38,8 @@ def title_for(kind: str, subject: str, actor: str = "") -> str:
         return _("Your message in “%(subject)s” was not sent") % values
     if kind == Kind.CONNECTION_FAILED:
         return _("The connection “%(subject)s” failed") % values
+    if kind == Kind.CONNECTION_WAITING:
+        return _("“%(subject)s” is waiting for capacity: no connection host has room") % values
     return subject
 
 

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Role, User
 from messaging import events
 
-from .models import Kind, Notification, Preference
+from .models import ADMIN_KINDS, Kind, Notification, Preference
 from .payloads import notification_payload
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def notify(
     recipients = User.objects.filter(pk__in=set(user_ids), company_id=company_id, is_active=True)
     if actor_id is not None:
         recipients = recipients.exclude(pk=actor_id)
-    if kind == Kind.CONNECTION_FAILED:
+    if kind in ADMIN_KINDS:
         recipients = recipients.filter(role=Role.ADMIN)
     recipient_ids = list(recipients.values_list("pk", flat=True))
     if not recipient_ids:
@@ -185,6 +185,19 @@ def connection_failed(company_id: int, name: str, error: str, url: str = "") -> 
         company_id=company_id,
         subject=name,
         body=error,
+        url=url or reverse("settings"),
+    )
+
+
+def connection_waiting(company_id: int, name: str, url: str = "") -> None:
+    """The company's admins: a connection (`name`) waits because no connection host has room.
+    Called once per waiting episode by the fleet's supervisor, for every kind of connection."""
+    admins = User.objects.filter(company_id=company_id, role=Role.ADMIN, is_active=True)
+    notify_after_commit(
+        Kind.CONNECTION_WAITING,
+        list(admins.values_list("pk", flat=True)),
+        company_id=company_id,
+        subject=name,
         url=url or reverse("settings"),
     )
 

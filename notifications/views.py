@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.views import company_member_required
 
 from . import selectors, services
-from .models import Kind
+from .models import ADMIN_KINDS, Kind
 
 PER_PAGE = 30
 DROPDOWN_SIZE = 8
@@ -79,7 +79,7 @@ def notification_settings(request):
     kinds = [
         {"value": value, "label": label, "on": preference.wants(value)}
         for value, label in Kind.choices
-        if value != Kind.CONNECTION_FAILED or request.user.is_company_admin
+        if value not in ADMIN_KINDS or request.user.is_company_admin
     ]
     return render(
         request,

@@ -159,3 +159,37 @@ def test_the_app_installs_and_has_an_offline_page(daphne_server, browser):  # no
     page.goto(daphne_server.url + reverse("inbox"))
     assert page.locator("h1").inner_text() == "You are offline"
     context.set_offline(False)
+
+
+def test_the_sandbox_bot_answers_the_customer_on_a_phone(daphne_server, browser, admin_user):  # noqa: F811
+    """Issue #20: on a phone, the admin adds a bot rule to the sandbox, writes its keyword as
+    the customer, and the bot's answer (run by the bots' task, as the worker runs it: the
+    live server has no worker) appears in the customer's chat, which fits the screen."""
+    from channels_integrations.whatsapp.tasks import answer_with_bots
+
+    from .conftest import eager_tasks
+
+    page = log_in(browser, daphne_server, admin_user, viewport=PHONE)  # noqa: F405
+    page.goto(daphne_server.url + reverse("sandbox"))
+    page.get_by_role("link", name="bot").first.click()
+    page.fill("#sandbox-rule-trigger", "price")
+    page.fill("#sandbox-rule-reply", "From 10 € a month, says the bot.")
+    page.get_by_role("button", name="Add rule").click()
+    page.wait_for_load_state("load")
+    page.fill("#sandbox-body", "What is the price?")
+    page.get_by_role("button", name="Send as the customer").click()
+    page.wait_for_load_state("load")
+
+    inbound = Message.objects.get(direction="in", body="What is the price?")
+    with eager_tasks():
+        answer_with_bots.delay(inbound.pk)  # the task the worker runs; its send task too
+    answer = page.locator("#sandbox-thread .msg-body", has_text="From 10 € a month, says the bot.")
+    answer.wait_for()  # the thread refreshes itself every few seconds
+    assert answer.is_visible()
+    author = page.locator("#sandbox-thread .msg-author", has_text="Bot")
+    assert author.count() == 1
+    # The page with its bot and broadcast sections fits the phone and passes axe-core.
+    wide, violations = [], []
+    _check(page, daphne_server, "sandbox", reverse("sandbox"), wide, violations)
+    assert not wide + violations, "\n".join(wide + violations)
+    assert page.locator("#sandbox-broadcast input[type=checkbox]").count() == 1

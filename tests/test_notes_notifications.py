@@ -339,7 +339,12 @@ def test_preferences_page_saves_kinds_and_sound(member, admin_user):
     response = member.post(url, {"kinds": ["assigned", "mentioned"], "sound": "on"})
     assert response.status_code == 302
     preference = Preference.objects.get(user=admin_user)
-    assert sorted(preference.muted_kinds) == ["connection_failed", "new_message", "send_failed"]
+    assert sorted(preference.muted_kinds) == [
+        "connection_failed",
+        "connection_waiting",
+        "new_message",
+        "send_failed",
+    ]
     assert preference.sound
     assert 'data-sound="on"' in member.get(url).content.decode()
     assert member.post(url, {"kinds": ["bogus"]}).status_code == 400

@@ -7,12 +7,20 @@ import uuid
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils.html import escape
 
 from accounts.management.commands.seed_demo import read_logins
+from accounts.models import Company
+from channels_integrations.models import BotRule, Broadcast, BroadcastRecipient
 from messaging.models import Conversation, Message
 
 from .conftest import set_celery
-from .factories import ConversationFactory, MessageFactory, SandboxInboxFactory
+from .factories import (
+    ClientFactory,
+    ConversationFactory,
+    MessageFactory,
+    SandboxInboxFactory,
+)
 from .processes import Worker, wait_for
 
 
@@ -125,6 +133,158 @@ def test_make_run_demo_exchanges_a_message_through_the_sandbox(
         assert "Yes, we can." in page
         client.post(reverse("sandbox_mark", args=[reply.pk, "read"]), {"customer": "Sam Sandbox"})
         assert Message.objects.get(pk=reply.pk).status == "read"
+    finally:
+        set_celery(task_default_queue="celery")
+        worker.kill()
+
+
+# ---------------------------------------------------------------- bots and broadcasts (issue #20)
+
+
+def _add_rule(client, trigger, reply):
+    return client.post(reverse("sandbox_bot_rule"), {"trigger": trigger, "reply_text": reply})
+
+
+def _broadcast(client, text, client_ids):
+    return client.post(reverse("sandbox_broadcast"), {"text": text, "clients": client_ids})
+
+
+def _customers(company):
+    return {
+        c.client.name: c.client_id
+        for c in Conversation.objects.filter(company=company, platform="sandbox").select_related(
+            "client"
+        )
+    }
+
+
+@pytest.mark.django_db
+def test_a_sandbox_bot_rule_answers_the_customer_through_the_bots_engine(
+    client, admin_user, eager_celery, django_capture_on_commit_callbacks
+):
+    client.force_login(admin_user)
+    assert _add_rule(client, "price", "From 10 € a month.").status_code == 302
+    with django_capture_on_commit_callbacks(execute=True):
+        _write(client, "Rita", "What is the PRICE?")
+    reply = Message.objects.get(direction="out", conversation__platform="sandbox")
+    assert reply.body == "From 10 € a month." and reply.bot is not None
+    assert reply.status == Message.Status.SENT  # sent by the one send policy
+    page = client.get(reverse("sandbox") + "?customer=Rita").content.decode()
+    assert "From 10 € a month." in page and "“price”" in page
+    # A message without the keyword gets no answer.
+    with django_capture_on_commit_callbacks(execute=True):
+        _write(client, "Rita", "Thanks!")
+    assert Message.objects.filter(direction="out").count() == 1
+
+
+@pytest.mark.django_db
+def test_sandbox_bot_and_broadcast_forms_refuse_in_words_and_write_nothing(
+    client, admin_user, agent_user, other_company
+):
+    client.force_login(admin_user)
+    response = _add_rule(client, "  ", "A reply")
+    assert response.status_code == 400
+    assert "Keyword: Enter a keyword" in response.content.decode()
+    assert not BotRule.objects.exists()
+
+    _write(client, "Rita", "Hello")
+    response = _broadcast(client, "Sale!", [])
+    assert response.status_code == 400 and "Customers: Choose at least one" in (
+        response.content.decode()
+    )
+    # A client who is not one of the sandbox's customers (a real one, another company's).
+    real = ClientFactory(company=admin_user.company, phone="+4915112345678")
+    foreign = ClientFactory(company=other_company, phone="+4915112345679")
+    for outsider in (real, foreign):
+        response = _broadcast(client, "Sale!", [outsider.pk])
+        assert response.status_code == 400 and "Unknown clients" in response.content.decode()
+    response = _broadcast(client, "", [_customers(admin_user.company)["Rita"]])
+    assert response.status_code == 400 and "Broadcast text:" in response.content.decode()
+    assert not Broadcast.objects.exists()
+
+    # Agents may play the customer, not add rules or send broadcasts.
+    client.force_login(agent_user)
+    assert _add_rule(client, "price", "x").status_code == 403
+    assert _broadcast(client, "Sale!", [_customers(admin_user.company)["Rita"]]).status_code == 403
+    page = client.get(reverse("sandbox")).content.decode()
+    assert "An admin can add rules here." in page
+
+
+@pytest.mark.django_db
+def test_another_companys_sandbox_broadcast_cannot_be_marked(client, admin_user, other_company):
+    box = SandboxInboxFactory(company=other_company)
+    broadcast = Broadcast.objects.create(sandbox=box, text="Theirs", status="completed")
+    recipient = BroadcastRecipient.objects.create(
+        broadcast=broadcast, phone="+447700900001", status="sent"
+    )
+    client.force_login(admin_user)
+    url = reverse("sandbox_mark_broadcast", args=[recipient.pk, "read"])
+    assert client.post(url).status_code == 404
+    recipient.refresh_from_db()
+    assert recipient.status == "sent"
+
+
+def test_the_demo_bot_answers_and_a_broadcast_reaches_three_customers_through_the_worker(
+    transactional_db, tmp_path, settings, client
+):
+    """`make run`'s seed puts a bot on the sandbox: a real worker sends its answer. A
+    broadcast to three sandbox customers is sent by the worker (3 sent, completed), and the
+    customers' phones mark it delivered and read from the page."""
+    settings.DEMO_LOGINS_FILE = tmp_path / "demo-logins.txt"
+    queue = f"sandbox-bots-{uuid.uuid4().hex[:8]}"
+    set_celery(task_default_queue=queue)
+    worker = Worker(
+        "sandbox-bots", queue, tmp_path, env={"DEMO_LOGINS_FILE": str(settings.DEMO_LOGINS_FILE)}
+    )
+    try:
+        worker.wait_ready()
+        call_command("seed_demo", "--quiet")
+        logins = read_logins()
+        client.post(reverse("login"), {"username": "demo-admin", "password": logins["demo-admin"]})
+
+        assert _write(client, "Sam Sandbox", "What is the price?").status_code == 302
+
+        def bot_answer():
+            return Message.objects.filter(
+                conversation__platform="sandbox", bot__isnull=False, status="sent"
+            ).first()
+
+        answer = wait_for(bot_answer, timeout=60)
+        assert "10 €" in answer.body
+        page = client.get(reverse("sandbox") + "?customer=Sam+Sandbox").content.decode()
+        assert escape(answer.body) in page
+
+        for name in ("Rita Sandbox", "Oleh Sandbox"):
+            _write(client, name, "Hello!")
+        customers = _customers(Company.objects.get(slug="demo"))
+        assert len(customers) == 3
+        assert (
+            _broadcast(client, "Spring sale: 20% off.", list(customers.values())).status_code == 302
+        )
+        broadcast = Broadcast.objects.get(sandbox__isnull=False)
+
+        def finished():
+            broadcast.refresh_from_db()
+            return broadcast.status != "sending"
+
+        wait_for(finished, timeout=60)
+        statuses = list(broadcast.recipients.values_list("status", flat=True))
+        assert broadcast.status == "completed" and statuses == ["sent"] * 3
+        page = client.get(reverse("sandbox") + "?customer=Rita+Sandbox").content.decode()
+        assert "Spring sale: 20% off." in page and "3 of 3 sent, 0 failed, 0 pending" in page
+
+        rita = broadcast.recipients.get(client_id=customers["Rita Sandbox"])
+        mark = reverse("sandbox_mark_broadcast", args=[rita.pk, "delivered"])
+        client.post(mark, {"customer": "Rita Sandbox"})
+        client.post(reverse("sandbox_mark_broadcast", args=[rita.pk, "read"]))
+        client.post(mark)  # forward only
+        rita.refresh_from_db()
+        assert rita.status == "read"
+        assert sorted(broadcast.recipients.values_list("status", flat=True)) == [
+            "read",
+            "sent",
+            "sent",
+        ]
     finally:
         set_celery(task_default_queue="celery")
         worker.kill()

@@ -9,6 +9,7 @@ from accounts.models import User
 from accounts.scoping import scoped
 from crm.api.base import WriteOnlySecretField
 
+from .. import fleet
 from ..api.serializers import SecretsSerializerMixin
 from ..api.views import ChannelViewSet
 from ..models import EmailAccount
@@ -36,10 +37,25 @@ class EmailAccountSerializer(SecretsSerializerMixin, serializers.ModelSerializer
         queryset=User.objects.none(), required=False, allow_null=True
     )
 
+    # The same two fields as Telegram accounts' and WhatsApp sessions' (issue #21).
+    live_status = serializers.SerializerMethodField(
+        help_text='the status to show: the polling status, or "waiting" while IMAP IDLE is '
+        "waiting for a connection host with room"
+    )
+    waiting_for_capacity = serializers.SerializerMethodField(
+        help_text="no connection host has room for this mailbox's IDLE connection now"
+    )
+
     class Meta:
         model = EmailAccount
-        fields = ["id", *accounts.KIND.editable, *REPORTED]
+        fields = ["id", *accounts.KIND.editable, *REPORTED, "live_status", "waiting_for_capacity"]
         read_only_fields = ["id", *REPORTED]
+
+    def get_live_status(self, account) -> str:
+        return fleet.row_state(account)[0]
+
+    def get_waiting_for_capacity(self, account) -> bool:
+        return fleet.row_state(account)[0] == "waiting"
 
     def get_fields(self):
         fields = super().get_fields()

@@ -18,4 +18,11 @@ urlpatterns = [
         views.sandbox_mark,
         name="sandbox_mark",
     ),
+    path(
+        "settings/sandbox/broadcasts/<int:pk>/<str:status>/",
+        views.sandbox_mark_broadcast,
+        name="sandbox_mark_broadcast",
+    ),
+    path("settings/sandbox/bot/rules/", views.sandbox_bot_rule, name="sandbox_bot_rule"),
+    path("settings/sandbox/broadcast/", views.sandbox_broadcast, name="sandbox_broadcast"),
 ]

@@ -1,5 +1,5 @@
-"""The bots' receivers, connected in ChannelsIntegrationsConfig.ready(): every inbound WhatsApp
-message stored (after commit) in a company with an active bot queues `answer_with_bots`, whose
+"""The bots' receivers, connected in ChannelsIntegrationsConfig.ready(): every inbound message
+of a channel with bots (WhatsApp, the sandbox) (after commit) in a company with an active bot queues `answer_with_bots`, whose
 task runs the engine (whatsapp.bots.answer_inbound); writes of bots and numbers clear this
 process's memory of which companies have bots."""
 
@@ -13,8 +13,8 @@ from crm.celery import task
 from messaging.signals import inbound_message_stored
 
 from ..models import Bot, WhatsAppNumber
-from . import PLATFORM
-from .bots import company_has_active_bots, forget_bot_companies
+from ..sandbox.models import SandboxInbox
+from .bots import BOT_PLATFORMS, company_has_active_bots, forget_bot_companies
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 def queue_bot_answer(sender, message_id, company_id, platform, **kwargs):
     answer_with_bots = task("channels_integrations.whatsapp.tasks.answer_with_bots")
 
-    if platform != PLATFORM:
+    if platform not in BOT_PLATFORMS:
         return
     try:
         if not company_has_active_bots(company_id):
@@ -37,6 +37,7 @@ def queue_bot_answer(sender, message_id, company_id, platform, **kwargs):
 @receiver(post_save, sender=Bot, dispatch_uid="channels_integrations.bots.bot_saved")
 @receiver(post_delete, sender=Bot, dispatch_uid="channels_integrations.bots.bot_deleted")
 @receiver(post_save, sender=WhatsAppNumber, dispatch_uid="channels_integrations.bots.number_saved")
+@receiver(post_save, sender=SandboxInbox, dispatch_uid="channels_integrations.bots.sandbox_saved")
 def bots_changed(sender, **kwargs):
     forget_bot_companies()
     transaction.on_commit(forget_bot_companies)  # a read racing the write's commit

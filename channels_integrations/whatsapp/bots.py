@@ -1,4 +1,4 @@
-"""Bots on WhatsApp numbers: their writes (bots and ordered rules), and the engine that answers
+"""Bots on WhatsApp numbers and on the sandbox (the test channel): their writes (bots and ordered rules), and the engine that answers
 inbound messages through the normal outbound pipeline (`messaging.services.send_message`).
 
 Matching (`rule_matches`):
@@ -14,7 +14,8 @@ Matching (`rule_matches`):
 Triggers and texts are saved stripped of leading/trailing whitespace (regexes too).
 Only the first MATCH_TEXT_LIMIT characters of a message are matched.
 
-The engine (`answer_inbound`) answers only inbound WhatsApp messages on an active number, never
+The engine (`answer_inbound`) answers only inbound messages of a source that carries bots (a
+WhatsApp number, the sandbox: BOT_PLATFORMS) while it is active, never
 outbound ones (so never its own), never auto-submitted/bulk ones, at most once per inbound
 message and bot (recorded on the reply as metadata `in_reply_to`, checked under a row lock),
 and at most BOT_REPLY_LIMIT replies per conversation and bot per window (a loop with another
@@ -30,7 +31,7 @@ import regex
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Max, Prefetch
+from django.db.models import Max, Prefetch, Q
 from django.utils import timezone
 
 from crm.services import delete_in_database, save_validated
@@ -38,7 +39,12 @@ from messaging.models import Message
 from messaging.services import send_message
 
 from ..models import Bot, BotRule, WhatsAppNumber, regex_error
+from ..sandbox import PLATFORM as SANDBOX
+from ..sandbox.models import SandboxInbox
 from . import PLATFORM
+
+# The platforms whose sources carry bots, and the bot's field that names each one's source.
+BOT_PLATFORMS = {PLATFORM: "number", SANDBOX: "sandbox"}
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +93,10 @@ def _save(instance, errors: dict[str, list[str]]):
 
 
 def _check_number(actor, number) -> None:
+    if isinstance(number, SandboxInbox):
+        if number.company_id != actor.company_id:
+            raise ValidationError({"sandbox": ["Choose your company's sandbox."]})
+        return
     if (
         number is None
         or number.company_id != actor.company_id
@@ -95,18 +105,22 @@ def _check_number(actor, number) -> None:
         raise ValidationError({"number": ["Choose a WhatsApp number of your company."]})
 
 
-def create_bot(actor, number: WhatsAppNumber, **fields) -> Bot:
-    """A bot on `number`, which must be a number of the actor's company (else a field error)."""
+def create_bot(actor, number: WhatsAppNumber | SandboxInbox, **fields) -> Bot:
+    """A bot on `number` (a WhatsApp number, or the sandbox), which must be the actor's
+    company's (else a field error)."""
     _check_number(actor, number)
-    bot = Bot(number=number)
+    if isinstance(number, SandboxInbox):
+        bot = Bot(sandbox=number, company_id=number.company_id)
+    else:
+        bot = Bot(number=number, company_id=number.company_id)
     _apply(bot, fields, BOT_FIELDS)
     _save(bot, _text_errors(bot.greeting, "greeting", required=False))
-    logger.info("bot created id=%s number=%s company=%s", bot.pk, number.pk, actor.company_id)
+    logger.info("bot created id=%s source=%s company=%s", bot.pk, number.pk, actor.company_id)
     return bot
 
 
 def update_bot(actor, bot: Bot, **fields) -> Bot:
-    _require_own(actor, bot.number.company_id)
+    _require_own(actor, bot.company_id)
     _apply(bot, fields, BOT_FIELDS)
     _save(bot, _text_errors(bot.greeting, "greeting", required=False))
     logger.info("bot updated id=%s company=%s", bot.pk, actor.company_id)
@@ -115,7 +129,7 @@ def update_bot(actor, bot: Bot, **fields) -> Bot:
 
 def delete_bot(actor, bot: Bot) -> None:
     """The bot and its rules (one SQL DELETE; its past replies stay, without the bot)."""
-    _require_own(actor, bot.number.company_id)
+    _require_own(actor, bot.company_id)
     with transaction.atomic():
         delete_in_database(bot)
     forget_bot_companies()
@@ -134,7 +148,7 @@ def _rule_errors(rule: BotRule) -> dict[str, list[str]]:
 
 def create_rule(actor, bot: Bot, **fields) -> BotRule:
     """A rule at the end of the bot's list."""
-    _require_own(actor, bot.number.company_id)
+    _require_own(actor, bot.company_id)
     rule = BotRule(bot=bot)
     _apply(rule, fields, RULE_FIELDS)
     with transaction.atomic():
@@ -147,7 +161,7 @@ def create_rule(actor, bot: Bot, **fields) -> BotRule:
 
 
 def update_rule(actor, rule: BotRule, **fields) -> BotRule:
-    _require_own(actor, rule.bot.number.company_id)
+    _require_own(actor, rule.bot.company_id)
     _apply(rule, fields, RULE_FIELDS)
     _save(rule, _rule_errors(rule))
     logger.info("bot rule updated id=%s bot=%s", rule.pk, rule.bot_id)
@@ -155,7 +169,7 @@ def update_rule(actor, rule: BotRule, **fields) -> BotRule:
 
 
 def delete_rule(actor, rule: BotRule) -> None:
-    _require_own(actor, rule.bot.number.company_id)
+    _require_own(actor, rule.bot.company_id)
     BotRule.objects.filter(pk=rule.pk).delete()
     logger.info("bot rule deleted id=%s bot=%s", rule.pk, rule.bot_id)
 
@@ -168,7 +182,7 @@ def _set_positions(rules: list[BotRule]) -> None:
 
 def reorder_rules(actor, bot: Bot, rule_ids: list[int]) -> list[BotRule]:
     """Positions 0..n-1 in the order given; `rule_ids` must be exactly the bot's rules."""
-    _require_own(actor, bot.number.company_id)
+    _require_own(actor, bot.company_id)
     with transaction.atomic():
         Bot.objects.select_for_update().filter(pk=bot.pk).first()
         rules = {rule.pk: rule for rule in bot.rules.all()}
@@ -182,7 +196,7 @@ def reorder_rules(actor, bot: Bot, rule_ids: list[int]) -> list[BotRule]:
 
 def move_rule(actor, rule: BotRule, offset: int) -> BotRule:
     """Move a rule up (-1) or down (+1) one place; at either end it stays."""
-    _require_own(actor, rule.bot.number.company_id)
+    _require_own(actor, rule.bot.company_id)
     with transaction.atomic():
         Bot.objects.select_for_update().filter(pk=rule.bot_id).first()
         rules = list(BotRule.objects.filter(bot_id=rule.bot_id).order_by("position", "id"))
@@ -255,11 +269,15 @@ def _skip_reason(message) -> str | None:
     conversation = message.conversation
     if message.direction != Message.Direction.INBOUND:
         return "not inbound"
-    if conversation.platform != PLATFORM:
-        return "not whatsapp"
-    number = conversation.source
-    if number is None or not number.is_active or number.status == WhatsAppNumber.Status.DELETING:
-        return "number inactive"
+    if conversation.platform not in BOT_PLATFORMS:
+        return "no bots on this channel"
+    source = conversation.source
+    if (
+        source is None
+        or not source.is_active
+        or getattr(source, "status", None) == WhatsAppNumber.Status.DELETING
+    ):
+        return "source inactive"
     if is_automated(message.metadata):
         return "automated message"
     return None
@@ -334,7 +352,8 @@ def answer_inbound(message_id: int) -> list:
     if reason:
         logger.info("bots: not answering message=%s (%s)", message_id, reason)
         return []
-    bots = Bot.objects.filter(number=message.conversation.source, is_active=True)
+    field = BOT_PLATFORMS[message.conversation.platform]
+    bots = Bot.objects.filter(**{f"{field}_id": message.conversation.source_id}, is_active=True)
     bots = bots.order_by("pk").prefetch_related(
         Prefetch("rules", queryset=BotRule.objects.filter(is_active=True))
     )
@@ -350,8 +369,8 @@ def answer_inbound(message_id: int) -> list:
     return replies
 
 
-# Which companies have an active bot on an active number, as this process last read it. The
-# receiver asks this for every inbound WhatsApp message, so a company without bots costs
+# Which companies have an active bot on an active source, as this process last read it. The
+# receiver asks this for every inbound message of BOT_PLATFORMS, so a company without bots costs
 # nothing (no query, no task). Writes of bots and numbers clear it in this process (signals in
 # channels_integrations.whatsapp.bot_receivers); other processes re-read it after BOT_COMPANIES_CACHE_SECONDS.
 _bot_companies: dict = {"read_at": None, "ids": frozenset()}
@@ -365,8 +384,7 @@ def company_has_active_bots(company_id: int) -> bool:
     ttl = settings.BOT_COMPANIES_CACHE_SECONDS
     read_at, now = _bot_companies["read_at"], time.monotonic()
     if read_at is None or now - read_at > ttl:
-        ids = Bot.objects.filter(is_active=True, number__is_active=True).values_list(
-            "number__company_id", flat=True
-        )
+        active = Q(number__is_active=True) | Q(sandbox__is_active=True)
+        ids = Bot.objects.filter(active, is_active=True).values_list("company_id", flat=True)
         _bot_companies.update(read_at=now, ids=frozenset(ids.distinct()))
     return company_id in _bot_companies["ids"]

@@ -12,6 +12,11 @@ in Redis (a sliding-window log, one Lua script), shared by every worker. A batch
 window full stops and asks to run again in a few seconds; nothing waits on a long ETA, and
 scheduled broadcasts are started by beat (`dispatch_broadcasts`), not by Celery countdowns.
 
+A broadcast goes out from a WhatsApp number or from the company's sandbox (the test channel,
+whose recipients are its pretend customers): the same create, claims, pacing and send policy,
+each source's channel building the route. Recipients' delivered/read come from the channel's
+far end (`record_recipient_status`; the sandbox's customer page).
+
 A deactivated (or being-deleted) number pauses its broadcasts: recipients stay pending and
 the broadcast keeps its status (`scheduled` or `sending`); reactivating the number resumes
 them, cancelling stops them for good.
@@ -46,6 +51,8 @@ from messaging.models import Conversation
 from messaging.sending import Outbox
 
 from ..models import Broadcast, BroadcastRecipient, WhatsAppNumber
+from ..sandbox import PLATFORM as SANDBOX
+from ..sandbox.models import SandboxInbox
 from . import templates
 
 logger = logging.getLogger(__name__)
@@ -138,6 +145,12 @@ def _validate_text(text: str, errors: dict) -> None:
 
 
 def _validate_number(actor, number, errors: dict) -> None:
+    if isinstance(number, SandboxInbox):
+        if number.company_id != actor.company_id:
+            errors["sandbox"] = ["Choose your company's sandbox."]
+        elif not number.is_active:
+            errors["sandbox"] = ["The sandbox is switched off; switch it on to broadcast."]
+        return
     if number is None or number.company_id != actor.company_id:
         errors["number"] = ["Choose a WhatsApp number of your company."]
     elif number.status == WhatsAppNumber.Status.DELETING:
@@ -146,9 +159,20 @@ def _validate_number(actor, number, errors: dict) -> None:
         errors["number"] = ["This number is deactivated; reactivate it to broadcast from it."]
 
 
-def _recipients_from_clients(actor, all_clients, client_ids, errors) -> dict[str, int]:
-    """phone -> client id, from the company's clients."""
-    clients = Client.objects.filter(company_id=actor.company_id)
+def sandbox_customers(sandbox: SandboxInbox):
+    """The sandbox's pretend customers: the clients of its conversations."""
+    return Client.objects.filter(
+        company_id=sandbox.company_id,
+        pk__in=Conversation.objects.filter(platform=SANDBOX, source_id=sandbox.pk).values(
+            "client_id"
+        ),
+    )
+
+
+def _recipients_from_clients(actor, all_clients, client_ids, errors, clients=None):
+    """phone -> client id, from the company's clients (or those of `clients`)."""
+    if clients is None:
+        clients = Client.objects.filter(company_id=actor.company_id)
     found: dict[str, int] = {}
     if all_clients:
         for client_id, phone in clients.exclude(phone="").values_list("id", "phone").iterator():
@@ -186,6 +210,8 @@ def _link_clients(company_id, phones: list[str]) -> dict[str, int]:
 def _outside_window(number: WhatsAppNumber, phones: list[str]) -> int:
     """How many of `phones` have not written to `number` within its reply window (Cloud: 24
     h): free text to them would be refused by Meta (131047)."""
+    if isinstance(number, SandboxInbox):
+        return 0  # the sandbox has no reply window
     length = channels.get("whatsapp").reply_window(number)
     if length is None:
         return 0
@@ -208,9 +234,9 @@ def _outside_window(number: WhatsAppNumber, phones: list[str]) -> int:
 def _check_template(number, template: dict, errors: dict) -> dict | None:
     """A template broadcast's choice, checked: {"name", "language", "variables"} with each
     variable {"kind": "text"|"client_name", "text"}; None (and `errors`) when it is bad."""
-    if number is None or "number" in errors:
+    if number is None or "number" in errors or "sandbox" in errors:
         return None
-    if number.provider != WhatsAppNumber.Provider.CLOUD:
+    if isinstance(number, SandboxInbox) or number.provider != WhatsAppNumber.Provider.CLOUD:
         errors["template"] = [_("Only Cloud API numbers send templates; send text instead.")]
         return None
     specs = template.get("variables") or {}
@@ -285,7 +311,8 @@ def create_broadcast(
     scheduled_at=None,
     template: dict | None = None,
 ) -> Broadcast:
-    """Create a broadcast of actor's company on `number`, sending now or at `scheduled_at`.
+    """Create a broadcast of actor's company on `number` (a WhatsApp number, or the sandbox:
+    then its customers are the only recipients), sending now or at `scheduled_at`.
 
     Recipients: every client with a phone (`all_clients`), chosen client ids, and/or pasted
     phone numbers (one per line), merged by phone. Any invalid input refuses the whole create
@@ -305,7 +332,12 @@ def create_broadcast(
     if scheduled_at is not None and scheduled_at <= now:
         errors["scheduled_at"] = ["Pick a time in the future, or send now."]
 
-    recipients = _recipients_from_clients(actor, all_clients, client_ids, errors)
+    on_sandbox = isinstance(number, SandboxInbox)
+    customers = sandbox_customers(number) if on_sandbox and "sandbox" not in errors else None
+    if on_sandbox and phones.strip():
+        errors["phones"] = ["The sandbox sends only to its customers; choose them instead."]
+        phones = ""
+    recipients = _recipients_from_clients(actor, all_clients, client_ids, errors, customers)
     pasted, invalid = parse_phone_lines(phones)
     if invalid:
         count = len(invalid)
@@ -337,7 +369,9 @@ def create_broadcast(
 
     with transaction.atomic():
         broadcast = Broadcast.objects.create(
-            number=number,
+            number=None if on_sandbox else number,
+            sandbox=number if on_sandbox else None,
+            company_id=number.company_id,
             name=name,
             text=text,
             template_name=chosen["name"] if chosen else "",
@@ -359,7 +393,7 @@ def create_broadcast(
         if broadcast.status == Status.SENDING:
             transaction.on_commit(lambda: kick(broadcast.pk))
     logger.info(
-        "broadcast=%s created on number=%s recipients=%d %s by user=%s",
+        "broadcast=%s created on source=%s recipients=%d %s by user=%s",
         broadcast.pk,
         number.pk,
         len(recipients),
@@ -416,7 +450,7 @@ def cancel_broadcast(actor, broadcast: Broadcast) -> Broadcast:
         cancelled = BroadcastRecipient.objects.filter(
             broadcast_id=broadcast.pk, status=RStatus.PENDING, claimed_at__isnull=True
         ).update(status=RStatus.CANCELLED)
-        _publish_progress(broadcast.pk, broadcast.number.company_id)
+        _publish_progress(broadcast.pk, broadcast.company_id)
     broadcast.refresh_from_db()
     logger.info(
         "broadcast=%s cancelled (%d recipients not sent) by user=%s",
@@ -538,14 +572,17 @@ def mark_stale_claims_unknown(broadcast_id: int | None = None) -> list[int]:
     )
     logger.warning("broadcast: stale claims settled in broadcasts %s", broadcast_ids)
     for pk, company_id in Broadcast.objects.filter(pk__in=broadcast_ids).values_list(
-        "pk", "number__company_id"
+        "pk", "company_id"
     ):
         _publish_progress(pk, company_id)
     return broadcast_ids
 
 
 def _sendable_numbers():
-    return Q(number__is_active=True) & ~Q(number__status=WhatsAppNumber.Status.DELETING)
+    """Broadcasts whose source may send: an active number not being deleted, or an active
+    sandbox."""
+    number = Q(number__is_active=True) & ~Q(number__status=WhatsAppNumber.Status.DELETING)
+    return number | Q(sandbox__is_active=True)
 
 
 def start_due_broadcasts() -> list[int]:
@@ -553,7 +590,7 @@ def start_due_broadcasts() -> list[int]:
     now = timezone.now()
     due = Broadcast.objects.filter(
         _sendable_numbers(), status=Status.SCHEDULED, scheduled_at__lte=now
-    ).values_list("pk", "number__company_id")
+    ).values_list("pk", "company_id")
     started = []
     for pk, company_id in due:
         if Broadcast.objects.filter(pk=pk, status=Status.SCHEDULED).update(
@@ -616,6 +653,30 @@ def _record_sent(recipient_id: int, claim, external_id: str) -> bool:
     )
 
 
+# Forward only: a late "delivered" never overwrites "read".
+RECIPIENT_RANK = {RStatus.SENT: 1, RStatus.DELIVERED: 2, RStatus.READ: 3}
+
+
+def record_recipient_status(recipient_id: int, status: str) -> bool:
+    """A sent recipient's delivered or read, as its channel's far end reports it (forward
+    only); publishes the broadcast's progress. False when it would not move forward."""
+    if status not in (RStatus.DELIVERED, RStatus.READ):
+        raise ValueError(status)
+    earlier = [value for value, rank in RECIPIENT_RANK.items() if rank < RECIPIENT_RANK[status]]
+    with transaction.atomic():
+        changed = BroadcastRecipient.objects.filter(pk=recipient_id, status__in=earlier).update(
+            status=status
+        )
+        if changed:
+            broadcast_id, company_id = BroadcastRecipient.objects.values_list(
+                "broadcast_id", "broadcast__company_id"
+            ).get(pk=recipient_id)
+            _publish_progress(broadcast_id, company_id)
+    if changed:
+        logger.info("broadcast recipient=%s status=%s", recipient_id, status)
+    return bool(changed)
+
+
 def _finish_if_done(broadcast: Broadcast) -> bool:
     if BroadcastRecipient.objects.filter(
         broadcast_id=broadcast.pk, status=RStatus.PENDING
@@ -629,9 +690,9 @@ def _finish_if_done(broadcast: Broadcast) -> bool:
     if Broadcast.objects.filter(pk=broadcast.pk, status=Status.SENDING).update(
         status=Status.FAILED if failed else Status.COMPLETED, finished_at=timezone.now()
     ):
-        data = _publish_progress(broadcast.pk, broadcast.number.company_id)
+        data = _publish_progress(broadcast.pk, broadcast.company_id)
         if data:
-            events.publish("broadcast.completed", data, company_id=broadcast.number.company_id)
+            events.publish("broadcast.completed", data, company_id=broadcast.company_id)
             logger.info(
                 "broadcast=%s completed: sent=%s failed=%s unknown=%s cancelled=%s",
                 broadcast.pk,
@@ -650,14 +711,16 @@ def run_broadcast_batch(broadcast_id: int, renew_lease=None) -> BatchResult:
     durable before the provider is called, the outcome as soon as it is known.
     """
     result = BatchResult()
-    broadcast = Broadcast.objects.select_related("number").filter(pk=broadcast_id).first()
+    broadcast = (
+        Broadcast.objects.select_related("number", "sandbox").filter(pk=broadcast_id).first()
+    )
     if broadcast is None or broadcast.status != Status.SENDING:
         result.reason = "not sending"
         return result
-    number = broadcast.number
-    if not number.is_active or number.status == WhatsAppNumber.Status.DELETING:
+    number = broadcast.source  # a WhatsApp number, or the sandbox
+    if not number.is_active or getattr(number, "status", "") == WhatsAppNumber.Status.DELETING:
         result.reason = "number paused"  # stays `sending`; resumes when reactivated
-        logger.info("broadcast=%s paused: number=%s is not active", broadcast_id, number.pk)
+        logger.info("broadcast=%s paused: source=%s is not active", broadcast_id, number.pk)
         return result
 
     mark_stale_claims_unknown(broadcast_id)
@@ -668,7 +731,7 @@ def run_broadcast_batch(broadcast_id: int, renew_lease=None) -> BatchResult:
         .order_by("id")
         .values_list("id", "phone", "client__name")[:BATCH_SIZE]
     )
-    channel = channels.get("whatsapp")
+    channel = channels.for_source(number)
     route = channel.route(number)
     deadline = time.monotonic() + BATCH_SECONDS
     for recipient_id, phone, client_name in candidates:
@@ -679,7 +742,7 @@ def run_broadcast_batch(broadcast_id: int, renew_lease=None) -> BatchResult:
             result.reason = "lease lost"
             logger.warning("broadcast=%s batch lost its lease; stopping", broadcast_id)
             break
-        wait = acquire_send_slot(number.pk)
+        wait = acquire_send_slot(number.pk if broadcast.number_id else f"{SANDBOX}-{number.pk}")
         if wait > 0:
             result.again_in = min(wait, MAX_REQUEUE_SECONDS)
             result.reason = "rate limit"

@@ -36,6 +36,13 @@ DEMO_SLUG = "demo"
 ADMIN, AGENT = "demo-admin", "demo-agent"
 
 
+# The sandbox's example bot: keyword -> reply.
+SANDBOX_BOT_RULES = (
+    ("price", "Our prices start at 10 € a month. (This answer comes from the sandbox's bot.)"),
+    ("цена", "Цены начинаются от 10 € в месяц. (Это ответ бота песочницы.)"),
+)
+
+
 def logins_file() -> Path:
     return Path(settings.DEMO_LOGINS_FILE)
 
@@ -107,6 +114,7 @@ class Command(BaseCommand):
         if created or not company.conversations.exists():
             self._seed_data(company, admin, agent)
         self._seed_sandbox(company, agent)
+        self._seed_sandbox_bot(company, admin)
         if quiet:
             self.stdout.write(f"Demo company ready (logins in {logins_file()}).")
         else:
@@ -129,6 +137,15 @@ class Command(BaseCommand):
             agent,
             "Loud and clear! Reply from Settings → Sandbox to play the customer.",
         )
+
+    def _seed_sandbox_bot(self, company, admin):
+        """One example bot rule on the sandbox (the bots' services, as on a number): the
+        customer writing "price" (or "цена") gets its answer from the worker."""
+        box = sandbox.sandbox_of(company)
+        if Bot.objects.filter(sandbox=box).exists():
+            return
+        for trigger, reply in SANDBOX_BOT_RULES:
+            sandbox.add_bot_rule(admin, box, trigger, reply)
 
     def _user(self, company, username, first, last, role, password):
         user, _ = User.objects.get_or_create(

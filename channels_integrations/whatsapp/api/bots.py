@@ -108,6 +108,7 @@ class BotViewSet(CompanyScopedViewSet):
         queryset = (
             super()
             .get_queryset()
+            .filter(number__isnull=False)  # the sandbox's bots show on its own page
             .exclude(number__status=WhatsAppNumber.Status.DELETING)
             .annotate(rules_count=Count("rules"))
         )
@@ -158,9 +159,9 @@ class BotRuleViewSet(CompanyScopedViewSet):
     def bot(self) -> Bot:
         if not hasattr(self, "_bot"):
             self._bot = get_scoped_or_404(
-                Bot.objects.select_related("number").exclude(
-                    number__status=WhatsAppNumber.Status.DELETING
-                ),
+                Bot.objects.filter(number__isnull=False)
+                .select_related("number")
+                .exclude(number__status=WhatsAppNumber.Status.DELETING),
                 self.request.user,
                 pk=self.kwargs["bot_pk"],
             )

@@ -37,6 +37,8 @@ class BroadcastCountsSerializer(serializers.Serializer):
 
 
 class BroadcastSerializer(serializers.ModelSerializer):
+    # Never null here: this API lists numbers' broadcasts (the sandbox's stay on its page).
+    number = serializers.PrimaryKeyRelatedField(read_only=True)
     number_phone = serializers.CharField(source="number.phone", read_only=True)
     counts = BroadcastCountsSerializer(source="*", read_only=True)
     paused = serializers.SerializerMethodField(
@@ -178,6 +180,7 @@ class BroadcastViewSet(
     def get_queryset(self):
         queryset = (
             scoped(Broadcast, self.request.user)
+            .filter(number__isnull=False)  # the sandbox's show on its own page
             .exclude(number__status=WhatsAppNumber.Status.DELETING)
             .select_related("number")
         )

@@ -84,16 +84,14 @@ def _number(request, pk) -> WhatsAppNumber:
 
 
 def _bot(request, pk) -> Bot:
-    bots = Bot.objects.select_related("number").exclude(
-        number__status=WhatsAppNumber.Status.DELETING
-    )
+    bots = Bot.objects.filter(number__isnull=False).select_related("number")
+    bots = bots.exclude(number__status=WhatsAppNumber.Status.DELETING)
     return get_scoped_or_404(bots, request.user, pk=pk)
 
 
 def _rule(request, pk) -> BotRule:
-    rules = BotRule.objects.select_related("bot__number").exclude(
-        bot__number__status=WhatsAppNumber.Status.DELETING
-    )
+    rules = BotRule.objects.filter(bot__number__isnull=False).select_related("bot__number")
+    rules = rules.exclude(bot__number__status=WhatsAppNumber.Status.DELETING)
     return get_scoped_or_404(rules, request.user, pk=pk)
 
 

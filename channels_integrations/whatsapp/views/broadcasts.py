@@ -183,6 +183,7 @@ def _admin_only(user):
 def _broadcasts(user):
     return services.with_counts(
         scoped(Broadcast, user)
+        .filter(number__isnull=False)  # the sandbox's show on its own page
         .exclude(number__status=WhatsAppNumber.Status.DELETING)
         .select_related("number", "created_by")
         .order_by("-created_at", "-id")
@@ -276,7 +277,11 @@ def broadcast_detail(request, pk):
 @require_POST
 def broadcast_cancel(request, pk):
     _admin_only(request.user)
-    broadcast = get_scoped_or_404(Broadcast.objects.select_related("number"), request.user, pk=pk)
+    broadcast = get_scoped_or_404(
+        Broadcast.objects.filter(number__isnull=False).select_related("number"),
+        request.user,
+        pk=pk,
+    )
     try:
         broadcast = services.cancel_broadcast(request.user, broadcast)
     except ValidationError as exc:
