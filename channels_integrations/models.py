@@ -332,7 +332,15 @@ class BroadcastRecipient(models.Model):
                 fields=["broadcast", "phone"], name="broadcast_recipient_unique"
             )
         ]
-        indexes = [models.Index(fields=["broadcast", "status"])]
+        indexes = [
+            models.Index(fields=["broadcast", "status"]),
+            # Cloud status webhooks find a broadcast's send by its wamid.
+            models.Index(
+                fields=["provider_message_id"],
+                name="broadcast_recipient_wamid",
+                condition=~models.Q(provider_message_id=""),
+            ),
+        ]
 
     def __str__(self):
         return str(self.phone)

@@ -376,6 +376,73 @@ def test_status_updates_move_our_message_forward_and_failures_say_why(client, nu
     assert other.status == "failed" and "24 hours" in other.error
 
 
+def test_status_webhooks_move_a_broadcasts_recipients_forward(
+    client, number, other_company, admin_user
+):
+    from channels_integrations.models import Broadcast, BroadcastRecipient
+    from channels_integrations.whatsapp import broadcasts
+
+    broadcast = Broadcast.objects.create(
+        company=number.company, number=number, text="Sale", status="completed"
+    )
+    read, failed, untouched = (
+        BroadcastRecipient.objects.create(
+            broadcast=broadcast,
+            phone=f"+4915112345{i:03d}",
+            status="sent",
+            provider_message_id=f"wamid.bc.{i}",
+        )
+        for i in range(3)
+    )
+    # The same wamid on another company's number is never touched.
+    stranger = WhatsAppNumberFactory(company=other_company, provider="cloud")
+    theirs = BroadcastRecipient.objects.create(
+        broadcast=Broadcast.objects.create(
+            company=other_company, number=stranger, text="x", status="completed"
+        ),
+        phone="+4915112345000",
+        status="sent",
+        provider_message_id="wamid.bc.0",
+    )
+
+    def status(wamid, name, **extra):
+        return {"id": wamid, "status": name, "timestamp": "1763900100", **extra}
+
+    failure = status("wamid.bc.1", "failed", errors=[{"code": 131026, "title": "Undeliverable"}])
+    response = _signed_post(
+        client,
+        number,
+        _inbound_payload(
+            statuses=[
+                status("wamid.bc.0", "delivered"),
+                status("wamid.bc.0", "read"),
+                failure,
+                status("wamid.bc.unknown", "read"),
+            ]
+        ),
+    )
+    assert response.status_code == 200 and response.ingested["statuses"] == 2
+    # A late "delivered" never moves "read" back; a failure never overwrites "read".
+    _signed_post(
+        client,
+        number,
+        _inbound_payload(
+            statuses=[status("wamid.bc.0", "delivered"), status("wamid.bc.0", "failed")]
+        ),
+    )
+    for recipient in (read, failed, untouched, theirs):
+        recipient.refresh_from_db()
+    assert read.status == "read"
+    assert failed.status == "failed" and failed.error
+    assert untouched.status == "sent" and theirs.status == "sent"
+    progress = broadcasts.progress(broadcast.pk)
+    assert (progress["sent"], progress["delivered"], progress["read"]) == (2, 1, 1)
+    assert progress["failed"] == 1
+    client.force_login(admin_user)
+    page = client.get(reverse("broadcast_detail", args=[broadcast.pk])).content.decode()
+    assert 'data-count="read">1<' in page and 'data-count="delivered">1<' in page
+
+
 def test_a_media_message_records_its_attachment(client, number):
     image = {
         "from": "4915112345678",

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -469,6 +469,11 @@ def with_counts(queryset):
     return queryset.annotate(
         total_count=Count("recipients"),
         sent_count=Count("recipients", filter=Q(recipients__status__in=SENT_STATUSES)),
+        # Reached the phone (delivered or read), and read, as the far end reports them.
+        delivered_count=Count(
+            "recipients", filter=Q(recipients__status__in=(RStatus.DELIVERED, RStatus.READ))
+        ),
+        read_count=Count("recipients", filter=Q(recipients__status=RStatus.READ)),
         failed_count=Count("recipients", filter=Q(recipients__status=RStatus.FAILED)),
         pending_count=Count("recipients", filter=Q(recipients__status=RStatus.PENDING)),
         unknown_count=Count("recipients", filter=Q(recipients__status=RStatus.UNKNOWN)),
@@ -488,6 +493,8 @@ def progress(broadcast_id: int) -> dict | None:
             "status",
             "total_count",
             "sent_count",
+            "delivered_count",
+            "read_count",
             "failed_count",
             "pending_count",
             "unknown_count",
@@ -502,6 +509,8 @@ def progress(broadcast_id: int) -> dict | None:
         "status": row["status"],
         "total": row["total_count"],
         "sent": row["sent_count"],
+        "delivered": row["delivered_count"],
+        "read": row["read_count"],
         "failed": row["failed_count"],
         "pending": row["pending_count"],
         "unknown": row["unknown_count"],
@@ -675,6 +684,56 @@ def record_recipient_status(recipient_id: int, status: str) -> bool:
     if changed:
         logger.info("broadcast recipient=%s status=%s", recipient_id, status)
     return bool(changed)
+
+
+def record_recipient_statuses(number_id: int, updates: list[tuple[str, str, str]]) -> int:
+    """Cloud status webhooks about a number's broadcast sends, `(wamid, status, error)` in the
+    order they happened: each recipient moves forward only (sent → delivered → read; failed
+    only from sent, with the far end's reason), set-wise in one statement, and each touched
+    broadcast's progress is published after commit. Returns the recipients changed."""
+    # Which of a batch's reports wins per send: failed follows sent and loses to delivered/read.
+    order = {RStatus.SENT: 1, RStatus.FAILED: 1.5, RStatus.DELIVERED: 2, RStatus.READ: 3}
+    best: dict[str, tuple[str, str]] = {}
+    for wamid, status, error in updates:
+        if status in order and (wamid not in best or order[status] > order[best[wamid][0]]):
+            best[wamid] = (status, error)
+    if not best:
+        return 0
+    wamids = list(best)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE channels_integrations_broadcastrecipient AS r"
+            " SET status = v.status, error = v.error, updated_at = now()"
+            " FROM unnest(%s::text[], %s::text[], %s::text[])"
+            " AS v(wamid, status, error), channels_integrations_broadcast AS b"
+            " WHERE r.provider_message_id = v.wamid AND r.provider_message_id <> ''"
+            " AND b.id = r.broadcast_id AND b.number_id = %s"
+            " AND CASE v.status WHEN %s THEN r.status = %s"
+            "  WHEN %s THEN r.status IN (%s, %s)"
+            "  WHEN %s THEN r.status IN (%s, %s, %s) ELSE false END"
+            " RETURNING r.broadcast_id, b.company_id",
+            [
+                wamids,
+                [best[w][0] for w in wamids],
+                [best[w][1][:2000] if best[w][0] == RStatus.FAILED else "" for w in wamids],
+                number_id,
+                RStatus.FAILED,
+                RStatus.SENT,
+                RStatus.DELIVERED,
+                RStatus.SENT,
+                RStatus.FAILED,
+                RStatus.READ,
+                RStatus.SENT,
+                RStatus.DELIVERED,
+                RStatus.FAILED,
+            ],
+        )
+        rows = cursor.fetchall()
+        for broadcast_id, company_id in set(rows):
+            transaction.on_commit(lambda b=broadcast_id, c=company_id: _publish_progress(b, c))
+    if rows:
+        logger.info("broadcast statuses: number=%s recipients=%s", number_id, len(rows))
+    return len(rows)
 
 
 def _finish_if_done(broadcast: Broadcast) -> bool:

@@ -19,6 +19,7 @@ from messaging.services.reactions import record_customer_reaction
 
 from ..models import WhatsAppNumber
 from . import PLATFORM, cloud, metrics
+from .broadcasts import record_recipient_statuses
 from .types import AnnouncedMedia
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,8 @@ def receive_cloud_webhooks(number: WhatsAppNumber, payloads: list) -> dict:
 def _apply_statuses(number: WhatsAppNumber, statuses: list) -> int:
     """One query finds every outbound message the statuses are about (a broadcast's deliveries
     carry many); each moves forward in order (messaging's rule), all in one locked read and one
-    update. A status for a wamid we do not know (yet) changes nothing, as before."""
+    update; the others may be a broadcast's recipients. A status for a wamid we do not know
+    (yet) changes nothing, as before."""
     if not statuses:
         return 0
     ids_by_wamid: dict[str, list[int]] = {}
@@ -193,7 +195,16 @@ def _apply_statuses(number: WhatsAppNumber, statuses: list) -> int:
         for update in statuses
         for message_id in ids_by_wamid.get(update.wamid, ())
     ]
-    return record_delivery_statuses(changes)
+    # The rest may be a broadcast's sends (recipients, not inbox messages).
+    recipients = record_recipient_statuses(
+        number.pk,
+        [
+            (update.wamid, STATUS_BY_CLOUD[update.status], update.error)
+            for update in statuses
+            if update.wamid not in ids_by_wamid
+        ],
+    )
+    return record_delivery_statuses(changes) + recipients
 
 
 def cloud_webhook_receiver(number_id: int):
