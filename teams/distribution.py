@@ -100,8 +100,9 @@ def distribute(conversation: Conversation) -> int | None:
         #   (on_commit), so it survives unassigned, shown as "Unassigned" like when nobody
         #   is available; nothing re-distributes it, so it is never assigned twice (every
         #   assignment is a conditional UPDATE ... WHERE assignee IS NULL);
-        # - whatever builds on it and commits durably (a reply, the team's next assignment,
-        #   a notification) flushes the WAL up to it first, so it cannot vanish afterwards.
+        # - whatever builds on it and commits durably (a reply, a notification) flushes the
+        #   WAL up to it first, so it cannot vanish afterwards (WAL is replayed in order: a
+        #   later assignment of the team survives only if this one does).
         # The one visible trace: the `conversation.assigned` event already went out, so the
         # assignee's browser shows it as theirs until its next re-fetch.
         with connection.cursor() as cursor:
