@@ -140,7 +140,7 @@ ON CONFLICT DO NOTHING
 # The stored finished days of the period, and today's conversations (live).
 _CONVERSATION_PARTS = """
 days AS (
-    SELECT conversations, first_responses, resolutions, platforms, agents
+    SELECT conversations, answered, resolved, first_responses, resolutions, platforms, agents
       FROM reports_conversationday
      WHERE company_id = %(company)s AND tz = %(tz)s
        AND day >= %(first)s AND day <= %(last_finished)s
@@ -155,18 +155,16 @@ days AS (
 )"""
 
 RESPONSE_TIMES_SQL = f"""
-WITH {_CONVERSATION_PARTS}, frt AS (
-    SELECT v FROM days, unnest(days.first_responses) AS v
-    UNION ALL SELECT frt FROM live WHERE frt IS NOT NULL
-), res AS (
-    SELECT v FROM days, unnest(days.resolutions) AS v
-    UNION ALL SELECT res FROM live WHERE res IS NOT NULL
-)
+WITH {_CONVERSATION_PARTS}
 SELECT (SELECT COALESCE(sum(conversations), 0) FROM days) + (SELECT count(*) FROM live),
-       (SELECT count(*) FROM frt),
-       (SELECT percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY v) FROM frt),
-       (SELECT count(*) FROM res),
-       (SELECT percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY v) FROM res)
+       (SELECT COALESCE(sum(answered), 0) FROM days) + (SELECT count(frt) FROM live),
+       (SELECT percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY v)
+          FROM (SELECT unnest(first_responses) AS v FROM days
+                UNION ALL SELECT frt FROM live WHERE frt IS NOT NULL) f),
+       (SELECT COALESCE(sum(resolved), 0) FROM days) + (SELECT count(res) FROM live),
+       (SELECT percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY v)
+          FROM (SELECT unnest(resolutions) AS v FROM days
+                UNION ALL SELECT res FROM live WHERE res IS NOT NULL) r)
 """  # noqa: S608 (constant text: no input goes into it)
 
 
@@ -366,9 +364,12 @@ WITH stages AS (
      WHERE d.company_id = %(company)s AND d.pipeline_id = %(pipeline)s
        AND d.created_at >= %(start)s AND d.created_at < %(end)s
      GROUP BY d.id, d.status
+), by_furthest AS (
+    SELECT furthest, count(*) AS deals, count(*) FILTER (WHERE status = 'won') AS won
+      FROM reached GROUP BY furthest
 )
-SELECT st.id, st.name, count(r.id), count(r.id) FILTER (WHERE r.status = 'won')
-  FROM stages st LEFT JOIN reached r ON r.furthest >= st.ord
+SELECT st.id, st.name, COALESCE(sum(b.deals), 0)::bigint, COALESCE(sum(b.won), 0)::bigint
+  FROM stages st LEFT JOIN by_furthest b ON b.furthest >= st.ord
  GROUP BY st.id, st.name, st.ord
  ORDER BY st.ord
 """

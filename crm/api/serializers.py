@@ -64,5 +64,8 @@ class ClientImportResultSerializer(serializers.Serializer):
 
 
 class ClientImportErrorSerializer(serializers.Serializer):
-    file = serializers.ListField(child=serializers.CharField())
-    lines = ClientImportLineErrorSerializer(many=True)
+    """A 400: `file` as sentences; `lines` when the CSV was read (bad lines, their numbers and
+    fields). A request without a file gets `file` alone."""
+
+    file = serializers.ListField(child=serializers.CharField(), required=False)
+    lines = ClientImportLineErrorSerializer(many=True, required=False)
