@@ -319,7 +319,10 @@ SELECT d::date AS day,
              count(*) FILTER (WHERE m.direction = 'in') AS inbound,
              count(*) FILTER (WHERE m.direction = 'out') AS outbound
         FROM messaging_message m
-        JOIN messaging_conversation c ON c.id = m.conversation_id
+        -- Each of today's messages finds its conversation by primary key (OFFSET 0 keeps
+        -- the planner from hashing every conversation of the company instead).
+        JOIN LATERAL (SELECT c.company_id FROM messaging_conversation c
+                       WHERE c.id = m.conversation_id OFFSET 0) c ON true
        WHERE c.company_id = %(company)s AND m.created_at >= %(today_start)s
          AND m.created_at < %(end)s
        GROUP BY 1

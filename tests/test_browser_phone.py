@@ -159,3 +159,22 @@ def test_the_app_installs_and_has_an_offline_page(daphne_server, browser):  # no
     page.goto(daphne_server.url + reverse("inbox"))
     assert page.locator("h1").inner_text() == "You are offline"
     context.set_offline(False)
+
+
+def test_a_supervisors_read_only_members_page_fits_a_phone(  # noqa: F811
+    daphne_server,  # noqa: F811
+    browser,  # noqa: F811
+    company,
+    admin_user,
+    agent_user,
+):
+    from accounts.models import Role
+
+    supervisor = UserFactory(company=company, role=Role.SUPERVISOR, username="sue")
+    page = log_in(browser, daphne_server, supervisor, viewport=PHONE)  # noqa: F405
+    wide, violations = [], []
+    _check(page, daphne_server, "members (supervisor)", reverse("members"), wide, violations)
+    assert not wide + violations, "\n".join(wide + violations)
+    assert page.locator('[data-role="read-only-note"]').is_visible()
+    assert page.locator('[data-member="bob"]').is_visible()
+    assert page.locator('[data-role="invite-form"], select[name="role"]').count() == 0
