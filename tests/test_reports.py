@@ -375,3 +375,84 @@ def test_today_is_counted_live_and_never_stored(admin_user):
     assert [r["conversations"] for r in selectors.conversations_by_agent(company.pk, week)] == [1]
     assert not ConversationDay.objects.filter(company=company, day=today).exists()
     assert ConversationDay.objects.filter(company=company).count() == 6
+
+
+def _until_someone_waits_for_the_reports_lock() -> None:
+    """Polls pg_locks until another session waits for an advisory lock (no timing asserted:
+    the test's own timeout bounds it)."""
+    import time as clock
+
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            if cursor.fetchone()[0]:
+                return
+        clock.sleep(0.02)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_during_a_fill_is_never_lost(admin_user):
+    """Either order of a conversation change and a fill of its day ends with the day right:
+    a fill waits for a change in progress (and sees it), and a change made while a fill runs
+    deletes what the fill stored once both committed."""
+    import threading
+
+    from django.db import connections, transaction
+
+    from reports.models import ConversationDay
+
+    company = admin_user.company
+    conversation = _conversation(company, _at(11, 6, 7))
+    november = selectors.Period(NOVEMBER.start, NOVEMBER.end)
+
+    # 1. A change in progress (its transaction open): the fill waits, then sees it.
+    errors = []
+
+    def fill():
+        try:
+            selectors.fill_conversation_days(company.pk, november)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        Conversation.objects.filter(pk=conversation.pk).update(first_response_at=_at(11, 6, 8))
+        filler = threading.Thread(target=fill)
+        filler.start()
+        _until_someone_waits_for_the_reports_lock()
+    filler.join()
+    assert not errors
+    day = ConversationDay.objects.get(company=company, tz="UTC", day="2026-11-06")
+    assert (day.answered, day.first_responses) == (1, [3600.0])
+
+    # 2. A fill in progress (the lock held, the day stored, not committed): the change waits,
+    # then deletes the stored day, so the next report counts it again.
+    ConversationDay.objects.filter(company=company).delete()
+
+    def change():
+        try:
+            Conversation.objects.filter(pk=conversation.pk).update(first_response_at=_at(11, 6, 9))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)", [(selectors.LOCK_NAMESPACE << 32) + company.pk]
+        )
+        cursor.execute(
+            selectors.FILL_CONVERSATION_DAYS_SQL,
+            selectors._conversation_params(company.pk, november, None),
+        )
+        changer = threading.Thread(target=change)
+        changer.start()
+        _until_someone_waits_for_the_reports_lock()
+    changer.join()
+    assert not errors
+    assert not ConversationDay.objects.filter(company=company, day="2026-11-06").exists()
+    figures = selectors.response_times(company.pk, november)
+    assert (figures["answered"], figures["first_response_median"]) == (1, 7200.0)
