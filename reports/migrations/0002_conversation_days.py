@@ -65,14 +65,16 @@ DROP FUNCTION IF EXISTS reports_conversation_changed();
 # Today's conversations (counted live) and the days a report fills, found by their start: one
 # more index entry per conversation bump (the bump is never HOT), instead of scanning every
 # conversation of the company for today's.
+# CONCURRENTLY (so the migration is not atomic): ingest keeps writing while it is built.
 INDEX = (
-    "CREATE INDEX IF NOT EXISTS conv_company_created_idx"
+    "CREATE INDEX CONCURRENTLY IF NOT EXISTS conv_company_created_idx"
     " ON messaging_conversation (company_id, created_at)"
 )
-UNINDEX = "DROP INDEX IF EXISTS conv_company_created_idx"
+UNINDEX = "DROP INDEX CONCURRENTLY IF EXISTS conv_company_created_idx"
 
 
 class Migration(migrations.Migration):
+    atomic = False
 
     dependencies = [
         ('accounts', '0003_merge_language'),
