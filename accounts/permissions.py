@@ -39,3 +39,15 @@ class IsCompanyAdmin(IsCompanyMember):
 
     def has_permission(self, request, view):
         return super().has_permission(request, view) and request.user.is_company_admin
+
+
+class IsCompanyAdminOrSupervisor(IsCompanyMember):
+    """Company admins; supervisors read (their writes are refused by IsCompanyMember); agents
+    get 403 (members, invitations)."""
+
+    message = "Only company admins can do this."
+
+    def has_permission(self, request, view):
+        if not super().has_permission(request, view):
+            return False
+        return request.user.is_company_admin or request.user.is_read_only

@@ -76,7 +76,26 @@ class IdempotencyKey(models.Model):
         return self.key
 
 
-class ClientMerge(models.Model):
+class AuditedChange(models.Model):
+    """Who made a change and when, for records of changes (ClientMerge, deals.StageChange).
+    Abstract: each keeps its own table and columns; the person may be deleted later (SET NULL:
+    the record stays). Their indexes stay on each model (partial on `actor`)."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+
+class ClientMerge(AuditedChange):
     """A client merged into another: what the merged one was, who merged it, and what moved."""
 
     tenant_path = "company"
@@ -89,15 +108,6 @@ class ClientMerge(models.Model):
     snapshot = models.JSONField(default=dict)
     conversations_moved = models.PositiveIntegerField(default=0)
     deals_moved = models.PositiveIntegerField(default=0)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        db_index=False,
-    )
-    created_at = models.DateTimeField(default=timezone.now)
 
     objects = TenantManager()
 

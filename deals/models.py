@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.scoping import TenantManager
+from crm.models import AuditedChange
 
 from .currencies import ISO_4217
 
@@ -173,7 +174,7 @@ class Deal(models.Model):
         return self.title
 
 
-class StageChange(models.Model):
+class StageChange(AuditedChange):
     """One step of a deal's history: created in a stage, moved, won, lost or reopened."""
 
     tenant_path = "deal__company"
@@ -191,15 +192,6 @@ class StageChange(models.Model):
     from_status = models.CharField(max_length=4, blank=True)
     to_status = models.CharField(max_length=4)
     reason = models.CharField(max_length=300, blank=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        db_index=False,
-    )
-    created_at = models.DateTimeField(default=timezone.now)
 
     objects = TenantManager()
 

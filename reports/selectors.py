@@ -2,13 +2,15 @@
 (half-open [start, end) in the current time zone), whatever the amount of data.
 
 percentile_cont gives the median and p90 in PostgreSQL; nothing is computed row by row in
-Python."""
+Python. Figures of finished days that cannot change are stored (messages per day), and so are
+those that can (conversations: kept exact by a trigger that deletes a day when one of its
+conversations changes; see reports.models.ConversationDay)."""
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -80,30 +82,130 @@ def _seconds(value) -> float | None:
     return None if value is None else round(float(value), 1)
 
 
-RESPONSE_TIMES_SQL = """
-SELECT count(*),
-       count(*) FILTER (WHERE first_response_at IS NOT NULL),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM first_response_at - created_at))
-           FILTER (WHERE first_response_at IS NOT NULL),
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM first_response_at - created_at))
-           FILTER (WHERE first_response_at IS NOT NULL),
-       count(*) FILTER (WHERE status = 'closed' AND closed_at IS NOT NULL),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM closed_at - created_at))
-           FILTER (WHERE status = 'closed' AND closed_at IS NOT NULL),
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM closed_at - created_at))
-           FILTER (WHERE status = 'closed' AND closed_at IS NOT NULL)
-  FROM messaging_conversation
- WHERE company_id = %(company)s AND created_at >= %(start)s AND created_at < %(end)s
+# The conversation reports read finished days from reports.ConversationDay (filled below) and
+# count today live; the two parts are added in SQL, one statement per report.
+
+# Finished days of the period without stored figures are computed in one pass over their
+# conversations and stored. Runs after pg_advisory_xact_lock((LOCK_NAMESPACE << 32) + company) in the
+# same transaction: a change to a conversation (the trigger of migration 0002, which takes the
+# same lock shared) either committed before this statement's snapshot or deletes what it
+# stores once it commits.
+LOCK_NAMESPACE = 21058
+FILL_CONVERSATION_DAYS_SQL = """
+WITH missing AS (
+    SELECT d::date AS day
+      FROM generate_series(%(first)s::date, %(last_finished)s::date, interval '1 day') AS d
+     WHERE NOT EXISTS (SELECT 1 FROM reports_conversationday r
+                        WHERE r.company_id = %(company)s AND r.day = d::date AND r.tz = %(tz)s)
+), bounds AS (
+    SELECT (min(day)::timestamp AT TIME ZONE %(tz)s) AS lo,
+           ((max(day) + 1)::timestamp AT TIME ZONE %(tz)s) AS hi
+      FROM missing
+), conv AS MATERIALIZED (
+    SELECT (c.created_at AT TIME ZONE %(tz)s)::date AS day, c.platform, c.assignee_id,
+           c.status = 'closed' AS closed,
+           extract(epoch FROM c.first_response_at - c.created_at)::float8 AS frt,
+           CASE WHEN c.status = 'closed' AND c.closed_at IS NOT NULL
+                THEN extract(epoch FROM c.closed_at - c.created_at)::float8 END AS res
+      FROM bounds, messaging_conversation c
+     WHERE c.company_id = %(company)s AND c.created_at >= bounds.lo AND c.created_at < bounds.hi
+), totals AS (
+    SELECT day, count(*) AS n, count(frt) AS answered, count(res) AS resolved,
+           array_agg(frt ORDER BY frt) FILTER (WHERE frt IS NOT NULL) AS frts,
+           array_agg(res ORDER BY res) FILTER (WHERE res IS NOT NULL) AS ress
+      FROM conv GROUP BY day
+), platforms AS (
+    SELECT day, jsonb_object_agg(platform, n) AS platforms
+      FROM (SELECT day, platform, count(*) AS n FROM conv GROUP BY 1, 2) p
+     GROUP BY day
+), agents AS (
+    SELECT day, jsonb_object_agg(agent, jsonb_build_array(n, answered, closed)) AS agents
+      FROM (SELECT day, COALESCE(assignee_id::text, '') AS agent, count(*) AS n,
+                   count(frt) AS answered, count(*) FILTER (WHERE closed) AS closed
+              FROM conv GROUP BY 1, 2) a
+     GROUP BY day
+)
+INSERT INTO reports_conversationday (company_id, day, tz, conversations, answered, resolved,
+                                     first_responses, resolutions, platforms, agents)
+SELECT %(company)s, m.day, %(tz)s, COALESCE(t.n, 0), COALESCE(t.answered, 0),
+       COALESCE(t.resolved, 0), COALESCE(t.frts, '{}'), COALESCE(t.ress, '{}'),
+       COALESCE(p.platforms, '{}'), COALESCE(a.agents, '{}')
+  FROM missing m
+  LEFT JOIN totals t USING (day)
+  LEFT JOIN platforms p USING (day)
+  LEFT JOIN agents a USING (day)
+ON CONFLICT DO NOTHING
 """
 
+# The stored finished days of the period, and today's conversations (live).
+_CONVERSATION_PARTS = """
+days AS (
+    SELECT conversations, answered, resolved, first_responses, resolutions, platforms, agents
+      FROM reports_conversationday
+     WHERE company_id = %(company)s AND tz = %(tz)s
+       AND day >= %(first)s AND day <= %(last_finished)s
+), live AS (
+    SELECT c.platform, c.assignee_id, c.status = 'closed' AS closed,
+           extract(epoch FROM c.first_response_at - c.created_at)::float8 AS frt,
+           CASE WHEN c.status = 'closed' AND c.closed_at IS NOT NULL
+                THEN extract(epoch FROM c.closed_at - c.created_at)::float8 END AS res
+      FROM messaging_conversation c
+     WHERE c.company_id = %(company)s AND c.created_at >= %(live_start)s
+       AND c.created_at < %(end)s
+)"""
 
-def response_times(company_id: int, period: Period) -> dict:
+RESPONSE_TIMES_SQL = f"""
+WITH {_CONVERSATION_PARTS}
+SELECT (SELECT COALESCE(sum(conversations), 0) FROM days) + (SELECT count(*) FROM live),
+       (SELECT COALESCE(sum(answered), 0) FROM days) + (SELECT count(frt) FROM live),
+       (SELECT percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY v)
+          FROM (SELECT unnest(first_responses) AS v FROM days
+                UNION ALL SELECT frt FROM live WHERE frt IS NOT NULL) f),
+       (SELECT COALESCE(sum(resolved), 0) FROM days) + (SELECT count(res) FROM live),
+       (SELECT percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY v)
+          FROM (SELECT unnest(resolutions) AS v FROM days
+                UNION ALL SELECT res FROM live WHERE res IS NOT NULL) r)
+"""  # noqa: S608 (constant text: no input goes into it)
+
+
+def _conversation_params(company_id: int, period: Period, today: date | None) -> dict:
+    today = today or timezone.localdate()
+    today_start = datetime.combine(today, time.min, tzinfo=timezone.get_current_timezone())
+    return _params(
+        company_id,
+        period,
+        first=period.start,
+        last_finished=min(period.end, today - timedelta(days=1)),
+        live_start=max(today_start, period.bounds[0]),
+    )
+
+
+def fill_conversation_days(company_id: int, period: Period, today: date | None = None) -> None:
+    """Store the figures of the period's finished days that are not stored yet (two
+    statements, whatever the number of days; none when the period is today alone)."""
+    today = today or timezone.localdate()
+    if period.start >= today:
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [(LOCK_NAMESPACE << 32) + company_id])
+        cursor.execute(FILL_CONVERSATION_DAYS_SQL, _conversation_params(company_id, period, today))
+
+
+def _pair(values) -> tuple:
+    return (values[0], values[1]) if values else (None, None)
+
+
+def response_times(company_id: int, period: Period, fill: bool = True) -> dict:
     """First response (the conversation's start, i.e. the client's first message, to the
     first reply an agent wrote after it: Conversation.first_response_at; bots and unanswered
     conversations left out) and resolution (start to close, closed conversations), median
-    and p90 in seconds, of conversations started in the period."""
-    [row] = _rows(RESPONSE_TIMES_SQL, _params(company_id, period))
-    total, answered, frt50, frt90, resolved, res50, res90 = row
+    and p90 in seconds, of conversations started in the period (percentile_cont over every
+    duration: the stored days keep them all, sorted)."""
+    if fill:
+        fill_conversation_days(company_id, period)
+    [row] = _rows(RESPONSE_TIMES_SQL, _conversation_params(company_id, period, None))
+    total, answered, frt, resolved, res = row
+    (frt50, frt90), (res50, res90) = _pair(frt), _pair(res)
     return {
         "conversations": total,
         "answered": answered,
@@ -115,42 +217,55 @@ def response_times(company_id: int, period: Period) -> dict:
     }
 
 
-BY_CHANNEL_SQL = """
-SELECT c.platform, count(*)
-  FROM messaging_conversation c
- WHERE c.company_id = %(company)s AND c.created_at >= %(start)s AND c.created_at < %(end)s
- GROUP BY c.platform
- ORDER BY count(*) DESC, c.platform
-"""
+BY_CHANNEL_SQL = f"""
+WITH {_CONVERSATION_PARTS}
+SELECT platform, sum(n)::bigint
+  FROM (SELECT key AS platform, value::bigint AS n FROM days, jsonb_each_text(days.platforms)
+        UNION ALL
+        SELECT platform, count(*) FROM live GROUP BY platform) per_day
+ GROUP BY platform
+ ORDER BY 2 DESC, platform
+"""  # noqa: S608 (constant text: no input goes into it)
 
 
-def conversations_by_channel(company_id: int, period: Period) -> list[dict]:
+def conversations_by_channel(company_id: int, period: Period, fill: bool = True) -> list[dict]:
     from messaging import channels
 
+    if fill:
+        fill_conversation_days(company_id, period)
     labels = dict(channels.platform_choices())
     return [
         {"platform": platform, "label": str(labels.get(platform, platform)), "conversations": n}
-        for platform, n in _rows(BY_CHANNEL_SQL, _params(company_id, period))
+        for platform, n in _rows(BY_CHANNEL_SQL, _conversation_params(company_id, period, None))
     ]
 
 
-BY_AGENT_SQL = """
-SELECT c.assignee_id,
+BY_AGENT_SQL = f"""
+WITH {_CONVERSATION_PARTS}, per_agent AS (
+    SELECT agent, sum(n)::bigint AS n, sum(answered)::bigint AS answered,
+           sum(closed)::bigint AS closed
+      FROM (SELECT NULLIF(key, '')::bigint AS agent, (value->>0)::bigint AS n,
+                   (value->>1)::bigint AS answered, (value->>2)::bigint AS closed
+              FROM days, jsonb_each(days.agents)
+            UNION ALL
+            SELECT assignee_id, count(*), count(frt), count(*) FILTER (WHERE closed)
+              FROM live GROUP BY assignee_id) per_day
+     GROUP BY agent
+)
+SELECT a.agent,
        COALESCE(NULLIF(trim(u.first_name || ' ' || u.last_name), ''), u.username),
-       count(*),
-       count(*) FILTER (WHERE c.first_response_at IS NOT NULL),
-       count(*) FILTER (WHERE c.status = 'closed')
-  FROM messaging_conversation c
-  LEFT JOIN accounts_user u ON u.id = c.assignee_id
- WHERE c.company_id = %(company)s AND c.created_at >= %(start)s AND c.created_at < %(end)s
- GROUP BY c.assignee_id, u.first_name, u.last_name, u.username
+       a.n, a.answered, a.closed
+  FROM per_agent a
+  LEFT JOIN accounts_user u ON u.id = a.agent
  ORDER BY 3 DESC, 2
-"""
+"""  # noqa: S608 (constant text: no input goes into it)
 
 
-def conversations_by_agent(company_id: int, period: Period) -> list[dict]:
+def conversations_by_agent(company_id: int, period: Period, fill: bool = True) -> list[dict]:
     """Per assignee, the conversations started in the period: how many, how many were
     answered by an agent, how many are closed. Unassigned ones are one row without an agent."""
+    if fill:
+        fill_conversation_days(company_id, period)
     return [
         {
             "agent_id": agent,
@@ -160,7 +275,7 @@ def conversations_by_agent(company_id: int, period: Period) -> list[dict]:
             "closed": closed,
         }
         for agent, name, conversations, answered, closed in _rows(
-            BY_AGENT_SQL, _params(company_id, period)
+            BY_AGENT_SQL, _conversation_params(company_id, period, None)
         )
     ]
 
@@ -204,7 +319,10 @@ SELECT d::date AS day,
              count(*) FILTER (WHERE m.direction = 'in') AS inbound,
              count(*) FILTER (WHERE m.direction = 'out') AS outbound
         FROM messaging_message m
-        JOIN messaging_conversation c ON c.id = m.conversation_id
+        -- Each of today's messages finds its conversation by primary key (OFFSET 0 keeps
+        -- the planner from hashing every conversation of the company instead).
+        JOIN LATERAL (SELECT c.company_id FROM messaging_conversation c
+                       WHERE c.id = m.conversation_id OFFSET 0) c ON true
        WHERE c.company_id = %(company)s AND m.created_at >= %(today_start)s
          AND m.created_at < %(end)s
        GROUP BY 1
@@ -249,9 +367,12 @@ WITH stages AS (
      WHERE d.company_id = %(company)s AND d.pipeline_id = %(pipeline)s
        AND d.created_at >= %(start)s AND d.created_at < %(end)s
      GROUP BY d.id, d.status
+), by_furthest AS (
+    SELECT furthest, count(*) AS deals, count(*) FILTER (WHERE status = 'won') AS won
+      FROM reached GROUP BY furthest
 )
-SELECT st.id, st.name, count(r.id), count(r.id) FILTER (WHERE r.status = 'won')
-  FROM stages st LEFT JOIN reached r ON r.furthest >= st.ord
+SELECT st.id, st.name, COALESCE(sum(b.deals), 0)::bigint, COALESCE(sum(b.won), 0)::bigint
+  FROM stages st LEFT JOIN by_furthest b ON b.furthest >= st.ord
  GROUP BY st.id, st.name, st.ord
  ORDER BY st.ord
 """

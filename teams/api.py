@@ -1,5 +1,5 @@
 """/api/v1/members/, /api/v1/invitations/, /api/v1/teams/ and /api/v1/me/presence/.
-Members and invitations are for company admins; teams are read by everyone and changed by
+Members and invitations are for company admins (supervisors read them); teams are read by everyone and changed by
 admins. Writes go through teams.services."""
 
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from accounts import presence
 from accounts.models import Role, User
-from accounts.permissions import IsCompanyAdmin, IsCompanyAdminOrReadOnly
+from accounts.permissions import IsCompanyAdminOrReadOnly, IsCompanyAdminOrSupervisor
 from accounts.scoping import scoped
 
 from . import selectors, services
@@ -57,7 +57,7 @@ class MemberViewSet(
     tokens revoked, sockets closed) and `max_open_conversations`."""
 
     serializer_class = MemberSerializer
-    permission_classes = [IsCompanyAdmin]
+    permission_classes = [IsCompanyAdminOrSupervisor]
     queryset = User.objects.none()  # for the schema
 
     def get_queryset(self):
@@ -107,7 +107,7 @@ class InvitationViewSet(
     the returned `link`; it is returned once, on creation). Delete withdraws one."""
 
     serializer_class = InvitationSerializer
-    permission_classes = [IsCompanyAdmin]
+    permission_classes = [IsCompanyAdminOrSupervisor]
     queryset = Invitation.objects.none()
 
     def get_queryset(self):

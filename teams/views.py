@@ -3,7 +3,7 @@ the credential), and the navigation's away toggle."""
 
 from django.contrib import messages
 from django.contrib.auth import login
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -34,9 +34,22 @@ def _fail(request, error: ValidationError, form=None) -> None:
 
 
 @company_member_required
-@company_admin_required
 @never_cache  # the page after a link invitation shows the link, once
 def members_page(request):
+    """Admins manage members here; supervisors see the same list read-only (no forms, and
+    company_member_required answers their POSTs with 403); agents get 403."""
+    if not (request.user.is_company_admin or request.user.is_read_only):
+        raise PermissionDenied(_("Only company admins can change this."))
+    if not request.user.is_company_admin:
+        return render(
+            request,
+            "teams/members.html",
+            {
+                "members": selectors.members(request.user),
+                "invitations": selectors.pending_invitations(request.user),
+                "read_only": True,
+            },
+        )
     invite_form = InviteForm(request.POST if request.method == "POST" else None)
     link = None
     if request.method == "POST" and invite_form.is_valid():

@@ -193,3 +193,22 @@ def test_the_sandbox_bot_answers_the_customer_on_a_phone(daphne_server, browser,
     _check(page, daphne_server, "sandbox", reverse("sandbox"), wide, violations)
     assert not wide + violations, "\n".join(wide + violations)
     assert page.locator("#sandbox-broadcast input[type=checkbox]").count() == 1
+
+
+def test_a_supervisors_read_only_members_page_fits_a_phone(  # noqa: F811
+    daphne_server,  # noqa: F811
+    browser,  # noqa: F811
+    company,
+    admin_user,
+    agent_user,
+):
+    from accounts.models import Role
+
+    supervisor = UserFactory(company=company, role=Role.SUPERVISOR, username="sue")
+    page = log_in(browser, daphne_server, supervisor, viewport=PHONE)  # noqa: F405
+    wide, violations = [], []
+    _check(page, daphne_server, "members (supervisor)", reverse("members"), wide, violations)
+    assert not wide + violations, "\n".join(wide + violations)
+    assert page.locator('[data-role="read-only-note"]').is_visible()
+    assert page.locator('[data-member="bob"]').is_visible()
+    assert page.locator('[data-role="invite-form"], select[name="role"]').count() == 0

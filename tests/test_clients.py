@@ -9,6 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from accounts.models import Role
 from crm.client_services import ImportErrors, import_clients_csv, merge_clients
 from crm.models import Client, ClientMerge
 from deals.models import Deal, StageChange
@@ -21,6 +22,7 @@ from .factories import (
     DealFactory,
     EmailAccountFactory,
     TelegramAccountFactory,
+    UserFactory,
     WhatsAppNumberFactory,
 )
 
@@ -209,3 +211,91 @@ def test_delete_shows_the_counts_then_deletes_in_one_statement(client, admin_use
     assert not Deal.objects.filter(client_id=maria.pk).exists()
     conversation.refresh_from_db()
     assert conversation.client_id is None
+
+
+# ---------------------------------------------------------------- REST API
+
+
+def test_api_merge_keeps_everything_and_refuses_what_it_must(
+    admin_api, api_for, admin_user, other_company
+):
+    company = admin_user.company
+    keep = ClientFactory(company=company, name="Maria", phone="+4915100000201")
+    dup = ClientFactory(company=company, name="", email="maria@example.com")
+    conversation = ConversationFactory(company=company, client=dup)
+    deal = DealFactory(company=company, client=dup, title="Kitchen")
+    history = StageChange.objects.create(deal=deal, to_stage=deal.stage, to_status="open")
+    theirs = ClientFactory(company=other_company, name="Theirs")
+    their_conversation = ConversationFactory(company=other_company, client=theirs)
+
+    # Another company's client, either way round, is a 404 like a missing one; nothing moves.
+    url = f"/api/v1/clients/{keep.pk}/merge/"
+    assert admin_api.post(url, {"other": theirs.pk}).status_code == 404
+    assert (
+        admin_api.post(f"/api/v1/clients/{theirs.pk}/merge/", {"other": dup.pk}).status_code == 404
+    )
+    assert admin_api.post(url, {"other": 10**9}).status_code == 404
+    # The same client twice, or no `other`: a 400 naming the field.
+    same = admin_api.post(url, {"other": keep.pk})
+    assert same.status_code == 400 and "other" in same.json()
+    missing = admin_api.post(url, {})
+    assert missing.status_code == 400 and "other" in missing.json()
+    assert admin_api.post(url, {"other": "x"}).status_code == 400
+    assert Client.objects.filter(pk=dup.pk).exists() and not ClientMerge.objects.exists()
+    their_conversation.refresh_from_db()
+    assert their_conversation.client_id == theirs.pk
+
+    response = admin_api.post(url, {"other": dup.pk})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["kept"], body["merged_client_id"]) == (keep.pk, dup.pk)
+    assert (body["conversations_moved"], body["deals_moved"]) == (1, 1)
+    assert body["snapshot"]["email"] == "maria@example.com" and body["actor"] == admin_user.pk
+    assert body["client"]["email"] == "maria@example.com" and body["client"]["name"] == "Maria"
+    assert not Client.objects.filter(pk=dup.pk).exists()
+    conversation.refresh_from_db()
+    deal.refresh_from_db()
+    assert conversation.client_id == keep.pk and deal.client_id == keep.pk
+    assert StageChange.objects.filter(pk=history.pk, deal=deal).exists()
+    # Supervisors read but do not merge.
+    supervisor = UserFactory(company=company, role=Role.SUPERVISOR)
+    other = ClientFactory(company=company)
+    assert api_for(supervisor).post(url, {"other": other.pk}).status_code == 403
+
+
+def test_api_csv_import_lists_bad_lines_and_writes_nothing(admin_api, admin_user, other_company):
+    ClientFactory(company=admin_user.company, phone="+4915100000900")
+    ClientFactory(company=other_company, phone="+4915100000102")  # another company: no clash
+    before = Client.objects.count()
+
+    def post(data: bytes, name="clients.csv"):
+        upload = SimpleUploadedFile(name, data, content_type="text/csv")
+        return admin_api.post("/api/v1/clients/import/", {"file": upload}, format="multipart")
+
+    bad = post(CSV_BAD.encode())
+    assert bad.status_code == 400
+    assert [(e["line"], e["field"]) for e in bad.json()["lines"]] == [
+        (3, "phone"),
+        (4, "email"),
+        (5, "telegram_user_id"),
+        (6, "phone"),
+        (7, "phone"),
+    ]
+    assert bad.json()["file"][0].startswith("line 3, phone:")
+    assert Client.objects.count() == before
+    unknown = post(b"name,shoe_size\nAnna,42\n")
+    assert unknown.status_code == 400 and unknown.json()["lines"][0]["field"] == "header"
+    assert "shoe_size" in unknown.json()["lines"][0]["message"]
+    binary = post(b"\xff\xfe\x00bad")
+    assert binary.status_code == 400 and binary.json()["lines"][0]["field"] == "file"
+    no_file = admin_api.post("/api/v1/clients/import/", {}, format="multipart")
+    assert no_file.status_code == 400 and "file" in no_file.json()
+    as_json = admin_api.post("/api/v1/clients/import/", {"file": "name\nAnna\n"}, format="json")
+    assert as_json.status_code == 415
+    assert Client.objects.count() == before
+
+    good = post(b"name,phone,email\nAnna,+4915100000101,anna@example.com\nBen,+4915100000102,\n")
+    assert good.status_code == 201 and good.json() == {"imported": 2}
+    assert set(
+        Client.objects.filter(company=admin_user.company).values_list("name", flat=True)
+    ) >= {"Anna", "Ben"}

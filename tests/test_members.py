@@ -355,6 +355,57 @@ def test_a_supervisor_reads_everything_and_changes_nothing(client, api_for, comp
     assert supervisor.is_away
 
 
+@pytest.mark.django_db
+def test_a_supervisor_sees_members_read_only_and_agents_not_at_all(
+    client, api_for, company, admin_user, agent_user
+):
+    supervisor = UserFactory(company=company, role=Role.SUPERVISOR, username="sue")
+    client.force_login(admin_user)
+    client.post(reverse("members"), {"email": "", "role": "agent"})  # a pending invitation
+    client.force_login(supervisor)
+    page = client.get(reverse("members"))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert agent_user.username in html and admin_user.username in html
+    assert 'data-role="read-only-note"' in html and 'data-role="invitations"' in html
+    # No invite, role, deactivate, reset or withdraw controls.
+    for control in (
+        'data-role="invite-form"',
+        'name="role"',
+        "reset-password",
+        "/active/",
+        "withdraw",
+        "visibility",
+    ):
+        assert control not in html, control
+    assert f'href="{reverse("members")}"' in client.get(reverse("teams")).content.decode()
+    # Every write answers 403 and changes nothing.
+    invitation = Invitation.objects.get(company=company)
+    posts = [
+        client.post(reverse("members"), {"email": "x@example.com", "role": "agent"}),
+        client.post(reverse("member_update", args=[agent_user.pk]), {"role": "admin"}),
+        client.post(reverse("member_active", args=[agent_user.pk]), {"active": "0"}),
+        client.post(reverse("member_reset_password", args=[agent_user.pk])),
+        client.post(reverse("invitation_withdraw", args=[invitation.pk])),
+        client.post(reverse("visibility_update"), {"agents_see_all_conversations": "own"}),
+    ]
+    assert [response.status_code for response in posts] == [403] * 6
+    agent_user.refresh_from_db()
+    assert agent_user.role == Role.AGENT and agent_user.is_active
+    assert Invitation.objects.filter(company=company).count() == 1 and not mail.outbox
+    # The API alike: reads yes, writes 403.
+    api = api_for(supervisor)
+    assert {m["username"] for m in api.get("/api/v1/members/").json()["results"]} >= {"sue"}
+    assert api.get("/api/v1/invitations/").status_code == 200
+    assert api.patch(f"/api/v1/members/{agent_user.pk}/", {"role": "admin"}).status_code == 403
+    assert api.post(f"/api/v1/members/{agent_user.pk}/reset-password/").status_code == 403
+    assert api.post("/api/v1/invitations/", {"email": "", "role": "agent"}).status_code == 403
+    # Agents still get 403 for the page and the API.
+    client.force_login(agent_user)
+    assert client.get(reverse("members")).status_code == 403
+    assert api_for(agent_user).get("/api/v1/members/").status_code == 403
+
+
 # ---------------------------------------------------------------- visibility
 
 

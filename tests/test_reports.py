@@ -134,7 +134,13 @@ def november(admin_user, other_company):
     first = other_pipeline.stages.first()
     deal(_at(10, 1, 9), [first], "won", 50, "USD", closed=_at(11, 12, 9), on=other_pipeline)
     deal(_at(11, 1, 9), [first], "won", 500, "EUR", closed=_at(11, 20, 9), on=other_pipeline)
-    return {"company": company, "alice": alice, "bob": bob, "pipeline": pipeline}
+    return {
+        "company": company,
+        "alice": alice,
+        "bob": bob,
+        "pipeline": pipeline,
+        "other": other_company,
+    }
 
 
 def test_response_and_resolution_times(november):
@@ -274,3 +280,179 @@ def test_first_response_is_the_first_reply_an_agent_wrote_after_the_client(admin
     send_message(conversation, admin_user, "And another")
     conversation.refresh_from_db()
     assert conversation.first_response_at == first.created_at
+
+
+def test_stored_conversation_days_follow_late_changes(november):
+    """Finished days' conversation figures are stored (reports.ConversationDay) once asked
+    for; a change that alters a stored day's figures (a late first reply, a close, a reopen,
+    another assignee, a conversation added to or deleted from the day) deletes that day in
+    every time zone, and the next report counts it again: the numbers stay exactly those
+    computed from the conversations."""
+    from reports.models import ConversationDay
+
+    company = november["company"]
+    times = selectors.response_times(company.pk, NOVEMBER)
+    assert ConversationDay.objects.filter(company=company, tz="UTC").count() == 30
+    nov6 = ConversationDay.objects.get(company=company, tz="UTC", day="2026-11-06")
+    assert (nov6.conversations, nov6.answered, nov6.platforms) == (1, 0, {"email": 1})
+    nov2 = ConversationDay.objects.get(company=company, tz="UTC", day="2026-11-02")
+    assert (nov2.first_responses, nov2.resolutions) == ([300.0], [7200.0])
+    with timezone.override("America/New_York"):
+        selectors.response_times(company.pk, NOVEMBER)
+    assert ConversationDay.objects.filter(company=company, tz="America/New_York").count() == 30
+
+    # c4 (Nov 6, email, nobody's) answered late, on Nov 20, by Bob, and closed: 14 days later.
+    c4 = Conversation.objects.get(company=company, created_at=_at(11, 6, 7))
+    Conversation.objects.filter(pk=c4.pk).update(
+        first_response_at=_at(11, 6, 7, 30),
+        assignee=november["bob"],
+        status="closed",
+        closed_at=_at(11, 20, 7),
+    )
+    # That day is gone in both time zones (in New York, 07:00 UTC on Nov 6 is Nov 6 too);
+    # the other days stay.
+    assert not ConversationDay.objects.filter(company=company, day="2026-11-06").exists()
+    assert ConversationDay.objects.filter(company=company, tz="UTC").count() == 29
+    assert ConversationDay.objects.filter(company=company, tz="America/New_York").count() == 29
+    after = selectors.response_times(company.pk, NOVEMBER)
+    # First responses 300, 1,200, 1,800, 3,600 s: median 1,500; p90 = 1,800 + 0.7 x 1,800.
+    # Resolutions 7,200, 86,400, 1,209,600 s: median 86,400; p90 = 86,400 + 0.8 x 1,123,200.
+    assert after == {
+        **times,
+        "answered": 4,
+        "first_response_median": 1500.0,
+        "first_response_p90": 3060.0,
+        "resolved": 3,
+        "resolution_median": 86400.0,
+        "resolution_p90": 984960.0,
+    }
+    rows = selectors.conversations_by_agent(company.pk, NOVEMBER)
+    assert sorted(
+        (r["agent_id"], r["conversations"], r["answered"], r["closed"]) for r in rows
+    ) == [(november["alice"].pk, 2, 2, 1), (november["bob"].pk, 2, 2, 2)]
+    # A reopen counts too (a closed conversation is no longer resolved), and moving between
+    # open states does not touch the stored day.
+    Conversation.objects.filter(pk=c4.pk).update(status="open")
+    assert selectors.response_times(company.pk, NOVEMBER)["resolved"] == 2
+    stored = ConversationDay.objects.get(company=company, tz="UTC", day="2026-11-06")
+    Conversation.objects.filter(pk=c4.pk).update(status="pending", unread_count=3)
+    assert ConversationDay.objects.filter(pk=stored.pk).exists()
+    # A conversation added to a finished day (an import), or deleted from one.
+    _conversation(company, _at(11, 6, 8), source=c4.source)
+    channels = selectors.conversations_by_channel(company.pk, NOVEMBER)
+    assert [(r["platform"], r["conversations"]) for r in channels] == [
+        ("email", 2),
+        ("whatsapp", 2),
+        ("telegram", 1),
+    ]
+    Conversation.objects.filter(company=company, created_at__date="2026-11-06").delete()
+    channels = selectors.conversations_by_channel(company.pk, NOVEMBER)
+    assert [(r["platform"], r["conversations"]) for r in channels] == [
+        ("whatsapp", 2),
+        ("telegram", 1),
+    ]
+    assert selectors.response_times(company.pk, NOVEMBER)["conversations"] == 3
+    # Another company's changes never touch this company's stored days.
+    count = ConversationDay.objects.filter(company=company).count()
+    Conversation.objects.filter(company=november["other"]).update(status="open", closed_at=None)
+    assert ConversationDay.objects.filter(company=company).count() == count
+
+
+def test_today_is_counted_live_and_never_stored(admin_user):
+    from reports.models import ConversationDay
+
+    company = admin_user.company
+    today = timezone.localdate()
+    week = selectors.Period(today - timedelta(days=6), today)
+    assert selectors.response_times(company.pk, week)["conversations"] == 0
+    conversation = ConversationFactory(company=company, assignee=admin_user)
+    assert selectors.response_times(company.pk, week)["conversations"] == 1
+    Conversation.objects.filter(pk=conversation.pk).update(
+        first_response_at=conversation.created_at + timedelta(seconds=42)
+    )
+    figures = selectors.response_times(company.pk, week)
+    assert (figures["answered"], figures["first_response_median"]) == (1, 42.0)
+    assert [r["conversations"] for r in selectors.conversations_by_agent(company.pk, week)] == [1]
+    assert not ConversationDay.objects.filter(company=company, day=today).exists()
+    assert ConversationDay.objects.filter(company=company).count() == 6
+
+
+def _until_someone_waits_for_the_reports_lock() -> None:
+    """Polls pg_locks until another session waits for an advisory lock (no timing asserted:
+    the test's own timeout bounds it)."""
+    import time as clock
+
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+            if cursor.fetchone()[0]:
+                return
+        clock.sleep(0.02)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_during_a_fill_is_never_lost(admin_user):
+    """Either order of a conversation change and a fill of its day ends with the day right:
+    a fill waits for a change in progress (and sees it), and a change made while a fill runs
+    deletes what the fill stored once both committed."""
+    import threading
+
+    from django.db import connections, transaction
+
+    from reports.models import ConversationDay
+
+    company = admin_user.company
+    conversation = _conversation(company, _at(11, 6, 7))
+    november = selectors.Period(NOVEMBER.start, NOVEMBER.end)
+
+    # 1. A change in progress (its transaction open): the fill waits, then sees it.
+    errors = []
+
+    def fill():
+        try:
+            selectors.fill_conversation_days(company.pk, november)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        Conversation.objects.filter(pk=conversation.pk).update(first_response_at=_at(11, 6, 8))
+        filler = threading.Thread(target=fill)
+        filler.start()
+        _until_someone_waits_for_the_reports_lock()
+    filler.join()
+    assert not errors
+    day = ConversationDay.objects.get(company=company, tz="UTC", day="2026-11-06")
+    assert (day.answered, day.first_responses) == (1, [3600.0])
+
+    # 2. A fill in progress (the lock held, the day stored, not committed): the change waits,
+    # then deletes the stored day, so the next report counts it again.
+    ConversationDay.objects.filter(company=company).delete()
+
+    def change():
+        try:
+            Conversation.objects.filter(pk=conversation.pk).update(first_response_at=_at(11, 6, 9))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)", [(selectors.LOCK_NAMESPACE << 32) + company.pk]
+        )
+        cursor.execute(
+            selectors.FILL_CONVERSATION_DAYS_SQL,
+            selectors._conversation_params(company.pk, november, None),
+        )
+        changer = threading.Thread(target=change)
+        changer.start()
+        _until_someone_waits_for_the_reports_lock()
+    changer.join()
+    assert not errors
+    assert not ConversationDay.objects.filter(company=company, day="2026-11-06").exists()
+    figures = selectors.response_times(company.pk, november)
+    assert (figures["answered"], figures["first_response_median"]) == (1, 7200.0)
