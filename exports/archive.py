@@ -216,11 +216,12 @@ def _build(job: ExportJob) -> None:
         json_text.write(', "conversations": [\n')
         first = True
         for conversation in conversations.order_by("id").iterator(chunk_size=200):
-            record = _conversation(conversation, labels)
-            record["messages"] = list(_messages(conversation, archive, rows, progress))
-            if not first:
-                json_text.write(",\n")
-            json.dump(record, json_text, ensure_ascii=False)
+            # One message at a time, even in a conversation of a hundred thousand.
+            record = json.dumps(_conversation(conversation, labels), ensure_ascii=False)
+            json_text.write(("" if first else ",\n") + record[:-1] + ', "messages": [')
+            for n, message in enumerate(_messages(conversation, archive, rows, progress)):
+                json_text.write(("," if n else "") + json.dumps(message, ensure_ascii=False))
+            json_text.write("]}")
             first = False
             progress.conversation_done()
         json_text.write("\n]}\n")

@@ -16,11 +16,19 @@ from exports.tasks import build_export
 
 from .factories import ConversationFactory, MessageFactory, UserFactory, WhatsAppNumberFactory
 from .live import *  # noqa: F403  (fixtures: daphne_server, browser; helpers log_in, wait_live)
+from .test_browser_phone import AXE, SERIOUS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1360, "height": 860}
 RELOAD_MARK = "window.__switchboardNoReload"
+
+
+def _axe(page, server) -> list[str]:
+    """Serious or critical accessibility violations of what the page shows now."""
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.add_script_tag(url=server.url + AXE)
+    return page.evaluate(SERIOUS)
 
 
 def _screenshot(page, name: str) -> None:
@@ -59,6 +67,7 @@ def test_the_delete_page_exports_first_and_offers_the_download_live(
     expect(offer.locator("[data-export-status]")).to_contain_text("Exporting: 0 of 3")
     expect(offer.locator("progress")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    assert _axe(page, daphne_server) == []
     _screenshot(page, f"export-progress-{viewport['width']}")
     job = ExportJob.objects.get()
     assert job.state == "queued"
@@ -72,6 +81,7 @@ def test_the_delete_page_exports_first_and_offers_the_download_live(
     expect(download).to_be_visible()
     assert page.evaluate(f"{RELOAD_MARK} === true"), "the page was reloaded"
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    assert _axe(page, daphne_server) == []
     _screenshot(page, f"export-done-{viewport['width']}")
     with page.expect_download() as downloaded:
         download.click()
