@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts.models import Role, User
 from accounts.scoping import get_scoped_or_404, scoped
 from crm.celery import task
 from crm.models import Client
@@ -92,10 +93,22 @@ def job_payload(job: ExportJob) -> dict:
     }
 
 
-def publish(job: ExportJob) -> None:
-    """To the requester's sockets, through the one realtime door (messaging.events)."""
+def audience(job: ExportJob) -> list[int]:
+    """Who hears of a job's progress: its requester and the company's admins (those who may
+    read it: may_access)."""
+    ids = set(
+        User.objects.filter(company_id=job.company_id, role=Role.ADMIN, is_active=True).values_list(
+            "pk", flat=True
+        )
+    )
     if job.requested_by_id:
-        events.publish("export.progress", job_payload(job), user_ids=[job.requested_by_id])
+        ids.add(job.requested_by_id)
+    return sorted(ids)
+
+
+def publish(job: ExportJob) -> None:
+    """Through the one realtime door (messaging.events), to those who may read the job."""
+    events.publish("export.progress", job_payload(job), user_ids=audience(job))
 
 
 def start_export(actor, kind: str, object_id) -> ExportJob:

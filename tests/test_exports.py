@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import os
+import tempfile
+import tracemalloc
 import uuid
 import zipfile
 from datetime import timedelta
@@ -15,6 +17,7 @@ from datetime import timedelta
 import pytest
 import redis
 from django.conf import settings
+from django.core.files import File
 from django.core.files.base import ContentFile
 from django.urls import reverse
 from django.utils import timezone
@@ -176,6 +179,7 @@ def test_a_worker_builds_the_archive_with_every_message_and_identical_files(work
             for event in realtime.decode(message["data"]):
                 if event["payload"]["event"] == "export.progress":
                     progress.append(event["payload"]["data"])
+                    # The admins (who may read it), and nobody else of the company.
                     assert event["groups"] == [f"user.{admin.pk}"]
     finally:
         listener.close()
@@ -191,6 +195,36 @@ def test_a_worker_builds_the_archive_with_every_message_and_identical_files(work
     assert "attachment" in download["Content-Disposition"]
     body = b"".join(download.streaming_content)
     assert len(body) == job.size == services.archive_path(job.file).stat().st_size
+
+
+@pytest.mark.django_db
+def test_the_build_streams_a_large_file_without_holding_it_in_memory():
+    number = WhatsAppNumberFactory()
+    admin = UserFactory(company=number.company, role=Role.ADMIN)
+    message = MessageFactory(
+        conversation=ConversationFactory(company=number.company, source=number)
+    )
+    attachment = AttachmentFactory(message=message, filename="video.mp4")
+    block = os.urandom(1024 * 1024)
+    with tempfile.TemporaryFile() as spool:
+        for _ in range(40):
+            spool.write(block)
+        spool.seek(0)
+        attachment.file.save("video.mp4", File(spool))
+    job = services.start_export(admin, "whatsapp", number.pk)
+    tracemalloc.start()
+    try:
+        assert build_export(job.pk) == "done"
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * 1024 * 1024, f"peak {peak / 1048576:.1f} MB for a 40 MB file"
+    job.refresh_from_db()
+    with _read(job) as zipped:
+        member = next(n for n in zipped.namelist() if n.startswith("files/"))
+        assert zipped.getinfo(member).file_size == 40 * 1024 * 1024
+        with zipped.open(member) as exported:
+            assert exported.read(len(block)) == block
 
 
 @pytest.mark.django_db
