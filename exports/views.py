@@ -52,19 +52,19 @@ def export_download(request, pk):
     return download_response(job)
 
 
-def download_response(job: ExportJob):
+def download_response(job: ExportJob, content_type: str = "application/zip"):
     """The archive, streamed from disk (never read whole); 404 in words when not there."""
     if job.state != ExportJob.State.DONE or not job.file:
         raise Http404(_("This export has no archive to download (not finished, or expired)."))
     if settings.SERVE_MEDIA_WITH_NGINX:
-        response = HttpResponse(content_type="application/zip")
+        response = HttpResponse(content_type=content_type)
         response["X-Accel-Redirect"] = settings.PROTECTED_MEDIA_URL + job.file
     else:
         try:
             handle = open(services.archive_path(job.file), "rb")  # noqa: SIM115 (FileResponse closes it)
         except FileNotFoundError:
             raise Http404(_("The archive is missing from storage; export again.")) from None
-        response = FileResponse(handle, content_type="application/zip")
+        response = FileResponse(handle, content_type=content_type)
     response["Content-Disposition"] = content_disposition_header(True, job.download_name)
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -189,9 +189,11 @@ def test_a_worker_builds_the_archive_with_every_message_and_identical_files(work
     assert any(p["state"] == "running" and 0 < p["done"] < 3 for p in progress)
     job = ExportJob.objects.get(pk=job_id)
     _check_archive(job, number, stored)
-    download = api.get(f"/api/v1/exports/{job_id}/download/")
+    download = api.get(
+        f"/api/v1/exports/{job_id}/download/", HTTP_ACCEPT="application/octet-stream"
+    )
     assert download.status_code == 200
-    assert download["Content-Type"] == "application/zip"
+    assert download["Content-Type"] == "application/octet-stream"
     assert "attachment" in download["Content-Disposition"]
     body = b"".join(download.streaming_content)
     assert len(body) == job.size == services.archive_path(job.file).stat().st_size
