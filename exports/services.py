@@ -121,11 +121,15 @@ def start_export(actor, kind: str, object_id) -> ExportJob:
             else _("Supervisors can read but not change anything.")
         )
     subject, name = subject_of(actor, kind, object_id)
-    running = (
-        ExportJob.objects.filter(company_id=actor.company_id, kind=kind, object_id=subject.pk)
-        .filter(state__in=[ExportJob.State.QUEUED, ExportJob.State.RUNNING])
-        .first()
+    running = ExportJob.objects.filter(
+        company_id=actor.company_id,
+        kind=kind,
+        object_id=subject.pk,
+        state__in=[ExportJob.State.QUEUED, ExportJob.State.RUNNING],
     )
+    if kind == CLIENT:  # holds what its requester sees: only theirs is reused
+        running = running.filter(requested_by=actor)
+    running = running.first()
     if running is not None:
         return running
     with transaction.atomic():

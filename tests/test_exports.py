@@ -299,6 +299,11 @@ def test_an_agent_exports_a_client_across_channels_and_only_they_and_admins_down
     )
     assert started.status_code == 202
     job = ExportJob.objects.get(pk=started.json()["id"])
+    # Another agent's export of the same client is their own job (it holds what they see).
+    theirs = api_for(other_agent).post(
+        "/api/v1/exports/", {"kind": "client", "object_id": client_row.pk}, format="json"
+    )
+    assert theirs.status_code == 202 and theirs.json()["id"] != job.pk
     assert build_export(job.pk) == "done"
     job.refresh_from_db()
     with _read(job) as zipped:
