@@ -26,8 +26,9 @@ import zipfile
 
 from django.conf import settings
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from accounts.models import User
 from messaging import channels
@@ -51,22 +52,23 @@ CSV_COLUMNS = [
     "text",
     "attachments",
 ]
-README = """Switchboard export
+README = gettext_noop("""Switchboard export
 ==================
 
 {subject}
 Exported {exported_at} (UTC) by {requester}: {conversations} conversations, {messages} messages, {files} files.
 
 conversations.json  every conversation with its messages, in order: direction (in: the client
-                    wrote; out: we did), text, status, timestamps (ISO 8601, UTC), author (the
-                    agent who wrote it; empty for the client's messages and for bots), sender,
-                    and each attachment's name, type, size and path in this archive.
+                    wrote; out: we did; note: a private note of the team), text, status,
+                    timestamps (ISO 8601, UTC), author (the agent who wrote it; empty for
+                    the client's messages and for bots), sender, and each attachment's name,
+                    type, size and path in this archive.
 messages.csv        one line per message (UTF-8 with a BOM, so Excel shows every alphabet);
                     the same fields, the attachments' names separated by "; ".
 files/              the stored attachments: files/<conversation id>/<message id>-<file name>.
                     A file the channel never handed over (over the size limit, a failed
                     download) is listed in conversations.json with "path": null and a note.
-"""
+""")
 
 
 class Abandoned(Exception):
@@ -225,9 +227,11 @@ def _build(job: ExportJob) -> None:
             first = False
             progress.conversation_done()
         json_text.write("\n]}\n")
+        with translation.override(getattr(requester, "language", "") or settings.LANGUAGE_CODE):
+            readme = _(README)
         archive.writestr(
             "README.txt",
-            README.format(
+            readme.format(
                 subject=job.subject_name,
                 exported_at=timezone.now().strftime("%Y-%m-%d %H:%M"),
                 requester=requester.display_name if requester else "-",
