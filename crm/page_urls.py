@@ -23,4 +23,5 @@ urlpatterns = [
     path("", include("canned.urls")),
     path("", include("notifications.urls")),
     path("", include("teams.urls")),
+    path("", include("exports.urls")),
 ]

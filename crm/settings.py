@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "notifications",
     "teams",
     "triage",
+    "exports",
 ]
 
 MIDDLEWARE = [
@@ -239,6 +240,16 @@ WEBHOOK_FAST_PATH_POOL_SIZE = env.int("WEBHOOK_FAST_PATH_POOL_SIZE", default=10)
 WEBHOOK_FAST_PATH_GROUP_SECONDS = env.float("WEBHOOK_FAST_PATH_GROUP_SECONDS", default=0.001)
 WEBHOOK_FAST_PATH_FLUSHERS = env.int("WEBHOOK_FAST_PATH_FLUSHERS", default=2)
 WEBHOOK_FAST_PATH_CACHE_SECONDS = env.float("WEBHOOK_FAST_PATH_CACHE_SECONDS", default=30.0)
+# Exports (exports/): an archive of a number's, account's or client's conversations is kept
+# EXPORT_KEEP_DAYS after it is built (then beat deletes the file); a build writes its progress
+# (its heartbeat) every EXPORT_PROGRESS_BATCH conversations or EXPORT_HEARTBEAT_SECONDS, and one
+# silent for EXPORT_STALE_SECONDS lost its worker: beat's sweep fails it in words. Builds go to
+# EXPORT_QUEUE (empty: the default queue; name one to give exports a worker of their own).
+EXPORT_KEEP_DAYS = env.int("EXPORT_KEEP_DAYS", default=7)
+EXPORT_PROGRESS_BATCH = env.int("EXPORT_PROGRESS_BATCH", default=50)
+EXPORT_HEARTBEAT_SECONDS = env.float("EXPORT_HEARTBEAT_SECONDS", default=5.0)
+EXPORT_STALE_SECONDS = env.float("EXPORT_STALE_SECONDS", default=120.0)
+EXPORT_QUEUE = env.str("EXPORT_QUEUE", default="")
 CELERY_BEAT_SCHEDULE = {
     "drain-webhook-inbox": {
         "task": "webhook_inbox.tasks.drain_inbox",
@@ -255,6 +266,12 @@ CELERY_BEAT_SCHEDULE = {
     # Inbound files whose download task vanished are queued again.
     "sweep-downloads": {
         "task": "messaging.tasks.sweep_downloads",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Exports: stale builds failed, lost ones queued again, expired archives deleted.
+    "sweep-exports": {
+        "task": "exports.tasks.sweep_exports",
         "schedule": 60.0,
         "options": {"expires": 55},
     },

@@ -160,6 +160,31 @@ def _saved_view(company, owner):
     )
 
 
+def _export(company, requester):
+    """A finished export of a number, its archive on disk."""
+    import zipfile
+
+    from exports import services
+    from exports.models import ExportJob
+
+    number = WhatsAppNumberFactory(company=company)
+    job = ExportJob.objects.create(
+        company=company,
+        requested_by=requester,
+        kind="whatsapp",
+        object_id=number.pk,
+        subject_name=str(number),
+        state=ExportJob.State.DONE,
+        file=f"exports/{company.pk}/walk.zip",
+        size=22,
+    )
+    path = services.archive_path(job.file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("README.txt", "walk")
+    return job
+
+
 @pytest.fixture
 def page_urls(company, admin_user):
     """The URL of every protected page, args filled with real objects of `company`."""
@@ -194,6 +219,7 @@ def page_urls(company, admin_user):
         "team_": _team(company, admin_user).pk,
         "label_": _label(company).pk,
         "savedview_": _saved_view(company, admin_user).pk,
+        "export_": _export(company, admin_user).pk,
         "sandbox_mark": _sandbox_reply(company),
     }
     urls = {}

@@ -96,7 +96,18 @@ def seed_company(company, admin, api_token) -> dict[str, int]:
         "/api/v1/saved-views/": SavedView.objects.create(
             company=company, owner=admin, name="Open", filters={"status": "open"}
         ).pk,
+        "/api/v1/exports/": _finished_export(admin, number),
     }
+
+
+def _finished_export(admin, number) -> int:
+    """A built export of the number (its archive on disk), for the download's read."""
+    from exports import services
+    from exports.tasks import build_export
+
+    job = services.start_export(admin, "whatsapp", number.pk)
+    build_export(job.pk)
+    return job.pk
 
 
 @pytest.fixture

@@ -111,6 +111,14 @@ def _shared_view_of(company):
     return SavedView.objects.create(company=company, owner=owner, name="V", shared=True)
 
 
+def _export_of(company):
+    from exports.models import ExportJob
+
+    return ExportJob.objects.create(
+        company=company, kind="whatsapp", object_id=1, subject_name="WhatsApp +4915100000001"
+    )
+
+
 # basename -> make(company) returning a row owned by that company. Every endpoint registered
 # on the router must be listed here, so a new endpoint cannot skip this test.
 OWNED_ROW = {
@@ -145,6 +153,7 @@ OWNED_ROW = {
     "team": lambda company: _team_of(company),
     "label": _label_of,
     "saved-view": _shared_view_of,
+    "export": _export_of,
 }
 # Lists that need a query string to list anything.
 LIST_QUERY = {"search": "?q=hamburg"}

@@ -96,6 +96,11 @@ from teams.api import my_presence  # noqa: E402
 for _prefix, _viewset, _basename in TEAM_ROUTES:
     router.register(_prefix, _viewset, basename=_basename)
 
+# exports (archives of a channel's or a client's conversations)
+from exports.api.views import ExportJobViewSet  # noqa: E402
+
+router.register("exports", ExportJobViewSet, basename="export")
+
 urlpatterns = [
     path("me/", me, name="api-me"),
     path("me/presence/", my_presence, name="api-me-presence"),
