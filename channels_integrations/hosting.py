@@ -44,6 +44,7 @@ from .connections import ConnectionLease, LeaseLost, answer, backoff_delay, comm
 logger = logging.getLogger(__name__)
 
 WAKE = {"op": "_wake"}
+ACQUIRE_BATCH = 200  # leases taken per Redis script and UPDATE
 
 # Renew many leases at once (coordination's take_lease, for each KEYS[i] and token ARGV[i+1]).
 _RENEW_MANY = """
@@ -89,6 +90,10 @@ class Hosted:
         return ConnectionLease.acquire(
             self.kind, self.model, self.key_field, self.key, host=self.host.id
         )
+
+    @classmethod
+    def ensure_rows(cls, keys: list) -> None:
+        """The state rows a batch of leases is written to exist (a database thread)."""
 
     def prepare(self) -> None:
         """Load what the connection needs (a database thread)."""
@@ -242,6 +247,12 @@ def _whatsapp_class():
         def acquire(self):
             WhatsAppSession.objects.get_or_create(number_id=self.key)
             return super().acquire()
+
+        @classmethod
+        def ensure_rows(cls, keys: list) -> None:
+            WhatsAppSession.objects.bulk_create(
+                [WhatsAppSession(number_id=key) for key in keys], ignore_conflicts=True
+            )
 
         def prepare(self) -> None:
             self.number = WhatsAppNumber.objects.get(pk=self.key)
@@ -404,6 +415,11 @@ class ConnectionHost:
         # connects at once would starve them past the lease's TTL): a thread of their own.
         self.beat_pool = ThreadPoolExecutor(1, thread_name_prefix="host-beat")
         self.classes = {kind: make() for kind, make in RUNNERS.items()}
+        # Leases wanted by connections starting now: taken in batches (ACQUIRE_BATCH per
+        # round trip), so a host taking over hundreds does not take them one by one.
+        self.acquiring: list[tuple[Hosted, asyncio.Future]] = []
+        self.peers: set[str] = set()  # other hosts alive at the last heartbeat
+        self.acquirer: asyncio.Task | None = None
         self._done = threading.Event()
 
     # -- helpers
@@ -503,8 +519,31 @@ class ConnectionHost:
         while not self._done.wait(settings.CONNECTION_HOST_TTL / 5):
             try:
                 self._advertise()
+                if settings.CONNECTION_HOST_WATCH_PEERS:
+                    self._watch_peers()
             except redis.RedisError:
                 logger.warning("connection host %s: heartbeat not written", self.id)
+
+    def _watch_peers(self) -> None:
+        """Hosts watch each other's heartbeats: when one seen alive is gone (killed, frozen,
+        drained), the supervisor runs now rather than at its next period, so its connections
+        move within the heartbeat's TTL. (A host that joins gets its share at the next
+        period: rebalancing is not urgent.) On a thread of its own: our heartbeat never
+        waits for it."""
+        alive = set(fleet.live_hosts()) - {self.id}
+        vanished, self.peers = self.peers - alive, alive
+        if vanished and not self.draining:
+            logger.warning("connection host %s: %s gone; supervising now", self.id, vanished)
+            threading.Thread(target=self._supervise_now, name="host-supervise", daemon=True).start()
+
+    @staticmethod
+    def _supervise_now() -> None:
+        try:
+            fleet.supervise()
+        except Exception:
+            logger.exception("connection host: supervising after a host died failed")
+        finally:
+            connection.close()
 
     def _assigned(self) -> set[str]:
         members = coordination.redis_client().smembers(fleet.assigned_key(self.id))
@@ -556,7 +595,7 @@ class ConnectionHost:
     async def _hold(self, entry: str, conn: Hosted) -> None:
         reason = "error"
         try:
-            lease = await self.db(conn.acquire)
+            lease = await self.acquire(conn)
             if lease is None:
                 reason = "held"
                 logger.info("%s=%s is held by another holder; retrying", conn.kind, conn.key)
@@ -578,6 +617,47 @@ class ConnectionHost:
             )
             self.not_before[entry] = time.monotonic() + delay
             logger.info("%s=%s ended on host (%s)", conn.kind, conn.key, reason)
+
+    async def acquire(self, conn: Hosted):
+        """The connection's fenced lease, or None when another holder has it; taken with the
+        others asked for in the same moment (ConnectionLease.acquire_many)."""
+        future = self.loop.create_future()
+        self.acquiring.append((conn, future))
+        if self.acquirer is None or self.acquirer.done():
+            self.acquirer = self.loop.create_task(self._acquire_batches())
+        return await future
+
+    async def _acquire_batches(self) -> None:
+        await asyncio.sleep(0)  # the connections started in the same turn join this batch
+        while self.acquiring:
+            batch, self.acquiring = self.acquiring[:ACQUIRE_BATCH], self.acquiring[ACQUIRE_BATCH:]
+            by_kind: dict[type, list[Hosted]] = {}
+            for conn, _future in batch:
+                by_kind.setdefault(type(conn), []).append(conn)
+
+            try:
+                leases = await self.db(self._take_leases, by_kind)
+            except Exception as exc:
+                for _conn, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for conn, future in batch:
+                if not future.done():
+                    future.set_result(leases.get((conn.kind, conn.key)))
+
+    def _take_leases(self, by_kind: dict[type, list[Hosted]]) -> dict[tuple[str, int], object]:
+        from .connections import ConnectionLease
+
+        leases = {}
+        for cls, conns in by_kind.items():
+            keys = [conn.key for conn in conns]
+            cls.ensure_rows(keys)
+            taken = ConnectionLease.acquire_many(
+                cls.kind, cls.model, cls.key_field, keys, host=self.id
+            )
+            leases.update({(cls.kind, key): lease for key, lease in taken.items()})
+        return leases
 
     # -- what each connection used to do alone
 
