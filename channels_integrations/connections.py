@@ -482,6 +482,23 @@ def request_start(kind: str, key, task) -> bool:
     return False
 
 
+def publish_to_admins_many(items: list[tuple[int, str, dict]]) -> None:
+    """publish_to_admins for many (company id, event, data) at once: one query for the
+    admins of every company named."""
+    if not items:
+        return
+    admins: dict[int, list[int]] = {}
+    for company_id, user_id in User.objects.filter(
+        company_id__in={company_id for company_id, _e, _d in items},
+        role=Role.ADMIN,
+        is_active=True,
+    ).values_list("company_id", "pk"):
+        admins.setdefault(company_id, []).append(user_id)
+    for company_id, event, data in items:
+        if admins.get(company_id):
+            events.publish(event, data, user_ids=admins[company_id])
+
+
 def publish_to_admins(company_id: int, event: str, data: dict) -> None:
     """Connection events go to the company's admins (a QR links a device; errors are theirs)."""
     admin_ids = list(

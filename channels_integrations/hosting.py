@@ -44,7 +44,7 @@ from .connections import ConnectionLease, LeaseLost, answer, backoff_delay, comm
 logger = logging.getLogger(__name__)
 
 WAKE = {"op": "_wake"}
-ACQUIRE_BATCH = 200  # leases taken per Redis script and UPDATE
+BATCH = 200  # connections per batched Redis script, query or UPDATE
 
 # Renew many leases at once (coordination's take_lease, for each KEYS[i] and token ARGV[i+1]).
 _RENEW_MANY = """
@@ -82,6 +82,7 @@ class Hosted:
         self.stop_reason: str | None = None
         self.lease: ConnectionLease | None = None
         self.connected = False
+        self.prepared = False
         self.attempts = 0
 
     # -- the host's side
@@ -94,6 +95,17 @@ class Hosted:
     @classmethod
     def ensure_rows(cls, keys: list) -> None:
         """The state rows a batch of leases is written to exist (a database thread)."""
+
+    @classmethod
+    def prepare_many(cls, conns: "list[Hosted]") -> None:
+        """`prepare` for a batch (one query where a kind can); one that fails is left for its
+        own `prepare` to fail on, alone."""
+        for conn in conns:
+            try:
+                conn.prepare()
+                conn.prepared = True
+            except Exception:  # noqa: S112 (retried alone, where its error is logged)
+                continue
 
     def prepare(self) -> None:
         """Load what the connection needs (a database thread)."""
@@ -178,11 +190,29 @@ def _telegram_class():
         client = None  # until a connection starts
 
         def prepare(self) -> None:
+            self._prepare_with(TelegramAccount.objects.get(pk=self.key))
+
+        def _prepare_with(self, account) -> None:
             self.account_id = self.key
-            self.account = TelegramAccount.objects.get(pk=self.key)
+            self.account = account
             self.attempts = self.account.reconnect_attempts
             self.client = None
             self.catching_up, self.caught_up = False, 0
+            self.prepared = True
+
+        @classmethod
+        def prepare_many(cls, conns) -> None:
+            rows = TelegramAccount.objects.in_bulk([conn.key for conn in conns])
+            for conn in conns:
+                if conn.key in rows:
+                    conn._prepare_with(rows[conn.key])
+
+        async def _on_connected(self) -> None:
+            """Connected: written with the others connecting in the same moment (one fenced
+            UPDATE), as write_connected would; LeaseLost when our epoch is not the row's."""
+            self.connected = True
+            await self.host.connecting(self)
+            logger.info("telegram: account=%s connected", self.account_id)
 
         @property
         def max_attempts(self) -> int:
@@ -415,11 +445,12 @@ class ConnectionHost:
         # connects at once would starve them past the lease's TTL): a thread of their own.
         self.beat_pool = ThreadPoolExecutor(1, thread_name_prefix="host-beat")
         self.classes = {kind: make() for kind, make in RUNNERS.items()}
-        # Leases wanted by connections starting now: taken in batches (ACQUIRE_BATCH per
-        # round trip), so a host taking over hundreds does not take them one by one.
-        self.acquiring: list[tuple[Hosted, asyncio.Future]] = []
+        # What many connections starting in the same moment ask for is done in batches (a
+        # host taking over hundreds does not take their leases, load their rows or write
+        # "connected" one by one).
+        self.acquire = Batcher(self, self._take_leases)
+        self.connecting = Batcher(self, _write_connected)
         self.peers: set[str] = set()  # other hosts alive at the last heartbeat
-        self.acquirer: asyncio.Task | None = None
         self._done = threading.Event()
 
     # -- helpers
@@ -602,7 +633,8 @@ class ConnectionHost:
             else:
                 conn.lease = lease
                 try:
-                    await self.db(conn.prepare)
+                    if not conn.prepared:
+                        await self.db(conn.prepare)
                     reason = await conn.run()
                 finally:
                     with contextlib.suppress(Exception):
@@ -618,45 +650,25 @@ class ConnectionHost:
             self.not_before[entry] = time.monotonic() + delay
             logger.info("%s=%s ended on host (%s)", conn.kind, conn.key, reason)
 
-    async def acquire(self, conn: Hosted):
-        """The connection's fenced lease, or None when another holder has it; taken with the
-        others asked for in the same moment (ConnectionLease.acquire_many)."""
-        future = self.loop.create_future()
-        self.acquiring.append((conn, future))
-        if self.acquirer is None or self.acquirer.done():
-            self.acquirer = self.loop.create_task(self._acquire_batches())
-        return await future
-
-    async def _acquire_batches(self) -> None:
-        await asyncio.sleep(0)  # the connections started in the same turn join this batch
-        while self.acquiring:
-            batch, self.acquiring = self.acquiring[:ACQUIRE_BATCH], self.acquiring[ACQUIRE_BATCH:]
-            by_kind: dict[type, list[Hosted]] = {}
-            for conn, _future in batch:
-                by_kind.setdefault(type(conn), []).append(conn)
-
-            try:
-                leases = await self.db(self._take_leases, by_kind)
-            except Exception as exc:
-                for _conn, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for conn, future in batch:
-                if not future.done():
-                    future.set_result(leases.get((conn.kind, conn.key)))
-
-    def _take_leases(self, by_kind: dict[type, list[Hosted]]) -> dict[tuple[str, int], object]:
+    def _take_leases(self, conns: list[Hosted]) -> dict[int, object]:
+        """The fenced leases of a batch (ConnectionLease.acquire_many, per kind), and the rows
+        of those taken loaded (prepare_many). id(conn) -> lease or None."""
         from .connections import ConnectionLease
 
-        leases = {}
-        for cls, conns in by_kind.items():
-            keys = [conn.key for conn in conns]
+        by_kind: dict[type, list[Hosted]] = {}
+        for conn in conns:
+            by_kind.setdefault(type(conn), []).append(conn)
+        leases: dict[int, object] = {}
+        for cls, group in by_kind.items():
+            keys = [conn.key for conn in group]
             cls.ensure_rows(keys)
             taken = ConnectionLease.acquire_many(
                 cls.kind, cls.model, cls.key_field, keys, host=self.id
             )
-            leases.update({(cls.kind, key): lease for key, lease in taken.items()})
+            for conn in group:
+                leases[id(conn)] = conn.lease = taken.get(conn.key)
+            with contextlib.suppress(Exception):  # each is then prepared alone
+                cls.prepare_many([conn for conn in group if conn.lease is not None])
         return leases
 
     # -- what each connection used to do alone
@@ -763,6 +775,98 @@ class ConnectionHost:
             kind, key = fleet.split(entry)
             name, raw = commands_key(kind, key), json.dumps(command)
             self.db_pool.submit(lambda: coordination.redis_client().lpush(name, raw))
+
+
+class Batcher:
+    """`await batcher(conn)`: calls from many connections in the same moment (a host taking
+    over hundreds) handled by `handle(conns) -> {id(conn): result or exception}` in one
+    database call per BATCH of them."""
+
+    def __init__(self, host: "ConnectionHost", handle):
+        self.host, self.handle = host, handle
+        self.waiting: list[tuple[Hosted, asyncio.Future]] = []
+        self.task: asyncio.Task | None = None
+
+    async def __call__(self, conn: Hosted):
+        future = self.host.loop.create_future()
+        self.waiting.append((conn, future))
+        if self.task is None or self.task.done():
+            self.task = self.host.loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        await asyncio.sleep(0)  # the connections started in the same turn join this batch
+        while self.waiting:
+            batch, self.waiting = self.waiting[:BATCH], self.waiting[BATCH:]
+            try:
+                results = await self.host.db(self.handle, [conn for conn, _f in batch])
+            except Exception as exc:
+                results = {id(conn): exc for conn, _f in batch}
+            for conn, future in batch:
+                outcome = results.get(id(conn))
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+
+def _write_connected(conns: list[Hosted]) -> dict[int, object]:
+    """ConnectionLease.write_connected for a batch of connections: each written only while it
+    holds its Redis lease (one MGET) and its epoch is the row's (one UPDATE per kind); the
+    others get LeaseLost. Then each tells its company's admins, as one by one would."""
+    from .connections import LeaseLost, publish_to_admins_many
+
+    outcomes: dict[int, object] = {}
+    by_kind: dict[type, list[Hosted]] = {}
+    for conn in conns:
+        by_kind.setdefault(type(conn), []).append(conn)
+    for cls, group in by_kind.items():
+        tokens = coordination.redis_client().mget(
+            [coordination.key(conn.lease.name) for conn in group]
+        )
+        holding = []
+        for conn, token in zip(group, tokens, strict=True):
+            if token is not None and token.decode() == conn.lease.token:
+                holding.append(conn)
+            else:
+                outcomes[id(conn)] = LeaseLost(f"{conn.lease.name}: held by another worker")
+        model = cls.model
+        table = model._meta.db_table
+        field = model._meta.pk if cls.key_field == "pk" else model._meta.get_field(cls.key_field)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET status = %s, last_connected_at = now(), "  # noqa: S608
+                "last_heartbeat_at = now(), reconnect_attempts = 0, next_attempt_at = NULL, "
+                "last_error = '' FROM unnest(%s::bigint[], %s::bigint[]) AS c(key, epoch) "
+                f"WHERE {table}.{field.column} = c.key AND {table}.lease_epoch = c.epoch "
+                f"RETURNING {table}.{field.column}",
+                [
+                    str(model.Status.CONNECTED),
+                    [conn.key for conn in holding],
+                    [conn.lease.epoch for conn in holding],
+                ],
+            )
+            written = {row[0] for row in cursor.fetchall()}
+        announced = []
+        for conn in holding:
+            if conn.key in written:
+                outcomes[id(conn)] = None
+                announced.append(conn)
+            else:
+                outcomes[id(conn)] = LeaseLost(f"{conn.lease.name}: a newer holder owns it")
+        publish_to_admins_many(
+            [
+                (
+                    conn.account.company_id,
+                    "telegram.connected",
+                    {"account_id": conn.key, "status": str(model.Status.CONNECTED)},
+                )
+                for conn in announced
+            ]
+        )
+    return outcomes
 
 
 def _write_heartbeats(model, key_field: str, conns: list[Hosted]) -> None:

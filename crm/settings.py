@@ -170,9 +170,11 @@ CACHES = {
 # the company, joined); a log-out deletes both copies, and the user row itself is always read
 # fresh, so a new password or a deactivation is honoured at the next handshake.
 # Threads per daphne process that look up who opens a WebSocket (a reconnect storm's handshakes
-# read the database side by side instead of in channels' one ORM thread); keep it within
-# DB_POOL_MAX_SIZE when the pool is on.
-WS_AUTH_THREADS = env.int("WS_AUTH_THREADS", default=4)
+# read the database side by side instead of in channels' one ORM thread). With the pool on,
+# below DB_POOL_MAX_SIZE (channels' ORM thread and presence need connections too).
+WS_AUTH_THREADS = env.int(
+    "WS_AUTH_THREADS", default=max(1, min(4, DB_POOL_MAX_SIZE - 2)) if DB_POOL_MAX_SIZE else 4
+)
 SESSION_ENGINE = env.str("SESSION_ENGINE", default="django.contrib.sessions.backends.cached_db")
 
 CHANNEL_LAYERS = {

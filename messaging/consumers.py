@@ -53,8 +53,17 @@ def _may_open(user, conversation_id: int) -> bool:
 
 
 def _off_loop(function):
-    """Presence talks to Redis only (no database): a pool thread, not the one for the ORM."""
-    return sync_to_async(function, thread_sensitive=False)
+    """Presence talks to Redis (a pool thread, not the one for the ORM); publishing a change
+    asks the database connection whether a transaction is open, so the thread gives its
+    connection back afterwards (with DB_POOL_MAX_SIZE, a pool thread kept it for good)."""
+
+    def call(*args):
+        try:
+            return function(*args)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(call, thread_sensitive=False)
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
