@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 WAKE = {"op": "_wake"}
 BATCH = 200  # connections per batched Redis script, query or UPDATE
+BATCHES_AT_ONCE = 4  # of one kind of work, side by side on the database threads
 
 # Renew many leases at once (coordination's take_lease, for each KEYS[i] and token ARGV[i+1]).
 _RENEW_MANY = """
@@ -780,7 +781,7 @@ class ConnectionHost:
 class Batcher:
     """`await batcher(conn)`: calls from many connections in the same moment (a host taking
     over hundreds) handled by `handle(conns) -> {id(conn): result or exception}` in one
-    database call per BATCH of them."""
+    database call per BATCH of them, BATCHES_AT_ONCE at a time."""
 
     def __init__(self, host: "ConnectionHost", handle):
         self.host, self.handle = host, handle
@@ -796,20 +797,26 @@ class Batcher:
 
     async def _run(self) -> None:
         await asyncio.sleep(0)  # the connections started in the same turn join this batch
-        while self.waiting:
-            batch, self.waiting = self.waiting[:BATCH], self.waiting[BATCH:]
-            try:
-                results = await self.host.db(self.handle, [conn for conn, _f in batch])
-            except Exception as exc:
-                results = {id(conn): exc for conn, _f in batch}
-            for conn, future in batch:
-                outcome = results.get(id(conn))
-                if future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+        running: set[asyncio.Task] = set()
+        while self.waiting or running:
+            while self.waiting and len(running) < BATCHES_AT_ONCE:
+                batch, self.waiting = self.waiting[:BATCH], self.waiting[BATCH:]
+                running.add(self.host.loop.create_task(self._one(batch)))
+            _done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _one(self, batch: list[tuple[Hosted, asyncio.Future]]) -> None:
+        try:
+            results = await self.host.db(self.handle, [conn for conn, _f in batch])
+        except Exception as exc:
+            results = {id(conn): exc for conn, _f in batch}
+        for conn, future in batch:
+            outcome = results.get(id(conn))
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
 
 def _write_connected(conns: list[Hosted]) -> dict[int, object]:

@@ -171,9 +171,9 @@ CACHES = {
 # fresh, so a new password or a deactivation is honoured at the next handshake.
 # Threads per daphne process that look up who opens a WebSocket (a reconnect storm's handshakes
 # read the database side by side instead of in channels' one ORM thread). With the pool on,
-# below DB_POOL_MAX_SIZE (channels' ORM thread and presence need connections too).
+# below DB_POOL_MAX_SIZE (channels' ORM thread and presence need a connection now and then).
 WS_AUTH_THREADS = env.int(
-    "WS_AUTH_THREADS", default=max(1, min(4, DB_POOL_MAX_SIZE - 2)) if DB_POOL_MAX_SIZE else 4
+    "WS_AUTH_THREADS", default=max(1, min(4, DB_POOL_MAX_SIZE - 1)) if DB_POOL_MAX_SIZE else 4
 )
 SESSION_ENGINE = env.str("SESSION_ENGINE", default="django.contrib.sessions.backends.cached_db")
 
