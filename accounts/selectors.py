@@ -24,3 +24,28 @@ def company_is_active(company_id: int) -> bool:
 def forget_company_states() -> None:
     """Forget the cached answers (tests; a company changed in this process)."""
     _active.clear()
+
+
+def socket_identity(raw_token: str, session_key: str) -> tuple[object, int | None, str]:
+    """Who opens a WebSocket: (user or None, API token id, session key). A token is one query
+    (its user and company joined; its last use noted at most once a minute); a session cookie
+    is the session (from Redis with cached_db sessions) and one query for the user and their
+    company, with the session's password hash checked, as every page does."""
+    from types import SimpleNamespace
+
+    from django.conf import settings
+    from django.contrib.auth import get_user
+    from django.utils.module_loading import import_string
+
+    from accounts.models import ApiToken
+
+    if raw_token:
+        token = ApiToken.find(raw_token)
+        return (token.user, token.pk, "") if token is not None else (None, None, "")
+    if not session_key:
+        return None, None, ""
+    session = import_string(f"{settings.SESSION_ENGINE}.SessionStore")(session_key)
+    user = get_user(SimpleNamespace(session=session))
+    if not user.is_authenticated:
+        return None, None, ""
+    return user, None, session.session_key or ""

@@ -11,7 +11,8 @@ leases, fencing, PostgreSQL writes, the fleet supervisor. Prints:
 - rss_per_connection_kb and host_rss_mb: the host's RSS with all held vs. empty;
 - idle_cpu_percent_of_core: the host's CPU over an idle window with everything held;
 - a second host is started, the first killed (kill -9): takeover_s (until every lease is
-  held by the survivor and every connection open again), takeover_supervisor_periods and
+  held by the survivor and every connection open again; split into takeover_noticed_s, until
+  all were assigned to the survivor, and takeover_reconnect_s), takeover_supervisor_periods and
   held_twice (accounts seen open in two living processes at once; sampled every 50 ms).
 --quick: 200 + 40 connections and shorter windows.
 """
@@ -190,6 +191,15 @@ def main():
                 and len(live_now()) == total
             )
 
+        entries = [fleet.item("telegram:account", pk) for pk in tg_ids] + [
+            fleet.item("whatsapp:session", pk) for pk in qr_ids
+        ]
+        assigned_at = None
+
+        def assigned_to_survivor() -> bool:
+            owners = client.hmget(fleet.coordination.key(fleet.OWNERS), entries)
+            return all(owner and owner.decode() == survivor for owner in owners)
+
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
         killed = time.perf_counter()
@@ -199,8 +209,14 @@ def main():
             periods += 1
             deadline = time.monotonic() + PERIOD
             while time.monotonic() < deadline and not all_on_survivor():
+                if assigned_at is None and assigned_to_survivor():
+                    assigned_at = time.perf_counter() - killed
                 time.sleep(0.1)
         takeover = time.perf_counter() - killed
+        # Until the dead host's connections were assigned to the survivor (its heartbeat's
+        # TTL, then a host that saw it go ran the supervisor), and from then until all held.
+        common.emit("takeover_noticed_s", assigned_at if assigned_at is not None else takeover)
+        common.emit("takeover_reconnect_s", takeover - (assigned_at or takeover))
         stop.set()
         sampler.join(5)
         common.emit("takeover_s", takeover)

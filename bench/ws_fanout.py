@@ -703,7 +703,7 @@ def main():
     if "--restart" in sys.argv:
         sys.argv.remove("--restart")
         args = common.parse_args(__doc__.splitlines()[0])
-        env, _, tokens = prepare()
+        env, _, tokens, _agents = prepare()
         asyncio.run(run_restart(args.quick, env, tokens))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_client":

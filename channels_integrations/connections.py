@@ -26,6 +26,7 @@ from datetime import timedelta
 import redis
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -91,6 +92,60 @@ class ConnectionLease:
         logger.info("%s=%s lease taken epoch=%s", kind, key, epoch)
         return cls(kind, model, key_field, key, token, epoch)
 
+    @classmethod
+    def acquire_many(
+        cls, kind: str, model, key_field: str, keys: list, host: str
+    ) -> "dict[object, ConnectionLease]":
+        """`acquire` for many connections of one kind at once (a host taking over a dead
+        one's): the same steps with the same fencing, in one Redis script (take each lease,
+        or take it over from a host without heartbeat, then INCR its epoch) and one UPDATE
+        (each row's epoch written only if newer than the row's). Returns the leases taken."""
+        if not keys:
+            return {}
+        tokens = [f"{host}:{uuid.uuid4().hex[:8]}" for _ in keys]
+        names = [lease_name(kind, key) for key in keys]
+        from . import fleet
+
+        epochs = coordination.redis_client().eval(
+            _ACQUIRE_MANY,
+            2 * len(keys),
+            *[coordination.key(name) for name in names],
+            *[coordination.key(f"{name}:epoch") for name in names],
+            max(int(settings.CONNECTION_LEASE_SECONDS * 1000), 1),
+            fleet.host_key(""),
+            *tokens,
+        )
+        taken = [
+            (key, token, int(epoch))
+            for key, token, epoch in zip(keys, tokens, epochs, strict=True)
+            if int(epoch) > 0
+        ]
+        if not taken:
+            return {}
+        table = model._meta.db_table
+        field = model._meta.pk if key_field == "pk" else model._meta.get_field(key_field)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET lease_epoch = c.epoch, holder = c.token "  # noqa: S608
+                f"FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS c(key, epoch, token) "
+                f"WHERE {table}.{field.column} = c.key AND {table}.lease_epoch < c.epoch "
+                f"RETURNING {table}.{field.column}",
+                [
+                    [k for k, _t, _e in taken],
+                    [e for _k, _t, e in taken],
+                    [t for _k, t, _e in taken],
+                ],
+            )
+            claimed = {row[0] for row in cursor.fetchall()}
+        leases = {}
+        for key, token, epoch in taken:
+            if key in claimed:
+                leases[key] = cls(kind, model, key_field, key, token, epoch)
+            else:  # a newer epoch already wrote the row (our INCR raced a faster one)
+                coordination.release_lease(lease_name(kind, key), token)
+        logger.info("%s: %s of %s lease(s) taken in one batch", kind, len(leases), len(keys))
+        return leases
+
     def renew(self) -> bool:
         """Extend the TTL; False when the lease was lost (expired and taken by another)."""
         return coordination.take_lease(self.name, self.token, settings.CONNECTION_LEASE_SECONDS)
@@ -135,6 +190,36 @@ if string.sub(host, 1, 5) ~= 'host@' then return 0 end
 if redis.call('EXISTS', ARGV[3] .. host) == 1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
+"""
+
+
+# acquire_many: KEYS = n lease names then their n epoch keys; ARGV = ttl, host key prefix,
+# then n tokens. For each: SET NX, else take over from a host without heartbeat (as
+# _TAKE_OVER), then INCR the epoch. Returns the new epoch per lease, 0 where it was not taken.
+_ACQUIRE_MANY = """
+local n = #KEYS / 2
+local ttl, prefix = ARGV[1], ARGV[2]
+local epochs = {}
+for i = 1, n do
+  local name, token = KEYS[i], ARGV[i + 2]
+  local taken = false
+  local current = redis.call('GET', name)
+  if not current then
+    taken = true
+  else
+    local host = string.match(current, '^(.*):[^:]*$')
+    if host and string.sub(host, 1, 5) == 'host@' and redis.call('EXISTS', prefix .. host) == 0 then
+      taken = true
+    end
+  end
+  if taken then
+    redis.call('SET', name, token, 'PX', ttl)
+    epochs[i] = redis.call('INCR', KEYS[n + i])
+  else
+    epochs[i] = 0
+  end
+end
+return epochs
 """
 
 
@@ -395,6 +480,23 @@ def request_start(kind: str, key, task) -> bool:
         task.delay(key)
         return True
     return False
+
+
+def publish_to_admins_many(items: list[tuple[int, str, dict]]) -> None:
+    """publish_to_admins for many (company id, event, data) at once: one query for the
+    admins of every company named."""
+    if not items:
+        return
+    admins: dict[int, list[int]] = {}
+    for company_id, user_id in User.objects.filter(
+        company_id__in={company_id for company_id, _e, _d in items},
+        role=Role.ADMIN,
+        is_active=True,
+    ).values_list("company_id", "pk"):
+        admins.setdefault(company_id, []).append(user_id)
+    for company_id, event, data in items:
+        if admins.get(company_id):
+            events.publish(event, data, user_ids=admins[company_id])
 
 
 def publish_to_admins(company_id: int, event: str, data: dict) -> None:

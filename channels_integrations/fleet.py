@@ -19,6 +19,7 @@ Assignment is set membership, so a supervisor that runs twice starts nothing twi
 lease (channels_integrations.connections) still guarantees exactly one holder.
 """
 
+import contextlib
 import json
 import logging
 import time
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 HOSTS = "fleet:hosts"  # set: every host seen (dead ones are pruned by the supervisor)
 OWNERS = "fleet:owners"  # hash: "kind|key" -> host id
+SUPERVISING = "fleet:supervising"  # lock: one supervisor run at a time
 WAITING = "fleet:waiting"  # set: "kind|key" of wanted connections no host has room for
 # set: the waiting entries whose admins were told; an entry leaves it when it stops waiting,
 # so each waiting episode is told once (whoever put it in WAITING: supervisor or assign_now).
@@ -249,8 +251,21 @@ def row_state(row) -> tuple[str, str]:
 
 def supervise() -> dict:
     """Assign every wanted connection to a live host with room (sticky, balanced); report
-    the rest as waiting for capacity. Returns what it did."""
+    the rest as waiting for capacity. Returns what it did. One at a time across the
+    installation (beat's period, and a host that saw another die, may run it together)."""
     client = coordination.redis_client()
+    lock = client.lock(coordination.key(SUPERVISING), timeout=120, blocking_timeout=60)
+    if not lock.acquire():
+        logger.warning("fleet supervisor: another run held the lock for 60 s; skipped")
+        return {"skipped": True}
+    try:
+        return _supervise(client)
+    finally:
+        with contextlib.suppress(redis.exceptions.LockError):
+            lock.release()
+
+
+def _supervise(client) -> dict:
     hosts = live_hosts(client)
     known = {member.decode() for member in client.smembers(coordination.key(HOSTS))}
     dead = known - set(hosts)
@@ -274,10 +289,12 @@ def supervise() -> dict:
             pipe.hdel(coordination.key(OWNERS), entry)
             done["unassigned"].append(entry)
     unplaced = []
+    kept: dict[str, list[str]] = {host: [] for host in room}
     for entry in sorted(wanted, key=_order):
         owner = owners.get(entry)
         if owner in load and load[owner] < room[owner]:
             load[owner] += 1
+            kept[owner].append(entry)
             done["kept"] += 1
         else:
             unplaced.append(entry)
@@ -299,6 +316,7 @@ def supervise() -> dict:
         pipe.lpush(doorbell_key(target), json.dumps({"op": "assigned"}))
         pipe.expire(doorbell_key(target), 300)
         done["assigned"].append(entry)
+    done["moved"] = _rebalance(pipe, room, load, kept)
     for host in dead:
         pipe.delete(assigned_key(host))
         pipe.srem(coordination.key(HOSTS), host)
@@ -308,17 +326,50 @@ def supervise() -> dict:
     pipe.execute()
     done["waiting"] = waiting
     _tell_admins_about_waiting(client, waiting, wanted)
-    if done["assigned"] or done["unassigned"] or waiting or dead:
+    if done["assigned"] or done["unassigned"] or done["moved"] or waiting or dead:
         logger.info(
-            "fleet supervisor: hosts=%s kept=%s assigned=%s unassigned=%s waiting=%s dead=%s",
+            "fleet supervisor: hosts=%s kept=%s assigned=%s unassigned=%s moved=%s waiting=%s "
+            "dead=%s",
             len(hosts),
             done["kept"],
             len(done["assigned"]),
             len(done["unassigned"]),
+            len(done["moved"]),
             len(waiting),
             len(dead),
         )
     return done
+
+
+def _rebalance(pipe, room: dict[str, int], load: dict[str, int], kept: dict[str, list[str]]):
+    """Sticky unless the fleet is lopsided: while the fullest host's share of its capacity
+    exceeds the emptiest's by more than CONNECTION_REBALANCE_THRESHOLD, move one of its
+    connections there, at most CONNECTION_REBALANCE_MAX per run. A move is an assignment like
+    any other: the old host stops the connection and releases its lease, the new one takes
+    the fenced lease after that (until then it finds it held and retries), so it is never
+    held twice. Returns [(entry, from, to)]."""
+    moved = []
+    hosts = [host for host in room if room[host] > 0]
+    limit = settings.CONNECTION_REBALANCE_MAX
+    while len(hosts) > 1 and len(moved) < limit:
+        share = {host: load[host] / room[host] for host in hosts}
+        full = max(hosts, key=lambda host: (share[host], host))
+        empty = min(hosts, key=lambda host: (share[host], host))
+        if share[full] - share[empty] <= settings.CONNECTION_REBALANCE_THRESHOLD:
+            break
+        if not kept[full] or load[empty] >= room[empty]:
+            break
+        entry = kept[full].pop()
+        load[full] -= 1
+        load[empty] += 1
+        pipe.srem(assigned_key(full), entry)
+        pipe.sadd(assigned_key(empty), entry)
+        pipe.hset(coordination.key(OWNERS), entry, empty)
+        moved.append((entry, full, empty))
+    for target in {to for _entry, _from, to in moved}:
+        pipe.lpush(doorbell_key(target), json.dumps({"op": "assigned"}))
+        pipe.expire(doorbell_key(target), 300)
+    return moved
 
 
 def _order(entry: str):

@@ -44,6 +44,8 @@ from .connections import ConnectionLease, LeaseLost, answer, backoff_delay, comm
 logger = logging.getLogger(__name__)
 
 WAKE = {"op": "_wake"}
+BATCH = 200  # connections per batched Redis script, query or UPDATE
+BATCHES_AT_ONCE = 4  # of one kind of work, side by side on the database threads
 
 # Renew many leases at once (coordination's take_lease, for each KEYS[i] and token ARGV[i+1]).
 _RENEW_MANY = """
@@ -81,6 +83,7 @@ class Hosted:
         self.stop_reason: str | None = None
         self.lease: ConnectionLease | None = None
         self.connected = False
+        self.prepared = False
         self.attempts = 0
 
     # -- the host's side
@@ -89,6 +92,21 @@ class Hosted:
         return ConnectionLease.acquire(
             self.kind, self.model, self.key_field, self.key, host=self.host.id
         )
+
+    @classmethod
+    def ensure_rows(cls, keys: list) -> None:
+        """The state rows a batch of leases is written to exist (a database thread)."""
+
+    @classmethod
+    def prepare_many(cls, conns: "list[Hosted]") -> None:
+        """`prepare` for a batch (one query where a kind can); one that fails is left for its
+        own `prepare` to fail on, alone."""
+        for conn in conns:
+            try:
+                conn.prepare()
+                conn.prepared = True
+            except Exception:  # noqa: S112 (retried alone, where its error is logged)
+                continue
 
     def prepare(self) -> None:
         """Load what the connection needs (a database thread)."""
@@ -173,11 +191,29 @@ def _telegram_class():
         client = None  # until a connection starts
 
         def prepare(self) -> None:
+            self._prepare_with(TelegramAccount.objects.get(pk=self.key))
+
+        def _prepare_with(self, account) -> None:
             self.account_id = self.key
-            self.account = TelegramAccount.objects.get(pk=self.key)
+            self.account = account
             self.attempts = self.account.reconnect_attempts
             self.client = None
             self.catching_up, self.caught_up = False, 0
+            self.prepared = True
+
+        @classmethod
+        def prepare_many(cls, conns) -> None:
+            rows = TelegramAccount.objects.in_bulk([conn.key for conn in conns])
+            for conn in conns:
+                if conn.key in rows:
+                    conn._prepare_with(rows[conn.key])
+
+        async def _on_connected(self) -> None:
+            """Connected: written with the others connecting in the same moment (one fenced
+            UPDATE), as write_connected would; LeaseLost when our epoch is not the row's."""
+            self.connected = True
+            await self.host.connecting(self)
+            logger.info("telegram: account=%s connected", self.account_id)
 
         @property
         def max_attempts(self) -> int:
@@ -242,6 +278,12 @@ def _whatsapp_class():
         def acquire(self):
             WhatsAppSession.objects.get_or_create(number_id=self.key)
             return super().acquire()
+
+        @classmethod
+        def ensure_rows(cls, keys: list) -> None:
+            WhatsAppSession.objects.bulk_create(
+                [WhatsAppSession(number_id=key) for key in keys], ignore_conflicts=True
+            )
 
         def prepare(self) -> None:
             self.number = WhatsAppNumber.objects.get(pk=self.key)
@@ -404,6 +446,12 @@ class ConnectionHost:
         # connects at once would starve them past the lease's TTL): a thread of their own.
         self.beat_pool = ThreadPoolExecutor(1, thread_name_prefix="host-beat")
         self.classes = {kind: make() for kind, make in RUNNERS.items()}
+        # What many connections starting in the same moment ask for is done in batches (a
+        # host taking over hundreds does not take their leases, load their rows or write
+        # "connected" one by one).
+        self.acquire = Batcher(self, self._take_leases)
+        self.connecting = Batcher(self, _write_connected)
+        self.peers: set[str] = set()  # other hosts alive at the last heartbeat
         self._done = threading.Event()
 
     # -- helpers
@@ -503,8 +551,31 @@ class ConnectionHost:
         while not self._done.wait(settings.CONNECTION_HOST_TTL / 5):
             try:
                 self._advertise()
+                if settings.CONNECTION_HOST_WATCH_PEERS:
+                    self._watch_peers()
             except redis.RedisError:
                 logger.warning("connection host %s: heartbeat not written", self.id)
+
+    def _watch_peers(self) -> None:
+        """Hosts watch each other's heartbeats: when one seen alive is gone (killed, frozen,
+        drained), the supervisor runs now rather than at its next period, so its connections
+        move within the heartbeat's TTL. (A host that joins gets its share at the next
+        period: rebalancing is not urgent.) On a thread of its own: our heartbeat never
+        waits for it."""
+        alive = set(fleet.live_hosts()) - {self.id}
+        vanished, self.peers = self.peers - alive, alive
+        if vanished and not self.draining:
+            logger.warning("connection host %s: %s gone; supervising now", self.id, vanished)
+            threading.Thread(target=self._supervise_now, name="host-supervise", daemon=True).start()
+
+    @staticmethod
+    def _supervise_now() -> None:
+        try:
+            fleet.supervise()
+        except Exception:
+            logger.exception("connection host: supervising after a host died failed")
+        finally:
+            connection.close()
 
     def _assigned(self) -> set[str]:
         members = coordination.redis_client().smembers(fleet.assigned_key(self.id))
@@ -556,14 +627,15 @@ class ConnectionHost:
     async def _hold(self, entry: str, conn: Hosted) -> None:
         reason = "error"
         try:
-            lease = await self.db(conn.acquire)
+            lease = await self.acquire(conn)
             if lease is None:
                 reason = "held"
                 logger.info("%s=%s is held by another holder; retrying", conn.kind, conn.key)
             else:
                 conn.lease = lease
                 try:
-                    await self.db(conn.prepare)
+                    if not conn.prepared:
+                        await self.db(conn.prepare)
                     reason = await conn.run()
                 finally:
                     with contextlib.suppress(Exception):
@@ -578,6 +650,27 @@ class ConnectionHost:
             )
             self.not_before[entry] = time.monotonic() + delay
             logger.info("%s=%s ended on host (%s)", conn.kind, conn.key, reason)
+
+    def _take_leases(self, conns: list[Hosted]) -> dict[int, object]:
+        """The fenced leases of a batch (ConnectionLease.acquire_many, per kind), and the rows
+        of those taken loaded (prepare_many). id(conn) -> lease or None."""
+        from .connections import ConnectionLease
+
+        by_kind: dict[type, list[Hosted]] = {}
+        for conn in conns:
+            by_kind.setdefault(type(conn), []).append(conn)
+        leases: dict[int, object] = {}
+        for cls, group in by_kind.items():
+            keys = [conn.key for conn in group]
+            cls.ensure_rows(keys)
+            taken = ConnectionLease.acquire_many(
+                cls.kind, cls.model, cls.key_field, keys, host=self.id
+            )
+            for conn in group:
+                leases[id(conn)] = conn.lease = taken.get(conn.key)
+            with contextlib.suppress(Exception):  # each is then prepared alone
+                cls.prepare_many([conn for conn in group if conn.lease is not None])
+        return leases
 
     # -- what each connection used to do alone
 
@@ -683,6 +776,104 @@ class ConnectionHost:
             kind, key = fleet.split(entry)
             name, raw = commands_key(kind, key), json.dumps(command)
             self.db_pool.submit(lambda: coordination.redis_client().lpush(name, raw))
+
+
+class Batcher:
+    """`await batcher(conn)`: calls from many connections in the same moment (a host taking
+    over hundreds) handled by `handle(conns) -> {id(conn): result or exception}` in one
+    database call per BATCH of them, BATCHES_AT_ONCE at a time."""
+
+    def __init__(self, host: "ConnectionHost", handle):
+        self.host, self.handle = host, handle
+        self.waiting: list[tuple[Hosted, asyncio.Future]] = []
+        self.task: asyncio.Task | None = None
+
+    async def __call__(self, conn: Hosted):
+        future = self.host.loop.create_future()
+        self.waiting.append((conn, future))
+        if self.task is None or self.task.done():
+            self.task = self.host.loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        await asyncio.sleep(0)  # the connections started in the same turn join this batch
+        running: set[asyncio.Task] = set()
+        while self.waiting or running:
+            while self.waiting and len(running) < BATCHES_AT_ONCE:
+                batch, self.waiting = self.waiting[:BATCH], self.waiting[BATCH:]
+                running.add(self.host.loop.create_task(self._one(batch)))
+            _done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _one(self, batch: list[tuple[Hosted, asyncio.Future]]) -> None:
+        try:
+            results = await self.host.db(self.handle, [conn for conn, _f in batch])
+        except Exception as exc:
+            results = {id(conn): exc for conn, _f in batch}
+        for conn, future in batch:
+            outcome = results.get(id(conn))
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+
+def _write_connected(conns: list[Hosted]) -> dict[int, object]:
+    """ConnectionLease.write_connected for a batch of connections: each written only while it
+    holds its Redis lease (one MGET) and its epoch is the row's (one UPDATE per kind); the
+    others get LeaseLost. Then each tells its company's admins, as one by one would."""
+    from .connections import LeaseLost, publish_to_admins_many
+
+    outcomes: dict[int, object] = {}
+    by_kind: dict[type, list[Hosted]] = {}
+    for conn in conns:
+        by_kind.setdefault(type(conn), []).append(conn)
+    for cls, group in by_kind.items():
+        tokens = coordination.redis_client().mget(
+            [coordination.key(conn.lease.name) for conn in group]
+        )
+        holding = []
+        for conn, token in zip(group, tokens, strict=True):
+            if token is not None and token.decode() == conn.lease.token:
+                holding.append(conn)
+            else:
+                outcomes[id(conn)] = LeaseLost(f"{conn.lease.name}: held by another worker")
+        model = cls.model
+        table = model._meta.db_table
+        field = model._meta.pk if cls.key_field == "pk" else model._meta.get_field(cls.key_field)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET status = %s, last_connected_at = now(), "  # noqa: S608
+                "last_heartbeat_at = now(), reconnect_attempts = 0, next_attempt_at = NULL, "
+                "last_error = '' FROM unnest(%s::bigint[], %s::bigint[]) AS c(key, epoch) "
+                f"WHERE {table}.{field.column} = c.key AND {table}.lease_epoch = c.epoch "
+                f"RETURNING {table}.{field.column}",
+                [
+                    str(model.Status.CONNECTED),
+                    [conn.key for conn in holding],
+                    [conn.lease.epoch for conn in holding],
+                ],
+            )
+            written = {row[0] for row in cursor.fetchall()}
+        announced = []
+        for conn in holding:
+            if conn.key in written:
+                outcomes[id(conn)] = None
+                announced.append(conn)
+            else:
+                outcomes[id(conn)] = LeaseLost(f"{conn.lease.name}: a newer holder owns it")
+        publish_to_admins_many(
+            [
+                (
+                    conn.account.company_id,
+                    "telegram.connected",
+                    {"account_id": conn.key, "status": str(model.Status.CONNECTED)},
+                )
+                for conn in announced
+            ]
+        )
+    return outcomes
 
 
 def _write_heartbeats(model, key_field: str, conns: list[Hosted]) -> None:

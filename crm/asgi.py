@@ -5,9 +5,9 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
+from channels.sessions import CookieMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from messaging.routing import websocket_urlpatterns  # noqa: E402
@@ -33,8 +33,10 @@ application = ProtocolTypeRouter(
     {
         # Signed WhatsApp Cloud and Meta deliveries go straight to the webhook inbox (group commit).
         "http": WebhookFastPath(django_asgi_app),
+        # The socket's user: messaging.consumers reads the token or the session cookie itself
+        # (one query, off channels' single ORM thread), so no session or auth middleware here.
         "websocket": SameHostOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS
+            CookieMiddleware(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS
         ),
     }
 )

@@ -166,6 +166,18 @@ CACHES = {
     }
 }
 
+# Sessions: read from Redis, written to PostgreSQL and Redis (a cache miss falls back to
+# PostgreSQL). A WebSocket handshake with a session cookie then costs one query (the user and
+# the company, joined); a log-out deletes both copies, and the user row itself is always read
+# fresh, so a new password or a deactivation is honoured at the next handshake.
+# Threads per daphne process that look up who opens a WebSocket (a reconnect storm's handshakes
+# read the database side by side instead of in channels' one ORM thread). With the pool on,
+# below DB_POOL_MAX_SIZE (channels' ORM thread and presence need a connection now and then).
+WS_AUTH_THREADS = env.int(
+    "WS_AUTH_THREADS", default=max(1, min(4, DB_POOL_MAX_SIZE - 1)) if DB_POOL_MAX_SIZE else 4
+)
+SESSION_ENGINE = env.str("SESSION_ENGINE", default="django.contrib.sessions.backends.cached_db")
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -226,6 +238,14 @@ WEBHOOK_INBOX_SWEEP_SECONDS = env.float("WEBHOOK_INBOX_SWEEP_SECONDS", default=5
 # `connections` queue (one thread per connection).
 CONNECTION_HOSTS = env.bool("CONNECTION_HOSTS", default=True)
 CONNECTION_HOST_CAPACITY = env.int("CONNECTION_HOST_CAPACITY", default=1000)
+# Hosts watch each other's heartbeats and run the supervisor as soon as one dies (its
+# connections move within CONNECTION_HOST_TTL instead of at beat's next period).
+CONNECTION_HOST_WATCH_PEERS = env.bool("CONNECTION_HOST_WATCH_PEERS", default=True)
+# Rebalancing (a new host joins while another is much fuller): connections move only while
+# the fullest host's share of its capacity exceeds the emptiest's by more than this, at most
+# CONNECTION_REBALANCE_MAX per supervisor run (each through the fenced lease).
+CONNECTION_REBALANCE_THRESHOLD = env.float("CONNECTION_REBALANCE_THRESHOLD", default=0.25)
+CONNECTION_REBALANCE_MAX = env.int("CONNECTION_REBALANCE_MAX", default=50)
 CONNECTION_HOST_TTL = env.float("CONNECTION_HOST_TTL", default=10.0)
 CONNECTION_HOST_DB_THREADS = env.int("CONNECTION_HOST_DB_THREADS", default=8)
 # Threads where neonize's connect() and IMAP IDLE block, one per QR session or IDLE mailbox

@@ -1,10 +1,12 @@
 """The one WebSocket endpoint, /ws/. The user comes from the session cookie or an API token
 (`?token=` for non-browser clients), never from the URL path."""
 
+import asyncio
 import json
 import logging
 import time
-from functools import cached_property
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache, cached_property
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
@@ -12,9 +14,12 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
+from django.conf import settings
+from django.db import close_old_connections
 
 from accounts import presence, revocation
-from accounts.models import ApiToken
+from accounts.models import User
+from accounts.selectors import socket_identity
 
 from . import events
 from .events import (
@@ -30,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_SERVER_ERROR = 1011
+COOKIE = settings.SESSION_COOKIE_NAME
 MAX_FRAME_BYTES = 64 * 1024  # clients send pings; anything bigger is not ours to read
 # Ephemeral signals a client sends about the conversation it has open: the least time between
 # two of one kind from one socket (the browser sends typing at most every 3 s, viewing every
@@ -47,8 +53,17 @@ def _may_open(user, conversation_id: int) -> bool:
 
 
 def _off_loop(function):
-    """Presence talks to Redis only (no database): a pool thread, not the one for the ORM."""
-    return sync_to_async(function, thread_sensitive=False)
+    """Presence talks to Redis (a pool thread, not the one for the ORM); publishing a change
+    asks the database connection whether a transaction is open, so the thread gives its
+    connection back afterwards (with DB_POOL_MAX_SIZE, a pool thread kept it for good)."""
+
+    def call(*args):
+        try:
+            return function(*args)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(call, thread_sensitive=False)
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
@@ -73,7 +88,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         # Accept first even when refusing: a close before accept reaches the browser as a bare
         # 403/1006, while 4401 tells the client to log in rather than retry.
         await self.accept()
-        sees_all = await database_sync_to_async(_admitted)(user)
+        if user is not None and user.company_id and not User.company.is_cached(user):
+            sees_all = await database_sync_to_async(_admitted)(user)
+        else:  # the user came with their company (one query): no second query, no thread hop
+            sees_all = _admitted(user)
         if sees_all is None:
             logger.info("ws: rejected unauthenticated connection")
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -212,20 +230,23 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.close(code=revocation.CLOSE_RECONNECT)
 
     async def _join_auth_groups(self) -> None:
-        session = self.scope.get("session")
         groups = revocation.groups_for(
             self.user.pk,
             token_id=self.token_id,
-            session_key="" if self.token_id else getattr(session, "session_key", "") or "",
+            session_key=self.session_key,
             company_id=self.user.company_id,
         )
+        # Side by side: a reconnect storm waits one Redis round trip per socket, not four.
+        outcomes = await asyncio.gather(
+            *(self.channel_layer.group_add(group, self.channel_name) for group in groups),
+            return_exceptions=True,
+        )
         joined = []
-        for group in groups:
-            try:
-                await self.channel_layer.group_add(group, self.channel_name)
-                joined.append(group)
-            except Exception:  # revocation then waits for the next connect's check
+        for group, outcome in zip(groups, outcomes, strict=True):
+            if isinstance(outcome, BaseException):  # revocation waits for the next connect
                 logger.warning("ws: could not join %s (Redis down?)", group)
+            else:
+                joined.append(group)
         self.auth_groups = joined
 
     async def push(self, text: str) -> None:
@@ -246,16 +267,37 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         return parse_qs(self.scope.get("query_string", b"").decode()).get(name, [None])[0]
 
     async def _authenticate(self):
-        self.token_id = None
-        raw = self._query("token")
-        if raw:
-            token = await database_sync_to_async(ApiToken.find)(raw)
-            if token is None:
-                return None
-            self.token_id = token.pk
-            return token.user
-        user = self.scope.get("user")  # from the session cookie (AuthMiddlewareStack)
-        return user if user is not None and user.is_authenticated else None
+        """The user of the token or the session cookie: one database query, on the handshake
+        threads (not channels' one thread for the ORM, where a reconnect storm would queue
+        every handshake behind the one before)."""
+        raw = self._query("token") or ""
+        session_key = "" if raw else self.scope.get("cookies", {}).get(COOKIE, "")
+        self.token_id, self.session_key = None, ""
+        if not raw and not session_key:
+            return None
+        user, self.token_id, self.session_key = await _on_handshake_thread(
+            socket_identity, raw, session_key
+        )
+        return user
+
+
+async def _on_handshake_thread(function, *args):
+    """`function(*args)` on one of WS_AUTH_THREADS threads, its database connection handled
+    as channels' database_sync_to_async does (closed or returned to the pool after)."""
+
+    def call():
+        close_old_connections()
+        try:
+            return function(*args)
+        finally:
+            close_old_connections()
+
+    return await asyncio.get_running_loop().run_in_executor(_handshake_pool(), call)
+
+
+@cache
+def _handshake_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(settings.WS_AUTH_THREADS, thread_name_prefix="ws-auth")
 
 
 def _admitted(user) -> bool | None:

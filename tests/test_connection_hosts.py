@@ -152,6 +152,9 @@ def test_two_hosts_hold_everything_once_a_killed_host_moves_and_no_room_waits(
         "CONNECTION_LEASE_SECONDS": "6",
         "CONNECTION_HEARTBEAT_SECONDS": "0.5",
         "CONNECTION_SUPERVISOR_SECONDS": str(PERIOD),
+        # Only beat's supervisor moves connections here (the dead host's rows are looked at
+        # before anyone took them); hosts that react to a death at once: the next test.
+        "CONNECTION_HOST_WATCH_PEERS": "false",
     }
     monkeypatch.setattr(settings, "CONNECTION_HOST_TTL", HOST_TTL)
     hosts = [Host(name, tmp_path, capacity=10, env=env) for name in ("a", "b")]
@@ -258,6 +261,95 @@ def test_two_hosts_hold_everything_once_a_killed_host_moves_and_no_room_waits(
             host.kill()
         for key in (tg_live, wa_live):
             redis_client.delete(key)
+        for name in (fleet.HOSTS, fleet.OWNERS, fleet.WAITING):
+            redis_client.delete(cache.make_key(name))
+        redis_client.close()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.django_db(transaction=True)
+def test_a_new_host_gets_a_share_of_a_full_ones_connections_a_few_per_period_never_twice(
+    tmp_path, settings
+):
+    """Sticky unless lopsided: a host that joins empty while another holds 8 of its 10 gets
+    connections moved to it, at most CONNECTION_REBALANCE_MAX per supervisor run, until the
+    shares differ by no more than CONNECTION_REBALANCE_THRESHOLD; then nothing moves."""
+    run = uuid.uuid4().hex[:8]
+    tg_live = cache.make_key(f"fake-telegram-live:{run}")
+    redis_client = redis.Redis.from_url(settings.REDIS_URL)
+    for name in (fleet.HOSTS, fleet.OWNERS, fleet.WAITING):
+        redis_client.delete(cache.make_key(name))
+    company = CompanyFactory()
+    accounts = [
+        TelegramAccountFactory(company=company, session_string=f"acct{i}") for i in range(8)
+    ]
+    env = {
+        "TELEGRAM_CLIENT_FACTORY": "tests.telegram_fakes.FakeTelegramClient",
+        "FAKE_TELEGRAM_LIVE_KEY": tg_live,
+        "CONNECTION_HOST_TTL": str(HOST_TTL),
+        "CONNECTION_LEASE_SECONDS": "6",
+        "CONNECTION_HEARTBEAT_SECONDS": "0.5",
+        "CONNECTION_SUPERVISOR_SECONDS": str(PERIOD),
+    }
+    settings.CONNECTION_HOST_TTL = HOST_TTL
+    settings.CONNECTION_REBALANCE_THRESHOLD = 0.25
+    settings.CONNECTION_REBALANCE_MAX = 2
+    first = Host("a", tmp_path, capacity=10, env=env)
+    hosts = [first]
+    watch = LiveWatch([tg_live])
+
+    def holders() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for account in accounts:
+            host = fleet.host_of(account_holder(account.pk)) or ""
+            counts[host] = counts.get(host, 0) + 1
+        return counts
+
+    try:
+        first.wait_up()
+        done = fleet.supervise()
+        assert len(done["assigned"]) == 8, (done, first.log()[-3000:])
+        wait_for(lambda: holders() == {first.id: 8}, timeout=60)
+        wait_for(lambda: len(watch.now()) == 8, timeout=30)
+
+        second = Host("b", tmp_path, capacity=10, env=env)
+        hosts.append(second)
+        second.wait_up()
+        # 8/10 against 0/10: two move now (the bound per run) ...
+        done = fleet.supervise()
+        assert [(frm, to) for _entry, frm, to in done["moved"]] == [(first.id, second.id)] * 2
+        assert done["assigned"] == [] and done["kept"] == 8
+        wait_for(lambda: holders() == {first.id: 6, second.id: 2}, timeout=30)
+        # ... one more at the next run (6/10 against 2/10 is still past the threshold) ...
+        assert len(fleet.supervise()["moved"]) == 1
+        wait_for(lambda: holders() == {first.id: 5, second.id: 3}, timeout=30)
+        # ... and then it is sticky: 5/10 against 3/10 is within it.
+        again = fleet.supervise()
+        assert again["moved"] == [] and again["assigned"] == [] and again["kept"] == 8
+        wait_for(lambda: len(watch.now()) == 8, timeout=30)
+        wait_for(
+            lambda: TelegramAccount.objects.filter(status="connected").count() == 8, timeout=30
+        )
+        assert sorted(redis_client.smembers(fleet.assigned_key(second.id))) == sorted(
+            fleet.item("telegram:account", pk).encode()
+            for pk in [a.pk for a in accounts]
+            if fleet.host_of(account_holder(pk)) == second.id
+        )
+        assert "lease lost" not in first.log() + second.log()
+
+        # kill -9 the fuller host: the other sees its heartbeat go and runs the supervisor
+        # itself (nobody here calls it); it has room for all 8 and holds them, once.
+        first.kill()
+        watch.dead_pids.add(str(first.pid))
+        wait_for(lambda: holders() == {second.id: 8}, timeout=60)
+        wait_for(lambda: len(watch.now()) == 8, timeout=30)
+        assert "gone; supervising now" in second.log()
+        assert watch.held_twice == set()
+    finally:
+        watch.stop()
+        for host in hosts:
+            host.kill()
+        redis_client.delete(tg_live)
         for name in (fleet.HOSTS, fleet.OWNERS, fleet.WAITING):
             redis_client.delete(cache.make_key(name))
         redis_client.close()
