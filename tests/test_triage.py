@@ -499,6 +499,47 @@ def test_api_bulk(admin_api, company, other_company, admin_user):
     assert response.status_code == 400 and "ids" in response.json()
 
 
+def test_api_bulk_on_every_conversation_the_filters_show(
+    admin_api, company, other_company, monkeypatch
+):
+    from triage import services as triage_services
+
+    on_telegram = ConversationFactory.create_batch(
+        3, company=company, source=TelegramAccountFactory(company=company)
+    )
+    closed = ConversationFactory(company=company, status="closed")
+    elsewhere = ConversationFactory(company=company)
+    theirs = ConversationFactory(company=other_company)
+    url = "/api/v1/conversations/bulk/"
+    response = admin_api.post(
+        url, {"all": True, "filters": {"platform": "telegram"}, "action": "close"}, format="json"
+    )
+    assert response.status_code == 200
+    assert sorted(response.json()["done"]) == sorted(c.pk for c in on_telegram)
+    model = type(closed)
+    assert model.objects.get(pk=elsewhere.pk).status == "open"
+    assert model.objects.get(pk=theirs.pk).status == "open"
+    # status=all reaches the closed ones too; the default (open) does not.
+    response = admin_api.post(url, {"all": True, "action": "close"}, format="json")
+    assert response.json()["done"] == [elsewhere.pk]
+    assert model.objects.get(pk=theirs.pk).status == "open"
+    # Bad input: named, nothing changed.
+    bad = admin_api.post(
+        url, {"all": True, "filters": {"status": "done"}, "action": "close"}, format="json"
+    )
+    assert bad.status_code == 400 and "status" in bad.json()
+    assert admin_api.post(url, {"action": "close"}, format="json").json().keys() == {"ids"}
+    monkeypatch.setattr(triage_services, "BULK_ALL_MAX", 2)
+    vip = _label(company)
+    over = admin_api.post(
+        url,
+        {"all": True, "filters": {"status": "all"}, "action": "label", "label": vip.pk},
+        format="json",
+    )
+    assert over.status_code == 400 and "ids" in over.json()
+    assert not ConversationLabel.objects.exists()
+
+
 # ---------------------------------------------------------------- the contact panel
 
 

@@ -522,7 +522,12 @@ class ConversationViewSet(
     def bulk(self, request):
         """One action (assign, label, unlabel, close) on many conversations of your company;
         each that fails is named in `failed`, the others are done."""
-        return Response(triage_api.bulk_from_request(request.user, request.data).as_dict())
+        result = triage_api.bulk_from_request(
+            request.user,
+            request.data,
+            matching=lambda filters: filter_conversations(request.user, filters),
+        )
+        return Response(result.as_dict())
 
     @extend_schema(request=None, responses=ConversationSerializer)
     @action(detail=True, methods=["post"])
