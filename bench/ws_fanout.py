@@ -12,7 +12,8 @@ Clients run in two small asyncio processes (this machine has two cores), connect
 (the connect storm is not measured), and compare the event's `sent_at` (CLOCK_MONOTONIC,
 shared by all processes on the machine) with the time each frame arrives.
 Typing storm (issue 18): on one daphne with N_STORM clients listening for `message.created`
-(100; --quick too), the rounds are timed once quietly and once while 200 agents of the same
+(100; --quick too; connected once and kept for both phases, so the two compare the same sockets),
+the rounds are timed once quietly and once while 200 agents of the same
 company type in 50 conversations (each opens its conversation, then sends a typing signal every
 STORM_TYPING_EVERY s, the browser's rate; BENCH_STORM_EVERY=1: three times that). The process
 playing the agents runs at nice 19: their browsers are elsewhere, not on the server's cores.
@@ -290,60 +291,95 @@ async def spawn(*args: str, env: dict | None = None):
     )
 
 
-async def measure(urls: list[str], publish) -> dict:
-    """Spread `urls` over client processes, connect, run the rounds, collect everything."""
-    share = [urls[index::WORKERS] for index in range(WORKERS)]
-    workers = []
-    try:
+class Listeners:
+    """Client processes holding `urls` open across several measured phases: connect once
+    (`open`), time rounds as often as wanted (`rounds`, each phase with its own round numbers),
+    then `close` and split the latencies by phase (`phase`)."""
+
+    def __init__(self, urls: list[str]):
+        self.urls = urls
+        self.workers: list[Worker] = []
+        self.connected = 0
+        self.results: list[dict | None] = []
+        self.next_round = 0
+
+    async def open(self) -> None:
+        share = [self.urls[index::WORKERS] for index in range(WORKERS)]
         for part in share:
-            process = await spawn("_client", json.dumps(part))
-            workers.append(Worker(process))
-        connected = 0
-        for worker in workers:
+            self.workers.append(Worker(await spawn("_client", json.dumps(part))))
+        for worker in self.workers:
             line = await worker.expect("ready", 300)
             if line is None:
                 raise RuntimeError("a client process did not get ready")
-            connected += int(line.split()[1])
+            self.connected += int(line.split()[1])
         await asyncio.sleep(1.0)  # let the connect storm settle
-        missed_rounds = 0
-        for number in range(WARMUP_ROUNDS + ROUNDS):
+
+    async def rounds(self, publish) -> dict:
+        """WARMUP_ROUNDS + ROUNDS rounds; the phase: its measured round numbers and misses."""
+        first = self.next_round
+        self.next_round += WARMUP_ROUNDS + ROUNDS
+        missed = 0
+        for number in range(first, self.next_round):
             publish(number)
-            for worker in workers:
+            for worker in self.workers:
                 if await worker.expect(f"done {number}", ROUND_TIMEOUT) is None:
-                    missed_rounds += 1
+                    missed += 1
             await asyncio.sleep(0.2)
-        results = []
-        for worker in workers:
-            worker.process.stdin.write(b"stop\n")
-            await worker.process.stdin.drain()
-            line = await worker.expect("result ", 60)
-            results.append(json.loads(line.split(" ", 1)[1]) if line else None)
+        return {"measured": range(first + WARMUP_ROUNDS, self.next_round), "missed": missed}
+
+    async def close(self) -> None:
+        try:
+            for worker in self.workers:
+                if worker.process.returncode is not None:
+                    self.results.append(None)
+                    continue
+                worker.process.stdin.write(b"stop\n")
+                await worker.process.stdin.drain()
+                line = await worker.expect("result ", 60)
+                self.results.append(json.loads(line.split(" ", 1)[1]) if line else None)
+        finally:
+            for worker in self.workers:
+                if worker.process.returncode is None:
+                    try:
+                        worker.process.kill()
+                    except ProcessLookupError:
+                        pass
+                await worker.process.wait()
+                worker.reader.cancel()
+
+    def phase(self, rounds: dict, *, count_closed: bool = True) -> dict:
+        """The latencies of one phase's measured rounds, and its errors (connect failures and
+        closed sockets are counted in the phase given `count_closed`, once)."""
+        latencies = []
+        errors = (len(self.urls) - self.connected) if count_closed else 0
+        for result in self.results:
+            if result is None:
+                errors += 1 if count_closed else 0
+                continue
+            if count_closed:
+                errors += result["errors"]["closed"]
+            for number, values in result["latencies"].items():
+                if int(number) in rounds["measured"]:
+                    latencies += values
+        expected = self.connected * len(rounds["measured"])
+        errors += max(0, expected - len(latencies))  # deliveries that never came
+        return {
+            "latencies": latencies,
+            "errors": errors,
+            "connected": self.connected,
+            "missed": rounds["missed"],
+        }
+
+
+async def measure(urls: list[str], publish) -> dict:
+    """Spread `urls` over client processes, connect, run the rounds, collect everything."""
+    listeners = Listeners(urls)
+    try:
+        await listeners.open()
+        rounds = await listeners.rounds(publish)
     finally:
-        for worker in workers:
-            if worker.process.returncode is None:
-                try:
-                    worker.process.kill()
-                except ProcessLookupError:
-                    pass
-            await worker.process.wait()
-            worker.reader.cancel()
-    latencies, errors = [], len(urls) - connected
-    for result in results:
-        if result is None:
-            errors += 1
-            continue
-        errors += result["errors"]["closed"]
-        for number, values in result["latencies"].items():
-            if int(number) >= WARMUP_ROUNDS:
-                latencies += values
-    expected = connected * ROUNDS
-    errors += max(0, expected - len(latencies))  # deliveries that never came
-    return {
-        "latencies": latencies,
-        "errors": errors,
-        "connected": connected,
-        "missed": missed_rounds,
-    }
+        await listeners.close()
+    return listeners.phase(rounds)
 
 
 def make_users(count: int):
@@ -457,7 +493,7 @@ async def run_storm(env, tokens, company_id, agents) -> dict:
 
     port = common.free_port()
     server = common.start_daphne(env, port)
-    storm = None
+    storm = listeners = None
     try:
         urls = [
             f"ws://127.0.0.1:{port}/ws/?token={tokens[i % len(tokens)]}" for i in range(N_STORM)
@@ -470,8 +506,11 @@ async def run_storm(env, tokens, company_id, agents) -> dict:
                 [f"company.{company_id}"], {"event": "message.created", "data": data}
             )
 
-        common.note(f"typing storm: {N_STORM} listeners, baseline")
-        baseline = await measure(urls, publish)
+        # The same listeners (connected once) are timed in both phases: a fair comparison.
+        listeners = Listeners(urls)
+        await listeners.open()
+        common.note(f"typing storm: {listeners.connected} listeners, baseline")
+        quiet = await listeners.rounds(publish)
         storm_agents = [
             [f"ws://127.0.0.1:{port}/ws/?token={token}", conv] for token, conv in agents
         ]
@@ -484,11 +523,14 @@ async def run_storm(env, tokens, company_id, agents) -> dict:
         common.note(
             f"typing storm: {len(agents)} agents typing in {STORM_CONVERSATIONS} conversations"
         )
-        stormy = await measure(urls, publish)
+        stormy_rounds = await listeners.rounds(publish)
         storm.process.stdin.write(b"stop\n")
         await storm.process.stdin.drain()
         line = await storm.expect("result ", 60)
         counts = json.loads(line.split(" ", 1)[1]) if line else {"sent": 0, "heard": 0, "errors": 1}
+        await listeners.close()
+        baseline = listeners.phase(quiet)
+        stormy = listeners.phase(stormy_rounds, count_closed=False)
         return {"baseline": baseline, "storm": stormy, "counts": counts}
     finally:
         if storm is not None:
@@ -499,6 +541,8 @@ async def run_storm(env, tokens, company_id, agents) -> dict:
                     pass
             await storm.process.wait()
             storm.reader.cancel()
+        if listeners is not None and not listeners.results:
+            await listeners.close()  # a failure on the way: the client processes end too
         common.stop(server)
 
 

@@ -179,6 +179,7 @@ class ConnectionLease:
             last_error="",
             **fields,
         )
+        connection_is_healthy(self)
 
 
 _TAKE_OVER = """
@@ -332,7 +333,8 @@ def write_failure(
     lease: "ConnectionLease", error: str, attempts: int, status, retry_in=None, **fields
 ):
     """The state row after a failed connection: `status`, the attempt count, when the next
-    comes (None: it gave up) and the error."""
+    comes (None: it gave up) and the error. The company's admins are told once per failure
+    episode (the first failure; not each retry, until the connection is up again)."""
     now = timezone.now()
     lease.write(
         status=status,
@@ -342,13 +344,12 @@ def write_failure(
         last_error_at=now,
         **fields,
     )
-    if retry_in is None:  # it gave up: the company's admins are told
-        _notify_admins_of_failure(lease, error)
+    notify_admins_of_failure(lease, error)
 
 
-def _notify_admins_of_failure(lease: "ConnectionLease", error: str) -> None:
-    """Tell the company's admins (notifications app); a failure here is logged, never raised
-    into the supervisor."""
+def notify_admins_of_failure(lease: "ConnectionLease", error: str) -> None:
+    """Tell the company's admins that this connection failed (notifications app, once per
+    episode); a failure here is logged, never raised into the supervisor."""
     try:
         _notify_admins(lease, error)
     except Exception:
@@ -367,7 +368,14 @@ def _notify_admins(lease: "ConnectionLease", error: str) -> None:
             f"{row.tenant_path}_id", flat=True
         )[0]
     if company_id is not None:
-        notifications.connection_failed(company_id, str(row), error)
+        notifications.notify_connection_failed(company_id, lease.name, str(row), error)
+
+
+def connection_is_healthy(lease: "ConnectionLease") -> None:
+    """The connection is up: its failure episode (if any) ends."""
+    from notifications import services as notifications
+
+    notifications.connection_healthy(lease.name)
 
 
 def backoff_delay(attempt: int) -> float:

@@ -234,14 +234,17 @@ class SendReceipt:
 
 
 class SendError(Exception):
-    """The channel refused the message; `reason` is shown to the agent."""
+    """The channel refused the message; `reason` is shown to the agent. `connection`: the
+    source's connection itself failed (credentials refused, server unreachable), which its
+    company's admins are told of (once per failure episode), not only the agent."""
 
     transient = False
 
-    def __init__(self, reason: str, retry_after: float | None = None):
+    def __init__(self, reason: str, retry_after: float | None = None, *, connection: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.connection = connection
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,8 @@ def attempt(message: OutboundMessage, attempt_number: int) -> Outcome:
     try:
         receipt = channels.get(message.platform).send(message)
     except SendError as exc:
+        if exc.connection:
+            _connection_failed(message, exc.reason)
         if exc.transient and attempt_number < max_attempts():
             retry_in = exc.retry_after if exc.retry_after is not None else backoff(attempt_number)
             return Outcome("retry", reason=f"Retrying: {exc.reason}", retry_in=retry_in)
@@ -145,7 +147,29 @@ def attempt(message: OutboundMessage, attempt_number: int) -> Outcome:
         logger.exception("send: %s channel error on %s", message.key, message.platform)
         return Outcome("unknown", reason=UNEXPECTED_REASON)
     record_sent(message.key, receipt.external_id)
+    from notifications import services as notifications  # notifications imports messaging
+
+    notifications.connection_healthy(send_connection_key(message))
     return Outcome("sent", external_id=receipt.external_id)
+
+
+def send_connection_key(message: OutboundMessage) -> str:
+    """The connection a send goes through (a number, a mailbox's SMTP, a page): what its
+    failures are told about, once per episode."""
+    return f"{message.platform}:send:{message.source_id}"
+
+
+def _connection_failed(message: OutboundMessage, reason: str) -> None:
+    from notifications import services as notifications
+
+    def name() -> str:
+        model = channels.get(message.platform).source_model
+        source = model.objects.filter(pk=message.source_id).first() if model else None
+        return str(source) if source is not None else message.platform
+
+    notifications.notify_connection_failed(
+        message.company_id, send_connection_key(message), name, reason
+    )
 
 
 # ---------------------------------------------------------------- claims on a table of sends

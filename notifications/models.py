@@ -128,3 +128,21 @@ class Preference(models.Model):
 
     def wants(self, kind: str) -> bool:
         return kind not in (self.muted_kinds or [])
+
+
+class ConnectionAlert(models.Model):
+    """An open failure episode of one connection (`key`: "telegram:account:5",
+    "email:imap:3", ...): its company's admins were told once; the row goes when the
+    connection is healthy again, so the next failure is a new episode and is told again."""
+
+    tenant_path = "company"
+
+    company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=120, unique=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+
+    def __str__(self):
+        return self.key

@@ -6,7 +6,7 @@ notification that cannot be written is logged and never fails what caused it."""
 import logging
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Role, User
 from messaging import events
 
-from .models import ADMIN_KINDS, Kind, Notification, Preference
+from .models import ADMIN_KINDS, ConnectionAlert, Kind, Notification, Preference
 from .payloads import notification_payload
 
 logger = logging.getLogger(__name__)
@@ -177,29 +177,55 @@ def mentioned(note, conversation, user_ids) -> None:
     )
 
 
-def connection_failed(company_id: int, name: str, error: str, url: str = "") -> None:
+def _tell_admins(kind: str, company_id: int, name, body: str = "", url="") -> None:
+    """A notification of `kind` about one of the company's connections, to its active admins."""
     admins = User.objects.filter(company_id=company_id, role=Role.ADMIN, is_active=True)
     notify_after_commit(
-        Kind.CONNECTION_FAILED,
+        kind,
         list(admins.values_list("pk", flat=True)),
         company_id=company_id,
         subject=name,
-        body=error,
-        url=url or reverse("settings"),
+        body=body,
+        url=url or (lambda: reverse("settings")),
     )
 
 
 def connection_waiting(company_id: int, name: str, url: str = "") -> None:
     """The company's admins: a connection (`name`) waits because no connection host has room.
     Called once per waiting episode by the fleet's supervisor, for every kind of connection."""
-    admins = User.objects.filter(company_id=company_id, role=Role.ADMIN, is_active=True)
-    notify_after_commit(
-        Kind.CONNECTION_WAITING,
-        list(admins.values_list("pk", flat=True)),
-        company_id=company_id,
-        subject=name,
-        url=url or reverse("settings"),
-    )
+    _tell_admins(Kind.CONNECTION_WAITING, company_id, name, url=url)
+
+
+def notify_connection_failed(company_id: int, key: str, name, error: str, url: str = "") -> bool:
+    """A connection of the company failed (any kind: a WhatsApp session or Cloud number, a
+    Telegram account, a mailbox's IMAP or SMTP, a Meta page): its admins are told once per
+    failure episode, i.e. not again on each retry, until `connection_healthy(key)`. `key`
+    names the connection ("telegram:account:5"); `name` (or a callable giving it, read after
+    commit) is what they read. True when told now. Never raises into the caller."""
+    try:
+        with transaction.atomic():
+            _alert, created = ConnectionAlert.objects.get_or_create(
+                key=key[:120], defaults={"company_id": company_id, "error": error[:300]}
+            )
+    except IntegrityError:  # the same failure recorded a moment ago by another worker
+        return False
+    except Exception:
+        logger.exception("notifications: could not record the failure of %s", key)
+        return False
+    if created:
+        logger.info(
+            "notifications: connection %s failed; admins of company=%s told", key, company_id
+        )
+        _tell_admins(Kind.CONNECTION_FAILED, company_id, name, body=error, url=url)
+    return created
+
+
+def connection_healthy(key: str) -> None:
+    """The connection works again: its failure episode ends (the next failure is told)."""
+    try:
+        ConnectionAlert.objects.filter(key=key[:120]).delete()
+    except Exception:
+        logger.exception("notifications: could not clear the failure of %s", key)
 
 
 # ---------------------------------------------------------------- the reader's actions

@@ -72,15 +72,23 @@ def test_filters_and_newest_first_cursor_pages(api_for, agent_user):
         client__name="Zoë Example",
     )
     ids = lambda response: [row["id"] for row in response.json()["results"]]  # noqa: E731
-    assert ids(api.get(URL)) == [mine.pk, closed.pk, unread.pk]
+    # Open ones by default, as the inbox page; `all` asks for every state.
+    assert ids(api.get(URL)) == [mine.pk, unread.pk]
+    assert ids(api.get(f"{URL}?status=all")) == [mine.pk, closed.pk, unread.pk]
+    assert ids(api.get(f"{URL}?status=open")) == [mine.pk, unread.pk]
     assert ids(api.get(f"{URL}?assignee=me")) == [mine.pk]
-    assert ids(api.get(f"{URL}?assignee=unassigned")) == [closed.pk, unread.pk]
+    assert ids(api.get(f"{URL}?assignee=unassigned")) == [unread.pk]
+    assert ids(api.get(f"{URL}?assignee=unassigned&status=all")) == [closed.pk, unread.pk]
     assert ids(api.get(f"{URL}?status=closed")) == [closed.pk]
     assert ids(api.get(f"{URL}?unread=1")) == [unread.pk]
     assert ids(api.get(f"{URL}?q=zoë")) == [unread.pk]
     assert ids(api.get(f"{URL}?platform=telegram")) == []
 
-    first = api.get(f"{URL}?page_size=2")
+    bad = api.get(f"{URL}?status=done")
+    assert bad.status_code == 400 and "status" in bad.json()
+    assert "“done”" in bad.json()["status"][0]
+
+    first = api.get(f"{URL}?page_size=2&status=all")
     assert ids(first) == [mine.pk, closed.pk]
     second = api.get(first.json()["next"])
     assert ids(second) == [unread.pk] and second.json()["next"] is None

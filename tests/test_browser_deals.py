@@ -140,6 +140,8 @@ def test_one_click_deal_from_a_conversation_on_a_phone(daphne_server, browser): 
     )
     page = log_in(browser, daphne_server, alice, viewport=PHONE)  # noqa: F405
     page.goto(f"{daphne_server.url}/inbox/{conversation.pk}/")
+    # The client's deals are in the contact panel: on a phone it opens from "Contact".
+    page.click('.conversation-topbar [data-action="toggle-contact"]')
     page.click('#conversation-deals [data-action="create-deal"]')
     _wait_for(lambda: Deal.objects.filter(conversation=conversation).exists())
     deal = Deal.objects.get(conversation=conversation)

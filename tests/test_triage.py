@@ -402,6 +402,80 @@ def test_bulk_assign_label_close_with_failures_named(
     assert not ConversationLabel.objects.filter(label=foreign_label).exists()
 
 
+def test_bulk_on_every_conversation_of_the_filtered_list(
+    member, company, other_company, admin_user, agent_user, monkeypatch
+):
+    """ "Select all": the action goes to every conversation the list's filters show, on every
+    page (not only the loaded one), through the service; never another company's."""
+    from triage import services as triage_services
+
+    vip = _label(company)
+    open_ones = ConversationFactory.create_batch(55, company=company)  # more than a page (50)
+    closed = ConversationFactory(company=company, status="closed")
+    on_telegram = ConversationFactory(
+        company=company, source=TelegramAccountFactory(company=company)
+    )
+    theirs = ConversationFactory(company=other_company)
+    url = reverse("inbox_bulk")
+
+    # The whole list of open WhatsApp conversations: 55 of them (two pages).
+    response = member.post(
+        url,
+        {"all": "1", "filters": "platform=whatsapp", "action": "label", "label": vip.pk},
+        follow=True,
+    )
+    assert "Done for 55 conversations" in response.content.decode()
+    labelled = set(
+        ConversationLabel.objects.filter(label=vip).values_list("conversation_id", flat=True)
+    )
+    assert labelled == {c.pk for c in open_ones}
+    # Another filter: the labelled ones, every state; assign them all to bob.
+    member.post(
+        url,
+        {
+            "all": "1",
+            "filters": f"label={vip.pk}&status=all",
+            "action": "assign",
+            "assignee": agent_user.pk,
+        },
+    )
+    assignees = {c.assignee_id for c in type(closed).objects.filter(pk__in=labelled)}
+    assert assignees == {agent_user.pk}
+    # Close every open one (the default status): the closed one and the other company's stay.
+    member.post(url, {"all": "1", "filters": "", "action": "close"})
+    model = type(closed)
+    assert model.objects.filter(company=company, status="open").count() == 0
+    assert model.objects.get(pk=on_telegram.pk).status == "closed"
+    theirs.refresh_from_db()
+    assert theirs.status == "open" and theirs.assignee_id is None
+
+    # Over the cap: refused as a whole, named, nothing changed.
+    monkeypatch.setattr(triage_services, "BULK_ALL_MAX", 10)
+    response = member.post(
+        url,
+        {"all": "1", "filters": "status=all", "action": "unlabel", "label": vip.pk},
+        follow=True,
+    )
+    assert "At most 10 conversations at once" in response.content.decode()
+    assert ConversationLabel.objects.filter(label=vip).count() == 55
+
+
+def test_the_label_menus_are_drawn_again_with_the_company_labels(member, company, other_company):
+    vip = _label(company, "VIP")
+    _label(other_company, "Secret")
+    page = member.get(reverse("inbox")).content.decode()
+    assert 'id="label-filter-box"' in page and 'id="bulk-label-box"' in page
+    assert f'data-label-menus-url="{reverse("inbox_label_menus")}"' in page
+    response = member.get(reverse("inbox_label_menus"), {"label": vip.pk}, **HTMX)
+    text = response.content.decode()
+    assert response.status_code == 200
+    assert f'<option value="{vip.pk}" selected>VIP</option>' in text
+    assert 'data-action="bulk-label"' in text and "Secret" not in text
+    Label.objects.filter(company=company).delete()
+    text = member.get(reverse("inbox_label_menus")).content.decode()
+    assert 'id="label-filter-box"' in text and "<select" not in text  # the wrappers stay
+
+
 def test_api_bulk(admin_api, company, other_company, admin_user):
     mine = ConversationFactory(company=company)
     theirs = ConversationFactory(company=other_company)
@@ -423,6 +497,47 @@ def test_api_bulk(admin_api, company, other_company, admin_user):
         "/api/v1/conversations/bulk/", {"ids": [], "action": "close"}, format="json"
     )
     assert response.status_code == 400 and "ids" in response.json()
+
+
+def test_api_bulk_on_every_conversation_the_filters_show(
+    admin_api, company, other_company, monkeypatch
+):
+    from triage import services as triage_services
+
+    on_telegram = ConversationFactory.create_batch(
+        3, company=company, source=TelegramAccountFactory(company=company)
+    )
+    closed = ConversationFactory(company=company, status="closed")
+    elsewhere = ConversationFactory(company=company)
+    theirs = ConversationFactory(company=other_company)
+    url = "/api/v1/conversations/bulk/"
+    response = admin_api.post(
+        url, {"all": True, "filters": {"platform": "telegram"}, "action": "close"}, format="json"
+    )
+    assert response.status_code == 200
+    assert sorted(response.json()["done"]) == sorted(c.pk for c in on_telegram)
+    model = type(closed)
+    assert model.objects.get(pk=elsewhere.pk).status == "open"
+    assert model.objects.get(pk=theirs.pk).status == "open"
+    # status=all reaches the closed ones too; the default (open) does not.
+    response = admin_api.post(url, {"all": True, "action": "close"}, format="json")
+    assert response.json()["done"] == [elsewhere.pk]
+    assert model.objects.get(pk=theirs.pk).status == "open"
+    # Bad input: named, nothing changed.
+    bad = admin_api.post(
+        url, {"all": True, "filters": {"status": "done"}, "action": "close"}, format="json"
+    )
+    assert bad.status_code == 400 and "status" in bad.json()
+    assert admin_api.post(url, {"action": "close"}, format="json").json().keys() == {"ids"}
+    monkeypatch.setattr(triage_services, "BULK_ALL_MAX", 2)
+    vip = _label(company)
+    over = admin_api.post(
+        url,
+        {"all": True, "filters": {"status": "all"}, "action": "label", "label": vip.pk},
+        format="json",
+    )
+    assert over.status_code == 400 and "ids" in over.json()
+    assert not ConversationLabel.objects.exists()
 
 
 # ---------------------------------------------------------------- the contact panel
@@ -453,6 +568,19 @@ def test_contact_panel_shows_client_labels_and_other_conversations(member, compa
     assert (
         reverse("conversation_detail", args=[stranger.pk]) + '"' not in panel.split("</aside>")[0]
     )
+    # The client's open deals (only theirs, only open ones) and the one-click "New deal".
+    from .factories import DealFactory
+
+    sofa = DealFactory(company=company, client=client, title="Corner sofa")
+    DealFactory(company=company, client=client, title="Old chair", status="lost")
+    DealFactory(company=company, title="Someone else's")
+    page = member.get(reverse("conversation_detail", args=[here.pk])).content.decode()
+    panel = page[page.index('id="contact-panel"') :].split("</aside>")[0]
+    deals = panel[panel.index('data-role="client-deals"') :]
+    assert f'data-deal="{sofa.pk}"' in deals and "Corner sofa" in deals
+    assert "Old chair" not in deals and "Someone else" not in deals
+    assert reverse("conversation_deal_create", args=[here.pk]) in deals
+    assert page.count('id="conversation-deals"') == 1  # in the panel only
     # The include point for other parts of the product is there.
     assert (
         "crm/_conversation_side_extra.html" in open("templates/triage/_contact_panel.html").read()

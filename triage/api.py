@@ -208,7 +208,22 @@ class StatusSerializer(serializers.Serializer):
 
 class BulkSerializer(serializers.Serializer):
     ids = serializers.ListField(
-        child=serializers.IntegerField(), min_length=1, max_length=services.BULK_MAX
+        child=serializers.IntegerField(),
+        min_length=1,
+        max_length=services.BULK_MAX,
+        required=False,
+        help_text="the conversations (unless `all`)",
+    )
+    all = serializers.BooleanField(
+        default=False,
+        help_text="every conversation the list would show for `filters`, on every page "
+        "(at most 1,000; more is a 400 and nothing is changed)",
+    )
+    filters = serializers.DictField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        help_text="with `all`: the list's filters (`status` — open by default —, `platform`, "
+        "`label`, `assignee`, `unread`, `q`)",
     )
     action = serializers.ChoiceField(choices=services.BULK_ACTIONS)
     assignee = serializers.IntegerField(
@@ -227,10 +242,13 @@ class BulkResultSerializer(serializers.Serializer):
     failed = BulkFailureSerializer(many=True)
 
 
-def bulk_from_request(user, data) -> services.BulkResult:
+def bulk_from_request(user, data, matching=None) -> services.BulkResult:
+    """`matching(filters)`: the conversations the list shows for those filters (for `all`)."""
     payload = BulkSerializer(data=data)
     payload.is_valid(raise_exception=True)
     data = payload.validated_data
+    if not data["all"] and not data.get("ids"):
+        raise serializers.ValidationError({"ids": [_("Select at least one conversation.")]})
     assignee = label = None
     if data["action"] == "assign" and data.get("assignee") is not None:
         assignee = (
@@ -245,6 +263,14 @@ def bulk_from_request(user, data) -> services.BulkResult:
                 {"label": [_("Choose one of your company's labels.")]}
             )
         label = found[0]
+    if data["all"] and matching is not None:
+        return services.bulk_update_matching(
+            user,
+            matching(data.get("filters") or {}),
+            data["action"],
+            assignee=assignee,
+            label=label,
+        )
     return services.bulk_update(user, data["ids"], data["action"], assignee=assignee, label=label)
 
 

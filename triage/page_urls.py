@@ -12,4 +12,5 @@ urlpatterns = [
     path("inbox/views/<int:pk>/", views.savedview_edit, name="savedview_edit"),
     path("inbox/views/<int:pk>/delete/", views.savedview_delete, name="savedview_delete"),
     path("inbox/bulk/", views.inbox_bulk, name="inbox_bulk"),
+    path("inbox/label-menus/", views.inbox_label_menus, name="inbox_label_menus"),
 ]

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 NAME_MAX = 50
 VIEW_NAME_MAX = 60
 BULK_MAX = 200  # conversations per bulk action
+BULK_ALL_MAX = 1000  # "select all": every conversation of a filtered list, at most this many
 
 
 # ---------------------------------------------------------------- labels
@@ -263,7 +264,13 @@ BULK_ACTIONS = ("assign", "label", "unlabel", "close")
 
 
 def bulk_update(
-    actor, ids, action: str, *, assignee=None, label: Label | None = None
+    actor,
+    ids,
+    action: str,
+    *,
+    assignee=None,
+    label: Label | None = None,
+    limit: int = BULK_MAX,
 ) -> BulkResult:
     """Apply one action to many conversations of the actor's company. Each conversation is
     its own small transaction: one that fails (or is not found, or is another company's) is
@@ -278,8 +285,8 @@ def bulk_update(
         errors["ids"] = [_("Give conversation ids (numbers).")]
     if wanted is not None and not wanted:
         errors["ids"] = [_("Select at least one conversation.")]
-    elif wanted is not None and len(wanted) > BULK_MAX:
-        errors["ids"] = [_("At most %(max)d conversations at once.") % {"max": BULK_MAX}]
+    elif wanted is not None and len(wanted) > limit:
+        errors["ids"] = [_("At most %(max)d conversations at once.") % {"max": limit}]
     if action in ("label", "unlabel") and (label is None or label.company_id != actor.company_id):
         errors["label"] = [_("Choose one of your company's labels.")]
     if action == "assign" and assignee is not None and assignee.company_id != actor.company_id:
@@ -304,6 +311,25 @@ def bulk_update(
         "bulk %s by=%s done=%d failed=%d", action, actor.pk, len(result.done), len(result.failed)
     )
     return result
+
+
+def bulk_update_matching(
+    actor, conversations, action: str, *, assignee=None, label: Label | None = None
+) -> BulkResult:
+    """ "Select all": the action on every conversation of `conversations` (a filtered inbox
+    list, every page of it), re-scoped to the actor's company by bulk_update. More than
+    BULK_ALL_MAX is refused as a whole (ValidationError naming `ids`): nothing is changed."""
+    ids = list(conversations.values_list("pk", flat=True)[: BULK_ALL_MAX + 1])
+    if len(ids) > BULK_ALL_MAX:
+        raise ValidationError(
+            {
+                "ids": [
+                    _("At most %(max)d conversations at once: narrow the filters.")
+                    % {"max": BULK_ALL_MAX}
+                ]
+            }
+        )
+    return bulk_update(actor, ids, action, assignee=assignee, label=label, limit=BULK_ALL_MAX)
 
 
 def _bulk_one(actor, conversation, action, assignee, label) -> None:

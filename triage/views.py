@@ -4,11 +4,11 @@ write through triage.services, answer a 4xx naming the field for bad input."""
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponseBadRequest, QueryDict
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.scoping import get_scoped_or_404
 from accounts.views import company_member_required
@@ -245,15 +245,35 @@ def savedview_delete(request, pk):
     return redirect("inbox")
 
 
+# ---------------------------------------------------------------- the inbox's label menus
+
+
+@company_member_required
+@require_GET
+def inbox_label_menus(request):
+    """The label filter and the bulk bar's label menu of the inbox, drawn again when a label
+    is created, renamed or deleted (static/js/triage.js swaps them in, live). `label`: the
+    label the filter has chosen now."""
+    return render(
+        request,
+        "triage/_label_menus.html",
+        {
+            "labels": selectors.company_labels(request.user),
+            "filters": {"label": request.GET.get("label", "").strip()[:20]},
+        },
+    )
+
+
 # ---------------------------------------------------------------- bulk actions
 
 
 @company_member_required
 @require_POST
 def inbox_bulk(request):
-    """One action on the selected conversations (`ids`, repeated): assign (`assignee`: a
-    member id, "me" or empty), label/unlabel (`label`), close. Back to the list (`next`) with
-    what was done and what failed, each failure named."""
+    """One action on the selected conversations (`ids`, repeated; or `all`=1: every
+    conversation of the list that `filters`, an inbox query string, shows, on every page):
+    assign (`assignee`: a member id, "me" or empty), label/unlabel (`label`), close. Back to
+    the list (`next`) with what was done and what failed, each failure named."""
     post = request.POST
     action = post.get("action", "")
     assignee = label = None
@@ -273,9 +293,19 @@ def inbox_bulk(request):
             return _bulk_back(request, error=_("Choose one of your company's labels."))
         label = found[0]
     try:
-        result = services.bulk_update(
-            request.user, post.getlist("ids"), action, assignee=assignee, label=label
-        )
+        if post.get("all") == "1":
+            filters = messaging_selectors.inbox_filters(QueryDict(post.get("filters", "")))
+            result = services.bulk_update_matching(
+                request.user,
+                messaging_selectors.filtered_inbox(request.user, filters),
+                action,
+                assignee=assignee,
+                label=label,
+            )
+        else:
+            result = services.bulk_update(
+                request.user, post.getlist("ids"), action, assignee=assignee, label=label
+            )
     except ValidationError as exc:
         return _bulk_back(request, error=" ".join(exc.messages))
     if result.done:

@@ -21,12 +21,14 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
+from django.urls import reverse
 from django.utils import timezone
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from crm import coordination
 from crm.celery import task
+from notifications import services as notifications
 
 from .. import channel_metrics
 from ..connections import (
@@ -135,9 +137,23 @@ def _poll(account: EmailAccount) -> dict:
         words = error_words(exc, account)
         logger.error("email: account=%s poll failed: %s", account.pk, words, exc_info=True)
         _record_failure(account, words)
+        notifications.notify_connection_failed(
+            account.company_id, imap_key(account.pk), str(account), words, _account_url()
+        )
         return {**counts, "error": words}
+    notifications.connection_healthy(imap_key(account.pk))
     now = timezone.now()
     waiting = EmailQuarantine.objects.filter(account=account).exists()
+    if waiting:  # mails that could not be imported wait for an admin
+        notifications.notify_connection_failed(
+            account.company_id,
+            quarantine_key(account.pk),
+            str(account),
+            "Some mails could not be imported and wait in quarantine.",
+            _account_url(),
+        )
+    else:
+        notifications.connection_healthy(quarantine_key(account.pk))
     EmailAccount.objects.filter(pk=account.pk).update(
         status=EmailAccount.Status.WARNING if waiting else EmailAccount.Status.OK,
         last_success_at=now,
@@ -221,6 +237,19 @@ def _aware(value):
         return value if value.tzinfo else timezone.make_aware(value)
     except (ValueError, OverflowError):
         return None
+
+
+def imap_key(account_id: int) -> str:
+    """The connection a failure of this account's IMAP is told about (notifications)."""
+    return f"email:imap:{account_id}"
+
+
+def quarantine_key(account_id: int) -> str:
+    return f"email:quarantine:{account_id}"
+
+
+def _account_url() -> str:
+    return reverse("email_accounts")
 
 
 def _record_failure(account: EmailAccount, words: str) -> None:

@@ -143,7 +143,8 @@ def _unreachable(route: SmtpRoute) -> TransientSendError:
     # One answer for a closed port and a silent one: no port scanning through us.
     return TransientSendError(
         _("Could not connect to the SMTP server at %(host)s:%(port)s.")
-        % {"host": route.smtp_host, "port": route.smtp_port}
+        % {"host": route.smtp_host, "port": route.smtp_port},
+        connection=True,
     )
 
 
@@ -155,7 +156,8 @@ def _login_refused(exc: Exception) -> SendError:
                 "SMTP login failed: the server does not accept a login on this connection "
                 "(it offers no AUTH; it may need STARTTLS or SSL/TLS). Check the SMTP security "
                 "setting and the server."
-            )
+            ),
+            connection=True,
         )
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         if exc.smtp_code == 454:  # RFC 4954: a temporary authentication failure
@@ -164,13 +166,15 @@ def _login_refused(exc: Exception) -> SendError:
             )
         return SendError(
             _("SMTP login failed: the server refused the username or password (%(code)s %(text)s).")
-            % {"code": exc.smtp_code, "text": _server_text(exc.smtp_error)}
+            % {"code": exc.smtp_code, "text": _server_text(exc.smtp_error)},
+            connection=True,
         )
     return SendError(  # smtplib: "No suitable authentication method found."
         _(
             "SMTP login failed: the server offers no login method Switchboard supports "
             "(PLAIN, LOGIN or CRAM-MD5)."
-        )
+        ),
+        connection=True,
     )
 
 

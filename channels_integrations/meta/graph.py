@@ -212,7 +212,8 @@ def error_from_response(response: httpx.Response) -> SendError:
         )
     reasons = _reasons()
     if code in reasons:
-        return SendError(reasons[code])
+        # 190: the page's token is refused, a failure of the connection (admins are told).
+        return SendError(reasons[code], connection=code == 190)
     message = str(error.get("message") or f"HTTP {response.status_code}")[:300]
     return SendError(
         _("Meta refused the message (%(code)s): %(message)s")

@@ -43,6 +43,7 @@ from ..connections import (
     download_through_holder,
     holder_of,
     next_command,
+    notify_admins_of_failure,
     publish_to_admins,
     reconnect_loop,
     request_start,
@@ -447,6 +448,9 @@ class TelegramListener(Supervised):
             last_error_at=timezone.now(),
         )
         self._publish("telegram.logout", {"reason": reason})
+        notify_admins_of_failure(
+            self.lease, "The Telegram session is no longer authorised; log in again."
+        )
         logger.warning("telegram: account=%s logged out (%s)", self.account_id, reason)
 
     # -- Telethon event handlers

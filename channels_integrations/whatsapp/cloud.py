@@ -342,6 +342,8 @@ def error_from_response(response: httpx.Response) -> SendError:
         )
     if response.status_code >= 500:
         return TransientSendError(f"The WhatsApp Cloud API failed ({response.status_code}).")
+    if code == 190 or response.status_code == 401:  # the token: the number's connection
+        return SendError(REASONS[190], connection=True)
     if code in REASONS:
         return SendError(REASONS[code])
     return SendError(f"WhatsApp refused the message ({code or response.status_code}): {message}")

@@ -49,6 +49,7 @@ from ..connections import (
     ask_holder,
     download_through_holder,
     next_command,
+    notify_admins_of_failure,
     reconnect_loop,
     request_start,
     run_while_held,
@@ -67,6 +68,8 @@ from .lease import number_holder as holder_of
 from .web import forget_device
 
 logger = logging.getLogger(__name__)
+
+ADMIN_LOGOUT = "logged out by an admin"
 Status = WhatsAppSession.Status
 
 
@@ -585,7 +588,7 @@ class SessionRunner(Supervised):
                 self.adapter.logout()
             except Exception:
                 logger.warning("whatsapp: number=%s logout call failed", self.number.pk)
-        self.on_logged_out("logged out by an admin")
+        self.on_logged_out(ADMIN_LOGOUT)
 
     # -- adapter callbacks (SessionCallbacks)
 
@@ -598,6 +601,7 @@ class SessionRunner(Supervised):
             error = "The QR code was not scanned in time; start again to get a new one."
             self._write(status=Status.QR_TIMEOUT, last_error=error, last_error_at=timezone.now())
             publish_to_admins("whatsapp.error", self.number, {"error": error})
+            notify_admins_of_failure(self.lease, error)
             self.redis.delete(_qr_key(self.number.pk))
             self._stop("qr_timeout")
             return
@@ -641,6 +645,10 @@ class SessionRunner(Supervised):
             web_jid="", status=WhatsAppNumber.Status.DISCONNECTED
         )
         publish_to_admins("whatsapp.logout", self.number, {"reason": reason})
+        if reason != ADMIN_LOGOUT:  # an admin's own logout is no failure to tell them of
+            notify_admins_of_failure(
+                self.lease, f"Logged out ({reason}); scan a new QR code to link the number again."
+            )
         logger.warning("whatsapp: number=%s logged out; a new QR scan is needed", self.number.pk)
         self._stop("logged_out")
 
@@ -653,6 +661,7 @@ class SessionRunner(Supervised):
         error = "Another connection took over this number (stream replaced)."
         self._write(status=Status.FAILED, last_error=error, last_error_at=timezone.now())
         publish_to_admins("whatsapp.error", self.number, {"error": error})
+        notify_admins_of_failure(self.lease, error)
         self._stop("replaced")
 
     def on_message(self, message) -> None:

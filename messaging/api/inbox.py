@@ -28,6 +28,7 @@ from messaging.services import reactions as reaction_services
 from triage import api as triage_api
 from triage import selectors as triage_selectors
 from triage import services as triage_services
+from triage.filters import ANY_STATUS, DEFAULT_STATUS
 
 
 class ConversationPagination(CursorPagination):
@@ -330,8 +331,8 @@ FILTER_PARAMETERS = [
     OpenApiParameter(
         "status",
         str,
-        enum=["open", "pending", "snoozed", "closed"],
-        description="one state (default: every state)",
+        enum=["open", "pending", "snoozed", "closed", "all"],
+        description="one state, or `all` for every state (default: `open`, as the inbox page)",
     ),
     OpenApiParameter("label", int, description="a label id of your company"),
     OpenApiParameter("assignee", str, description="`me`, `unassigned` or a member id"),
@@ -341,12 +342,25 @@ FILTER_PARAMETERS = [
 
 
 def filter_conversations(user, params):
-    """The inbox filters of a request's query string (the same selector as the inbox page)."""
+    """The inbox filters of a request's query string (the same selector as the inbox page):
+    open conversations unless `status` asks for another state or `all`; an unknown status is
+    a 400 naming the field."""
     assignee = params.get("assignee", "")
+    status = params.get("status", "") or DEFAULT_STATUS
+    if status != ANY_STATUS and status not in Conversation.Status.values:
+        choices = ", ".join([*Conversation.Status.values, ANY_STATUS])
+        raise serializers.ValidationError(
+            {
+                "status": [
+                    _("Unknown status “%(value)s”. Choose from: %(choices)s.")
+                    % {"value": status, "choices": choices}
+                ]
+            }
+        )
     conversations = selectors.inbox_conversations(
         user,
         platform=params.get("platform", ""),
-        status=params.get("status", ""),
+        status="" if status == ANY_STATUS else status,
         assigned={"me": "mine", "unassigned": "unassigned"}.get(assignee, ""),
         unread=params.get("unread") in ("1", "true", "yes"),
         query=params.get("q", ""),
@@ -508,7 +522,12 @@ class ConversationViewSet(
     def bulk(self, request):
         """One action (assign, label, unlabel, close) on many conversations of your company;
         each that fails is named in `failed`, the others are done."""
-        return Response(triage_api.bulk_from_request(request.user, request.data).as_dict())
+        result = triage_api.bulk_from_request(
+            request.user,
+            request.data,
+            matching=lambda filters: filter_conversations(request.user, filters),
+        )
+        return Response(result.as_dict())
 
     @extend_schema(request=None, responses=ConversationSerializer)
     @action(detail=True, methods=["post"])

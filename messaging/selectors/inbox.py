@@ -65,6 +65,36 @@ def inbox_conversations(
     return conversations
 
 
+def inbox_filters(params) -> dict:
+    """The inbox page's filters from a query string (a QueryDict): open conversations unless
+    `status` asks for another state or "all" (triage.filters.ANY_STATUS)."""
+    from triage.filters import DEFAULT_STATUS
+
+    return {
+        "platform": params.get("platform", ""),
+        "status": params.get("status", "") or DEFAULT_STATUS,
+        "label": params.get("label", "").strip()[:20],
+        "assigned": params.get("assigned", ""),
+        "unread": params.get("unread", "") in ("1", "on", "true"),
+        "q": params.get("q", "").strip()[:200],
+    }
+
+
+def filtered_inbox(user, filters: dict):
+    """The conversations the inbox page lists for `filters` (inbox_filters), every page."""
+    from triage.filters import ANY_STATUS
+
+    return inbox_conversations(
+        user,
+        platform=filters["platform"],
+        status="" if filters["status"] == ANY_STATUS else filters["status"],
+        assigned=filters["assigned"],
+        unread=filters["unread"],
+        query=filters["q"],
+        label=filters["label"],
+    )
+
+
 SEARCH_CANDIDATES = 500  # up to this many matches, search by id list; beyond, walk the inbox
 
 

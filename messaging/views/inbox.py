@@ -37,30 +37,10 @@ ASSIGNED_CHOICES = [("", "Everyone's"), ("mine", "Mine"), ("unassigned", "Unassi
 # ---------------------------------------------------------------- the list
 
 
-def _filters(request) -> dict:
-    get = request.GET
-    return {
-        "platform": get.get("platform", ""),
-        # The inbox shows open conversations unless asked otherwise ("all": every state).
-        "status": get.get("status", "") or DEFAULT_STATUS,
-        "label": get.get("label", "").strip()[:20],
-        "assigned": get.get("assigned", ""),
-        "unread": get.get("unread", "") in ("1", "on", "true"),
-        "q": get.get("q", "").strip()[:200],
-    }
-
-
 def _list_context(request, current=None) -> dict:
-    filters = _filters(request)
-    conversations = selectors.inbox_conversations(
-        request.user,
-        platform=filters["platform"],
-        status="" if filters["status"] == ANY_STATUS else filters["status"],
-        assigned=filters["assigned"],
-        unread=filters["unread"],
-        query=filters["q"],
-        label=filters["label"],
-    )
+    # The inbox shows open conversations unless asked otherwise ("all": every state).
+    filters = selectors.inbox_filters(request.GET)
+    conversations = selectors.filtered_inbox(request.user, filters)
     page = Paginator(conversations, CONVERSATIONS_PER_PAGE).get_page(request.GET.get("page"))
     page.object_list = list(page.object_list)
     prefetch_related_objects(page.object_list, triage_selectors.label_links_prefetch())

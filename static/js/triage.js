@@ -72,35 +72,106 @@
 
   const selected = new Set();
   const bulkForm = byId("bulk-form");
+  // "Select all": every conversation of the filtered list, on every page (the server finds
+  // them from the filters, `allFilters`); `selected` is not used meanwhile.
+  let allMode = false;
+  let allFilters = "";
+
+  // How many conversations the list shows, over all its pages (the list partial says it).
+  function listTotal() {
+    const list = byId("conversation-list");
+    return list ? parseInt(list.dataset.total || "0", 10) || 0 : 0;
+  }
+
+  function filterQuery() {
+    const form = byId("inbox-filters");
+    const params = new URLSearchParams();
+    if (form) {
+      for (const [key, value] of new FormData(form)) {
+        if (typeof value === "string" && value.trim()) params.append(key, value);
+      }
+    }
+    return params.toString();
+  }
+
+  function fill(element, count) {
+    element.textContent = (element.dataset.template || "%(count)s").replace("%(count)s", count);
+  }
 
   function syncBulk() {
     if (!bulkForm) return;
     document.querySelectorAll("#conversation-list .conv-select").forEach((box) => {
-      box.checked = selected.has(box.value);
+      box.checked = allMode || selected.has(box.value);
     });
-    bulkForm.hidden = selected.size === 0;
+    bulkForm.hidden = !allMode && selected.size === 0;
     const count = bulkForm.querySelector('[data-role="bulk-count"]');
-    if (count) count.textContent = (count.dataset.template || "%(count)s").replace("%(count)s", selected.size);
+    if (count) {
+      if (allMode) {
+        count.textContent = (count.dataset.templateAll || "%(count)s").replace("%(count)s", listTotal());
+      } else {
+        fill(count, selected.size);
+      }
+    }
+    const all = bulkForm.querySelector('[data-action="bulk-select-all"]');
+    if (all) {
+      all.hidden = allMode || selected.size === 0 || listTotal() <= selected.size;
+      fill(all, listTotal());
+    }
+  }
+
+  function clearSelection() {
+    allMode = false;
+    allFilters = "";
+    selected.clear();
   }
 
   if (bulkForm) {
     document.addEventListener("change", (event) => {
       const box = event.target;
       if (!box.classList || !box.classList.contains("conv-select")) return;
+      if (allMode) {
+        // Unticking one row leaves "all": what stays ticked is this page's other rows.
+        allMode = false;
+        document.querySelectorAll("#conversation-list .conv-select").forEach((other) => {
+          if (other !== box) selected.add(other.value);
+        });
+      }
       if (box.checked) selected.add(box.value);
       else selected.delete(box.value);
       syncBulk();
     });
     bulkForm.addEventListener("click", (event) => {
       if (event.target.closest('[data-action="bulk-clear"]')) {
-        selected.clear();
+        clearSelection();
+        syncBulk();
+      } else if (event.target.closest('[data-action="bulk-select-all"]')) {
+        allMode = true;
+        allFilters = filterQuery();
         syncBulk();
       }
     });
+    // Other filters show another list: a selection of the old one does not carry over.
+    const filters = byId("inbox-filters");
+    if (filters) {
+      filters.addEventListener("change", () => {
+        if (allMode) {
+          clearSelection();
+          syncBulk();
+        }
+      });
+      filters.addEventListener("input", () => {
+        if (allMode) {
+          clearSelection();
+          syncBulk();
+        }
+      });
+    }
     // The selected ids go as hidden fields: rows may have been re-rendered meanwhile.
     bulkForm.addEventListener("submit", () => {
       bulkForm.querySelectorAll('input[name="ids"]').forEach((input) => input.remove());
-      for (const id of selected) {
+      bulkForm.querySelector('input[name="all"]').value = allMode ? "1" : "";
+      bulkForm.querySelector('input[name="filters"]').value = allMode ? allFilters : "";
+      for (const id of allMode ? [] : selected) {
         const input = document.createElement("input");
         input.type = "hidden";
         input.name = "ids";
@@ -115,6 +186,35 @@
     if (list) new MutationObserver(() => { syncBulk(); markCursor(); }).observe(list, { childList: true });
   }
 
+  // ---------------------------------------------------------------- label menus, live
+
+  // A label created, renamed or deleted anywhere: the filter's and the bulk bar's label
+  // menus are drawn again by the server (what is chosen in them stays chosen).
+  const refreshLabelMenus = debounced(async function () {
+    const form = byId("inbox-filters");
+    if (!form || !form.dataset.labelMenusUrl) return;
+    const filter = form.querySelector('select[name="label"]');
+    const url = form.dataset.labelMenusUrl + "?label=" + encodeURIComponent(filter ? filter.value : "");
+    const response = await fetch(url, { credentials: "same-origin", headers: { "HX-Request": "true" } });
+    if (!response.ok) throw new Error(url + " answered " + response.status);
+    const template = document.createElement("template");
+    template.innerHTML = await response.text();
+    // What is chosen now (it may have changed while the menus were fetched) stays chosen.
+    const chosen = {
+      "label-filter-box": form.querySelector('select[name="label"]'),
+      "bulk-label-box": bulkForm && bulkForm.querySelector('select[name="label"]'),
+    };
+    for (const id of ["label-filter-box", "bulk-label-box"]) {
+      const fresh = template.content.getElementById(id);
+      const old = byId(id);
+      if (!fresh || !old) continue;
+      const was = chosen[id] && chosen[id].value;
+      old.replaceWith(fresh);
+      const menu = fresh.querySelector('select[name="label"]');
+      if (was && menu && menu.querySelector('option[value="' + CSS.escape(was) + '"]')) menu.value = was;
+    }
+  }, 300);
+
   // ---------------------------------------------------------------- realtime
 
   const realtime = window.Switchboard && window.Switchboard.realtime;
@@ -122,6 +222,7 @@
     const listEvents = ["conversation.labeled", "label.updated", "label.deleted", "label.created"];
     for (const name of listEvents) {
       realtime.on(name, (data) => {
+        if (name !== "conversation.labeled") refreshLabelMenus();
         const tools = inbox();
         if (tools) {
           tools.refreshList();
@@ -144,6 +245,7 @@
       realtime.on(name, refreshViews);
     }
     realtime.on("client.labeled", () => refreshPanel());
+    realtime.on("resync", refreshLabelMenus); // back after being offline: labels may have changed
   }
 
   // The side panel comes with the conversation page; after a label change elsewhere we
