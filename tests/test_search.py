@@ -207,18 +207,23 @@ def test_a_phone_fragment_many_numbers_share_walks_the_inbox_and_finds_only_thos
     assert found("0123") == {first.pk}  # one match: by its id, as before
 
 
+@pytest.mark.parametrize("common", [False, True])
 def test_a_common_word_by_the_statistics_is_still_found_in_message_text(
-    admin_api, company, monkeypatch
+    admin_api, company, other_company, monkeypatch, common
 ):
     """When PostgreSQL's estimate says a word is in many messages, the text is checked while
     walking the inbox instead of listing every match first: same conversations found."""
     from messaging.selectors import inbox
 
     monkeypatch.setattr(inbox, "SEARCH_TEXT_CANDIDATES", 0)
+    if common:  # in a good share of all messages: each conversation's messages checked
+        monkeypatch.setattr(inbox, "SEARCH_TEXT_COMMON", 0)
     hamburg = _conversation(company, name="Zed", phone="+4917000000001")
     MessageFactory(conversation=hamburg, body="My parcel is stuck in Hamburg")
     by_name = _conversation(company, name="Hamburg Shipping", phone="+4917000000002")
     _conversation(company, name="Other", phone="+4917000000003")
+    theirs = _conversation(other_company, name="Zed", phone="+4917000000001")
+    MessageFactory(conversation=theirs, body="Hamburg too")
     rows = admin_api.get("/api/v1/conversations/", {"q": "hamburg"}).json()["results"]
     assert {row["id"] for row in rows} == {hamburg.pk, by_name.pk}
 

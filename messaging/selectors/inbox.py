@@ -72,6 +72,7 @@ def inbox_conversations(
 # this many rows at most are read: N ids, or (page of 50) x (conversations / N) walking.
 SEARCH_CANDIDATES = 2000
 SEARCH_TEXT_CANDIDATES = 5000  # messages: more (estimated) matching the text, walk the inbox
+SEARCH_TEXT_COMMON = 50000  # messages: more, check each walked conversation's own messages
 
 
 def _client_match(query: str, prefix: str = "") -> Q:
@@ -109,7 +110,8 @@ def _search(conversations, user, query: str):
     ids: set = set()
     # The text part only when few messages match (the statistics' estimate): its query has no
     # LIMIT, since with one PostgreSQL walks every message of every conversation instead.
-    if len(clients) < enough and estimated_matches(query) <= SEARCH_TEXT_CANDIDATES:
+    estimate = estimated_matches(query)
+    if len(clients) < enough and estimate <= SEARCH_TEXT_CANDIDATES:
         parts = [
             mine.filter(subject__icontains=query)[:enough],
             # The matching messages' conversations (every company's: a few thousand at
@@ -126,8 +128,13 @@ def _search(conversations, user, query: str):
                 break
         if len(ids) < enough:
             return conversations.filter(pk__in=ids)
+    # A word in a good share of all messages: each walked conversation's own messages are
+    # checked (a few rows each) instead of first listing every matching message's conversation.
+    common = estimate > SEARCH_TEXT_COMMON
     return conversations.filter(
-        _client_match(query, "client__") | Q(subject__icontains=query) | text_match_filter(query)
+        _client_match(query, "client__")
+        | Q(subject__icontains=query)
+        | text_match_filter(query, common=common)
     )
 
 
