@@ -3,7 +3,7 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
-from django.db import models
+from django.db import connections, models, router
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -122,14 +122,47 @@ class ApiToken(models.Model):
     def find(cls, raw: str) -> "ApiToken | None":
         """The token of an active user with this raw value (its last use noted, at most once
         a minute), else None."""
-        token = (
-            cls.objects.select_related("user", "user__company")
-            .filter(key_hash=hash_token(raw), user__is_active=True, user__company__is_active=True)
-            .first()
-        )
+        token = _find_active_token(hash_token(raw))
         if token is None:
             return None
         now = timezone.now()
         if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
             cls.objects.filter(pk=token.pk).update(last_used_at=now)
         return token
+
+
+def _columns(model, alias: str) -> list[str]:
+    return [f'{alias}."{field.column}"' for field in model._meta.concrete_fields]
+
+
+def _find_active_token(key_hash: str) -> ApiToken | None:
+    """The token with this hash, its user and the user's company in one plain SQL statement,
+    or None when the token, the user or the company is missing or inactive.
+
+    Every API request runs this: the same as `select_related("user", "user__company")`
+    with the filters, without building and compiling an ORM query each time (~1.5 ms of CPU
+    per request; see bench/api_list_cpu.py). None of these models' columns needs a converter
+    from the database value, so rows become instances with `from_db` directly."""
+    models_ = (ApiToken, User, Company)
+    columns = [*_columns(ApiToken, "t"), *_columns(User, "u"), *_columns(Company, "c")]
+    db = router.db_for_read(ApiToken)
+    with connections[db].cursor() as cursor:
+        cursor.execute(
+            f'SELECT {", ".join(columns)} FROM "{ApiToken._meta.db_table}" t '  # noqa: S608
+            f'JOIN "{User._meta.db_table}" u ON u.id = t.user_id '
+            f'JOIN "{Company._meta.db_table}" c ON c.id = u.company_id '
+            "WHERE t.key_hash = %s AND u.is_active AND c.is_active",
+            [key_hash],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instances, start = [], 0
+    for model in models_:
+        width = len(model._meta.concrete_fields)
+        instances.append(model.from_db(db, None, row[start : start + width]))
+        start += width
+    token, user, company = instances
+    ApiToken.user.field.set_cached_value(token, user)
+    User.company.field.set_cached_value(user, company)
+    return token

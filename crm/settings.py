@@ -154,6 +154,14 @@ if DB_POOL_MAX_SIZE := env.int("DB_POOL_MAX_SIZE", default=0):
         "max_size": DB_POOL_MAX_SIZE,
         "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
     }
+# PostgreSQL's JIT compiles a query once its estimated cost passes jit_above_cost: 100-300 ms
+# of compiling for our short queries (a search for a common word, saved views' counts), more
+# than the query itself. Off for our connections unless DB_JIT=true (behind PgBouncer, which
+# refuses the `options` startup parameter unless told to ignore it: DB_JIT=true, and
+# `ALTER ROLE ... SET jit = off` instead).
+if not env.bool("DB_JIT", default=False):
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = (_options.get("options", "") + " -c jit=off").strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")

@@ -252,3 +252,33 @@ def test_api_token_authenticates_and_revoked_token_does_not(client, agent_user):
     assert api.get("/api/v1/me/").status_code == 401
     api.credentials(HTTP_AUTHORIZATION="Bearer sb_made_up")
     assert api.get("/api/v1/me/").status_code == 401
+
+
+def test_a_token_stops_working_when_its_user_or_company_is_deactivated(agent_user):
+    """The token lookup (one SQL statement per request) checks the user and the company each
+    time, and hands the view the user with their company."""
+    from rest_framework.test import APIClient
+
+    from accounts.models import ApiToken
+
+    token, raw = ApiToken.issue(agent_user, "cli")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    me = api.get("/api/v1/me/")
+    assert me.status_code == 200 and me.json()["username"] == agent_user.username
+    assert api.get("/api/v1/conversations/").status_code == 200
+    found = ApiToken.find(raw)
+    assert found.pk == token.pk and found.user.company.pk == agent_user.company_id
+    token.refresh_from_db()
+    assert token.last_used_at is not None  # noted (at most once a minute)
+
+    company = agent_user.company
+    company.is_active = False
+    company.save()
+    assert api.get("/api/v1/me/").status_code == 401
+    company.is_active = True
+    company.save()
+    assert api.get("/api/v1/me/").status_code == 200
+    agent_user.is_active = False
+    agent_user.save()
+    assert api.get("/api/v1/me/").status_code == 401

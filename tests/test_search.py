@@ -181,3 +181,87 @@ def test_a_common_word_walks_the_inbox_order_and_still_finds_message_text(
     MessageFactory(conversation=conversation, body="Hamburg again")
     rows = admin_api.get("/api/v1/conversations/", {"q": "hamburg"}).json()["results"]
     assert [row["id"] for row in rows] == [conversation.pk]
+
+
+def test_a_phone_fragment_many_numbers_share_walks_the_inbox_and_finds_only_those(
+    admin_api, company, other_company, monkeypatch
+):
+    """As in a big inbox where a fragment ("151 0") is in thousands of numbers: the inbox is
+    walked newest first and each conversation's own client checked (no list of every match)."""
+    from messaging.selectors import inbox
+
+    monkeypatch.setattr(inbox, "SEARCH_CANDIDATES", 1)
+    first = _conversation(company, name="Pat", phone="+4915101234567")
+    second = _conversation(company, name="Kim", phone="+4915109876543")
+    _conversation(company, name="Lou", phone="+380671234567")  # no "1510" in it
+    _conversation(other_company, name="Pat", phone="+4915101234567")  # another company's
+
+    def found(q):
+        response = admin_api.get("/api/v1/conversations/", {"q": q})
+        assert response.status_code == 200, response.content
+        return {row["id"] for row in response.json()["results"]}
+
+    assert found("151 0") == {first.pk, second.pk}
+    assert found("+49 151-0") == {first.pk, second.pk}
+    assert found("Pat") == {first.pk}
+    assert found("0123") == {first.pk}  # one match: by its id, as before
+
+
+@pytest.mark.parametrize("common", [False, True])
+def test_a_common_word_by_the_statistics_is_still_found_in_message_text(
+    admin_api, company, other_company, monkeypatch, common
+):
+    """When PostgreSQL's estimate says a word is in many messages, the text is checked while
+    walking the inbox instead of listing every match first: same conversations found."""
+    from messaging.selectors import inbox
+
+    monkeypatch.setattr(inbox, "SEARCH_TEXT_CANDIDATES", 0)
+    if common:  # in a good share of all messages: each conversation's messages checked
+        monkeypatch.setattr(inbox, "SEARCH_TEXT_COMMON", 0)
+    hamburg = _conversation(company, name="Zed", phone="+4917000000001")
+    MessageFactory(conversation=hamburg, body="My parcel is stuck in Hamburg")
+    by_name = _conversation(company, name="Hamburg Shipping", phone="+4917000000002")
+    _conversation(company, name="Other", phone="+4917000000003")
+    theirs = _conversation(other_company, name="Zed", phone="+4917000000001")
+    MessageFactory(conversation=theirs, body="Hamburg too")
+    rows = admin_api.get("/api/v1/conversations/", {"q": "hamburg"}).json()["results"]
+    assert {row["id"] for row in rows} == {hamburg.pk, by_name.pk}
+
+
+def test_the_estimate_of_matching_messages_follows_the_statistics(company):
+    from inbox_search.fts import estimated_matches
+
+    conversation = _conversation(company)
+    for n in range(300):
+        MessageFactory(conversation=conversation, body=f"invoice reminder {n}")
+    MessageFactory(conversation=conversation, body="Hamburg once")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE messaging_message")
+    assert estimated_matches("invoice") > estimated_matches("hamburg")
+    assert estimated_matches("!!!") == 0  # no word: nothing to estimate, no query
+
+
+def test_message_search_keeps_to_the_conversations_a_restricted_agent_sees(
+    api_for, company, agent_user, admin_user
+):
+    company.agents_see_all_conversations = False
+    company.save()
+    mine = _conversation(company, assignee=agent_user)
+    unassigned = _conversation(company, name="Una", phone="+4917000000009")
+    theirs = _conversation(company, name="Col", phone="+4917000000008", assignee=admin_user)
+    hits = {
+        conversation.pk: MessageFactory(conversation=conversation, body="Hamburg parcel").pk
+        for conversation in (mine, unassigned, theirs)
+    }
+    agent = api_for(agent_user)
+    response = agent.get("/api/v1/search/", {"q": "hamburg"})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert {hit["id"] for hit in results} == {hits[mine.pk], hits[unassigned.pk]}
+    by_id = {hit["conversation"]["id"]: hit for hit in results}
+    assert by_id[mine.pk]["conversation"]["client"]["name"] == "Ann Smith"
+    assert by_id[mine.pk]["snippet_html"] == "<mark>Hamburg</mark> parcel"
+    assert {
+        hit["id"]
+        for hit in api_for(admin_user).get("/api/v1/search/", {"q": "hamburg"}).json()["results"]
+    } == set(hits.values())

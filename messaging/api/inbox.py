@@ -365,6 +365,7 @@ def filter_conversations(user, params):
         unread=params.get("unread") in ("1", "true", "yes"),
         query=params.get("q", ""),
         label=params.get("label", ""),
+        last_status=False,  # not a field of the API's conversations
     )
     if assignee.isdigit():
         conversations = conversations.filter(assignee_id=int(assignee))
