@@ -270,7 +270,8 @@ def test_saved_views_personal_and_shared_with_live_counts(
     )
     SavedView.objects.create(company=company, owner=agent_user, name="Agent's own", filters={})
 
-    with django_assert_num_queries(4):  # session, user, the views, one aggregate for all counts
+    # The session comes from Redis (cached_db): user, the views, one aggregate for all counts.
+    with django_assert_num_queries(3):
         sidebar = member.get(reverse("saved_view_list")).content.decode()
     assert "My VIPs" in sidebar and "All closed" in sidebar and "Agent&#x27;s own" not in sidebar
     counts = {v.name: v.count for v in views_with_counts(admin_user)}
