@@ -85,21 +85,33 @@ def _one_source(name: str) -> models.CheckConstraint:
     )
 
 
-class Bot(models.Model):
-    tenant_path = "company"
+class NumberOrSandboxSource(models.Model):
+    """What bots and broadcasts belong to: a WhatsApp number, or the company's sandbox (the
+    test channel); exactly one of the two (each model's check constraint)."""
 
     company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="+")
-    # Its source: a WhatsApp number, or the company's sandbox (the test channel).
     number = models.ForeignKey(
-        WhatsAppNumber, on_delete=models.CASCADE, related_name="bots", null=True, blank=True
+        WhatsAppNumber,
+        on_delete=models.CASCADE,
+        related_name="%(class)ss",
+        null=True,
+        blank=True,
     )
     sandbox = models.ForeignKey(
         "channels_integrations.SandboxInbox",
         on_delete=models.CASCADE,
-        related_name="bots",
+        related_name="%(class)ss",
         null=True,
         blank=True,
     )
+
+    class Meta:
+        abstract = True
+
+
+class Bot(NumberOrSandboxSource):
+    tenant_path = "company"
+
     name = models.CharField(max_length=100)
     is_active = models.BooleanField(default=True)
     greeting = models.TextField(blank=True, help_text="Sent once, on a client's first message.")
@@ -236,7 +248,7 @@ class WhatsAppTemplate(models.Model):
         )
 
 
-class Broadcast(models.Model):
+class Broadcast(NumberOrSandboxSource):
     tenant_path = "company"
 
     class Status(models.TextChoices):
@@ -247,18 +259,6 @@ class Broadcast(models.Model):
         CANCELLED = "cancelled", _("Cancelled")
         FAILED = "failed", _("Failed")
 
-    company = models.ForeignKey("accounts.Company", on_delete=models.CASCADE, related_name="+")
-    # Its source: a WhatsApp number, or the company's sandbox (the test channel).
-    number = models.ForeignKey(
-        WhatsAppNumber, on_delete=models.CASCADE, related_name="broadcasts", null=True, blank=True
-    )
-    sandbox = models.ForeignKey(
-        "channels_integrations.SandboxInbox",
-        on_delete=models.CASCADE,
-        related_name="broadcasts",
-        null=True,
-        blank=True,
-    )
     name = models.CharField(max_length=200, blank=True)
     text = models.TextField(max_length=4096)
     # A template broadcast (Cloud numbers): its name and language, and each variable as

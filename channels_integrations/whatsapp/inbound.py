@@ -207,26 +207,29 @@ def _apply_statuses(number: WhatsAppNumber, statuses: list) -> int:
     return record_delivery_statuses(changes) + recipients
 
 
-def cloud_webhook_receiver(number_id: int):
-    """For the webhook inbox: what ingests a stored delivery of this Cloud number, or None when
-    the number is gone, turned off or being deleted (its deliveries are dropped)."""
+def _receiving_cloud_number(number_id: int) -> WhatsAppNumber | None:
+    """The Cloud number whose stored deliveries are ingested; None when it is gone, turned off
+    or being deleted (its deliveries are dropped)."""
     number = WhatsAppNumber.objects.filter(
         pk=number_id, provider=WhatsAppNumber.Provider.CLOUD, is_active=True
     ).first()
     if number is None or number.status == WhatsAppNumber.Status.DELETING:
         return None
-    return lambda payload: receive_cloud_webhook(number, payload)
+    return number
+
+
+def cloud_webhook_receiver(number_id: int):
+    """For the webhook inbox: what ingests a stored delivery of this Cloud number (None: see
+    _receiving_cloud_number)."""
+    number = _receiving_cloud_number(number_id)
+    return number and (lambda payload: receive_cloud_webhook(number, payload))
 
 
 def cloud_webhook_batch_receiver(number_id: int):
-    """For the webhook inbox's batches: receive_cloud_webhooks for this number (None: gone,
-    turned off or being deleted)."""
-    number = WhatsAppNumber.objects.filter(
-        pk=number_id, provider=WhatsAppNumber.Provider.CLOUD, is_active=True
-    ).first()
-    if number is None or number.status == WhatsAppNumber.Status.DELETING:
-        return None
-    return lambda payloads: receive_cloud_webhooks(number, payloads)
+    """For the webhook inbox's batches: receive_cloud_webhooks for this number (None: see
+    _receiving_cloud_number)."""
+    number = _receiving_cloud_number(number_id)
+    return number and (lambda payloads: receive_cloud_webhooks(number, payloads))
 
 
 def cloud_delivery_threads(number_id: int):
