@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import redis
 from django.conf import settings
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from crm import coordination
@@ -193,8 +194,9 @@ def shown_status(kind: str, key, status: str, holder: str, connected: str) -> st
     return status
 
 
-def row_state(row) -> tuple[str, str]:
-    """(status, label) a person should see for a WhatsApp session or Telegram account row."""
+def row_state(row) -> tuple[str, Promise]:
+    """(status, lazy label) a person should see for a WhatsApp session or Telegram account
+    row (channels_integrations.status builds the one vocabulary on it)."""
     from .models import TelegramAccount, WhatsAppSession
 
     if isinstance(row, WhatsAppSession):
@@ -202,13 +204,13 @@ def row_state(row) -> tuple[str, str]:
     elif isinstance(row, TelegramAccount):
         kind, key = "telegram:account", row.pk
     else:
-        return row.status, row.get_status_display()
+        return row.status, row.Status(row.status).label
     shown = shown_status(kind, key, row.status, row.holder, row.Status.CONNECTED)
     if shown == "waiting":
-        return shown, str(WAITING_LABEL)
+        return shown, WAITING_LABEL
     if shown != row.status:
-        return shown, str(row.Status(shown).label)
-    return shown, row.get_status_display()
+        return shown, row.Status(shown).label
+    return shown, row.Status(row.status).label
 
 
 # ---------------------------------------------------------------- the supervisor

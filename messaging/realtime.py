@@ -38,11 +38,15 @@ def _publisher_client() -> redis.Redis:
 
 
 # On the wire: one Redis message carries a JSON list of events in order, each
-# {"groups": [...], "payload": {"event": ..., "data": ...}}.
+# {"groups": [...], "payload": {"event": ..., "data": ...}} and, when the event carries words
+# a person reads (status labels), "words": {language: {key: text}} (see messaging.events).
 
 
-def _encode(groups: list[str], payload: dict) -> str:
-    return json.dumps({"groups": groups, "payload": payload})
+def _encode(groups: list[str], payload: dict, words: dict | None = None) -> str:
+    event = {"groups": groups, "payload": payload}
+    if words:
+        event["words"] = words
+    return json.dumps(event)
 
 
 def _wire(encoded_events: list[str]) -> str:
@@ -54,10 +58,10 @@ def decode(raw: bytes | str) -> list[dict]:
     return json.loads(raw)
 
 
-def publish_now(groups: list[str], payload: dict) -> None:
+def publish_now(groups: list[str], payload: dict, words: dict | None = None) -> None:
     """Send one event to every process, now (services use messaging.events.publish, which
     hands events to the publisher thread after commit)."""
-    _publisher_client().publish(settings.REALTIME_CHANNEL, _wire([_encode(groups, payload)]))
+    _publisher_client().publish(settings.REALTIME_CHANNEL, _wire([_encode(groups, payload, words)]))
 
 
 # Under load the publisher sends at most once per this many seconds, everything waiting in
@@ -123,10 +127,10 @@ def _background() -> _Publisher:
     return publisher
 
 
-def publish_soon(groups: list[str], payload: dict) -> None:
+def publish_soon(groups: list[str], payload: dict, words: dict | None = None) -> None:
     """Hand one event to this process's publisher thread (callers: messaging.events, after
     commit)."""
-    _background().put(_encode(groups, payload))
+    _background().put(_encode(groups, payload, words))
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -182,8 +186,17 @@ class Hub:
             targets |= self.members.get(group, set())
         if not targets:
             return 0
-        text = json.dumps(event["payload"])  # encoded once for every socket
-        await self._write(targets, text)
+        payload, words = event["payload"], event.get("words")
+        if not words:
+            await self._write(targets, json.dumps(payload))  # encoded once for every socket
+        else:
+            # Words a person reads, in each socket's language: encoded once per language.
+            by_language = defaultdict(list)
+            for socket in targets:
+                by_language[getattr(socket, "language", "")].append(socket)
+            for language, sockets in by_language.items():
+                data = {**payload["data"], **words.get(language, {})}
+                await self._write(sockets, json.dumps({**payload, "data": data}))
         logger.info("ws: sent event=%s sockets=%d", event["payload"].get("event"), len(targets))
         return len(targets)
 

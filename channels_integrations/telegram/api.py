@@ -7,6 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from crm.api.base import WriteOnlySecretField
+from crm.api.status import StatusLabelMixin
 
 from .. import fleet
 from ..api.serializers import SecretsSerializerMixin, StrictPositiveIntegerField
@@ -16,7 +17,9 @@ from . import login as telegram_login
 from .login import login_step
 
 
-class TelegramAccountSerializer(SecretsSerializerMixin, serializers.ModelSerializer):
+class TelegramAccountSerializer(
+    StatusLabelMixin, SecretsSerializerMixin, serializers.ModelSerializer
+):
     secret_fields = ("api_hash", "session_string")
     phone = PhoneNumberField()
     api_id = StrictPositiveIntegerField(
@@ -41,6 +44,7 @@ class TelegramAccountSerializer(SecretsSerializerMixin, serializers.ModelSeriali
             "team",
             "distribution",
             "status",
+            "status_label",
             "last_event_at",
             "messages_received",
             "last_error",

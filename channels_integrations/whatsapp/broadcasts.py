@@ -40,6 +40,7 @@ from django.utils.translation import gettext as _
 from crm import coordination
 from crm.celery import task
 from crm.models import Client
+from crm.vocabulary import label_for
 from messaging import channels, events, sending
 from messaging.channels import OutboundMessage
 from messaging.models import Conversation
@@ -466,6 +467,7 @@ def progress(broadcast_id: int) -> dict | None:
     return {
         "id": broadcast_id,
         "status": row["status"],
+        "status_label": label_for(Broadcast, row["status"]),  # lazy: each reader's language
         "total": row["total_count"],
         "sent": row["sent_count"],
         "failed": row["failed_count"],

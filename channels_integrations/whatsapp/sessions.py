@@ -29,6 +29,7 @@ from django.utils.module_loading import import_string
 
 from crm import coordination
 from crm.celery import task
+from crm.vocabulary import label_for
 from messaging import sending
 from messaging.channels import (
     DownloadError,
@@ -604,7 +605,15 @@ class SessionRunner(Supervised):
         self._write(status=Status.QR)
         self.redis.set(_qr_key(self.number.pk), code, ex=120)
         metrics.increment("qr_generated", self.number.company_id)
-        publish_to_admins("whatsapp.qr", self.number, qr_payload(code))
+        publish_to_admins(
+            "whatsapp.qr",
+            self.number,
+            {
+                **qr_payload(code),
+                "status": Status.QR,
+                "status_label": label_for(WhatsAppSession, Status.QR),
+            },
+        )
         logger.info("whatsapp: number=%s QR %s shown", self.number.pk, self.qr_count)
 
     def on_paired(self, jid: str) -> None:
@@ -628,7 +637,14 @@ class SessionRunner(Supervised):
             status=WhatsAppNumber.Status.CONNECTED, last_error=""
         )
         self.redis.delete(_qr_key(self.number.pk))
-        publish_to_admins("whatsapp.connected", self.number, {"status": Status.CONNECTED})
+        publish_to_admins(
+            "whatsapp.connected",
+            self.number,
+            {
+                "status": Status.CONNECTED,
+                "status_label": label_for(WhatsAppSession, Status.CONNECTED),
+            },
+        )
         logger.info("whatsapp: number=%s connected", self.number.pk)
 
     def on_logged_out(self, reason: str) -> None:
