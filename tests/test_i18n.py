@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
 
-from crm import script_text
+from crm import python_text, script_text
 from crm.template_text import scan, template_files, unmarked
 
 from .factories import ClientFactory, UserFactory
@@ -79,6 +79,31 @@ def test_every_javascript_string_is_marked_for_translation():
         for line, text in script_text.unmarked(path)
     ]
     assert not found, "Mark these with gettext()/ngettext()/interpolate():\n" + "\n".join(found)
+
+
+def test_every_python_message_is_marked_for_translation():
+    found = [
+        f"{path.relative_to(BASE)}:{line}: {text}"
+        for path in python_text.python_files(BASE)
+        for line, text in python_text.unmarked(path)
+    ]
+    assert not found, "Mark these with gettext / gettext_lazy (`_`):\n" + "\n".join(found)
+
+
+def test_the_python_scanner_finds_unmarked_messages(tmp_path):
+    module = tmp_path / "views.py"
+    module.write_text(
+        "def view(request, bot):\n"
+        '    messages.success(request, f"Bot {bot} saved.")\n'
+        '    messages.error(request, _("Bot %(bot)s failed.") % {"bot": bot})\n'
+        '    raise ValidationError({"name": ["Give it a name."]})\n'
+        '    raise serializers.ValidationError("invalid")\n'
+        '    form.add_error("phone", "Not a phone number.")\n'
+        '    return Response({"detail": "Nothing here."}, status=404)\n'
+        'FIELD = forms.CharField(error_messages={"required": "Required."})\n',
+        encoding="utf-8",
+    )
+    assert [line for line, _text in python_text.unmarked(module)] == [2, 4, 6, 7, 8]
 
 
 def test_the_script_scanner_finds_unmarked_words(tmp_path):

@@ -1,5 +1,6 @@
 """/telegram/accounts/: accounts, and logging one in from Switchboard."""
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
 from phonenumber_field.serializerfields import PhoneNumberField
 from rest_framework import serializers
@@ -25,7 +26,7 @@ class TelegramAccountSerializer(
     api_id = StrictPositiveIntegerField(
         max_value=2**31 - 1,
         error_messages={
-            "invalid": "api_id must be a positive whole number (from my.telegram.org)."
+            "invalid": _("api_id must be a positive whole number (from my.telegram.org).")
         },
     )
     api_hash = WriteOnlySecretField(max_length=32)
@@ -95,7 +96,7 @@ class TelegramAccountSerializer(
 
     def validate(self, attrs):
         if self.instance is None and not attrs.get("api_hash"):
-            raise serializers.ValidationError({"api_hash": ["This field is required."]})
+            raise serializers.ValidationError({"api_hash": [_("This field is required.")]})
         return attrs
 
 

@@ -409,8 +409,11 @@ def cancel_broadcast(actor, broadcast: Broadcast) -> Broadcast:
             raise ValidationError(
                 {
                     "status": [
-                        f"This broadcast is {broadcast.get_status_display().lower()}; only a "
-                        "scheduled or sending broadcast can be cancelled."
+                        _(
+                            "This broadcast is %(status)s; only a scheduled or sending broadcast "
+                            "can be cancelled."
+                        )
+                        % {"status": str(broadcast.get_status_display()).lower()}
                     ]
                 }
             )

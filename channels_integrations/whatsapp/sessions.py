@@ -26,6 +26,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from crm import coordination
 from crm.celery import task
@@ -149,10 +150,10 @@ def publish_to_admins(event: str, number: WhatsAppNumber, data: dict) -> None:
 def _web_number(number: WhatsAppNumber) -> None:
     if number.provider != WhatsAppNumber.Provider.WEB:
         raise ValidationError(
-            {"provider": ["Cloud API numbers connect with their access token, not a QR code."]}
+            {"provider": [_("Cloud API numbers connect with their access token, not a QR code.")]}
         )
     if not number.is_active or number.status == WhatsAppNumber.Status.DELETING:
-        raise ValidationError({"number": ["This number is deactivated; reactivate it first."]})
+        raise ValidationError({"number": [_("This number is deactivated; reactivate it first.")]})
 
 
 def initialize_session(actor, number: WhatsAppNumber, wait_seconds: float = 8.0) -> dict:

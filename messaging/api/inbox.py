@@ -457,7 +457,7 @@ class ConversationViewSet(
             assignee = scoped(get_user_model(), request.user).filter(pk=assignee_id).first()
             if assignee is None:
                 raise serializers.ValidationError(
-                    {"assignee": ["Choose a member of your company."]}
+                    {"assignee": [_("Choose a member of your company.")]}
                 )
         return self._respond(services.assign_conversation(request.user, conversation, assignee))
 
