@@ -64,7 +64,9 @@ def publish(
     groups += [user_group(user_id) for user_id in user_ids] + extra
     data, words = _words(data)
     payload = {"event": event, "data": data}
-    transaction.on_commit(lambda: _send(groups, payload, words))
+    if words:
+        payload["words"] = words  # the hub gives each socket its language's (never sent on)
+    transaction.on_commit(lambda: _send(groups, payload))
 
 
 def _words(data: dict) -> tuple[dict, dict | None]:
@@ -81,9 +83,9 @@ def _words(data: dict) -> tuple[dict, dict | None]:
     return {**data, **words[settings.LANGUAGE_CODE]}, words
 
 
-def _send(groups: list[str], payload: dict, words: dict | None = None) -> None:
+def _send(groups: list[str], payload: dict) -> None:
     try:
-        realtime.publish_soon(groups, payload, words)  # the publisher thread sends it
+        realtime.publish_soon(groups, payload)  # the publisher thread sends it
     except Exception:  # a realtime hiccup must never fail the write that caused it
         logger.exception("realtime: publish failed event=%s", payload["event"])
         return

@@ -38,15 +38,13 @@ def _publisher_client() -> redis.Redis:
 
 
 # On the wire: one Redis message carries a JSON list of events in order, each
-# {"groups": [...], "payload": {"event": ..., "data": ...}} and, when the event carries words
-# a person reads (status labels), "words": {language: {key: text}} (see messaging.events).
+# {"groups": [...], "payload": {"event": ..., "data": ...}}; a payload whose data carries words
+# a person reads (status labels) also has "words": {language: {key: text}} (messaging.events),
+# which the hub turns into each socket's language and never sends on.
 
 
-def _encode(groups: list[str], payload: dict, words: dict | None = None) -> str:
-    event = {"groups": groups, "payload": payload}
-    if words:
-        event["words"] = words
-    return json.dumps(event)
+def _encode(groups: list[str], payload: dict) -> str:
+    return json.dumps({"groups": groups, "payload": payload})
 
 
 def _wire(encoded_events: list[str]) -> str:
@@ -58,10 +56,10 @@ def decode(raw: bytes | str) -> list[dict]:
     return json.loads(raw)
 
 
-def publish_now(groups: list[str], payload: dict, words: dict | None = None) -> None:
+def publish_now(groups: list[str], payload: dict) -> None:
     """Send one event to every process, now (services use messaging.events.publish, which
     hands events to the publisher thread after commit)."""
-    _publisher_client().publish(settings.REALTIME_CHANNEL, _wire([_encode(groups, payload, words)]))
+    _publisher_client().publish(settings.REALTIME_CHANNEL, _wire([_encode(groups, payload)]))
 
 
 # Under load the publisher sends at most once per this many seconds, everything waiting in
@@ -127,10 +125,10 @@ def _background() -> _Publisher:
     return publisher
 
 
-def publish_soon(groups: list[str], payload: dict, words: dict | None = None) -> None:
+def publish_soon(groups: list[str], payload: dict) -> None:
     """Hand one event to this process's publisher thread (callers: messaging.events, after
     commit)."""
-    _background().put(_encode(groups, payload, words))
+    _background().put(_encode(groups, payload))
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -186,7 +184,8 @@ class Hub:
             targets |= self.members.get(group, set())
         if not targets:
             return 0
-        payload, words = event["payload"], event.get("words")
+        payload = event["payload"]
+        words = payload.pop("words", None)
         if not words:
             await self._write(targets, json.dumps(payload))  # encoded once for every socket
         else:
