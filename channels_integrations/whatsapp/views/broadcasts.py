@@ -165,8 +165,8 @@ class BroadcastForm(forms.Form):
                 ngettext(
                     "%(count)d line is not a valid phone number; fix or remove it (nothing was "
                     "created).",
-                    "%(count)d lines are not valid phone numbers; fix or remove them (nothing was "
-                    "created).",
+                    "%(count)d lines are not a valid phone number; fix or remove them (nothing "
+                    "was created).",
                     count,
                 )
                 % {"count": count}
