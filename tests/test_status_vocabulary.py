@@ -160,3 +160,34 @@ def test_a_connection_reads_the_same_on_its_page_and_in_the_api(client, company)
         assert (
             api["status_label"] == str(status_label(never)) != str(TelegramAccount.Status.NEW.label)
         )
+
+
+def test_a_notification_title_is_in_the_recipients_language(company):
+    """The actor writes in English; the bell of a Russian colleague says it in Russian."""
+    from notifications.models import Kind
+    from notifications.services import notify
+
+    actor = UserFactory(company=company, language="en")
+    russian = UserFactory(company=company, language="ru")
+    token = ApiToken.issue(russian, "ws")[1]
+
+    async def run():
+        communicator = await _socket(token)
+        with_english = sync_to_async(_notify_in_english)
+        await with_english(notify, Kind.MENTIONED, russian, actor, company)
+        data = await _next(communicator, "notification.created")
+        await communicator.disconnect()
+        return data
+
+    data = async_to_sync(run)()
+    with translation.override("ru"):
+        expected = translation.gettext("%(actor)s mentioned you in “%(subject)s”") % {
+            "actor": actor.display_name,
+            "subject": "Заказ 42",
+        }
+    assert data["title"] == expected and "mentioned" not in expected
+
+
+def _notify_in_english(notify, kind, recipient, actor, company):
+    with translation.override("en"):
+        notify(kind, [recipient.pk], company_id=company.pk, subject="Заказ 42", actor_id=actor.pk)
