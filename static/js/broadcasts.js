@@ -80,7 +80,7 @@
   // The REST representation -> the event's shape.
   function fromApi(row) {
     const counts = row.counts || {};
-    return { id: row.id, status: row.status, ...counts };
+    return { id: row.id, status: row.status, status_label: row.status_label, ...counts };
   }
 
   function resync() {
