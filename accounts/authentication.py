@@ -1,6 +1,7 @@
 import logging
 
 from django.conf import settings
+from django.utils import translation
 from django.utils.translation import gettext as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
@@ -29,6 +30,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if user is None:
             _count_failure(request)
             raise exceptions.AuthenticationFailed(_("Invalid or revoked API token."))
+        if user.language:  # as accounts.middleware does for the session: the user's own choice
+            translation.activate(user.language)
+            request._request.LANGUAGE_CODE = user.language
         return user, None
 
     def authenticate_header(self, request):

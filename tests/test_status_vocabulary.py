@@ -191,3 +191,20 @@ def test_a_notification_title_is_in_the_recipients_language(company):
 def _notify_in_english(notify, kind, recipient, actor, company):
     with translation.override("en"):
         notify(kind, [recipient.pk], company_id=company.pk, subject="Заказ 42", actor_id=actor.pk)
+
+
+def test_a_token_client_reads_errors_and_words_in_the_users_language(client, company):
+    """An API token of a Russian-speaking user: validation errors and status words in Russian,
+    as their pages are (the token is checked after the middleware chose a language)."""
+    user = UserFactory(company=company, role=Role.ADMIN, language="ru")
+    conversation = ConversationFactory(company=company)
+    token = ApiToken.issue(user, "script")[1]
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    api = APIClient()
+    row = api.get(f"/api/v1/conversations/{conversation.pk}/", **headers).json()
+    assert row["status_label"] == _words(Conversation, "open", "ru")
+    refused = api.post(f"/api/v1/conversations/{conversation.pk}/status/", {}, **headers)
+    assert refused.status_code == 400
+    with translation.override("ru"):
+        required = translation.gettext("This field is required.")
+    assert refused.json()["status"] == [required] and required != "This field is required."
