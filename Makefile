@@ -75,6 +75,7 @@ format: install-dev
 MESSAGES_IGNORE := --ignore=.venv --ignore=tests --ignore=bench --ignore=staticfiles --ignore=var
 messages: install
 	$(PY) manage.py makemessages -l ru -l uk --no-obsolete $(MESSAGES_IGNORE)
+	$(PY) manage.py makemessages -d djangojs -l ru -l uk --no-obsolete $(MESSAGES_IGNORE) --ignore=static/vendor
 	$(PY) manage.py compilemessages -l ru -l uk $(MESSAGES_IGNORE)
 
 clean:

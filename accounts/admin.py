@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.utils.translation import gettext as _
 
 from accounts.models import ApiToken, Company, User
 from channels_integrations.models import EmailAccount, TelegramAccount, WhatsAppNumber
@@ -94,7 +95,7 @@ class CompanyRequiredMixin:
             "is_superuser", getattr(self.instance, "is_superuser", False)
         )
         if "company" in self.fields and not cleaned_data.get("company") and not is_superuser:
-            self.add_error("company", "Every user except a superuser belongs to a company.")
+            self.add_error("company", _("Every user except a superuser belongs to a company."))
         return cleaned_data
 
 

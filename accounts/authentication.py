@@ -1,6 +1,8 @@
 import logging
 
 from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
@@ -21,11 +23,16 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if not parts or parts[0].decode(errors="replace").lower() not in self.keywords:
             return None
         if len(parts) != 2:
-            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
+            raise exceptions.AuthenticationFailed(
+                _("Authorization header must be 'Bearer <token>'.")
+            )
         user = ApiToken.authenticate(parts[1].decode(errors="replace"))
         if user is None:
             _count_failure(request)
-            raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
+            raise exceptions.AuthenticationFailed(_("Invalid or revoked API token."))
+        if user.language:  # as accounts.middleware does for the session: the user's own choice
+            translation.activate(user.language)
+            request._request.LANGUAGE_CODE = user.language
         return user, None
 
     def authenticate_header(self, request):

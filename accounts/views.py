@@ -68,7 +68,9 @@ def api_tokens(request):
     if form.is_valid():
         token, raw_token = services.issue_api_token(request.user, form.cleaned_data["name"])
         messages.success(
-            request, f"Token “{token.name}” created. Copy it now: it is shown only once."
+            request,
+            _("Token “%(name)s” created. Copy it now: it is shown only once.")
+            % {"name": token.name},
         )
         form = ApiTokenForm()
     # Rendered, not redirected: the raw token must not be stored anywhere to survive a redirect.
@@ -84,7 +86,7 @@ def api_tokens(request):
 def api_token_revoke(request, pk):
     token = get_object_or_404(request.user.api_tokens.all(), pk=pk)  # only your own tokens
     services.revoke_api_token(request.user, token)
-    messages.success(request, f"Token “{token.name}” revoked.")
+    messages.success(request, _("Token “%(name)s” revoked.") % {"name": token.name})
     return redirect("api_tokens")
 
 

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.translation import gettext as _
 
 from channels_integrations.models import (
     Bot,
@@ -210,7 +211,7 @@ class EmailAccountForm(SecretFieldsModelForm):
         cleaned_data = super().clean()
         owner, company = cleaned_data.get("owner"), cleaned_data.get("company")
         if owner is not None and company is not None and owner.company_id != company.pk:
-            self.add_error("owner", "The owner must be a member of the account's company.")
+            self.add_error("owner", _("The owner must be a member of the account's company."))
         return cleaned_data
 
 

@@ -24,6 +24,9 @@ class ChannelsIntegrationsConfig(AppConfig):
                 except ModuleNotFoundError as missing:
                     if missing.name != f"{self.name}.{name}.{optional}":
                         raise
-        from . import tasks  # noqa: F401  (the shared ones)
+        from . import (
+            status,  # noqa: F401  (how connection rows show their status)
+            tasks,  # noqa: F401  (the shared ones)
+        )
         from .email import signals  # noqa: F401  (remembers sent Message-IDs)
         from .whatsapp import bot_receivers  # noqa: F401  (bots answer inbound messages)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import redis
 from django.conf import settings
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from crm import coordination
@@ -222,9 +223,9 @@ def shown_status(kind: str, key, status: str, holder: str, connected: str) -> st
     return status
 
 
-def row_state(row) -> tuple[str, str]:
-    """(status, label) a person should see for a WhatsApp session, Telegram account or
-    mailbox (IMAP IDLE) row."""
+def row_state(row) -> tuple[str, Promise]:
+    """(status, lazy label) a person should see for a WhatsApp session, Telegram account or
+    mailbox (IMAP IDLE) row (channels_integrations.status builds the one vocabulary on it)."""
     from .models import EmailAccount, TelegramAccount, WhatsAppSession
 
     if isinstance(row, WhatsAppSession):
@@ -234,16 +235,16 @@ def row_state(row) -> tuple[str, str]:
     elif isinstance(row, EmailAccount):
         # A mailbox's status is its polling's; only IDLE waits for a host's room.
         if row.is_active and row.use_idle and is_waiting("email:idle", row.pk):
-            return "waiting", str(WAITING_LABEL)
-        return row.status, row.get_status_display()
+            return "waiting", WAITING_LABEL
+        return row.status, row.Status(row.status).label
     else:
-        return row.status, row.get_status_display()
+        return row.status, row.Status(row.status).label
     shown = shown_status(kind, key, row.status, row.holder, row.Status.CONNECTED)
     if shown == "waiting":
-        return shown, str(WAITING_LABEL)
+        return shown, WAITING_LABEL
     if shown != row.status:
-        return shown, str(row.Status(shown).label)
-    return shown, row.get_status_display()
+        return shown, row.Status(shown).label
+    return shown, row.Status(row.status).label
 
 
 # ---------------------------------------------------------------- the supervisor

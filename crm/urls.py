@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from channels_integrations.apps import CHANNELS
@@ -18,6 +19,9 @@ urlpatterns = [
     path("webhooks/whatsapp/<uuid:number_uuid>/", whatsapp_webhook, name="whatsapp-webhook"),
     # Channels' webhooks declared in their folders (`<name>/urls.py`, `webhook_patterns`).
     *(pattern for name in CHANNELS for pattern in declared(name, "urls", "webhook_patterns")),
+    # The translations our own scripts use (djangojs), in the request's language; same origin,
+    # so the CSP's script-src 'self' admits it.
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.forms.models import model_to_dict
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.vary import vary_on_headers
 
 from accounts.scoping import get_scoped_or_404
@@ -64,7 +65,7 @@ def client_create(request):
         except ValidationError as exc:
             form.add_error(None, exc)  # {"phone": [...]} lands on the phone field
         else:
-            messages.success(request, f"Client “{client}” created.")
+            messages.success(request, _("Client “%(client)s” created.") % {"client": client})
             return redirect("client_detail", pk=client.pk)
     return render(request, "crm/client_form.html", {"form": form})
 
@@ -83,6 +84,6 @@ def client_edit(request, pk):
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(request, f"Client “{client}” saved.")
+            messages.success(request, _("Client “%(client)s” saved.") % {"client": client})
             return redirect("client_detail", pk=client.pk)
     return render(request, "crm/client_form.html", {"form": form, "client": client, "title": title})

@@ -16,6 +16,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils.translation import get_supported_language_variant
+from django.utils.translation.trans_real import parse_accept_lang_header
 
 from accounts import presence, revocation
 from accounts.models import User
@@ -72,6 +74,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     (accounts.revocation)."""
 
     user = None
+    language = ""  # set on connect (socket_language)
     joined: list[str] = ()
     auth_groups: list[str] = ()
     watching = ""  # the group of the conversation this socket has open
@@ -97,6 +100,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user = user
+        self.language = socket_language(user, self.scope)  # the words in events (hub)
         await self._join_auth_groups()
         self.joined = [user_group(user.pk), company_group(user.company_id)]
         if sees_all:
@@ -298,6 +302,24 @@ async def _on_handshake_thread(function, *args):
 @cache
 def _handshake_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(settings.WS_AUTH_THREADS, thread_name_prefix="ws-auth")
+
+
+def socket_language(user, scope) -> str:
+    """The language a page would use for this user: their own choice, else the browser's
+    (the language cookie, then Accept-Language), else the default (as accounts.middleware)."""
+    candidates = [user.language] if user.language else []
+    cookie = (scope.get("cookies") or {}).get(settings.LANGUAGE_COOKIE_NAME)
+    if cookie:
+        candidates.append(cookie)
+    headers = dict(scope.get("headers") or [])
+    accept = headers.get(b"accept-language", b"").decode("latin-1")
+    candidates += [code for code, _quality in parse_accept_lang_header(accept) if code != "*"]
+    for code in candidates:
+        try:
+            return get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
 
 
 def _admitted(user) -> bool | None:

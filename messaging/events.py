@@ -7,7 +7,10 @@ so a browser never hears of a row that was rolled back.
 
 import logging
 
+from django.conf import settings
 from django.db import transaction
+from django.utils import translation
+from django.utils.functional import Promise
 
 from . import realtime
 
@@ -59,8 +62,25 @@ def publish(
     else:
         groups = [company_group(company_id)] if company_id is not None else []
     groups += [user_group(user_id) for user_id in user_ids] + extra
+    data, words = _words(data)
     payload = {"event": event, "data": data}
+    if words:
+        payload["words"] = words  # the hub gives each socket its language's (never sent on)
     transaction.on_commit(lambda: _send(groups, payload))
+
+
+def _words(data: dict) -> tuple[dict, dict | None]:
+    """Lazy words in `data` (a `status_label` from crm.vocabulary) become text in the default
+    language; the texts in every language travel beside the payload, and the hub gives each
+    socket its user's (so one event reads "Closed" to one agent and "Закрыт" to another)."""
+    lazy = {key: value for key, value in data.items() if isinstance(value, Promise)}
+    if not lazy:
+        return data, None
+    words = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            words[code] = {key: str(value) for key, value in lazy.items()}
+    return {**data, **words[settings.LANGUAGE_CODE]}, words
 
 
 def _send(groups: list[str], payload: dict) -> None:

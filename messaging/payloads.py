@@ -1,5 +1,7 @@
 """The JSON shapes of inbox rows, shared by realtime events and the API."""
 
+from crm.vocabulary import status_label
+
 from .models import Conversation, Message
 
 
@@ -13,6 +15,7 @@ def message_payload(message: Message) -> dict:
         "conversation_id": message.conversation_id,
         "direction": message.direction,
         "status": message.status,
+        "status_label": status_label(message),  # lazy: each reader's language
         "body": "" if message.metadata.get("deleted") else message.body,
         "sender_name": message.sender_name,
         "sender_address": message.sender_address,
@@ -37,6 +40,7 @@ def conversation_payload(conversation: Conversation) -> dict:
         "client_id": conversation.client_id,
         "assignee_id": conversation.assignee_id,
         "status": conversation.status,
+        "status_label": status_label(conversation),  # lazy: each reader's language
         "snoozed_until": _iso(conversation.snoozed_until),
         "subject": conversation.subject,
         "last_message_at": _iso(conversation.last_message_at),

@@ -38,7 +38,9 @@ def _publisher_client() -> redis.Redis:
 
 
 # On the wire: one Redis message carries a JSON list of events in order, each
-# {"groups": [...], "payload": {"event": ..., "data": ...}}.
+# {"groups": [...], "payload": {"event": ..., "data": ...}}; a payload whose data carries words
+# a person reads (status labels) also has "words": {language: {key: text}} (messaging.events),
+# which the hub turns into each socket's language and never sends on.
 
 
 def _encode(groups: list[str], payload: dict) -> str:
@@ -182,8 +184,18 @@ class Hub:
             targets |= self.members.get(group, set())
         if not targets:
             return 0
-        text = json.dumps(event["payload"])  # encoded once for every socket
-        await self._write(targets, text)
+        payload = event["payload"]
+        words = payload.pop("words", None)
+        if not words:
+            await self._write(targets, json.dumps(payload))  # encoded once for every socket
+        else:
+            # Words a person reads, in each socket's language: encoded once per language.
+            by_language = defaultdict(list)
+            for socket in targets:
+                by_language[getattr(socket, "language", "")].append(socket)
+            for language, sockets in by_language.items():
+                data = {**payload["data"], **words.get(language, {})}
+                await self._write(sockets, json.dumps({**payload, "data": data}))
         logger.info("ws: sent event=%s sockets=%d", event["payload"].get("event"), len(targets))
         return len(targets)
 

@@ -1,5 +1,7 @@
 """The JSON shape of a notification, shared by the realtime event and the API."""
 
+from django.utils.functional import lazy
+
 
 def notification_payload(notification, *, actor_name: str | None = None, unread_count=None):
     from .models import title_for
@@ -10,7 +12,8 @@ def notification_payload(notification, *, actor_name: str | None = None, unread_
     data = {
         "id": notification.pk,
         "kind": notification.kind,
-        "title": title_for(notification.kind, notification.subject, actor_name),
+        # Lazy: the event gives each recipient the title in their own language.
+        "title": lazy(title_for, str)(notification.kind, notification.subject, actor_name),
         "body": notification.body,
         "url": notification.url,
         "conversation_id": notification.conversation_id,

@@ -29,7 +29,7 @@ from .factories import (
 SKIPPED_PREFIXES = ("admin/", "api/", "health", "static/", "metrics", "webhooks/")
 # The only public pages. Anything else served here must redirect anonymous users to login.
 # The invitation and password-reset pages are public too: their link is the credential; the
-# app's manifest, service worker and offline page are for everyone.
+# app's manifest, service worker, offline page and JavaScript catalogue are for everyone.
 PUBLIC_URL_NAMES = {
     "login",
     "logout",
@@ -39,6 +39,7 @@ PUBLIC_URL_NAMES = {
     "manifest",
     "service_worker",
     "offline",
+    "javascript-catalog",  # the words our scripts show, the login page's too
 }
 
 

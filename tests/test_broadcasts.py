@@ -253,6 +253,7 @@ def test_each_recipient_is_sent_exactly_once_and_progress_is_published(
     assert set(progress[-1]) == {
         "id",
         "status",
+        "status_label",  # the words pages show for it, in each reader's language
         "total",
         "sent",
         "delivered",
@@ -267,6 +268,7 @@ def test_each_recipient_is_sent_exactly_once_and_progress_is_published(
         {
             "id": broadcast.pk,
             "status": "completed",
+            "status_label": "Completed",
             "total": 25,
             "sent": 25,
             "delivered": 0,

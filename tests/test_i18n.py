@@ -1,8 +1,10 @@
-"""English, Russian and Ukrainian: every string a person reads in a template is marked, the
-committed catalogues hold a translation of every marked string (none missing, none fuzzy) and
-their compiled .mo match them, and pages follow the user's language, browser or own choice."""
+"""English, Russian and Ukrainian: every string a person reads in a template or in our own
+JavaScript is marked, the committed catalogues (django and djangojs) hold a translation of every
+marked string (none missing, none fuzzy) and their compiled .mo match them, pages and the
+JavaScript catalogue follow the user's language, browser or own choice."""
 
 import gettext
+import json
 import re
 import shutil
 import subprocess
@@ -13,6 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
 
+from crm import python_text, script_text
 from crm.template_text import scan, template_files, unmarked
 
 from .factories import ClientFactory, UserFactory
@@ -20,6 +23,8 @@ from .factories import ClientFactory, UserFactory
 BASE = Path(settings.BASE_DIR)
 LANGUAGES = ("ru", "uk")
 IGNORE = [".venv", "tests", "bench", "staticfiles", "var", "node_modules"]
+DOMAINS = ("django", "djangojs")  # templates and Python; our own JavaScript (static/js)
+JS_IGNORE = [*IGNORE, "static/vendor"]  # vendored libraries bring their own words
 
 
 def _entries(po: Path) -> dict[str, dict]:
@@ -67,56 +72,155 @@ def test_the_scanner_finds_unmarked_text_and_attributes():
     ]
 
 
+def test_every_javascript_string_is_marked_for_translation():
+    found = [
+        f"static/js/{path.name}:{line}: {text!r}"
+        for path in script_text.script_files(BASE)
+        for line, text in script_text.unmarked(path)
+    ]
+    assert not found, "Mark these with gettext()/ngettext()/interpolate():\n" + "\n".join(found)
+
+
+def test_every_python_message_is_marked_for_translation():
+    found = [
+        f"{path.relative_to(BASE)}:{line}: {text}"
+        for path in python_text.python_files(BASE)
+        for line, text in python_text.unmarked(path)
+    ]
+    assert not found, "Mark these with gettext / gettext_lazy (`_`):\n" + "\n".join(found)
+
+
+def test_the_python_scanner_finds_unmarked_messages(tmp_path):
+    module = tmp_path / "views.py"
+    module.write_text(
+        "def view(request, bot):\n"
+        '    messages.success(request, f"Bot {bot} saved.")\n'
+        '    messages.error(request, _("Bot %(bot)s failed.") % {"bot": bot})\n'
+        '    raise ValidationError({"name": ["Give it a name."]})\n'
+        '    raise serializers.ValidationError("invalid")\n'
+        '    form.add_error("phone", "Not a phone number.")\n'
+        '    return Response({"detail": "Nothing here."}, status=404)\n'
+        'FIELD = forms.CharField(error_messages={"required": "Required."})\n',
+        encoding="utf-8",
+    )
+    assert [line for line, _text in python_text.unmarked(module)] == [2, 4, 6, 7, 8]
+
+
+def test_the_script_scanner_finds_unmarked_words(tmp_path):
+    script = tmp_path / "x.js"
+    script.write_text(
+        'el.textContent = "last message just now";\n'
+        "alert(`Delete “${name}” for everyone?`);\n"
+        'const ok = gettext("Saved.");\n'
+        'const n = ngettext("%(count)s file", "%(count)s files", count);\n'
+        'console.warn("inbox: refresh failed", err);\n'
+        'if (event.key === "Enter" && /"(\\d+)"/.test(x)) node.className = "btn btn-small";\n'
+        'headers["Content-Type"] = "application/json"; q("li[data-id] .name");\n'
+        'label = "Waiting for QR scan";\n',
+        encoding="utf-8",
+    )
+    assert script_text.unmarked(script) == [
+        (1, "last message just now"),
+        (2, "Delete “ ” for everyone?"),
+        (8, "Waiting for QR scan"),
+    ]
+
+
 @pytest.fixture(scope="module")
 def fresh_catalogues(tmp_path_factory):
-    """makemessages run now into a copy of locale/: what the catalogues would hold today."""
-    copy = tmp_path_factory.mktemp("locale") / "locale"
-    shutil.copytree(BASE / "locale", copy)
+    """makemessages run now in a copy of the sources and locale/: what the catalogues would
+    hold today. A copy, because makemessages writes a file's strings into the locale/ folder
+    next to it (the project's own one when run in the project), whatever LOCALE_PATHS says."""
+    import os
+
     from django.test import override_settings
 
+    tree = tmp_path_factory.mktemp("sources")
+    for entry in BASE.iterdir():
+        if entry.name.startswith(".") or entry.name in IGNORE:
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, tree / entry.name, ignore=shutil.ignore_patterns("*.pyc"))
+        else:
+            shutil.copy2(entry, tree / entry.name)
+    copy = tree / "locale"
     with override_settings(LOCALE_PATHS=[copy]):
         cwd = Path.cwd()
         try:
-            import os
-
-            os.chdir(BASE)
-            call_command(
-                "makemessages",
-                locale=list(LANGUAGES),
-                ignore_patterns=IGNORE,
-                no_obsolete=True,
-                verbosity=0,
-            )
+            os.chdir(tree)
+            for domain, ignore in (("django", IGNORE), ("djangojs", JS_IGNORE)):
+                call_command(
+                    "makemessages",
+                    domain=domain,
+                    locale=list(LANGUAGES),
+                    ignore_patterns=ignore,
+                    no_obsolete=True,
+                    verbosity=0,
+                )
         finally:
             os.chdir(cwd)
     return copy
 
 
+@pytest.mark.parametrize("domain", DOMAINS)
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_the_catalogue_translates_every_marked_string(language, fresh_catalogues):
-    committed = _entries(BASE / "locale" / language / "LC_MESSAGES" / "django.po")
-    fresh = _entries(fresh_catalogues / language / "LC_MESSAGES" / "django.po")
+def test_the_catalogue_translates_every_marked_string(language, domain, fresh_catalogues):
+    committed = _entries(BASE / "locale" / language / "LC_MESSAGES" / f"{domain}.po")
+    fresh = _entries(fresh_catalogues / language / "LC_MESSAGES" / f"{domain}.po")
     new = sorted(set(fresh) - set(committed))
-    assert not new, f"not in locale/{language} (run `make messages` and translate):\n" + "\n".join(
-        new
+    assert not new, (
+        f"{len(new)} not in locale/{language}/LC_MESSAGES/{domain}.po "
+        "(run `make messages` and translate):\n" + "\n".join(new)
     )
     untranslated = sorted(
         msgid for msgid, entry in fresh.items() if entry["fuzzy"] or not all(entry["strs"])
     )
-    assert not untranslated, f"missing or fuzzy in locale/{language}:\n" + "\n".join(untranslated)
+    assert not untranslated, (
+        f"{len(untranslated)} missing or fuzzy in locale/{language}/LC_MESSAGES/{domain}.po:\n"
+        + "\n".join(untranslated)
+    )
 
 
+@pytest.mark.parametrize("domain", DOMAINS)
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_the_compiled_catalogue_matches_the_po(language, tmp_path):
+def test_the_compiled_catalogue_matches_the_po(language, domain, tmp_path):
     folder = BASE / "locale" / language / "LC_MESSAGES"
-    compiled = tmp_path / "django.mo"
+    compiled = tmp_path / f"{domain}.mo"
     subprocess.run(
-        ["msgfmt", "--check", "-o", str(compiled), str(folder / "django.po")], check=True
+        ["msgfmt", "--check", "-o", str(compiled), str(folder / f"{domain}.po")], check=True
     )  # noqa: S603,S607
-    with open(folder / "django.mo", "rb") as committed, open(compiled, "rb") as fresh:
+    with open(folder / f"{domain}.mo", "rb") as committed, open(compiled, "rb") as fresh:
         assert (
             gettext.GNUTranslations(committed)._catalog == gettext.GNUTranslations(fresh)._catalog
-        ), f"locale/{language}/LC_MESSAGES/django.mo is stale: run `make messages`"
+        ), f"locale/{language}/LC_MESSAGES/{domain}.mo is stale: run `make messages`"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [
+        ("en", "Could not reach the server"),
+        ("ru", "Сервер недоступен"),
+        ("uk", "Сервер недоступний"),
+    ],
+)
+def test_the_javascript_catalogue_speaks_the_users_language(client, company, language, words):
+    client.force_login(UserFactory(company=company, language=language))
+    page = client.get(reverse("clients"))
+    html = page.content.decode()
+    catalogue_url = reverse("javascript-catalog")
+    # Our own origin, loaded before our scripts, and the CSP admits no inline script.
+    assert html.index(f'<script src="{catalogue_url}" defer>') < html.index("js/page.js")
+    policy = page["Content-Security-Policy"]
+    script_src = next(part for part in policy.split(";") if part.strip().startswith("script-src"))
+    assert script_src.split()[1:] == ["'self'"]
+    catalogue = client.get(catalogue_url)
+    assert catalogue.status_code == 200
+    assert catalogue["Content-Type"].startswith("text/javascript")
+    body = catalogue.content.decode()
+    assert "interpolate" in body and "ngettext" in body
+    if language != "en":
+        assert json.dumps(words)[1:-1] in body  # the catalogue is JSON inside the script
 
 
 @pytest.mark.django_db

@@ -5,6 +5,7 @@ import ipaddress
 import re
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 from .. import outbound
 from ..models import EmailAccount
@@ -15,7 +16,7 @@ from .smtp import is_loopback
 def _prepare(actor, account: EmailAccount, fields: dict) -> None:
     owner = fields.get("owner")
     if owner is not None and owner.company_id != actor.company_id:
-        raise ValidationError({"owner": ["Choose a member of your company."]})
+        raise ValidationError({"owner": [_("Choose a member of your company.")]})
     if account.pk is None and "owner" not in fields:
         fields["owner"] = actor
 
@@ -58,7 +59,7 @@ def _prepared(account: EmailAccount, fields: dict) -> None:
         raise ValidationError(
             {
                 "smtp_security": [
-                    "Unencrypted SMTP is for loopback only; choose SSL/TLS or STARTTLS."
+                    _("Unencrypted SMTP is for loopback only; choose SSL/TLS or STARTTLS.")
                 ]
             }
         )

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from accounts.models import User
 from accounts.scoping import scoped
 from crm.api.base import WriteOnlySecretField
+from crm.api.status import StatusLabelMixin
 
 from .. import fleet
 from ..api.serializers import SecretsSerializerMixin
@@ -20,6 +21,7 @@ from . import smtp as email_smtp
 # (accounts.KIND.editable), so the API and the page never disagree.
 REPORTED = [
     "status",
+    "status_label",
     "last_poll_at",
     "last_success_at",
     "next_poll_at",
@@ -30,7 +32,7 @@ REPORTED = [
 ]
 
 
-class EmailAccountSerializer(SecretsSerializerMixin, serializers.ModelSerializer):
+class EmailAccountSerializer(StatusLabelMixin, SecretsSerializerMixin, serializers.ModelSerializer):
     secret_fields = ("password",)
     password = WriteOnlySecretField()
     owner = serializers.PrimaryKeyRelatedField(

@@ -78,7 +78,7 @@ def _save(request, account=None):
             kept.keep(form)
         else:
             kept.clear()
-            messages.success(request, f"Mailbox {saved.address} saved.")
+            messages.success(request, _("Mailbox %(address)s saved.") % {"address": saved.address})
             return redirect("email_accounts")
     return render(
         request, "channels_integrations/email_form.html", {"form": form, "account": account}
@@ -115,6 +115,10 @@ def email_delete(request, pk):
     account = get_scoped_or_404(EmailAccount, request.user, pk=pk)
     if request.method == "POST":
         services.delete_channel(request.user, account)
-        messages.success(request, f"Mailbox {account.address} and its conversations were deleted.")
+        messages.success(
+            request,
+            _("Mailbox %(address)s and its conversations were deleted.")
+            % {"address": account.address},
+        )
         return redirect("email_accounts")
     return render(request, "channels_integrations/email_delete.html", {"account": account})

@@ -9,6 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from crm.api.base import WriteOnlySecretField
+from crm.api.status import StatusLabelMixin
 
 from ..api.serializers import SecretsSerializerMixin
 from ..api.views import ChannelViewSet
@@ -16,13 +17,13 @@ from . import accounts
 from .models import InstagramAccount, MessengerPage
 
 SECRETS = ("page_access_token", "app_secret", "verify_token")
-REPORTED = ["webhook_url", "status", "last_error", "last_event_at", "created_at"]
+REPORTED = ["webhook_url", "status", "status_label", "last_error", "last_event_at", "created_at"]
 READ_ONLY = ["id", "uuid", *REPORTED]
 # What admins edit is the settings page's list (accounts.SHARED); then what we report.
 FIELDS = ["id", "uuid", *accounts.SHARED, *REPORTED]
 
 
-class MetaSourceSerializer(SecretsSerializerMixin, serializers.ModelSerializer):
+class MetaSourceSerializer(StatusLabelMixin, SecretsSerializerMixin, serializers.ModelSerializer):
     secret_fields = SECRETS
     page_access_token = WriteOnlySecretField()
     app_secret = WriteOnlySecretField()

@@ -1,5 +1,6 @@
 """/telegram/accounts/: accounts, and logging one in from Switchboard."""
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
 from phonenumber_field.serializerfields import PhoneNumberField
 from rest_framework import serializers
@@ -7,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from crm.api.base import WriteOnlySecretField
+from crm.api.status import StatusLabelMixin
 
 from .. import fleet
 from ..api.serializers import SecretsSerializerMixin, StrictPositiveIntegerField
@@ -16,13 +18,15 @@ from . import login as telegram_login
 from .login import login_step
 
 
-class TelegramAccountSerializer(SecretsSerializerMixin, serializers.ModelSerializer):
+class TelegramAccountSerializer(
+    StatusLabelMixin, SecretsSerializerMixin, serializers.ModelSerializer
+):
     secret_fields = ("api_hash", "session_string")
     phone = PhoneNumberField()
     api_id = StrictPositiveIntegerField(
         max_value=2**31 - 1,
         error_messages={
-            "invalid": "api_id must be a positive whole number (from my.telegram.org)."
+            "invalid": _("api_id must be a positive whole number (from my.telegram.org).")
         },
     )
     api_hash = WriteOnlySecretField(max_length=32)
@@ -41,6 +45,7 @@ class TelegramAccountSerializer(SecretsSerializerMixin, serializers.ModelSeriali
             "team",
             "distribution",
             "status",
+            "status_label",
             "last_event_at",
             "messages_received",
             "last_error",
@@ -91,7 +96,7 @@ class TelegramAccountSerializer(SecretsSerializerMixin, serializers.ModelSeriali
 
     def validate(self, attrs):
         if self.instance is None and not attrs.get("api_hash"):
-            raise serializers.ValidationError({"api_hash": ["This field is required."]})
+            raise serializers.ValidationError({"api_hash": [_("This field is required.")]})
         return attrs
 
 

@@ -1,6 +1,7 @@
 """Settings → Telegram forms (the account, and the log-in's code and password steps)."""
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 from phonenumber_field.formfields import PhoneNumberField
 
 from teams.forms import TeamRoutingMixin
@@ -20,7 +21,7 @@ class TelegramAccountForm(TeamRoutingMixin, forms.Form):
         label="api_id",
         help_text="From my.telegram.org → API development tools.",
         error_messages={
-            "invalid": "api_id must be a positive whole number (from my.telegram.org)."
+            "invalid": _("api_id must be a positive whole number (from my.telegram.org).")
         },
     )
     api_hash = forms.CharField(required=False, widget=SecretInput, label="api_hash")

@@ -23,6 +23,7 @@ from django.utils import timezone
 from telethon.tl.types import DocumentAttributeFilename
 
 from crm.celery import task
+from crm.vocabulary import label_for
 from messaging import sending
 from messaging.channels import (
     DownloadError,
@@ -435,7 +436,13 @@ class TelegramListener(Supervised):
 
         def write():
             self.lease.write_connected()
-            self._publish("telegram.connected", {"status": Status.CONNECTED})
+            self._publish(
+                "telegram.connected",
+                {
+                    "status": Status.CONNECTED,
+                    "status_label": label_for(TelegramAccount, Status.CONNECTED),
+                },
+            )
 
         await self._db(write)
         logger.info("telegram: account=%s connected", self.account_id)

@@ -10,6 +10,7 @@ import logging
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from ..models import TelegramAccount
 from .client import make_client
@@ -32,14 +33,19 @@ def _refusal(exc: BaseException, field: str) -> ValidationError:
     if name == "FloodWaitError":
         seconds = int(getattr(exc, "seconds", 0) or 0)
         return ValidationError(
-            {field: [f"Telegram asks to wait {seconds} seconds before trying again."]}
+            {
+                field: [
+                    _("Telegram asks to wait %(seconds)s seconds before trying again.")
+                    % {"seconds": seconds}
+                ]
+            }
         )
     if name in REASONS:
         where, words = REASONS[name]
         return ValidationError({where: [words]})
     if isinstance(exc, TimeoutError | OSError | ConnectionError):
-        return ValidationError({field: ["Telegram could not be reached; try again later."]})
-    return ValidationError({field: [f"Telegram refused: {name}."]})
+        return ValidationError({field: [_("Telegram could not be reached; try again later.")]})
+    return ValidationError({field: [_("Telegram refused: %(name)s.") % {"name": name}]})
 
 
 async def _with_client(session: str, account: TelegramAccount, work):
@@ -68,7 +74,9 @@ def _state(account: TelegramAccount, step: str) -> dict:
         state = {}
     if state.get("step") != step:
         field = "code" if step == "code" else "password"
-        raise ValidationError({field: ["No log-in is waiting for this step; send a code first."]})
+        raise ValidationError(
+            {field: [_("No log-in is waiting for this step; send a code first.")]}
+        )
     return state
 
 
@@ -102,7 +110,7 @@ def submit_code(actor, account: TelegramAccount, code: str) -> str:
     state = _state(account, "code")
     code = (code or "").strip().replace(" ", "")
     if not code:
-        raise ValidationError({"code": ["Enter the code Telegram sent."]})
+        raise ValidationError({"code": [_("Enter the code Telegram sent.")]})
 
     async def work(client):
         try:
@@ -127,7 +135,9 @@ def submit_code(actor, account: TelegramAccount, code: str) -> str:
 def submit_password(actor, account: TelegramAccount, password: str) -> str:
     state = _state(account, "password")
     if not password:
-        raise ValidationError({"password": ["Enter the account's two-step verification password."]})
+        raise ValidationError(
+            {"password": [_("Enter the account's two-step verification password.")]}
+        )
 
     async def work(client):
         await client.sign_in(password=password)

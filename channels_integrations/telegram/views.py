@@ -4,6 +4,7 @@ code → 2FA password), delete. Writes go through services (save_channel, telegr
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.scoping import get_scoped_or_404
@@ -60,7 +61,7 @@ def _save(request, account=None):
             kept.keep(form)
         else:
             kept.clear()
-            messages.success(request, f"Telegram account {saved.name} saved.")
+            messages.success(request, _("Telegram account %(name)s saved.") % {"name": saved.name})
             if not saved.session_string:
                 return redirect("telegram_login", pk=saved.pk)
             return redirect("telegram_accounts")
@@ -91,17 +92,21 @@ def telegram_login_page(request, pk):
         try:
             if step == "send_code":
                 telegram_login.send_code(request.user, account)
-                messages.info(request, "Telegram sent a code to the account's Telegram app.")
+                messages.info(request, _("Telegram sent a code to the account's Telegram app."))
             elif step == "code":
                 outcome = telegram_login.submit_code(
                     request.user, account, form.cleaned_data["code"]
                 )
                 if outcome == "connected":
-                    messages.success(request, f"{account.name} is logged in and connecting.")
+                    messages.success(
+                        request, _("%(name)s is logged in and connecting.") % {"name": account.name}
+                    )
                     return redirect("telegram_accounts")
             elif step == "password":
                 telegram_login.submit_password(request.user, account, form.cleaned_data["password"])
-                messages.success(request, f"{account.name} is logged in and connecting.")
+                messages.success(
+                    request, _("%(name)s is logged in and connecting.") % {"name": account.name}
+                )
                 return redirect("telegram_accounts")
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
@@ -122,7 +127,9 @@ def telegram_delete(request, pk):
     if request.method == "POST":
         services.delete_channel(request.user, account)
         messages.success(
-            request, f"Telegram account {account.name} and its conversations were deleted."
+            request,
+            _("Telegram account %(name)s and its conversations were deleted.")
+            % {"name": account.name},
         )
         return redirect("telegram_accounts")
     return render(request, "channels_integrations/telegram_delete.html", {"account": account})
@@ -134,5 +141,5 @@ def telegram_delete(request, pk):
 def telegram_reconnect(request, pk):
     account = get_scoped_or_404(TelegramAccount, request.user, pk=pk)
     accounts.reconnect(request.user, account)
-    messages.success(request, f"{account.name} is reconnecting.")
+    messages.success(request, _("%(name)s is reconnecting.") % {"name": account.name})
     return redirect("telegram_accounts")

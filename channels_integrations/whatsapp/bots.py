@@ -33,6 +33,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Max, Prefetch, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from crm.services import delete_in_database, save_validated
 from messaging.models import Message
@@ -60,7 +61,7 @@ RULE_FIELDS = ("match_type", "trigger", "reply_text", "is_active")
 def _require_own(actor, company_id) -> None:
     """Defence in depth: callers look rows up through accounts.scoping already."""
     if company_id is None or company_id != getattr(actor, "company_id", None):
-        raise PermissionDenied("Not a row of your company.")
+        raise PermissionDenied(_("Not a row of your company."))
 
 
 def _apply(instance, fields: dict, allowed: tuple[str, ...]) -> None:
@@ -102,7 +103,7 @@ def _check_number(actor, number) -> None:
         or number.company_id != actor.company_id
         or number.status == WhatsAppNumber.Status.DELETING
     ):
-        raise ValidationError({"number": ["Choose a WhatsApp number of your company."]})
+        raise ValidationError({"number": [_("Choose a WhatsApp number of your company.")]})
 
 
 def create_bot(actor, number: WhatsAppNumber | SandboxInbox, **fields) -> Bot:
@@ -187,7 +188,9 @@ def reorder_rules(actor, bot: Bot, rule_ids: list[int]) -> list[BotRule]:
         Bot.objects.select_for_update().filter(pk=bot.pk).first()
         rules = {rule.pk: rule for rule in bot.rules.all()}
         if len(rule_ids) != len(set(rule_ids)) or set(rule_ids) != set(rules):
-            raise ValidationError({"order": ["List every rule of this bot exactly once (by id)."]})
+            raise ValidationError(
+                {"order": [_("List every rule of this bot exactly once (by id).")]}
+            )
         ordered = [rules[rule_id] for rule_id in rule_ids]
         _set_positions(ordered)
     logger.info("bot rules reordered bot=%s", bot.pk)

@@ -45,6 +45,7 @@ from django.utils.translation import gettext as _
 from crm import coordination
 from crm.celery import task
 from crm.models import Client
+from crm.vocabulary import label_for
 from messaging import channels, events, sending
 from messaging.channels import OutboundMessage
 from messaging.models import Conversation
@@ -442,8 +443,11 @@ def cancel_broadcast(actor, broadcast: Broadcast) -> Broadcast:
             raise ValidationError(
                 {
                     "status": [
-                        f"This broadcast is {broadcast.get_status_display().lower()}; only a "
-                        "scheduled or sending broadcast can be cancelled."
+                        _(
+                            "This broadcast is %(status)s; only a scheduled or sending broadcast "
+                            "can be cancelled."
+                        )
+                        % {"status": str(broadcast.get_status_display()).lower()}
                     ]
                 }
             )
@@ -507,6 +511,7 @@ def progress(broadcast_id: int) -> dict | None:
     return {
         "id": broadcast_id,
         "status": row["status"],
+        "status_label": label_for(Broadcast, row["status"]),  # lazy: each reader's language
         "total": row["total_count"],
         "sent": row["sent_count"],
         "delivered": row["delivered_count"],

@@ -4,6 +4,7 @@ service's job (services.save_channel), whose errors the views put back on these 
 import re
 
 from django import forms
+from django.utils.translation import gettext as _
 from phonenumber_field.formfields import PhoneNumberField
 
 from teams.forms import TeamRoutingMixin
@@ -78,6 +79,7 @@ class ConfirmDeleteForm(forms.Form):
         typed = re.sub(r"[\s\-().]", "", self.cleaned_data["confirm_phone"])
         if typed.lstrip("+") != self.expected.lstrip("+"):
             raise forms.ValidationError(
-                f"That is not this number. Type {self.expected} to confirm the deletion."
+                _("That is not this number. Type %(expected)s to confirm the deletion.")
+                % {"expected": self.expected}
             )
         return typed

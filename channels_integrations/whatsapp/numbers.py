@@ -8,6 +8,7 @@ from django.db import DatabaseError, connection, transaction
 
 from crm.celery import task
 from crm.services import delete_in_database
+from crm.vocabulary import status_label
 from messaging import events
 from messaging.services.attachments import remove_stored_files
 
@@ -184,5 +185,6 @@ def publish_number_updated(number: WhatsAppNumber) -> None:
         "display_name": number.display_name,
         "is_active": number.is_active,
         "status": number.status,
+        "status_label": status_label(number),  # lazy: each reader's language
     }
     events.publish("number.updated", data, company_id=number.company_id)

@@ -26,9 +26,11 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from crm import coordination
 from crm.celery import task
+from crm.vocabulary import label_for
 from messaging import sending
 from messaging.channels import (
     DownloadError,
@@ -151,10 +153,10 @@ def publish_to_admins(event: str, number: WhatsAppNumber, data: dict) -> None:
 def _web_number(number: WhatsAppNumber) -> None:
     if number.provider != WhatsAppNumber.Provider.WEB:
         raise ValidationError(
-            {"provider": ["Cloud API numbers connect with their access token, not a QR code."]}
+            {"provider": [_("Cloud API numbers connect with their access token, not a QR code.")]}
         )
     if not number.is_active or number.status == WhatsAppNumber.Status.DELETING:
-        raise ValidationError({"number": ["This number is deactivated; reactivate it first."]})
+        raise ValidationError({"number": [_("This number is deactivated; reactivate it first.")]})
 
 
 def initialize_session(actor, number: WhatsAppNumber, wait_seconds: float = 8.0) -> dict:
@@ -608,7 +610,15 @@ class SessionRunner(Supervised):
         self._write(status=Status.QR)
         self.redis.set(_qr_key(self.number.pk), code, ex=120)
         metrics.increment("qr_generated", self.number.company_id)
-        publish_to_admins("whatsapp.qr", self.number, qr_payload(code))
+        publish_to_admins(
+            "whatsapp.qr",
+            self.number,
+            {
+                **qr_payload(code),
+                "status": Status.QR,
+                "status_label": label_for(WhatsAppSession, Status.QR),
+            },
+        )
         logger.info("whatsapp: number=%s QR %s shown", self.number.pk, self.qr_count)
 
     def on_paired(self, jid: str) -> None:
@@ -632,7 +642,14 @@ class SessionRunner(Supervised):
             status=WhatsAppNumber.Status.CONNECTED, last_error=""
         )
         self.redis.delete(_qr_key(self.number.pk))
-        publish_to_admins("whatsapp.connected", self.number, {"status": Status.CONNECTED})
+        publish_to_admins(
+            "whatsapp.connected",
+            self.number,
+            {
+                "status": Status.CONNECTED,
+                "status_label": label_for(WhatsAppSession, Status.CONNECTED),
+            },
+        )
         logger.info("whatsapp: number=%s connected", self.number.pk)
 
     def on_logged_out(self, reason: str) -> None:

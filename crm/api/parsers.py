@@ -1,6 +1,7 @@
 """The API's JSON parser: DRF's, with a depth limit. Python's decoder recurses once per level,
 so a body of a few thousand `[` would end in RecursionError (a 500) instead of a 400."""
 
+from django.utils.translation import gettext as _
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
@@ -38,9 +39,9 @@ class JSONParser(parsers.JSONParser):
         try:
             text = raw.decode((parser_context or {}).get("encoding") or "utf-8")
         except UnicodeDecodeError as exc:
-            raise ParseError("The body is not valid UTF-8.") from exc
+            raise ParseError(_("The body is not valid UTF-8.")) from exc
         if nesting_depth(text) > MAX_DEPTH:
-            raise ParseError(f"JSON nested deeper than {MAX_DEPTH} levels.")
+            raise ParseError(_("JSON nested deeper than %(limit)s levels.") % {"limit": MAX_DEPTH})
         return super().parse(_Stream(raw), media_type, parser_context)
 
 

@@ -1,6 +1,7 @@
 """Deals REST API: pipelines (with their stages, delete preview) and deals (filters, move,
 close, history). Reads are tenant-scoped; writes go through deals.services."""
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -112,7 +113,7 @@ class DealViewSet(CompanyScopedViewSet):
         pipeline = fields.pop("pipeline", None)
         if pipeline not in (None, deal.pipeline_id):
             raise ValidationError(
-                {"pipeline": ["A deal stays in its pipeline; create a new deal instead."]}
+                {"pipeline": [_("A deal stays in its pipeline; create a new deal instead.")]}
             )
         deal = services.update_deal(self.request.user, deal, **fields)
         if stage is not None:

@@ -15,6 +15,7 @@ publish the realtime events). Responses have the same shapes as the events' data
 
 import logging
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -277,7 +278,7 @@ class ChatMessageViewSet(
     def partial_update(self, request, *args, **kwargs):
         message = self.get_object()
         if message.author_id != request.user.pk:
-            raise exceptions.PermissionDenied("Only its author can edit a message.")
+            raise exceptions.PermissionDenied(_("Only its author can edit a message."))
         payload = MessageBodySerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         services.edit_chat_message(request.user, message, payload.validated_data["body"])

@@ -19,8 +19,9 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from accounts.scoping import get_scoped_or_404, scoped
-from crm import idempotency
+from crm import idempotency, vocabulary
 from crm.api.base import nested_errors
+from crm.api.status import StatusLabelMixin, reader_language
 from crm.pagination import CursorPagination
 from messaging import selectors, services
 from messaging.models import Attachment, Conversation, Message
@@ -73,7 +74,7 @@ def window_data(window) -> dict | None:
     return {"state": window.state, "closes_at": _iso(window.closes_at)}
 
 
-class ConversationSerializer(serializers.ModelSerializer):
+class ConversationSerializer(StatusLabelMixin, serializers.ModelSerializer):
     client = ClientSummarySerializer(read_only=True)
     assignee = PersonSerializer(read_only=True, allow_null=True)
     window = serializers.SerializerMethodField(
@@ -102,6 +103,7 @@ class ConversationSerializer(serializers.ModelSerializer):
             "assignee",
             "subject",
             "status",
+            "status_label",
             "snoozed_until",
             "labels",
             "last_message_at",
@@ -152,7 +154,7 @@ class AttachmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MessageSerializer(serializers.ModelSerializer):
+class MessageSerializer(StatusLabelMixin, serializers.ModelSerializer):
     mail = serializers.SerializerMethodField(help_text="Email messages: their headers")
     content = serializers.SerializerMethodField(
         help_text="Typed content (location, contacts, choice, form, order, notice, "
@@ -221,6 +223,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "conversation_id",
             "direction",
             "status",
+            "status_label",
             "body",
             "sender_name",
             "sender_address",
@@ -376,7 +379,7 @@ LIST_COLUMNS = (
     *(
         name
         for name in ConversationSerializer.Meta.fields
-        if name not in ("client", "assignee", "window", "labels")
+        if name not in ("client", "assignee", "window", "labels", "status_label")
     ),
     "client_id",
     "client__name",
@@ -418,6 +421,7 @@ def _list_row(row: dict) -> dict:
         if row["assignee_id"]
         else None
     )
+    data["status_label"] = str(vocabulary.label_for(Conversation, row["status"]))
     return data
 
 
@@ -442,8 +446,8 @@ class ConversationViewSet(
         page = self.paginate_queryset(rows.values(*LIST_COLUMNS, "last_inbound_at"))
         windows = selectors.reply_windows(page)
         labels = triage_selectors.labels_of_conversations(row["id"] for row in page)
-        return self.get_paginated_response(
-            [
+        with reader_language(request):
+            results = [
                 dict(
                     _list_row(row),
                     window=window_data(windows[row["id"]]),
@@ -451,7 +455,7 @@ class ConversationViewSet(
                 )
                 for row in page
             ]
-        )
+        return self.get_paginated_response(results)
 
     def _respond(self, conversation):
         return Response(ConversationSerializer(conversation).data)
@@ -468,7 +472,7 @@ class ConversationViewSet(
             assignee = scoped(get_user_model(), request.user).filter(pk=assignee_id).first()
             if assignee is None:
                 raise serializers.ValidationError(
-                    {"assignee": ["Choose a member of your company."]}
+                    {"assignee": [_("Choose a member of your company.")]}
                 )
         return self._respond(services.assign_conversation(request.user, conversation, assignee))
 

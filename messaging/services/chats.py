@@ -44,10 +44,15 @@ class NotAMember(PermissionDenied):
 def validate_chat_body(body) -> str:
     body = (body or "").strip()
     if not body:
-        raise ValidationError({"body": ["Write a message first."]})
+        raise ValidationError({"body": [_("Write a message first.")]})
     if len(body) > CHAT_BODY_MAX:
         raise ValidationError(
-            {"body": [f"At most {CHAT_BODY_MAX} characters ({len(body)} given)."]}
+            {
+                "body": [
+                    _("At most %(limit)s characters (%(count)s given).")
+                    % {"limit": CHAT_BODY_MAX, "count": len(body)}
+                ]
+            }
         )
     return body
 
@@ -56,11 +61,15 @@ def validate_emoji(emoji) -> str:
     """One emoji (or a short sequence): no spaces, control characters or slashes."""
     emoji = (emoji or "").strip()
     if not emoji:
-        raise ValidationError({"emoji": ["Choose an emoji."]})
+        raise ValidationError({"emoji": [_("Choose an emoji.")]})
     if len(emoji) > EMOJI_MAX:
-        raise ValidationError({"emoji": [f"At most {EMOJI_MAX} characters."]})
+        raise ValidationError(
+            {"emoji": [_("At most %(limit)s characters.") % {"limit": EMOJI_MAX}]}
+        )
     if any(c.isspace() or c == "/" or unicodedata.category(c) == "Cc" for c in emoji):
-        raise ValidationError({"emoji": ["An emoji cannot contain spaces, slashes or controls."]})
+        raise ValidationError(
+            {"emoji": [_("An emoji cannot contain spaces, slashes or controls.")]}
+        )
     return emoji
 
 
@@ -69,7 +78,7 @@ def _company_members(actor, members) -> list:
     try:
         ids = {int(getattr(member, "pk", member)) for member in members}
     except (TypeError, ValueError):
-        raise ValidationError({"members": ["Members are given by their user ids."]}) from None
+        raise ValidationError({"members": [_("Members are given by their user ids.")]}) from None
     ids.discard(actor.pk)
     users = list(
         get_user_model().objects.filter(pk__in=ids, company_id=actor.company_id, is_active=True)
@@ -80,8 +89,8 @@ def _company_members(actor, members) -> list:
         raise ValidationError(
             {
                 "members": [
-                    "Choose members of your company; these ids are not: "
-                    + ", ".join(str(pk) for pk in unknown)
+                    _("Choose members of your company; these ids are not: %(ids)s")
+                    % {"ids": ", ".join(str(pk) for pk in unknown)}
                 ]
             }
         )
@@ -136,7 +145,7 @@ def create_chat(actor, *, name: str = "", members=()) -> TeamChat:
     """A chat of the actor's company; the actor is always a member. Without a name, it is
     named after its members."""
     if not actor.company_id:
-        raise PermissionDenied("Only members of a company have team chats.")
+        raise PermissionDenied(_("Only members of a company have team chats."))
     others = _company_members(actor, members)
     name = " ".join((name or "").split())
     if not name:
@@ -144,7 +153,9 @@ def create_chat(actor, *, name: str = "", members=()) -> TeamChat:
         if len(name) > CHAT_NAME_MAX:
             name = name[: CHAT_NAME_MAX - 1] + "…"
     if len(name) > CHAT_NAME_MAX:
-        raise ValidationError({"name": [f"At most {CHAT_NAME_MAX} characters."]})
+        raise ValidationError(
+            {"name": [_("At most %(limit)s characters.") % {"limit": CHAT_NAME_MAX}]}
+        )
     if not others:
         raise ValidationError(
             {
@@ -229,7 +240,7 @@ def edit_chat_message(actor, message: ChatMessage, body: str) -> ChatMessage:
     """Only its author edits a message; `edited_at` is set, reactions stay."""
     body = validate_chat_body(body)
     if message.author_id != actor.pk:
-        raise PermissionDenied("Only its author can edit a message.")
+        raise PermissionDenied(_("Only its author can edit a message."))
     with transaction.atomic():
         _lock_chat(message.chat_id)
         member_ids = _member_ids(message.chat_id)

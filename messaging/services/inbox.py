@@ -670,7 +670,7 @@ def send_message(
         _live_channel(source)
     except SourceInactive:
         raise ValidationError(
-            {"conversation": ["This conversation's channel is deactivated; it cannot send."]}
+            {"conversation": [_("This conversation's channel is deactivated; it cannot send.")]}
         ) from None
     stored = []
     try:
@@ -791,7 +791,7 @@ def _save_and_publish(
 
 def assign_conversation(actor, conversation: Conversation, assignee) -> Conversation:
     if assignee is not None and assignee.company_id != conversation.company_id:
-        raise ValidationError({"assignee": ["Choose a member of your company."]})
+        raise ValidationError({"assignee": [_("Choose a member of your company.")]})
     previous = conversation.assignee_id
     conversation.assignee = assignee
     logger.info(

@@ -140,7 +140,7 @@ def _message_id(value):
     if value is None or value == "":
         return None
     if not str(value).isdigit():
-        raise ValidationError({"before": ["Must be a message id."]})
+        raise ValidationError({"before": [_("Must be a message id.")]})
     return int(value)
 
 

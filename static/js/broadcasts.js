@@ -3,13 +3,14 @@
 (function () {
   "use strict";
 
+  // The words of the page (Broadcast.Status); an event's own status_label wins.
   const LABELS = {
-    draft: "Draft",
-    scheduled: "Scheduled",
-    sending: "Sending",
-    completed: "Completed",
-    cancelled: "Cancelled",
-    failed: "Failed",
+    draft: gettext("Draft"),
+    scheduled: gettext("Scheduled"),
+    sending: gettext("Sending"),
+    completed: gettext("Completed"),
+    cancelled: gettext("Cancelled"),
+    failed: gettext("Failed"),
   };
   const ACTIVE = ["draft", "scheduled", "sending"];
   const SEGMENTS = ["sent", "failed", "unknown", "cancelled"];
@@ -36,7 +37,7 @@
     document.querySelectorAll(`[data-broadcast="${id}"]`).forEach((scope) => {
       const pill = scope.querySelector('[data-field="status"]');
       if (pill && data.status) {
-        pill.textContent = LABELS[data.status] || data.status;
+        pill.textContent = data.status_label || LABELS[data.status] || data.status;
         pill.className = pill.className.replace(/bcast-status-\S+/, `bcast-status-${data.status}`);
       }
       if (data.status && !ACTIVE.includes(data.status)) {
@@ -79,7 +80,7 @@
   // The REST representation -> the event's shape.
   function fromApi(row) {
     const counts = row.counts || {};
-    return { id: row.id, status: row.status, ...counts };
+    return { id: row.id, status: row.status, status_label: row.status_label, ...counts };
   }
 
   function resync() {

@@ -37,7 +37,7 @@
       popup.className = "canned-popup";
       popup.id = "canned-popup";
       popup.setAttribute("role", "listbox");
-      popup.setAttribute("aria-label", pane.dataset.cannedLabel || "Canned replies");
+      popup.setAttribute("aria-label", gettext("Canned replies"));
       field.closest(".reply-field").appendChild(popup);
       popup.addEventListener("mousedown", (event) => {
         const li = event.target.closest("[data-index]");
@@ -50,7 +50,7 @@
     if (!items.length) {
       const li = document.createElement("li");
       li.className = "canned-empty";
-      li.textContent = pane.dataset.cannedEmpty || "No canned reply matches.";
+      li.textContent = gettext("No canned reply matches.");
       popup.appendChild(li);
       return;
     }

@@ -82,7 +82,7 @@
     const data = result.data || {};
     if (data.detail) return data.detail;
     const first = Object.values(data)[0];
-    return Array.isArray(first) ? first[0] : `Request failed (${result.status}).`;
+    return Array.isArray(first) ? first[0] : interpolate(gettext("Request failed (%(status)s)."), { status: result.status }, true);
   }
 
   function el(tag, attrs, ...children) {
@@ -145,7 +145,7 @@
       if (!item) return refresh();
       const last = item.querySelector('[data-role="last-message"]');
       if (last) {
-        last.textContent = "last message just now";
+        last.textContent = gettext("last message just now");
         last.title = data.created_at || "";
       }
       list.prepend(item); // most recent activity first, as the server orders them
@@ -166,7 +166,7 @@
           }
           showErrors(form, result.status === 400 ? result.data : { non_field_errors: [errorText(result)] });
         } catch (err) {
-          showErrors(form, { non_field_errors: ["Could not reach the server; try again."] });
+          showErrors(form, { non_field_errors: [gettext("Could not reach the server; try again.")] });
         } finally {
           button.disabled = false;
         }
@@ -213,15 +213,15 @@
       { class: "bubble-foot" },
       el("time", { datetime: message.created_at || "" }, created ? timeFormat.format(created) : "")
     );
-    if (message.edited_at) footer.append(el("span", { "data-role": "edited", title: message.edited_at }, " · edited"));
-    if (mine) footer.append(" ", el("button", { type: "button", class: "link-button", "data-action": "edit-message" }, "Edit"));
+    if (message.edited_at) footer.append(el("span", { "data-role": "edited", title: message.edited_at }, " · " + gettext("edited")));
+    if (mine) footer.append(" ", el("button", { type: "button", class: "link-button", "data-action": "edit-message" }, gettext("Edit")));
     const reactions = el("div", { class: "reactions", "data-role": "reactions" });
     renderReactions(reactions, message.reactions);
     const picker = el(
       "div",
-      { class: "reaction-picker", "aria-label": "React" },
+      { class: "reaction-picker", "aria-label": gettext("React") },
       ...quickReactions.map((emoji) =>
-        el("button", { type: "button", "data-action": "toggle-reaction", "data-emoji": emoji, title: `React with ${emoji}` }, emoji)
+        el("button", { type: "button", "data-action": "toggle-reaction", "data-emoji": emoji, title: interpolate(gettext("React with %(emoji)s"), { emoji }, true) }, emoji)
       )
     );
     return el(
@@ -231,7 +231,7 @@
         "data-author-id": message.author ? String(message.author.id) : "",
         class: `bubble chat-message ${mine ? "bubble-out" : "bubble-in"}`,
       },
-      el("header", { class: "bubble-head" }, message.author ? message.author.name : "Former member"),
+      el("header", { class: "bubble-head" }, message.author ? message.author.name : gettext("Former member")),
       el("div", { class: "bubble-body prewrap", "data-role": "body" }, message.body),
       footer,
       reactions,
@@ -279,7 +279,7 @@
       gone = true;
       const banner = document.getElementById("chat-gone");
       if (banner) {
-        banner.querySelector("p").textContent = text || "This chat was deleted.";
+        banner.querySelector("p").textContent = text || gettext("This chat was deleted.");
         banner.hidden = false;
       }
       room.querySelectorAll("button, textarea, input").forEach((control) => (control.disabled = true));
@@ -290,7 +290,7 @@
     async function resync() {
       try {
         const response = await fetch(location.pathname, { credentials: "same-origin" });
-        if (response.status === 404) return chatGone("This chat was deleted, or you are no longer in it.");
+        if (response.status === 404) return chatGone(gettext("This chat was deleted, or you are no longer in it."));
         if (!response.ok) return;
         const page = new DOMParser().parseFromString(await response.text(), "text/html");
         const fresh = page.getElementById("chat-messages");
@@ -314,7 +314,7 @@
     };
     rt.on("reaction.added", onReaction);
     rt.on("reaction.removed", onReaction);
-    rt.on("chat.deleted", (data) => Number(data.id) === chatId && chatGone("This chat was deleted."));
+    rt.on("chat.deleted", (data) => Number(data.id) === chatId && chatGone(gettext("This chat was deleted.")));
     rt.on("chat.left", (data) => {
       if (Number(data.id) === chatId) location.href = "/chats/";
     });
@@ -322,7 +322,11 @@
       if (Number(data.id) !== chatId) return;
       const names = data.members.map((member) => member.name).join(", ");
       document.getElementById("chat-members").textContent =
-        `${data.member_count} member${data.member_count === 1 ? "" : "s"}: ${names}`;
+        interpolate(
+          ngettext("%(count)s member: %(names)s", "%(count)s members: %(names)s", data.member_count),
+          { count: data.member_count, names },
+          true
+        );
       const title = room.querySelector('[data-role="chat-name"]');
       if (title) title.textContent = data.name;
     });
@@ -353,7 +357,7 @@
           showErrors(sendForm, result.status === 400 ? result.data : { body: [errorText(result)] });
         }
       } catch (err) {
-        showErrors(sendForm, { body: ["Could not reach the server; try again."] });
+        showErrors(sendForm, { body: [gettext("Could not reach the server; try again.")] });
       } finally {
         button.disabled = gone;
         textarea.focus();
@@ -391,8 +395,8 @@
         el(
           "div",
           { class: "form-actions" },
-          el("button", { type: "submit", class: "btn btn-primary btn-small" }, "Save"),
-          el("button", { type: "button", class: "btn btn-ghost btn-small", "data-action": "cancel-edit" }, "Cancel")
+          el("button", { type: "submit", class: "btn btn-primary btn-small" }, gettext("Save")),
+          el("button", { type: "button", class: "btn btn-ghost btn-small", "data-action": "cancel-edit" }, gettext("Cancel"))
         )
       );
       const cancel = () => {
@@ -437,17 +441,19 @@
     // Delete for everyone: show what goes with it, confirm, then DELETE with a fresh
     // Idempotency-Key. A network failure is retried with the same key, so it deletes once.
     room.querySelector('[data-action="delete-chat"]')?.addEventListener("click", async () => {
-      let question = `Delete “${chatName}” for everyone? This cannot be undone.`;
+      let question = interpolate(gettext("Delete “%(name)s” for everyone? This cannot be undone."), { name: chatName }, true);
       try {
         const detail = await api("GET", `${base}/`);
         if (detail.status === 404) return chatGone();
         if (detail.ok && detail.data.counts) {
           const c = detail.data.counts;
-          const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+          const members = interpolate(ngettext("%(count)s member", "%(count)s members", c.members), { count: c.members }, true);
+          const messages = interpolate(ngettext("%(count)s message", "%(count)s messages", c.messages), { count: c.messages }, true);
+          const reactions = interpolate(ngettext("%(count)s reaction", "%(count)s reactions", c.reactions), { count: c.reactions }, true);
           question =
-            `Delete “${chatName}” for all ${plural(c.members, "member")}?\n\n` +
-            `This also deletes ${plural(c.messages, "message")} and ${plural(c.reactions, "reaction")}. ` +
-            "It cannot be undone.";
+            interpolate(gettext("Delete “%(name)s” for all %(members)s?"), { name: chatName, members }, true) +
+            "\n\n" +
+            interpolate(gettext("This also deletes %(messages)s and %(reactions)s. It cannot be undone."), { messages, reactions }, true);
         }
       } catch (err) {
         /* ask without the counts */
@@ -468,17 +474,17 @@
           await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** attempt));
         }
       }
-      alert("Could not reach the server; the chat was not deleted. Try again.");
+      alert(gettext("Could not reach the server; the chat was not deleted. Try again."));
     });
 
     room.querySelector('[data-action="leave-chat"]')?.addEventListener("click", async () => {
-      if (!confirm(`Leave “${chatName}”? You will no longer see its messages.`)) return;
+      if (!confirm(interpolate(gettext("Leave “%(name)s”? You will no longer see its messages."), { name: chatName }, true))) return;
       try {
         const result = await api("POST", `${base}/leave/`);
         if (result.ok || result.status === 404) location.href = "/chats/";
         else alert(errorText(result));
       } catch (err) {
-        alert("Could not reach the server; try again.");
+        alert(gettext("Could not reach the server; try again."));
       }
     });
 

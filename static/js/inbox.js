@@ -296,8 +296,9 @@
       notice.className = "alert alert-error";
       notice.setAttribute("role", "alert");
       notice.dataset.role = "conversation-removed";
-      notice.textContent =
-        "This conversation was removed: its WhatsApp number was deleted. Nothing more can be sent here.";
+      notice.textContent = gettext(
+        "This conversation was removed: its WhatsApp number was deleted. Nothing more can be sent here."
+      );
       pane.prepend(notice);
       pane.querySelectorAll("textarea, button, select, input").forEach((control) => {
         control.disabled = true;
@@ -484,7 +485,7 @@
 
   function formatMegabytes(bytes) {
     const mb = bytes / 1048576;
-    return (Number.isInteger(mb) ? mb : mb.toFixed(1)) + " MB";
+    return interpolate(gettext("%(size)s MB"), { size: Number.isInteger(mb) ? mb : mb.toFixed(1) }, true);
   }
 
   function fillTemplate(text, values) {
@@ -540,7 +541,7 @@
         remove.type = "button";
         remove.className = "btn-link reply-file-remove";
         remove.dataset.fileIndex = String(index);
-        remove.setAttribute("aria-label", "✕ " + file.name);
+        remove.setAttribute("aria-label", interpolate(gettext("Remove %(name)s"), { name: file.name }, true));
         remove.textContent = "✕";
         item.append(name, remove);
         return item;

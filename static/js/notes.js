@@ -214,10 +214,10 @@
     }
     const parts = [];
     if (typingNames.length) {
-      parts.push((line.dataset.textTyping || "%(names)s is typing…").replace("%(names)s", typingNames.join(", ")));
+      parts.push(interpolate(gettext("%(names)s is typing…"), { names: typingNames.join(", ") }, true));
     }
     if (viewingNames.length) {
-      parts.push((line.dataset.textViewing || "%(names)s is viewing").replace("%(names)s", viewingNames.join(", ")));
+      parts.push(interpolate(gettext("%(names)s is viewing"), { names: viewingNames.join(", ") }, true));
     }
     line.textContent = parts.join(" · ");
     line.dataset.typing = typingNames.join(",");

@@ -83,17 +83,21 @@
       if (tr) {
         const phone = phoneOf(tr);
         tr.remove();
-        notice("WhatsApp number " + phone + " was deleted.", "success");
+        notice(interpolate(gettext("WhatsApp number %(phone)s was deleted."), { phone }, true), "success");
         if (!container.querySelector("tr[data-number-id]")) scheduleRefresh(); // empty state
       } else {
-        notice("A WhatsApp number being deleted in the background is now gone.", "success");
+        notice(gettext("A WhatsApp number being deleted in the background is now gone."), "success");
       }
     });
 
     realtime.on("number.deletion_failed", (data) => {
       const phone = phoneOf(row(data.id));
       notice(
-        "WhatsApp number " + (phone || "#" + data.id) + " was not deleted: " + (data.error || "unknown error"),
+        interpolate(
+          gettext("WhatsApp number %(phone)s was not deleted: %(error)s"),
+          { phone: phone || "#" + data.id, error: data.error || gettext("unknown error") },
+          true
+        ),
         "error"
       );
       scheduleRefresh();
@@ -113,7 +117,7 @@
       image.src = data.qrDataUrl;
       image.closest("figure").hidden = false;
       const label = card.querySelector("[data-session-status]");
-      if (label) label.textContent = "Waiting for QR scan";
+      if (label) label.textContent = data.status_label || gettext("Waiting for QR scan");
     });
     for (const name of [
       "whatsapp.connected",

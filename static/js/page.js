@@ -25,7 +25,7 @@
         const source = document.querySelector(button.dataset.copy);
         if (!source) return;
         navigator.clipboard.writeText(source.value).then(() => {
-          button.textContent = button.dataset.copied || "Copied";
+          button.textContent = button.dataset.copied || gettext("Copied");
         });
       });
     });

@@ -18,10 +18,10 @@
     const m = Math.floor(s / 60);
     s -= m * 60;
     const parts = [];
-    if (d) parts.push(`${d} d`);
-    if (h) parts.push(`${h} h`);
-    if (m && !d) parts.push(`${m} min`);
-    if (!d && !h && (s || !parts.length)) parts.push(`${s} s`);
+    if (d) parts.push(interpolate(gettext("%(days)s d"), { days: d }, true));
+    if (h) parts.push(interpolate(gettext("%(hours)s h"), { hours: h }, true));
+    if (m && !d) parts.push(interpolate(gettext("%(minutes)s min"), { minutes: m }, true));
+    if (!d && !h && (s || !parts.length)) parts.push(interpolate(gettext("%(seconds)s s"), { seconds: s }, true));
     return parts.join(" ");
   }
 

@@ -11,6 +11,7 @@ body is a 400 naming `number`.
 """
 
 from django.db.models import Count
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.decorators import action
@@ -50,7 +51,7 @@ class BotSerializer(serializers.ModelSerializer):
 
     def validate_number(self, number):
         if self.instance is not None and number.pk != self.instance.number_id:
-            raise serializers.ValidationError("A bot stays on its number; create a new bot.")
+            raise serializers.ValidationError(_("A bot stays on its number; create a new bot."))
         return number
 
 
@@ -115,7 +116,7 @@ class BotViewSet(CompanyScopedViewSet):
         if self.action == "list" and "number" in self.request.query_params:
             number = self.request.query_params["number"].strip()
             if not number.isdigit():
-                raise serializers.ValidationError({"number": ["A number id is expected."]})
+                raise serializers.ValidationError({"number": [_("A number id is expected.")]})
             queryset = queryset.filter(number_id=int(number))
         return queryset
 

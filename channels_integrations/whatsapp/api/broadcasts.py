@@ -11,6 +11,7 @@ from accounts.permissions import IsCompanyAdminOrReadOnly
 from accounts.scoping import scoped
 from crm import idempotency
 from crm.api.base import nested_errors
+from crm.api.status import StatusLabelMixin
 from crm.pagination import CursorPagination
 
 from ...models import Broadcast, BroadcastRecipient, WhatsAppNumber
@@ -36,7 +37,7 @@ class BroadcastCountsSerializer(serializers.Serializer):
     cancelled = serializers.IntegerField(source="cancelled_count")
 
 
-class BroadcastSerializer(serializers.ModelSerializer):
+class BroadcastSerializer(StatusLabelMixin, serializers.ModelSerializer):
     # Never null here: this API lists numbers' broadcasts (the sandbox's stay on its page).
     number = serializers.PrimaryKeyRelatedField(read_only=True)
     number_phone = serializers.CharField(source="number.phone", read_only=True)
@@ -57,6 +58,7 @@ class BroadcastSerializer(serializers.ModelSerializer):
             "template_language",
             "template_variables",
             "status",
+            "status_label",
             "paused",
             "scheduled_at",
             "created_by",
@@ -152,7 +154,7 @@ def _create_or_400(actor, **fields):
         raise serializers.ValidationError(nested_errors(exc)) from None
 
 
-class BroadcastRecipientSerializer(serializers.ModelSerializer):
+class BroadcastRecipientSerializer(StatusLabelMixin, serializers.ModelSerializer):
     class Meta:
         model = BroadcastRecipient
         fields = [
@@ -160,6 +162,7 @@ class BroadcastRecipientSerializer(serializers.ModelSerializer):
             "phone",
             "client",
             "status",
+            "status_label",
             "provider_message_id",
             "error",
             "sent_at",

@@ -9,6 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from crm.api.base import WriteOnlySecretField
+from crm.api.status import StatusLabelMixin
 
 from ...api.serializers import SecretsSerializerMixin
 from ...api.views import ChannelViewSet
@@ -18,7 +19,9 @@ from .. import templates as template_services
 from .sessions import SessionActionsMixin
 
 
-class WhatsAppNumberSerializer(SecretsSerializerMixin, serializers.ModelSerializer):
+class WhatsAppNumberSerializer(
+    StatusLabelMixin, SecretsSerializerMixin, serializers.ModelSerializer
+):
     secret_fields = ("cloud_access_token", "cloud_app_secret", "cloud_verify_token")
     phone = PhoneNumberField()
     cloud_access_token = WriteOnlySecretField()
@@ -35,6 +38,7 @@ class WhatsAppNumberSerializer(SecretsSerializerMixin, serializers.ModelSerializ
             "provider",
             "is_active",
             "status",
+            "status_label",
             "last_error",
             "cloud_phone_number_id",
             "cloud_business_account_id",

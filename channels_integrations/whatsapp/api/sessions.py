@@ -202,7 +202,12 @@ class SessionActionsMixin:
         if wait:
             retry_after = max(1, math.ceil(wait))
             return Response(
-                {"detail": f"At most {limit} messages per minute; retry in {retry_after} s."},
+                {
+                    "detail": _(
+                        "At most %(limit)s messages per minute; retry in %(retry_after)s s."
+                    )
+                    % {"limit": limit, "retry_after": retry_after}
+                },
                 status=status.HTTP_429_TOO_MANY_REQUESTS,
                 headers={"Retry-After": str(retry_after)},
             )

@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.scoping import get_scoped_or_404, scoped
@@ -116,7 +117,9 @@ def number_bot_create(request, number_pk):
         created["bot"] = services.create_bot(request.user, number, **fields)
 
     if request.method == "POST" and _save_form(form, save):
-        messages.success(request, f"Bot “{created['bot']}” created. Now add its rules.")
+        messages.success(
+            request, _("Bot “%(bot)s” created. Now add its rules.") % {"bot": created["bot"]}
+        )
         return redirect("bot_detail", pk=created["bot"].pk)
     return render(request, "channels_integrations/bot_form.html", {"form": form, "number": number})
 
@@ -151,7 +154,7 @@ def bot_edit(request, pk):
     if request.method == "POST" and _save_form(
         form, lambda **fields: services.update_bot(request.user, bot, **fields)
     ):
-        messages.success(request, f"Bot “{bot}” saved.")
+        messages.success(request, _("Bot “%(bot)s” saved.") % {"bot": bot})
         return redirect("bot_detail", pk=bot.pk)
     return render(
         request,
@@ -169,8 +172,8 @@ def bot_toggle(request, pk):
     if _flash_errors(
         request, lambda: services.update_bot(request.user, bot, is_active=not bot.is_active)
     ):
-        state = "activated" if bot.is_active else "deactivated"
-        messages.success(request, f"Bot “{bot}” {state}.")
+        done = _("Bot “%(bot)s” activated.") if bot.is_active else _("Bot “%(bot)s” deactivated.")
+        messages.success(request, done % {"bot": bot})
     if request.POST.get("next") == "list":
         return redirect("number_bots", number_pk=bot.number_id)
     return redirect("bot_detail", pk=bot.pk)
@@ -183,7 +186,7 @@ def bot_delete(request, pk):
     bot = _bot(request, pk)
     if request.method == "POST":
         services.delete_bot(request.user, bot)
-        messages.success(request, f"Bot “{bot}” and its rules deleted.")
+        messages.success(request, _("Bot “%(bot)s” and its rules deleted.") % {"bot": bot})
         return redirect("number_bots", number_pk=bot.number_id)
     return render(
         request,
@@ -203,7 +206,7 @@ def bot_rule_create(request, pk):
     if request.method == "POST" and _save_form(
         form, lambda **fields: services.create_rule(request.user, bot, **fields)
     ):
-        messages.success(request, "Rule added.")
+        messages.success(request, _("Rule added."))
         return redirect("bot_detail", pk=bot.pk)
     return render(
         request,
@@ -223,7 +226,7 @@ def botrule_edit(request, pk):
     if request.method == "POST" and _save_form(
         form, lambda **fields: services.update_rule(request.user, rule, **fields)
     ):
-        messages.success(request, "Rule saved.")
+        messages.success(request, _("Rule saved."))
         return redirect("bot_detail", pk=rule.bot_id)
     return render(
         request,
@@ -238,7 +241,7 @@ def botrule_edit(request, pk):
 def botrule_delete(request, pk):
     rule = _rule(request, pk)
     services.delete_rule(request.user, rule)
-    messages.success(request, "Rule deleted.")
+    messages.success(request, _("Rule deleted."))
     return redirect("bot_detail", pk=rule.bot_id)
 
 
@@ -249,7 +252,7 @@ def botrule_move(request, pk):
     rule = _rule(request, pk)
     offset = {"up": -1, "down": 1}.get(request.POST.get("direction", ""))
     if offset is None:
-        messages.error(request, "Move a rule up or down.")
+        messages.error(request, _("Move a rule up or down."))
     else:
         services.move_rule(request.user, rule, offset)
     return redirect("bot_detail", pk=rule.bot_id)
@@ -263,5 +266,7 @@ def botrule_toggle(request, pk):
     if _flash_errors(
         request, lambda: services.update_rule(request.user, rule, is_active=not rule.is_active)
     ):
-        messages.success(request, f"Rule {'activated' if rule.is_active else 'deactivated'}.")
+        messages.success(
+            request, _("Rule activated.") if rule.is_active else _("Rule deactivated.")
+        )
     return redirect("bot_detail", pk=rule.bot_id)

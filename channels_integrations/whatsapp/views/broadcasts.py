@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from accounts.scoping import get_scoped_or_404, scoped
@@ -161,23 +162,29 @@ class BroadcastForm(forms.Form):
         if self.invalid_lines:
             count = len(self.invalid_lines)
             raise ValidationError(
-                f"{count} line{'s are' if count != 1 else ' is'} not a valid phone number; "
-                "fix or remove them (nothing was created)."
+                ngettext(
+                    "%(count)d line is not a valid phone number; fix or remove it (nothing was "
+                    "created).",
+                    "%(count)d lines are not a valid phone number; fix or remove them (nothing "
+                    "was created).",
+                    count,
+                )
+                % {"count": count}
             )
         return phones
 
     def clean(self):
         data = super().clean()
         if data.get("when") == "at" and not data.get("scheduled_at"):
-            self.add_error("scheduled_at", "Pick the date and time to send at.")
+            self.add_error("scheduled_at", _("Pick the date and time to send at."))
         if data.get("audience") == "chosen" and not data.get("clients"):
-            self.add_error("clients", "Choose at least one client, or pick another option.")
+            self.add_error("clients", _("Choose at least one client, or pick another option."))
         return data
 
 
 def _admin_only(user):
     if not user.is_company_admin:
-        raise PermissionDenied("Only company admins create and cancel broadcasts.")
+        raise PermissionDenied(_("Only company admins create and cancel broadcasts."))
 
 
 def _broadcasts(user):
@@ -233,7 +240,9 @@ def broadcast_create(request):
         else:
             messages.success(
                 request,
-                f"Broadcast created: {'scheduled' if broadcast.scheduled_at else 'sending now'}.",
+                _("Broadcast created: scheduled.")
+                if broadcast.scheduled_at
+                else _("Broadcast created: sending now."),
             )
             return redirect("broadcast_detail", pk=broadcast.pk)
     return render(
@@ -288,5 +297,5 @@ def broadcast_cancel(request, pk):
         for message in exc.messages:
             messages.error(request, message)
     else:
-        messages.success(request, "Broadcast cancelled: nothing more will be sent.")
+        messages.success(request, _("Broadcast cancelled: nothing more will be sent."))
     return redirect("broadcast_detail", pk=pk)

@@ -78,7 +78,9 @@ def number_create(request):
             kept.keep(form)
         else:
             kept.clear()
-            messages.success(request, f"WhatsApp number {number.phone} added.")
+            messages.success(
+                request, _("WhatsApp number %(phone)s added.") % {"phone": number.phone}
+            )
             return redirect("numbers")
     return render(request, "channels_integrations/number_form.html", {"form": form})
 
@@ -115,7 +117,9 @@ def number_edit(request, pk):
             kept.keep(form)
         else:
             kept.clear()
-            messages.success(request, f"WhatsApp number {number.phone} saved.")
+            messages.success(
+                request, _("WhatsApp number %(phone)s saved.") % {"phone": number.phone}
+            )
             return redirect("numbers")
     return render(
         request,
@@ -128,12 +132,16 @@ def _set_active(request, pk, active: bool):
     number = _number_or_404(request.user, pk)
     number_services.set_number_active(request.user, number, active)
     if active:
-        messages.success(request, f"WhatsApp number {number.phone} reactivated.")
+        messages.success(
+            request, _("WhatsApp number %(phone)s reactivated.") % {"phone": number.phone}
+        )
     else:
         messages.success(
             request,
-            f"WhatsApp number {number.phone} deactivated: it keeps its history and sends and "
-            "receives nothing until you reactivate it.",
+            _(
+                "WhatsApp number %(phone)s deactivated: it keeps its history and sends and receives nothing until you reactivate it."
+            )
+            % {"phone": number.phone},
         )
     return redirect("numbers")
 
@@ -164,7 +172,9 @@ def number_session_connect(request, pk):
         messages.error(request, " ".join(exc.messages))
     else:
         messages.success(
-            request, f"Connecting {number.phone}: scan the QR code below when it appears."
+            request,
+            _("Connecting %(phone)s: scan the QR code below when it appears.")
+            % {"phone": number.phone},
         )
     return redirect(f"{reverse('numbers')}#session-{number.pk}")
 
@@ -179,7 +189,10 @@ def number_session_logout(request, pk):
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, f"{number.phone} is logged out; connect to scan a new QR code.")
+        messages.success(
+            request,
+            _("%(phone)s is logged out; connect to scan a new QR code.") % {"phone": number.phone},
+        )
     return redirect(f"{reverse('numbers')}#session-{number.pk}")
 
 
@@ -202,13 +215,16 @@ def number_delete(request, pk):
             if outcome == "deleting":
                 messages.info(
                     request,
-                    f"WhatsApp number {phone} is being deleted in the background. It is "
-                    "already hidden and receives and sends nothing; this page tells you when "
-                    "it is gone.",
+                    _(
+                        "WhatsApp number %(phone)s is being deleted in the background. It is already hidden and receives and sends nothing; this page tells you when it is gone."
+                    )
+                    % {"phone": phone},
                 )
             else:
                 messages.success(
-                    request, f"WhatsApp number {phone} and everything under it were deleted."
+                    request,
+                    _("WhatsApp number %(phone)s and everything under it were deleted.")
+                    % {"phone": phone},
                 )
             return redirect("numbers")
     preview = number_services.deletion_preview(number)
