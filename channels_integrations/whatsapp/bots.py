@@ -96,7 +96,7 @@ def _save(instance, errors: dict[str, list[str]]):
 def _check_number(actor, number) -> None:
     if isinstance(number, SandboxInbox):
         if number.company_id != actor.company_id:
-            raise ValidationError({"sandbox": ["Choose your company's sandbox."]})
+            raise ValidationError({"sandbox": [_("Choose your company's sandbox.")]})
         return
     if (
         number is None

@@ -2,6 +2,7 @@
 archive. Another company's job is a 404; a channel's export is for admins only (403)."""
 
 from django.http import Http404
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -43,7 +44,7 @@ class ExportJobViewSet(
     def get_object(self):
         job = super().get_object()
         if not services.may_access(self.request.user, job):
-            raise PermissionDenied("Only company admins can read channel exports.")
+            raise PermissionDenied(_("Only company admins can read channel exports."))
         return job
 
     @extend_schema(
