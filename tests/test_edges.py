@@ -168,9 +168,12 @@ def test_the_api_takes_json_bodies_only(member_api, company):
         for method, operation in operations.items()
         if "requestBody" in operation
     }
-    # One body type per operation: JSON, but for the one operation that takes files.
-    files = ("/api/v1/conversations/{conversation_pk}/messages/files/", "post")
-    assert body_types.pop(files) == {"multipart/form-data"}
+    # One body type per operation: JSON, but for the operations that take files.
+    for files in (
+        ("/api/v1/conversations/{conversation_pk}/messages/files/", "post"),
+        ("/api/v1/clients/import/", "post"),
+    ):
+        assert body_types.pop(files) == {"multipart/form-data"}, files
     assert all(types == {"application/json"} for types in body_types.values()), body_types
 
 
