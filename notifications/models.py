@@ -103,6 +103,13 @@ class Notification(models.Model):
         return self.title
 
     @property
+    def body_words(self) -> str:
+        """The body as the reader sees it (a connection's error explained in their language)."""
+        from .payloads import body_words
+
+        return body_words(self.kind, self.body)
+
+    @property
     def title(self) -> str:
         actor = self.actor.display_name if self.actor_id and self.actor else ""
         return title_for(self.kind, self.subject, actor)

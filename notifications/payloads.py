@@ -3,6 +3,16 @@
 from django.utils.functional import lazy
 
 
+def body_words(kind: str, body: str) -> str:
+    """What a person reads as a notification's body: a connection's error explained (crm's
+    error words, in the active language), anything else as written."""
+    from crm.templatetags.error_tags import explain
+
+    from .models import ADMIN_KINDS
+
+    return explain(body)[0] if body and kind in ADMIN_KINDS else body
+
+
 def notification_payload(notification, *, actor_name: str | None = None, unread_count=None):
     from .models import title_for
 
@@ -14,7 +24,8 @@ def notification_payload(notification, *, actor_name: str | None = None, unread_
         "kind": notification.kind,
         # Lazy: the event gives each recipient the title in their own language.
         "title": lazy(title_for, str)(notification.kind, notification.subject, actor_name),
-        "body": notification.body,
+        # Lazy too: a connection's stored error becomes a sentence in the reader's language.
+        "body": lazy(body_words, str)(notification.kind, notification.body),
         "url": notification.url,
         "conversation_id": notification.conversation_id,
         "read": notification.read_at is not None,

@@ -288,3 +288,43 @@ def test_dates_are_localised(client, company):
     months = ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа",
               "сентября", "октября", "ноября", "декабря")  # fmt: skip
     assert any(month in page for month in months)
+
+
+def test_stored_connection_errors_reach_the_reader_in_their_language(company, admin_user):
+    """Connections store their errors in the server's language (English); a reader in Russian
+    gets a sentence in Russian (the English kept as the detail), on the page and in the bell."""
+    from django.utils import translation
+
+    from crm.templatetags.error_tags import explain
+    from notifications.models import Kind, Notification
+    from notifications.payloads import notification_payload
+
+    login = "IMAP login failed: the server refused the username or password."
+    unreachable = "Could not connect to the IMAP server at mail.example.com:993."
+    quarantine = "Some mails could not be imported and wait in quarantine."
+    odd = "The mailbox answered something we have no words for."
+    with translation.override("en"):
+        assert explain(odd) == (odd, "")
+        assert explain(quarantine) == (quarantine, "")
+    with translation.override("ru"):
+        sentence, detail = explain(login)
+        assert "пароль" in sentence and detail == login
+        sentence, detail = explain(unreachable)
+        assert "сервер" in sentence.lower() and detail == unreachable
+        assert explain(quarantine) == (
+            "Некоторые письма не удалось импортировать, они ждут в карантине.",
+            "",
+        )
+        sentence, detail = explain(odd)
+        assert "Подключение" in sentence and detail == odd
+    failed = Notification.objects.create(
+        company=company, user=admin_user, kind=Kind.CONNECTION_FAILED, subject="a@b.c", body=login
+    )
+    mention = Notification.objects.create(
+        company=company, user=admin_user, kind=Kind.MENTIONED, subject="x", body="login failed?"
+    )
+    with translation.override("uk"):
+        assert "пароль" in str(notification_payload(failed)["body"])
+        assert failed.body_words != login
+        # A colleague's words are never "explained": only connections' errors are.
+        assert str(notification_payload(mention)["body"]) == "login failed?"

@@ -23,6 +23,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
@@ -149,7 +150,7 @@ def _poll(account: EmailAccount) -> dict:
             account.company_id,
             quarantine_key(account.pk),
             str(account),
-            "Some mails could not be imported and wait in quarantine.",
+            gettext_noop("Some mails could not be imported and wait in quarantine."),
             _account_url(),
         )
     else:

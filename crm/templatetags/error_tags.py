@@ -6,6 +6,7 @@ import re
 
 from django import template
 from django.template.loader import render_to_string
+from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext as _
 
 register = template.Library()
@@ -16,7 +17,18 @@ NETWORK = re.compile(
     r"TimeoutError|ConnectError|network is unreachable|temporary failure in name resolution",
     re.I,
 )
-LOGIN = re.compile(r"AUTHENTICATIONFAILED|authentication failed|invalid credentials|\b401\b", re.I)
+LOGIN = re.compile(
+    r"AUTHENTICATIONFAILED|authentication failed|invalid credentials|\b401\b|login failed|"
+    r"refused the (?:username|login)",
+    re.I,
+)
+# Our own stored sentences about reaching a server (channels' error_words): no host of that
+# name, a refused or silent port, a failed TLS handshake.
+UNREACHABLE = re.compile(
+    r"was not found|could not connect|TLS handshake|The connection to \S+ failed|"
+    r"private or local address",
+    re.I,
+)
 # Looks like a program's words, not a person's: an exception's name, a traceback, a long
 # unbroken token, or a Go/Python error prefix.
 TECHNICAL = re.compile(
@@ -42,6 +54,14 @@ def explain(raw: str) -> tuple[str, str]:
             _("The service refused the login. Check the username and password in the settings."),
             raw,
         )
+    if UNREACHABLE.search(raw):
+        return (
+            _(
+                "The server could not be reached. Check its name and port in the settings; "
+                "Switchboard tries again by itself."
+            ),
+            raw,
+        )
     if TECHNICAL.search(raw):
         return (
             _(
@@ -50,7 +70,15 @@ def explain(raw: str) -> tuple[str, str]:
             ),
             raw,
         )
-    return raw, ""
+    # Stored sentences are written in the server's language (English); one we have words for
+    # is shown in the reader's, any other keeps the English as its detail.
+    translated = gettext(raw)
+    if translated != raw or get_language() in (None, "en") or get_language().startswith("en"):
+        return translated, ""
+    return (
+        _("The connection reported a problem (the details below are in English)."),
+        raw,
+    )
 
 
 @register.simple_tag
