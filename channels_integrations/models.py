@@ -108,6 +108,15 @@ class NumberOrSandboxSource(models.Model):
     class Meta:
         abstract = True
 
+    def save(self, *args, **kwargs):
+        if self.company_id is None and self.source is not None:
+            self.company_id = self.source.company_id  # always its source's company
+        super().save(*args, **kwargs)
+
+    @property
+    def source(self):
+        return self.number if self.number_id else self.sandbox
+
 
 class Bot(NumberOrSandboxSource):
     tenant_path = "company"
@@ -125,15 +134,6 @@ class Bot(NumberOrSandboxSource):
 
     def __str__(self):
         return self.name
-
-    def save(self, *args, **kwargs):
-        if self.company_id is None and self.source is not None:
-            self.company_id = self.source.company_id  # always its source's company
-        super().save(*args, **kwargs)
-
-    @property
-    def source(self):
-        return self.number if self.number_id else self.sandbox
 
 
 class BotRule(models.Model):
@@ -284,15 +284,6 @@ class Broadcast(NumberOrSandboxSource):
 
     def __str__(self):
         return self.name or f"Broadcast #{self.pk}"
-
-    def save(self, *args, **kwargs):
-        if self.company_id is None and self.source is not None:
-            self.company_id = self.source.company_id  # always its source's company
-        super().save(*args, **kwargs)
-
-    @property
-    def source(self):
-        return self.number if self.number_id else self.sandbox
 
 
 class BroadcastRecipient(models.Model):
