@@ -6,11 +6,12 @@ so a browser never hears of a row that was rolled back.
 """
 
 import logging
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import translation
-from django.utils.functional import Promise
+from django.utils.functional import Promise, lazy
 
 from . import realtime
 
@@ -76,11 +77,34 @@ def _words(data: dict) -> tuple[dict, dict | None]:
     lazy = {key: value for key, value in data.items() if isinstance(value, Promise)}
     if not lazy:
         return data, None
-    words = {}
+    texts = {key: _in_every_language(value) for key, value in lazy.items()}
+    words = {
+        code: {key: text[code] for key, text in texts.items()} for code, _name in settings.LANGUAGES
+    }
+    return {**data, **words[settings.LANGUAGE_CODE]}, words
+
+
+def _in_every_language(value: Promise) -> dict[str, str]:
+    """{language: text} of one lazy word. The same few status words come with almost every
+    event (every inbound message's), so each is translated once per process, not per event."""
+    _unpickle, (function, args, kw, *_types) = value.__reduce__()
+    try:
+        return _translated(function, args, tuple(sorted(kw.items())))
+    except TypeError:  # an argument that cannot be a cache key: translated now
+        return _translate(value)
+
+
+@lru_cache(maxsize=4096)
+def _translated(function, args: tuple, kw: tuple) -> dict[str, str]:
+    return _translate(lazy(function, str)(*args, **dict(kw)))
+
+
+def _translate(value: Promise) -> dict[str, str]:
+    texts = {}
     for code, _name in settings.LANGUAGES:
         with translation.override(code):
-            words[code] = {key: str(value) for key, value in lazy.items()}
-    return {**data, **words[settings.LANGUAGE_CODE]}, words
+            texts[code] = str(value)
+    return texts
 
 
 def _send(groups: list[str], payload: dict) -> None:

@@ -4,6 +4,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from accounts.models import Role
@@ -12,6 +13,14 @@ from crm.celery import app as celery_app
 from .factories import CompanyFactory, UserFactory
 from .far_end import GraphFake
 from .mailserver import dovecot, dovecot_server, smtp_server  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the default language: a request of a Russian-speaking user leaves
+    its language active in this thread (LocaleMiddleware), which would leak into the next."""
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(scope="session", autouse=True)
