@@ -8,7 +8,6 @@ conversation of the filtered list, not only the loaded page."""
 import pytest
 from playwright.sync_api import expect
 
-from accounts.models import Role
 from deals.models import Deal
 from messaging.models import Conversation
 from triage import services as triage_services
@@ -20,23 +19,12 @@ from .factories import (
     ConversationFactory,
     DealFactory,
     TelegramAccountFactory,
-    UserFactory,
 )
 from .live import *  # noqa: F403  (fixtures: daphne_server, browser; helpers log_in, wait_live)
 from .processes import wait_for
+from .test_browser_triage import PHONE, SIZES, _team  # the same team and sizes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-DESKTOP = {"width": 1360, "height": 860}
-PHONE = {"width": 390, "height": 844}
-SIZES = pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
-
-
-def _team():
-    company = CompanyFactory(name="Acme")
-    admin = UserFactory(company=company, role=Role.ADMIN, username="ada", first_name="Ada")
-    agent = UserFactory(company=company, username="bob", first_name="Bob")
-    return company, admin, agent
 
 
 def _fits(page, width):

@@ -73,7 +73,7 @@ def explain(raw: str) -> tuple[str, str]:
     # Stored sentences are written in the server's language (English); one we have words for
     # is shown in the reader's, any other keeps the English as its detail.
     translated = gettext(raw)
-    if translated != raw or get_language() in (None, "en") or get_language().startswith("en"):
+    if translated != raw or (get_language() or "en").startswith("en"):
         return translated, ""
     return (
         _("The connection reported a problem (the details below are in English)."),
