@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.scoping import TenantManager
 from crm.models import AuditedChange
+from crm.vocabulary import label_for
 
 from .currencies import ISO_4217
 
@@ -215,6 +216,15 @@ class StageChange(AuditedChange):
 
     def __str__(self):
         return f"{self.from_name or '—'} → {self.to_name} ({self.to_status})"
+
+    # The history page shows words, not codes (the one vocabulary: Deal.Status's labels).
+    @property
+    def from_status_label(self):
+        return label_for(Deal, self.from_status) if self.from_status else ""
+
+    @property
+    def to_status_label(self):
+        return label_for(Deal, self.to_status)
 
 
 class ChannelDealSetting(models.Model):

@@ -1,5 +1,7 @@
 """The JSON shape of a deal, shared by realtime events and the API."""
 
+from crm.vocabulary import status_label
+
 from .models import Deal
 
 
@@ -12,6 +14,7 @@ def deal_payload(deal: Deal) -> dict:
         "pipeline_id": deal.pipeline_id,
         "stage_id": deal.stage_id,
         "status": deal.status,
+        "status_label": status_label(deal),  # lazy: each reader's language
         "lost_reason": deal.lost_reason,
         "owner_id": deal.owner_id,
         "owner_name": deal.owner.display_name if deal.owner_id and deal.owner else "",

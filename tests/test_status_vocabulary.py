@@ -19,7 +19,14 @@ from messaging.models import Conversation, Message
 from messaging.services import states
 from messaging.services.outbox import record_delivery_status
 
-from .factories import ConversationFactory, MessageFactory, TelegramAccountFactory, UserFactory
+from .factories import (
+    ConversationFactory,
+    DealFactory,
+    MessageFactory,
+    TelegramAccountFactory,
+    UserFactory,
+    WhatsAppNumberFactory,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,6 +85,11 @@ def test_conversation_status_reads_the_same_on_the_page_the_api_and_the_event(cl
     for language, user in (("en", english), ("ru", russian)):
         assert heard[language]["status"] == "closed"  # the code clients depend on stays
         assert heard[language]["status_label"] == closed[language]
+        was = _words(Conversation, "open", language)  # and the words for where it came from
+        assert (heard[language]["previous_status"], heard[language]["previous_status_label"]) == (
+            "open",
+            was,
+        )
         api = _api(user).get(f"/api/v1/conversations/{conversation.pk}/").json()
         assert (api["status"], api["status_label"]) == ("closed", closed[language])
         listed = _api(user).get("/api/v1/conversations/?status=closed").json()["results"]
@@ -208,3 +220,54 @@ def test_a_token_client_reads_errors_and_words_in_the_users_language(client, com
     with translation.override("ru"):
         required = translation.gettext("This field is required.")
     assert refused.json()["status"] == [required] and required != "This field is required."
+
+
+def test_a_deal_status_reads_the_same_on_its_page_the_api_and_the_event(client, company):
+    """Won, lost, open: the board's event, the API and the deal page (its history too, which
+    showed the codes "open → won") say the reader's words."""
+    from deals.models import Deal
+    from deals.services import close_deal
+
+    russian = UserFactory(company=company, role=Role.ADMIN, language="ru")
+    deal = DealFactory(company=company)
+    won, was = _words(Deal, "won", "ru"), _words(Deal, "open", "ru")
+    assert won != "Won" and was != "Open"
+    token = ApiToken.issue(russian, "ws")[1]
+
+    async def run():
+        communicator = await _socket(token)
+        await sync_to_async(close_deal)(russian, deal, "won")
+        data = await _next(communicator, "deal.updated")
+        await communicator.disconnect()
+        return data
+
+    heard = async_to_sync(run)()
+    assert (heard["status"], heard["status_label"]) == ("won", won)
+    api = _api(russian).get(f"/api/v1/deals/{deal.pk}/").json()
+    assert (api["status"], api["status_label"]) == ("won", won)
+    listed = _api(russian).get("/api/v1/deals/?status=won").json()["results"]
+    assert [row["status_label"] for row in listed] == [won]
+    client.force_login(russian)
+    page = client.get(reverse("deal_detail", args=[deal.pk])).content.decode()
+    assert won in re.search(r'id="deal-status">([^<]*)<', page).group(1)
+    assert f"{was} → {won}" in page and "open → won" not in page
+
+
+def test_a_whatsapp_sessions_health_is_a_sentence_in_the_readers_language(company):
+    """The session API's `health` was English for everyone; it follows the reader now."""
+    from channels_integrations.models import WhatsAppSession
+    from channels_integrations.whatsapp import sessions
+
+    number = WhatsAppNumberFactory(company=company, provider="web")
+    session = WhatsAppSession.objects.create(number=number, status="logged_out")
+    answers = {}
+    for language in ("en", "ru", "uk"):
+        reader = UserFactory(company=company, role=Role.ADMIN, language=language)
+        answer = _api(reader).get(f"/api/v1/whatsapp/numbers/{number.pk}/session/health/")
+        assert answer.status_code == 503 and answer.json()["healthy"] is False
+        answers[language] = answer.json()["health"]
+        with translation.override(language):
+            assert answers[language] == str(sessions.health(session)[1])
+            logged_out = str(WhatsAppSession.Status.LOGGED_OUT.label)
+        assert logged_out in answers[language]
+    assert len(set(answers.values())) == 3  # three languages, three sentences

@@ -24,9 +24,12 @@ import segno
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.functional import Promise
 from django.utils.module_loading import import_string
+from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from crm import coordination
 from crm.celery import task
@@ -110,16 +113,20 @@ def heartbeat_age(session: WhatsAppSession) -> float | None:
     return (timezone.now() - session.last_heartbeat_at).total_seconds()
 
 
-def health(session: WhatsAppSession) -> tuple[bool, str]:
-    """Healthy: connected, held by a live worker, and its heartbeat recent."""
+def health(session: WhatsAppSession) -> tuple[bool, Promise]:
+    """Healthy: connected, held by a live worker, and its heartbeat recent. The sentence is
+    lazy: each reader gets it in their language (the API, admins' events), the log English."""
     if session.status != Status.CONNECTED:
-        return False, f"The session is {session.get_status_display().lower()}."
+        return False, format_lazy(
+            gettext_lazy("The session is not connected: {status}."),
+            status=Status(session.status).label,
+        )
     if holder_of(session.number_id) is None:
-        return False, "No worker holds the connection."
+        return False, gettext_lazy("No worker holds the connection.")
     age = heartbeat_age(session)
     if age is None or age > settings.CONNECTION_HEARTBEAT_MAX_AGE:
-        return False, "The connection's heartbeat is late."
-    return True, "Connected."
+        return False, gettext_lazy("The connection's heartbeat is late.")
+    return True, gettext_lazy("Connected.")
 
 
 def session_payload(session: WhatsAppSession) -> dict:
@@ -775,8 +782,10 @@ def _unhealthy(session: WhatsAppSession) -> bool:
     if healthy:
         return False
     number_id = session.number_id
-    metrics.record_error(detail, session.number.company_id)
+    with translation.override("en"):
+        english = str(detail)
+    metrics.record_error(english, session.number.company_id)
     publish_to_admins("whatsapp.health_check_failed", session.number, {"detail": detail})
     send_command(KIND, number_id, {"op": "restart"})
-    logger.warning("whatsapp supervisor: number=%s unhealthy: %s", number_id, detail)
+    logger.warning("whatsapp supervisor: number=%s unhealthy: %s", number_id, english)
     return True

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from crm.api.status import StatusLabelMixin
+
 from ..currencies import ISO_4217
 from ..models import Deal, Pipeline, Stage, StageChange
 
@@ -34,7 +36,7 @@ class PipelineDeletePreviewSerializer(serializers.Serializer):
     history = serializers.IntegerField()
 
 
-class DealSerializer(serializers.ModelSerializer):
+class DealSerializer(StatusLabelMixin, serializers.ModelSerializer):
     pipeline = serializers.IntegerField(source="pipeline_id", required=False, allow_null=True)
     stage = serializers.IntegerField(source="stage_id", required=False, allow_null=True)
     client = serializers.IntegerField(source="client_id")
@@ -59,6 +61,7 @@ class DealSerializer(serializers.ModelSerializer):
             "conversation",
             "expected_close_date",
             "status",
+            "status_label",
             "lost_reason",
             "closed_at",
             "auto_created",

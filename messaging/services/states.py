@@ -21,6 +21,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from crm.vocabulary import label_for
+
 from .. import events
 from ..models import Conversation
 from ..payloads import conversation_payload
@@ -36,6 +38,7 @@ def publish_status_changed(conversation: Conversation, previous: str, *, actor=N
         {
             **conversation_payload(conversation),
             "previous_status": previous,
+            "previous_status_label": label_for(Conversation, previous),  # lazy, per reader
             "changed_by_id": getattr(actor, "pk", None),
         },
         conversation=conversation,

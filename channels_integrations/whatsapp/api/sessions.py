@@ -16,6 +16,7 @@ from accounts.permissions import IsCompanyMember
 from accounts.scoping import scoped
 from crm import coordination, idempotency
 from crm.api.base import nested_errors
+from crm.api.status import reader_language
 from messaging.api.inbox import TemplateSendSerializer
 from messaging.payloads import message_payload
 
@@ -44,14 +45,15 @@ class SessionSerializer(serializers.Serializer):
     last_error_at = serializers.DateTimeField(allow_null=True)
 
     def to_representation(self, session):
-        return super().to_representation(
-            {
-                **sessions.session_payload(session),
-                "id": session.pk,
-                "phone": str(session.number.phone),
-                "display_name": session.number.display_name,
-            }
-        )
+        with reader_language(self.context.get("request")):  # status_label and health: lazy
+            return super().to_representation(
+                {
+                    **sessions.session_payload(session),
+                    "id": session.pk,
+                    "phone": str(session.number.phone),
+                    "display_name": session.number.display_name,
+                }
+            )
 
 
 class QrSessionSerializer(SessionSerializer):
@@ -61,7 +63,7 @@ class QrSessionSerializer(SessionSerializer):
 
     def to_representation(self, payload):
         session, qr = payload
-        return {**SessionSerializer(session).data, **qr}
+        return {**SessionSerializer(session, context=self.context).data, **qr}
 
 
 class MetricsSerializer(serializers.Serializer):
@@ -145,7 +147,9 @@ class SessionActionsMixin:
         return session
 
     def _session_response(self, number):
-        return Response(SessionSerializer(self._session_of(number)).data)
+        return Response(
+            SessionSerializer(self._session_of(number), context={"request": self.request}).data
+        )
 
     @extend_schema(request=None, responses=QrSessionSerializer)
     @action(detail=True, methods=["post"], url_path="session/initialize")
@@ -154,7 +158,7 @@ class SessionActionsMixin:
         payload = sessions.initialize_session(request.user, number)
         session = WhatsAppSession.objects.select_related("number").get(number=number)
         qr = {key: payload.get(key) for key in ("qr", "qrDataUrl", "qrTerminal")}
-        return Response(QrSessionSerializer((session, qr)).data)
+        return Response(QrSessionSerializer((session, qr), context={"request": request}).data)
 
     @extend_schema(responses=SessionSerializer)
     @action(detail=True, methods=["get"], url_path="session/status")
@@ -167,7 +171,7 @@ class SessionActionsMixin:
         session = self._session_of(self.get_object())
         healthy, _ = sessions.health(session)
         return Response(
-            SessionSerializer(session).data,
+            SessionSerializer(session, context={"request": request}).data,
             status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
         )
 
