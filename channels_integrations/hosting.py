@@ -37,6 +37,7 @@ from django.db import close_old_connections, connection
 from django.utils.module_loading import import_string
 
 from crm import coordination
+from crm.vocabulary import label_for
 
 from . import channel_metrics, fleet
 from .connections import ConnectionLease, LeaseLost, answer, backoff_delay, commands_key
@@ -868,7 +869,11 @@ def _write_connected(conns: list[Hosted]) -> dict[int, object]:
                 (
                     conn.account.company_id,
                     "telegram.connected",
-                    {"account_id": conn.key, "status": str(model.Status.CONNECTED)},
+                    {
+                        "account_id": conn.key,
+                        "status": str(model.Status.CONNECTED),
+                        "status_label": label_for(model, model.Status.CONNECTED),  # lazy
+                    },
                 )
                 for conn in announced
             ]

@@ -134,6 +134,8 @@ def test_the_supervisor_starts_one_listener_that_catches_up_and_receives(
     assert Message.objects.filter(external_id="11").exists()
     assert telegram_listener.supervise()["started"] == []  # held: not started twice
     assert wait_for(lambda: heard("telegram.connected"))
+    [announced] = heard("telegram.connected")
+    assert (announced["status"], announced["status_label"]) == ("connected", "Connected")
 
     client.deliver("NewMessage", tg.new_message(12, "Is the blue one in stock?"))
     message = Message.objects.get(external_id="12")
