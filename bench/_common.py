@@ -172,3 +172,27 @@ def raise_nofile(wanted: int = 65536) -> int:
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def cpu_seconds(*pids: int, children: bool = False) -> float:
+    """User + system CPU seconds of these processes (and, with `children`, of their children
+    too: uvicorn's workers), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    seen = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            if children:
+                with open(f"/proc/{pid}/task/{pid}/children") as listed:
+                    todo += [int(child) for child in listed.read().split()]
+        except OSError:
+            pass
+    return total

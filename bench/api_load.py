@@ -47,29 +47,6 @@ class ConnectionSampler(threading.Thread):
         return self.peak
 
 
-def cpu_seconds(pids) -> float:
-    """User + system CPU of these processes and their children (uvicorn's workers)."""
-    import os
-
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    seen = set()
-    todo = list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            children = open(f"/proc/{pid}/task/{pid}/children").read().split()
-            todo += [int(c) for c in children]
-        except OSError:
-            pass
-    return total
-
-
 def load(port, token, clients, seconds, pids) -> dict:
     request = _load.request_bytes("GET", URL, {"Authorization": f"Bearer {token}"})
 
@@ -80,9 +57,9 @@ def load(port, token, clients, seconds, pids) -> dict:
     _load.run_sync(port, (request for _ in range(clients * 3)), clients)  # warm-up
     sampler = ConnectionSampler(DB_NAME)
     sampler.start()
-    cpu_before = cpu_seconds(pids())
+    cpu_before = common.cpu_seconds(*pids(), children=True)
     result = _load.run_sync(port, forever(), clients, duration=seconds)
-    cpu = cpu_seconds(pids()) - cpu_before
+    cpu = common.cpu_seconds(*pids(), children=True) - cpu_before
     lat = sorted(result["latencies"])
     return {
         "rps": result["ok"] / result["elapsed"],

@@ -40,12 +40,6 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def start_host(env: dict, capacity: int, name: str) -> subprocess.Popen:
     log = open(common.ROOT / "var" / f"bench-host-{name}.log", "wb")  # noqa: SIM115
     return subprocess.Popen(
@@ -151,9 +145,9 @@ def main():
         held_rss = rss_kb(first.pid)
         common.emit("host_rss_mb", held_rss / 1024)
         common.emit("rss_per_connection_kb", (held_rss - base_rss) / total)
-        cpu_before, tick = cpu_seconds(first.pid), time.perf_counter()
+        cpu_before, tick = common.cpu_seconds(first.pid), time.perf_counter()
         time.sleep(idle_window)
-        idle = (cpu_seconds(first.pid) - cpu_before) / (time.perf_counter() - tick)
+        idle = (common.cpu_seconds(first.pid) - cpu_before) / (time.perf_counter() - tick)
         common.emit("idle_cpu_percent_of_core", idle * 100)
 
         # A second host; the first is killed; the supervisor moves everything.

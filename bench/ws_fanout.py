@@ -11,15 +11,17 @@ bare_<N>_errors, and ratio_p99_<N>_vs_bare (goal at 1,000: zero errors, ratio <=
 Clients run in two small asyncio processes (this machine has two cores), connect in batches
 (the connect storm is not measured), and compare the event's `sent_at` (CLOCK_MONOTONIC,
 shared by all processes on the machine) with the time each frame arrives.
-Typing storm (issue 18): on one daphne with N_STORM clients listening for `message.created`
-(100; --quick too; connected once and kept for both phases, so the two compare the same sockets),
-the rounds are timed once quietly and once while 200 agents of the same
-company type in 50 conversations (each opens its conversation, then sends a typing signal every
-STORM_TYPING_EVERY s, the browser's rate; BENCH_STORM_EVERY=1: three times that). The process
-playing the agents runs at nice 19: their browsers are elsewhere, not on the server's cores.
-Figures: typing_baseline_p99_ms, typing_storm_p99_ms, typing_storm_ratio_p99 (goal <= 1.2),
-typing_storm_signals_sent, typing_storm_signals_heard, typing_storm_errors (BENCH_STORM_ONLY=1: only
-these).
+Typing storm (issue 18): on one daphne, N_STORM clients listening for `message.created`
+(100; --quick too) and 200 agents of the same company, each with one of 50 conversations open,
+all connected once and kept for both phases (so both fan every event out to the same 300
+sockets). The rounds are timed once while nobody types and once while every agent sends a
+typing signal every STORM_TYPING_EVERY s (the browser's rate; BENCH_STORM_EVERY=1: three times
+that). The process playing the agents runs at nice 19: their browsers are elsewhere, not on the
+server's cores. Figures: typing_baseline_p50_ms, typing_storm_p50_ms, typing_baseline_p99_ms,
+typing_storm_p99_ms, typing_storm_ratio_p99 (goal <= 1.2), typing_baseline_daphne_cpu and
+typing_storm_daphne_cpu (the share of one core daphne used in each phase),
+typing_storm_signals_sent, typing_storm_signals_heard, typing_storm_errors (BENCH_STORM_ONLY=1:
+only these).
 
 BENCH_PYSPY=/tmp/spy samples daphne with py-spy during the measured rounds
 (/tmp/spy.<N>.txt, collapsed stacks).
@@ -55,6 +57,7 @@ CONNECT_BATCH = 50
 ROUND_TIMEOUT = 10.0
 WORKER_DEADLINE = 600.0  # a client process exits by itself after this long, whatever happens
 N_STORM = 100
+STORM_ROUNDS = 40  # per phase: a p99 of 4,000 deliveries, not of one unlucky round in 20
 STORM_AGENTS = 200
 STORM_CONVERSATIONS = 50
 # Seconds between one agent's typing signals: the browser's rate (static/js/notes.js sends at
@@ -314,10 +317,10 @@ class Listeners:
             self.connected += int(line.split()[1])
         await asyncio.sleep(1.0)  # let the connect storm settle
 
-    async def rounds(self, publish) -> dict:
-        """WARMUP_ROUNDS + ROUNDS rounds; the phase: its measured round numbers and misses."""
+    async def rounds(self, publish, count: int = ROUNDS) -> dict:
+        """WARMUP_ROUNDS + `count` rounds; the phase: its measured round numbers and misses."""
         first = self.next_round
-        self.next_round += WARMUP_ROUNDS + ROUNDS
+        self.next_round += WARMUP_ROUNDS + count
         missed = 0
         for number in range(first, self.next_round):
             publish(number)
@@ -509,21 +512,31 @@ async def run_storm(env, tokens, company_id, agents) -> dict:
         # The same listeners (connected once) are timed in both phases: a fair comparison.
         listeners = Listeners(urls)
         await listeners.open()
-        common.note(f"typing storm: {listeners.connected} listeners, baseline")
-        quiet = await listeners.rounds(publish)
+        # The agents connect (and open their conversations) before the baseline: both phases
+        # fan each event out to the same sockets, and only the typing differs.
         storm_agents = [
             [f"ws://127.0.0.1:{port}/ws/?token={token}", conv] for token, conv in agents
         ]
         storm = Worker(await spawn("_storm", json.dumps(storm_agents)))
         if await storm.expect("ready", 300) is None:
             raise RuntimeError("the storm process did not get ready")
+        await asyncio.sleep(3.0)  # let the connect storm settle
+        common.note(
+            f"typing storm: {listeners.connected} listeners and {len(agents)} agents "
+            "connected, nobody typing (baseline)"
+        )
+        started, cpu_started = time.monotonic(), common.cpu_seconds(server.pid)
+        quiet = await listeners.rounds(publish, STORM_ROUNDS)
+        quiet_cpu = (common.cpu_seconds(server.pid) - cpu_started) / (time.monotonic() - started)
         storm.process.stdin.write(b"go\n")
         await storm.process.stdin.drain()
         await asyncio.sleep(2 * STORM_TYPING_EVERY)  # the storm is on
         common.note(
             f"typing storm: {len(agents)} agents typing in {STORM_CONVERSATIONS} conversations"
         )
-        stormy_rounds = await listeners.rounds(publish)
+        started, cpu_started = time.monotonic(), common.cpu_seconds(server.pid)
+        stormy_rounds = await listeners.rounds(publish, STORM_ROUNDS)
+        stormy_cpu = (common.cpu_seconds(server.pid) - cpu_started) / (time.monotonic() - started)
         storm.process.stdin.write(b"stop\n")
         await storm.process.stdin.drain()
         line = await storm.expect("result ", 60)
@@ -531,7 +544,8 @@ async def run_storm(env, tokens, company_id, agents) -> dict:
         await listeners.close()
         baseline = listeners.phase(quiet)
         stormy = listeners.phase(stormy_rounds, count_closed=False)
-        return {"baseline": baseline, "storm": stormy, "counts": counts}
+        cpu = {"baseline": quiet_cpu, "storm": stormy_cpu}
+        return {"baseline": baseline, "storm": stormy, "counts": counts, "cpu": cpu}
     finally:
         if storm is not None:
             if storm.process.returncode is None:
@@ -551,9 +565,17 @@ def report_storm(outcome: dict) -> None:
     stormy = outcome["storm"]["latencies"]
     base_p99 = common.percentile(base, 99) if base else float("nan")
     storm_p99 = common.percentile(stormy, 99) if stormy else float("nan")
+    for name, values in (("baseline", base), ("storm", stormy)):
+        common.emit(f"typing_{name}_p50_ms", common.percentile(values, 50) if values else "nan")
     common.emit("typing_baseline_p99_ms", base_p99)
     common.emit("typing_storm_p99_ms", storm_p99)
+    if os.environ.get("BENCH_STORM_DEBUG"):
+        for name, values in (("baseline", base), ("storm", stormy)):
+            common.note(f"{name}: " + " ".join(f"{v:.1f}" for v in sorted(values)[-40:]))
     common.emit("typing_storm_ratio_p99", storm_p99 / base_p99 if base_p99 else float("nan"))
+    # The share of one core daphne used in each phase: what the typing costs the server.
+    common.emit("typing_baseline_daphne_cpu", round(outcome["cpu"]["baseline"], 3))
+    common.emit("typing_storm_daphne_cpu", round(outcome["cpu"]["storm"], 3))
     common.emit("typing_storm_signals_sent", outcome["counts"]["sent"])
     common.emit("typing_storm_signals_heard", outcome["counts"]["heard"])
     common.emit(

@@ -10,6 +10,7 @@ from functools import cache, cached_property
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -200,9 +201,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message):
         """Whatever fails while handling a frame closes this socket and takes it out of the
-        hub (a dead socket left there would keep receiving every event)."""
+        hub (a dead socket left there would keep receiving every event).
+
+        Unlike channels' own dispatch, no `aclose_old_connections()` before each handler: that
+        is a hop to the ORM thread for every frame (each typing signal, each ping), and here
+        every database call already closes its connection itself (database_sync_to_async,
+        _off_loop, _on_handshake_thread)."""
+        handler = getattr(self, get_handler_name(message), None)
         try:
-            await super().dispatch(message)
+            if handler is None:
+                raise ValueError(f"No handler for message type {message['type']}")
+            await handler(message)
         except StopConsumer:
             raise
         except Exception:

@@ -38,13 +38,17 @@ def _publisher_client() -> redis.Redis:
 
 
 # On the wire: one Redis message carries a JSON list of events in order, each
-# {"groups": [...], "payload": {"event": ..., "data": ...}}; a payload whose data carries words
+# {"groups": [...], "payload": {"event": ..., "data": ...}} (and "except_user": an id whose
+# sockets it skips, for ephemeral signals about that user); a payload whose data carries words
 # a person reads (status labels) also has "words": {language: {key: text}} (messaging.events),
 # which the hub turns into each socket's language and never sends on.
 
 
-def _encode(groups: list[str], payload: dict) -> str:
-    return json.dumps({"groups": groups, "payload": payload})
+def _encode(groups: list[str], payload: dict, except_user: int | None = None) -> str:
+    envelope = {"groups": groups, "payload": payload}
+    if except_user is not None:
+        envelope["except_user"] = except_user
+    return json.dumps(envelope)
 
 
 def _wire(encoded_events: list[str]) -> str:
@@ -125,10 +129,10 @@ def _background() -> _Publisher:
     return publisher
 
 
-def publish_soon(groups: list[str], payload: dict) -> None:
+def publish_soon(groups: list[str], payload: dict, except_user: int | None = None) -> None:
     """Hand one event to this process's publisher thread (callers: messaging.events, after
-    commit)."""
-    _background().put(_encode(groups, payload))
+    commit); `except_user`: not to that user's sockets."""
+    _background().put(_encode(groups, payload, except_user))
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -182,6 +186,10 @@ class Hub:
         targets = set()
         for group in event["groups"]:
             targets |= self.members.get(group, set())
+        if (skipped := event.get("except_user")) is not None:
+            targets = {
+                s for s in targets if getattr(getattr(s, "user", None), "pk", None) != skipped
+            }
         if not targets:
             return 0
         payload = event["payload"]

@@ -98,10 +98,8 @@ def test_typing_and_viewing_reach_only_colleagues_with_the_conversation_open(
         await a.send_json_to(
             {"event": "conversation.viewing", "data": {"conversation_id": conversation.pk}}
         )
-        # Bob hears his own signal too (the page ignores its user's own) and alice's.
-        heard_by_bob = [
-            d for d in await _events(b, "conversation.viewing") if d["user_id"] != bob.pk
-        ]
+        # Bob hears alice's signal, never his own (the server does not send it back).
+        heard_by_bob = await _events(b, "conversation.viewing")
         assert [(d["user_id"], d["name"]) for d in heard_by_bob] == [(alice.pk, alice.display_name)]
 
         # A flood of typing: one signal passes the throttle.
@@ -113,6 +111,7 @@ def test_typing_and_viewing_reach_only_colleagues_with_the_conversation_open(
         assert [(d["conversation_id"], d["user_id"]) for d in typing] == [
             (conversation.pk, alice.pk)
         ]
+        assert await _events(a, "conversation.typing") == []  # alice's own: not sent back
         assert await _events(c, "conversation.typing") == []  # carol has another one open
         assert await _events(m, "conversation.typing") == []
         # Junk is ignored, and the socket stays open.
