@@ -3,14 +3,21 @@ deletions, locations, contact cards, button and list replies — read from neoni
 (web.message_from_event) and applied through the session's callbacks; our reactions go out
 through the session holder's command path (the adapter seam records them)."""
 
+import time
+
 import pytest
 from django.utils import timezone
-from neonize.events import MessageEv
+from neonize.events import MessageEv, ReceiptEv
 from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WaMessage
 
-from channels_integrations.whatsapp.web import WebInboundMessage, message_from_event
+from channels_integrations.whatsapp.web import (
+    WebInboundMessage,
+    message_from_event,
+    receipt_from_event,
+)
 from messaging.models import Message, MessageReaction
 
+from .factories import ConversationFactory, MessageFactory, WhatsAppNumberFactory
 from .processes import wait_for
 from .test_whatsapp_sessions import (  # noqa: F401 (fixtures)
     Status,
@@ -173,3 +180,75 @@ def test_through_the_session_reactions_edits_and_deletions_change_the_original(
     )
     original.refresh_from_db()
     assert original.metadata["deleted"] and Message.objects.count() == 1
+
+
+def _receipt(kind: int, *wamids: str, from_me: bool = False, group: bool = False) -> ReceiptEv:
+    event = ReceiptEv()
+    event.Type = kind  # neonize Receipt.ReceiptType
+    event.MessageIDs.extend(wamids)
+    event.MessageSource.Sender.User = CUSTOMER
+    event.MessageSource.IsFromMe = from_me
+    event.MessageSource.IsGroup = group
+    return event
+
+
+def test_the_customers_receipts_move_our_sends_and_broadcast_recipients_forward(
+    runners,  # noqa: F811 (the sessions tests' fixture)
+    web_number,  # noqa: F811
+    admin_api,
+):
+    """A QR number's sends stopped at `sent` for good (receipts were dropped): delivered and
+    read now arrive from the customer's phone, for inbox replies and broadcasts alike, and
+    only forward; our own devices' reads and group receipts change nothing."""
+    from channels_integrations.models import Broadcast, BroadcastRecipient
+
+    _start(admin_api, web_number, wait_for_status=Status.CONNECTED)
+    adapter = FakeWebAdapter.instances[-1]
+    conversation = ConversationFactory(
+        company=web_number.company, source=web_number, external_thread_id=CUSTOMER
+    )
+    reply = MessageFactory(
+        conversation=conversation, direction="out", status="sent", external_id="3EB0REPLY"
+    )
+    recipient = BroadcastRecipient.objects.create(
+        broadcast=Broadcast.objects.create(
+            company=web_number.company, number=web_number, text="Sale", status="completed"
+        ),
+        phone=f"+{CUSTOMER}",
+        status="sent",
+        provider_message_id="3EB0BROADCAST",
+    )
+    # The same id sent from another number is that number's, never touched from this one.
+    other = WhatsAppNumberFactory(company=web_number.company, provider="web")
+    elsewhere = BroadcastRecipient.objects.create(
+        broadcast=Broadcast.objects.create(
+            company=web_number.company, number=other, text="Sale", status="completed"
+        ),
+        phone=f"+{CUSTOMER}",
+        status="sent",
+        provider_message_id="3EB0BROADCAST",
+    )
+
+    def states():
+        reply.refresh_from_db()
+        recipient.refresh_from_db()
+        return reply.status, recipient.status
+
+    for ignored in (
+        _receipt(4, "3EB0REPLY", from_me=True),  # our own phone read it: not the customer
+        _receipt(4, "3EB0REPLY", group=True),
+        _receipt(5, "3EB0REPLY"),  # READ_SELF
+        _receipt(3, "3EB0REPLY"),  # RETRY
+    ):
+        assert receipt_from_event(ignored) is None
+
+    adapter.callbacks.on_receipt(receipt_from_event(_receipt(1, "3EB0REPLY", "3EB0BROADCAST")))
+    assert wait_for(lambda: states() == ("delivered", "delivered"))
+    adapter.callbacks.on_receipt(receipt_from_event(_receipt(6, "3EB0BROADCAST")))  # played
+    adapter.callbacks.on_receipt(receipt_from_event(_receipt(4, "3EB0REPLY")))
+    assert wait_for(lambda: states() == ("read", "read"))
+    adapter.callbacks.on_receipt(receipt_from_event(_receipt(1, "3EB0REPLY", "3EB0BROADCAST")))
+    time.sleep(0.2)
+    assert states() == ("read", "read")  # a late "delivered" never steps back
+    elsewhere.refresh_from_db()
+    assert elsewhere.status == "sent"

@@ -130,13 +130,13 @@ def receive_cloud_webhooks(number: WhatsAppNumber, payloads: list) -> dict:
             edited += record_inbound_edit(number, edit.wa_id, edit.original_wamid, edit.body)
         for revoke in delivery.revokes:
             deleted += mark_inbound_deleted(number, [revoke.original_wamid], revoke.wa_id)
-    statuses = [
-        update
+    reports = [
+        (update.wamid, STATUS_BY_CLOUD[update.status], update.error)
         for delivery in deliveries
         for update in delivery.statuses
         if update.status in STATUS_BY_CLOUD
     ]
-    updated = _apply_statuses(number, statuses)
+    updated = apply_delivery_reports(number, reports)
     if received:  # counted once the batch is committed, as each message was before
         transaction.on_commit(
             lambda: metrics.increment("messages_received", number.company_id, by=received)
@@ -175,34 +175,31 @@ def receive_cloud_webhooks(number: WhatsAppNumber, payloads: list) -> dict:
     }
 
 
-def _apply_statuses(number: WhatsAppNumber, statuses: list) -> int:
-    """One query finds every outbound message the statuses are about (a broadcast's deliveries
-    carry many); each moves forward in order (messaging's rule), all in one locked read and one
-    update; the others may be a broadcast's recipients. A status for a wamid we do not know
-    (yet) changes nothing, as before."""
-    if not statuses:
+def apply_delivery_reports(number: WhatsAppNumber, reports: list[tuple[str, str, str]]) -> int:
+    """What WhatsApp reported about our sends from `number`, `(wamid, status, error)` in the
+    order it happened (statuses in messaging's words): Cloud status webhooks and QR sessions'
+    receipts alike. One query finds every outbound message they are about (a broadcast's
+    deliveries carry many); each moves forward in order (messaging's rule), all in one locked
+    read and one update; the others may be a broadcast's recipients. A report on a wamid we do
+    not know (yet) changes nothing. Call it inside a transaction."""
+    if not reports:
         return 0
     ids_by_wamid: dict[str, list[int]] = {}
     for pk, wamid in Message.objects.filter(
         conversation__platform=PLATFORM,
         conversation__source_id=number.pk,
         direction=Message.Direction.OUTBOUND,
-        external_id__in={update.wamid for update in statuses},
+        external_id__in={wamid for wamid, _status, _error in reports},
     ).values_list("pk", "external_id"):
         ids_by_wamid.setdefault(wamid, []).append(pk)
     changes = [
-        (message_id, STATUS_BY_CLOUD[update.status], update.error)
-        for update in statuses
-        for message_id in ids_by_wamid.get(update.wamid, ())
+        (message_id, status, error)
+        for wamid, status, error in reports
+        for message_id in ids_by_wamid.get(wamid, ())
     ]
     # The rest may be a broadcast's sends (recipients, not inbox messages).
     recipients = record_recipient_statuses(
-        number.pk,
-        [
-            (update.wamid, STATUS_BY_CLOUD[update.status], update.error)
-            for update in statuses
-            if update.wamid not in ids_by_wamid
-        ],
+        number.pk, [report for report in reports if report[0] not in ids_by_wamid]
     )
     return record_delivery_statuses(changes) + recipients
 

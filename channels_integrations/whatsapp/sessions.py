@@ -67,7 +67,7 @@ from ..connections import (
 )
 from ..models import WhatsAppNumber, WhatsAppSession
 from . import metrics
-from .inbound import ingest_whatsapp_message
+from .inbound import apply_delivery_reports, ingest_whatsapp_message
 from .lease import KIND, SessionLease
 from .lease import number_holder as holder_of
 from .web import forget_device
@@ -690,6 +690,17 @@ class SessionRunner(Supervised):
 
     def on_message(self, message) -> None:
         self._guarded(self._on_message, message, fatal=False)
+
+    def on_receipt(self, receipt) -> None:
+        self._guarded(self._on_receipt, receipt, fatal=False)
+
+    def _on_receipt(self, receipt) -> None:
+        """Delivered / read reports from the customer's phone move our messages and the
+        number's broadcast recipients forward, as Cloud status webhooks do."""
+        with transaction.atomic():
+            apply_delivery_reports(
+                self.number, [(wamid, receipt.status, "") for wamid in receipt.wamids]
+            )
 
     def _on_message(self, message) -> None:
         action = getattr(message, "action", "message")

@@ -43,6 +43,15 @@ class WebInboundMessage:
     raw: dict = field(default_factory=dict)  # the message protobuf as JSON (bounded, NUL-free)
 
 
+@dataclass(frozen=True)
+class WebReceipt:
+    """The customer's phone reports on messages we sent: delivered, or read (a voice note
+    played counts as read). `wamids`: the WhatsApp ids of our sends it is about."""
+
+    wamids: list[str]
+    status: str  # messaging's words: delivered, read
+
+
 class SessionCallbacks(Protocol):
     def on_qr(self, code: str) -> None: ...
     def on_paired(self, jid: str) -> None: ...
@@ -50,6 +59,7 @@ class SessionCallbacks(Protocol):
     def on_logged_out(self, reason: str) -> None: ...
     def on_replaced(self) -> None: ...
     def on_message(self, message: WebInboundMessage) -> None: ...
+    def on_receipt(self, receipt: WebReceipt) -> None: ...
 
 
 class WebAdapter(Protocol):
@@ -108,6 +118,7 @@ class NeonizeAdapter:
             LoggedOutEv,
             MessageEv,
             PairStatusEv,
+            ReceiptEv,
             StreamReplacedEv,
         )
         from neonize.utils.jid import build_jid
@@ -132,6 +143,7 @@ class NeonizeAdapter:
         )
         client_events(StreamReplacedEv)(lambda _client, _event: callbacks.on_replaced())
         client_events(MessageEv)(self._on_message)
+        client_events(ReceiptEv)(self._on_receipt)
 
     def _on_pair_status(self, _client, event):
         if event.Error:
@@ -147,6 +159,11 @@ class NeonizeAdapter:
         parsed = message_from_event(event)
         if parsed is not None:
             self.callbacks.on_message(parsed)
+
+    def _on_receipt(self, _client, event):
+        receipt = receipt_from_event(event)
+        if receipt is not None:
+            self.callbacks.on_receipt(receipt)
 
     def connect(self) -> None:
         self.client.connect()
@@ -251,6 +268,21 @@ def _has(part, name: str) -> bool:
 
 def _plain(text) -> str:
     return str(text or "").replace("\x00", "")
+
+
+# neonize's Receipt.ReceiptType: what a customer's phone reports about our sends. Others
+# (our own devices' reads, retries, server errors, history syncs) say nothing about delivery.
+RECEIPT_STATUS = {1: "delivered", 4: "read", 6: "read"}  # DELIVERED, READ, PLAYED
+
+
+def receipt_from_event(event) -> WebReceipt | None:
+    """Our view of a neonize ReceiptEv: a customer's delivery or read report on our sends;
+    None for anything else (a group's, our own devices', other types)."""
+    source = event.MessageSource
+    status = RECEIPT_STATUS.get(event.Type)
+    if status is None or source.IsFromMe or source.IsGroup or not event.MessageIDs:
+        return None
+    return WebReceipt(wamids=[str(wamid) for wamid in event.MessageIDs], status=status)
 
 
 def message_from_event(event) -> WebInboundMessage | None:
