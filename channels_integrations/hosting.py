@@ -39,7 +39,7 @@ from django.utils.module_loading import import_string
 from crm import coordination
 from crm.vocabulary import label_for
 
-from . import channel_metrics, fleet
+from . import fleet
 from .connections import ConnectionLease, LeaseLost, answer, backoff_delay, commands_key
 
 logger = logging.getLogger(__name__)
@@ -378,7 +378,7 @@ def _whatsapp_class():
 
 
 def _email_class():
-    from .email.imap import IDLE_KIND, _idle_once, error_words
+    from .email.imap import IDLE_KIND, _idle_once, error_words, idle_failed
     from .models import EmailAccount
 
     class HostedIdle(Hosted):
@@ -409,11 +409,7 @@ def _email_class():
             return ""
 
         def on_retry(self, error: str, attempts: int, delay: float) -> None:
-            channel_metrics.increment("email", "errors")
-            channel_metrics.increment("email", "reconnect_attempts")
-            logger.warning(
-                "email: account=%s IDLE dropped: %s; again in %.1fs", self.key, error, delay
-            )
+            idle_failed(self.lease, error, attempts, delay)
 
     return HostedIdle
 

@@ -343,6 +343,60 @@ def test_idle_brings_new_mail_in_at_once(account, dovecot, mailbox, monkeypatch,
     assert not listener.is_alive()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_idle_that_keeps_failing_tells_the_admins_once_until_it_works_again(
+    account, company, dovecot, monkeypatch, settings
+):
+    """One IDLE drop is nothing (servers end IDLE, polling goes on); three failed connects in
+    a row are told to the admins once, and the episode ends when IDLE is up again."""
+    from accounts.models import Role
+    from notifications.models import ConnectionAlert, Notification
+
+    from .factories import UserFactory
+
+    admin = UserFactory(company=company, role=Role.ADMIN)
+    settings.CONNECTION_LEASE_SECONDS = 3.0
+    settings.CONNECTION_BACKOFF_BASE = 0.05
+    settings.CONNECTION_BACKOFF_CAP = 0.1
+    monkeypatch.setattr(tasks.poll_email_account, "delay", lambda account_id: None)
+    EmailAccount.objects.filter(pk=account.pk).update(use_idle=True, password="wrong")
+    failures = []
+    real = imap.idle_failed
+    monkeypatch.setattr(imap, "idle_failed", lambda *args: (failures.append(args[2]), real(*args)))
+
+    def run():
+        try:
+            imap.run_idle(account.pk)
+        finally:
+            connection.close()
+
+    def told():
+        return Notification.objects.filter(user=admin, kind="connection_failed")
+
+    listener = threading.Thread(target=run, daemon=True)
+    listener.start()
+    try:
+        # Dovecot answers a wrong password after a delay (auth_failure_delay): ~2 s a try.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(failures) < 4:
+            time.sleep(0.05)
+        assert failures[:4] == [1, 2, 3, 4]  # failed connects in a row, counted
+        [notification] = told()  # told once, at the third, not on each retry
+        assert "login" in notification.body.lower()
+        assert ConnectionAlert.objects.filter(key=f"{imap.IDLE_KIND}:{account.pk}").exists()
+
+        EmailAccount.objects.filter(pk=account.pk).update(password=account.password)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and ConnectionAlert.objects.exists():
+            time.sleep(0.05)
+        assert not ConnectionAlert.objects.exists()  # IDLE is up: the episode is over
+        assert told().count() == 1
+    finally:
+        EmailAccount.objects.filter(pk=account.pk).update(use_idle=False)  # stops the listener
+        listener.join(timeout=15)
+    assert not listener.is_alive()
+
+
 # ---------------------------------------------------------------- the parser never raises
 
 

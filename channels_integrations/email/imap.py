@@ -36,7 +36,9 @@ from ..connections import (
     SHUTDOWN,
     ConnectionLease,
     Supervised,
+    connection_is_healthy,
     holder_of,
+    notify_admins_of_failure,
     reconnect_loop,
     request_start,
     run_while_held,
@@ -313,6 +315,7 @@ def _idle_once(account_id: int, lease, stop_wanted, listener) -> str:
             return "no_idle"
         client.select_folder("INBOX", readonly=True)
         listener.connected = True
+        connection_is_healthy(lease)  # a failure episode the admins were told of ends
         # Whatever arrived while no IDLE was open (first start, after a drop) comes in now.
         poll_email_account.delay(account_id)
         renew_every = settings.CONNECTION_LEASE_SECONDS / 3
@@ -359,11 +362,23 @@ class IdleListener(Supervised):
         return ""
 
     def on_retry(self, error: str, attempts: int, delay: float) -> None:
-        channel_metrics.increment("email", "errors")
-        channel_metrics.increment("email", "reconnect_attempts")
-        logger.warning(
-            "email: account=%s IDLE dropped: %s; again in %.1fs", self.account_id, error, delay
-        )
+        idle_failed(self.lease, error, attempts, delay)
+
+
+# Failed IDLE connects in a row before the admins are told: servers end IDLE now and then,
+# and polling keeps fetching mail meanwhile, so one drop is nothing to tell anyone.
+IDLE_TELL_AFTER = 3
+
+
+def idle_failed(lease: ConnectionLease, error: str, attempts: int, delay: float) -> None:
+    """An IDLE connect of `lease`'s mailbox failed (`attempts` in a row; the next in `delay`
+    s): counted, logged, and once it keeps failing the admins are told (once per episode,
+    until IDLE is up again). Both IDLE runners (worker thread and connection host) call it."""
+    channel_metrics.increment("email", "errors")
+    channel_metrics.increment("email", "reconnect_attempts")
+    logger.warning("email: account=%s IDLE dropped: %s; again in %.1fs", lease.key, error, delay)
+    if attempts >= IDLE_TELL_AFTER:
+        notify_admins_of_failure(lease, error)
 
 
 def run_idle(account_id: int) -> str:
