@@ -107,9 +107,9 @@ def _translate(value: Promise) -> dict[str, str]:
     return texts
 
 
-def _send(groups: list[str], payload: dict, *, except_user: int | None = None) -> None:
+def _send(groups: list[str], payload: dict) -> None:
     try:
-        realtime.publish_soon(groups, payload, except_user)  # the publisher thread sends it
+        realtime.publish_soon(groups, payload)  # the publisher thread sends it
     except Exception:  # a realtime hiccup must never fail the write that caused it
         logger.exception("realtime: publish failed event=%s", payload["event"])
         return
@@ -123,6 +123,5 @@ def publish_ephemeral(event: str, data: dict, *, conversation_id) -> None:
     and in a storm of typing it was a quarter of the frames written)."""
     _send(
         [conversation_group(conversation_id)],
-        {"event": event, "data": data},
-        except_user=data["user_id"],
+        {"event": event, "data": data, "except_user": data["user_id"]},  # the hub drops it
     )

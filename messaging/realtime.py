@@ -38,17 +38,15 @@ def _publisher_client() -> redis.Redis:
 
 
 # On the wire: one Redis message carries a JSON list of events in order, each
-# {"groups": [...], "payload": {"event": ..., "data": ...}} (and "except_user": an id whose
-# sockets it skips, for ephemeral signals about that user); a payload whose data carries words
-# a person reads (status labels) also has "words": {language: {key: text}} (messaging.events),
-# which the hub turns into each socket's language and never sends on.
+# {"groups": [...], "payload": {"event": ..., "data": ...}}; an ephemeral signal's payload also
+# has "except_user" (the user it is about: the hub skips their sockets, never sends it on); a
+# payload whose data carries words a person reads (status labels) also has "words": {language:
+# {key: text}} (messaging.events), which the hub turns into each socket's language and never
+# sends on.
 
 
-def _encode(groups: list[str], payload: dict, except_user: int | None = None) -> str:
-    envelope = {"groups": groups, "payload": payload}
-    if except_user is not None:
-        envelope["except_user"] = except_user
-    return json.dumps(envelope)
+def _encode(groups: list[str], payload: dict) -> str:
+    return json.dumps({"groups": groups, "payload": payload})
 
 
 def _wire(encoded_events: list[str]) -> str:
@@ -129,10 +127,10 @@ def _background() -> _Publisher:
     return publisher
 
 
-def publish_soon(groups: list[str], payload: dict, except_user: int | None = None) -> None:
+def publish_soon(groups: list[str], payload: dict) -> None:
     """Hand one event to this process's publisher thread (callers: messaging.events, after
-    commit); `except_user`: not to that user's sockets."""
-    _background().put(_encode(groups, payload, except_user))
+    commit)."""
+    _background().put(_encode(groups, payload))
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -186,13 +184,13 @@ class Hub:
         targets = set()
         for group in event["groups"]:
             targets |= self.members.get(group, set())
-        if (skipped := event.get("except_user")) is not None:
+        payload = event["payload"]
+        if (skipped := payload.pop("except_user", None)) is not None:
             targets = {
                 s for s in targets if getattr(getattr(s, "user", None), "pk", None) != skipped
             }
         if not targets:
             return 0
-        payload = event["payload"]
         words = payload.pop("words", None)
         if not words:
             await self._write(targets, json.dumps(payload))  # encoded once for every socket
