@@ -319,11 +319,11 @@ SELECT d::date AS day,
              count(*) FILTER (WHERE m.direction = 'in') AS inbound,
              count(*) FILTER (WHERE m.direction = 'out') AS outbound
         FROM messaging_message m
-        -- Each of today's messages finds its conversation by primary key (OFFSET 0 keeps
+        -- Each live message finds its conversation by primary key (OFFSET 0 keeps
         -- the planner from hashing every conversation of the company instead).
         JOIN LATERAL (SELECT c.company_id FROM messaging_conversation c
                        WHERE c.id = m.conversation_id OFFSET 0) c ON true
-       WHERE c.company_id = %(company)s AND m.created_at >= %(today_start)s
+       WHERE c.company_id = %(company)s AND m.created_at >= %(live_start)s
          AND m.created_at < %(end)s
        GROUP BY 1
   ) live ON live.day = d::date
@@ -331,21 +331,29 @@ SELECT d::date AS day,
 """
 
 
-def messages_per_day(company_id: int, period: Period, today: date | None = None) -> list[dict]:
-    """Inbound and outbound messages per day of the period. Finished days are counted once
-    and kept (reports.MessageDay); today, and only today, is counted live. Two statements."""
-    today = today or timezone.localdate()
+# A day's message counts are stored only once it has been over this long: a message stamped
+# just before midnight may commit just after it, and another server's clock may run behind.
+# Until then the day is counted live, like today.
+SETTLE = timedelta(minutes=10)
+
+
+def messages_per_day(company_id: int, period: Period, now: datetime | None = None) -> list[dict]:
+    """Inbound and outbound messages per day of the period. Settled days (over for SETTLE) are
+    counted once and kept (reports.MessageDay); the others (today, and yesterday in the first
+    minutes after midnight) are counted live. Two statements."""
+    now = timezone.localtime(now)
     zone = timezone.get_current_timezone()
-    today_start = datetime.combine(today, time.min, tzinfo=zone)
+    last_stored = min(period.end, (now - SETTLE).date() - timedelta(days=1))
+    live_start = datetime.combine(last_stored + timedelta(days=1), time.min, tzinfo=zone)
     params = _params(
         company_id,
         period,
         first=period.start,
         last=period.end,
-        last_finished=min(period.end, today - timedelta(days=1)),
-        today_start=max(today_start, period.bounds[0]),
+        last_finished=last_stored,
+        live_start=max(live_start, period.bounds[0]),
     )
-    if period.start < today:
+    if period.start <= last_stored:
         with connection.cursor() as cursor:
             cursor.execute(FILL_DAYS_SQL, params)
     return [

@@ -211,6 +211,36 @@ def test_finished_days_are_counted_once_and_today_live(november):
     assert MessageDay.objects.filter(company=company).count() == 30 + extra
 
 
+def test_a_message_stamped_before_midnight_and_committed_after_is_not_lost(company):
+    """A day is stored only once it has been over for SETTLE: until then it is counted live,
+    so a message stamped at 23:59:59.9 whose transaction commits after midnight (or one from
+    a server whose clock runs behind) still counts."""
+    from reports.models import MessageDay
+
+    today = timezone.localdate()
+    midnight = timezone.make_aware(datetime.combine(today, datetime.min.time()))
+    yesterday = today - timedelta(days=1)
+    week = selectors.Period(today - timedelta(days=6), today)
+    conversation = ConversationFactory(company=company)
+
+    def stamped(at):
+        message = MessageFactory(conversation=conversation)
+        Message.objects.filter(pk=message.pk).update(created_at=at)
+
+    def yesterdays(now):
+        rows = selectors.messages_per_day(company.pk, week, now=now)
+        return next(row["inbound"] for row in rows if row["day"] == yesterday.isoformat())
+
+    stamped(midnight - timedelta(hours=3))
+    assert yesterdays(midnight + timedelta(minutes=1)) == 1
+    assert not MessageDay.objects.filter(company=company, day=yesterday).exists()
+    stamped(midnight - timedelta(milliseconds=100))  # committed only now, after the report
+    assert yesterdays(midnight + timedelta(minutes=2)) == 2  # still live: counted
+    # Settled: stored once, with both, and read from the store from now on.
+    assert yesterdays(midnight + selectors.SETTLE + timedelta(seconds=1)) == 2
+    assert MessageDay.objects.get(company=company, day=yesterday).inbound == 2
+
+
 def test_deal_funnel_and_won_amounts(november):
     company_id = november["company"].pk
     funnel = selectors.deal_funnel(company_id, NOVEMBER, november["pipeline"].pk)
