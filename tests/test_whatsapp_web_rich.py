@@ -210,23 +210,21 @@ def test_the_customers_receipts_move_our_sends_and_broadcast_recipients_forward(
     reply = MessageFactory(
         conversation=conversation, direction="out", status="sent", external_id="3EB0REPLY"
     )
-    recipient = BroadcastRecipient.objects.create(
-        broadcast=Broadcast.objects.create(
-            company=web_number.company, number=web_number, text="Sale", status="completed"
-        ),
-        phone=f"+{CUSTOMER}",
-        status="sent",
-        provider_message_id="3EB0BROADCAST",
-    )
+
+    def sent_in_a_broadcast(number):
+        return BroadcastRecipient.objects.create(
+            broadcast=Broadcast.objects.create(
+                company=number.company, number=number, text="Sale", status="completed"
+            ),
+            phone=f"+{CUSTOMER}",
+            status="sent",
+            provider_message_id="3EB0BROADCAST",
+        )
+
+    recipient = sent_in_a_broadcast(web_number)
     # The same id sent from another number is that number's, never touched from this one.
-    other = WhatsAppNumberFactory(company=web_number.company, provider="web")
-    elsewhere = BroadcastRecipient.objects.create(
-        broadcast=Broadcast.objects.create(
-            company=web_number.company, number=other, text="Sale", status="completed"
-        ),
-        phone=f"+{CUSTOMER}",
-        status="sent",
-        provider_message_id="3EB0BROADCAST",
+    elsewhere = sent_in_a_broadcast(
+        WhatsAppNumberFactory(company=web_number.company, provider="web")
     )
 
     def states():
