@@ -7,6 +7,7 @@ import logging
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -43,12 +44,29 @@ def notify(
 ) -> list[Notification]:
     """Store and push `kind` to those of `user_ids` who are active members of `company_id`,
     are not the actor, and have not muted the kind (a connection's failure: admins only)."""
-    recipients = User.objects.filter(pk__in=set(user_ids), company_id=company_id, is_active=True)
+    about = {"subject": subject, "body": body, "url": url, "conversation_id": conversation_id}
+    return notify_each(
+        kind,
+        [{"user_id": user_id, **about} for user_id in set(user_ids)],
+        company_id=company_id,
+        actor_id=actor_id,
+    )
+
+
+def notify_each(
+    kind: str, items: list[dict], *, company_id: int, actor_id: int | None = None
+) -> list[Notification]:
+    """`notify` for many things at once (a bulk assignment: one per conversation), each item
+    {user_id, subject, body, url, conversation_id}, with the same checks, in the same few
+    queries whatever their number."""
+    recipients = User.objects.filter(
+        pk__in={item["user_id"] for item in items}, company_id=company_id, is_active=True
+    )
     if actor_id is not None:
         recipients = recipients.exclude(pk=actor_id)
     if kind in ADMIN_KINDS:
         recipients = recipients.filter(role=Role.ADMIN)
-    recipient_ids = list(recipients.values_list("pk", flat=True))
+    recipient_ids = set(recipients.values_list("pk", flat=True))
     if not recipient_ids:
         return []
     muted = {
@@ -59,22 +77,22 @@ def notify(
     rows = [
         Notification(
             company_id=company_id,
-            user_id=user_id,
+            user_id=item["user_id"],
             kind=kind,
-            subject=subject[:SUBJECT_LENGTH],
-            body=body[:BODY_LENGTH],
-            url=url,
-            conversation_id=conversation_id,
+            subject=item.get("subject", "")[:SUBJECT_LENGTH],
+            body=item.get("body", "")[:BODY_LENGTH],
+            url=item.get("url", ""),
+            conversation_id=item.get("conversation_id"),
             actor_id=actor_id,
         )
-        for user_id in recipient_ids
-        if user_id not in muted
+        for item in items
+        if item["user_id"] in recipient_ids and item["user_id"] not in muted
     ]
     if not rows:
         return []
     with transaction.atomic():
         Notification.objects.bulk_create(rows)
-        unread = _unread_counts([row.user_id for row in rows])
+        unread = _unread_counts({row.user_id for row in rows})
         actor_name = ""
         if actor_id is not None:
             actor = User.objects.filter(pk=actor_id).first()
@@ -85,14 +103,18 @@ def notify(
                 notification_payload(row, actor_name=actor_name, unread_count=unread[row.user_id]),
                 user_ids=[row.user_id],
             )
-    logger.info("notifications: %s to %d user(s)", kind, len(rows))
+    logger.info("notifications: %s, %d to %d user(s)", kind, len(rows), len(unread))
     return rows
 
 
-def _unread_counts(user_ids: list[int]) -> dict[int, int]:
+def _unread_counts(user_ids: set[int]) -> dict[int, int]:
     counts = dict.fromkeys(user_ids, 0)
-    for user_id in user_ids:
-        counts[user_id] = Notification.objects.filter(user_id=user_id, read_at=None).count()
+    counts.update(
+        Notification.objects.filter(user_id__in=user_ids, read_at=None)
+        .values("user_id")
+        .annotate(unread=Count("id"))
+        .values_list("user_id", "unread")
+    )
     return counts
 
 
@@ -102,12 +124,20 @@ def notify_after_commit(kind: str, user_ids, **fields) -> None:
     user_ids = [user_id for user_id in user_ids if user_id is not None]
     if not user_ids:
         return
+    # A callable value is read after commit (e.g. the client's name: no query on the caller's
+    # path, such as an inbound message's).
+    _after_commit(
+        kind,
+        lambda: notify(kind, user_ids, **{k: v() if callable(v) else v for k, v in fields.items()}),
+    )
+
+
+def _after_commit(kind: str, send) -> None:
+    """`send()` once the caller's transaction commits; a failure is logged, never raised."""
 
     def run():
         try:
-            # A callable value is read now, after commit (e.g. the client's name: no query
-            # on the caller's path, such as an inbound message's).
-            notify(kind, user_ids, **{k: v() if callable(v) else v for k, v in fields.items()})
+            send()
         except Exception:
             logger.exception("notifications: could not notify kind=%s", kind)
 
@@ -122,17 +152,30 @@ def conversation_url(conversation_id: int) -> str:
 
 
 def conversation_assigned(actor, conversation) -> None:
-    if conversation.assignee_id is None:
+    conversations_assigned(actor, [conversation])
+
+
+def conversations_assigned(actor, conversations) -> None:
+    """Each assignee is told of each conversation given to them, after commit; a bulk
+    assignment is one `notify_each` (give the conversations with their clients loaded)."""
+    assigned = [c for c in conversations if c.assignee_id is not None]
+    if not assigned:
         return
-    notify_after_commit(
+    company_id = assigned[0].company_id
+    items = [
+        {
+            "user_id": conversation.assignee_id,
+            "subject": conversation_subject(conversation),
+            "body": conversation.last_message_preview,
+            "url": conversation_url(conversation.pk),
+            "conversation_id": conversation.pk,
+        }
+        for conversation in assigned
+    ]
+    actor_id = getattr(actor, "pk", None)
+    _after_commit(
         Kind.ASSIGNED,
-        [conversation.assignee_id],
-        company_id=conversation.company_id,
-        subject=conversation_subject(conversation),
-        body=conversation.last_message_preview,
-        url=conversation_url(conversation.pk),
-        conversation_id=conversation.pk,
-        actor_id=getattr(actor, "pk", None),
+        lambda: notify_each(Kind.ASSIGNED, items, company_id=company_id, actor_id=actor_id),
     )
 
 

@@ -9,6 +9,8 @@ import pytest
 from django.urls import reverse
 
 from messaging import realtime
+from messaging.models import Conversation
+from notifications.models import Notification
 from triage.models import ClientLabel, ConversationLabel, Label, SavedView
 from triage.selectors import views_with_counts
 
@@ -362,12 +364,25 @@ def test_bulk_assign_label_close_with_failures_named(
     ids = [c.pk for c in mine] + [theirs.pk, 999999999]
     url = reverse("inbox_bulk")
 
-    response = member.post(
-        url,
-        {"ids": ids, "action": "assign", "assignee": agent_user.pk, "next": "/inbox/?status=all"},
-        follow=True,
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = member.post(
+            url,
+            {
+                "ids": ids,
+                "action": "assign",
+                "assignee": agent_user.pk,
+                "next": "/inbox/?status=all",
+            },
+            follow=True,
+        )
     assert response.redirect_chain[-1][0] == "/inbox/?status=all"
+    # The assignee is told of each conversation (one notification each, all in one batch).
+    told = Notification.objects.filter(user=agent_user, kind="assigned")
+    assert sorted(told.values_list("conversation_id", "subject")) == sorted(
+        (c.pk, c.client.name) for c in mine
+    )
+    pushed = [d for e, d, *_ in events if e == "notification.created"]
+    assert sorted(d["conversation_id"] for d in pushed) == sorted(c.pk for c in mine)
     text = response.content.decode()
     assert "Done for 3 conversations" in text
     assert f"Conversation #{theirs.pk}: Not found." in text and "#999999999" in text
@@ -401,6 +416,36 @@ def test_bulk_assign_label_close_with_failures_named(
         response = member.post(url, data, follow=True)
         assert text in response.content.decode(), data
     assert not ConversationLabel.objects.filter(label=foreign_label).exists()
+
+
+def test_a_bulk_assignment_tells_the_assignee_in_the_same_few_queries_for_any_number(
+    company, admin_user, agent_user, django_capture_on_commit_callbacks
+):
+    """Telling of 2 conversations or of 20 costs the same queries (it was ~6 per conversation,
+    half of a 1,000-conversation "select all")."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from notifications.services import conversations_assigned
+
+    def queries_for(count: int) -> int:
+        batch = list(
+            Conversation.objects.select_related("client").filter(
+                pk__in=[
+                    c.pk
+                    for c in ConversationFactory.create_batch(
+                        count, company=company, assignee=agent_user
+                    )
+                ]
+            )
+        )
+        with CaptureQueriesContext(connection) as queries:
+            with django_capture_on_commit_callbacks(execute=True):
+                conversations_assigned(admin_user, batch)
+        return len(queries)
+
+    assert queries_for(2) == queries_for(20)
+    assert Notification.objects.filter(user=agent_user, kind="assigned").count() == 22
 
 
 def test_bulk_on_every_conversation_of_the_filtered_list(

@@ -15,6 +15,7 @@ from crm.services import delete_in_database
 from messaging import events
 from messaging import services as messaging_services
 from messaging.models import Conversation
+from notifications import services as notifications
 
 from .filters import clean_filters
 from .models import ClientLabel, ConversationLabel, Label, SavedView
@@ -293,7 +294,9 @@ def bulk_update(
         errors["assignee"] = [_("Choose a member of your company.")]
     if errors:
         raise ValidationError(errors)
-    found = {c.pk: c for c in scoped(Conversation, actor).filter(pk__in=wanted)}
+    found = {
+        c.pk: c for c in scoped(Conversation, actor).select_related("client").filter(pk__in=wanted)
+    }
     result = BulkResult()
     for pk in wanted:
         conversation = found.get(pk)
@@ -307,6 +310,8 @@ def bulk_update(
             result.failed.append({"id": pk, "error": " ".join(exc.messages)})
         else:
             result.done.append(pk)
+    if action == "assign":  # the assignee hears of them all at once, not in one query each
+        notifications.conversations_assigned(actor, [found[pk] for pk in result.done])
     logger.info(
         "bulk %s by=%s done=%d failed=%d", action, actor.pk, len(result.done), len(result.failed)
     )
@@ -334,7 +339,7 @@ def bulk_update_matching(
 
 def _bulk_one(actor, conversation, action, assignee, label) -> None:
     if action == "assign":
-        messaging_services.assign_conversation(actor, conversation, assignee)
+        messaging_services.assign_conversation(actor, conversation, assignee, notify=False)
     elif action == "close":
         messaging_services.set_conversation_status(actor, conversation, Conversation.Status.CLOSED)
     else:

@@ -789,7 +789,11 @@ def _save_and_publish(
     return conversation
 
 
-def assign_conversation(actor, conversation: Conversation, assignee) -> Conversation:
+def assign_conversation(
+    actor, conversation: Conversation, assignee, *, notify: bool = True
+) -> Conversation:
+    """`notify=False`: the caller tells the assignee itself (a bulk assignment tells of all
+    its conversations at once, notifications.conversations_assigned)."""
     if assignee is not None and assignee.company_id != conversation.company_id:
         raise ValidationError({"assignee": [_("Choose a member of your company.")]})
     previous = conversation.assignee_id
@@ -806,7 +810,8 @@ def assign_conversation(actor, conversation: Conversation, assignee) -> Conversa
         conversation = _save_and_publish(
             conversation, ["assignee"], "conversation.assigned", also_tell
         )
-        notifications.conversation_assigned(actor, conversation)
+        if notify:
+            notifications.conversation_assigned(actor, conversation)
     return conversation
 
 
