@@ -135,6 +135,9 @@ def thread_of(
 
 
 def _thread_by_subject(account, subject: str, address: str, now) -> str:
+    """The newest conversation of this sender with this normalised subject whose last message
+    is within SUBJECT_THREAD_DAYS. "The same participants" means the same client: To/CC are
+    not compared, since a reply often adds or drops a CC and the mailbox is always ours."""
     candidates = (
         Conversation.objects.of_source(account)
         .filter(
