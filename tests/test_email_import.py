@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from channels_integrations.email import imap, importer
+from channels_integrations.email import imap, importer, quarantine
 from channels_integrations.email.parsing import parse_mail
 from channels_integrations.models import EmailAccount, EmailMessageRecord, EmailQuarantine
 from messaging.models import Attachment, Conversation, Message
@@ -372,3 +372,17 @@ def test_subject_threading_joins_only_within_the_window(quiet_account):
     last_message(second, importer.SUBJECT_THREAD_DAYS - 1)
     receive(3, "s.3@example.org", "RE: Question")
     assert conversation_of("s.3@example.org") == second  # within the window: it joins
+
+
+def test_a_retried_mail_keeps_the_server_date(quiet_account, poison):
+    arrived = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    raw = mail("late.9@example.org", "POISON").replace(
+        b"Mon, 23 Nov 2026 09:00:00 +0100", b"Tue, 01 Jan 3609 10:00:00 +0000"
+    )
+    assert importer.import_batch(quiet_account, [(9, raw, arrived)], 1)["quarantined"] == 1
+    [item] = EmailQuarantine.objects.all()
+    assert item.arrived_at == arrived
+    poison()
+    assert quarantine.retry(item) == {"ok": True, "imported": True}
+    # Dated by the INTERNALDATE, as the first import would have, not by the quarantine row.
+    assert Conversation.objects.get().last_message_at == arrived
