@@ -51,14 +51,10 @@ def mails(count: int) -> list[bytes]:
 
 
 def corpus_mails(count: int) -> list[bytes]:
-    from tests.mailserver import CORPUS
+    from tests.mailserver import CORPUS, corpus_raw, with_message_id
 
-    files = sorted(CORPUS.rglob("*.eml"))
-    raws = [path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for path in files]
-    return [
-        f"Message-ID: <corpus-{n}@bench.example>\r\n".encode() + raws[n % len(raws)]
-        for n in range(count)
-    ]
+    raws = [corpus_raw(path) for path in sorted(CORPUS.rglob("*.eml"))]
+    return [with_message_id(raws[n % len(raws)], f"corpus-{n}@bench.example") for n in range(count)]
 
 
 def corpus_run(dovecot, company, count: int) -> dict:

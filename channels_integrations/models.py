@@ -589,6 +589,8 @@ class EmailQuarantine(models.Model):
     size = models.PositiveBigIntegerField(default=0)
     reason = models.TextField()
     raw = models.BinaryField()
+    # The server's INTERNALDATE: a retry dates the mail as the first import would have.
+    arrived_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     last_attempt_at = models.DateTimeField(auto_now=True)

@@ -160,6 +160,17 @@ def corpus() -> dict[str, bytes]:
     return {path.stem: path.read_bytes() for path in sorted(CORPUS.glob("*.eml"))}
 
 
+def corpus_raw(path: Path) -> bytes:
+    """A corpus file as a server holds it: CRLF line ends (some files have bare LF)."""
+    return path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def with_message_id(raw: bytes, message_id: str) -> bytes:
+    """The mail with a Message-ID of its own: a header put first (the first one counts), so a
+    copy of a mail is stored as a new mail instead of being known already."""
+    return f"Message-ID: <{message_id}>\r\n".encode() + raw
+
+
 @pytest.fixture(scope="session")
 def dovecot_server():
     if not os.path.exists(DOVECOT):

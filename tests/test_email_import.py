@@ -4,7 +4,7 @@ page (retry, raw download, tenant scoping), Hypothesis-made MIME trees through t
 importer (parse and store), merging a late original's conversations, delivery reports on the
 message they report on, and NUL bytes."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from channels_integrations.email import imap, importer
+from channels_integrations.email import imap, importer, quarantine
 from channels_integrations.email.parsing import parse_mail
 from channels_integrations.models import EmailAccount, EmailMessageRecord, EmailQuarantine
 from messaging.models import Attachment, Conversation, Message
@@ -91,6 +91,8 @@ def test_a_mail_the_database_refuses_is_quarantined_once_shown_and_retried(
     client.force_login(admin_user)
     page = client.get(reverse("email_accounts")).content.decode()
     assert 'data-quarantine-count="1"' in page and "1 mail could not be imported" in page
+    assert '<span class="pill status-warning">Polling; some mails not imported</span>' in page
+    assert 'class="pill status-ok"' not in page
     assert "bad.2@example.org" in page and "UID 2" in page
     retry_url = reverse("email_quarantine_retry", args=[account.pk, item.pk])
     raw_url = reverse("email_quarantine_raw", args=[account.pk, item.pk])
@@ -127,6 +129,8 @@ def test_a_mail_the_database_refuses_is_quarantined_once_shown_and_retried(
     assert Message.objects.filter(external_id="bad.2@example.org").count() == 1
     account.refresh_from_db()
     assert account.status == "ok" and account.messages_imported == 3
+    page = client.get(reverse("email_accounts")).content.decode()
+    assert '<span class="pill status-ok">OK</span>' in page and "status-warning" not in page
     assert poll(account)["imported"] == 0 and account.status == "ok"
 
 
@@ -288,6 +292,39 @@ def test_a_bounce_lands_on_the_message_it_reports_on(quiet_account):
     assert noted["recipient"] == "ann@example.org"
 
 
+def test_a_read_report_lands_on_the_message_it_reports_on(quiet_account):
+    importer.import_batch(quiet_account, [(1, mail("ask.2@example.org"), None)], 1)
+    conversation = Conversation.objects.get()
+    ours = Message.objects.create(
+        conversation=conversation, direction="out", external_id="our-reply.10@acme.test",
+        body="Our answer", status="sent",
+    )  # fmt: skip
+    importer.record_sent(quiet_account.pk, conversation.pk, "our-reply.10@acme.test")
+    # Only the report's Original-Message-ID names our mail: no References, no original part.
+    mdn = (
+        b"From: Ann <ann@example.org>\r\nTo: help@acme.test\r\nSubject: Read: Re: Question\r\n"
+        b"Message-ID: <mdn.1@example.org>\r\n"
+        b"Content-Type: multipart/report; report-type=disposition-notification; "
+        b'boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nYour message was displayed.\r\n"
+        b"--b\r\nContent-Type: message/disposition-notification\r\n\r\n"
+        b"Reporting-UA: mail.example.org; Thunderbird\r\n"
+        b"Final-Recipient: rfc822; ann@example.org\r\n"
+        b"Original-Message-ID: <our-reply.10@acme.test>\r\n"
+        b"Disposition: manual-action/MDN-sent-manually; displayed\r\n\r\n--b--\r\n"
+    )
+    importer.import_batch(quiet_account, [(2, mdn, None)], 1)
+    report = Message.objects.get(external_id="mdn.1@example.org")
+    assert report.conversation_id == conversation.pk
+    assert report.metadata["report"]["type"] == "disposition-notification"
+    assert report.metadata["auto_reply"]
+    ours.refresh_from_db()
+    [noted] = ours.metadata["reports"]
+    assert noted["type"] == "disposition-notification"
+    assert noted["disposition"] == "manual-action/MDN-sent-manually; displayed"
+    assert noted["message_id"] == "mdn.1@example.org"
+
+
 def test_a_future_date_falls_back_to_the_server_date(quiet_account):
     arrived = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
     raw = mail("f.1@example.org").replace(
@@ -296,3 +333,56 @@ def test_a_future_date_falls_back_to_the_server_date(quiet_account):
     importer.import_batch(quiet_account, [(1, raw, arrived)], 1)
     assert Conversation.objects.get().last_message_at == arrived
     assert EmailAccount.objects.filter(pk=quiet_account.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "arrived", [None, datetime(3000, 1, 1, tzinfo=UTC), datetime(1970, 1, 2, tzinfo=UTC)]
+)
+def test_an_absurd_date_without_a_sane_server_date_falls_back_to_the_receive_time(
+    quiet_account, arrived
+):
+    raw = mail("f.2@example.org").replace(
+        b"Mon, 23 Nov 2026 09:00:00 +0100", b"Tue, 01 Jan 3609 10:00:00 +0000"
+    )
+    before = timezone.now()
+    importer.import_batch(quiet_account, [(1, raw, arrived)], 1)
+    after = timezone.now()
+    assert before <= Conversation.objects.get().last_message_at <= after
+    assert before <= Message.objects.get(external_id="f.2@example.org").created_at <= after
+
+
+def test_subject_threading_joins_only_within_the_window(quiet_account):
+    def conversation_of(message_id):
+        return Conversation.objects.get(messages__external_id=message_id)
+
+    def last_message(conversation, days_ago):
+        at = timezone.now() - timedelta(days=days_ago)
+        Conversation.objects.filter(pk=conversation.pk).update(last_message_at=at)
+
+    def receive(uid, message_id, subject):
+        importer.import_batch(quiet_account, [(uid, mail(message_id, subject=subject), None)], 1)
+
+    receive(1, "s.1@example.org", "Question")
+    first = conversation_of("s.1@example.org")
+    last_message(first, importer.SUBJECT_THREAD_DAYS + 1)
+    receive(2, "s.2@example.org", "Re: Question")
+    second = conversation_of("s.2@example.org")
+    assert second != first  # its last mail is too old: a new conversation
+
+    last_message(second, importer.SUBJECT_THREAD_DAYS - 1)
+    receive(3, "s.3@example.org", "RE: Question")
+    assert conversation_of("s.3@example.org") == second  # within the window: it joins
+
+
+def test_a_retried_mail_keeps_the_server_date(quiet_account, poison):
+    arrived = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    raw = mail("late.9@example.org", "POISON").replace(
+        b"Mon, 23 Nov 2026 09:00:00 +0100", b"Tue, 01 Jan 3609 10:00:00 +0000"
+    )
+    assert importer.import_batch(quiet_account, [(9, raw, arrived)], 1)["quarantined"] == 1
+    [item] = EmailQuarantine.objects.all()
+    assert item.arrived_at == arrived
+    poison()
+    assert quarantine.retry(item) == {"ok": True, "imported": True}
+    # Dated by the INTERNALDATE, as the first import would have, not by the quarantine row.
+    assert Conversation.objects.get().last_message_at == arrived

@@ -135,6 +135,9 @@ def thread_of(
 
 
 def _thread_by_subject(account, subject: str, address: str, now) -> str:
+    """The newest conversation of this sender with this normalised subject whose last message
+    is within SUBJECT_THREAD_DAYS. "The same participants" means the same client: To/CC are
+    not compared, since a reply often adds or drops a CC and the mailbox is always ours."""
     candidates = (
         Conversation.objects.of_source(account)
         .filter(
@@ -203,7 +206,7 @@ def import_batch(account: EmailAccount, items, uidvalidity: int | None) -> dict:
         try:
             mail = parse_mail(raw, attachment_limit=settings.ATTACHMENT_MAX_BYTES)
         except Exception as exc:  # parse_mail never raises; this is the last resort
-            failed.append((uid, "", raw, exc))
+            failed.append((uid, "", raw, arrived, exc))
             continue
         parsed.append((uid, mail, arrived, raw))
     counts = None
@@ -220,12 +223,12 @@ def import_batch(account: EmailAccount, items, uidvalidity: int | None) -> dict:
                     outcome = _import_parsed(account, [(uid, mail, arrived)], uidvalidity)
             except Exception as exc:
                 logger.exception("email: account=%s uid=%s could not be imported", account.pk, uid)
-                failed.append((uid, mail.message_id, raw, exc))
+                failed.append((uid, mail.message_id, raw, arrived, exc))
                 continue
             counts["imported"] += outcome["imported"]
             counts["known"] += outcome["known"]
-    for uid, message_id, raw, exc in failed:
-        quarantine(account, uidvalidity, uid, message_id, raw, exc)
+    for uid, message_id, raw, arrived, exc in failed:
+        quarantine(account, uidvalidity, uid, message_id, raw, exc, arrived)
     counts["quarantined"] = len(failed)
     return counts
 

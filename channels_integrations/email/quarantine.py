@@ -23,7 +23,9 @@ def reason_words(exc: BaseException) -> str:
     return clean(f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__)[:500]
 
 
-def quarantine(account: EmailAccount, uidvalidity, uid: int, message_id: str, raw: bytes, exc):
+def quarantine(
+    account: EmailAccount, uidvalidity, uid: int, message_id: str, raw: bytes, exc, arrived=None
+):
     """Record a mail that could not be stored (once: the same UID again changes nothing)."""
     item = EmailQuarantine(
         account=account,
@@ -33,6 +35,7 @@ def quarantine(account: EmailAccount, uidvalidity, uid: int, message_id: str, ra
         size=len(raw),
         reason=reason_words(exc),
         raw=raw,
+        arrived_at=arrived,
     )
     if insert_unless_conflict(item):
         logger.warning(
@@ -69,7 +72,9 @@ def retry(item: EmailQuarantine) -> dict:
     mail = parse_mail(bytes(item.raw), attachment_limit=settings.ATTACHMENT_MAX_BYTES)
     try:
         with transaction.atomic():
-            outcome = _import_parsed(account, [(item.uid, mail, item.created_at)], item.uidvalidity)
+            outcome = _import_parsed(
+                account, [(item.uid, mail, item.arrived_at or item.created_at)], item.uidvalidity
+            )
             EmailQuarantine.objects.filter(pk=item.pk).delete()
             if outcome["imported"]:
                 EmailAccount.objects.filter(pk=account.pk).update(
