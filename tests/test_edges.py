@@ -3,7 +3,10 @@ characters in query strings and forms, host names that are not names, WebSocket 
 serve; and an API error that does happen is JSON. A consumer that fails leaves the hub."""
 
 import base64
+import contextlib
 import logging
+import socket
+import threading
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -287,14 +290,59 @@ def test_mail_hosts_on_private_or_local_addresses_are_refused_in_production(
     assert "private or local" in result["smtp"]["detail"]
 
 
-def test_connection_errors_do_not_tell_open_ports_from_closed_ones(member_api, company):
+@contextlib.contextmanager
+def _listener(kind: str):
+    """A local port that is open but no mail server: it hangs up at once, or answers HTTP."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                if kind == "http":
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+@pytest.mark.parametrize("secure", [True, False])
+@pytest.mark.parametrize("kind", ["closed", "hangs up", "http"])
+def test_connection_errors_do_not_tell_open_ports_from_closed_ones(
+    member_api, company, kind, secure, caplog
+):
     from .processes import free_port
 
-    account = EmailAccountFactory(
-        company=company, imap_host="127.0.0.1", imap_port=free_port(), smtp_host="127.0.0.1"
-    )
-    EmailAccount.objects.filter(pk=account.pk).update(smtp_port=free_port())
-    result = member_api.post(f"/api/v1/email/accounts/{account.pk}/test-connection/").json()
-    assert result["imap"]["detail"].startswith("Could not connect to the IMAP server")
-    assert result["smtp"]["detail"].startswith("Could not connect to the SMTP server")
-    assert "refused" not in str(result).lower() and "timed out" not in str(result).lower()
+    with contextlib.ExitStack() as stack:
+        port = free_port() if kind == "closed" else stack.enter_context(_listener(kind))
+        account = EmailAccountFactory(company=company, imap_port=port, imap_ssl=secure)
+        EmailAccount.objects.filter(pk=account.pk).update(
+            smtp_port=port, smtp_security="ssl" if secure else "none"
+        )
+        with caplog.at_level(logging.WARNING, logger="channels_integrations.email"):
+            result = member_api.post(f"/api/v1/email/accounts/{account.pk}/test-connection/")
+    # A closed port, one that hangs up, and one speaking another protocol (with or without
+    # TLS) all read the same; only the log says what happened.
+    assert result.json() == {
+        "imap": {
+            "ok": False,
+            "detail": f"Could not connect to the IMAP server at 127.0.0.1:{port}.",
+        },
+        "smtp": {
+            "ok": False,
+            "detail": f"Could not connect to the SMTP server at 127.0.0.1:{port}.",
+        },
+    }
+    assert f"no IMAP greeting from 127.0.0.1:{port}" in caplog.text
+    assert f"cannot reach SMTP 127.0.0.1:{port}" in caplog.text
