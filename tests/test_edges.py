@@ -346,3 +346,86 @@ def test_connection_errors_do_not_tell_open_ports_from_closed_ones(
     }
     assert f"no IMAP greeting from 127.0.0.1:{port}" in caplog.text
     assert f"cannot reach SMTP 127.0.0.1:{port}" in caplog.text
+
+
+# ---------------------------------------------------------------- deeply nested webhook bodies
+
+DEEP = 100_000
+
+
+def _deep_bodies(kind: str) -> list[bytes]:
+    """Signed-looking bodies nested DEEP levels: bare, and inside the channel's own envelope."""
+    deep = "[" * DEEP + "]" * DEEP
+    envelope = "whatsapp_business_account" if kind == "whatsapp" else "page"
+    return [deep.encode(), f'{{"object": "{envelope}", "entry": [{deep}]}}'.encode()]
+
+
+def _webhook_targets(company):
+    from .factories import MessengerPageFactory, WhatsAppNumberFactory
+
+    number = WhatsAppNumberFactory(company=company, provider="cloud", cloud_app_secret="s-cloud")
+    page = MessengerPageFactory(company=company, app_secret="s-meta")
+    return {
+        "whatsapp": (f"/webhooks/whatsapp/{number.uuid}/", "s-cloud"),
+        "meta": (f"/webhooks/meta/{page.uuid}/", "s-meta"),
+    }
+
+
+def _signature(raw: bytes, secret: str) -> str:
+    import hashlib
+    import hmac
+
+    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def _nothing_stored():
+    from messaging.models import Message
+    from webhook_inbox.models import Delivery
+
+    from .inbox import drain
+
+    drain()
+    return not Delivery.objects.exists() and not Message.objects.exists()
+
+
+@pytest.mark.parametrize("kind", ["whatsapp", "meta"])
+def test_a_deeply_nested_signed_webhook_is_a_4xx_and_stores_nothing(client, company, kind):
+    """Through Django's views (what daphne serves): the signature is right, the body is JSON
+    nested past any decoder's limit. Refused as not JSON, never a 5xx, never half-stored."""
+    path, secret = _webhook_targets(company)[kind]
+    for raw in _deep_bodies(kind):
+        response = client.post(
+            path,
+            raw,
+            content_type="application/json",
+            HTTP_X_HUB_SIGNATURE_256=_signature(raw, secret),
+        )
+        assert response.status_code == 400, response.content[:200]
+    assert _nothing_stored()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deeply_nested_signed_webhook_through_the_fast_path_is_a_4xx(company, tmp_path):
+    """The same bodies to uvicorn with crm.asgi (webhook_inbox.asgi in front of Django, as
+    deployed): the fast path does not store them, Django refuses them, the process lives."""
+    from .test_webhook_batches import Server
+
+    targets = _webhook_targets(company)
+    server = Server(tmp_path)
+    try:
+        for kind, (path, secret) in targets.items():
+            for raw in _deep_bodies(kind):
+                status, _ = server.post(path, raw, _signature(raw, secret))
+                assert status == 400, (kind, status)
+        ok = b'{"object": "page", "entry": []}'  # and the next delivery is taken as ever
+        assert server.post(targets["meta"][0], ok, _signature(ok, "s-meta")) == (
+            200,
+            {"accepted": True},
+        )
+    finally:
+        server.stop()
+    log = (tmp_path / "uvicorn.log").read_text()
+    assert "Traceback" not in log and "RecursionError" not in log, log[-3000:]
+    from webhook_inbox.models import Delivery
+
+    assert [bytes(d.body) for d in Delivery.objects.all()] == [ok]  # only the good one
