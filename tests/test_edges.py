@@ -350,12 +350,12 @@ def test_connection_errors_do_not_tell_open_ports_from_closed_ones(
 
 # ---------------------------------------------------------------- deeply nested webhook bodies
 
-DEEP = 100_000
+WEBHOOK_DEPTH = 100_000
 
 
 def _deep_bodies(kind: str) -> list[bytes]:
-    """Signed-looking bodies nested DEEP levels: bare, and inside the channel's own envelope."""
-    deep = "[" * DEEP + "]" * DEEP
+    """Bodies nested WEBHOOK_DEPTH levels: bare, and inside the channel's own envelope."""
+    deep = "[" * WEBHOOK_DEPTH + "]" * WEBHOOK_DEPTH
     envelope = "whatsapp_business_account" if kind == "whatsapp" else "page"
     return [deep.encode(), f'{{"object": "{envelope}", "entry": [{deep}]}}'.encode()]
 
