@@ -40,14 +40,35 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
 
 def _count_failure(request) -> None:
-    """Wrong tokens are counted per address: past API_TOKEN_FAILURES_PER_MINUTE, a 429."""
-    address = request.META.get("REMOTE_ADDR", "")
-    limit = settings.API_TOKEN_FAILURES_PER_MINUTE
-    wait = coordination.acquire_slot_or_local(f"api-token-failures:{address}", limit, 60)
-    logger.warning("api: wrong token from %s", address)
+    """Past API_TOKEN_FAILURES_PER_MINUTE wrong tokens from an address, a 429."""
+    wait = count_wrong_token(request.META.get("REMOTE_ADDR", ""), "api")
     if wait:
-        logger.warning("api: wrong tokens from %s throttled for %.0fs", address, wait)
         raise exceptions.Throttled(wait=wait)
+
+
+def count_wrong_token(address: str, where: str) -> float:
+    """One wrong API token from `address` (the API's header or a socket's ?token=, one count
+    for both): 0.0, or the seconds it is throttled for. Logged with the address, never the
+    token."""
+    limit = settings.API_TOKEN_FAILURES_PER_MINUTE
+    wait = coordination.acquire_slot_or_local(_failures_key(address), limit, 60)
+    logger.warning("%s: wrong token from %s", where, address)
+    if wait:
+        logger.warning("%s: wrong tokens from %s throttled for %.0fs", where, address, wait)
+    return wait
+
+
+def tokens_throttled(address: str, where: str) -> bool:
+    """Too many wrong tokens from `address` this minute: even a right one is refused."""
+    limit = settings.API_TOKEN_FAILURES_PER_MINUTE
+    wait = coordination.window_full(_failures_key(address), limit, 60)
+    if wait:
+        logger.warning("%s: wrong tokens from %s throttled for %.0fs", where, address, wait)
+    return wait > 0
+
+
+def _failures_key(address: str) -> str:
+    return f"api-token-failures:{address}"
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):

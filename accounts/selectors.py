@@ -26,22 +26,31 @@ def forget_company_states() -> None:
     _active.clear()
 
 
-def socket_identity(raw_token: str, session_key: str) -> tuple[object, int | None, str]:
+def socket_identity(
+    raw_token: str, session_key: str, address: str = ""
+) -> tuple[object, int | None, str]:
     """Who opens a WebSocket: (user or None, API token id, session key). A token is one query
     (its user and company joined; its last use noted at most once a minute); a session cookie
     is the session (from Redis with cached_db sessions) and one query for the user and their
-    company, with the session's password hash checked, as every page does."""
+    company, with the session's password hash checked, as every page does. Wrong tokens count
+    against `address` as the API's do; a throttled address gets no user even for a right one."""
     from types import SimpleNamespace
 
     from django.conf import settings
     from django.contrib.auth import get_user
     from django.utils.module_loading import import_string
 
+    from accounts.authentication import count_wrong_token, tokens_throttled
     from accounts.models import ApiToken
 
     if raw_token:
+        if tokens_throttled(address, "ws"):
+            return None, None, ""
         token = ApiToken.find(raw_token)
-        return (token.user, token.pk, "") if token is not None else (None, None, "")
+        if token is None:
+            count_wrong_token(address, "ws")
+            return None, None, ""
+        return token.user, token.pk, ""
     if not session_key:
         return None, None, ""
     session = import_string(f"{settings.SESSION_ENGINE}.SessionStore")(session_key)

@@ -61,7 +61,7 @@ def ws_command(port: int) -> list[str]:
     return [
         str(common.VENV_BIN / "daphne"),
         "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=4096",
-        "--proxy-headers", "--websocket_connect_timeout", "30",
+        "--proxy-headers", "--websocket_connect_timeout", "30", "--access-log", "/dev/null",
         "crm.asgi:application",
     ]  # fmt: skip
 

@@ -54,6 +54,18 @@ return math.max(1, tonumber(oldest[2]) + window - now)
 """
 
 
+# The same window, only looked at: 0 while there is room, else the ms until there is.
+_PEEK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then return 0 end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now)
+"""
+
+
 def acquire_slot(name: str, limit: int, window_seconds: float) -> float:
     """Take one event from the budget `name` (limit per window): 0.0 when allowed, else the
     seconds until one is free. Raises redis.RedisError when Redis is unreachable."""
@@ -82,6 +94,12 @@ class LocalSlidingWindow:
                 return 0.0
             return max(0.001, events[0] + window_seconds - now)
 
+    def peek(self, name: str, limit: int, window_seconds: float) -> float:
+        now = time.monotonic()
+        with self._lock:
+            events = [t for t in self._events.get(name, ()) if t > now - window_seconds]
+            return 0.0 if len(events) < limit else max(0.001, events[0] + window_seconds - now)
+
     def clear(self):
         with self._lock:
             self._events.clear()
@@ -97,6 +115,16 @@ def acquire_slot_or_local(name: str, limit: int, window_seconds: float) -> float
     except redis.RedisError:
         logger.warning("rate limit: Redis unreachable, limiting in this process (%s)", name)
         return local_window.acquire(name, limit, window_seconds)
+
+
+def window_full(name: str, limit: int, window_seconds: float) -> float:
+    """Seconds until `name` has room again (0.0: it has room now), taking nothing from it;
+    this process's own window when Redis is down."""
+    try:
+        wait_ms = redis_client().eval(_PEEK, 1, key(name), limit, int(window_seconds * 1000))
+    except redis.RedisError:
+        return local_window.peek(name, limit, window_seconds)
+    return int(wait_ms) / 1000.0
 
 
 # ---------------------------------------------------------------- leases

@@ -288,8 +288,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.token_id, self.session_key = None, ""
         if not raw and not session_key:
             return None
+        address = (self.scope.get("client") or [""])[0] or ""
         user, self.token_id, self.session_key = await _on_handshake_thread(
-            socket_identity, raw, session_key
+            socket_identity, raw, session_key, address
         )
         return user
 

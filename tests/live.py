@@ -48,6 +48,7 @@ class LiveServer:
     env: dict
     log_path: Path
     process: subprocess.Popen | None = None
+    command: list[str] | None = None  # instead of a plain `daphne -b -p` (its arguments)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
@@ -55,7 +56,9 @@ class LiveServer:
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [_daphne(), "-b", "127.0.0.1", "-p", str(self.port), "crm.asgi:application"],
+                [_daphne(), *self.command]
+                if self.command
+                else [_daphne(), "-b", "127.0.0.1", "-p", str(self.port), "crm.asgi:application"],
                 cwd=BASE_DIR,
                 env=self.env,
                 stdout=log,

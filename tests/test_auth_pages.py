@@ -1,5 +1,7 @@
 """Login, logout and password change pages."""
 
+import logging
+
 import pytest
 from django.urls import reverse
 
@@ -137,17 +139,22 @@ def test_a_success_clears_the_count(client, agent_user):
     assert _log_in(client, agent_user.username, PASSWORD).status_code == 302
 
 
-def test_wrong_api_tokens_from_one_address_are_throttled(client, settings, agent_user):
+def test_wrong_api_tokens_from_one_address_are_throttled(client, settings, agent_user, caplog):
     from accounts.models import ApiToken
 
     settings.API_TOKEN_FAILURES_PER_MINUTE = 3
     address = "192.0.2.44"
-    codes = [
-        client.get(
-            "/api/v1/me/", HTTP_AUTHORIZATION=f"Bearer sb_wrong{n}", REMOTE_ADDR=address
-        ).status_code
-        for n in range(4)
-    ]
+    with caplog.at_level(logging.WARNING, logger="accounts.authentication"):
+        codes = [
+            client.get(
+                "/api/v1/me/", HTTP_AUTHORIZATION=f"Bearer sb_wrong{n}", REMOTE_ADDR=address
+            ).status_code
+            for n in range(4)
+        ]
     assert codes == [401, 401, 401, 429]
+    # Each wrong token is a warning with the address; the token itself is never written.
+    assert caplog.text.count(f"api: wrong token from {address}") == 4
+    assert f"api: wrong tokens from {address} throttled" in caplog.text
+    assert "sb_wrong" not in caplog.text
     _token, raw = ApiToken.issue(agent_user, "good")
     assert client.get("/api/v1/me/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200

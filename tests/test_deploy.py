@@ -10,6 +10,7 @@ import http.cookiejar
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -286,6 +287,70 @@ def test_metrics_are_refused_from_anywhere_but_the_allowed_addresses(tmp_path):
     with Nginx(tmp_path / "nginx", free_port(), static_root, tmp_path, **changes) as nginx:
         status, _, _ = _get(urllib.request.build_opener(), nginx.url + "/metrics")
     assert status == 403
+
+
+def shipped_daphne_commands() -> dict[str, list[str]]:
+    """Every daphne the project ships, as argv (placeholders given their defaults)."""
+    procfile = dict(
+        line.split(":", 1) for line in (BASE_DIR / "Procfile").read_text().splitlines() if line
+    )
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    compose = yaml.safe_load((BASE_DIR / "docker-compose.production.yml").read_text())
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.read(DEPLOY / "systemd" / "switchboard-ws@.service")
+    commands = {
+        "Procfile": re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", procfile["web"]),
+        "Dockerfile": json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M)[1]),
+        "docker-compose.production.yml": compose["services"]["web"]["command"],
+        "switchboard-ws@.service": unit["Service"]["ExecStart"].replace("%i", "8000"),
+    }
+    return {
+        name: shlex.split(command) if isinstance(command, str) else command
+        for name, command in commands.items()
+    }
+
+
+def test_every_shipped_daphne_writes_no_access_log():
+    """daphne's access log keeps the whole URL: a webhook's ?hub.verify_token=, a socket's
+    ?token=. nginx logs requests with those masked; daphne writes none."""
+    from daphne.cli import CommandLineInterface
+
+    commands = shipped_daphne_commands()
+    assert len(commands) == 4
+    for name, argv in commands.items():
+        assert Path(argv[0]).name == "daphne", name
+        args = CommandLineInterface().parser.parse_args(argv[1:])
+        assert args.access_log == "/dev/null", name
+        assert args.verbosity >= 1, f"{name}: errors and start-up lines stay logged"
+
+
+def test_a_verify_token_in_the_query_string_is_not_in_daphnes_output(transactional_db, tmp_path):
+    """The Procfile's own daphne arguments on a free port: a webhook verification with its
+    token in the query string is answered, and the token is in nothing daphne printed."""
+    port = free_port()
+    argv = shipped_daphne_commands()["Procfile"][1:]
+    argv[argv.index("-p") + 1] = str(port)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": "memory://",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp_path / "daphne.log"
+    daphne = LiveServer(f"http://127.0.0.1:{port}", port, env, log_path, command=argv)
+    daphne.start()
+    try:
+        url = f"{daphne.url}/webhooks/whatsapp/{uuid.uuid4()}/?hub.mode=subscribe"
+        status, _, _ = _get(urllib.request.build_opener(), url + "&hub.verify_token=secret123")
+        assert status == 404  # no such number; what matters is what got written down
+        status, _, _ = _get(urllib.request.build_opener(), f"{daphne.url}/health?token=secret456")
+        assert status == 200
+    finally:
+        daphne.stop()
+    output = log_path.read_text()
+    assert "/health" not in output  # no access log at all
+    assert "secret123" not in output and "secret456" not in output, output
 
 
 def test_production_settings_pass_check_deploy():

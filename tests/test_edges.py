@@ -3,7 +3,10 @@ characters in query strings and forms, host names that are not names, WebSocket 
 serve; and an API error that does happen is JSON. A consumer that fails leaves the hub."""
 
 import base64
+import contextlib
 import logging
+import socket
+import threading
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -287,14 +290,142 @@ def test_mail_hosts_on_private_or_local_addresses_are_refused_in_production(
     assert "private or local" in result["smtp"]["detail"]
 
 
-def test_connection_errors_do_not_tell_open_ports_from_closed_ones(member_api, company):
+@contextlib.contextmanager
+def _listener(kind: str):
+    """A local port that is open but no mail server: it hangs up at once, or answers HTTP."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                if kind == "http":
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+@pytest.mark.parametrize("secure", [True, False])
+@pytest.mark.parametrize("kind", ["closed", "hangs up", "http"])
+def test_connection_errors_do_not_tell_open_ports_from_closed_ones(
+    member_api, company, kind, secure, caplog
+):
     from .processes import free_port
 
-    account = EmailAccountFactory(
-        company=company, imap_host="127.0.0.1", imap_port=free_port(), smtp_host="127.0.0.1"
-    )
-    EmailAccount.objects.filter(pk=account.pk).update(smtp_port=free_port())
-    result = member_api.post(f"/api/v1/email/accounts/{account.pk}/test-connection/").json()
-    assert result["imap"]["detail"].startswith("Could not connect to the IMAP server")
-    assert result["smtp"]["detail"].startswith("Could not connect to the SMTP server")
-    assert "refused" not in str(result).lower() and "timed out" not in str(result).lower()
+    with contextlib.ExitStack() as stack:
+        port = free_port() if kind == "closed" else stack.enter_context(_listener(kind))
+        account = EmailAccountFactory(company=company, imap_port=port, imap_ssl=secure)
+        EmailAccount.objects.filter(pk=account.pk).update(
+            smtp_port=port, smtp_security="ssl" if secure else "none"
+        )
+        with caplog.at_level(logging.WARNING, logger="channels_integrations.email"):
+            result = member_api.post(f"/api/v1/email/accounts/{account.pk}/test-connection/")
+    # A closed port, one that hangs up, and one speaking another protocol (with or without
+    # TLS) all read the same; only the log says what happened.
+    assert result.json() == {
+        "imap": {
+            "ok": False,
+            "detail": f"Could not connect to the IMAP server at 127.0.0.1:{port}.",
+        },
+        "smtp": {
+            "ok": False,
+            "detail": f"Could not connect to the SMTP server at 127.0.0.1:{port}.",
+        },
+    }
+    assert f"no IMAP greeting from 127.0.0.1:{port}" in caplog.text
+    assert f"cannot reach SMTP 127.0.0.1:{port}" in caplog.text
+
+
+# ---------------------------------------------------------------- deeply nested webhook bodies
+
+WEBHOOK_DEPTH = 100_000
+
+
+def _deep_bodies(kind: str) -> list[bytes]:
+    """Bodies nested WEBHOOK_DEPTH levels: bare, and inside the channel's own envelope."""
+    deep = "[" * WEBHOOK_DEPTH + "]" * WEBHOOK_DEPTH
+    envelope = "whatsapp_business_account" if kind == "whatsapp" else "page"
+    return [deep.encode(), f'{{"object": "{envelope}", "entry": [{deep}]}}'.encode()]
+
+
+def _webhook_targets(company):
+    from .factories import MessengerPageFactory, WhatsAppNumberFactory
+
+    number = WhatsAppNumberFactory(company=company, provider="cloud", cloud_app_secret="s-cloud")
+    page = MessengerPageFactory(company=company, app_secret="s-meta")
+    return {
+        "whatsapp": (f"/webhooks/whatsapp/{number.uuid}/", "s-cloud"),
+        "meta": (f"/webhooks/meta/{page.uuid}/", "s-meta"),
+    }
+
+
+def _signature(raw: bytes, secret: str) -> str:
+    import hashlib
+    import hmac
+
+    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def _nothing_stored():
+    from messaging.models import Message
+    from webhook_inbox.models import Delivery
+
+    from .inbox import drain
+
+    drain()
+    return not Delivery.objects.exists() and not Message.objects.exists()
+
+
+@pytest.mark.parametrize("kind", ["whatsapp", "meta"])
+def test_a_deeply_nested_signed_webhook_is_a_4xx_and_stores_nothing(client, company, kind):
+    """Through Django's views (what daphne serves): the signature is right, the body is JSON
+    nested past any decoder's limit. Refused as not JSON, never a 5xx, never half-stored."""
+    path, secret = _webhook_targets(company)[kind]
+    for raw in _deep_bodies(kind):
+        response = client.post(
+            path,
+            raw,
+            content_type="application/json",
+            HTTP_X_HUB_SIGNATURE_256=_signature(raw, secret),
+        )
+        assert response.status_code == 400, response.content[:200]
+    assert _nothing_stored()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deeply_nested_signed_webhook_through_the_fast_path_is_a_4xx(company, tmp_path):
+    """The same bodies to uvicorn with crm.asgi (webhook_inbox.asgi in front of Django, as
+    deployed): the fast path does not store them, Django refuses them, the process lives."""
+    from .test_webhook_batches import Server
+
+    targets = _webhook_targets(company)
+    server = Server(tmp_path)
+    try:
+        for kind, (path, secret) in targets.items():
+            for raw in _deep_bodies(kind):
+                status, _ = server.post(path, raw, _signature(raw, secret))
+                assert status == 400, (kind, status)
+        ok = b'{"object": "page", "entry": []}'  # and the next delivery is taken as ever
+        assert server.post(targets["meta"][0], ok, _signature(ok, "s-meta")) == (
+            200,
+            {"accepted": True},
+        )
+    finally:
+        server.stop()
+    log = (tmp_path / "uvicorn.log").read_text()
+    assert "Traceback" not in log and "RecursionError" not in log, log[-3000:]
+    from webhook_inbox.models import Delivery
+
+    assert [bytes(d.body) for d in Delivery.objects.all()] == [ok]  # only the good one

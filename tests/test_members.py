@@ -522,3 +522,55 @@ def test_another_companys_members_and_invitations_are_404(client, admin_user, ot
     assert stranger.is_active and stranger.role == Role.AGENT
     assert Invitation.objects.filter(pk=invitation.pk).exists()
     assert stranger.username not in client.get(reverse("members")).content.decode()
+
+
+# ---------------------------------------------------------------- the role matrix, exhaustive
+
+# Write endpoints an agent may reach (each a path prefix of the schema). Every other write
+# endpoint must refuse an agent with 403 before anything is looked up, so a new admin-only
+# endpoint cannot ship without deciding who may call it.
+AGENT_WRITES = {
+    "/api/v1/conversations/": "replies, notes, status, assignment (what they see)",
+    "/api/v1/chats/": "team chat between colleagues",
+    "/api/v1/clients/": "clients are everyone's work: edit, label, merge, import",
+    "/api/v1/deals/": "deals they work on",
+    "/api/v1/pipelines/": "the deal boards they work on (no admin check today)",
+    "/api/v1/labels/": "admins only, refused by triage.services after validation",
+    "/api/v1/canned-replies/": "their own replies; the company's refused by canned.services",
+    "/api/v1/saved-views/": "their own saved inbox filters",
+    "/api/v1/exports/": "exports of what they can see",
+    "/api/v1/tokens/": "their own API tokens",
+    "/api/v1/me/": "their own presence",
+    "/api/v1/notifications/": "their own notifications",
+    "/api/v1/attachments/": "retrying a download in a conversation they see",
+    "/api/v1/whatsapp/numbers/{id}/send/": "a template to a client, from a number they may use",
+}
+
+
+def _write_endpoints():
+    from drf_spectacular.generators import SchemaGenerator
+
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+    return [
+        (method, path)
+        for path, operations in sorted(paths.items())
+        for method in ("post", "put", "patch", "delete")
+        if method in operations
+    ]
+
+
+@pytest.mark.django_db
+def test_every_write_endpoint_refuses_an_agent_unless_listed(api_for, agent_user):
+    api = api_for(agent_user)
+    allowed, refused = set(), []
+    for method, path in _write_endpoints():
+        prefix = next((p for p in AGENT_WRITES if path.startswith(p)), None)
+        if prefix is not None:
+            allowed.add(prefix)
+            continue
+        url = re.sub(r"\{[^}]+\}", "999999999", path)  # no such row: the role decides first
+        response = getattr(api, method)(url, {}, format="json")
+        if response.status_code != 403:
+            refused.append(f"{method.upper()} {path} → {response.status_code}")
+    assert refused == [], "agents reach these: answer 403 or add them to AGENT_WRITES"
+    assert allowed == set(AGENT_WRITES), "AGENT_WRITES names endpoints the API no longer has"

@@ -123,3 +123,36 @@ def test_a_log_in_saves_the_user_without_closing_anything(company):
         assert await _still_open(socket)
 
     async_to_sync(run)()
+
+
+def test_wrong_socket_tokens_from_one_address_are_throttled(company, settings, caplog):
+    """`?token=` is guessed as the API header is: the same count per address. Past it, even
+    the right token is refused like no token (4401); another address is not affected."""
+    import logging
+
+    settings.API_TOKEN_FAILURES_PER_MINUTE = 3
+    user = UserFactory(company=company)
+    _token, raw = ApiToken.issue(user, "script")
+    guesser, neighbour = "192.0.2.71", "192.0.2.72"
+
+    async def open_from(address, token):
+        communicator = WebsocketCommunicator(application, f"/ws/?token={token}")
+        communicator.scope["client"] = [address, 50000]  # what daphne puts there
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected  # accepted, then closed: 4401 reaches the browser, a refusal does not
+        first = await communicator.receive_output(timeout=5)
+        await communicator.disconnect()
+        return first.get("code") if first["type"] == "websocket.close" else "welcome"
+
+    async def run():
+        assert await open_from(guesser, raw) == "welcome"
+        for n in range(4):
+            assert await open_from(guesser, f"sb_wrong{n}") == 4401
+        assert await open_from(guesser, raw) == 4401
+        assert await open_from(neighbour, raw) == "welcome"
+
+    with caplog.at_level(logging.WARNING, logger="accounts.authentication"):
+        async_to_sync(run)()
+    assert f"ws: wrong token from {guesser}" in caplog.text
+    assert f"ws: wrong tokens from {guesser} throttled" in caplog.text
+    assert "sb_wrong" not in caplog.text and raw not in caplog.text

@@ -64,6 +64,12 @@ class PollError(Exception):
         self.words = words
 
 
+class ServerUnreachable(ConnectionError):
+    """No IMAP greeting: closed, silent, reset, TLS failed or another protocol. One kind (and
+    one sentence) for all of them, so an admin cannot tell open ports from closed through us;
+    the real cause is in the log."""
+
+
 def error_words(exc: BaseException, account: EmailAccount) -> str:
     where = f"{account.imap_host}:{account.imap_port}"
     if isinstance(exc, LoginError):
@@ -72,8 +78,7 @@ def error_words(exc: BaseException, account: EmailAccount) -> str:
         return f"{account.imap_host} is a private or local address; connections there are off."
     if isinstance(exc, socket.gaierror | UnicodeError):  # UnicodeError: not a valid name
         return f"IMAP host {account.imap_host} was not found."
-    if isinstance(exc, ConnectionRefusedError | TimeoutError | socket.timeout):
-        # One answer for a closed port and a silent one: no port scanning through us.
+    if isinstance(exc, ServerUnreachable | ConnectionRefusedError | TimeoutError | socket.timeout):
         return f"Could not connect to the IMAP server at {where}."
     if isinstance(exc, ssl.SSLError):
         return f"The TLS handshake with {where} failed ({exc.reason or 'SSL error'})."
@@ -92,12 +97,25 @@ def imap_session(account: EmailAccount):
         account.imap_port,
     )
     check_destination(account.imap_host, account.imap_port)
-    client = IMAPClient(
-        account.imap_host,
-        port=account.imap_port,
-        ssl=account.imap_ssl,
-        timeout=settings.EMAIL_IMAP_TIMEOUT,
-    )
+    try:
+        client = IMAPClient(
+            account.imap_host,
+            port=account.imap_port,
+            ssl=account.imap_ssl,
+            timeout=settings.EMAIL_IMAP_TIMEOUT,
+        )
+    except socket.gaierror:
+        raise  # no such host: says nothing about a port
+    except (OSError, IMAPClientError) as exc:  # before the greeting: see ServerUnreachable
+        logger.warning(
+            "email: account=%s no IMAP greeting from %s:%s (%s: %s)",
+            account.pk,
+            account.imap_host,
+            account.imap_port,
+            exc.__class__.__name__,
+            exc,
+        )
+        raise ServerUnreachable(f"{account.imap_host}:{account.imap_port}") from exc
     logger.info("email: account=%s connection established", account.pk)
     try:
         client.login(account.username, account.password)

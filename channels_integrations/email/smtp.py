@@ -139,8 +139,17 @@ def recipients(route: SmtpRoute, message: OutboundMessage) -> list[str]:
 # (retried); a refused login, a server that takes no login, a refused message are permanent.
 
 
-def _unreachable(route: SmtpRoute) -> TransientSendError:
-    # One answer for a closed port and a silent one: no port scanning through us.
+def _unreachable(route: SmtpRoute, exc: BaseException | None = None) -> TransientSendError:
+    # One answer for a closed, silent, reset, non-SMTP or failed-TLS port: no port scanning
+    # through us. The real cause goes to the log.
+    if exc is not None:
+        logger.warning(
+            "email: cannot reach SMTP %s:%s (%s: %s)",
+            route.smtp_host,
+            route.smtp_port,
+            exc.__class__.__name__,
+            exc,
+        )
     return TransientSendError(
         _("Could not connect to the SMTP server at %(host)s:%(port)s.")
         % {"host": route.smtp_host, "port": route.smtp_port},
@@ -207,7 +216,7 @@ def open_smtp(route: SmtpRoute):
         else:
             server = smtplib.SMTP(host, port, timeout=timeout)
     except (smtplib.SMTPException, OSError, UnicodeError) as exc:  # UnicodeError: a bad name
-        raise _unreachable(route) from exc
+        raise _unreachable(route, exc) from exc
     try:
         if security == "starttls":
             try:
@@ -220,7 +229,7 @@ def open_smtp(route: SmtpRoute):
             try:
                 server.login(route.username, route.password)
             except smtplib.SMTPServerDisconnected as exc:
-                raise _unreachable(route) from exc
+                raise _unreachable(route, exc) from exc
             except smtplib.SMTPException as exc:
                 raise _login_refused(exc) from exc
     except SendError:
@@ -228,7 +237,7 @@ def open_smtp(route: SmtpRoute):
         raise
     except (smtplib.SMTPException, OSError) as exc:
         _close(server)
-        raise _unreachable(route) from exc
+        raise _unreachable(route, exc) from exc
     return server
 
 
@@ -266,7 +275,7 @@ def send_reply(message: OutboundMessage) -> SendReceipt:
     except smtplib.SMTPResponseException as exc:
         raise _refused(exc) from exc
     except (smtplib.SMTPException, OSError) as exc:
-        raise _unreachable(route) from exc
+        raise _unreachable(route, exc) from exc
     finally:
         _close(server)
     if refused:
@@ -320,6 +329,6 @@ def test_connection(account) -> dict:
         }
     except SendError as exc:  # the same words a send gets
         result["smtp"] = {"ok": False, "detail": exc.reason}
-    except (smtplib.SMTPException, OSError):
-        result["smtp"] = {"ok": False, "detail": _unreachable(SmtpRoute.of(account)).reason}
+    except (smtplib.SMTPException, OSError) as exc:
+        result["smtp"] = {"ok": False, "detail": _unreachable(SmtpRoute.of(account), exc).reason}
     return result
