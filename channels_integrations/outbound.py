@@ -31,13 +31,22 @@ def host_error(host: str) -> str | None:
     return None
 
 
-def check_destination(host: str, port: int) -> None:
-    """Before connecting: every address the name resolves to must be public."""
-    if settings.OUTBOUND_ALLOW_PRIVATE:
-        return
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        return  # the connection itself reports the name as not found
-    if any(_private(info[4][0]) for info in infos):
+def connect(host: str, port: int, timeout: float | None) -> socket.socket:
+    """socket.create_connection for a host an admin configured: the name is resolved once,
+    every address it gives must be public, and the connection goes to one of those checked
+    addresses — a name that resolves elsewhere a moment later (DNS rebinding) gets no second
+    look-up. A name that does not resolve raises socket.gaierror, as create_connection does."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not settings.OUTBOUND_ALLOW_PRIVATE and any(_private(info[4][0]) for info in infos):
         raise AddressNotAllowed(f"{host} resolves to a private or local address.")
+    error: OSError | None = None
+    for family, kind, proto, _name, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or OSError(f"{host} has no address to connect to")

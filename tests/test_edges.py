@@ -348,6 +348,55 @@ def test_connection_errors_do_not_tell_open_ports_from_closed_ones(
     assert f"cannot reach SMTP 127.0.0.1:{port}" in caplog.text
 
 
+def test_a_name_that_resolves_here_on_a_second_look_is_never_reached(
+    member_api, company, settings, monkeypatch
+):
+    """DNS rebinding: a name that resolves to a public address when it is checked and to this
+    server a moment later. The name is resolved once and the connection goes to the address
+    that was checked, so the local port never sees a connection."""
+    settings.OUTBOUND_ALLOW_PRIVATE = False
+    settings.EMAIL_IMAP_TIMEOUT = settings.EMAIL_SMTP_TIMEOUT = 1
+    accepted = []
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            accepted.append(conn)
+
+    real, looks = socket.getaddrinfo, []
+
+    def rebinding(host, *args, **kwargs):
+        if host != "mail.rebind.example":
+            return real(host, *args, **kwargs)
+        looks.append(host)
+        address = "1.1.1.1" if len(looks) % 2 else "127.0.0.1"  # public, then here, ...
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        account = EmailAccountFactory(company=company, imap_host="mail.rebind.example")
+        EmailAccount.objects.filter(pk=account.pk).update(
+            imap_port=port, smtp_host="mail.rebind.example", smtp_port=port, smtp_security="ssl"
+        )
+        result = member_api.post(f"/api/v1/email/accounts/{account.pk}/test-connection/").json()
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+    assert not result["imap"]["ok"] and not result["smtp"]["ok"]
+    assert accepted == []  # never connected to this server
+    assert len(looks) == 2  # one look-up each for IMAP and SMTP, none between check and connect
+
+
 # ---------------------------------------------------------------- deeply nested webhook bodies
 
 WEBHOOK_DEPTH = 100_000

@@ -25,13 +25,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 from imapclient import IMAPClient
+from imapclient import tls as imapclient_tls
 from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.imap4 import IMAP4WithTimeout
+from imapclient.tls import IMAP4_TLS
 
 from crm import coordination
 from crm.celery import task
 from notifications import services as notifications
 
-from .. import channel_metrics
+from .. import channel_metrics, outbound
 from ..connections import (
     SHUTDOWN,
     ConnectionLease,
@@ -44,7 +47,7 @@ from ..connections import (
     run_while_held,
 )
 from ..models import EmailAccount, EmailMessageRecord, EmailQuarantine
-from ..outbound import AddressNotAllowed, check_destination
+from ..outbound import AddressNotAllowed
 from .importer import import_batch
 from .parsing import message_ids
 from .quarantine import quarantined_message_ids
@@ -87,6 +90,28 @@ def error_words(exc: BaseException, account: EmailAccount) -> str:
     return f"IMAP error: {exc}"[:500]
 
 
+class _CheckedIMAP4(IMAP4WithTimeout):
+    def _create_socket(self, timeout=None):
+        return outbound.connect(self.host, self.port, self._timeout if timeout is None else timeout)
+
+
+class _CheckedIMAP4TLS(IMAP4_TLS):
+    def _create_socket(self, timeout=None):
+        sock = outbound.connect(self.host, self.port, self._timeout if timeout is None else timeout)
+        return imapclient_tls.wrap_socket(sock, self.ssl_context, self.host)  # SNI: the name
+
+
+class CheckedIMAPClient(IMAPClient):
+    """IMAPClient that connects only to addresses outbound.connect checked (its private
+    `_create_IMAP4` is the one place it opens a socket: pinned with the library's version)."""
+
+    def _create_IMAP4(self):
+        timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            return _CheckedIMAP4TLS(self.host, self.port, self.ssl_context, timeout)
+        return _CheckedIMAP4(self.host, self.port, timeout)
+
+
 @contextmanager
 def imap_session(account: EmailAccount):
     """Connected, logged in and logged out again, with a log line per step."""
@@ -96,16 +121,15 @@ def imap_session(account: EmailAccount):
         account.imap_host,
         account.imap_port,
     )
-    check_destination(account.imap_host, account.imap_port)
     try:
-        client = IMAPClient(
+        client = CheckedIMAPClient(
             account.imap_host,
             port=account.imap_port,
             ssl=account.imap_ssl,
             timeout=settings.EMAIL_IMAP_TIMEOUT,
         )
-    except socket.gaierror:
-        raise  # no such host: says nothing about a port
+    except (socket.gaierror, AddressNotAllowed):
+        raise  # no such host, or one we may not reach: says nothing about a port
     except (OSError, IMAPClientError) as exc:  # before the greeting: see ServerUnreachable
         logger.warning(
             "email: account=%s no IMAP greeting from %s:%s (%s: %s)",

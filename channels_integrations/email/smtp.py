@@ -23,7 +23,8 @@ from messaging.channels import (
     TransientSendError,
 )
 
-from ..outbound import AddressNotAllowed, check_destination
+from .. import outbound
+from ..outbound import AddressNotAllowed
 from .route import SmtpRoute
 
 logger = logging.getLogger(__name__)
@@ -195,26 +196,35 @@ def _server_text(raw) -> str:
 LOGIN_REQUIRED_CODES = {530}  # "Authentication required" (RFC 4954)
 
 
+class _CheckedSMTP(smtplib.SMTP):
+    """Connects only to addresses outbound.connect checked (no second DNS look-up)."""
+
+    def _get_socket(self, host, port, timeout):
+        return outbound.connect(host, port, timeout)
+
+
+class _CheckedSMTPSSL(smtplib.SMTP_SSL, _CheckedSMTP):
+    """SMTP_SSL wraps what _CheckedSMTP connected (its _get_socket calls the next class's)."""
+
+
 def open_smtp(route: SmtpRoute):
     """A connected (and logged-in, when the account has a username) SMTP client; otherwise
     SendError / TransientSendError with the reason in words."""
     host, port, security = route.smtp_host, route.smtp_port, route.smtp_security
     timeout = settings.EMAIL_SMTP_TIMEOUT
-    try:
-        check_destination(host, port)
-    except AddressNotAllowed as exc:
-        raise SendError(
-            _("%(host)s is a private or local address; connections there are off.") % {"host": host}
-        ) from exc
     if security == "none" and not is_loopback(host):
         raise SendError(_("Unencrypted SMTP is allowed to loopback only; choose STARTTLS or SSL."))
     try:
         if security == "ssl":
-            server = smtplib.SMTP_SSL(
+            server = _CheckedSMTPSSL(
                 host, port, timeout=timeout, context=ssl.create_default_context()
             )
         else:
-            server = smtplib.SMTP(host, port, timeout=timeout)
+            server = _CheckedSMTP(host, port, timeout=timeout)
+    except AddressNotAllowed as exc:
+        raise SendError(
+            _("%(host)s is a private or local address; connections there are off.") % {"host": host}
+        ) from exc
     except (smtplib.SMTPException, OSError, UnicodeError) as exc:  # UnicodeError: a bad name
         raise _unreachable(route, exc) from exc
     try:
