@@ -291,8 +291,9 @@ def test_mail_hosts_on_private_or_local_addresses_are_refused_in_production(
 
 
 @contextlib.contextmanager
-def _listener(kind: str):
-    """A local port that is open but no mail server: it hangs up at once, or answers HTTP."""
+def _listener(kind: str, accepted: list | None = None):
+    """A local port that is open but no mail server: it hangs up at once, or answers HTTP;
+    given `accepted`, it keeps each connection there (a test that none comes)."""
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(0.2)
     stop = threading.Event()
@@ -302,6 +303,9 @@ def _listener(kind: str):
             try:
                 conn, _ = server.accept()
             except OSError:
+                continue
+            if accepted is not None:
+                accepted.append(conn)
                 continue
             with conn:
                 if kind == "http":
@@ -357,19 +361,6 @@ def test_a_name_that_resolves_here_on_a_second_look_is_never_reached(
     settings.OUTBOUND_ALLOW_PRIVATE = False
     settings.EMAIL_IMAP_TIMEOUT = settings.EMAIL_SMTP_TIMEOUT = 1
     accepted = []
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    port = server.getsockname()[1]
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            accepted.append(conn)
-
     real, looks = socket.getaddrinfo, []
 
     def rebinding(host, *args, **kwargs):
@@ -380,18 +371,12 @@ def test_a_name_that_resolves_here_on_a_second_look_is_never_reached(
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    with _listener("keep", accepted) as port:
         account = EmailAccountFactory(company=company, imap_host="mail.rebind.example")
         EmailAccount.objects.filter(pk=account.pk).update(
             imap_port=port, smtp_host="mail.rebind.example", smtp_port=port, smtp_security="ssl"
         )
         result = member_api.post(f"/api/v1/email/accounts/{account.pk}/test-connection/").json()
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
     assert not result["imap"]["ok"] and not result["smtp"]["ok"]
     assert accepted == []  # never connected to this server
     assert len(looks) == 2  # one look-up each for IMAP and SMTP, none between check and connect

@@ -261,14 +261,23 @@ def test_a_late_original_merges_the_conversation_its_replies_opened(quiet_accoun
     ) == {merged.pk}
 
 
-def test_a_bounce_lands_on_the_message_it_reports_on(quiet_account):
-    importer.import_batch(quiet_account, [(1, mail("ask.1@example.org"), None)], 1)
+def _our_sent_reply(account, asked: str, reply_id: str) -> tuple:
+    """A customer's mail `asked` imported and our reply `reply_id` sent in its conversation:
+    (the conversation, our message)."""
+    importer.import_batch(account, [(1, mail(asked), None)], 1)
     conversation = Conversation.objects.get()
     ours = Message.objects.create(
-        conversation=conversation, direction="out", external_id="our-reply.9@acme.test",
+        conversation=conversation, direction="out", external_id=reply_id,
         body="Our answer", status="sent",
     )  # fmt: skip
-    importer.record_sent(quiet_account.pk, conversation.pk, "our-reply.9@acme.test")
+    importer.record_sent(account.pk, conversation.pk, reply_id)
+    return conversation, ours
+
+
+def test_a_bounce_lands_on_the_message_it_reports_on(quiet_account):
+    conversation, ours = _our_sent_reply(
+        quiet_account, "ask.1@example.org", "our-reply.9@acme.test"
+    )
     bounce = (
         b"From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\r\nTo: help@acme.test\r\n"
         b"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn.1@mx.example.org>\r\n"
@@ -293,13 +302,9 @@ def test_a_bounce_lands_on_the_message_it_reports_on(quiet_account):
 
 
 def test_a_read_report_lands_on_the_message_it_reports_on(quiet_account):
-    importer.import_batch(quiet_account, [(1, mail("ask.2@example.org"), None)], 1)
-    conversation = Conversation.objects.get()
-    ours = Message.objects.create(
-        conversation=conversation, direction="out", external_id="our-reply.10@acme.test",
-        body="Our answer", status="sent",
-    )  # fmt: skip
-    importer.record_sent(quiet_account.pk, conversation.pk, "our-reply.10@acme.test")
+    conversation, ours = _our_sent_reply(
+        quiet_account, "ask.2@example.org", "our-reply.10@acme.test"
+    )
     # Only the report's Original-Message-ID names our mail: no References, no original part.
     mdn = (
         b"From: Ann <ann@example.org>\r\nTo: help@acme.test\r\nSubject: Read: Re: Question\r\n"
