@@ -37,16 +37,19 @@ def key(name: str) -> str:
 
 # ---------------------------------------------------------------- sliding window
 
-# At most ARGV[1] members scored within the last ARGV[2] ms. Returns 0 and records the event,
-# or the milliseconds until the oldest event leaves the window. Redis' clock, not ours.
-_ACQUIRE = """
+# At most ARGV[1] members scored within the last ARGV[2] ms. Returns 0 while there is room
+# (recording the event as member ARGV[3] when ARGV[4] is '1'), else the milliseconds until the
+# oldest event leaves the window. Redis' clock, not ours.
+_WINDOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
+  if ARGV[4] == '1' then
+    redis.call('ZADD', KEYS[1], now, ARGV[3])
+    redis.call('PEXPIRE', KEYS[1], window)
+  end
   return 0
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -54,23 +57,18 @@ return math.max(1, tonumber(oldest[2]) + window - now)
 """
 
 
-# The same window, only looked at: 0 while there is room, else the ms until there is.
-_PEEK = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then return 0 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
-"""
-
-
-def acquire_slot(name: str, limit: int, window_seconds: float) -> float:
+def acquire_slot(name: str, limit: int, window_seconds: float, take: bool = True) -> float:
     """Take one event from the budget `name` (limit per window): 0.0 when allowed, else the
-    seconds until one is free. Raises redis.RedisError when Redis is unreachable."""
+    seconds until one is free; `take=False` only looks. Raises redis.RedisError when Redis is
+    unreachable."""
     wait_ms = redis_client().eval(
-        _ACQUIRE, 1, key(name), limit, int(window_seconds * 1000), uuid.uuid4().hex
+        _WINDOW,
+        1,
+        key(name),
+        limit,
+        int(window_seconds * 1000),
+        uuid.uuid4().hex,
+        "1" if take else "0",
     )
     return int(wait_ms) / 1000.0
 
@@ -83,22 +81,17 @@ class LocalSlidingWindow:
         self._events: dict[str, deque] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, name: str, limit: int, window_seconds: float) -> float:
+    def acquire(self, name: str, limit: int, window_seconds: float, take: bool = True) -> float:
         now = time.monotonic()
         with self._lock:
             events = self._events.setdefault(name, deque())
             while events and events[0] <= now - window_seconds:
                 events.popleft()
             if len(events) < limit:
-                events.append(now)
+                if take:
+                    events.append(now)
                 return 0.0
             return max(0.001, events[0] + window_seconds - now)
-
-    def peek(self, name: str, limit: int, window_seconds: float) -> float:
-        now = time.monotonic()
-        with self._lock:
-            events = [t for t in self._events.get(name, ()) if t > now - window_seconds]
-            return 0.0 if len(events) < limit else max(0.001, events[0] + window_seconds - now)
 
     def clear(self):
         with self._lock:
@@ -121,10 +114,9 @@ def window_full(name: str, limit: int, window_seconds: float) -> float:
     """Seconds until `name` has room again (0.0: it has room now), taking nothing from it;
     this process's own window when Redis is down."""
     try:
-        wait_ms = redis_client().eval(_PEEK, 1, key(name), limit, int(window_seconds * 1000))
+        return acquire_slot(name, limit, window_seconds, take=False)
     except redis.RedisError:
-        return local_window.peek(name, limit, window_seconds)
-    return int(wait_ms) / 1000.0
+        return local_window.acquire(name, limit, window_seconds, take=False)
 
 
 # ---------------------------------------------------------------- leases
