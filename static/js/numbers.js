@@ -116,6 +116,9 @@
       }
       image.src = data.qrDataUrl;
       image.closest("figure").hidden = false;
+      // A table request already on its way was answered from before this QR: it would put the
+      // old code back, so ask once more when it lands.
+      if (running) again = true;
       const label = card.querySelector("[data-session-status]");
       if (label) label.textContent = data.status_label || gettext("Waiting for QR scan");
     });
