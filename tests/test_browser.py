@@ -120,7 +120,9 @@ def test_inbox_is_live_for_every_member(daphne_server, browser, far_end):  # noq
     # Alice assigns it to herself from her own browser: Bob's header follows.
     page_a.click(row + " a")
     page_a.wait_for_url(f"**/inbox/{first.conversation.pk}/")
+    wait_live(page_a)  # noqa: F405 (the page's scripts are up: its first refresh is done)
     page_a.click('#conversation-header [data-action="assign-me"]')
+    expect(page_a.locator("#conversation-header")).to_have_attribute("data-assignee", str(alice.pk))
     expect(page_b.locator("#conversation-header")).to_have_attribute("data-assignee", str(alice.pk))
     expect(page_b.locator(row)).to_contain_text("Alice Admin")
     _assert_not_reloaded(page_b)

@@ -205,6 +205,18 @@
     placeMessages(fragment, { stickToBottom: !!gap });
   }, 50);
 
+  let pressingHeader = false;
+  document.addEventListener(
+    "pointerdown",
+    (event) => {
+      pressingHeader = !!(event.target.closest && event.target.closest("#conversation-header"));
+    },
+    true
+  );
+  for (const name of ["pointerup", "pointercancel"]) {
+    document.addEventListener(name, () => setTimeout(() => (pressingHeader = false), 0), true);
+  }
+
   const refreshHeader = coalesced(async function () {
     const pane = openConversation();
     const header = byId("conversation-header");
@@ -216,6 +228,12 @@
     // Don't pull the assignee menu from under someone using it; refresh after they are done.
     if (current.contains(document.activeElement) && document.activeElement.tagName === "SELECT") {
       document.activeElement.addEventListener("blur", () => refreshHeader(), { once: true });
+      return;
+    }
+    // Nor a button being pressed: a press that starts on the old header and ends on the new
+    // one is no click at all (the browser drops it). Refresh once the press is over.
+    if (pressingHeader) {
+      document.addEventListener("pointerup", () => setTimeout(refreshHeader, 0), { once: true });
       return;
     }
     current.replaceWith(fresh);
