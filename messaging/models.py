@@ -231,6 +231,15 @@ class Message(models.Model):
                 condition=models.Q(status="queued"),
                 name="msg_outbox_idx",
             ),
+            # Our sends by the id the provider gave them: what a batch of WhatsApp status
+            # reports looks up (600 ids in a webhook inbox batch). Without it the lookup went
+            # through the number's conversations and, with their count misjudged, scanned
+            # every message once per conversation (0.6-1.4 s per batch).
+            models.Index(
+                fields=["external_id"],
+                condition=models.Q(direction="out"),
+                name="msg_out_external_idx",
+            ),
         ]
 
     def __str__(self):

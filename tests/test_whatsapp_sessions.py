@@ -555,6 +555,49 @@ def test_the_qr_rotates_and_the_card_turns_connected_live(runners, daphne_server
     assert page.evaluate("window.__noReload === true")
 
 
+@pytest.mark.browser
+def test_a_qr_rotating_while_the_table_is_fetched_is_not_put_back(
+    runners, daphne_server, browser, company
+):  # noqa: F405
+    """The numbers table is being fetched (something else changed) when WhatsApp rotates the
+    QR: the answer, rendered before the rotation, lands after the new code was swapped in. The
+    page must not end on the old code (one that no longer links the phone)."""
+    from playwright.sync_api import expect
+
+    admin = UserFactory(company=company, role=Role.ADMIN)
+    number = WhatsAppNumberFactory(company=company, provider="web")
+    FakeWebAdapter.mode = "qr"
+    page = log_in(browser, daphne_server, admin)  # noqa: F405
+    page.goto(f"{daphne_server.url}{reverse('numbers')}")
+    wait_live(page)  # noqa: F405
+    sessions.initialize_session(admin, number, wait_seconds=5)
+    image = page.locator(f"#session-{number.pk} [data-session-qr]")
+    expect(image).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+    first = image.get_attribute("src")
+    adapter = FakeWebAdapter.instances[-1]
+    page.evaluate("document.querySelector('[data-session-qr]').dataset.old = '1'")
+
+    answered_late = []
+
+    def late(route):
+        if answered_late or "hx-request" not in route.request.headers:
+            route.continue_()
+            return
+        stale = route.fetch()  # rendered now: the first QR
+        adapter.callbacks.on_qr("2@fake-qr-rotated,pubkey,identity,adv")
+        time.sleep(1.0)  # the rotation's event reaches the page and is swapped in
+        answered_late.append(True)
+        route.fulfill(response=stale)
+
+    page.route(re.compile(r".*/settings/whatsapp/(\?.*)?$"), late)
+    sessions.publish_to_admins("number.updated", number, {"id": number.pk})  # a refresh starts
+    # The late answer replaced the table (the marked image is gone) ...
+    page.wait_for_function("!document.querySelector('[data-session-qr][data-old]')")
+    assert answered_late
+    # ... and the page does not stay on the old code.
+    expect(image).not_to_have_attribute("src", first)
+
+
 def test_reading_a_status_creates_nothing(admin_api, web_number):
     body = admin_api.get(f"/api/v1/whatsapp/numbers/{web_number.pk}/session/status/").json()
     assert body["status"] == "stopped" and body["id"] is None and body["healthy"] is False

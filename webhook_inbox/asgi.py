@@ -27,10 +27,11 @@ logger = logging.getLogger(__name__)
 
 PATH = re.compile(r"^/webhooks/(whatsapp|meta)/([0-9a-fA-F-]{36})/$")
 # One statement, one commit for the whole group; ids in arrival order (the drain's order).
+# Parameters in binary (%b): the bodies go as they are, not hex-escaped into text.
 INSERT = (
     "INSERT INTO webhook_inbox_delivery (company_id, source, source_id, body, attempts,"
-    " last_error) SELECT c, s, i, b, 0, '' FROM unnest(%s::bigint[], %s::text[], %s::bigint[],"
-    " %s::bytea[]) WITH ORDINALITY AS t(c, s, i, b, n) ORDER BY n"
+    " last_error) SELECT c, s, i, b, 0, '' FROM unnest(%b::bigint[], %b::text[], %b::bigint[],"
+    " %b::bytea[]) WITH ORDINALITY AS t(c, s, i, b, n) ORDER BY n"
 )
 
 

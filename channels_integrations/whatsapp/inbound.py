@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from messaging.models import Message
+from messaging.models import Conversation, Message
 from messaging.services import (
     IngestResult,
     Sender,
@@ -184,14 +184,28 @@ def apply_delivery_reports(number: WhatsAppNumber, reports: list[tuple[str, str,
     not know (yet) changes nothing. Call it inside a transaction."""
     if not reports:
         return 0
+    # Found by their wamid first (msg_out_external_idx), then kept if they are this number's:
+    # a join from the number's conversations let a planner that misjudged their count (a
+    # burst of new clients) scan the messages once per conversation.
+    found = list(
+        Message.objects.filter(
+            direction=Message.Direction.OUTBOUND,
+            external_id__in={wamid for wamid, _status, _error in reports},
+        )
+        .order_by()
+        .values_list("pk", "external_id", "conversation_id")
+    )
+    ours = set(
+        Conversation.objects.filter(
+            pk__in={conversation_id for _pk, _wamid, conversation_id in found},
+            platform=PLATFORM,
+            source_id=number.pk,
+        ).values_list("pk", flat=True)
+    )
     ids_by_wamid: dict[str, list[int]] = {}
-    for pk, wamid in Message.objects.filter(
-        conversation__platform=PLATFORM,
-        conversation__source_id=number.pk,
-        direction=Message.Direction.OUTBOUND,
-        external_id__in={wamid for wamid, _status, _error in reports},
-    ).values_list("pk", "external_id"):
-        ids_by_wamid.setdefault(wamid, []).append(pk)
+    for pk, wamid, conversation_id in found:
+        if conversation_id in ours:
+            ids_by_wamid.setdefault(wamid, []).append(pk)
     changes = [
         (message_id, status, error)
         for wamid, status, error in reports
