@@ -525,10 +525,9 @@ def test_logout_from_the_page(runners, web_number, client, admin_user):
     assert session_of(web_number).status == Status.LOGGED_OUT
 
 
-@pytest.mark.browser
-def test_the_qr_rotates_and_the_card_turns_connected_live(runners, daphne_server, browser, company):  # noqa: F405
-    """A real browser on the page; the session runs in this process (its adapter is the fake)
-    and its events reach the page through Redis and daphne."""
+def _numbers_page_showing_a_qr(daphne_server, browser, company):
+    """An admin's numbers page, live, with a QR-linked number's first QR code shown:
+    (page, number, the QR image, its first src)."""
     from playwright.sync_api import expect
 
     admin = UserFactory(company=company, role=Role.ADMIN)
@@ -538,11 +537,19 @@ def test_the_qr_rotates_and_the_card_turns_connected_live(runners, daphne_server
     page.goto(f"{daphne_server.url}{reverse('numbers')}")
     wait_live(page)  # noqa: F405
     page.evaluate("window.__noReload = true")
-
     sessions.initialize_session(admin, number, wait_seconds=5)
     image = page.locator(f"#session-{number.pk} [data-session-qr]")
     expect(image).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
-    first = image.get_attribute("src")
+    return page, number, image, image.get_attribute("src")
+
+
+@pytest.mark.browser
+def test_the_qr_rotates_and_the_card_turns_connected_live(runners, daphne_server, browser, company):  # noqa: F405
+    """A real browser on the page; the session runs in this process (its adapter is the fake)
+    and its events reach the page through Redis and daphne."""
+    from playwright.sync_api import expect
+
+    page, number, image, first = _numbers_page_showing_a_qr(daphne_server, browser, company)
 
     adapter = FakeWebAdapter.instances[-1]
     adapter.callbacks.on_qr("2@fake-qr-rotated,pubkey,identity,adv")  # WhatsApp rotates it
@@ -564,16 +571,7 @@ def test_a_qr_rotating_while_the_table_is_fetched_is_not_put_back(
     page must not end on the old code (one that no longer links the phone)."""
     from playwright.sync_api import expect
 
-    admin = UserFactory(company=company, role=Role.ADMIN)
-    number = WhatsAppNumberFactory(company=company, provider="web")
-    FakeWebAdapter.mode = "qr"
-    page = log_in(browser, daphne_server, admin)  # noqa: F405
-    page.goto(f"{daphne_server.url}{reverse('numbers')}")
-    wait_live(page)  # noqa: F405
-    sessions.initialize_session(admin, number, wait_seconds=5)
-    image = page.locator(f"#session-{number.pk} [data-session-qr]")
-    expect(image).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
-    first = image.get_attribute("src")
+    page, number, image, first = _numbers_page_showing_a_qr(daphne_server, browser, company)
     adapter = FakeWebAdapter.instances[-1]
     page.wait_for_timeout(1500)  # the refreshes the session's start asked for have landed
     page.evaluate("document.querySelector('[data-session-qr]').dataset.old = '1'")
