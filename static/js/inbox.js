@@ -81,6 +81,28 @@
     return schedule;
   }
 
+  // A press that starts on an element and ends on its replacement is no click at all (the
+  // browser drops it): a region someone is pressing is replaced only once the press is over.
+  let pressed = null; // what a pointer went down on, until it comes up
+  document.addEventListener("pointerdown", (event) => (pressed = event.target), true);
+  for (const name of ["pointerup", "pointercancel"]) {
+    document.addEventListener(name, () => setTimeout(() => (pressed = null), 0), true);
+  }
+
+  function pressedIn(region) {
+    return !!pressed && region.contains(pressed);
+  }
+
+  function afterPress(task) {
+    const run = () => {
+      document.removeEventListener("pointerup", run, true);
+      document.removeEventListener("pointercancel", run, true);
+      setTimeout(task, 0);
+    };
+    document.addEventListener("pointerup", run, true);
+    document.addEventListener("pointercancel", run, true);
+  }
+
   // ---------------------------------------------------------------- the list
 
   // The list is fetched for what the filter form shows now (not the URL, which htmx updates
@@ -106,6 +128,10 @@
     const html = await fetchHTML(url, { "HX-Target": "inbox-list" });
     if (url !== listURL()) {
       refreshList(); // the filters changed while we were asking: ask again
+      return;
+    }
+    if (pressedIn(container)) {
+      afterPress(refreshList);
       return;
     }
     container.innerHTML = html;
@@ -205,18 +231,6 @@
     placeMessages(fragment, { stickToBottom: !!gap });
   }, 50);
 
-  let pressingHeader = false;
-  document.addEventListener(
-    "pointerdown",
-    (event) => {
-      pressingHeader = !!(event.target.closest && event.target.closest("#conversation-header"));
-    },
-    true
-  );
-  for (const name of ["pointerup", "pointercancel"]) {
-    document.addEventListener(name, () => setTimeout(() => (pressingHeader = false), 0), true);
-  }
-
   const refreshHeader = coalesced(async function () {
     const pane = openConversation();
     const header = byId("conversation-header");
@@ -230,10 +244,8 @@
       document.activeElement.addEventListener("blur", () => refreshHeader(), { once: true });
       return;
     }
-    // Nor a button being pressed: a press that starts on the old header and ends on the new
-    // one is no click at all (the browser drops it). Refresh once the press is over.
-    if (pressingHeader) {
-      document.addEventListener("pointerup", () => setTimeout(refreshHeader, 0), { once: true });
+    if (pressedIn(current)) {
+      afterPress(refreshHeader);
       return;
     }
     current.replaceWith(fresh);
