@@ -265,7 +265,7 @@ CONNECTION_HOST_CONN_MAX_AGE = env.int("CONNECTION_HOST_CONN_MAX_AGE", default=3
 # cached there, how long a request waits for others to share its commit (group commit), and
 # how many group INSERTs run at once per process.
 WEBHOOK_FAST_PATH_POOL_SIZE = env.int("WEBHOOK_FAST_PATH_POOL_SIZE", default=10)
-WEBHOOK_FAST_PATH_GROUP_SECONDS = env.float("WEBHOOK_FAST_PATH_GROUP_SECONDS", default=0.001)
+WEBHOOK_FAST_PATH_GROUP_SECONDS = env.float("WEBHOOK_FAST_PATH_GROUP_SECONDS", default=0.003)
 WEBHOOK_FAST_PATH_FLUSHERS = env.int("WEBHOOK_FAST_PATH_FLUSHERS", default=2)
 WEBHOOK_FAST_PATH_CACHE_SECONDS = env.float("WEBHOOK_FAST_PATH_CACHE_SECONDS", default=30.0)
 # Exports (exports/): an archive of a number's, account's or client's conversations is kept

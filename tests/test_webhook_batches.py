@@ -357,6 +357,34 @@ def test_group_commit_answers_each_request_after_the_commit_and_stores_every_row
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_request_cancelled_while_its_group_commits_cancels_no_one_else(company):
+    """Three deliveries wait for one group commit; the server cancels one request (shutdown,
+    a timeout): the other two are still answered after the commit, and all three rows are
+    stored (the cancelled one's sender retries; the idempotent door drops the repeat)."""
+    import asyncio
+
+    from webhook_inbox.asgi import WebhookFastPath
+
+    rows = [(company.pk, "whatsapp_cloud", 7, f"delivery {n}".encode()) for n in range(3)]
+
+    async def scenario():
+        fast_path = WebhookFastPath(None)
+        waiting = [asyncio.ensure_future(fast_path._commit(row)) for row in rows]
+        await asyncio.sleep(0)  # all three queued for the same group
+        waiting[1].cancel()
+        try:
+            return await asyncio.gather(*waiting, return_exceptions=True)
+        finally:
+            await fast_path.pool.close()
+
+    answers = asyncio.run(scenario())
+    assert answers[0] is None and answers[2] is None
+    assert isinstance(answers[1], asyncio.CancelledError)
+    stored = Delivery.objects.order_by("id").values_list("body", flat=True)
+    assert [bytes(body) for body in stored] == [body for *_rest, body in rows]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_bad_signature_through_the_fast_path_is_403_and_stores_nothing(company, tmp_path):
     number = WhatsAppNumberFactory(company=company, provider="cloud", cloud_app_secret="s1")
     page = MessengerPageFactory(company=company, app_secret="s2")
