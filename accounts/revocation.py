@@ -8,7 +8,9 @@ Every socket joins the groups `groups_for` names when it connects; `revoke` send
 the change commits.
 """
 
+import asyncio
 import logging
+import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -70,6 +72,19 @@ def reconnect(*, user_id: int | None = None, company_id: int | None = None):
 
 
 def _send(groups: list[str], message: dict = MESSAGE) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        _send_now(groups, message)
+        return
+    # This thread runs an event loop (sync code called from one: Playwright's in the browser
+    # tests), where async_to_sync refuses to run: send from a thread of its own.
+    sender = threading.Thread(target=_send_now, args=(groups, message), name="revocation")
+    sender.start()
+    sender.join(10)
+
+
+def _send_now(groups: list[str], message: dict) -> None:
     layer = get_channel_layer()
     for group in groups:
         try:

@@ -7,6 +7,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
 
+from accounts import revocation
 from accounts.models import ApiToken
 from accounts.services import revoke_api_token
 from crm.asgi import application
@@ -64,6 +65,24 @@ def test_a_revoked_token_closes_its_sockets_and_only_those(company):
         again = WebsocketCommunicator(application, f"/ws/?token={raw}")
         await again.connect(timeout=5)
         assert await _closed_with(again) == 4401
+
+    async_to_sync(run)()
+
+
+def test_a_revocation_from_a_thread_running_an_event_loop_still_closes_the_socket(
+    company, monkeypatch
+):
+    """Sync code called on a thread that runs an event loop (Playwright's in the browser
+    tests, which allow the ORM there as this test does), where async_to_sync refuses to run:
+    the close still goes out."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    alice = UserFactory(company=company)
+    token, raw = ApiToken.issue(alice, "script")
+
+    async def run():
+        socket = await _open(f"/ws/?token={raw}")
+        revocation.revoke(token_id=token.pk)  # no transaction: sent at once, from this thread
+        assert await _closed_with(socket) == 4401
 
     async_to_sync(run)()
 
