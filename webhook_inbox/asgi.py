@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
@@ -85,7 +86,7 @@ def _load_target(kind: str, target_uuid: str) -> Target | None:
 
 
 @functools.cache
-def _signature_check(kind: str):
+def _signature_check(kind: str) -> Callable[[bytes, str | None, str], bool]:
     """The channel's own (constant-time) X-Hub-Signature-256 check; looked up once, not per
     request (an import statement per call was 3% of the fast path's CPU)."""
     if kind == "whatsapp":
