@@ -288,15 +288,6 @@ def check_instagram(ig_user_id: str, access_token: str, app_secret: str) -> tupl
 # ---------------------------------------------------------------- webhooks
 
 
-def signature_is_valid(raw_body: bytes, header: str | None, app_secret: str) -> bool:
-    """X-Hub-Signature-256 is "sha256=" + the HMAC-SHA256 of the raw body with the app secret."""
-    if not header or not app_secret or not header.startswith("sha256="):
-        return False
-    expected = hmac.new(app_secret.encode(), raw_body, hashlib.sha256).hexdigest()
-    given = header.removeprefix("sha256=").strip().lower().encode("utf-8", "replace")
-    return hmac.compare_digest(expected.encode(), given)
-
-
 def verification_answer(params, verify_token: str) -> str | None:
     """The challenge to echo when Meta verifies the webhook with our token; else None."""
     if (

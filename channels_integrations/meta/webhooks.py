@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 from webhook_inbox.models import Source
 from webhook_inbox.services import store
 
+from ..signatures import hub_signature_is_valid
 from . import graph
 from .models import InstagramAccount, MessengerPage
 
@@ -44,7 +45,7 @@ def meta_webhook(request, account_uuid):
         return HttpResponse(challenge, content_type="text/plain")
 
     signature = request.headers.get("X-Hub-Signature-256")
-    if not graph.signature_is_valid(request.body, signature, account.app_secret or ""):
+    if not hub_signature_is_valid(request.body, signature, account.app_secret or ""):
         logger.warning("meta webhook: %s=%s signature refused", kind, account.pk)
         return JsonResponse({"detail": "Invalid X-Hub-Signature-256."}, status=403)
     try:

@@ -13,6 +13,7 @@ from webhook_inbox.models import Source
 from webhook_inbox.services import store
 
 from ..models import WhatsAppNumber
+from ..signatures import hub_signature_is_valid
 from . import cloud
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def whatsapp_webhook(request, number_uuid):
         return HttpResponse(challenge, content_type="text/plain")
 
     signature = request.headers.get("X-Hub-Signature-256")
-    if not cloud.signature_is_valid(request.body, signature, number.cloud_app_secret):
+    if not hub_signature_is_valid(request.body, signature, number.cloud_app_secret):
         logger.warning("cloud webhook: number=%s signature refused", number.pk)
         return JsonResponse({"detail": "Invalid X-Hub-Signature-256."}, status=403)
     try:
