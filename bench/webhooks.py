@@ -14,7 +14,7 @@ changes of one number into one delivery the same way. Phases, in one run:
 2. the product's web tier under the same conditions (no worker): accepted_per_s,
    accept_p50_ms, accept_p95_ms — the inbox fills;
    1 and 2 alternate R times (default 3): ratio_accepted_vs_bare (goal >= 0.5) is the median
-   of the rounds' ratios (each listed in ratio_accepted_vs_bare_rounds), the rates are the
+   of the rounds' ratios (listed, lowest first, in ratio_accepted_vs_bare_rounds), the rates are the
    medians of each side;
 3. the workers alone drain that inbox: drain_items_per_s;
 4. end to end, webhooks in while the workers drain on the same 2 cores:
