@@ -6,6 +6,7 @@ a Response's {"detail": ...}. A literal wrapped in gettext/gettext_lazy/ngettext
 
 import ast
 import re
+import threading
 from pathlib import Path
 
 SKIP_DIRS = {".venv", "tests", "bench", "migrations", "staticfiles", "var", "node_modules"}
@@ -77,8 +78,25 @@ def _said(node: ast.Call) -> list[ast.expr]:
     return [k.value for k in node.keywords if k.arg == "error_messages"]
 
 
+def _parse(path: Path) -> ast.Module:
+    source = path.read_text(encoding="utf-8")
+    try:
+        return ast.parse(source, filename=str(path))
+    except SystemError:
+        # CPython 3.11's "AST constructor recursion depth mismatch" (gh-106905): a thread whose
+        # recursion counter an earlier RecursionError left off refuses any parse. A new
+        # thread starts with its own counter.
+        result: list[ast.Module] = []
+        thread = threading.Thread(target=lambda: result.append(ast.parse(source, str(path))))
+        thread.start()
+        thread.join()
+        if not result:
+            raise
+        return result[0]
+
+
 def unmarked(path: Path) -> list[tuple[int, str]]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    tree = _parse(path)
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
