@@ -154,10 +154,9 @@ def main():
         deliveries={"type": int, "default": None},
         items={"type": int, "default": 4},
         web={"type": int, "default": 2},
-        rounds={"type": int, "default": None},
+        rounds={"type": int, "default": 3},
     )
     deliveries = args.deliveries or (1000 if args.quick else 20000)
-    args.rounds = args.rounds or 3
     env = common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
     common.flush_redis(env["REDIS_URL"])
     env["DB_POOL_MAX_SIZE"] = "8"
