@@ -131,15 +131,18 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -
     raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
 
 
-def start_daphne(env: dict, port: int, log_path: Path | None = None) -> subprocess.Popen:
-    """One daphne process on loopback; its output goes to var/bench-daphne.log (the last
+def start_daphne(
+    env: dict, port: int, log_path: Path | None = None, root: Path = ROOT
+) -> subprocess.Popen:
+    """One daphne process on loopback serving the code under `root` (this checkout unless a
+    bench compares with an earlier commit); its output goes to var/bench-daphne.log (the last
     server's only), not to stdout."""
     log_path = log_path or ROOT / "var" / "bench-daphne.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "wb")  # noqa: SIM115 (lives as long as the process)
     process = subprocess.Popen(
         [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "crm.asgi:application"],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -2,15 +2,28 @@
 page, bearer token) for 60 s: today's single daphne (no pool, CONN_MAX_AGE=0) against the
 scaled web tier (nginx + uvicorn web processes with a pooled PostgreSQL) in the same run.
 
-    .venv/bin/python bench/api_load.py [--quick] [--seconds S] [--clients C] [--web W]
+Two single daphnes are measured, one after the other, each on a database of its own filled the
+same way: the issue-day one (the code of main just before issue #21's first merge, taken from
+git at BASELINE_REV; the "today's single daphne" the issue measured at ~36 requests/s and
+~17 ms CPU per request) and one serving this checkout's code. The first ratio is the issue's
+figure (scale-out and the list's CPU cut together); the second isolates the scale-out.
 
-Figures: single_rps, single_p95_ms, single_errors, single_pg_connections, cluster_rps,
-cluster_p95_ms, cluster_errors, cluster_pg_connections, ratio_rps_vs_single (goal >= 4),
-and cpu_ms_per_request for each (server processes' CPU time / requests answered).
+    .venv/bin/python bench/api_load.py [--quick] [--seconds S] [--clients C] [--web W]
+                                       [--baseline-rev REV | --baseline-rev none]
+
+Figures: baseline_rev; issue_day_single_* (rps, p50_ms, p95_ms, errors, pg_connections,
+cpu_ms_per_request), single_*, cluster_*; ratio_rps_vs_issue_day_single (goal >= 4) and
+ratio_rps_vs_single (the same code on one daphne). cpu_ms_per_request is the server
+processes' CPU time / requests answered.
 """
 
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import _common as common
 import _load
@@ -18,6 +31,9 @@ from cluster import Cluster
 from inbox_api import fill, make_company
 
 DB_NAME = "switchboard_bench_apiload"
+BASELINE_DB_NAME = "switchboard_bench_apiload_issue_day"
+# main just before issue #21's first merge (the parent of b3e0646, "Merge branch 'scale-web'").
+BASELINE_REV = "f399515"
 REDIS_DB = 7
 CHANNEL = "switchboard:events:bench:apiload"
 URL = "/api/v1/conversations/"
@@ -47,7 +63,7 @@ class ConnectionSampler(threading.Thread):
         return self.peak
 
 
-def load(port, token, clients, seconds, pids) -> dict:
+def load(port, token, clients, seconds, pids, db_name=DB_NAME) -> dict:
     request = _load.request_bytes("GET", URL, {"Authorization": f"Bearer {token}"})
 
     def forever():
@@ -55,7 +71,7 @@ def load(port, token, clients, seconds, pids) -> dict:
             yield request
 
     _load.run_sync(port, (request for _ in range(clients * 3)), clients)  # warm-up
-    sampler = ConnectionSampler(DB_NAME)
+    sampler = ConnectionSampler(db_name)
     sampler.start()
     cpu_before = common.cpu_seconds(*pids(), children=True)
     result = _load.run_sync(port, forever(), clients, duration=seconds)
@@ -71,28 +87,68 @@ def load(port, token, clients, seconds, pids) -> dict:
     }
 
 
+def seed(db_name: str, conversations: int) -> tuple[dict, str]:
+    """Migrate `db_name` with the code this process imports and fill it with the bench company;
+    returns the environment for its servers and its agent's API token. The issue-day run calls it in a child process whose
+    `_common`, `inbox_api` and Django project come from that commit (the same names there)."""
+    env = common.setup_django(db_name, REDIS_DB, CHANNEL)
+    common.flush_redis(env["REDIS_URL"])
+    from django.db import connection
+
+    from accounts.models import ApiToken
+
+    common.truncate_tenants()
+    company, users, sources = make_company("bench-load", agents=5)
+    common.note(f"filling {conversations} conversations on {db_name}")
+    fill(company, users, sources, conversations, 5)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    _, token = ApiToken.issue(users[0], "bench")
+    return env, token
+
+
+def issue_day_single(rev: str, conversations: int, clients: int, seconds: float) -> dict | None:
+    """The single daphne on the code of `rev` (git archive into a temporary directory; the
+    virtualenv is this one), on its own database; None when this clone lacks the commit."""
+    archive = subprocess.run(["git", "-C", str(common.ROOT), "archive", rev], capture_output=True)
+    if archive.returncode:
+        common.note(f"no issue-day baseline: {archive.stderr.decode().strip()}")
+        return None
+    with tempfile.TemporaryDirectory(prefix="switchboard-issue-day-") as tmp:
+        root = Path(tmp)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        bench_path = f"{root / 'bench'}{os.pathsep}{common.ROOT / 'bench'}"
+        seeded = subprocess.run(
+            [sys.executable, "-c", "import sys, api_load; print(api_load.seed(sys.argv[1], int(sys.argv[2]))[1])",
+             BASELINE_DB_NAME, str(conversations)],
+            cwd=root, env={**os.environ, "PYTHONPATH": bench_path},
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        token = seeded.stdout.split()[-1]
+        env = {**os.environ, **common.bench_env(BASELINE_DB_NAME, REDIS_DB, CHANNEL)}
+        port = common.free_port()
+        log_path = common.ROOT / "var" / "bench-daphne-issue-day.log"
+        daphne = common.start_daphne(env, port, log_path, root=root)
+        try:
+            return load(port, token, clients, seconds, lambda: [daphne.pid], BASELINE_DB_NAME)
+        finally:
+            common.stop(daphne)
+
+
 def main():
     args = common.parse_args(
         __doc__.splitlines()[0],
         seconds={"type": float, "default": None},
         clients={"type": int, "default": 100},
         web={"type": int, "default": 2},
+        baseline_rev={"default": BASELINE_REV, "help": "issue-day commit, or 'none'"},
     )
     seconds = args.seconds or (15.0 if args.quick else 60.0)
-    env = common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
-    common.flush_redis(env["REDIS_URL"])
-    from accounts.models import ApiToken
-
-    common.truncate_tenants()
-    company, users, sources = make_company("bench-load", agents=5)
     conversations = 2000 if args.quick else 20000
-    common.note(f"filling {conversations} conversations")
-    fill(company, users, sources, conversations, 5)
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-    _, token = ApiToken.issue(users[0], "bench")
+    issue_day = None
+    if args.baseline_rev != "none":
+        issue_day = issue_day_single(args.baseline_rev, conversations, args.clients, seconds)
+    env, token = seed(DB_NAME, conversations)
 
     port = common.free_port()
     daphne = common.start_daphne(env, port)
@@ -108,9 +164,13 @@ def main():
     common.emit("clients", args.clients)
     common.emit("seconds", seconds)
     common.emit("web_processes", args.web)
-    for prefix, figures in (("single", single), ("cluster", scaled)):
-        for name, value in figures.items():
+    common.emit("baseline_rev", args.baseline_rev if issue_day else "none")
+    runs = (("issue_day_single", issue_day), ("single", single), ("cluster", scaled))
+    for prefix, figures in runs:
+        for name, value in (figures or {}).items():
             common.emit(f"{prefix}_{name}", value)
+    if issue_day:
+        common.emit("ratio_rps_vs_issue_day_single", scaled["rps"] / max(issue_day["rps"], 0.001))
     common.emit("ratio_rps_vs_single", scaled["rps"] / max(single["rps"], 0.001))
 
 

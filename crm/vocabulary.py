@@ -35,6 +35,12 @@ def label_for(model: type, code: str) -> Words:
     return code
 
 
+def labels_in_active_language(model: type) -> dict[str, str]:
+    """{code: words} of every status of `model`, translated once: for a list whose rows
+    would otherwise translate the same few words once per row."""
+    return {value: str(label) for value, label in model._meta.get_field("status").flatchoices}
+
+
 def status_of(row) -> tuple[str, Words]:
     """(code a person is shown, the words for it) of a row with a `status` field."""
     for cls in type(row).__mro__:

@@ -129,6 +129,50 @@ def test_inbox_is_live_for_every_member(daphne_server, browser, far_end):  # noq
     _screenshot(page_b, "inbox")
 
 
+def test_a_live_refresh_waits_for_a_press_on_the_list_and_the_press_stays_a_click(
+    daphne_server,  # noqa: F405
+    browser,  # noqa: F405
+):
+    company, alice, _bob = _team()
+    number = WhatsAppNumberFactory(company=company)
+    maria = Sender(address="+4915112345678", name="Maria Lopez", phone="+4915112345678")
+    tom = Sender(address="+4915187654321", name="Tom Berg", phone="+4915187654321")
+    first = ingest_inbound(number, maria.phone, "wamid.1", maria, "Hello")
+    page = log_in(browser, daphne_server, alice)  # noqa: F405
+    page.goto(daphne_server.url + "/inbox/")
+    wait_live(page)  # noqa: F405
+    _mark_no_reload(page)
+
+    def press(conversation_id):
+        link = page.locator(f'#conversation-list li[data-conversation-id="{conversation_id}"] a')
+        box = link.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        return link.element_handle()
+
+    def row(conversation):
+        return page.locator(f'#conversation-list li[data-conversation-id="{conversation.pk}"]')
+
+    # A message arrives while the pointer is down on a row: the list is not replaced under it.
+    pressed = press(first.conversation.pk)
+    second = ingest_inbound(number, tom.phone, "wamid.2", tom, "Where is my parcel?")
+    page.wait_for_timeout(1500)  # the refresh would have come by now (it comes within 0.2 s)
+    assert pressed.evaluate("element => element.isConnected")
+    expect(row(second.conversation)).to_have_count(0)
+    # Released elsewhere (no click): the refresh it waited for comes now.
+    page.mouse.move(5, 5)
+    page.mouse.up()
+    expect(row(second.conversation)).to_contain_text("Where is my parcel?")
+    _assert_not_reloaded(page)
+
+    # Pressed and released on the same row while another message arrives: still a click.
+    press(first.conversation.pk)
+    ingest_inbound(number, tom.phone, "wamid.3", tom, "Hello?")
+    page.wait_for_timeout(500)
+    page.mouse.up()
+    page.wait_for_url(f"**/inbox/{first.conversation.pk}/")
+
+
 def test_after_a_reconnect_the_inbox_catches_up_on_what_it_missed(
     daphne_server,  # noqa: F405
     browser,  # noqa: F405

@@ -400,7 +400,7 @@ def _iso(value):
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _list_row(row: dict) -> dict:
+def _list_row(row: dict, status_words: dict[str, str]) -> dict:
     """One conversation of the list, shaped exactly as ConversationSerializer shapes it."""
     data = {name: row[name] for name in ConversationSerializer.Meta.fields if name in row}
     for name in ("last_message_at", "created_at", "snoozed_until"):
@@ -421,7 +421,7 @@ def _list_row(row: dict) -> dict:
         if row["assignee_id"]
         else None
     )
-    data["status_label"] = str(vocabulary.label_for(Conversation, row["status"]))
+    data["status_label"] = status_words.get(row["status"], row["status"])
     return data
 
 
@@ -447,9 +447,10 @@ class ConversationViewSet(
         windows = selectors.reply_windows(page)
         labels = triage_selectors.labels_of_conversations(row["id"] for row in page)
         with reader_language(request):
+            status_words = vocabulary.labels_in_active_language(Conversation)
             results = [
                 dict(
-                    _list_row(row),
+                    _list_row(row, status_words),
                     window=window_data(windows[row["id"]]),
                     labels=labels.get(row["id"], []),
                 )

@@ -84,9 +84,20 @@
   // A press that starts on an element and ends on its replacement is no click at all (the
   // browser drops it): a region someone is pressing is replaced only once the press is over.
   let pressed = null; // what a pointer went down on, until it comes up
+  const afterPressTasks = new Set(); // deferred while it was down; each runs once when it is up
   document.addEventListener("pointerdown", (event) => (pressed = event.target), true);
   for (const name of ["pointerup", "pointercancel"]) {
-    document.addEventListener(name, () => setTimeout(() => (pressed = null), 0), true);
+    document.addEventListener(
+      name,
+      () =>
+        setTimeout(() => {
+          pressed = null;
+          const tasks = [...afterPressTasks];
+          afterPressTasks.clear();
+          for (const task of tasks) task();
+        }, 0),
+      true,
+    );
   }
 
   function pressedIn(region) {
@@ -94,13 +105,7 @@
   }
 
   function afterPress(task) {
-    const run = () => {
-      document.removeEventListener("pointerup", run, true);
-      document.removeEventListener("pointercancel", run, true);
-      setTimeout(task, 0);
-    };
-    document.addEventListener("pointerup", run, true);
-    document.addEventListener("pointercancel", run, true);
+    afterPressTasks.add(task);
   }
 
   // ---------------------------------------------------------------- the list
