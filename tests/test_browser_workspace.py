@@ -7,12 +7,12 @@ Chromium is Debian's (/usr/bin/chromium), driven headless by Playwright."""
 import pytest
 from playwright.sync_api import expect
 
-from accounts.models import Role
 from messaging.models import Message
 from notifications.models import Notification
 
 from .factories import CompanyFactory, ConversationFactory, UserFactory
 from .live import *  # noqa: F403  (fixtures: daphne_server, browser; helpers log_in, wait_live)
+from .test_browser import _team as browser_team
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,11 +20,8 @@ PHONE = {"width": 390, "height": 844}
 
 
 def _team():
-    company = CompanyFactory(name="Acme Logistics")
-    alice = UserFactory(
-        company=company, username="alice", first_name="Alice", last_name="Admin", role=Role.ADMIN
-    )
-    bob = UserFactory(company=company, username="bob", first_name="Bob", last_name="Agent")
+    """test_browser's team (Alice the admin, Bob the agent) and a conversation of theirs."""
+    company, alice, bob = browser_team()
     conversation = ConversationFactory(company=company, client__name="Hamburg Hafen")
     return company, alice, bob, conversation
 

@@ -63,14 +63,17 @@ class TimestampLoader(psycopg_any.BaseTzLoader):
     Django's `replace(tzinfo=...)` a no-op."""
 
     def __init__(self, oid, context=None):
-        super().__init__(oid, context)
         connection = getattr(context, "connection", None)
         if (
             self.timezone is not None
             and connection is not None
             and connection.info.timezone == self.timezone
         ):
+            # The pure-Python parser's set-up (date style, zone) is skipped: it would not run.
+            adapt.Loader.__init__(self, oid, context)
             self.load = OPTIMISED_TIMESTAMPTZ_LOADER(oid, context).load
+        else:
+            super().__init__(oid, context)
 
 
 @lru_cache
