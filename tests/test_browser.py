@@ -29,6 +29,8 @@ from .live import *  # noqa: F403  (fixtures: daphne_server, browser; helpers lo
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 RELOAD_MARK = "window.__switchboardNoReload"
+# The client who writes in, in every scenario here.
+MARIA = Sender(address="+4915112345678", name="Maria Lopez", phone="+4915112345678")
 
 
 def _mark_no_reload(page) -> None:
@@ -37,6 +39,10 @@ def _mark_no_reload(page) -> None:
 
 def _assert_not_reloaded(page) -> None:
     assert page.evaluate(f"{RELOAD_MARK} === true"), "the page was reloaded"
+
+
+def _maria_writes(number, wamid: str, text: str):
+    return ingest_inbound(number, MARIA.phone, wamid, MARIA, text)
 
 
 def _screenshot(page, name: str) -> None:
@@ -67,7 +73,6 @@ def _team(**company_kwargs):
 def test_inbox_is_live_for_every_member(daphne_server, browser, far_end):  # noqa: F405
     company, alice, bob = _team()
     number = WhatsAppNumberFactory(company=company, display_name="Support line")
-    maria = Sender(address="+4915112345678", name="Maria Lopez", phone="+4915112345678")
 
     page_a = log_in(browser, daphne_server, alice)  # noqa: F405
     page_b = log_in(browser, daphne_server, bob)  # noqa: F405
@@ -77,7 +82,7 @@ def test_inbox_is_live_for_every_member(daphne_server, browser, far_end):  # noq
         _mark_no_reload(page)
 
     # A client writes in: the conversation appears in both lists.
-    first = ingest_inbound(number, maria.phone, "wamid.1", maria, "Hi! Where is my order #1042?")
+    first = _maria_writes(number, "wamid.1", "Hi! Where is my order #1042?")
     row = f'#conversation-list li[data-conversation-id="{first.conversation.pk}"]'
     for page in (page_b, page_a):
         expect(page.locator(row)).to_contain_text("Maria Lopez")
@@ -92,7 +97,7 @@ def test_inbox_is_live_for_every_member(daphne_server, browser, far_end):  # noq
     expect(page_b.locator(f'#messages li[data-message-id="{first.message.pk}"]')).to_contain_text(
         "Where is my order"
     )
-    second = ingest_inbound(number, maria.phone, "wamid.2", maria, "Can it go to my office?")
+    second = _maria_writes(number, "wamid.2", "Can it go to my office?")
     expect(page_b.locator(f'#messages li[data-message-id="{second.message.pk}"]')).to_contain_text(
         "Can it go to my office?"
     )
@@ -135,9 +140,8 @@ def test_a_live_refresh_waits_for_a_press_on_the_list_and_the_press_stays_a_clic
 ):
     company, alice, _bob = _team()
     number = WhatsAppNumberFactory(company=company)
-    maria = Sender(address="+4915112345678", name="Maria Lopez", phone="+4915112345678")
     tom = Sender(address="+4915187654321", name="Tom Berg", phone="+4915187654321")
-    first = ingest_inbound(number, maria.phone, "wamid.1", maria, "Hello")
+    first = _maria_writes(number, "wamid.1", "Hello")
     page = log_in(browser, daphne_server, alice)  # noqa: F405
     page.goto(daphne_server.url + "/inbox/")
     wait_live(page)  # noqa: F405
@@ -179,8 +183,7 @@ def test_after_a_reconnect_the_inbox_catches_up_on_what_it_missed(
 ):
     company, alice, bob = _team()
     number = WhatsAppNumberFactory(company=company)
-    maria = Sender(address="+4915112345678", name="Maria Lopez", phone="+4915112345678")
-    first = ingest_inbound(number, maria.phone, "wamid.1", maria, "Are you open on Sunday?")
+    first = _maria_writes(number, "wamid.1", "Are you open on Sunday?")
 
     page = log_in(browser, daphne_server, bob)  # noqa: F405
     page.goto(f"{daphne_server.url}/inbox/{first.conversation.pk}/")
@@ -190,7 +193,7 @@ def test_after_a_reconnect_the_inbox_catches_up_on_what_it_missed(
     # The server goes away; what happens meanwhile is published to nobody.
     daphne_server.stop()
     page.wait_for_selector('html[data-realtime="offline"]', state="attached")
-    missed = ingest_inbound(number, maria.phone, "wamid.2", maria, "Hello? Anyone there?")
+    missed = _maria_writes(number, "wamid.2", "Hello? Anyone there?")
     tom = Sender(address="+4915187654321", name="Tom Becker", phone="+4915187654321")
     other = ingest_inbound(number, tom.phone, "wamid.3", tom, "My parcel is damaged")
     daphne_server.start()
@@ -237,8 +240,7 @@ def test_an_agent_viewing_a_conversation_is_told_when_its_number_is_deleted(daph
 
     company, alice, bob = _team()
     number = WhatsAppNumberFactory(company=company)
-    maria = Sender(address="+4915112345678", name="Maria Lopez", phone="+4915112345678")
-    conversation = ingest_inbound(number, maria.phone, "wamid.1", maria, "Hello?").conversation
+    conversation = _maria_writes(number, "wamid.1", "Hello?").conversation
 
     page = log_in(browser, daphne_server, bob)  # noqa: F405
     page.goto(f"{daphne_server.url}/inbox/{conversation.pk}/")
@@ -343,8 +345,7 @@ def test_reactions_live_on_a_phone(daphne_server, browser, far_end):  # noqa: F4
         cloud_phone_number_id="106540352242922",
         cloud_access_token="token",
     )
-    maria = Sender(address="+4915112345678", name="Maria Lopez", phone="+4915112345678")
-    asked = ingest_inbound(number, "4915112345678", "wamid.ask", maria, "Is it in stock?").message
+    asked = ingest_inbound(number, "4915112345678", "wamid.ask", MARIA, "Is it in stock?").message
     page = log_in(browser, daphne_server, bob, viewport={"width": 390, "height": 844})  # noqa: F405
     page.goto(f"{daphne_server.url}/inbox/{asked.conversation_id}/")
     wait_live(page)  # noqa: F405
