@@ -1,7 +1,7 @@
 """100 concurrent API clients on the conversation list (GET /api/v1/conversations/, first
 page, bearer token) for 60 s: today's single daphne (no pool, CONN_MAX_AGE=0) against the
 scaled web tier (nginx + uvicorn web processes with a pooled PostgreSQL) in the same run
-(`--quick`: 8 s each on 2,000 conversations instead of 60 s on 20,000).
+(`--quick`: 6 s each on 2,000 conversations instead of 60 s on 20,000).
 
 Two single daphnes are measured, one after the other, each on a database of its own filled the
 same way: the issue-day one (the code of main just before issue #21's first merge, taken from
@@ -147,7 +147,7 @@ def main():
         web={"type": int, "default": 2},
         baseline_rev={"default": BASELINE_REV, "help": "issue-day commit, or 'none'"},
     )
-    seconds = args.seconds or (8.0 if args.quick else 60.0)
+    seconds = args.seconds or (6.0 if args.quick else 60.0)
     conversations = 2000 if args.quick else 20000
     issue_day = None
     if args.baseline_rev != "none":
