@@ -41,8 +41,9 @@ def _assert_not_reloaded(page) -> None:
     assert page.evaluate(f"{RELOAD_MARK} === true"), "the page was reloaded"
 
 
-def _maria_writes(number, wamid: str, text: str):
-    return ingest_inbound(number, MARIA.phone, wamid, MARIA, text)
+def _writes_in(number, sender: Sender, wamid: str, text: str):
+    """`sender` writes to `number` from their phone (their own thread)."""
+    return ingest_inbound(number, sender.phone, wamid, sender, text)
 
 
 def _screenshot(page, name: str) -> None:
@@ -82,7 +83,7 @@ def test_inbox_is_live_for_every_member(daphne_server, browser, far_end):  # noq
         _mark_no_reload(page)
 
     # A client writes in: the conversation appears in both lists.
-    first = _maria_writes(number, "wamid.1", "Hi! Where is my order #1042?")
+    first = _writes_in(number, MARIA, "wamid.1", "Hi! Where is my order #1042?")
     row = f'#conversation-list li[data-conversation-id="{first.conversation.pk}"]'
     for page in (page_b, page_a):
         expect(page.locator(row)).to_contain_text("Maria Lopez")
@@ -97,7 +98,7 @@ def test_inbox_is_live_for_every_member(daphne_server, browser, far_end):  # noq
     expect(page_b.locator(f'#messages li[data-message-id="{first.message.pk}"]')).to_contain_text(
         "Where is my order"
     )
-    second = _maria_writes(number, "wamid.2", "Can it go to my office?")
+    second = _writes_in(number, MARIA, "wamid.2", "Can it go to my office?")
     expect(page_b.locator(f'#messages li[data-message-id="{second.message.pk}"]')).to_contain_text(
         "Can it go to my office?"
     )
@@ -141,7 +142,7 @@ def test_a_live_refresh_waits_for_a_press_on_the_list_and_the_press_stays_a_clic
     company, alice, _bob = _team()
     number = WhatsAppNumberFactory(company=company)
     tom = Sender(address="+4915187654321", name="Tom Berg", phone="+4915187654321")
-    first = _maria_writes(number, "wamid.1", "Hello")
+    first = _writes_in(number, MARIA, "wamid.1", "Hello")
     page = log_in(browser, daphne_server, alice)  # noqa: F405
     page.goto(daphne_server.url + "/inbox/")
     wait_live(page)  # noqa: F405
@@ -159,7 +160,7 @@ def test_a_live_refresh_waits_for_a_press_on_the_list_and_the_press_stays_a_clic
 
     # A message arrives while the pointer is down on a row: the list is not replaced under it.
     pressed = press(first.conversation.pk)
-    second = ingest_inbound(number, tom.phone, "wamid.2", tom, "Where is my parcel?")
+    second = _writes_in(number, tom, "wamid.2", "Where is my parcel?")
     page.wait_for_timeout(1500)  # the refresh would have come by now (it comes within 0.2 s)
     assert pressed.evaluate("element => element.isConnected")
     expect(row(second.conversation)).to_have_count(0)
@@ -171,7 +172,7 @@ def test_a_live_refresh_waits_for_a_press_on_the_list_and_the_press_stays_a_clic
 
     # Pressed and released on the same row while another message arrives: still a click.
     press(first.conversation.pk)
-    ingest_inbound(number, tom.phone, "wamid.3", tom, "Hello?")
+    _writes_in(number, tom, "wamid.3", "Hello?")
     page.wait_for_timeout(500)
     page.mouse.up()
     page.wait_for_url(f"**/inbox/{first.conversation.pk}/")
@@ -183,7 +184,7 @@ def test_after_a_reconnect_the_inbox_catches_up_on_what_it_missed(
 ):
     company, alice, bob = _team()
     number = WhatsAppNumberFactory(company=company)
-    first = _maria_writes(number, "wamid.1", "Are you open on Sunday?")
+    first = _writes_in(number, MARIA, "wamid.1", "Are you open on Sunday?")
 
     page = log_in(browser, daphne_server, bob)  # noqa: F405
     page.goto(f"{daphne_server.url}/inbox/{first.conversation.pk}/")
@@ -193,9 +194,9 @@ def test_after_a_reconnect_the_inbox_catches_up_on_what_it_missed(
     # The server goes away; what happens meanwhile is published to nobody.
     daphne_server.stop()
     page.wait_for_selector('html[data-realtime="offline"]', state="attached")
-    missed = _maria_writes(number, "wamid.2", "Hello? Anyone there?")
+    missed = _writes_in(number, MARIA, "wamid.2", "Hello? Anyone there?")
     tom = Sender(address="+4915187654321", name="Tom Becker", phone="+4915187654321")
-    other = ingest_inbound(number, tom.phone, "wamid.3", tom, "My parcel is damaged")
+    other = _writes_in(number, tom, "wamid.3", "My parcel is damaged")
     daphne_server.start()
 
     # The page reconnects by itself (backoff with jitter: allow a few attempts) and re-fetches
@@ -240,7 +241,7 @@ def test_an_agent_viewing_a_conversation_is_told_when_its_number_is_deleted(daph
 
     company, alice, bob = _team()
     number = WhatsAppNumberFactory(company=company)
-    conversation = _maria_writes(number, "wamid.1", "Hello?").conversation
+    conversation = _writes_in(number, MARIA, "wamid.1", "Hello?").conversation
 
     page = log_in(browser, daphne_server, bob)  # noqa: F405
     page.goto(f"{daphne_server.url}/inbox/{conversation.pk}/")

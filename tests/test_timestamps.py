@@ -32,13 +32,14 @@ same_examples = settings(
 )
 
 
-def django_loader():
+class DjangoUtcLoader(psycopg_any.BaseTzLoader):
     """The loader Django 5.2 registers for its UTC connections."""
 
-    class Loader(psycopg_any.BaseTzLoader):
-        timezone = dt.UTC
+    timezone = dt.UTC
 
-    return Loader(TIMESTAMPTZ_OID, connection.connection)
+
+def django_loader():
+    return DjangoUtcLoader(TIMESTAMPTZ_OID, connection.connection)
 
 
 def as_text(instant: dt.datetime) -> bytes:
