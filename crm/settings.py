@@ -184,6 +184,10 @@ CACHES = {
 WS_AUTH_THREADS = env.int(
     "WS_AUTH_THREADS", default=max(1, min(4, DB_POOL_MAX_SIZE - 1)) if DB_POOL_MAX_SIZE else 4
 )
+# Threads per web process that answer pages and API (crm.asgi): requests beyond them wait in
+# the process's queue. Each holds a PostgreSQL connection while it answers, so keep it at or
+# below DB_POOL_MAX_SIZE; more threads mostly contend for the GIL (bench/api_load.py).
+WEB_THREADS = env.int("WEB_THREADS", default=4)
 SESSION_ENGINE = env.str("SESSION_ENGINE", default="django.contrib.sessions.backends.cached_db")
 
 CHANNEL_LAYERS = {
