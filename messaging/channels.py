@@ -303,9 +303,10 @@ class Channel:
     label: str  # shown to people
     capabilities: Capabilities
     source_model = None  # the channel's model that conversations come from (number, account)
-    # The source fields reply_window() reads, so the inbox list loads only those (a source's
-    # encrypted secrets cost a decryption each when loaded); None: every field.
-    reply_window_fields: tuple[str, ...] | None = None
+    # The source fields reply_window() reads: the inbox list loads only those and the id (a
+    # source's encrypted secrets cost a decryption each when loaded); another field it reads
+    # is fetched when read, one query per source.
+    reply_window_fields: tuple[str, ...] = ()
 
     def client_address(self, conversation) -> str:
         """Where a reply in this conversation goes (phone, peer id, email address)."""

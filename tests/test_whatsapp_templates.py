@@ -197,6 +197,14 @@ def test_the_window_follows_inbound_messages_and_qr_numbers_have_none(number, co
     assert listed[conversation.pk]["state"] == "open"
     assert listed[qr.pk] is None
 
+    # The number becomes a Cloud one: its conversations' window shows on the next read.
+    web.provider = "cloud"
+    web.save(update_fields=["provider"])
+    listed = {
+        row["id"]: row["window"] for row in api.get("/api/v1/conversations/").json()["results"]
+    }
+    assert listed[qr.pk] == {"state": "closed", "closes_at": None}
+
 
 @pytest.fixture
 def api(api_for, agent_user):
