@@ -3,14 +3,20 @@ page, bearer token) for 60 s: today's single daphne (no pool, CONN_MAX_AGE=0) ag
 scaled web tier (nginx + uvicorn web processes with a pooled PostgreSQL) in the same run
 (`--quick`: 6 s each on 2,000 conversations instead of 60 s on 20,000).
 
-Two single daphnes are measured, one after the other, each on a database of its own filled the
-same way: the issue-day one (the code of main just before issue #21's first merge, taken from
-git at BASELINE_REV; the "today's single daphne" the issue measured at ~36 requests/s and
-~17 ms CPU per request) and one serving this checkout's code. The first ratio is the issue's
-figure (scale-out and the list's CPU cut together); the second isolates the scale-out.
+Two single daphnes are measured, each on a database of its own filled the same way: the
+issue-day one (the code of main just before issue #21's first merge, taken from git at
+BASELINE_REV; the "today's single daphne" the issue measured at ~36 requests/s and ~17 ms CPU
+per request) and one serving this checkout's code. The first ratio is the issue's figure
+(scale-out and the list's CPU cut together); the second isolates the scale-out.
+
+This machine's speed drifts by a fifth within minutes, so the three configurations take turns:
+`--rounds R` rounds (default 3; 1 with `--quick`) of seconds/R each, every server started
+afresh for its turn. A ratio is the median of the rounds' ratios (each round's, lowest first,
+in `*_rounds`); rps, p50, p95 and CPU are the medians of each side's rounds, errors their sum,
+pg_connections their peak.
 
     .venv/bin/python bench/api_load.py [--quick] [--seconds S] [--clients C] [--web W]
-                                       [--baseline-rev REV | --baseline-rev none]
+                                       [--rounds R] [--baseline-rev REV | --baseline-rev none]
 
 Figures: baseline_rev; issue_day_single_* (rps, p50_ms, p95_ms, errors, pg_connections,
 cpu_ms_per_request), single_*, cluster_*; ratio_rps_vs_issue_day_single (goal >= 4) and
@@ -18,7 +24,9 @@ ratio_rps_vs_single (the same code on one daphne). cpu_ms_per_request is the ser
 processes' CPU time / requests answered.
 """
 
+import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,13 +118,16 @@ def seed(db_name: str, conversations: int) -> tuple[dict, str]:
     return env, token
 
 
-def issue_day_single(rev: str, conversations: int, clients: int, seconds: float) -> dict | None:
-    """The single daphne on the code of `rev` (git archive into a temporary directory; the
-    virtualenv is this one), on its own database; None when this clone lacks the commit."""
+@contextlib.contextmanager
+def issue_day_single(rev: str, conversations: int, clients: int):
+    """Yields run(seconds) -> figures: the single daphne on the code of `rev` (git archive into
+    a temporary directory; the virtualenv is this one), on its own database, started for each
+    run; None when this clone lacks the commit or its seeding fails."""
     archive = subprocess.run(["git", "-C", str(common.ROOT), "archive", rev], capture_output=True)
     if archive.returncode:
         common.note(f"no issue-day baseline: {archive.stderr.decode().strip()}")
-        return None
+        yield None
+        return
     with tempfile.TemporaryDirectory(prefix="switchboard-issue-day-") as tmp:
         root = Path(tmp)
         subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
@@ -127,16 +138,41 @@ def issue_day_single(rev: str, conversations: int, clients: int, seconds: float)
         )  # fmt: skip
         if seeded.returncode:
             common.note(f"no issue-day baseline: its seeding failed: {seeded.stderr[-2000:]}")
-            return None
+            yield None
+            return
         token = seeded.stdout.split()[-1]
         env = {**os.environ, **common.bench_env(BASELINE_DB_NAME, REDIS_DB, CHANNEL)}
-        port = common.free_port()
         log_path = common.ROOT / "var" / "bench-daphne-issue-day.log"
-        daphne = common.start_daphne(env, port, log_path, root=root)
-        try:
-            return load(port, token, clients, seconds, lambda: [daphne.pid], BASELINE_DB_NAME)
-        finally:
-            common.stop(daphne)
+
+        yield lambda seconds: single_daphne(
+            env, token, clients, seconds, BASELINE_DB_NAME, root=root, log_path=log_path
+        )
+
+
+def single_daphne(env, token, clients, seconds, db_name=DB_NAME, root=common.ROOT, log_path=None):
+    """One daphne started for this turn, loaded for `seconds`, stopped."""
+    port = common.free_port()
+    daphne = common.start_daphne(env, port, log_path, root=root)
+    try:
+        return load(port, token, clients, seconds, lambda: [daphne.pid], db_name)
+    finally:
+        common.stop(daphne)
+
+
+def combined(rounds: list[dict]) -> dict:
+    """One side's figures over its rounds: medians, errors summed, the peak of connections."""
+    figures = {
+        name: statistics.median(r[name] for r in rounds)
+        for name in ("rps", "p50_ms", "p95_ms", "cpu_ms_per_request")
+    }
+    figures["errors"] = sum(r["errors"] for r in rounds)
+    figures["pg_connections"] = max(r["pg_connections"] for r in rounds)
+    return figures
+
+
+def ratio(rounds: list[dict], baseline: list[dict]) -> tuple[float, list[float]]:
+    ratios = sorted(r["rps"] / max(b["rps"], 0.001) for r, b in zip(rounds, baseline, strict=True))
+    return statistics.median(ratios), ratios
 
 
 def main():
@@ -145,37 +181,49 @@ def main():
         seconds={"type": float, "default": None},
         clients={"type": int, "default": 100},
         web={"type": int, "default": 2},
+        rounds={"type": int, "default": None},
         baseline_rev={"default": BASELINE_REV, "help": "issue-day commit, or 'none'"},
     )
     seconds = args.seconds or (6.0 if args.quick else 60.0)
+    rounds = args.rounds or (1 if args.quick else 3)
     conversations = 2000 if args.quick else 20000
-    issue_day = None
-    if args.baseline_rev != "none":
-        issue_day = issue_day_single(args.baseline_rev, conversations, args.clients, seconds)
-    env, token = seed(DB_NAME, conversations)
-
-    port = common.free_port()
-    daphne = common.start_daphne(env, port)
-    try:
-        single = load(port, token, args.clients, seconds, lambda: [daphne.pid])
-    finally:
-        common.stop(daphne)
-
-    pooled = {**env, "DB_POOL_MAX_SIZE": "8", "DB_POOL_MIN_SIZE": "2"}
-    with Cluster(pooled, web=args.web, ws=0) as cluster:
-        scaled = load(cluster.port, token, args.clients, seconds, lambda: cluster.pids("web"))
+    sides: dict[str, list[dict]] = {"issue_day_single": [], "single": [], "cluster": []}
+    with contextlib.ExitStack() as stack:
+        issue_day = None
+        if args.baseline_rev != "none":
+            issue_day = stack.enter_context(
+                issue_day_single(args.baseline_rev, conversations, args.clients)
+            )
+        env, token = seed(DB_NAME, conversations)
+        pooled = {**env, "DB_POOL_MAX_SIZE": "8", "DB_POOL_MIN_SIZE": "2"}
+        for round_n in range(rounds):
+            common.note(f"round {round_n + 1} of {rounds}")
+            if issue_day:
+                sides["issue_day_single"].append(issue_day(seconds / rounds))
+            sides["single"].append(single_daphne(env, token, args.clients, seconds / rounds))
+            with Cluster(pooled, web=args.web, ws=0) as cluster:
+                web_pids = lambda: cluster.pids("web")  # noqa: E731, B023 (used at once)
+                sides["cluster"].append(
+                    load(cluster.port, token, args.clients, seconds / rounds, web_pids)
+                )
 
     common.emit("clients", args.clients)
     common.emit("seconds", seconds)
+    common.emit("rounds", rounds)
     common.emit("web_processes", args.web)
     common.emit("baseline_rev", args.baseline_rev if issue_day else "none")
-    runs = (("issue_day_single", issue_day), ("single", single), ("cluster", scaled))
-    for prefix, figures in runs:
-        for name, value in (figures or {}).items():
-            common.emit(f"{prefix}_{name}", value)
-    if issue_day:
-        common.emit("ratio_rps_vs_issue_day_single", scaled["rps"] / max(issue_day["rps"], 0.001))
-    common.emit("ratio_rps_vs_single", scaled["rps"] / max(single["rps"], 0.001))
+    for prefix, side in sides.items():
+        if side:
+            for name, value in combined(side).items():
+                common.emit(f"{prefix}_{name}", value)
+    for name, baseline in (
+        ("issue_day_single", sides["issue_day_single"]),
+        ("single", sides["single"]),
+    ):
+        if baseline:
+            median, each = ratio(sides["cluster"], baseline)
+            common.emit(f"ratio_rps_vs_{name}", median)
+            common.emit(f"ratio_rps_vs_{name}_rounds", " ".join(f"{r:.2f}" for r in each))
 
 
 if __name__ == "__main__":
