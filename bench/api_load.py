@@ -188,23 +188,23 @@ def main():
     rounds = args.rounds or (1 if args.quick else 3)
     conversations = 2000 if args.quick else 20000
     sides: dict[str, list[dict]] = {"issue_day_single": [], "single": [], "cluster": []}
-    with contextlib.ExitStack() as stack:
-        issue_day = None
-        if args.baseline_rev != "none":
-            issue_day = stack.enter_context(
-                issue_day_single(args.baseline_rev, conversations, args.clients)
-            )
+    baseline = (
+        issue_day_single(args.baseline_rev, conversations, args.clients)
+        if args.baseline_rev != "none"
+        else contextlib.nullcontext()
+    )
+    turn = seconds / rounds
+    with baseline as issue_day:
         env, token = seed(DB_NAME, conversations)
         pooled = {**env, "DB_POOL_MAX_SIZE": "8", "DB_POOL_MIN_SIZE": "2"}
         for round_n in range(rounds):
             common.note(f"round {round_n + 1} of {rounds}")
             if issue_day:
-                sides["issue_day_single"].append(issue_day(seconds / rounds))
-            sides["single"].append(single_daphne(env, token, args.clients, seconds / rounds))
+                sides["issue_day_single"].append(issue_day(turn))
+            sides["single"].append(single_daphne(env, token, args.clients, turn))
             with Cluster(pooled, web=args.web, ws=0) as cluster:
-                web_pids = lambda: cluster.pids("web")  # noqa: E731, B023 (used at once)
                 sides["cluster"].append(
-                    load(cluster.port, token, args.clients, seconds / rounds, web_pids)
+                    load(cluster.port, token, args.clients, turn, lambda: cluster.pids("web"))
                 )
 
     common.emit("clients", args.clients)
