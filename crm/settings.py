@@ -215,6 +215,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900)
 }
+# Objects a worker process allocates before Python's collector looks at its youngest ones
+# (Python's default: 700). A webhook batch keeps thousands alive until its commit; at 700 they
+# were promoted and set off full collections of the whole heap (~200,000 objects of Django and
+# our apps, ~130 ms each): a fifth of the drain's time (bench/webhooks.py, README).
+WORKER_GC_THRESHOLD = env.int("WORKER_GC_THRESHOLD", default=10_000)
 # Sending (messaging.sending, one policy for every path): attempts before a transient refusal
 # fails the send; a claim older than this with no outcome is settled by the sweeper (from the
 # record of the send, else "unknown": never re-sent automatically) — keep it above the longest

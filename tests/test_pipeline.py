@@ -9,13 +9,14 @@ import pytest
 import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from crm.models import Client
 from messaging import realtime, services
 from messaging.models import Conversation, Message
-from messaging.services import Sender, SourceInactive, ingest_inbound
+from messaging.services import Inbound, Sender, SourceInactive, ingest_inbound, ingest_inbound_many
+from messaging.services.attachments import IncomingAttachment
 from messaging.tasks import deliver_message
 
 from .factories import (
@@ -27,6 +28,7 @@ from .factories import (
     WhatsAppNumberFactory,
 )
 from .far_end import graph_error, graph_unavailable
+from .test_webhook_batches import REFUSE_POISON
 
 SENDER = Sender(address="+4915199999999", name="Maria", phone="+4915199999999")
 
@@ -159,6 +161,109 @@ def test_twenty_new_messages_at_once_in_a_new_thread_all_land_in_one_conversatio
     assert Message.objects.filter(conversation=conversation).count() == 20
     assert len({result.conversation.pk for result in results}) == 1
     assert len(_events(published(1.0), "message.created")) == 20
+
+
+def _from(phone: str, wamid: str, body: str, **extra) -> Inbound:
+    return Inbound(phone.lstrip("+"), wamid, Sender(address=phone, phone=phone), body, **extra)
+
+
+def _thread(phone: str) -> list[str]:
+    """The thread's messages as an agent reads them (the model's order)."""
+    messages = Message.objects.filter(conversation__external_thread_id=phone.lstrip("+"))
+    return list(messages.values_list("external_id", flat=True))
+
+
+KNOWN, NEW = "+4915100000001", "+4915100000002"
+
+
+@pytest.mark.django_db
+def test_a_batch_lands_in_order_in_known_and_new_threads_each_message_once(
+    django_capture_on_commit_callbacks, published
+):
+    """A webhook batch's messages go to PostgreSQL in one pipeline: a known thread's are
+    stored at once, a new thread's are created after, and each thread still reads in the
+    order they came; a duplicate stores nothing; an attachment lands with its message."""
+    number = WhatsAppNumberFactory()
+    earlier = ingest_inbound(number, KNOWN[1:], "wamid.k0", Sender(KNOWN, phone=KNOWN), "Hi")
+    photo = IncomingAttachment(kind="image", filename="photo.jpg", content=b"\xff\xd8 a photo")
+    batch = [
+        _from(KNOWN, "wamid.k1", "Known, one"),
+        _from(NEW, "wamid.n1", "New, one"),
+        _from(KNOWN, "wamid.k2", "Known, two"),
+        _from(NEW, "wamid.n2", "New, two"),
+        _from(KNOWN, "wamid.k0", "Hi"),  # Meta delivered it again
+        _from(NEW, "wamid.n3", "[image]", attachments=(photo,)),
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        results = ingest_inbound_many(number, batch)
+
+    assert [result.created for result in results] == [True, True, True, True, False, True]
+    assert results[4].message.pk == earlier.message.pk
+    assert _thread(KNOWN) == ["wamid.k0", "wamid.k1", "wamid.k2"]
+    assert _thread(NEW) == ["wamid.n1", "wamid.n2", "wamid.n3"]
+    known, new = earlier.conversation, Conversation.objects.get(external_thread_id=NEW[1:])
+    known.refresh_from_db()
+    assert known.unread_count == 3 and known.last_message_preview == "Known, two"
+    assert new.unread_count == 3 and new.last_message_preview == "[image]"
+    assert new.client.phone == NEW and Client.objects.count() == 2
+    [attachment] = Message.objects.get(external_id="wamid.n3").attachments.all()
+    assert attachment.filename == "photo.jpg" and attachment.file.read() == b"\xff\xd8 a photo"
+    created = _events(published(1.0), "message.created")
+    assert [event["payload"]["data"]["external_id"] for event in created] == [
+        "wamid.k1", "wamid.n1", "wamid.k2", "wamid.n2", "wamid.n3",
+    ]  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_batch_with_two_senders_in_one_thread_keeps_the_order_they_wrote_in():
+    """A mail thread the company knows, written to by a client it does not know yet and
+    then by one it knows: the unknown one's message (its client is created first) still
+    reads before the known one's."""
+    mailbox = EmailAccountFactory()
+    ClientFactory(company=mailbox.company, phone="", email="known@example.com")
+    known = Sender("known@example.com", name="Known", email="known@example.com")
+    stranger = Sender("new@example.com", name="New", email="new@example.com")
+    ingest_inbound(mailbox, "<t@example.com>", "<0@example.com>", known, "Opening", subject="Q")
+    ingest_inbound_many(
+        mailbox,
+        [
+            Inbound("<t@example.com>", "<1@example.com>", stranger, "Me too", subject="Q"),
+            Inbound("<t@example.com>", "<2@example.com>", known, "Then me", subject="Q"),
+        ],
+    )
+    thread = Message.objects.filter(conversation__external_thread_id="<t@example.com>")
+    assert list(thread.values_list("body", flat=True)) == ["Opening", "Me too", "Then me"]
+    assert Client.objects.filter(email="new@example.com").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_that_fails_midway_stores_none_of_it_and_the_next_one_goes_in(published):
+    """A statement that fails in the pipeline (here a trigger refusing one message) fails
+    the batch with PostgreSQL's reason, and nothing of it is stored or published (the
+    webhook inbox then replays its deliveries one by one); the connection is usable at once."""
+    number = WhatsAppNumberFactory()
+    ingest_inbound(number, KNOWN[1:], "wamid.k0", Sender(KNOWN, phone=KNOWN), "Hi")
+    batch = [
+        _from(KNOWN, "wamid.k1", "Fine"),
+        _from(KNOWN, "wamid.poison", "poison pill"),
+        _from(NEW, "wamid.n1", "Fine too"),
+    ]
+    published(0.3)
+    with connection.cursor() as cursor:
+        cursor.execute(REFUSE_POISON)
+    try:
+        with pytest.raises(DatabaseError, match="disk says no to wamid.poison"):
+            ingest_inbound_many(number, batch)
+        assert _thread(KNOWN) == ["wamid.k0"] and _thread(NEW) == []
+        assert Conversation.objects.get().unread_count == 1
+        assert len(_events(published(0.5), "message.created")) == 1  # wamid.k0's alone
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS test_refuse_poison ON messaging_message")
+            cursor.execute("DROP FUNCTION IF EXISTS test_refuse_poison()")  # outlives the test
+    results = ingest_inbound_many(number, [batch[0], batch[2]])
+    assert all(result.created for result in results)
+    assert _thread(KNOWN) == ["wamid.k0", "wamid.k1"] and _thread(NEW) == ["wamid.n1"]
 
 
 @pytest.mark.django_db

@@ -9,6 +9,7 @@ killed with SIGKILL in the middle of a batch ingests nothing twice.
 Everything is real (PostgreSQL, uvicorn, a Celery worker, Redis); failures come from
 PostgreSQL triggers and locks."""
 
+import gc
 import hashlib
 import hmac
 import itertools
@@ -492,3 +493,17 @@ def test_a_celery_worker_killed_mid_batch_ingests_nothing_twice(company, tmp_pat
     assert inbound.values("external_id").distinct().count() == count
     assert Conversation.objects.get(pk=conversation.pk).unread_count == count
     assert Message.objects.filter(pk__in=outbound, status="delivered").count() == count
+
+
+def test_a_worker_collects_its_young_objects_at_the_configured_threshold(settings):
+    """A webhook batch keeps thousands of objects alive until its commit: at Python's 700
+    they set off full collections of the worker's whole heap (crm.settings)."""
+    from celery.signals import worker_init
+
+    settings.WORKER_GC_THRESHOLD = 12_345
+    before = gc.get_threshold()
+    try:
+        worker_init.send(sender=None)
+        assert gc.get_threshold() == (12_345, *before[1:])
+    finally:
+        gc.set_threshold(*before)

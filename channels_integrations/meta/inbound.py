@@ -14,8 +14,8 @@ from django.utils import timezone
 from crm.celery import task
 from messaging.channels import for_source
 from messaging.models import Message
-from messaging.services import Sender, ingest_inbound, record_delivery_statuses
-from messaging.services.attachments import IncomingAttachment, add_attachments
+from messaging.services import Inbound, Sender, ingest_inbound_many, record_delivery_statuses
+from messaging.services.attachments import IncomingAttachment
 from messaging.services.reactions import record_customer_reaction
 
 from . import parse
@@ -52,35 +52,45 @@ def _filename(url: str, kind: str) -> str:
     return (name or kind)[:255]
 
 
-def _store(account, item: parse.Inbound) -> bool:
-    # No savepoint inside a caller's transaction (the webhook inbox's batch): a failure fails
-    # the caller's transaction, which replays its deliveries one by one.
-    with transaction.atomic(savepoint=False):
-        result = ingest_inbound(
-            account,
-            external_thread_id=item.sender_id,
-            external_message_id=item.mid,
-            sender=Sender(address=item.sender_id),
-            body=_shown(item),
-            received_at=item.timestamp,
-            metadata={"type": item.kind, **item.metadata},
+def _inbound(item: parse.Inbound) -> Inbound:
+    """One message as the inbox takes it: its thread is the sender's page-scoped id."""
+    attachments = tuple(
+        IncomingAttachment(
+            kind=ATTACHMENT_KINDS.get(attachment.kind, "other"),
+            filename=_filename(attachment.url, attachment.kind),
+            external_id=attachment.url if len(attachment.url) <= 255 else "",
+            download_ref={"url": attachment.url} if attachment.url else None,
         )
-        if result.created and item.attachments:
-            add_attachments(
-                result.message,
-                [
-                    IncomingAttachment(
-                        kind=ATTACHMENT_KINDS.get(attachment.kind, "other"),
-                        filename=_filename(attachment.url, attachment.kind),
-                        external_id=attachment.url if len(attachment.url) <= 255 else "",
-                        download_ref={"url": attachment.url} if attachment.url else None,
-                    )
-                    for attachment in item.attachments
-                ],
-            )
-    if result.created and result.conversation.client_id is None:
-        transaction.on_commit(lambda: enqueue_profile_lookup(result.conversation.pk), robust=True)
-    return result.created
+        for attachment in item.attachments
+    )
+    return Inbound(
+        item.sender_id,
+        item.mid,
+        Sender(address=item.sender_id),
+        _shown(item),
+        received_at=item.timestamp,
+        metadata={"type": item.kind, **item.metadata},
+        attachments=attachments,
+    )
+
+
+def _store(account, items: list[parse.Inbound]) -> int:
+    """Store each once, in order (one pipeline: ingest_inbound_many); a new thread's client
+    is named from their profile after commit. How many were stored."""
+    if not items:
+        return 0
+    results = ingest_inbound_many(account, [_inbound(item) for item in items])
+    unnamed = {
+        result.conversation.pk
+        for result in results
+        if result.created and result.conversation.client_id is None
+    }
+    for conversation_id in sorted(unnamed):
+        transaction.on_commit(
+            lambda conversation_id=conversation_id: enqueue_profile_lookup(conversation_id),
+            robust=True,
+        )
+    return sum(result.created for result in results)
 
 
 def enqueue_profile_lookup(conversation_id: int) -> None:
@@ -123,18 +133,20 @@ def receive_webhook(account, payload) -> dict:
 
 
 def receive_webhooks(account, payloads: list) -> dict:
-    """receive_webhook for several deliveries of one account at once, in their order: each
-    delivery's messages and reactions in turn, then the receipts of them all, in order, as one
-    locked read and one update (receipts move our outbound messages, which no delivery
-    creates). Counts summed."""
+    """receive_webhook for several deliveries of one account at once, in their order: the
+    messages of them all (one pipeline), then their reactions, then the receipts of them all,
+    in order, as one locked read and one update (receipts move our outbound messages, which
+    no delivery creates). Counts summed."""
     platform = for_source(account).platform
     own = own_ids(account)
     deliveries = [parse.parse(payload, own) for payload in payloads]
-    stored = duplicates = reactions = 0
+    # Every message of every delivery first, in order, in one pipeline; then the reactions,
+    # in order (each is about a message sent before it).
+    messages = [item for delivery in deliveries for item in delivery.messages]
+    stored = _store(account, messages)
+    duplicates = len(messages) - stored
+    reactions = 0
     for delivery in deliveries:
-        for item in delivery.messages:
-            created = _store(account, item)
-            stored, duplicates = stored + created, duplicates + (not created)
         for reaction in delivery.reactions:
             reactions += _react(account, platform, reaction)
     changes = [

@@ -8,12 +8,13 @@ from django.db import transaction
 
 from messaging.models import Conversation, Message
 from messaging.services import (
+    Inbound,
     IngestResult,
     Sender,
-    ingest_inbound,
+    ingest_inbound_many,
     record_delivery_statuses,
 )
-from messaging.services.attachments import IncomingAttachment, add_attachments
+from messaging.services.attachments import IncomingAttachment
 from messaging.services.inbox import mark_inbound_deleted, record_inbound_edit
 from messaging.services.reactions import record_customer_reaction
 
@@ -36,42 +37,69 @@ def ingest_whatsapp_message(
     media: list[AnnouncedMedia] = (),
     metadata: dict | None = None,
     notice: bool = False,
-    counted: bool = True,
 ) -> IngestResult:
-    """Store it once (a duplicate delivery stores nothing and counts nothing). `counted`
-    False: the caller counts it in `messages_received` (a batch counts once)."""
+    """Store it once (a duplicate delivery stores nothing and counts nothing)."""
+    inbound = whatsapp_inbound(
+        wamid=wamid,
+        phone_digits=phone_digits,
+        name=name,
+        body=body,
+        received_at=received_at,
+        media=media,
+        metadata=metadata,
+        notice=notice,
+    )
+    return ingest_whatsapp_messages(number, [inbound])[0]
+
+
+def whatsapp_inbound(
+    *,
+    wamid: str,
+    phone_digits: str,
+    name: str,
+    body: str,
+    received_at: datetime,
+    media: list[AnnouncedMedia] = (),
+    metadata: dict | None = None,
+    notice: bool = False,
+) -> Inbound:
+    """One WhatsApp message as the inbox takes it: its thread is the client's number."""
     phone = f"+{phone_digits.lstrip('+')}"
-    # No savepoint inside a caller's transaction (the webhook inbox's batch): a failure fails
-    # the caller's transaction, which replays its deliveries one by one.
-    with transaction.atomic(savepoint=False):
-        result = ingest_inbound(
-            number,
-            external_thread_id=phone_digits.lstrip("+"),
-            external_message_id=wamid,
-            sender=Sender(address=phone, name=name, phone=phone),
-            body=body,
-            received_at=received_at,
-            metadata=metadata or {},
-            notice=notice,
+    attachments = tuple(
+        IncomingAttachment(
+            kind=item.kind,
+            filename=item.filename,
+            content_type=item.content_type,
+            size=item.size,
+            external_id=item.media_id,
+            download_ref=item.ref,
         )
-        if result.created and media:
-            add_attachments(
-                result.message,
-                [
-                    IncomingAttachment(
-                        kind=item.kind,
-                        filename=item.filename,
-                        content_type=item.content_type,
-                        size=item.size,
-                        external_id=item.media_id,
-                        download_ref=item.ref,
-                    )
-                    for item in media
-                ],
-            )
-    if counted and result.created and not notice:
-        metrics.increment("messages_received", number.company_id)
-    return result
+        for item in media
+    )
+    return Inbound(
+        phone_digits.lstrip("+"),
+        wamid,
+        Sender(address=phone, name=name, phone=phone),
+        body,
+        received_at=received_at,
+        metadata=metadata or {},
+        notice=notice,
+        attachments=attachments,
+    )
+
+
+def ingest_whatsapp_messages(number: WhatsAppNumber, inbound: list[Inbound]) -> list[IngestResult]:
+    """Store each once, in order (one pipeline: ingest_inbound_many); those stored, but
+    notices, are counted in `messages_received` once committed."""
+    results = ingest_inbound_many(number, inbound)
+    received = sum(
+        result.created and not item.notice for item, result in zip(inbound, results, strict=True)
+    )
+    if received:
+        transaction.on_commit(
+            lambda: metrics.increment("messages_received", number.company_id, by=received)
+        )
+    return results
 
 
 STATUS_BY_CLOUD = {
@@ -92,14 +120,16 @@ def receive_cloud_webhook(number: WhatsAppNumber, payload) -> dict:
 
 def receive_cloud_webhooks(number: WhatsAppNumber, payloads: list) -> dict:
     """receive_cloud_webhook for several deliveries of one number at once, in their order:
-    each delivery's messages, reactions, edits and deletions in turn (a reaction finds the
-    message an earlier delivery stored), then every status update of them all in one go
-    (statuses are about our outbound messages, which no delivery creates; their order is
-    kept). Counts summed."""
+    the messages of them all (one pipeline), then their reactions, edits and deletions (each
+    finds the message it is about, stored by its delivery or an earlier one), then every
+    status update of them all in one go (statuses are about our outbound messages, which no
+    delivery creates; their order is kept). Counts summed."""
     deliveries = [
         cloud.parse_webhook(payload, number.cloud_phone_number_id) for payload in payloads
     ]
-    stored = duplicates = reacted = edited = deleted = received = 0
+    # Every message of every delivery first, in order, in one pipeline; then the reactions,
+    # edits and deletions, in order (each is about a message sent before it).
+    inbound = []
     for delivery in deliveries:
         for item in delivery.messages:
             metadata = {"type": item.kind, "raw": item.raw}
@@ -107,21 +137,23 @@ def receive_cloud_webhooks(number: WhatsAppNumber, payloads: list) -> dict:
                 metadata["quoted"] = item.quoted_wamid
             if item.content:
                 metadata["content"] = item.content
-            notice = bool(item.content) and item.content["kind"] == "notice"
-            result = ingest_whatsapp_message(
-                number,
-                wamid=item.wamid,
-                phone_digits=item.wa_id,
-                name=item.name,
-                body=item.body,
-                received_at=item.timestamp,
-                media=item.media,
-                metadata=metadata,
-                notice=notice,
-                counted=False,
+            inbound.append(
+                whatsapp_inbound(
+                    wamid=item.wamid,
+                    phone_digits=item.wa_id,
+                    name=item.name,
+                    body=item.body,
+                    received_at=item.timestamp,
+                    media=item.media,
+                    metadata=metadata,
+                    notice=bool(item.content) and item.content["kind"] == "notice",
+                )
             )
-            stored, duplicates = stored + result.created, duplicates + (not result.created)
-            received += result.created and not notice
+    results = ingest_whatsapp_messages(number, inbound) if inbound else []
+    stored = sum(result.created for result in results)
+    duplicates = len(results) - stored
+    reacted = edited = deleted = 0
+    for delivery in deliveries:
         for reaction in delivery.reactions:
             reacted += record_customer_reaction(
                 number, reaction.wa_id, reaction.target_wamid, reaction.emoji
@@ -137,10 +169,6 @@ def receive_cloud_webhooks(number: WhatsAppNumber, payloads: list) -> dict:
         if update.status in STATUS_BY_CLOUD
     ]
     updated = apply_delivery_reports(number, reports)
-    if received:  # counted once the batch is committed, as each message was before
-        transaction.on_commit(
-            lambda: metrics.increment("messages_received", number.company_id, by=received)
-        )
     foreign = sum(delivery.foreign for delivery in deliveries)
     skipped = sum(delivery.skipped for delivery in deliveries)
     if foreign:

@@ -1,5 +1,5 @@
-"""Writes for the inbox and team chats. `ingest_inbound` is the one door in for every channel;
-`send_message` the one door out."""
+"""Writes for the inbox and team chats. `ingest_inbound` (`ingest_inbound_many` for a batch)
+is the one door in for every channel; `send_message` the one door out."""
 
 from .chats import (  # noqa: F401
     NotAMember,
@@ -14,11 +14,13 @@ from .chats import (  # noqa: F401
     validate_emoji,
 )
 from .inbox import (  # noqa: F401
+    Inbound,
     IngestResult,
     Sender,
     SourceInactive,
     assign_conversation,
     ingest_inbound,
+    ingest_inbound_many,
     mark_conversation_read,
     name_thread_client,
     open_conversation,

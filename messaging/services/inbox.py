@@ -2,6 +2,7 @@
 conversation writes agents make. Every change is published after commit via messaging.events."""
 
 import logging
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +25,13 @@ from ..models import Conversation, Message
 from ..payloads import conversation_payload, message_payload
 from ..selectors.window import reply_window
 from ..signals import conversation_created, inbound_message_stored
-from .attachments import check_outgoing_files, remove_stored_files, store_outgoing_files
+from .attachments import (
+    IncomingAttachment,
+    add_attachments,
+    check_outgoing_files,
+    remove_stored_files,
+    store_outgoing_files,
+)
 from .outbox import enqueue_delivery
 from .states import publish_status_changed, reopen_for_reply, set_conversation_status  # noqa: F401
 
@@ -60,6 +67,22 @@ class IngestResult:
     created: bool  # False: this external message was already stored
 
 
+@dataclass(frozen=True)
+class Inbound:
+    """One incoming message, as ingest_inbound takes it (for ingest_inbound_many)."""
+
+    external_thread_id: str
+    external_message_id: str
+    sender: Sender
+    body: str
+    subject: str = ""
+    received_at: datetime | None = None
+    metadata: dict | None = None
+    notice: bool = False
+    # Recorded with the message when it is stored (not for a duplicate): add_attachments.
+    attachments: tuple[IncomingAttachment, ...] = ()
+
+
 def _live_channel(source) -> channels.Channel:
     """The channel of `source`; SourceInactive when the source may not receive or send."""
     channel = channels.for_source(source)
@@ -91,36 +114,139 @@ def ingest_inbound(
     (conversation, external id), so the same message ingested twice (a retry, a duplicate
     webhook, two workers at once) yields one row and one set of events.
     """
+    inbound = Inbound(
+        external_thread_id,
+        external_message_id,
+        sender,
+        body,
+        subject=subject,
+        received_at=received_at,
+        metadata=metadata,
+        notice=notice,
+    )
+    return ingest_inbound_many(source, [inbound])[0]
+
+
+def ingest_inbound_many(source, inbound: Sequence[Inbound]) -> list[IngestResult]:
+    """ingest_inbound for several messages of one source (a webhook batch), in their order,
+    with their attachments; the results in the same order.
+
+    Their statements go to PostgreSQL in one pipeline (psycopg's pipeline mode): the
+    database runs one while this process builds the next, instead of each waiting for the
+    other (one drainer works through a busy number's deliveries). Several messages are one
+    transaction (the caller's or their own)."""
     platform = _live_channel(source).platform
-    received_at = received_at or timezone.now()
-    external_thread_id = str(external_thread_id)
+    using = router.db_for_write(Message)
+    pending = [_pending(source, platform, item) for item in inbound]
+    several_statements = len(pending) > 1 or any(item.attachments for item in inbound)
+    with _atomic_unless_autocommit(using, several_statements):
+        if len(pending) > 1 and _one_sender_per_thread(pending):
+            first = _store_pipelined(using, pending)
+            stored = [
+                _create_missing(using, item, done)
+                for item, done in zip(pending, first, strict=True)
+            ]
+        else:  # each in turn: see _one_sender_per_thread
+            stored = [_create_missing(using, item, _store_inbound(using, item)) for item in pending]
+        results = []
+        for item, outcome in zip(pending, stored, strict=True):
+            result = _ingested(source, platform, using, item, outcome)
+            if result.created and item.attachments:
+                add_attachments(result.message, list(item.attachments))
+            results.append(result)
+    return results
+
+
+@dataclass(frozen=True)
+class _Thread:
+    """Where an inbound message goes, and what to create when its thread or client is new."""
+
+    source: object
+    platform: str
+    external_thread_id: str
+    sender: Sender
+    identity: dict  # see _client_identity
+    subject: str
+    notice: bool = False  # not counted unread
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """One inbound message on its way in: the row to insert and where it goes."""
+
+    message: Message
+    received_at: datetime
+    thread: _Thread
+    attachments: tuple[IncomingAttachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Stored:
+    conversation_id: int | None  # None: no such thread yet
+    client_known: bool  # False: the sender has an identity that names no client yet
+    conversation: Conversation | None  # after the bump; None: nothing stored (see above)
+    new_conversation: bool = False  # this statement created the conversation
+    previous_status: str | None = None  # before the bump (None: the thread is new)
+
+
+def _pending(source, platform: str, inbound: Inbound) -> _Pending:
     message = Message(
         direction=Message.Direction.INBOUND,
-        external_id=str(external_message_id),
-        sender_name=sender.name[:200],
-        sender_address=sender.address[:255],
-        body=body,
+        external_id=str(inbound.external_message_id),
+        sender_name=inbound.sender.name[:200],
+        sender_address=inbound.sender.address[:255],
+        body=inbound.body,
         status=Message.Status.RECEIVED,
-        metadata=metadata or {},
+        metadata=inbound.metadata or {},
     )
-    using = router.db_for_write(Message)
-    identity = _client_identity(sender)
-    thread = _Thread(source, platform, external_thread_id, sender, identity, subject, notice)
-    # The usual case, a known thread from a known client, is ONE statement (find the
-    # conversation and the client, insert the message, bump the conversation); a new thread
-    # or client takes a second one that also creates them. In autocommit each statement is
-    # its own transaction: no BEGIN/COMMIT round trips, one WAL flush per stored message.
-    with _atomic_unless_autocommit(using):
-        stored = _store_inbound(using, message, received_at, thread)
-        attempts = 0
-        while stored.conversation_id is None or not stored.client_known:
-            # Create what is missing. A concurrent ingest creating the same client or thread
-            # makes ours do nothing (the unique constraints wait for it to commit): the next
-            # statement sees its rows.
-            if attempts == 3:
-                raise RuntimeError(f"ingest: {platform} thread or client could not be created")
-            attempts += 1
-            stored = _store_inbound(using, message, received_at, thread, create=True)
+    thread = _Thread(
+        source,
+        platform,
+        str(inbound.external_thread_id),
+        inbound.sender,
+        _client_identity(inbound.sender),
+        inbound.subject,
+        inbound.notice,
+    )
+    return _Pending(message, inbound.received_at or timezone.now(), thread, inbound.attachments)
+
+
+def _one_sender_per_thread(pending: list[_Pending]) -> bool:
+    """Whether every thread of these messages has one sender identity. Only then may their
+    first statements run in one pipeline: a thread's messages then all find their thread
+    and client, or all miss them and are created after, in order. Two senders in one thread
+    (a mail thread), one known and one not, would store the known one's later message first."""
+    identities: dict[str, tuple] = {}
+    for item in pending:
+        identity = tuple(item.thread.identity.items())
+        if identities.setdefault(item.thread.external_thread_id, identity) != identity:
+            return False
+    return True
+
+
+def _create_missing(using, item: _Pending, stored: _Stored) -> _Stored:
+    """The usual case, a known thread from a known client, is ONE statement (find the
+    conversation and the client, insert the message, bump the conversation); a new thread or
+    client takes a second one that also creates them. In autocommit each statement is its
+    own transaction: no BEGIN/COMMIT round trips, one WAL flush per stored message."""
+    attempts = 0
+    while stored.conversation_id is None or not stored.client_known:
+        # Create what is missing. A concurrent ingest creating the same client or thread
+        # makes ours do nothing (the unique constraints wait for it to commit): the next
+        # statement sees its rows.
+        if attempts == 3:
+            raise RuntimeError(
+                f"ingest: {item.thread.platform} thread or client could not be created"
+            )
+        attempts += 1
+        stored = _store_inbound(using, item, create=True)
+    return stored
+
+
+def _ingested(source, platform: str, using, item: _Pending, stored: _Stored) -> IngestResult:
+    """The result of a message's statements, and what follows from it (after commit: its
+    events, signals and notifications)."""
+    message, notice = item.message, item.thread.notice
     if stored.conversation is None:
         existing = Message.objects.get(
             conversation_id=stored.conversation_id, external_id=message.external_id
@@ -171,34 +297,13 @@ def ingest_inbound(
     return IngestResult(message, conversation, created=True)
 
 
-@dataclass(frozen=True)
-class _Thread:
-    """Where an inbound message goes, and what to create when its thread or client is new."""
-
-    source: object
-    platform: str
-    external_thread_id: str
-    sender: Sender
-    identity: dict  # see _client_identity
-    subject: str
-    notice: bool = False  # not counted unread
-
-
-@dataclass(frozen=True)
-class _Stored:
-    conversation_id: int | None  # None: no such thread yet
-    client_known: bool  # False: the sender has an identity that names no client yet
-    conversation: Conversation | None  # after the bump; None: nothing stored (see above)
-    new_conversation: bool = False  # this statement created the conversation
-    previous_status: str | None = None  # before the bump (None: the thread is new)
-
-
-def _atomic_unless_autocommit(using):
+def _atomic_unless_autocommit(using, several_statements: bool = False):
     """Nothing around one statement in autocommit (it is its own transaction); inside a
     caller's transaction nothing either: no savepoint round trips per message (an importer
-    runs one transaction per mail), and a failure fails the caller's transaction."""
+    runs one transaction per mail), and a failure fails the caller's transaction. Several
+    statements (messages, attachments) are one transaction."""
     connection = connections[using]
-    if connection.get_autocommit() and not connection.in_atomic_block:
+    if connection.get_autocommit() and not connection.in_atomic_block and not several_statements:
         return nullcontext()
     return transaction.atomic(using=using, savepoint=False)
 
@@ -357,9 +462,36 @@ def _store_inbound_sql(identity_keys: tuple[str, ...], create: bool) -> str:
 _CONVERSATION_ATTNAMES = [field.attname for field in Conversation._meta.concrete_fields]
 
 
-def _store_inbound(using, message, received_at, thread: _Thread, *, create=False) -> _Stored:
-    """Run `_store_inbound_sql` for `message` (sets its pk when stored)."""
+def _store_inbound(using, item: _Pending, *, create=False) -> _Stored:
+    """Run `_store_inbound_sql` for `item` (sets its message's pk when stored)."""
+    sql, params = _store_inbound_statement(using, item, create)
+    with prepared_cursor(using) as cursor:  # planned once per connection, not per message
+        cursor.execute(sql, params)
+        return _stored(using, item, cursor.fetchone())
+
+
+def _store_pipelined(using, pending: list[_Pending]) -> list[_Stored]:
+    """_store_inbound (without `create`) for each of `pending`, their statements sent in one
+    pipeline and their rows read after the last (call it inside a transaction)."""
     connection = connections[using]
+    cursors = []
+    try:
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            for item in pending:
+                cursors.append(prepared_cursor(using))
+                cursors[-1].execute(*_store_inbound_statement(using, item, False))
+            return [
+                _stored(using, item, cursor.fetchone())
+                for item, cursor in zip(pending, cursors, strict=True)
+            ]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def _store_inbound_statement(using, item: _Pending, create: bool) -> tuple[str, list]:
+    connection = connections[using]
+    message, received_at, thread = item.message, item.received_at, item.thread
     source, identity = thread.source, thread.identity
     params = [thread.platform, source.pk, thread.external_thread_id]
     for value in identity.values():
@@ -391,14 +523,14 @@ def _store_inbound(using, message, received_at, thread: _Thread, *, create=False
     # last_message_at, last_inbound_at, the preview's condition, preview, unread added, ...
     params += [received_at, received_at, received_at, preview, 0 if thread.notice else 1]
     params += [Conversation.Status.OPEN, timezone.now()]
-    sql = _store_inbound_sql(tuple(identity), create)
-    with prepared_cursor(using) as cursor:  # planned once per connection, not per message
-        cursor.execute(sql, params)
-        found_id, client_ok, message_id, is_new, previous_status, *conversation_row = (
-            cursor.fetchone()
-        )
+    return _store_inbound_sql(tuple(identity), create), params
+
+
+def _stored(using, item: _Pending, row) -> _Stored:
+    found_id, client_ok, message_id, is_new, previous_status, *conversation_row = row
     if message_id is None:
         return _Stored(found_id, bool(client_ok), None)
+    message = item.message
     message.pk = message_id
     message.conversation_id = found_id
     message._state.adding = False
