@@ -43,23 +43,43 @@ CLIENTS = 500
 CONCURRENCY = 64
 
 
-def prepare(deliveries: int, items: int):
+def cloud_number(phone_number_id: str = PHONE_NUMBER_ID):
+    """A new company (the only one: tenants are emptied first) and its Cloud number."""
     from accounts.models import Company
     from channels_integrations.models import WhatsAppNumber
-    from messaging.models import Conversation, Message
 
     common.truncate_tenants()
     company = Company.objects.create(name="Bench", slug="bench")
-    number = WhatsAppNumber.objects.create(
+    return WhatsAppNumber.objects.create(
         company=company,
         phone="+4917000000001",
         provider=WhatsAppNumber.Provider.CLOUD,
-        cloud_phone_number_id=PHONE_NUMBER_ID,
+        cloud_phone_number_id=phone_number_id,
         cloud_access_token="token",
         cloud_app_secret=APP_SECRET,
     )
+
+
+def signed_request(number, value: dict) -> bytes:
+    """The raw HTTP request of one webhook delivery carrying `value`, signed as Meta signs."""
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": value}]}],
+    }  # fmt: skip
+    raw = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    return _load.request_bytes(
+        "POST", f"/webhooks/whatsapp/{number.uuid}/",
+        {"Content-Type": "application/json", "X-Hub-Signature-256": signature}, raw,
+    )  # fmt: skip
+
+
+def prepare(deliveries: int, items: int):
+    from messaging.models import Conversation, Message
+
+    number = cloud_number()
     broadcast_thread = Conversation.objects.create(
-        company=company, platform="whatsapp", source_id=number.pk, external_thread_id="4900"
+        company=number.company, platform="whatsapp", source_id=number.pk, external_thread_id="4900"
     )
     statuses = deliveries * (items - 1)
     batch = []
@@ -94,18 +114,7 @@ def prepare(deliveries: int, items: int):
                 "recipient_id": "4900",
             })  # fmt: skip
             status_n += 1
-        payload = {
-            "object": "whatsapp_business_account",
-            "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": value}]}],
-        }  # fmt: skip
-        raw = json.dumps(payload).encode()
-        signature = "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
-        bodies.append(
-            _load.request_bytes(
-                "POST", f"/webhooks/whatsapp/{number.uuid}/",
-                {"Content-Type": "application/json", "X-Hub-Signature-256": signature}, raw,
-            )
-        )  # fmt: skip
+        bodies.append(signed_request(number, value))
     return number, bodies, statuses
 
 

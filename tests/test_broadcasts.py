@@ -3,7 +3,10 @@ scheduling through beat's dispatch, at-most-once sending through the real Cloud 
 per-number rate limit, cancel, transient vs permanent errors, and `unknown` for sends whose
 outcome was lost. The far end of the Cloud API (tests.far_end.GraphFake) is the only stand-in."""
 
+import json
 import os
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -18,6 +21,7 @@ from accounts.models import Role
 from channels_integrations.models import Broadcast, BroadcastRecipient
 from channels_integrations.whatsapp import broadcasts
 from channels_integrations.whatsapp.tasks import dispatch_broadcasts, send_broadcast_batch
+from messaging import realtime
 
 from .factories import ClientFactory, UserFactory, WhatsAppNumberFactory, wrote_today
 from .far_end import graph_error, graph_unavailable
@@ -639,3 +643,96 @@ def test_detail_page_shows_progress_live_and_hides_cancel_when_done(
     assert page.evaluate("window.__noReload === true")
     if os.environ.get("SCREENSHOTS"):
         page.screenshot(path=os.path.join(os.environ["SCREENSHOTS"], "broadcast_detail.png"))
+
+
+# ---------------------------------------------------------------- status webhooks, at scale
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.django_db(transaction=True)
+def test_status_webhooks_publish_progress_at_most_once_a_second_and_the_last_counts_all(
+    company, tmp_path
+):
+    """Meta sends three status webhooks per recipient, by the thousand per second, and one
+    progress count reads every recipient (~0.1 s at 100,000). A worker draining the webhook
+    inbox publishes `broadcast.progress` at most once a second per broadcast — by a task at
+    the end of the window, whatever the number of batches — and that publish counts every
+    change before it."""
+    from crm.celery import app as celery_app
+    from webhook_inbox.models import Delivery
+
+    from .processes import Worker, drop_queue, wait_for
+    from .test_whatsapp_cloud import PHONE_NUMBER_ID, _inbound_payload
+
+    number = WhatsAppNumberFactory(
+        company=company, provider="cloud", cloud_phone_number_id=PHONE_NUMBER_ID,
+        cloud_access_token="token", cloud_app_secret="secret",
+    )  # fmt: skip
+    broadcast = Broadcast.objects.create(
+        company=company, number=number, text="Our spring offer", status="sending"
+    )
+    recipients = phones(30)
+    BroadcastRecipient.objects.bulk_create(
+        BroadcastRecipient(
+            broadcast=broadcast, phone=phone, status="sent", provider_message_id=f"wamid.b.{n}"
+        )
+        for n, phone in enumerate(recipients)
+    )
+    for status in ("delivered", "read"):  # one status per delivery, as Meta sends them
+        for n, phone in enumerate(recipients):
+            report = {"id": f"wamid.b.{n}", "status": status, "timestamp": "1763900100",
+                      "recipient_id": phone[1:]}  # fmt: skip
+            Delivery.objects.create(
+                company=company, source="whatsapp_cloud", source_id=number.pk,
+                body=json.dumps(_inbound_payload(statuses=[report])).encode(),
+            )  # fmt: skip
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    queue = f"progress-{uuid.uuid4().hex[:10]}"
+    # Six batches of ten, each its own commit, well within a second.
+    worker = Worker("progress", queue, tmp_path, env={"WEBHOOK_INBOX_BATCH": "10"})
+    listener = client.pubsub()
+    listener.subscribe(settings.REALTIME_CHANNEL)
+    progress = []
+    try:
+        worker.wait_ready()
+        with celery_app.connection_for_write() as broker:
+            celery_app.send_task("webhook_inbox.tasks.drain_inbox", queue=queue, connection=broker)
+        wait_for(lambda: not Delivery.objects.exists(), timeout=60)
+        deadline = time.monotonic() + 3  # the window's publish, and nothing after it
+        while time.monotonic() < deadline:
+            message = listener.get_message(timeout=0.2)
+            if message and message["type"] == "message":
+                for event in realtime.decode(message["data"]):
+                    if event["payload"]["event"] == "broadcast.progress":
+                        progress.append(event["payload"]["data"])
+    finally:
+        listener.close()
+        worker.kill()
+        drop_queue(client, queue)
+        client.close()
+    assert BroadcastRecipient.objects.filter(broadcast=broadcast, status="read").count() == 30
+    assert len(progress) == 1, (progress, worker.log())
+    assert progress[0]["id"] == broadcast.pk
+    assert (progress[0]["delivered"], progress[0]["read"], progress[0]["total"]) == (30, 30, 30)
+
+
+@pytest.mark.django_db
+def test_without_redis_status_webhooks_publish_progress_at_once(
+    number, published, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The once-a-second window lives in Redis: with Redis down, every change publishes its
+    progress at once, as before the window (nothing is left unpublished)."""
+    from .processes import free_port
+
+    broadcast = Broadcast.objects.create(
+        company=number.company, number=number, text="Offer", status="sending"
+    )
+    BroadcastRecipient.objects.create(
+        broadcast=broadcast, phone="+4915200000001", status="sent", provider_message_id="wamid.x"
+    )
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
+    monkeypatch.setattr(broadcasts, "_redis", lambda: dead)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert broadcasts.record_recipient_statuses(number.pk, [("wamid.x", "read", "")]) == 1
+    [(event, data, company_id)] = published
+    assert event == "broadcast.progress" and data["read"] == 1 and company_id == number.company_id

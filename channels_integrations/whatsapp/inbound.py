@@ -1,5 +1,5 @@
 """One incoming WhatsApp message, from the Cloud API's webhook or a QR-linked session, into
-the inbox (through ingest_inbound, the one door in) with its announced attachments."""
+the inbox (through ingest_inbound_many, the one door in) with its announced attachments."""
 
 import logging
 from datetime import datetime
@@ -24,32 +24,6 @@ from .broadcasts import record_recipient_statuses
 from .types import AnnouncedMedia
 
 logger = logging.getLogger(__name__)
-
-
-def ingest_whatsapp_message(
-    number: WhatsAppNumber,
-    *,
-    wamid: str,
-    phone_digits: str,
-    name: str,
-    body: str,
-    received_at: datetime,
-    media: list[AnnouncedMedia] = (),
-    metadata: dict | None = None,
-    notice: bool = False,
-) -> IngestResult:
-    """Store it once (a duplicate delivery stores nothing and counts nothing)."""
-    inbound = whatsapp_inbound(
-        wamid=wamid,
-        phone_digits=phone_digits,
-        name=name,
-        body=body,
-        received_at=received_at,
-        media=media,
-        metadata=metadata,
-        notice=notice,
-    )
-    return ingest_whatsapp_messages(number, [inbound])[0]
 
 
 def whatsapp_inbound(

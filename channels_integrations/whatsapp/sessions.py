@@ -67,7 +67,7 @@ from ..connections import (
 )
 from ..models import WhatsAppNumber, WhatsAppSession
 from . import metrics
-from .inbound import apply_delivery_reports, ingest_whatsapp_message
+from .inbound import apply_delivery_reports, ingest_whatsapp_messages, whatsapp_inbound
 from .lease import KIND, SessionLease
 from .lease import number_holder as holder_of
 from .web import forget_device
@@ -714,8 +714,7 @@ class SessionRunner(Supervised):
             mark_inbound_deleted(self.number, [message.target], message.phone)
             return
         content = getattr(message, "content", None)
-        result = ingest_whatsapp_message(
-            self.number,
+        inbound = whatsapp_inbound(
             wamid=message.wamid,
             phone_digits=message.phone,
             name=message.name,
@@ -727,6 +726,7 @@ class SessionRunner(Supervised):
                 **({"raw": message.raw} if getattr(message, "raw", None) else {}),
             },
         )
+        [result] = ingest_whatsapp_messages(self.number, [inbound])
         if result.created:
             publish_to_admins(
                 "whatsapp.message",

@@ -65,6 +65,12 @@ def send_broadcast_batch(self, broadcast_id: int, lease_token: str | None = None
 
 
 @shared_task(ignore_result=True)
+def publish_broadcast_progress(broadcast_id: int, company_id: int) -> None:
+    """The end of a progress window (broadcasts.publish_progress_shortly): the counts now."""
+    broadcasts.publish_progress(broadcast_id, company_id)
+
+
+@shared_task(ignore_result=True)
 def run_whatsapp_session(number_id: int) -> str:
     """Hold one number's QR-linked session until it stops (routed to the `connections`
     queue: a long-lived task). A second worker asked to start it finds the lease held."""
