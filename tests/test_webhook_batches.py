@@ -500,10 +500,15 @@ def test_a_worker_collects_its_young_objects_at_the_configured_threshold(setting
     they set off full collections of the worker's whole heap (crm.settings)."""
     from celery.signals import worker_init
 
+    from crm.celery import _fewer_full_collections
+
+    # Connected to the worker's start (sending the signal here would run Celery's own
+    # start-up receivers in the test process too).
+    assert _fewer_full_collections in [receiver() for _key, receiver in worker_init.receivers]
     settings.WORKER_GC_THRESHOLD = 12_345
     before = gc.get_threshold()
     try:
-        worker_init.send(sender=None)
+        _fewer_full_collections()
         assert gc.get_threshold() == (12_345, *before[1:])
     finally:
         gc.set_threshold(*before)
