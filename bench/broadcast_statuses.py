@@ -20,8 +20,9 @@ import time
 
 import _common as common
 import _load
+import webhooks
 from cluster import Cluster
-from webhooks import PHONE_NUMBER_ID, cloud_number, signed_request
+from webhooks import PHONE_NUMBER_ID, cloud_number, signed_request, waiting
 
 DB_NAME = "switchboard_bench_broadcast_statuses"
 REDIS_DB = 7
@@ -91,12 +92,6 @@ class BacklogSampler(threading.Thread):
             connection.close()
 
 
-def waiting() -> int:
-    from webhook_inbox.services import backlog
-
-    return backlog()["waiting"]
-
-
 def main():
     args = common.parse_args(
         __doc__.splitlines()[0],
@@ -109,9 +104,7 @@ def main():
     env["DB_POOL_MAX_SIZE"] = "8"
     common.note(f"preparing a broadcast to {recipients} recipients, {3 * recipients} webhooks")
     broadcast, bodies = prepare(recipients)
-    from webhook_inbox.services import backlog
-
-    assert backlog()["waiting"] == 0
+    webhooks.empty_inbox()
 
     common.note("webhooks in as fast as the web tier takes them, one worker draining")
     sampler = BacklogSampler()
