@@ -736,3 +736,30 @@ def test_without_redis_status_webhooks_publish_progress_at_once(
         assert broadcasts.record_recipient_statuses(number.pk, [("wamid.x", "read", "")]) == 1
     [(event, data, company_id)] = published
     assert event == "broadcast.progress" and data["read"] == 1 and company_id == number.company_id
+
+
+@pytest.mark.django_db
+def test_with_the_broker_down_each_status_change_publishes_its_progress_at_once(
+    number, published, monkeypatch, django_capture_on_commit_callbacks
+):
+    """No task can close the second's window: each change publishes at once, the next one
+    within the same second too (nothing is left unpublished)."""
+    from kombu.exceptions import OperationalError
+
+    class BrokerDown:
+        def apply_async(self, *args, **kwargs):
+            raise OperationalError("Error 111 connecting to the broker. Connection refused.")
+
+    broadcast = Broadcast.objects.create(
+        company=number.company, number=number, text="Offer", status="sending"
+    )
+    for n in range(2):
+        BroadcastRecipient.objects.create(
+            broadcast=broadcast, phone=f"+491520000000{n}", status="sent",
+            provider_message_id=f"wamid.{n}",
+        )  # fmt: skip
+    monkeypatch.setattr(broadcasts, "task", lambda name: BrokerDown())
+    for n in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            broadcasts.record_recipient_statuses(number.pk, [(f"wamid.{n}", "read", "")])
+    assert [data["read"] for event, data, _company in published] == [1, 2]

@@ -30,6 +30,7 @@ Tunables (settings, from the environment; see .env.example): BROADCAST_RATE_PER_
 BROADCAST_LEASE_SECONDS, SEND_CLAIM_STALE_SECONDS, SEND_MAX_ATTEMPTS.
 """
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -542,13 +543,15 @@ def publish_progress_shortly(broadcast_id: int, company_id: int) -> None:
     broadcast: the first change of a window queues one publish (a task) for the window's end,
     and the changes after it within the window need none (that publish counts them all).
     Without Redis or the broker it publishes at once, as every change used to."""
+    window = _key(f"progress:{broadcast_id}")
     try:
-        window = _key(f"progress:{broadcast_id}")
         if not _redis().set(window, 1, nx=True, px=int(PROGRESS_SECONDS * 1000)):
             return
         task(PROGRESS_TASK).apply_async((broadcast_id, company_id), countdown=PROGRESS_SECONDS)
     except Exception:
         logger.warning("broadcast=%s progress published at once", broadcast_id, exc_info=True)
+        with contextlib.suppress(Exception):  # no task will close this window: the next
+            _redis().delete(window)  # change publishes at once too
         publish_progress(broadcast_id, company_id)
 
 
