@@ -43,7 +43,7 @@ CLIENTS = 500
 CONCURRENCY = 64
 
 
-def cloud_number(phone_number_id: str = PHONE_NUMBER_ID):
+def cloud_number():
     """A new company (the only one: tenants are emptied first) and its Cloud number."""
     from accounts.models import Company
     from channels_integrations.models import WhatsAppNumber
@@ -54,7 +54,7 @@ def cloud_number(phone_number_id: str = PHONE_NUMBER_ID):
         company=company,
         phone="+4917000000001",
         provider=WhatsAppNumber.Provider.CLOUD,
-        cloud_phone_number_id=phone_number_id,
+        cloud_phone_number_id=PHONE_NUMBER_ID,
         cloud_access_token="token",
         cloud_app_secret=APP_SECRET,
     )
