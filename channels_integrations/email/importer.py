@@ -26,7 +26,6 @@ from django.utils import timezone
 from crm.db.upsert import insert_unless_conflict
 from messaging.models import Conversation, Message
 from messaging.services import Sender, ingest_inbound
-from messaging.services.attachments import add_attachments
 from messaging.services.merge import merge_conversations
 
 from .. import channel_metrics
@@ -164,9 +163,8 @@ def _store(account: EmailAccount, mail: ParsedMail, thread: str, uid, received_a
         subject=mail.subject,
         received_at=received_at,
         metadata=mail.metadata(),
+        attachments=mail.attachments,
     )
-    if result.created and mail.attachments:
-        add_attachments(result.message, mail.attachments)
     if mail.malformed:
         logger.warning(
             "email: account=%s message uid=%s stored with problems: %s",

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from messaging import rich
 from messaging.services import Sender, ingest_inbound
-from messaging.services.attachments import IncomingAttachment, add_attachments
+from messaging.services.attachments import IncomingAttachment
 from messaging.services.inbox import mark_inbound_deleted, record_inbound_edit
 from messaging.services.reactions import record_customer_reaction
 
@@ -134,10 +134,9 @@ def ingest_telegram(account: TelegramAccount, item: TelegramInbound) -> bool:
             body=item.text,
             received_at=item.date,
             metadata={"content": item.content} if item.content else None,
+            attachments=item.media,
         )
         if result.created:
-            if item.media:
-                add_attachments(result.message, item.media)
             TelegramAccount.objects.filter(pk=account.pk).update(
                 messages_received=F("messages_received") + 1, last_event_at=timezone.now()
             )

@@ -105,10 +105,11 @@ def ingest_inbound(
     received_at: datetime | None = None,
     metadata: dict | None = None,
     notice: bool = False,
+    attachments: Sequence[IncomingAttachment] = (),
 ) -> IngestResult:
-    """Store one incoming message, exactly once. A `notice` (the channel telling us something
-    about the client, e.g. a changed number) is shown in the thread but is not unread and
-    wakes no bot.
+    """Store one incoming message, exactly once, with its `attachments` (recorded only when
+    the message is new). A `notice` (the channel telling us something about the client, e.g.
+    a changed number) is shown in the thread but is not unread and wakes no bot.
 
     Idempotent by construction: the message insert is `ON CONFLICT DO NOTHING` on
     (conversation, external id), so the same message ingested twice (a retry, a duplicate
@@ -123,6 +124,7 @@ def ingest_inbound(
         received_at=received_at,
         metadata=metadata,
         notice=notice,
+        attachments=tuple(attachments),
     )
     return ingest_inbound_many(source, [inbound])[0]
 
