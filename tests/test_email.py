@@ -135,6 +135,14 @@ def test_an_attachment_over_the_limit_is_recorded_not_stored(account, dovecot, m
     assert files["invoice.pdf"].size == 82
 
 
+def test_a_mail_in_the_mailbox_twice_keeps_one_copy_of_its_files(account, dovecot, mailbox):
+    # The same mail (one Message-ID) under two UIDs, as a copy within the folder leaves it.
+    deliver(dovecot, mailbox, "03_attachments", "03_attachments")
+    poll(account)
+    assert Message.objects.count() == 1
+    assert sorted(a.filename for a in Attachment.objects.all()) == ["box.png", "invoice.pdf"]
+
+
 def test_a_changed_uidvalidity_resyncs_without_duplicates(account, dovecot, mailbox):
     deliver(dovecot, mailbox, "01_plain", "04_latin1")
     poll(account)

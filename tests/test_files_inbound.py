@@ -167,6 +167,14 @@ def test_a_telegram_file_is_downloaded_through_the_listener_and_a_failure_retrie
     assert attachment.download_state == "pending"
     wait_for(lambda: queued_downloads == [attachment.pk])
 
+    # The same message again (a catch-up replay), then another: the replay records no second
+    # file and queues no second download.
+    client.deliver("NewMessage", tg.new_message(71, "The lid", media=tg.photo(size=len(PHOTO))))
+    client.deliver("NewMessage", tg.new_message(72, "Thanks"))
+    wait_for(lambda: Message.objects.filter(external_id="72").exists())
+    assert Attachment.objects.filter(message__external_id="71").count() == 1
+    assert queued_downloads == [attachment.pk]
+
     # Telegram has nothing for it (yet): failed, in words.
     assert downloads.download_attachment(attachment.pk) == "failed"
     attachment.refresh_from_db()
