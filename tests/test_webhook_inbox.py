@@ -119,6 +119,39 @@ def test_order_is_kept_per_number(client, number):
     assert MessageReaction.objects.get().message.external_id == "wamid.first"
 
 
+def test_a_busy_number_does_not_keep_another_waiting(client, number, company, settings):
+    """A number with a long backlog is drained a few batches at a time; another number's
+    delivery, stored after all of it, goes in before that backlog is through."""
+    settings.WEBHOOK_INBOX_BATCH = 2
+    other = WhatsAppNumberFactory(
+        company=company,
+        provider="cloud",
+        cloud_phone_number_id="106540352242999",
+        cloud_access_token="token",
+        cloud_app_secret=APP_SECRET,
+    )
+    for n in range(3 * services.BATCHES_PER_TURN * 2):
+        _post(client, number, _inbound_payload(_text(wamid=f"wamid.busy.{n}")))
+    payload = _inbound_payload(_text(wamid="wamid.other"))
+    payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = "106540352242999"
+    _post(client, other, payload)
+    drained = []
+    original = services.drain_source
+
+    def recording(source, source_id, batch=None):
+        counts = original(source, source_id, batch)
+        drained.append((source_id, counts["deliveries"] if counts else 0))
+        return counts
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "drain_source", recording)
+        counts = drain()
+    assert counts["stored"] == 3 * services.BATCHES_PER_TURN * 2 + 1
+    batches_before_other = [source_id for source_id, _n in drained].index(other.pk)
+    assert batches_before_other == services.BATCHES_PER_TURN  # a turn of the busy one, no more
+    assert Message.objects.filter(conversation__source_id=other.pk).count() == 1
+
+
 def test_one_drainer_per_number(client, number):
     """While another drainer holds the number (its batch in flight), this one leaves it."""
     _post(client, number, _inbound_payload(_text()))

@@ -51,6 +51,10 @@ THREADS = {
 }
 _LOCK_SPACE = {source: n + 1 for n, source in enumerate(Source.values)}
 KICK_KEY = "webhook_inbox:kick"
+# A busy source's full batches drained in a row before the waiting sources are looked up
+# again: that look-up reads the oldest waiting rows (~7 ms with a large backlog, ~15% of a
+# batch of status webhooks), and another source waits at most this many batches.
+BATCHES_PER_TURN = 5
 
 
 # ---------------------------------------------------------------- the webhook's side
@@ -295,16 +299,18 @@ def drain(time_budget: float | None = None) -> Counter:
     while True:
         progressed = False
         for source, source_id in _waiting_sources():
-            counts = drain_source(source, source_id)
-            if counts is None:
-                continue
-            totals.update(counts)
-            progressed = progressed or bool(
-                counts["deliveries"] or counts["dropped"] or counts["parked"]
-            )
-            if time_budget is not None and time.monotonic() - started > time_budget:
-                totals["budget_spent"] = 1
-                return totals
+            for _batch in range(BATCHES_PER_TURN):
+                counts = drain_source(source, source_id)
+                if counts is None:
+                    break
+                totals.update(counts)
+                moved = counts["deliveries"] + counts["dropped"] + counts["parked"]
+                progressed = progressed or bool(moved)
+                if time_budget is not None and time.monotonic() - started > time_budget:
+                    totals["budget_spent"] = 1
+                    return totals
+                if moved < settings.WEBHOOK_INBOX_BATCH:
+                    break  # drained, or the rest waits (a retry, order behind a failure)
         if not progressed:
             return totals
 
