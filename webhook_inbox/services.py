@@ -52,7 +52,7 @@ THREADS = {
 _LOCK_SPACE = {source: n + 1 for n, source in enumerate(Source.values)}
 KICK_KEY = "webhook_inbox:kick"
 # A busy source's full batches drained in a row before the waiting sources are looked up
-# again: that look-up reads the oldest waiting rows (~7 ms with a large backlog, ~15% of a
+# again: that look-up reads the oldest waiting rows (5-7 ms with a large backlog, 11-15% of a
 # batch of status webhooks), and another source waits at most this many batches.
 BATCHES_PER_TURN = 5
 
