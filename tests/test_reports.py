@@ -416,6 +416,7 @@ def _until_someone_waits_for_the_reports_lock() -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             )
             if cursor.fetchone()[0]:
                 return

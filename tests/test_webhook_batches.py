@@ -460,7 +460,8 @@ def test_a_celery_worker_killed_mid_batch_ingests_nothing_twice(company, tmp_pat
     def advisory_locks():
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> %s",
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> %s"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 [connection.connection.info.backend_pid],
             )
             return cursor.fetchone()[0]

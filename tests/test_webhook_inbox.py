@@ -271,7 +271,8 @@ def test_a_drainer_killed_mid_batch_leaves_nothing_half_done_and_nothing_doubled
         while time.monotonic() < deadline and not started:
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> %s",
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> %s"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                     [connection.connection.info.backend_pid],
                 )
                 started = bool(cursor.fetchone()[0])
@@ -288,7 +289,10 @@ def test_a_drainer_killed_mid_batch_leaves_nothing_half_done_and_nothing_doubled
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
             if not cursor.fetchone()[0]:
                 break
         time.sleep(0.05)
