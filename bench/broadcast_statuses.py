@@ -16,18 +16,14 @@ lost (recipients not `read`); http_errors.
 """
 
 import threading
-import time
 
 import _common as common
-import _load
 import webhooks
-from cluster import Cluster
-from webhooks import PHONE_NUMBER_ID, cloud_number, signed_request, waiting
+from webhooks import PHONE_NUMBER_ID, cloud_number, posted_while_draining, signed_request, waiting
 
 DB_NAME = "switchboard_bench_broadcast_statuses"
 REDIS_DB = 7
 CHANNEL = "switchboard:events:bench:broadcast_statuses"
-CONCURRENCY = 64
 STATUSES = ("sent", "delivered", "read")
 
 
@@ -108,15 +104,12 @@ def main():
 
     common.note("webhooks in as fast as the web tier takes them, one worker draining")
     sampler = BacklogSampler()
-    with Cluster(env, web=args.web, ws=0, workers=1, worker_concurrency=2, beat=True) as cluster:
-        sampler.start()
-        started = time.monotonic()
-        result = _load.run_sync(cluster.port, bodies, CONCURRENCY)
-        accepted_at = time.monotonic()
-        deadline = accepted_at + 1800
-        while waiting() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        absorbed_at = time.monotonic()
+    sampler.start()
+    try:
+        result, started, accepted_at, absorbed_at = posted_while_draining(
+            env, args.web, bodies, 1800
+        )
+    finally:
         sampler.done.set()
         sampler.join()
     read = broadcast.recipients.filter(status="read").count()

@@ -124,6 +124,25 @@ def waiting() -> int:
     return backlog()["waiting"]
 
 
+def until_empty(timeout: float, poll: float = 0.2) -> float:
+    """Waits until no delivery waits in the inbox (at most `timeout` s); returns that moment."""
+    deadline = time.monotonic() + timeout
+    while waiting() and time.monotonic() < deadline:
+        time.sleep(poll)
+    return time.monotonic()
+
+
+def posted_while_draining(env, web: int, bodies, timeout: float):
+    """`bodies` posted through nginx as fast as the web tier takes them while one worker
+    (prefork, 2) drains, on the same machine: (the load's result, when the first was posted,
+    when the last was accepted, when the inbox was empty)."""
+    with Cluster(env, web=web, ws=0, workers=1, worker_concurrency=2, beat=True) as cluster:
+        started = time.monotonic()
+        result = _load.run_sync(cluster.port, bodies, CONCURRENCY)
+        accepted_at = time.monotonic()
+        return result, started, accepted_at, until_empty(timeout)
+
+
 def outcome(number, deliveries: int, statuses: int) -> dict:
     from django.db.models import Count, Sum
 
@@ -210,9 +229,7 @@ def main():
 
         drain_started = time.monotonic()
         kick()
-        while waiting() and time.monotonic() < drain_started + 600:
-            time.sleep(0.1)
-        drain_rate = items_total / (time.monotonic() - drain_started)
+        drain_rate = items_total / (until_empty(600, poll=0.1) - drain_started)
     checked = outcome(number, deliveries, statuses)
 
     # End to end, the way a busy broadcast's statuses arrive: webhooks in while one worker
@@ -220,14 +237,7 @@ def main():
     # (every change a duplicate or a no-op now would flatter the figure).
     reset()
     common.note("the product: webhooks in, workers draining")
-    with Cluster(env, web=args.web, ws=0, workers=1, worker_concurrency=2, beat=True) as cluster:
-        started = time.monotonic()
-        result = _load.run_sync(cluster.port, bodies, CONCURRENCY)
-        accepted_at = time.monotonic()
-        deadline = accepted_at + 600
-        while waiting() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        ingested_at = time.monotonic()
+    result, started, accepted_at, ingested_at = posted_while_draining(env, args.web, bodies, 600)
     draining_accept_rate = result["ok"] / (accepted_at - started)
     http_errors += sum(result["errors"].values())
     end_to_end = outcome(number, deliveries, statuses)
