@@ -379,6 +379,23 @@ def test_subject_threading_joins_only_within_the_window(quiet_account):
     assert conversation_of("s.3@example.org") == second  # within the window: it joins
 
 
+def test_of_two_conversations_at_the_same_second_a_reply_joins_the_later_one(quiet_account):
+    """INTERNALDATE has whole seconds: two threads of one sender with the same subject often
+    end at the same time. A reply by subject joins the one created last, every time (it
+    depended on the order PostgreSQL returned the tie in)."""
+    same_second = timezone.now().replace(microsecond=0)
+    for uid, message_id in ((1, "t.1@example.org"), (2, "t.2@example.org")):
+        raw = mail(message_id, subject="Invoice").replace(b"Date: Mon, 23 Nov 2026", b"X-Old:")
+        importer.import_batch(quiet_account, [(uid, raw, same_second)], 1)
+    first, second = Conversation.objects.order_by("id")
+    assert first.last_message_at == second.last_message_at == same_second
+    # The older one's row written last, so a scan in physical order meets it first.
+    Conversation.objects.filter(pk=first.pk).update(last_message_at=same_second)
+    reply = mail("t.3@example.org", subject="Re: Invoice")
+    importer.import_batch(quiet_account, [(3, reply, None)], 1)
+    assert Conversation.objects.get(messages__external_id="t.3@example.org") == second
+
+
 def test_a_retried_mail_keeps_the_server_date(quiet_account, poison):
     arrived = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
     raw = mail("late.9@example.org", "POISON").replace(

@@ -143,7 +143,9 @@ def _thread_by_subject(account, subject: str, address: str, now) -> str:
             client__email=address,
             last_message_at__gte=now - timedelta(days=SUBJECT_THREAD_DAYS),
         )
-        .order_by("-last_message_at")
+        # Newest first; of two with the same time (INTERNALDATE has whole seconds), the one
+        # created last, not whichever PostgreSQL happens to return first.
+        .order_by("-last_message_at", "-id")
         .values_list("external_thread_id", "subject")[:50]
     )
     for thread, their_subject in candidates:
