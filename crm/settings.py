@@ -449,6 +449,11 @@ REST_FRAMEWORK = {
         "crm.api.parsers.JSONParser",
     ],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # DRF's JSON, encoded by orjson (crm.api.renderers); the browsable API as before.
+    "DEFAULT_RENDERER_CLASSES": [
+        "crm.api.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {
