@@ -344,10 +344,10 @@ FILTER_PARAMETERS = [
 ]
 
 
-def filter_conversations(user, params):
+def filter_conversations(user, params, rows=None):
     """The inbox filters of a request's query string (the same selector as the inbox page):
     open conversations unless `status` asks for another state or `all`; an unknown status is
-    a 400 naming the field."""
+    a 400 naming the field. `rows`: as selectors.inbox_conversations."""
     assignee = params.get("assignee", "")
     status = params.get("status", "") or DEFAULT_STATUS
     if status != ANY_STATUS and status not in Conversation.Status.values:
@@ -369,6 +369,7 @@ def filter_conversations(user, params):
         query=params.get("q", ""),
         label=params.get("label", ""),
         last_status=False,  # not a field of the API's conversations
+        rows=rows,
     )
     if assignee.isdigit():
         conversations = conversations.filter(assignee_id=int(assignee))
@@ -390,6 +391,14 @@ LIST_COLUMNS = (
     "assignee__first_name",
     "assignee__last_name",
 )
+
+
+# The list's rows: plain values, the client's phone as its stored E.164 text. Built once per
+# process and never evaluated itself; each request chains its filters from it (a clone).
+# Resolving these columns' joins per request was ~0.5 ms of its CPU (half the query's build).
+LIST_ROWS = Conversation.objects.annotate(
+    client_phone=Cast("client__phone", output_field=CharField())
+).values(*LIST_COLUMNS, "last_inbound_at")
 
 
 def _iso(value):
@@ -433,17 +442,16 @@ class ConversationViewSet(
 
     def get_queryset(self):
         if self.action == "list":
-            return filter_conversations(self.request.user, self.request.query_params)
+            return filter_conversations(
+                self.request.user, self.request.query_params, rows=LIST_ROWS
+            )
         return scoped(Conversation, self.request.user).select_related("client", "assignee")
 
     @extend_schema(parameters=FILTER_PARAMETERS, responses=ConversationSerializer(many=True))
     def list(self, request, *args, **kwargs):
         # The busiest read of the product: plain rows (`values()`) into the serializer's exact
         # shape, without model instances, phone parsing or per-field serializer calls.
-        rows = self.get_queryset().annotate(
-            client_phone=Cast("client__phone", output_field=CharField())  # the stored E.164 text
-        )
-        page = self.paginate_queryset(rows.values(*LIST_COLUMNS, "last_inbound_at"))
+        page = self.paginate_queryset(self.get_queryset())
         windows = selectors.reply_windows(page)
         labels = triage_selectors.labels_of_conversations(row["id"] for row in page)
         with reader_language(request):

@@ -2,7 +2,7 @@
 
 import re
 
-from django.db.models import OuterRef, Prefetch, Q, Subquery
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404
 
 from accounts.models import User
@@ -26,6 +26,7 @@ def inbox_conversations(
     query: str = "",
     label: int | str | None = None,
     last_status: bool = True,
+    rows: QuerySet | None = None,
 ):
     """Newest first; unknown filter values are ignored rather than matching nothing.
 
@@ -33,9 +34,11 @@ def inbox_conversations(
     `query`: the client's name, phone or email, or the subject, contains it, or a message's
     text matches it (full-text, inbox_search.fts); `label`: a label id of the user's company
     (another company's matches nothing); `last_status`: annotate `last_message_status` (the
-    page shows it; the API list does not, and building it costs CPU on every request).
+    page shows it; the API list does not, and building it costs CPU on every request);
+    `rows`: the conversations to filter (default: with client and assignee joined; the API
+    list passes its `values()` rows, resolved once per process).
     """
-    conversations = scoped(Conversation, user).select_related("client", "assignee")
+    conversations = scoped(conversation_with_client() if rows is None else rows, user)
     if last_status:
         # The status of the last message: a failed one (a bot's greeting that could not go
         # out) is marked on the row instead of showing as if it had been sent.
