@@ -32,6 +32,23 @@ def wait_for(predicate, timeout=10.0, interval=0.05):
     raise AssertionError(f"not true within {timeout}s: {predicate}")
 
 
+def advisory_locks(*, waiting: bool = False, others_only: bool = False) -> int:
+    """Advisory locks held (or, `waiting`, waited for) in this test database; `others_only`:
+    not by this connection. pg_locks is cluster-wide: another suite or a bench on the same
+    PostgreSQL holds locks of its own."""
+    sql = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    if waiting:
+        sql += " AND NOT granted"
+    if others_only:
+        sql += " AND pid <> pg_backend_pid()"
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -27,6 +27,7 @@ from .factories import (
     TelegramAccountFactory,
     UserFactory,
 )
+from .processes import advisory_locks
 
 pytestmark = pytest.mark.django_db
 NOVEMBER = selectors.Period(datetime(2026, 11, 1).date(), datetime(2026, 11, 30).date())
@@ -412,14 +413,7 @@ def _until_someone_waits_for_the_reports_lock() -> None:
     the test's own timeout bounds it)."""
     import time as clock
 
-    while True:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            )
-            if cursor.fetchone()[0]:
-                return
+    while not advisory_locks(waiting=True):
         clock.sleep(0.02)
 
 

@@ -44,7 +44,7 @@ from .factories import (
     WhatsAppNumberFactory,
 )
 from .inbox import drain
-from .processes import RedisServer, Worker, database_url, free_port, wait_for
+from .processes import RedisServer, Worker, advisory_locks, database_url, free_port, wait_for
 from .test_whatsapp_cloud import PHONE_NUMBER_ID, _inbound_payload, _text, _webhook_url
 
 pytestmark = pytest.mark.django_db
@@ -457,24 +457,16 @@ def test_a_celery_worker_killed_mid_batch_ingests_nothing_twice(company, tmp_pat
         with celery_app.connection_for_write(redis_url) as broker:
             celery_app.send_task("webhook_inbox.tasks.drain_inbox", queue=queue, connection=broker)
 
-    def advisory_locks():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> %s"
-                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                [connection.connection.info.backend_pid],
-            )
-            return cursor.fetchone()[0]
-
     first = second = None
     try:
         first = Worker("drainer-a", queue, tmp_path, env=env, pool="prefork")
         first.wait_ready()
         drain_now()
-        wait_for(advisory_locks, timeout=60)  # inside its batch
+        wait_for(lambda: advisory_locks(others_only=True), timeout=60)  # inside its batch
         time.sleep(0.4)  # some inserts into the batch
         first.kill()
-        wait_for(lambda: not advisory_locks(), timeout=30)  # PostgreSQL rolled it back
+        # PostgreSQL rolled it back
+        wait_for(lambda: not advisory_locks(others_only=True), timeout=30)
         assert Message.objects.filter(direction="in").count() == 0
         assert Delivery.objects.count() == count
         with connection.cursor() as cursor:

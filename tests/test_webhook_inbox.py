@@ -26,7 +26,7 @@ from webhook_inbox.models import Delivery
 
 from .factories import WhatsAppNumberFactory
 from .inbox import drain
-from .processes import database_url
+from .processes import advisory_locks, database_url
 from .test_whatsapp_cloud import PHONE_NUMBER_ID, _inbound_payload, _text, _webhook_url
 
 pytestmark = pytest.mark.django_db
@@ -269,13 +269,7 @@ def test_a_drainer_killed_mid_batch_leaves_nothing_half_done_and_nothing_doubled
         deadline = time.monotonic() + 60
         started = False
         while time.monotonic() < deadline and not started:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> %s"
-                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                    [connection.connection.info.backend_pid],
-                )
-                started = bool(cursor.fetchone()[0])
+            started = bool(advisory_locks(others_only=True))
             time.sleep(0.05)
         assert started, "the drainer never started its batch"
         time.sleep(0.4)  # some 20 inserts into the batch (each takes 20 ms here)
@@ -288,13 +282,8 @@ def test_a_drainer_killed_mid_batch_leaves_nothing_half_done_and_nothing_doubled
     # PostgreSQL rolled the batch back with the dead connection: nothing half-done.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            )
-            if not cursor.fetchone()[0]:
-                break
+        if not advisory_locks():
+            break
         time.sleep(0.05)
     assert Message.objects.count() == 0 and Delivery.objects.count() == count
     with connection.cursor() as cursor:
