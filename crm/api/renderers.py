@@ -21,15 +21,16 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
 
 class JSONRenderer(renderers.JSONRenderer):
     def render(self, data, accepted_media_type=None, renderer_context=None):
-        if data is None or not self.compact or self.ensure_ascii:
-            return super().render(data, accepted_media_type, renderer_context)
-        if self.get_indent(accepted_media_type, renderer_context or {}) is not None:
-            return super().render(data, accepted_media_type, renderer_context)
-        try:
-            body = orjson.dumps(data, default=_drf_default, option=_OPTIONS)
-        except orjson.JSONEncodeError:
-            return super().render(data, accepted_media_type, renderer_context)
-        # As DRF: JSON that is also a strict subset of JavaScript.
-        if b"\xe2\x80\xa8" in body or b"\xe2\x80\xa9" in body:
-            body = body.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
-        return body
+        # orjson writes compact UTF-8 only: anything else is DRF's to render.
+        plain = data is not None and self.compact and not self.ensure_ascii
+        if plain and self.get_indent(accepted_media_type, renderer_context or {}) is None:
+            try:
+                body = orjson.dumps(data, default=_drf_default, option=_OPTIONS)
+            except orjson.JSONEncodeError:
+                pass
+            else:
+                # As DRF: JSON that is also a strict subset of JavaScript.
+                return body.replace(b"\xe2\x80\xa8", b"\\u2028").replace(
+                    b"\xe2\x80\xa9", b"\\u2029"
+                )
+        return super().render(data, accepted_media_type, renderer_context)
