@@ -199,3 +199,20 @@ def cpu_seconds(*pids: int, children: bool = False) -> float:
         except OSError:
             pass
     return total
+
+
+def postgres_cpu_seconds() -> dict[int, float]:
+    """User + system CPU seconds of each PostgreSQL process on this machine (server, backends,
+    WAL writer, ...), by pid: subtract two readings pid by pid (a backend started in between
+    counts from zero)."""
+    readings = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as comm:
+                    if comm.read().strip() != "postgres":
+                        continue
+            except OSError:
+                continue
+            readings[int(entry)] = cpu_seconds(int(entry))
+    return readings

@@ -15,7 +15,9 @@ changes of one number into one delivery the same way. Phases, in one run:
    accept_p50_ms, accept_p95_ms — the inbox fills;
    1 and 2 alternate R times (default 3): ratio_accepted_vs_bare (goal >= 0.5) is the median
    of the rounds' ratios (listed, lowest first, in ratio_accepted_vs_bare_rounds), the rates are the
-   medians of each side;
+   medians of each side; so is the CPU each part of the machine spent per accepted request
+   (cpu_us_per_accepted_web, _nginx, _postgres, _load, _total and cores_busy; the bare
+   endpoint's prefixed bare_);
 3. the workers alone drain that inbox: drain_items_per_s;
 4. end to end, webhooks in while the workers drain on the same 2 cores:
    ingested_items_per_s (first POST to last change ingested; goal >= 2,000),
@@ -118,6 +120,32 @@ def prepare(deliveries: int, items: int):
     return number, bodies, statuses
 
 
+def measured_load(cluster, bodies) -> tuple[dict, dict]:
+    """`bodies` through nginx, and the CPU each part of the machine spent meanwhile per accepted
+    request, in µs: the web processes, nginx, PostgreSQL (all its processes) and this load
+    generator; `cores` is how many of the machine's cores they kept busy on average."""
+    web, nginx = cluster.pids("web"), cluster.pids("nginx")
+    readers = {
+        "web": lambda: common.cpu_seconds(*web, children=True),
+        "nginx": lambda: common.cpu_seconds(*nginx, children=True),
+        "load": time.process_time,
+    }
+    before = {part: read() for part, read in readers.items()}
+    postgres_before, started = common.postgres_cpu_seconds(), time.monotonic()
+    result = _load.run_sync(cluster.port, bodies, CONCURRENCY)
+    elapsed = time.monotonic() - started
+    spent = {part: read() - before[part] for part, read in readers.items()}
+    spent["postgres"] = sum(
+        seconds - postgres_before.get(pid, 0.0)
+        for pid, seconds in common.postgres_cpu_seconds().items()
+    )
+    accepted = max(1, result["ok"])
+    cpu = {part: seconds * 1e6 / accepted for part, seconds in spent.items()}
+    cpu["total"] = sum(cpu.values())
+    cpu["cores"] = sum(spent.values()) / elapsed
+    return result, cpu
+
+
 def waiting() -> int:
     from webhook_inbox.services import backlog
 
@@ -199,13 +227,15 @@ def main():
     # figure is their median. Each product round starts from an empty inbox and fills it.
     warm = min(500, deliveries // 10)  # the first requests open connections and caches
     rounds = []
+    cpu_rounds: dict[str, list[dict]] = {"bare": [], "product": []}
     latencies: list[float] = []
     http_errors = 0
     for round_n in range(args.rounds):
         common.note(f"round {round_n + 1}: bare ASGI endpoint")
         with Cluster(env, web=args.web, ws=0, app="bench.bare_asgi:app") as bare:
             _load.run_sync(bare.port, bodies[:warm], CONCURRENCY)
-            result = _load.run_sync(bare.port, bodies[warm:], CONCURRENCY)
+            result, cpu = measured_load(bare, bodies[warm:])
+        cpu_rounds["bare"].append(cpu)
         bare_rate = result["ok"] / result["elapsed"]
         # The web tier under the same conditions (no worker): what it accepts per second.
         # The drained kicks wait in the broker.
@@ -213,7 +243,8 @@ def main():
         empty_inbox()
         with Cluster(env, web=args.web, ws=0) as web_tier:
             _load.run_sync(web_tier.port, bodies[:warm], CONCURRENCY)
-            result = _load.run_sync(web_tier.port, bodies[warm:], CONCURRENCY)
+            result, cpu = measured_load(web_tier, bodies[warm:])
+        cpu_rounds["product"].append(cpu)
         rounds.append((bare_rate, result["ok"] / result["elapsed"]))
         latencies += result["latencies"]
         http_errors += sum(result["errors"].values())
@@ -249,6 +280,12 @@ def main():
     common.emit("accepted_per_s", accept_rate)
     common.emit("ratio_accepted_vs_bare", statistics.median(ratios))
     common.emit("ratio_accepted_vs_bare_rounds", " ".join(f"{ratio:.3f}" for ratio in ratios))
+    # Where the machine's CPU went per accepted request (medians of the rounds): with 64
+    # senders the 2 cores are nearly saturated, so accepted/s ~ cores / total.
+    for side, prefix in (("bare", "bare_"), ("product", "")):
+        for part in ("web", "nginx", "postgres", "load", "total", "cores"):
+            name = "cores_busy" if part == "cores" else f"cpu_us_per_accepted_{part}"
+            common.emit(prefix + name, statistics.median(c[part] for c in cpu_rounds[side]))
     common.emit("accept_p50_ms", common.percentile(lat, 50) * 1000)
     common.emit("accept_p95_ms", common.percentile(lat, 95) * 1000)
     common.emit("drain_items_per_s", drain_rate)

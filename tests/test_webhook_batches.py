@@ -29,6 +29,9 @@ import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from channels_integrations.whatsapp import cloud
 from crm.celery import app as celery_app
@@ -313,7 +316,7 @@ def test_group_commit_answers_each_request_after_the_commit_and_stores_every_row
     server = Server(tmp_path, WEBHOOK_FAST_PATH_GROUP_SECONDS="0.002")
     answers = {}
     try:
-        # Warm the fast path's caches and pool, so the lock below is what the requests meet.
+        # Warm the fast path's caches and connection, so the lock below is what the requests meet.
         for path, _raw, secret in ((t[0], None, t[1]) for t in targets):
             warm = json.dumps({"object": "x", "entry": []}).encode()
             assert server.post(path, warm, _sign(warm, secret)) == (200, {"accepted": True})
@@ -376,7 +379,7 @@ def test_a_request_cancelled_while_its_group_commits_cancels_no_one_else(company
         try:
             return await asyncio.gather(*waiting, return_exceptions=True)
         finally:
-            await fast_path.pool.close()
+            await fast_path.close()
 
     answers = asyncio.run(scenario())
     assert answers[0] is None and answers[2] is None
@@ -407,6 +410,107 @@ def test_a_bad_signature_through_the_fast_path_is_403_and_stores_nothing(company
     assert sorted(Delivery.objects.values_list("source", "source_id")) == sorted(
         [("whatsapp_cloud", number.pk), ("messenger", page.pk)]
     )
+
+
+def _fast_path_backends() -> list[int]:
+    with psycopg.connect(database_url()) as conn:
+        return [pid for (pid,) in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+            " AND datname = current_database()", ["switchboard-webhook-fast-path"],
+        )]  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fast_path_connection_that_postgresql_dropped_loses_no_delivery(company, tmp_path):
+    """The fast path keeps its PostgreSQL connection between groups. PostgreSQL ends it (a
+    restart, an administrator): the next delivery is still answered 200 and stored (its group's
+    INSERT fails, Django's view stores it), and the one after goes through a new connection."""
+    number = WhatsAppNumberFactory(company=company, provider="cloud", cloud_app_secret="s1")
+    path = f"/webhooks/whatsapp/{number.uuid}/"
+    raws = [
+        json.dumps(_inbound_payload(_from(CLIENT, f"wamid.k{n}", f"Kept {n}"))).encode()
+        for n in range(3)
+    ]
+    server = Server(tmp_path)
+    try:
+        assert server.post(path, raws[0], _sign(raws[0], "s1")) == (200, {"accepted": True})
+        [held] = _fast_path_backends()
+        with psycopg.connect(database_url()) as conn:
+            assert conn.execute("SELECT pg_terminate_backend(%s)", [held]).fetchone()[0]
+        wait_for(lambda: held not in _fast_path_backends(), timeout=10)
+        assert server.post(path, raws[1], _sign(raws[1], "s1")) == (200, {"accepted": True})
+        assert server.post(path, raws[2], _sign(raws[2], "s1")) == (200, {"accepted": True})
+        [new] = _fast_path_backends()
+        assert new != held
+    finally:
+        server.stop()
+    stored = Delivery.objects.order_by("id").values_list("body", flat=True)
+    assert [bytes(body) for body in stored] == raws
+    assert "group INSERT failed" in (tmp_path / "uvicorn.log").read_text()
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+deliveries = st.fixed_dictionaries({"entry": st.lists(json_values, max_size=3)}, optional={
+    "object": st.text(max_size=10), "extra": json_values,
+})  # fmt: skip
+
+
+def _view_stores(kind: str, body: bytes) -> bool:
+    """The Django views' rule (whatsapp/webhooks.py, meta/webhooks.py), with their parser."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return kind == "meta" or (isinstance(payload, dict) and isinstance(payload.get("entry"), list))
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=40)
+    | st.sampled_from(
+        [
+            b"NaN",
+            b'{"entry": [Infinity]}',
+            b'{"entry": [1e999]}',
+            b'{"entry": ["\\ud800"]}',
+            b'\xef\xbb\xbf{"entry": []}',
+            '{"entry": []}'.encode("utf-16"),
+            b'{"entry": [' * 2000,
+        ]
+    )  # fmt: skip
+    | json_values.map(lambda value: json.dumps(value).encode())
+    | deliveries.map(lambda value: json.dumps(value, ensure_ascii=False).encode())
+)
+def test_the_fast_path_takes_only_what_the_view_would_store(body):
+    """The fast path parses with orjson, the views with json: whatever the fast path takes,
+    the view would have stored; what it does not take goes to the view, which decides."""
+    from webhook_inbox.asgi import _is_delivery
+
+    for kind in ("whatsapp", "meta"):
+        if _is_delivery(kind, body):
+            assert _view_stores(kind, body)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(deliveries | json_values)
+def test_the_fast_path_takes_every_delivery_meta_sends(value):
+    """Valid UTF-8 JSON, as Meta sends it: the fast path decides as the view does (no delivery
+    is sent the slow way for nothing)."""
+    from webhook_inbox.asgi import _is_delivery
+
+    body = json.dumps(value, ensure_ascii=False).encode()
+    for kind in ("whatsapp", "meta"):
+        assert _is_delivery(kind, body) == _view_stores(kind, body)
 
 
 # ---------------------------------------------------------------- kill -9 mid-batch
