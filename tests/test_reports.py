@@ -200,15 +200,23 @@ def test_finished_days_are_counted_once_and_today_live(november):
     assert MessageDay.objects.filter(company=company).count() == 30
     assert MessageDay.objects.get(company=company, day="2026-11-02").outbound == 2
     # Today is live: a message stored now shows at once, and today is never stored.
-    today = timezone.localdate()
+    now = timezone.localtime()  # one reading for the whole test: it may run just after midnight
+    today = now.date()
     this_week = selectors.Period(today - timedelta(days=6), today)
-    before = selectors.messages_per_day(company.pk, this_week)[-1]
+    before = selectors.messages_per_day(company.pk, this_week, now=now)[-1]
     MessageFactory(conversation=ConversationFactory(company=company))
-    after = selectors.messages_per_day(company.pk, this_week)[-1]
+    after = selectors.messages_per_day(company.pk, this_week, now=now)[-1]
     assert after["day"] == today.isoformat() and after["inbound"] == before["inbound"] + 1
     assert not MessageDay.objects.filter(company=company, day=today).exists()
-    # November's 30 days, plus this week's finished days after November (each stored once).
-    extra = sum(1 for n in range(1, 7) if (today - timedelta(days=n)) > NOVEMBER.end)
+    # November's 30 days, plus this week's days after November that have been over for SETTLE
+    # (each stored once; yesterday stays live in the first SETTLE after midnight).
+    midnight = timezone.make_aware(datetime.combine(today, datetime.min.time()))
+    extra = sum(
+        1
+        for n in range(1, 7)
+        if today - timedelta(days=n) > NOVEMBER.end
+        and midnight - timedelta(days=n - 1) + selectors.SETTLE <= now
+    )
     assert MessageDay.objects.filter(company=company).count() == 30 + extra
 
 
