@@ -94,3 +94,31 @@ def test_teams_page_creates_a_team_with_hours_on_a_phone(browser, daphne_server)
     team = Team.objects.get(company=company)
     assert team.hours == {"0": ["09:00", "18:00"]} and team.hours_enabled
     assert list(team.members.all()) == [bob]
+
+
+def test_presence_missed_before_the_socket_joined_is_read_again_on_connect(browser, daphne_server):
+    """Bob comes online after Alice's Members page was rendered but before her socket joined
+    the company's presence (held back here): the page reads the pills again once the socket
+    is live, so Bob shows online instead of staying offline until his next change."""
+    company = CompanyFactory(name="Acme Logistics")
+    admin = UserFactory(company=company, role=Role.ADMIN, username="alice", first_name="Alice")
+    bob = UserFactory(company=company, role=Role.AGENT, username="bob", first_name="Bob")
+    page = log_in(browser, daphne_server, admin, viewport=PHONE)  # noqa: F405
+    held = []
+    page.route_web_socket(re.compile(r"/ws/"), lambda socket: held.append(socket))
+    page.goto(daphne_server.url + "/settings/members/")
+    expect(page.locator(f'[data-presence="{bob.pk}"]')).to_have_text("Offline")
+    for _ in range(100):  # until the page opened its (held) socket
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held and page.locator("html").get_attribute("data-realtime") != "live"
+
+    bobs_page = log_in(browser, daphne_server, bob, viewport=PHONE)  # noqa: F405
+    wait_live(bobs_page)  # noqa: F405  (online: presence.changed went out, Alice not listening)
+
+    held[0].connect_to_server()
+    wait_live(page)  # noqa: F405
+    expect(page.locator(f'[data-presence="{bob.pk}"]')).to_have_text("Online")
+    _fits(page)
+    bobs_page.context.close()
