@@ -219,8 +219,8 @@ class WebhookFastPath:
         async with self.flush_slots:
             # Everything that arrived until a slot was free goes in this one commit.
             group, self.pending, self.flush_task = self.pending, [], None
-            columns = [list(column) for column in zip(*(r for r, _ in group), strict=True)]
             try:
+                columns = [list(column) for column in zip(*(r for r, _ in group), strict=True)]
                 cursor = self.idle_cursors.pop() if self.idle_cursors else await self._connect()
                 try:
                     await cursor.execute(INSERT, columns)

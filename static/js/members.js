@@ -27,9 +27,10 @@
         html = await response.text();
       } catch (err) {
         return; // offline again: the next connect tries once more
+      } finally {
+        if (changedDuringResync === changed) changedDuringResync = null;
       }
       const fresh = new DOMParser().parseFromString(html, "text/html");
-      if (changedDuringResync === changed) changedDuringResync = null;
       for (const pill of fresh.querySelectorAll("[data-presence]")) {
         const userId = Number(pill.dataset.presence);
         const shown = table.querySelector(`[data-presence="${userId}"]`);
