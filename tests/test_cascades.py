@@ -190,6 +190,22 @@ def test_deleting_a_company_leaves_no_row_of_it_anywhere():
     assert _counts(kept.pk)["messages"] == 6
 
 
+def test_deleting_companies_deletes_their_webhook_deliveries_in_postgresql():
+    """The inbox's company column has no constraint (the fast path's INSERTs would lock the
+    company's row): a trigger deletes a company's deliveries, by any kind of delete."""
+    from webhook_inbox.models import Delivery
+
+    doomed, kept = WhatsAppNumberFactory(), WhatsAppNumberFactory()
+    for number in (doomed, doomed, kept):
+        Delivery.objects.create(
+            company=number.company, source="whatsapp_cloud", source_id=number.pk, body=b"{}"
+        )
+    with connection.cursor() as cursor:  # plain SQL: no Python in between
+        cursor.execute("DELETE FROM accounts_company WHERE id = %s", [doomed.company_id])
+    assert not Delivery.objects.filter(company_id=doomed.company_id).exists()
+    assert Delivery.objects.filter(company_id=kept.company_id).count() == 1
+
+
 def test_every_channel_deletes_its_conversations_with_its_source_in_postgresql():
     """Conversations name their source by (platform, source id): each registered channel's
     source table carries the trigger that deletes them with it, by any kind of delete."""

@@ -178,7 +178,6 @@ class WebhookFastPath:
             # PostgreSQL refused or went away: Django's view tries once more and answers.
             logger.warning("webhook fast path: group INSERT failed", exc_info=True)
             return False
-        self._kick()
         return True
 
     async def _target(self, kind: str, target_uuid: str) -> Target | None:
@@ -233,6 +232,7 @@ class WebhookFastPath:
                     if not done.done():
                         done.set_exception(exc)
                 return
+            self._kick()
             for _row, done in group:
                 if not done.done():
                     done.set_result(None)
