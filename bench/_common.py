@@ -99,11 +99,13 @@ def setup_django(db_name: str, redis_db: int, channel: str) -> dict:
 
 
 def truncate_tenants() -> None:
-    """Every tenant row hangs off a company: one TRUNCATE ... CASCADE empties them all."""
+    """Every tenant row hangs off a company: one TRUNCATE ... CASCADE empties them all. The
+    webhook inbox is named too: its company column has no constraint to cascade along (and
+    TRUNCATE fires no delete trigger), and a restarted company id would adopt its rows."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE accounts_company RESTART IDENTITY CASCADE")
+        cursor.execute("TRUNCATE accounts_company, webhook_inbox_delivery RESTART IDENTITY CASCADE")
 
 
 def flush_redis(url: str) -> None:

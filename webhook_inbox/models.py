@@ -19,9 +19,10 @@ class Delivery(models.Model):
     id = models.BigAutoField(primary_key=True)
     # No constraint in PostgreSQL: its check at every commit locked the company's row (FOR KEY
     # SHARE) from every web process's group INSERT at once: 36 -> 29 µs of PostgreSQL's CPU
-    # per delivery with two flushers (README, "The web tier and webhooks"). Deleting a company deletes its deliveries by a trigger
-    # (migration 0002), as ON DELETE CASCADE would; the company comes from a verified target,
-    # and a delivery whose number is deleted meanwhile is dropped by the worker.
+    # per delivery with two flushers (README, "The web tier and webhooks"). Deleting a company
+    # deletes its deliveries by a trigger (migration 0002), as ON DELETE CASCADE would; the
+    # company comes from a verified target, and a delivery whose number is deleted meanwhile
+    # is dropped by the worker.
     company = models.ForeignKey(
         "accounts.Company", on_delete=models.CASCADE, related_name="+", db_constraint=False
     )
