@@ -180,9 +180,9 @@ def make_number(company, phone: str, size: tuple[int, int, int, int]):
         """,
         """
         INSERT INTO channels_integrations_broadcast (number_id, company_id, name, text, status,
-            created_at)
+            template_name, template_language, template_variables, created_at)
         SELECT %(number)s, n.company_id, 'Broadcast ' || g, 'Our summer sale starts today.',
-               'completed', now()
+               'completed', '', '', '{}'::jsonb, now()
         FROM generate_series(1, %(broadcasts)s) g, channels_integrations_whatsappnumber n
         WHERE n.id = %(number)s
         """,
@@ -197,8 +197,10 @@ def make_number(company, phone: str, size: tuple[int, int, int, int]):
         # An attachment on every tenth message, recorded without a stored file.
         """
         INSERT INTO messaging_attachment (message_id, conversation_id, kind, filename,
-            content_type, size, file, external_id, created_at)
-        SELECT m.id, m.conversation_id, 'image', 'photo-' || m.id || '.jpg', 'image/jpeg', 120000, '', '', now()
+            content_type, size, file, external_id, download_state, download_error,
+            download_attempts, download_ref, created_at)
+        SELECT m.id, m.conversation_id, 'image', 'photo-' || m.id || '.jpg', 'image/jpeg',
+               120000, '', '', 'ready', '', 0, '{}'::jsonb, now()
         FROM messaging_message m JOIN messaging_conversation c ON c.id = m.conversation_id
         WHERE c.platform = 'whatsapp' AND c.source_id = %(number)s AND m.id %% 10 = 0
         """,

@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -117,6 +118,7 @@ def main():  # noqa: PLR0915 (one straight script)
     env = common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
     import httpx
     from django.db import connection
+    from django.utils import timezone
 
     from accounts.models import ApiToken
     from channels_integrations.models import WhatsAppNumber
@@ -146,6 +148,9 @@ def main():  # noqa: PLR0915 (one straight script)
         source_id=number.pk,
         external_thread_id="4915112345678",
         client=client_row,
+        # The client wrote a minute ago: the 24-hour window is open, so files may go out
+        # without a template (WhatsApp Cloud's rule; the API refuses them otherwise).
+        last_inbound_at=timezone.now() - timedelta(minutes=1),
     )
     _, token = ApiToken.issue(user, "bench")
     connection.close()
