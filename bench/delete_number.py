@@ -18,9 +18,11 @@ cascade_delete_s, cascade_delete_peak_mb, collector_delete_s, collector_delete_p
 speedup_vs_collector (goal >= 5), rows_left (must be 0) and other_number_intact.
 Peak memory is the process's resident memory (VmRSS, sampled every 5 ms) above what it was
 when the delete started: it counts Python objects, the driver's buffers and everything else.
-Attachments point at messages, so Django's collector loads every message of the number into
-Python (it could fast-delete them only while no model pointed at them and no delete receiver
-listened); ours loads nothing but the names of stored attachment files.
+Django's collector deletes the number's own rows and leaves its conversations (and their
+messages) to the database trigger that deletes a deleted source's conversations (they name
+their source by id since messaging migration 0009); before that it loaded every message of the
+number into Python (attachments point at messages). Ours loads nothing but the names of stored
+attachment files.
 The collector is skipped for --million unless --with-collector (it is slow).
 """
 
