@@ -43,7 +43,6 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -118,14 +117,13 @@ def main():  # noqa: PLR0915 (one straight script)
     env = common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
     import httpx
     from django.db import connection
-    from django.utils import timezone
 
     from accounts.models import ApiToken
     from channels_integrations.models import WhatsAppNumber
     from crm.models import Client
-    from messaging.models import Conversation, Message
+    from messaging.models import Message
     from messaging.tasks import deliver_message
-    from tests.factories import CompanyFactory, UserFactory
+    from tests.factories import CompanyFactory, ConversationFactory, UserFactory
 
     common.truncate_tenants()
     common.flush_redis(env["REDIS_URL"])
@@ -142,15 +140,10 @@ def main():  # noqa: PLR0915 (one straight script)
         cloud_verify_token="bench-verify",
     )
     client_row = Client.objects.create(company=company, name="Maria", phone="+4915112345678")
-    conversation = Conversation.objects.create(
-        company=company,
-        platform="whatsapp",
-        source_id=number.pk,
-        external_thread_id="4915112345678",
-        client=client_row,
-        # The client wrote a minute ago: the 24-hour window is open, so files may go out
-        # without a template (WhatsApp Cloud's rule; the API refuses them otherwise).
-        last_inbound_at=timezone.now() - timedelta(minutes=1),
+    # The factory's client wrote just now: the 24-hour window is open, so files may go out
+    # without a template (WhatsApp Cloud's rule; the API refuses them otherwise).
+    conversation = ConversationFactory(
+        company=company, source=number, external_thread_id="4915112345678", client=client_row
     )
     _, token = ApiToken.issue(user, "bench")
     connection.close()

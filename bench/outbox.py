@@ -85,7 +85,6 @@ import socket
 import subprocess
 import threading
 import time
-from datetime import timedelta
 
 import _common as common
 
@@ -293,12 +292,10 @@ def timed_graph_fake():
 
 
 def make_data(conversations: int):
-    from django.utils import timezone
-
     from accounts.models import ApiToken, Company, Role, User
     from channels_integrations.models import WhatsAppNumber
     from crm.models import Client
-    from messaging.models import Conversation
+    from tests.factories import ConversationFactory
 
     company = Company.objects.create(name="Bench Outbox", slug="bench-outbox")
     user = User.objects.create(username="bench-outbox-admin", company=company, role=Role.ADMIN)
@@ -316,12 +313,11 @@ def make_data(conversations: int):
     for index in range(conversations):
         phone = f"+4915120{index:06d}"
         client = Client.objects.create(company=company, name=f"Client {index}", phone=phone)
-        # The client wrote a minute ago: the 24-hour window is open, so free text may go out
-        # (WhatsApp Cloud's rule; outside it the API answers 400 and nothing is sent).
-        conversation = Conversation.objects.create(
-            company=company, source=number, external_thread_id=phone.lstrip("+"), client=client,
-            last_inbound_at=timezone.now() - timedelta(minutes=1),
-        )  # fmt: skip
+        # The factory's client wrote just now: the 24-hour window is open, so free text may go
+        # out (WhatsApp Cloud's rule; outside it the API answers 400 and nothing is sent).
+        conversation = ConversationFactory(
+            company=company, source=number, external_thread_id=phone.lstrip("+"), client=client
+        )
         ids.append(conversation.pk)
     return company, token, ids
 
