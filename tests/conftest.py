@@ -2,6 +2,7 @@ from contextlib import contextmanager
 
 import pytest
 import redis
+from channels.layers import channel_layers
 from django.conf import settings
 from django.db import connection
 from django.utils import translation
@@ -21,6 +22,17 @@ def _default_language():
     its language active in this thread (LocaleMiddleware), which would leak into the next."""
     yield
     translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """Each test gets its own Channels layer. channels-redis keeps one receiving state per layer
+    (a count of receivers and a lock, bound to the event loop that first waited on it) on the
+    assumption of one event loop per process; a test runs a new loop per async_to_sync, and a
+    receive left behind by one test's loop failed a later test's sockets with "Lock ... is bound
+    to a different event loop" (tests/test_revocation.py, once in CI). daphne has one loop."""
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture(scope="session", autouse=True)
