@@ -7,12 +7,12 @@ import logging
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Role, User
+from crm.db.upsert import prepared_cursor
 from messaging import events
 
 from .models import ADMIN_KINDS, ConnectionAlert, Kind, Notification, Preference
@@ -31,20 +31,40 @@ def conversation_subject(conversation) -> str:
     )
 
 
+def about_conversation(conversation) -> dict:
+    """What a notification about `conversation` says it is about: its client by name (read by
+    notify_each's own statement, no query here), else its subject or thread id; and the link
+    (conversation_subject's words, without loading the client)."""
+    return {
+        "subject": conversation.subject or conversation.external_thread_id,
+        "client_id": conversation.client_id,
+        "url": conversation_url(conversation.pk),
+        "conversation_id": conversation.pk,
+    }
+
+
 def notify(
     kind: str,
     user_ids,
     *,
     company_id: int,
     subject: str = "",
+    client_id: int | None = None,
     body: str = "",
     url: str = "",
     conversation_id: int | None = None,
     actor_id: int | None = None,
 ) -> list[Notification]:
     """Store and push `kind` to those of `user_ids` who are active members of `company_id`,
-    are not the actor, and have not muted the kind (a connection's failure: admins only)."""
-    about = {"subject": subject, "body": body, "url": url, "conversation_id": conversation_id}
+    are not the actor, and have not muted the kind (a connection's failure: admins only).
+    `client_id`: the subject is that client's name (when it has one)."""
+    about = {
+        "subject": subject,
+        "client_id": client_id,
+        "body": body,
+        "url": url,
+        "conversation_id": conversation_id,
+    }
     return notify_each(
         kind,
         [{"user_id": user_id, **about} for user_id in set(user_ids)],
@@ -53,69 +73,108 @@ def notify(
     )
 
 
+# notify_each's one statement: who of the items' users may be told (an active member of the
+# company, not the actor, an admin for ADMIN_KINDS, the kind not muted in their preference),
+# their rows inserted in the items' order (the subject: the item's client's name, if any),
+# and each recipient's unread count with them. Rows inserted by a statement are not visible to
+# its own SELECT, so the count adds them. Prepared once per connection (crm.db.upsert): an
+# assigned conversation's every inbound message runs it.
+NOTIFY_SQL = """
+WITH item AS (
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::text[],
+                         %s::bigint[])
+        WITH ORDINALITY AS t(user_id, subject, client_id, body, url, conversation_id, n)
+), recipient AS (
+    SELECT u.id FROM accounts_user AS u
+    LEFT JOIN notifications_preference AS p ON p.user_id = u.id
+    WHERE u.id IN (SELECT user_id FROM item) AND u.company_id = %s AND u.is_active
+        AND u.id IS DISTINCT FROM %s::bigint
+        AND (NOT %s::boolean OR u.role = %s)
+        AND NOT COALESCE(p.muted_kinds @> to_jsonb(%s::text), FALSE)
+), inserted AS (
+    INSERT INTO notifications_notification
+        (company_id, user_id, kind, subject, body, url, conversation_id, actor_id, read_at,
+         created_at)
+    SELECT %s, item.user_id, %s,
+        left(COALESCE(NULLIF((SELECT c.name FROM crm_client AS c
+                              WHERE c.id = item.client_id AND c.company_id = %s), ''),
+                      item.subject), %s),
+        item.body, item.url, item.conversation_id, %s::bigint, NULL, %s
+    FROM item JOIN recipient ON recipient.id = item.user_id
+    ORDER BY item.n
+    RETURNING id, user_id, subject, body, url, conversation_id, created_at
+)
+SELECT i.*,
+    (SELECT count(*) FROM notifications_notification AS n
+     WHERE n.user_id = i.user_id AND n.read_at IS NULL)
+    + (SELECT count(*) FROM inserted AS mine WHERE mine.user_id = i.user_id)
+FROM inserted AS i ORDER BY i.id
+"""
+
+
 def notify_each(
     kind: str, items: list[dict], *, company_id: int, actor_id: int | None = None
 ) -> list[Notification]:
     """`notify` for many things at once (a bulk assignment: one per conversation), each item
-    {user_id, subject, body, url, conversation_id}, with the same checks, in the same few
-    queries whatever their number."""
-    recipients = User.objects.filter(
-        pk__in={item["user_id"] for item in items}, company_id=company_id, is_active=True
+    {user_id, subject, client_id (optional), body, url, conversation_id}, with the same
+    checks, in one statement whatever their number (and one more for the actor's name)."""
+    if not items:
+        return []
+    columns = (
+        [item["user_id"] for item in items],
+        [item.get("subject", "")[:SUBJECT_LENGTH] for item in items],
+        [item.get("client_id") for item in items],
+        [item.get("body", "")[:BODY_LENGTH] for item in items],
+        [item.get("url", "") for item in items],
+        [item.get("conversation_id") for item in items],
     )
-    if actor_id is not None:
-        recipients = recipients.exclude(pk=actor_id)
-    if kind in ADMIN_KINDS:
-        recipients = recipients.filter(role=Role.ADMIN)
-    recipient_ids = set(recipients.values_list("pk", flat=True))
-    if not recipient_ids:
-        return []
-    muted = {
-        preference.user_id
-        for preference in Preference.objects.filter(user_id__in=recipient_ids)
-        if not preference.wants(kind)
-    }
-    rows = [
-        Notification(
-            company_id=company_id,
-            user_id=item["user_id"],
-            kind=kind,
-            subject=item.get("subject", "")[:SUBJECT_LENGTH],
-            body=item.get("body", "")[:BODY_LENGTH],
-            url=item.get("url", ""),
-            conversation_id=item.get("conversation_id"),
-            actor_id=actor_id,
-        )
-        for item in items
-        if item["user_id"] in recipient_ids and item["user_id"] not in muted
+    params = [
+        *columns,
+        company_id,
+        actor_id,
+        kind in ADMIN_KINDS,
+        Role.ADMIN,
+        kind,
+        company_id,
+        kind,
+        company_id,
+        SUBJECT_LENGTH,
+        actor_id,
+        timezone.now(),
     ]
-    if not rows:
+    with prepared_cursor() as cursor:
+        cursor.execute(NOTIFY_SQL, params)
+        found = cursor.fetchall()
+    if not found:
         return []
-    with transaction.atomic():
-        Notification.objects.bulk_create(rows)
-        unread = _unread_counts({row.user_id for row in rows})
-        actor_name = ""
-        if actor_id is not None:
-            actor = User.objects.filter(pk=actor_id).first()
-            actor_name = actor.display_name if actor else ""
-        for row in rows:
-            events.publish(
-                "notification.created",
-                notification_payload(row, actor_name=actor_name, unread_count=unread[row.user_id]),
-                user_ids=[row.user_id],
-            )
+    actor_name = ""
+    if actor_id is not None:
+        actor = User.objects.filter(pk=actor_id).first()
+        actor_name = actor.display_name if actor else ""
+    rows, unread = [], {}
+    for pk, user_id, subject, body, url, conversation_id, created_at, unread_count in found:
+        row = Notification(
+            pk=pk,
+            company_id=company_id,
+            user_id=user_id,
+            kind=kind,
+            subject=subject,
+            body=body,
+            url=url,
+            conversation_id=conversation_id,
+            actor_id=actor_id,
+            created_at=created_at,
+        )
+        row._state.adding = False
+        rows.append(row)
+        unread[user_id] = unread_count
+        events.publish(
+            "notification.created",
+            notification_payload(row, actor_name=actor_name, unread_count=unread_count),
+            user_ids=[user_id],
+        )
     logger.info("notifications: %s, %d to %d user(s)", kind, len(rows), len(unread))
     return rows
-
-
-def _unread_counts(user_ids: set[int]) -> dict[int, int]:
-    counts = dict.fromkeys(user_ids, 0)
-    counts.update(
-        Notification.objects.filter(user_id__in=user_ids, read_at=None)
-        .values("user_id")
-        .annotate(unread=Count("id"))
-        .values_list("user_id", "unread")
-    )
-    return counts
 
 
 def notify_after_commit(kind: str, user_ids, **fields) -> None:
@@ -157,7 +216,7 @@ def conversation_assigned(actor, conversation) -> None:
 
 def conversations_assigned(actor, conversations) -> None:
     """Each assignee is told of each conversation given to them, after commit; a bulk
-    assignment is one `notify_each` (give the conversations with their clients loaded)."""
+    assignment is one `notify_each`."""
     assigned = [c for c in conversations if c.assignee_id is not None]
     if not assigned:
         return
@@ -165,10 +224,8 @@ def conversations_assigned(actor, conversations) -> None:
     items = [
         {
             "user_id": conversation.assignee_id,
-            "subject": conversation_subject(conversation),
             "body": conversation.last_message_preview,
-            "url": conversation_url(conversation.pk),
-            "conversation_id": conversation.pk,
+            **about_conversation(conversation),
         }
         for conversation in assigned
     ]
@@ -186,10 +243,8 @@ def inbound_in_assigned_conversation(conversation, message) -> None:
         Kind.NEW_MESSAGE,
         [conversation.assignee_id],
         company_id=conversation.company_id,
-        subject=lambda: conversation_subject(conversation),
         body=message.body,
-        url=conversation_url(conversation.pk),
-        conversation_id=conversation.pk,
+        **about_conversation(conversation),
     )
 
 
@@ -212,10 +267,8 @@ def mentioned(note, conversation, user_ids) -> None:
         Kind.MENTIONED,
         user_ids,
         company_id=conversation.company_id,
-        subject=conversation_subject(conversation),
         body=note.body,
-        url=conversation_url(conversation.pk),
-        conversation_id=conversation.pk,
+        **about_conversation(conversation),
         actor_id=note.author_id,
     )
 

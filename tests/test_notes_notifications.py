@@ -22,10 +22,12 @@ from messaging import services
 from messaging.models import Message
 from messaging.services.inbox import Sender
 from messaging.tasks import deliver_message, sweep_outbox
+from notifications import services as notifications
 from notifications.models import Notification, Preference
 
 from .factories import ConversationFactory, MessageFactory, UserFactory
 from .far_end import graph_error
+from .test_connection_alerts import pushed  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -253,6 +255,56 @@ def test_muted_kinds_are_not_stored(
     with django_capture_on_commit_callbacks(execute=True):
         services.assign_conversation(admin_user, conversation, colleague)
     assert not Notification.objects.exists()
+
+
+def test_one_statement_tells_only_who_may_be_told_by_the_clients_name_with_their_count(
+    company,
+    other_company,
+    colleague,
+    admin_user,
+    pushed,  # noqa: F811
+    django_assert_num_queries,
+    django_capture_on_commit_callbacks,
+):
+    """notify_each (every inbound message of an assigned conversation runs it): one statement
+    picks the recipients, names the subject, stores the rows in order and counts unread."""
+    _notify(colleague), _notify(colleague)  # two unread already
+    _notify(colleague, read_at=timezone.now())  # read: not counted
+    muted = UserFactory(company=company)
+    Preference.objects.create(user=muted, company=company, muted_kinds=["assigned"])
+    gone = UserFactory(company=company, is_active=False)
+    stranger = UserFactory(company=other_company)
+    named = ConversationFactory(company=company, client__name="Kiel")
+    nameless = ConversationFactory(company=company, client__name="", subject="Order 42")
+    foreign = ConversationFactory(company=other_company, client__name="Secret GmbH")
+    about_named = notifications.about_conversation(named)
+    items = [
+        {"user_id": colleague.pk, "body": "first", **about_named},
+        {"user_id": colleague.pk, "body": "second", **notifications.about_conversation(nameless)},
+        # Another company's client is never read, whatever the caller names.
+        {"user_id": colleague.pk, "body": "third", "subject": "As named", "client_id": foreign.client_id},
+        *({"user_id": user.pk, "body": "no", **about_named} for user in (muted, gone, stranger)),
+        {"user_id": admin_user.pk, "body": "the actor", **about_named},
+    ]  # fmt: skip
+    with django_assert_num_queries(2), django_capture_on_commit_callbacks(execute=True):
+        rows = notifications.notify_each(  # the statement, and the actor's name
+            "assigned", items, company_id=company.pk, actor_id=admin_user.pk
+        )
+
+    told = [("Kiel", "first"), ("Order 42", "second"), ("As named", "third")]
+    assert [(row.user_id, row.subject, row.body) for row in rows] == [
+        (colleague.pk, *pair) for pair in told
+    ]
+    stored = Notification.objects.filter(body__in=["first", "second", "third", "no", "the actor"])
+    assert list(stored.order_by("pk").values_list("pk", "user_id", "subject", "actor_id")) == [
+        (row.pk, colleague.pk, row.subject, admin_user.pk) for row in rows
+    ]
+    assert rows[0].url == about_named["url"] and rows[0].conversation_id == named.pk
+    created = [(data, groups) for event, data, groups in pushed if event == "notification.created"]
+    assert [groups for _data, groups in created] == [[f"user.{colleague.pk}"]] * 3
+    assert [data["unread_count"] for data, _groups in created] == [5, 5, 5]
+    assert Notification.objects.filter(user=colleague, read_at=None).count() == 5
+    assert str(created[0][0]["title"]) == f"{admin_user.display_name} assigned you “Kiel”"
 
 
 # ---------------------------------------------------------------- the bell, the pages, the API

@@ -125,6 +125,31 @@ def test_events_reach_only_the_company_and_user_they_are_for(company, other_comp
     async_to_sync(run)()
 
 
+def test_what_a_person_wrote_arrives_as_written_whichever_encoder_carried_it(company):
+    """Events travel to Redis encoded by orjson, or by json when orjson refuses (a key that
+    is not a string): both arrive at the socket as json would have written them."""
+    user = UserFactory(company=company)
+    token = ApiToken.issue(user, "ws")[1]
+    written = 'Привіт, «Ёлка» — 👋 \u2028 "quoted" \\ end'
+
+    async def run():
+        communicator, connected, _ = await _connect(f"/ws/?token={token}")
+        assert connected
+        await communicator.receive_json_from(timeout=5)  # welcome
+        await _publish_in_transaction(
+            ("message.created", {"id": 1, "body": written}, {"company_id": company.pk}),
+            ("message.created", {"id": 2, 42: written}, {"company_id": company.pk}),
+        )
+        first = await communicator.receive_json_from(timeout=5)
+        second = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return first, second
+
+    first, second = async_to_sync(run)()
+    assert first == {"event": "message.created", "data": {"id": 1, "body": written}}
+    assert second == {"event": "message.created", "data": {"id": 2, "42": written}}
+
+
 def test_an_event_of_a_rolled_back_transaction_is_never_sent(company):
     user = UserFactory(company=company)
     token = ApiToken.issue(user, "ws")[1]
