@@ -217,35 +217,32 @@ def conversation_assigned(actor, conversation) -> None:
 def conversations_assigned(actor, conversations) -> None:
     """Each assignee is told of each conversation given to them, after commit; a bulk
     assignment is one `notify_each`."""
-    assigned = [c for c in conversations if c.assignee_id is not None]
-    if not assigned:
-        return
-    company_id = assigned[0].company_id
-    items = [
-        {
-            "user_id": conversation.assignee_id,
-            "body": conversation.last_message_preview,
-            **about_conversation(conversation),
-        }
-        for conversation in assigned
-    ]
-    actor_id = getattr(actor, "pk", None)
-    _after_commit(
+    _tell_assignees(
         Kind.ASSIGNED,
-        lambda: notify_each(Kind.ASSIGNED, items, company_id=company_id, actor_id=actor_id),
+        [(conversation, conversation.last_message_preview) for conversation in conversations],
+        actor_id=getattr(actor, "pk", None),
     )
 
 
-def inbound_in_assigned_conversation(conversation, message) -> None:
-    if conversation.assignee_id is None:
+def inbound_in_assigned_conversations(stored: list[tuple]) -> None:
+    """The assignees of these (conversation, new message) pairs are told of each message,
+    after commit: a webhook batch's messages are one `notify_each`."""
+    _tell_assignees(
+        Kind.NEW_MESSAGE, [(conversation, message.body) for conversation, message in stored]
+    )
+
+
+def _tell_assignees(kind: str, told: list[tuple], actor_id: int | None = None) -> None:
+    """`kind` with its body to the assignee of each (conversation, body) of one company."""
+    items = [
+        {"user_id": conversation.assignee_id, "body": body, **about_conversation(conversation)}
+        for conversation, body in told
+        if conversation.assignee_id is not None
+    ]
+    if not items:
         return
-    notify_after_commit(
-        Kind.NEW_MESSAGE,
-        [conversation.assignee_id],
-        company_id=conversation.company_id,
-        body=message.body,
-        **about_conversation(conversation),
-    )
+    company_id = told[0][0].company_id
+    _after_commit(kind, lambda: notify_each(kind, items, company_id=company_id, actor_id=actor_id))
 
 
 def send_failed(message, company_id: int) -> None:

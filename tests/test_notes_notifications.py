@@ -25,7 +25,7 @@ from messaging.tasks import deliver_message, sweep_outbox
 from notifications import services as notifications
 from notifications.models import Notification, Preference
 
-from .factories import ConversationFactory, MessageFactory, UserFactory
+from .factories import ConversationFactory, MessageFactory, UserFactory, WhatsAppNumberFactory
 from .far_end import graph_error
 from .test_connection_alerts import pushed  # noqa: F401 (a fixture)
 
@@ -228,6 +228,57 @@ def test_an_inbound_message_notifies_the_assignee(
     notification = Notification.objects.get()
     assert notification.user == colleague and notification.kind == "new_message"
     assert notification.body == "Is it shipped yet?"
+
+
+def test_a_batch_of_inbound_messages_tells_each_assignee_of_each_in_one_statement(
+    company, colleague, admin_user, django_capture_on_commit_callbacks, monkeypatch
+):
+    from messaging.services.inbox import Inbound, ingest_inbound_many
+
+    calls = []  # notify_each is one statement (the test above counts it)
+    notify_each = notifications.notify_each
+    monkeypatch.setattr(
+        notifications, "notify_each", lambda *a, **kw: calls.append(a) or notify_each(*a, **kw)
+    )
+
+    number = WhatsAppNumberFactory(company=company)
+    theirs, mine, nobodys = (
+        ConversationFactory(company=company, source=number, assignee=assignee, client__phone=phone)
+        for assignee, phone in (
+            (colleague, "+4915199990001"),
+            (admin_user, "+4915199990002"),
+            (None, "+4915199990003"),
+        )
+    )
+
+    def inbound(conversation, n, body, notice=False):
+        phone = str(conversation.client.phone)
+        sender = Sender(address=phone.lstrip("+"), phone=phone, name="Kunde")
+        return Inbound(conversation.external_thread_id, f"wamid.batch-{n}", sender, body,
+                       notice=notice)  # fmt: skip
+
+    batch = [
+        inbound(theirs, 1, "Is it shipped yet?"),
+        inbound(mine, 2, "Invoice please"),
+        inbound(nobodys, 3, "Hello?"),
+        inbound(theirs, 4, "Changed my number", notice=True),  # a notice tells nobody
+        inbound(theirs, 5, "Hello again"),
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest_inbound_many(number, batch)
+    told = Notification.objects.filter(kind="new_message").order_by("pk")
+    assert [(n.user_id, n.body, n.conversation_id) for n in told] == [
+        (colleague.pk, "Is it shipped yet?", theirs.pk),
+        (admin_user.pk, "Invoice please", mine.pk),
+        (colleague.pk, "Hello again", theirs.pk),
+    ]
+    assert [n.subject for n in told] == [theirs.client.name, mine.client.name, theirs.client.name]
+    assert [(kind, len(items)) for kind, items in calls] == [("new_message", 3)]
+
+    # The same messages again (a redelivered webhook): stored once, told once.
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest_inbound_many(number, batch)
+    assert Notification.objects.filter(kind="new_message").count() == 3
 
 
 def test_a_failed_send_notifies_its_author(

@@ -156,6 +156,14 @@ def ingest_inbound_many(source, inbound: Sequence[Inbound]) -> list[IngestResult
             if result.created and item.attachments:
                 add_attachments(result.message, list(item.attachments))
             results.append(result)
+        # Assignees are told of their conversations' new messages, all in one go.
+        notifications.inbound_in_assigned_conversations(
+            [
+                (result.conversation, result.message)
+                for item, result in zip(pending, results, strict=True)
+                if result.created and not item.thread.notice
+            ]
+        )
     return results
 
 
@@ -277,8 +285,6 @@ def _ingested(source, platform: str, using, item: _Pending, stored: _Stored) -> 
     if notice:
         logger.info("ingest: stored %s notice=%s", platform, message.pk)
         return IngestResult(message, conversation, created=True)
-    if conversation.assignee_id is not None:
-        notifications.inbound_in_assigned_conversation(conversation, message)
     transaction.on_commit(
         lambda: inbound_message_stored.send(
             sender=Message,
