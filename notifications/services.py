@@ -334,11 +334,24 @@ def mark_read(user, notification: Notification) -> Notification:
 
 
 def mark_all_read(user) -> int:
-    with transaction.atomic():
-        unread = Notification.objects.filter(user=user, read_at=None)
-        ids = list(unread.values_list("pk", flat=True))
-        if ids:
-            Notification.objects.filter(pk__in=ids).update(read_at=timezone.now())
+    return _mark_read(user, Notification.objects.filter(user=user, read_at=None))
+
+
+def mark_conversation_seen(user, conversation_id: int) -> int:
+    """The user opened the conversation: what told them about it is read, so the bell counts
+    what still waits for them (not every message they have since answered)."""
+    return _mark_read(
+        user,
+        Notification.objects.filter(user=user, conversation_id=conversation_id, read_at=None),
+    )
+
+
+def _mark_read(user, unread) -> int:
+    """Mark `unread` (the user's) read; their tabs' bells follow. Returns how many."""
+    ids = list(unread.values_list("pk", flat=True))
+    if ids:
+        with transaction.atomic():
+            Notification.objects.filter(pk__in=ids, read_at=None).update(read_at=timezone.now())
             _publish_read(user, ids)
     return len(ids)
 

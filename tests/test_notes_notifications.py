@@ -393,6 +393,40 @@ def test_the_bell_counts_unread_and_the_list_marks_read(member, admin_user, comp
     assert not Notification.objects.filter(user=admin_user, read_at=None).exists()
 
 
+def test_opening_a_conversation_reads_what_told_me_about_it_and_only_that(
+    member,
+    admin_user,
+    company,
+    admin_api,
+    pushed,  # noqa: F811
+    django_capture_on_commit_callbacks,
+):
+    opened, other = ConversationFactory.create_batch(2, company=company)
+    mine = [
+        _notify(admin_user, conversation=opened, kind=kind) for kind in ("assigned", "new_message")
+    ]
+    waiting = _notify(admin_user, conversation=other)
+    colleagues = _notify(UserFactory(company=company), conversation=opened)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert member.get(reverse("conversation_detail", args=[opened.pk])).status_code == 200
+    assert set(Notification.objects.filter(read_at=None)) == {waiting, colleagues}
+    read = [data for event, data, _groups in pushed if event == "notification.read"]
+    assert [(sorted(data["ids"]), data["unread_count"]) for data in read] == [
+        (sorted(n.pk for n in mine), 1)
+    ]
+    assert 'data-unread="1"' in member.get(reverse("dashboard")).content.decode()
+
+    # Opening it again changes nothing and tells nobody; the API's "read" does the same.
+    with django_capture_on_commit_callbacks(execute=True):
+        member.get(reverse("conversation_detail", args=[opened.pk]))
+    assert len([event for event, *_ in pushed if event == "notification.read"]) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = admin_api.post(f"/api/v1/conversations/{other.pk}/read/")
+    assert answer.status_code == 200
+    waiting.refresh_from_db()
+    assert waiting.read_at is not None
+
+
 def test_another_users_notification_is_a_404(member, company, other_company):
     theirs = _notify(UserFactory(company=company))
     foreign = _notify(UserFactory(company=other_company))

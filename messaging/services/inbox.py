@@ -956,6 +956,9 @@ def assign_conversation(
 
 
 def mark_conversation_read(actor, conversation: Conversation) -> Conversation:
+    """`actor` is looking at it: its messages are read, and so are the actor's notifications
+    about it."""
+    notifications.mark_conversation_seen(actor, conversation.pk)
     if conversation.unread_count == 0:
         return conversation
     conversation.unread_count = 0
