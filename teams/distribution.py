@@ -22,6 +22,7 @@ from accounts.models import Role, User
 from messaging import events
 from messaging.models import Conversation
 from messaging.payloads import conversation_payload
+from notifications import services as notifications
 
 from .models import Distribution, Team
 
@@ -134,6 +135,8 @@ def distribute(conversation: Conversation) -> int | None:
         events.publish(
             "conversation.assigned", conversation_payload(conversation), conversation=conversation
         )
+        # The lead's new owner is told, as when a person assigns it (after this commit).
+        notifications.conversations_assigned(None, [conversation])
     logger.info(
         "distribution: conversation=%s team=%s to user=%s", conversation.pk, team.pk, chosen
     )

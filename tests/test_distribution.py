@@ -15,6 +15,8 @@ from accounts.models import Role
 from crm import coordination
 from messaging.models import Conversation
 from messaging.services import Sender, ingest_inbound, send_message
+from messaging.services.inbox import Inbound, ingest_inbound_many
+from notifications.models import Notification
 from teams import distribution, services
 from teams.models import Distribution, Team
 
@@ -126,6 +128,32 @@ def test_only_online_present_agents_of_the_team_get_conversations(
     presence.gone(company.pk, online.pk, f"test-socket-{online.pk}")
     result = ingest_inbound(number, "t-late", "m-late", _sender(99), "Anyone?")
     assert Conversation.objects.get(pk=result.conversation.pk).assignee_id is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_routed_lead_tells_its_agent_once_alone_or_in_a_webhook_batch(
+    company, admin_user, fresh_presence
+):
+    agents = [UserFactory(company=company, role=Role.AGENT) for _ in range(2)]
+    _online(*agents)
+    number = _number(company, _team(admin_user, agents))
+    ingest_inbound(number, "lead-1", "m-1", _sender(1), "Hello, price?")  # autocommit
+    ingest_inbound_many(  # one transaction: distribution runs after its commit
+        number,
+        [
+            Inbound("lead-2", "m-2", _sender(2), "Do you deliver?"),
+            Inbound("lead-1", "m-3", _sender(1), "And the colour?"),
+        ],
+    )
+    told = Notification.objects.order_by("pk").values_list("user_id", "kind", "subject", "body")
+    assert list(told) == [
+        (agents[0].pk, "assigned", "Lead 1", "Hello, price?"),
+        (agents[1].pk, "assigned", "Lead 2", "Do you deliver?"),
+        (agents[0].pk, "new_message", "Lead 1", "And the colour?"),
+    ]
+    assert Notification.objects.get(kind="assigned", user=agents[0]).title == (
+        "You were assigned “Lead 1”"
+    )
 
 
 @pytest.mark.django_db(transaction=True)

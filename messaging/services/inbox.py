@@ -156,12 +156,13 @@ def ingest_inbound_many(source, inbound: Sequence[Inbound]) -> list[IngestResult
             if result.created and item.attachments:
                 add_attachments(result.message, list(item.attachments))
             results.append(result)
-        # Assignees are told of their conversations' new messages, all in one go.
+        # Assignees are told of their conversations' new messages, all in one go; a new
+        # conversation's assignee (lead distribution) is told "assigned" instead.
         notifications.inbound_in_assigned_conversations(
             [
                 (result.conversation, result.message)
-                for item, result in zip(pending, results, strict=True)
-                if result.created and not item.thread.notice
+                for item, outcome, result in zip(pending, stored, results, strict=True)
+                if result.created and not item.thread.notice and not outcome.new_conversation
             ]
         )
     return results
