@@ -120,12 +120,12 @@ def notify_each(
     checks, in one statement whatever their number (and one more for the actor's name)."""
     if not items:
         return []
-    columns = (
+    columns = (  # str(): a name may be a lazy translation
         [item["user_id"] for item in items],
-        [item.get("subject", "")[:SUBJECT_LENGTH] for item in items],
+        [str(item.get("subject", ""))[:SUBJECT_LENGTH] for item in items],
         [item.get("client_id") for item in items],
-        [item.get("body", "")[:BODY_LENGTH] for item in items],
-        [item.get("url", "") for item in items],
+        [str(item.get("body", ""))[:BODY_LENGTH] for item in items],
+        [str(item.get("url", "")) for item in items],
         [item.get("conversation_id") for item in items],
     )
     params = [
