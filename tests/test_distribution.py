@@ -43,6 +43,13 @@ def _number(company, team, mode=Distribution.ROUND_ROBIN):
     return WhatsAppNumberFactory(company=company, team=team, distribution=mode)
 
 
+def _routed(company, admin, count: int, **agent_fields):
+    """`count` online agents in a team, and a round-robin number routing to it."""
+    agents = [UserFactory(company=company, role=Role.AGENT, **agent_fields) for _ in range(count)]
+    _online(*agents)
+    return agents, _number(company, _team(admin, agents))
+
+
 def _sender(n: int) -> Sender:
     phone = f"+49151{n:07d}"
     return Sender(address=phone, name=f"Lead {n}", phone=phone)
@@ -75,9 +82,7 @@ def _ingest_concurrently(number, count: int, threads: int = 6) -> None:
 def test_round_robin_is_fair_and_never_double_assigns_under_concurrency(
     company, admin_user, fresh_presence
 ):
-    agents = [UserFactory(company=company, role=Role.AGENT) for _ in range(3)]
-    _online(*agents)
-    number = _number(company, _team(admin_user, agents))
+    agents, number = _routed(company, admin_user, 3)
     _ingest_concurrently(number, 30)
     conversations = Conversation.objects.filter(company=company)
     assert conversations.count() == 30
@@ -89,11 +94,7 @@ def test_round_robin_is_fair_and_never_double_assigns_under_concurrency(
 def test_caps_hold_under_concurrency_and_the_rest_stays_unassigned(
     company, admin_user, fresh_presence, client
 ):
-    agents = [
-        UserFactory(company=company, role=Role.AGENT, max_open_conversations=2) for _ in range(3)
-    ]
-    _online(*agents)
-    number = _number(company, _team(admin_user, agents))
+    agents, number = _routed(company, admin_user, 3, max_open_conversations=2)
     _ingest_concurrently(number, 10, threads=5)
     counts = Counter(
         Conversation.objects.filter(company=company).values_list("assignee_id", flat=True)
@@ -134,9 +135,7 @@ def test_only_online_present_agents_of_the_team_get_conversations(
 def test_a_routed_lead_tells_its_agent_once_alone_or_in_a_webhook_batch(
     company, admin_user, fresh_presence
 ):
-    agents = [UserFactory(company=company, role=Role.AGENT) for _ in range(2)]
-    _online(*agents)
-    number = _number(company, _team(admin_user, agents))
+    agents, number = _routed(company, admin_user, 2)
     ingest_inbound(number, "lead-1", "m-1", _sender(1), "Hello, price?")  # autocommit
     ingest_inbound_many(  # one transaction: distribution runs after its commit
         number,
