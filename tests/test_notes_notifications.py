@@ -9,6 +9,7 @@ WhatsApp Cloud API's far end at the wire, tests.far_end.GraphFake):
 - the bell, the list page, mark read / all read, preferences (page and API), tenancy.
 """
 
+import itertools
 import json
 from datetime import timedelta
 
@@ -228,6 +229,46 @@ def test_an_inbound_message_notifies_the_assignee(
     notification = Notification.objects.get()
     assert notification.user == colleague and notification.kind == "new_message"
     assert notification.body == "Is it shipped yet?"
+
+
+def test_the_statement_tells_exactly_whom_the_rules_say_for_every_kind_of_user(
+    company, other_company
+):
+    """Every combination of what decides (active, company, role, preference, being the actor),
+    for an ordinary kind and an admins' kind: the statement's recipients are those of the
+    rules as written in Python here."""
+    people = []
+    for active, theirs, role, muted in itertools.product(
+        (True, False),
+        (company, other_company),
+        (Role.ADMIN, Role.AGENT),
+        (None, [], ["mentioned"], ["connection_failed"], ["mentioned", "connection_failed"]),
+    ):
+        user = UserFactory(company=theirs, role=role, is_active=active)
+        if muted is not None:
+            Preference.objects.create(user=user, company=theirs, muted_kinds=muted)
+        people.append((user, active, theirs == company, role, muted or []))
+    actor = people[0][0]
+    for kind in ("mentioned", "connection_failed"):
+        for actor_id in (None, actor.pk):
+            expected = {
+                user.pk
+                for user, active, ours, role, muted in people
+                if active
+                and ours
+                and user.pk != actor_id
+                and (kind != "connection_failed" or role == Role.ADMIN)
+                and kind not in muted
+            }
+            rows = notifications.notify_each(
+                kind,
+                [{"user_id": user.pk, "subject": "S"} for user, *_ in people],
+                company_id=company.pk,
+                actor_id=actor_id,
+            )
+            assert {row.user_id for row in rows} == expected
+            assert expected  # the matrix tells someone each time
+    assert Notification.objects.filter(company=other_company).count() == 0
 
 
 def test_a_batch_of_inbound_messages_tells_each_assignee_of_each_in_one_statement(
