@@ -24,17 +24,9 @@ SUBJECT_LENGTH = 200
 BODY_LENGTH = 300
 
 
-def conversation_subject(conversation) -> str:
-    client = conversation.client if conversation.client_id else None
-    return (
-        (client.name if client else "") or conversation.subject or conversation.external_thread_id
-    )
-
-
 def about_conversation(conversation) -> dict:
     """What a notification about `conversation` says it is about: its client by name (read by
-    notify_each's own statement, no query here), else its subject or thread id; and the link
-    (conversation_subject's words, without loading the client)."""
+    notify_each's own statement, no query here), else its subject or thread id; and the link."""
     return {
         "subject": conversation.subject or conversation.external_thread_id,
         "client_id": conversation.client_id,
@@ -248,14 +240,16 @@ def _tell_assignees(kind: str, told: list[tuple], actor_id: int | None = None) -
 def send_failed(message, company_id: int) -> None:
     if message.author_id is None:
         return
-    notify_after_commit(
+    # The conversation is read after commit (not on the status path that calls this).
+    _after_commit(
         Kind.SEND_FAILED,
-        [message.author_id],
-        company_id=company_id,
-        subject=lambda: conversation_subject(message.conversation),
-        body=message.error,
-        url=conversation_url(message.conversation_id),
-        conversation_id=message.conversation_id,
+        lambda: notify(
+            Kind.SEND_FAILED,
+            [message.author_id],
+            company_id=company_id,
+            body=message.error,
+            **about_conversation(message.conversation),
+        ),
     )
 
 

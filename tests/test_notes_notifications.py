@@ -337,6 +337,7 @@ def test_a_failed_send_notifies_its_author(
     notification = Notification.objects.get()
     assert notification.user == admin_user and notification.kind == "send_failed"
     assert "was not sent" in notification.title
+    assert notification.subject == conversation.client.name  # named by the client
 
 
 def test_muted_kinds_are_not_stored(
