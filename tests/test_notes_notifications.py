@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.models import Role
 from messaging import services
 from messaging.models import Message
-from messaging.services.inbox import Sender
+from messaging.services.inbox import Inbound, Sender, ingest_inbound_many
 from messaging.tasks import deliver_message, sweep_outbox
 from notifications import services as notifications
 from notifications.models import Notification, Preference
@@ -274,8 +274,6 @@ def test_the_statement_tells_exactly_whom_the_rules_say_for_every_kind_of_user(
 def test_a_batch_of_inbound_messages_tells_each_assignee_of_each_in_one_statement(
     company, colleague, admin_user, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from messaging.services.inbox import Inbound, ingest_inbound_many
-
     calls = []  # notify_each is one statement (the test above counts it)
     notify_each = notifications.notify_each
     monkeypatch.setattr(
