@@ -107,7 +107,7 @@ def main():
     sampler.start()
     try:
         result, started, accepted_at, absorbed_at = posted_while_draining(
-            env, args.web, bodies, 1800
+            env, args.web, bodies, webhooks.SENDERS, 1800
         )
     finally:
         sampler.done.set()

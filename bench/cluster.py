@@ -71,13 +71,15 @@ def site_config(http_ports, ws_ports, port, root: Path) -> str:
 
     def upstream(name, ports, body):
         servers = "".join(f"    server 127.0.0.1:{p} max_fails=0;\n" for p in ports)
-        pattern = rf"(upstream {name} \{{\n)(?:.*\n)*?(    keepalive)"
-        replaced, n = re.subn(pattern, rf"\g<1>{servers}\g<2>", body)
+        # The block's server lines become these (its other lines, e.g. `hash`, stay).
+        pattern = rf"(upstream {name} \{{\n(?:(?!    server ).*\n)*?)(?:    server .*\n)+"
+        replaced, n = re.subn(pattern, lambda m: m.group(1) + servers, body)
         assert n == 1, f"upstream {name} not found in deploy/nginx.conf"
         return replaced
 
     # A cluster without one kind still needs a line there (nothing listens on port 9).
     text = upstream("switchboard_http", http_ports or [9], text)
+    text = upstream("switchboard_webhooks", http_ports or [9], text)
     text = upstream("switchboard_daphne", ws_ports or [9], text)
     for old, new in {
         "listen 80;": f"listen 127.0.0.1:{port} backlog=4096;",

@@ -4,11 +4,12 @@ server stack (nginx + the same uvicorn command and process count, in the same ru
 fast the webhook inbox's workers ingest them end to end, with nothing lost and nothing doubled.
 
     .venv/bin/python bench/webhooks.py [--quick] [--deliveries N] [--items K] [--web W]
-                                       [--rounds R]
+                                       [--rounds R] [--senders S]
 
 Each delivery carries K changes (default 4: one inbound message from one of 500 clients and
 K-1 status updates, "delivered", for distinct outbound messages of a broadcast); Meta batches
-changes of one number into one delivery the same way. Phases, in one run:
+changes of one number into one delivery the same way. S senders (default 64) post at once,
+each waiting for its answer before posting the next. Phases, in one run:
 
 1. the bare endpoint, nothing else running: bare_accepted_per_s;
 2. the product's web tier under the same conditions (no worker): accepted_per_s,
@@ -42,7 +43,7 @@ CHANNEL = "switchboard:events:bench:webhooks"
 APP_SECRET = "bench-app-secret"
 PHONE_NUMBER_ID = "106540352242922"
 CLIENTS = 500
-CONCURRENCY = 64
+SENDERS = 64  # the default of --senders
 
 
 def cloud_number():
@@ -120,7 +121,7 @@ def prepare(deliveries: int, items: int):
     return number, bodies, statuses
 
 
-def measured_load(cluster, bodies) -> tuple[dict, dict]:
+def measured_load(cluster, bodies, senders: int) -> tuple[dict, dict]:
     """`bodies` through nginx, and the CPU each part of the machine spent meanwhile per accepted
     request, in µs: the web processes, nginx, PostgreSQL (all its processes) and this load
     generator; `cores` is how many of the machine's cores they kept busy on average."""
@@ -132,7 +133,7 @@ def measured_load(cluster, bodies) -> tuple[dict, dict]:
     }
     before = {part: read() for part, read in readers.items()}
     postgres_before, started = common.postgres_cpu_seconds(), time.monotonic()
-    result = _load.run_sync(cluster.port, bodies, CONCURRENCY)
+    result = _load.run_sync(cluster.port, bodies, senders)
     elapsed = time.monotonic() - started
     spent = {part: read() - before[part] for part, read in readers.items()}
     spent["postgres"] = sum(
@@ -160,13 +161,13 @@ def until_empty(timeout: float, poll: float = 0.2) -> float:
     return time.monotonic()
 
 
-def posted_while_draining(env, web: int, bodies, timeout: float):
+def posted_while_draining(env, web: int, bodies, senders: int, timeout: float):
     """`bodies` posted through nginx as fast as the web tier takes them while one worker
     (prefork, 2) drains, on the same machine: (the load's result, when the first was posted,
     when the last was accepted, when the inbox was empty)."""
     with Cluster(env, web=web, ws=0, workers=1, worker_concurrency=2, beat=True) as cluster:
         started = time.monotonic()
-        result = _load.run_sync(cluster.port, bodies, CONCURRENCY)
+        result = _load.run_sync(cluster.port, bodies, senders)
         accepted_at = time.monotonic()
         return result, started, accepted_at, until_empty(timeout)
 
@@ -211,6 +212,7 @@ def main():
         items={"type": int, "default": 4},
         web={"type": int, "default": 2},
         rounds={"type": int, "default": 3},
+        senders={"type": int, "default": SENDERS},
     )
     deliveries = args.deliveries or (1000 if args.quick else 20000)
     env = common.setup_django(DB_NAME, REDIS_DB, CHANNEL)
@@ -233,8 +235,8 @@ def main():
     for round_n in range(args.rounds):
         common.note(f"round {round_n + 1}: bare ASGI endpoint")
         with Cluster(env, web=args.web, ws=0, app="bench.bare_asgi:app") as bare:
-            _load.run_sync(bare.port, bodies[:warm], CONCURRENCY)
-            result, cpu = measured_load(bare, bodies[warm:])
+            _load.run_sync(bare.port, bodies[:warm], args.senders)
+            result, cpu = measured_load(bare, bodies[warm:], args.senders)
         cpu_rounds["bare"].append(cpu)
         bare_rate = result["ok"] / result["elapsed"]
         # The web tier under the same conditions (no worker): what it accepts per second.
@@ -242,8 +244,8 @@ def main():
         common.note(f"round {round_n + 1}: the product's web tier alone")
         empty_inbox()
         with Cluster(env, web=args.web, ws=0) as web_tier:
-            _load.run_sync(web_tier.port, bodies[:warm], CONCURRENCY)
-            result, cpu = measured_load(web_tier, bodies[warm:])
+            _load.run_sync(web_tier.port, bodies[:warm], args.senders)
+            result, cpu = measured_load(web_tier, bodies[warm:], args.senders)
         cpu_rounds["product"].append(cpu)
         rounds.append((bare_rate, result["ok"] / result["elapsed"]))
         latencies += result["latencies"]
@@ -268,7 +270,9 @@ def main():
     # (every change a duplicate or a no-op now would flatter the figure).
     reset()
     common.note("the product: webhooks in, workers draining")
-    result, started, accepted_at, ingested_at = posted_while_draining(env, args.web, bodies, 600)
+    result, started, accepted_at, ingested_at = posted_while_draining(
+        env, args.web, bodies, args.senders, 600
+    )
     draining_accept_rate = result["ok"] / (accepted_at - started)
     http_errors += sum(result["errors"].values())
     end_to_end = outcome(number, deliveries, statuses)
@@ -276,6 +280,7 @@ def main():
     common.emit("deliveries", port_path_count)
     common.emit("items_per_delivery", args.items)
     common.emit("web_processes", args.web)
+    common.emit("senders", args.senders)
     common.emit("bare_accepted_per_s", bare_rate)
     common.emit("accepted_per_s", accept_rate)
     common.emit("ratio_accepted_vs_bare", statistics.median(ratios))

@@ -14,11 +14,13 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -273,6 +275,77 @@ def test_through_nginx_pages_api_static_attachments_websocket_and_the_down_page(
     finally:
         if daphne.process and daphne.process.poll() is None:
             daphne.stop()
+
+
+class _WebProcess:
+    """Stands in for one web process behind nginx (nginx's routing is what is tested): answers
+    every POST 200 and keeps the paths it was sent. HTTP/1.0, so nginx keeps no connection to
+    it that would outlive stop(), as none outlives a process that exits."""
+
+    def __init__(self):
+        paths = self.paths = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                paths.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _post(url) -> int:
+    request = urllib.request.Request(url, data=b'{"object": "whatsapp_business_account"}')
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_a_targets_webhooks_go_to_one_web_process_and_to_another_while_it_is_down(tmp_path):
+    """The shipped file's two web processes: all webhooks of one number reach the same one (so
+    its fast path stores them in shared commits), the numbers are spread over both, and while
+    one process is down (a rolling restart) its numbers' webhooks are answered by the other."""
+    first, second = _WebProcess(), _WebProcess()
+    static = tmp_path / "static"
+    (static / "js").mkdir(parents=True)
+    (static / "js" / "realtime.js").write_text("// what Nginx() waits for")
+    nginx = Nginx(
+        tmp_path / "nginx", first.port, static, tmp_path,
+        **{"server 127.0.0.1:8101 max_fails=0;": f"server 127.0.0.1:{second.port} max_fails=0;"},
+    )  # fmt: skip
+    # An odd number of them: nginx's round robin would send each one's webhooks to both.
+    targets = [f"/webhooks/whatsapp/{uuid.uuid4()}/" for _ in range(21)]
+    try:
+        with nginx:
+            for _ in range(5):
+                for path in targets:
+                    assert _post(nginx.url + path) == 200
+            for path in targets:
+                assert sorted((first.paths.count(path), second.paths.count(path))) == [0, 5]
+            held = [path for path in targets if path in first.paths]
+            assert 0 < len(held) < len(targets)
+
+            first.stop()
+            for path in held:
+                assert _post(nginx.url + path) == 200
+                assert second.paths.count(path) == 1
+    finally:
+        first.stop()
+        second.stop()
 
 
 def test_metrics_are_refused_from_anywhere_but_the_allowed_addresses(tmp_path):

@@ -12,7 +12,8 @@ WEBHOOK_FAST_PATH_FLUSHERS such INSERTs run at once per process (default 1); wha
 meanwhile joins the next one, so the busier it gets, the larger each commit, with no timer
 adding to a quiet moment's latency. (Measured in-process with 64 senders: 22-32 µs of CPU per
 request and 16,000-23,000 /s, against 39-49 µs and 6,700-8,200 /s with a 3 ms timer and two
-INSERTs at once.)
+INSERTs at once.) nginx sends all of a target's webhooks to the same process (deploy/nginx.conf,
+`hash $uri`), so they meet in that process's groups.
 
 Each flusher keeps its PostgreSQL connection and cursor between groups (a web process holds
 WEBHOOK_FAST_PATH_FLUSHERS connections): checking one out of a pool and opening a cursor per
