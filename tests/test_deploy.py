@@ -143,6 +143,7 @@ class Nginx:
                 return self
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.05)
+        self.__exit__()  # `with` calls __exit__ only after __enter__ returned
         raise RuntimeError((self.root / "error.log").read_text())
 
     def __exit__(self, *exc):
