@@ -120,8 +120,7 @@ class WebhookFastPath:
         self.kick_pending = False
         self.last_kick = 0.0
         self.pending: list[tuple[tuple, asyncio.Future]] = []
-        self.flush_task: asyncio.Task | None = None
-        self.flush_slots: asyncio.Semaphore | None = None
+        self.flushers: set[asyncio.Task] = set()
 
     async def __call__(self, scope, receive, send):
         match = (
@@ -207,36 +206,52 @@ class WebhookFastPath:
         """Returns once `row` is committed (with whatever arrived around it)."""
         done = asyncio.get_running_loop().create_future()
         self.pending.append((row, done))
-        if self.flush_task is None:
-            self.flush_task = asyncio.ensure_future(self._flush())
+        if len(self.flushers) < settings.WEBHOOK_FAST_PATH_FLUSHERS:
+            flusher = asyncio.ensure_future(self._flush())
+            self.flushers.add(flusher)  # the loop keeps only a weak reference to a task
         # A client gone away cancels only its own future: its row still goes in with the group.
         await done
 
     async def _flush(self) -> None:
-        if self.flush_slots is None:
-            self.flush_slots = asyncio.Semaphore(settings.WEBHOOK_FAST_PATH_FLUSHERS)
-        await asyncio.sleep(settings.WEBHOOK_FAST_PATH_GROUP_SECONDS)
-        async with self.flush_slots:
-            # Everything that arrived until a slot was free goes in this one commit.
-            group, self.pending, self.flush_task = self.pending, [], None
+        """Stores what is pending, group after group, until nothing is. The next group's INSERT
+        is sent in the same event-loop step that reads the previous commit's answer: handing
+        each group to a new task waited one more turn of a busy loop on every commit (through
+        nginx at ~8,000 /s: 1.05 ms median between a commit's answer and the next INSERT, now
+        0.02 ms)."""
+        window = settings.WEBHOOK_FAST_PATH_GROUP_SECONDS
+        try:
+            while True:
+                if window:
+                    await asyncio.sleep(window)
+                if not self.pending:
+                    return
+                await self._store_group()
+        finally:
+            # In the step that saw nothing pending: a row queued after it starts a new flusher.
+            self.flushers.discard(asyncio.current_task())
+
+    async def _store_group(self) -> None:
+        """One multi-row INSERT, one commit; then each request of the group is answered."""
+        # Everything that arrived while the previous INSERT ran goes in this one commit.
+        group, self.pending = self.pending, []
+        try:
+            columns = [list(column) for column in zip(*(r for r, _ in group), strict=True)]
+            cursor = self.idle_cursors.pop() if self.idle_cursors else await self._connect()
             try:
-                columns = [list(column) for column in zip(*(r for r, _ in group), strict=True)]
-                cursor = self.idle_cursors.pop() if self.idle_cursors else await self._connect()
-                try:
-                    await cursor.execute(INSERT, columns)
-                except BaseException:
-                    await cursor.connection.close()  # its state is unknown: never reused
-                    raise
-                self.idle_cursors.append(cursor)
-            except Exception as exc:
-                for _row, done in group:
-                    if not done.done():
-                        done.set_exception(exc)
-                return
-            self._kick()
+                await cursor.execute(INSERT, columns)
+            except BaseException:
+                await cursor.connection.close()  # its state is unknown: never reused
+                raise
+            self.idle_cursors.append(cursor)
+        except Exception as exc:
             for _row, done in group:
                 if not done.done():
-                    done.set_result(None)
+                    done.set_exception(exc)
+            return
+        self._kick()
+        for _row, done in group:
+            if not done.done():
+                done.set_result(None)
 
     async def _connect(self) -> AsyncCursor:
         """A new connection for a flusher (Django's settings, autocommit) and its cursor."""
