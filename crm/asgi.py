@@ -7,6 +7,7 @@ one shared thread per process (request signals, middleware, view, response close
 conversation list that cost ~2 ms of CPU per request and served ~20% fewer requests per second
 (bench/api_load.py). Signed webhooks (WebhookFastPath) and WebSockets stay asynchronous."""
 
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -22,6 +23,9 @@ from django.conf import settings  # noqa: E402
 
 from messaging.routing import websocket_urlpatterns  # noqa: E402
 from webhook_inbox.asgi import WebhookFastPath  # noqa: E402
+
+# Fewer young collections in a server process (crm.settings.SERVER_GC_THRESHOLD says why).
+gc.set_threshold(settings.SERVER_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 if settings.DEBUG:
     # Development serves /static/ from daphne; in production nginx does (deploy/).

@@ -220,6 +220,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # were promoted and set off full collections of the whole heap (~200,000 objects of Django and
 # our apps, ~130 ms each): a fifth of the drain's time (bench/webhooks.py, README).
 WORKER_GC_THRESHOLD = env.int("WORKER_GC_THRESHOLD", default=10_000)
+# The same for the server processes (crm.asgi): a busy web process's young collections, each
+# walking the objects of every request waiting for its group's commit, took 4.6% of its samples
+# at 700 (bench/webhooks.py, README).
+SERVER_GC_THRESHOLD = env.int("SERVER_GC_THRESHOLD", default=10_000)
 # Sending (messaging.sending, one policy for every path): attempts before a transient refusal
 # fails the send; a claim older than this with no outcome is settled by the sweeper (from the
 # record of the send, else "unknown": never re-sent automatically) — keep it above the longest
