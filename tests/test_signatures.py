@@ -18,12 +18,13 @@ def signed(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-@given(body=bodies, secret=secrets, other=secrets)
-def test_a_signature_is_valid_only_with_its_own_secret_and_body(body, secret, other):
+@given(body=bodies, secret=secrets)
+def test_a_signature_is_valid_only_with_its_own_secret_and_body(body, secret):
     header = signed(body, secret)
     assert hub_signature_is_valid(body, header, secret)
     assert hub_signature_is_valid(body, header.upper().replace("SHA256=", "sha256="), secret)
-    assert hub_signature_is_valid(body, header, other) == (other == secret)
+    # Not another secret (one NUL more would be the same HMAC key: keys are padded with NULs).
+    assert not hub_signature_is_valid(body, header, secret + "x")
     assert not hub_signature_is_valid(body + b"x", header, secret)
 
 
