@@ -29,7 +29,7 @@ import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
-from hypothesis import given
+from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -415,9 +415,9 @@ def test_the_fast_path_serves_on_a_new_event_loop_after_the_first_one_closed(com
 
 @pytest.mark.django_db(transaction=True)
 def test_deliveries_after_a_quiet_moment_and_during_a_commit_are_all_stored(company):
-    """The flusher stores group after group and stops when nothing waits. A delivery that
-    arrives right after it stopped starts a new one (none waits forever), and those arriving
-    while a commit runs go in the next group: five groups for 1 + 1 + (1 then 3) + 1 rows."""
+    """A lane stores group after group and idles when nothing waits. A delivery that arrives
+    right after it went idle is sent by it (none waits forever), and those arriving while a
+    commit runs go in the next group: five groups for 1 + 1 + (1 then 3) + 1 rows."""
     import asyncio
 
     from webhook_inbox.asgi import WebhookFastPath
@@ -429,21 +429,21 @@ def test_deliveries_after_a_quiet_moment_and_during_a_commit_are_all_stored(comp
         fast_path = WebhookFastPath(None)
         try:
             await fast_path._commit(row(0))
-            # Queued in the step right after the first answer: the flusher has just stopped.
+            # Queued in the step right after the first answer: the lane has just gone idle.
             await fast_path._commit(row(1))
             first = asyncio.ensure_future(fast_path._commit(row(2)))
-            while not fast_path.flushers or fast_path.pending:
+            while not fast_path.in_flight or fast_path.pending:
                 await asyncio.sleep(0)  # row 2's INSERT is on its way
             during = [asyncio.ensure_future(fast_path._commit(row(n))) for n in (3, 4, 5)]
             await asyncio.gather(first, *during)
             await asyncio.sleep(0.05)  # a quiet moment
             await fast_path._commit(row(6))
-            return len(fast_path.flushers)
+            return fast_path.in_flight
         finally:
             await fast_path.close()
 
     # Awaited in this task, not wrapped in one: a wrapper's extra loop turn would hide a
-    # flusher that is still counted as running after it stopped. None runs at the end.
+    # lane that is still counted as busy after its answer. None is busy at the end.
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 0
     stored = Delivery.objects.order_by("id").values_list("body", flat=True)
     assert [bytes(body) for body in stored] == [row(n)[3] for n in range(7)]
@@ -457,6 +457,138 @@ def test_deliveries_after_a_quiet_moment_and_during_a_commit_are_all_stored(comp
         ["delivery 0"], ["delivery 1"], ["delivery 2"],
         ["delivery 3", "delivery 4", "delivery 5"], ["delivery 6"],
     ]  # fmt: skip
+
+
+def _run_fast_path(scenario):
+    """`scenario(fast_path)` on a new event loop, the fast path's connections closed after."""
+    import asyncio
+
+    from webhook_inbox.asgi import WebhookFastPath
+
+    async def run():
+        fast_path = WebhookFastPath(None)
+        try:
+            return await asyncio.wait_for(scenario(fast_path), 60)
+        finally:
+            await fast_path.close()
+
+    return asyncio.run(run())
+
+
+def _stored_rows() -> list[tuple]:
+    return [
+        (company_id, source, source_id, bytes(body))
+        for company_id, source, source_id, body in Delivery.objects.order_by("id").values_list(
+            "company_id", "source", "source_id", "body"
+        )
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_larger_than_the_socket_buffer_is_stored_whole_in_one_commit(company):
+    """Twelve deliveries of 1 MB arrive together: their one INSERT is sent as the connection's
+    socket drains (far more than its buffer), and every body is stored byte for byte."""
+    import asyncio
+
+    rows = [(company.pk, "whatsapp_cloud", 7, os.urandom(1 << 20)) for _ in range(12)]
+
+    async def scenario(fast_path):
+        await asyncio.gather(*(fast_path._commit(row) for row in rows))
+
+    _run_fast_path(scenario)
+    assert _stored_rows() == rows
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(DISTINCT xmin::text) FROM webhook_inbox_delivery")
+        assert cursor.fetchone()[0] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_postgresql_refuses_is_handed_back_and_a_new_connection_takes_the_next(company):
+    """PostgreSQL refuses a group's INSERT (a source longer than its column): every request of
+    that group, and one queued while it was refused, is handed back (each goes to Django's view,
+    which stores or answers it alone); the connection is closed, and the next delivery is
+    stored through a new one."""
+    import asyncio
+
+    def row(n, source="whatsapp_cloud"):
+        return (company.pk, source, 7, f"delivery {n}".encode())
+
+    async def scenario(fast_path):
+        await fast_path._commit(row(0))
+        [first] = fast_path.idle
+        refused = [
+            asyncio.ensure_future(fast_path._commit(row(1))),
+            asyncio.ensure_future(fast_path._commit(row(2, source="x" * 30))),
+        ]
+        while not fast_path.in_flight or fast_path.pending:
+            await asyncio.sleep(0)  # the refused group's INSERT is on its way
+        refused.append(asyncio.ensure_future(fast_path._commit(row(3))))
+        answers = await asyncio.gather(*refused, return_exceptions=True)
+        await fast_path._commit(row(4))
+        [second] = fast_path.idle
+        return answers, first.conn.closed, second.conn is first.conn
+
+    answers, first_closed, same = _run_fast_path(scenario)
+    assert [type(answer) for answer in answers] == [psycopg.DatabaseError] * 3
+    assert "value too long" in str(answers[0])
+    assert first_closed and not same
+    assert _stored_rows() == [row(0), row(4)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_that_find_postgresql_unreachable_are_handed_back_and_the_next_ones_retry(
+    company, monkeypatch
+):
+    """No PostgreSQL where the settings point (a port nobody listens on): the requests waiting
+    for the new connection are handed back at once (Django's view answers each), and once
+    PostgreSQL is reachable again the next request connects and is stored."""
+    import asyncio
+
+    rows = [(company.pk, "whatsapp_cloud", 7, f"delivery {n}".encode()) for n in range(3)]
+    real_port = connection.settings_dict["PORT"]
+
+    async def scenario(fast_path):
+        monkeypatch.setitem(connection.settings_dict, "PORT", str(free_port()))
+        refused = await asyncio.gather(
+            *(fast_path._commit(row) for row in rows[:2]), return_exceptions=True
+        )
+        monkeypatch.setitem(connection.settings_dict, "PORT", real_port)
+        await fast_path._commit(rows[2])
+        return refused
+
+    refused = _run_fast_path(scenario)
+    assert [type(answer) for answer in refused] == [psycopg.OperationalError] * 2
+    assert _stored_rows() == rows[2:]
+
+
+@pytest.mark.django_db(transaction=True)
+@hypothesis_settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+            st.sampled_from(["whatsapp_cloud", "messenger", "instagram"]),
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+            st.binary(max_size=300),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_a_group_is_stored_exactly_as_it_came(rows):
+    """The fast path writes PostgreSQL's binary array format itself: any ids, any bytes
+    (empty, NUL, not UTF-8), in arrival order, come back from the table as they went in."""
+    import asyncio
+
+    Delivery.objects.all().delete()
+
+    async def scenario(fast_path):
+        await asyncio.gather(*(fast_path._commit(row) for row in rows))
+
+    _run_fast_path(scenario)
+    assert _stored_rows() == rows
 
 
 @pytest.mark.django_db(transaction=True)

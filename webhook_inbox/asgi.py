@@ -15,11 +15,14 @@ request and 16,000-23,000 /s, against 39-49 µs and 6,700-8,200 /s with a 3 ms t
 INSERTs at once.) nginx sends all of a target's webhooks to the same process (deploy/nginx.conf,
 `hash $uri`), so they meet in that process's groups.
 
-Each flusher keeps its PostgreSQL connection and cursor between groups (a web process holds
-WEBHOOK_FAST_PATH_FLUSHERS connections): checking one out of a pool and opening a cursor per
-group cost about as much client CPU as the INSERT itself. A connection that fails (PostgreSQL
-restarted, the backend terminated) is closed, its group handed to Django, and the next group
-opens a new one.
+Each INSERT goes over a lane: a PostgreSQL connection kept between groups (a web process holds
+WEBHOOK_FAST_PATH_FLUSHERS of them), its statement prepared once. A lane is driven by libpq's
+non-blocking calls from event-loop callbacks, not by a task awaiting psycopg: the callback that
+reads a commit's answer answers its group and sends the next one at once, where a woken task
+waited behind every request step queued in that loop turn (1.3 ms of a 2.1 ms group cycle at
+12,000 /s; README, "The web tier and webhooks, measured"). A lane that fails (PostgreSQL
+restarted, the backend terminated, the INSERT refused) is closed, its group and what waited
+handed to Django, and the next request opens a new one.
 
 A target's secret and state are cached here for WEBHOOK_FAST_PATH_CACHE_SECONDS: a number or
 account turned off or given a new app secret is seen by the fast path within that time."""
@@ -27,13 +30,15 @@ account turned off or given a new app secret is seen by the fast path within tha
 import asyncio
 import logging
 import re
+import struct
 import time
 from dataclasses import dataclass
 
 import orjson
+import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection, pq
 
 from channels_integrations.signatures import hub_signature_is_valid
 
@@ -41,12 +46,61 @@ logger = logging.getLogger(__name__)
 
 PATH = re.compile(r"^/webhooks/(whatsapp|meta)/([0-9a-fA-F-]{36})/$")
 # One statement, one commit for the whole group; ids in arrival order (the drain's order).
-# Parameters in binary (%b): the bodies go as they are, not hex-escaped into text.
+# Prepared at the protocol level (as psycopg prepares; PgBouncer 1.21+ in transaction mode
+# keeps such statements), its parameters in binary: the bodies go as they are.
+STATEMENT = b"switchboard_webhook_inbox_insert"
 INSERT = (
-    "INSERT INTO webhook_inbox_delivery (company_id, source, source_id, body, attempts,"
-    " last_error) SELECT c, s, i, b, 0, '' FROM unnest(%b::bigint[], %b::text[], %b::bigint[],"
-    " %b::bytea[]) WITH ORDINALITY AS t(c, s, i, b, n) ORDER BY n"
+    b"INSERT INTO webhook_inbox_delivery (company_id, source, source_id, body, attempts,"
+    b" last_error) SELECT c, s, i, b, 0, '' FROM unnest($1::bigint[], $2::text[],"
+    b" $3::bigint[], $4::bytea[]) WITH ORDINALITY AS t(c, s, i, b, n) ORDER BY n"
 )
+INT8_OID, TEXT_OID, BYTEA_OID = 20, 25, 17
+BINARY = (1, 1, 1, 1)
+# PostgreSQL's binary array format (array_send): dimensions, has NULLs, element type, then the
+# one dimension's length and lower bound; each element is its length and its bytes.
+ARRAY_HEADER = struct.Struct("!iiIii")
+ELEMENT_LENGTH = struct.Struct("!i")
+INT8_ELEMENT = struct.Struct("!iq")
+
+
+def _array(oid: int, items: list[bytes]) -> bytes:
+    parts = [ARRAY_HEADER.pack(1, 0, oid, len(items), 1)]
+    for item in items:
+        parts += (ELEMENT_LENGTH.pack(len(item)), item)
+    return b"".join(parts)
+
+
+def _int8_array(values: list[int]) -> bytes:
+    return ARRAY_HEADER.pack(1, 0, INT8_OID, len(values), 1) + b"".join(
+        [INT8_ELEMENT.pack(8, value) for value in values]
+    )
+
+
+def _group_parameters(rows: list[tuple]) -> list[bytes]:
+    """The INSERT's four arrays: companies, sources, source ids, bodies."""
+    return [
+        _int8_array([row[0] for row in rows]),
+        _array(TEXT_OID, [row[1].encode() for row in rows]),
+        _int8_array([row[2] for row in rows]),
+        _array(BYTEA_OID, [row[3] for row in rows]),
+    ]
+
+
+def _fail(group: list, exc: BaseException) -> None:
+    for _row, done in group:
+        if not done.done():
+            done.set_exception(exc)
+
+
+class _Lane:
+    """A kept PostgreSQL connection (autocommit) storing groups one after another; `group` is
+    what its statement in flight answers (empty while it prepares or idles)."""
+
+    __slots__ = ("conn", "pgconn", "fd", "group")
+
+    def __init__(self, conn: AsyncConnection):
+        self.conn, self.pgconn, self.fd = conn, conn.pgconn, conn.pgconn.socket
+        self.group: list = []
 
 
 @dataclass(frozen=True)
@@ -116,11 +170,13 @@ class WebhookFastPath:
         self.app = app
         self.targets: dict[tuple[str, str], Target] = {}
         self.loading: dict[tuple[str, str], asyncio.Future] = {}
-        self.idle_cursors: list[AsyncCursor] = []  # the flushers' cursors between groups
+        self.idle: list[_Lane] = []  # connections with no group in flight
+        self.lanes = 0  # connections open or opening (at most WEBHOOK_FAST_PATH_FLUSHERS)
+        self.opening: set[asyncio.Task] = set()
+        self.send_scheduled = False
         self.kick_pending = False
         self.last_kick = 0.0
         self.pending: list[tuple[tuple, asyncio.Future]] = []
-        self.flushers: set[asyncio.Task] = set()
         # The loop this process serves on, kept: asyncio.get_running_loop() makes a getpid()
         # system call on Python 3.11, 3% of the busy web process's samples when asked per request.
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -209,58 +265,130 @@ class WebhookFastPath:
         """Returns once `row` is committed (with whatever arrived around it)."""
         loop = self.loop
         if loop is None or loop.is_closed():  # the first request (or a test's new loop)
-            loop = self.loop = asyncio.get_running_loop()
+            loop = self._serve_on(asyncio.get_running_loop())
         done = loop.create_future()
         self.pending.append((row, done))
-        if len(self.flushers) < settings.WEBHOOK_FAST_PATH_FLUSHERS:
-            flusher = loop.create_task(self._flush())
-            self.flushers.add(flusher)  # the loop keeps only a weak reference to a task
+        if not self.send_scheduled:
+            if self.idle:
+                self._schedule_send()
+            elif self.lanes < settings.WEBHOOK_FAST_PATH_FLUSHERS:
+                self.lanes += 1
+                opening = loop.create_task(self._open_lane())
+                self.opening.add(opening)  # the loop keeps only a weak reference to a task
+                opening.add_done_callback(self.opening.discard)
         # A client gone away cancels only its own future: its row still goes in with the group.
         await done
 
-    async def _flush(self) -> None:
-        """Stores what is pending, group after group, until nothing is. The next group's INSERT
-        is sent in the same event-loop step that reads the previous commit's answer: handing
-        each group to a new task waited one more turn of a busy loop on every commit (through
-        nginx at ~8,000 /s: 1.05 ms median between a commit's answer and the next INSERT, now
-        0.02 ms)."""
-        window = settings.WEBHOOK_FAST_PATH_GROUP_SECONDS
-        try:
-            while True:
-                if window:
-                    await asyncio.sleep(window)
-                if not self.pending:
-                    return
-                await self._store_group()
-        finally:
-            # In the step that saw nothing pending: a row queued after it starts a new flusher.
-            self.flushers.discard(asyncio.current_task())
+    @property
+    def in_flight(self) -> int:
+        """Lanes opening or storing a group."""
+        return self.lanes - len(self.idle)
 
-    async def _store_group(self) -> None:
-        """One multi-row INSERT, one commit; then each request of the group is answered."""
-        # Everything that arrived while the previous INSERT ran goes in this one commit.
-        group, self.pending = self.pending, []
+    def _serve_on(self, loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+        """Lanes, timers and futures of a closed loop are of no use on a new one."""
+        self.loop, self.idle, self.lanes, self.pending = loop, [], 0, []
+        self.send_scheduled = self.kick_pending = False
+        return loop
+
+    def _schedule_send(self) -> None:
+        """The group leaves at the end of this event-loop turn (or of the group window), with
+        the requests read in the same turn."""
+        self.send_scheduled = True
+        window = settings.WEBHOOK_FAST_PATH_GROUP_SECONDS
+        if window:
+            self.loop.call_later(window, self._send_scheduled)
+        else:
+            self.loop.call_soon(self._send_scheduled)
+
+    def _send_scheduled(self) -> None:
+        self.send_scheduled = False
+        if self.pending and self.idle:
+            self._send(self.idle.pop())
+
+    async def _open_lane(self) -> None:
+        """A new connection whose first statement prepares the INSERT; its answer frees the
+        lane for what waits."""
         try:
-            columns = [list(column) for column in zip(*(r for r, _ in group), strict=True)]
-            cursor = self.idle_cursors.pop() if self.idle_cursors else await self._connect()
-            try:
-                await cursor.execute(INSERT, columns)
-            except BaseException:
-                await cursor.connection.close()  # its state is unknown: never reused
-                raise
-            self.idle_cursors.append(cursor)
+            lane = _Lane(await self._connect())
         except Exception as exc:
-            for _row, done in group:
-                if not done.done():
-                    done.set_exception(exc)
+            self.lanes -= 1
+            group, self.pending = self.pending, []
+            _fail(group, exc)
             return
-        self._kick()
+        try:
+            lane.pgconn.send_prepare(STATEMENT, INSERT)
+            self._sent(lane)
+        except Exception as exc:
+            self._lost(lane, exc)
+
+    def _send(self, lane: _Lane) -> None:
+        """One multi-row INSERT, one commit, sent without waiting for its answer."""
+        group, self.pending = self.pending, []
+        lane.group = group
+        try:
+            lane.pgconn.send_query_prepared(
+                STATEMENT, _group_parameters([row for row, _ in group]), BINARY
+            )
+            self._sent(lane)
+        except Exception as exc:
+            self._lost(lane, exc)
+
+    def _sent(self, lane: _Lane) -> None:
+        if lane.pgconn.flush():  # more than the socket's buffer: the rest as it drains
+            self.loop.add_writer(lane.fd, self._writable, lane)
+        self.loop.add_reader(lane.fd, self._readable, lane)
+
+    def _writable(self, lane: _Lane) -> None:
+        try:
+            if not lane.pgconn.flush():
+                self.loop.remove_writer(lane.fd)
+        except Exception as exc:
+            self._lost(lane, exc)
+
+    def _readable(self, lane: _Lane) -> None:
+        """The answer, read as soon as the loop polls it; the group is answered and the lane
+        takes what waits."""
+        pgconn = lane.pgconn
+        try:
+            pgconn.consume_input()
+            if pgconn.is_busy():
+                return
+            error = None
+            while (result := pgconn.get_result()) is not None:
+                if result.status != pq.ExecStatus.COMMAND_OK and error is None:
+                    error = psycopg.DatabaseError(result.get_error_message())
+        except Exception as exc:
+            error = exc
+        if error is not None:
+            self._lost(lane, error)
+            return
+        self.loop.remove_reader(lane.fd)
+        group, lane.group = lane.group, []
+        if group:
+            self._kick()
         for _row, done in group:
             if not done.done():
                 done.set_result(None)
+        if self.pending and not settings.WEBHOOK_FAST_PATH_GROUP_SECONDS:
+            self._send(lane)
+            return
+        self.idle.append(lane)
+        if self.pending and not self.send_scheduled:
+            self._schedule_send()
 
-    async def _connect(self) -> AsyncCursor:
-        """A new connection for a flusher (Django's settings, autocommit) and its cursor."""
+    def _lost(self, lane: _Lane, exc: Exception) -> None:
+        """A failed statement or connection: the connection is closed (its state unknown),
+        its group and what waited are handed to Django (each request's view stores its own),
+        and the next request opens a new lane."""
+        self.loop.remove_reader(lane.fd)
+        self.loop.remove_writer(lane.fd)
+        lane.pgconn.finish()
+        self.lanes -= 1
+        group, lane.group, self.pending = lane.group + self.pending, [], []
+        _fail(group, exc)
+
+    async def _connect(self) -> AsyncConnection:
+        """A new connection for a lane (Django's settings, autocommit, non-blocking)."""
         from django.db import connection
 
         params = connection.get_connection_params()
@@ -268,13 +396,15 @@ class WebhookFastPath:
             params.pop(django_only, None)
         params["application_name"] = "switchboard-webhook-fast-path"
         conn = await AsyncConnection.connect(**params, autocommit=True)
-        return conn.cursor()
+        conn.pgconn.nonblocking = 1
+        return conn
 
     async def close(self) -> None:
-        """Closes the flushers' connections (tests; a process that exits closes them anyway)."""
-        cursors, self.idle_cursors = self.idle_cursors, []
-        for cursor in cursors:
-            await cursor.connection.close()
+        """Closes the idle lanes' connections (tests; a process that exits closes them anyway)."""
+        lanes, self.idle = self.idle, []
+        self.lanes -= len(lanes)
+        for lane in lanes:
+            await lane.conn.close()
 
     def _kick(self) -> None:
         """Wake a drainer (webhook_inbox.services.kick) at most every 50 ms per process; a
