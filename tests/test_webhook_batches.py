@@ -29,7 +29,7 @@ import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -562,9 +562,7 @@ def test_requests_that_find_postgresql_unreachable_are_handed_back_and_the_next_
 
 
 @pytest.mark.django_db(transaction=True)
-@hypothesis_settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@hypothesis_settings(max_examples=40, deadline=None)
 @given(
     st.lists(
         st.tuples(
