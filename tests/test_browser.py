@@ -135,6 +135,36 @@ def test_inbox_is_live_for_every_member(daphne_server, browser, far_end):  # noq
     _screenshot(page_b, "inbox")
 
 
+def test_a_page_script_that_loads_after_the_socket_went_live_still_shows_what_came_meanwhile(
+    daphne_server,  # noqa: F405
+    browser,  # noqa: F405
+):
+    """The inbox's script comes late (a slow static file): the socket has said welcome, and a
+    message arrived, before the script listens. It re-fetches the list when it starts
+    listening, so the message shows up without a reload (before, the first "resync" had
+    already gone by and the list stayed as rendered)."""
+    company, alice, _bob = _team()
+    number = WhatsAppNumberFactory(company=company)
+    first = _writes_in(number, MARIA, "wamid.1", "Hello")
+    page = log_in(browser, daphne_server, alice)  # noqa: F405
+    arrived = []
+
+    def late_script(route):
+        wait_live(page)  # noqa: F405 (the socket said welcome; no inbox listener yet)
+        ivan = Sender(address="+380501234567", name="Ivan Koval", phone="+380501234567")
+        arrived.append(_writes_in(number, ivan, "wamid.2", "Are you there?"))
+        page.wait_for_timeout(500)  # its event reaches the page, which has no listener for it
+        route.continue_()
+
+    page.route("**/static/js/inbox.js*", late_script)
+    page.goto(daphne_server.url + "/inbox/")
+    list_row = '#conversation-list li[data-conversation-id="{}"]'
+    expect(page.locator(list_row.format(first.conversation.pk))).to_have_count(1)
+    expect(page.locator(list_row.format(arrived[0].conversation.pk))).to_contain_text(
+        "Are you there?"
+    )
+
+
 def test_a_live_refresh_waits_for_a_press_on_the_list_and_the_press_stays_a_click(
     daphne_server,  # noqa: F405
     browser,  # noqa: F405

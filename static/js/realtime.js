@@ -87,6 +87,11 @@
     on(event, handler) {
       if (!listeners.has(event)) listeners.set(event, []);
       listeners.get(event).push(handler);
+      // A page script that loaded after the socket said welcome (its file came late) missed
+      // that first "resync": it re-fetches now, or what happened since the render stays missed.
+      if (event === "resync" && document.documentElement.dataset.realtime === "live") {
+        setTimeout(() => handler({ reconnected: false }), 0);
+      }
     },
     // A frame to the server (typing/viewing signals); dropped while the socket is down.
     send(event, data) {
