@@ -360,6 +360,31 @@ def test_group_commit_answers_each_request_after_the_commit_and_stores_every_row
     assert drain()["stored"] == len(requests)
 
 
+def _run_fast_path(scenario):
+    """`scenario(fast_path)` on a new event loop, the fast path's connections closed after."""
+    import asyncio
+
+    from webhook_inbox.asgi import WebhookFastPath
+
+    async def run():
+        fast_path = WebhookFastPath(None)
+        try:
+            return await asyncio.wait_for(scenario(fast_path), 60)
+        finally:
+            await fast_path.close()
+
+    return asyncio.run(run())
+
+
+def _stored_rows() -> list[tuple]:
+    return [
+        (company_id, source, source_id, bytes(body))
+        for company_id, source, source_id, body in Delivery.objects.order_by("id").values_list(
+            "company_id", "source", "source_id", "body"
+        )
+    ]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_request_cancelled_while_its_group_commits_cancels_no_one_else(company):
     """Three deliveries wait for one group commit; the server cancels one request (shutdown,
@@ -367,21 +392,15 @@ def test_a_request_cancelled_while_its_group_commits_cancels_no_one_else(company
     stored (the cancelled one's sender retries; the idempotent door drops the repeat)."""
     import asyncio
 
-    from webhook_inbox.asgi import WebhookFastPath
-
     rows = [(company.pk, "whatsapp_cloud", 7, f"delivery {n}".encode()) for n in range(3)]
 
-    async def scenario():
-        fast_path = WebhookFastPath(None)
+    async def scenario(fast_path):
         waiting = [asyncio.ensure_future(fast_path._commit(row)) for row in rows]
         await asyncio.sleep(0)  # all three queued for the same group
         waiting[1].cancel()
-        try:
-            return await asyncio.gather(*waiting, return_exceptions=True)
-        finally:
-            await fast_path.close()
+        return await asyncio.gather(*waiting, return_exceptions=True)
 
-    answers = asyncio.run(scenario())
+    answers = _run_fast_path(scenario)
     assert answers[0] is None and answers[2] is None
     assert isinstance(answers[1], asyncio.CancelledError)
     stored = Delivery.objects.order_by("id").values_list("body", flat=True)
@@ -457,31 +476,6 @@ def test_deliveries_after_a_quiet_moment_and_during_a_commit_are_all_stored(comp
         ["delivery 0"], ["delivery 1"], ["delivery 2"],
         ["delivery 3", "delivery 4", "delivery 5"], ["delivery 6"],
     ]  # fmt: skip
-
-
-def _run_fast_path(scenario):
-    """`scenario(fast_path)` on a new event loop, the fast path's connections closed after."""
-    import asyncio
-
-    from webhook_inbox.asgi import WebhookFastPath
-
-    async def run():
-        fast_path = WebhookFastPath(None)
-        try:
-            return await asyncio.wait_for(scenario(fast_path), 60)
-        finally:
-            await fast_path.close()
-
-    return asyncio.run(run())
-
-
-def _stored_rows() -> list[tuple]:
-    return [
-        (company_id, source, source_id, bytes(body))
-        for company_id, source, source_id, body in Delivery.objects.order_by("id").values_list(
-            "company_id", "source", "source_id", "body"
-        )
-    ]
 
 
 @pytest.mark.django_db(transaction=True)
