@@ -2,8 +2,10 @@
 out (send_message + the send task). The only stand-in is the far end of a network this machine
 cannot reach, replaced at the wire (tests.far_end: an HTTP server speaking the Graph API)."""
 
+import datetime
 import threading
 import time
+from unittest import mock
 
 import pytest
 import redis
@@ -11,6 +13,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from crm.models import Client
 from messaging import realtime, services
@@ -476,3 +481,114 @@ def test_delivery_status_only_moves_forward():
     assert not services.record_delivery_status(message.pk, "failed")
     message.refresh_from_db()
     assert message.status == "read" and message.read_at and message.external_id == "wamid.9"
+
+
+def _converted_by_django(instance, computed: str) -> list:
+    """What Django's own save would send for each field of an ingest INSERT."""
+    from messaging.services.inbox import _insert_fields
+
+    values = []
+    for field in _insert_fields(type(instance), computed):
+        value = field.pre_save(instance, True)
+        values.append(None if value is None else field.get_db_prep_save(value, connection))
+    return values
+
+
+def _comparable(values: list) -> list:
+    """Each value with its type; a JSON value's adapter by the value it wraps."""
+    return [(type(value), getattr(value, "obj", value)) for value in values]
+
+
+@pytest.mark.django_db
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(
+    body=st.text(max_size=40),
+    external_id=st.text(max_size=20) | st.integers(),  # Django makes a text column's int a str
+    name=st.text(max_size=20),
+    attempts=st.integers(min_value=0, max_value=2**31 - 1),
+    metadata=st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+    status=st.sampled_from(Message.Status),
+    unread=st.integers(min_value=0, max_value=2**31 - 1),
+    when=st.datetimes(timezones=st.just(datetime.UTC)),
+    phone=st.sampled_from(["", "+4915199999999", "+380671234567"]),
+)
+def test_the_ingest_statement_gets_every_value_as_django_would_send_it(
+    body, external_id, name, attempts, metadata, status, unread, when, phone
+):
+    """The ingest statement's values skip Django's conversion where it would change nothing
+    (messaging.services.inbox._taken_as_is); whatever the values, they are Django's."""
+    from messaging.services.inbox import _insert_params
+
+    message = Message(
+        direction=Message.Direction.INBOUND,
+        external_id=external_id,
+        sender_name=name,
+        body=body,
+        status=status,
+        metadata=metadata,
+        send_attempts=attempts,
+        created_at=when,
+        sent_at=when if attempts % 2 else None,
+    )
+    conversation = Conversation(
+        company_id=1,
+        platform="whatsapp",
+        external_thread_id=name,
+        status=Conversation.Status.OPEN,
+        last_message_at=when,
+        unread_count=unread,
+        source_id=7,
+        created_at=when,
+        updated_at=when,
+    )
+    client = Client(
+        company_id=1, name=name, phone=phone, email="", telegram_user_id=attempts or None
+    )
+    with mock.patch("django.utils.timezone.now", return_value=when):  # what a save fills in
+        for instance, computed in (
+            (message, "conversation"),
+            (conversation, "client"),
+            (client, ""),
+        ):
+            expected = _comparable(_converted_by_django(instance, computed))
+            assert _comparable(_insert_params(instance, connection, computed)) == expected
+
+
+@pytest.mark.django_db
+def test_a_save_still_fills_in_the_time_a_message_was_stored():
+    from messaging.services.inbox import _insert_fields, _insert_params
+
+    before = timezone.now()
+    params = _insert_params(Message(body="x", metadata={}), connection, "conversation")
+    names = [field.name for field in _insert_fields(Message, "conversation")]
+    assert before <= params[names.index("created_at")] <= timezone.now()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_goes_on_after_a_failed_statement_and_after_a_reconnect():
+    """The connection keeps its prepared cursor for the next statement (crm.db.upsert): a
+    statement that failed on it, or a connection lost and opened again, changes nothing for
+    the next message; and its statements are still counted by Django's query log."""
+    from django.test.utils import CaptureQueriesContext
+
+    from crm.db.upsert import prepared_cursor
+
+    number = WhatsAppNumberFactory()
+    first = ingest_inbound(number, "t1", "wamid.k1", SENDER, "one")
+    kept = prepared_cursor().cursor
+    assert prepared_cursor().cursor is kept  # one cursor while the connection lives
+    with pytest.raises(DatabaseError), prepared_cursor() as failing:
+        failing.execute("SELECT 1 / %s", [0])
+    with CaptureQueriesContext(connection) as queries:
+        second = ingest_inbound(number, "t1", "wamid.k2", SENDER, "two")
+    assert second.created and second.conversation.pk == first.conversation.pk
+    assert len(queries.captured_queries) == 1  # the one statement of a known thread, logged
+
+    connection.close()  # as when PostgreSQL restarts; Django opens a new connection
+    third = ingest_inbound(number, "t1", "wamid.k3", SENDER, "three")
+    assert prepared_cursor().cursor is not kept
+    assert third.created and third.message.body == "three"
+    third.conversation.refresh_from_db()
+    assert third.conversation.unread_count == 3
+    bodies = third.conversation.messages.order_by("pk").values_list("body", flat=True)
+    assert list(bodies) == ["one", "two", "three"]

@@ -44,14 +44,27 @@ class _PreparingCursor(ServerBindingCursor):
         )
 
 
-def prepared_cursor(using: str = DEFAULT_DB_ALIAS):
+class _KeptCursor(_PreparingCursor):
+    """The _PreparingCursor a connection keeps and hands out again (see prepared_cursor):
+    closing it through Django's wrapper leaves it open; it goes with its connection."""
+
+    def close(self) -> None:
+        pass
+
+
+def prepared_cursor(using: str = DEFAULT_DB_ALIAS, *, own: bool = False):
     """A Django cursor (query logging, execute wrappers, error translation) whose statements
     PostgreSQL parses and plans once per connection, not on every call.
 
     For a hot statement whose planning costs more than running it (a CTE that inserts and
     updates in one round trip): Django's default cursor binds values on the client, so the
     server plans every execution anew. Write predicates so that a generic plan still finds
-    its indexes (e.g. repeat a partial index's condition)."""
+    its indexes (e.g. repeat a partial index's condition).
+
+    The connection keeps one such cursor and hands it out again: psycopg learns how to dump
+    each parameter's type and load each column once per cursor (on a new cursor that was 41
+    µs of the ingest statement's ~200, bench/ingest.py). So read a statement's rows before the
+    next call; `own=True` gives a cursor of one's own (several at once, e.g. in a pipeline)."""
     connection = connections[using]
     connection.ensure_connection()
     raw = connection.connection
@@ -61,5 +74,11 @@ def prepared_cursor(using: str = DEFAULT_DB_ALIAS):
         # Django turns psycopg's preparing off unless OPTIONS say otherwise (for poolers);
         # a threshold no statement reaches opts in only what this cursor runs (prepare=True).
         raw.prepare_threshold = 2**31
+    if own:
+        cursor = _PreparingCursor(raw)
+    else:
+        cursor = getattr(connection, "_kept_prepared_cursor", None)
+        if cursor is None or cursor.connection is not raw:  # first use, or reconnected
+            cursor = connection._kept_prepared_cursor = _KeptCursor(raw)
     with connection.wrap_database_errors:
-        return connection._prepare_cursor(_PreparingCursor(raw))
+        return connection._prepare_cursor(cursor)
