@@ -1,8 +1,9 @@
 """Reads: a user's own notifications only (another user's, or another company's, is a 404)."""
 
+from django.db.models import IntegerField, OuterRef, Subquery
 from django.http import Http404
 
-from .models import Notification, Preference
+from .models import UNREAD_COUNTED, Notification, Preference
 
 
 def notifications_of(user):
@@ -21,9 +22,15 @@ def get_notification(user, pk) -> Notification:
 
 
 def unread_count(user) -> int:
+    """The user's unread notifications, counted up to UNREAD_COUNTED."""
     if not getattr(user, "is_authenticated", False) or not user.company_id:
         return 0
-    return Notification.objects.filter(user=user, read_at=None).count()
+    return unread_of(user.pk)[:UNREAD_COUNTED].count()
+
+
+def unread_of(user_id):
+    """The user's unread notifications (the partial index notif_unread_idx)."""
+    return Notification.objects.filter(user_id=user_id, read_at=None)
 
 
 def preferences_of(user) -> Preference:
@@ -33,22 +40,22 @@ def preferences_of(user) -> Preference:
     )
 
 
-def bell_state(user) -> tuple[int, bool]:
-    """(unread count, sound on) for the bell on every page, in one query."""
-    from django.db.models import Count, IntegerField, OuterRef, Subquery
+class _CountOf(Subquery):
+    """How many rows a subquery gives (its LIMIT caps the count)."""
 
+    template = "(SELECT count(*) FROM (%(subquery)s) AS counted)"
+    output_field = IntegerField()
+
+
+def bell_state(user) -> tuple[int, bool]:
+    """(unread count up to UNREAD_COUNTED, sound on) for the bell on every page, in one query."""
     from accounts.models import User
 
-    unread = (
-        Notification.objects.filter(user=OuterRef("pk"), read_at=None)
-        .values("user")
-        .annotate(count=Count("*"))
-        .values("count")
-    )
+    unread = _CountOf(unread_of(OuterRef("pk")).values("pk")[:UNREAD_COUNTED])
     sound = Preference.objects.filter(user=OuterRef("pk")).values("sound")[:1]
     row = (
         User.objects.filter(pk=user.pk)
-        .annotate(unread=Subquery(unread, output_field=IntegerField()), sound=Subquery(sound))
+        .annotate(unread=unread, sound=Subquery(sound))
         .values_list("unread", "sound")
         .first()
     )

@@ -15,7 +15,15 @@ from accounts.models import Role, User
 from crm.db.upsert import prepared_cursor
 from messaging import events
 
-from .models import ADMIN_KINDS, ConnectionAlert, Kind, Notification, Preference
+from . import selectors
+from .models import (
+    ADMIN_KINDS,
+    UNREAD_COUNTED,
+    ConnectionAlert,
+    Kind,
+    Notification,
+    Preference,
+)
 from .payloads import notification_payload
 
 logger = logging.getLogger(__name__)
@@ -97,9 +105,10 @@ WITH item AS (
     RETURNING id, user_id, subject, body, url, conversation_id, created_at
 )
 SELECT i.*,
-    (SELECT count(*) FROM notifications_notification AS n
-     WHERE n.user_id = i.user_id AND n.read_at IS NULL)
-    + (SELECT count(*) FROM inserted AS mine WHERE mine.user_id = i.user_id)
+    LEAST((SELECT count(*) FROM (SELECT 1 FROM notifications_notification AS n
+                                 WHERE n.user_id = i.user_id AND n.read_at IS NULL
+                                 LIMIT %s) AS counted)
+          + (SELECT count(*) FROM inserted AS mine WHERE mine.user_id = i.user_id), %s)
 FROM inserted AS i ORDER BY i.id
 """
 
@@ -133,6 +142,8 @@ def notify_each(
         SUBJECT_LENGTH,
         actor_id,
         timezone.now(),
+        UNREAD_COUNTED,
+        UNREAD_COUNTED,
     ]
     with prepared_cursor() as cursor:
         cursor.execute(NOTIFY_SQL, params)
@@ -352,7 +363,7 @@ def _mark_read(user, unread) -> int:
 
 def _publish_read(user, ids: list[int]) -> None:
     """Every tab of this user updates its bell."""
-    unread = Notification.objects.filter(user=user, read_at=None).count()
+    unread = selectors.unread_count(user)
     events.publish("notification.read", {"ids": ids, "unread_count": unread}, user_ids=[user.pk])
 
 

@@ -72,6 +72,41 @@ def test_a_note_with_a_mention_rises_the_colleagues_bell_live(daphne_server, bro
     assert Notification.objects.get(user=bob).read_at is not None
 
 
+def test_the_bell_says_99_plus_live_from_a_hundred_unread_at_phone_width(daphne_server, browser):  # noqa: F405
+    from notifications import services as notifications
+    from notifications.models import UNREAD_COUNTED
+
+    company, _alice, bob, conversation = _team()
+    Notification.objects.bulk_create(
+        Notification(company_id=company.pk, user=bob, kind="assigned", subject=f"#{n}")
+        for n in range(UNREAD_COUNTED - 2)
+    )
+    page = log_in(browser, daphne_server, bob, viewport=PHONE)  # noqa: F405
+    page.goto(daphne_server.url + "/inbox/")
+    wait_live(page)  # noqa: F405
+    count = page.locator("#notification-bell [data-role=bell-count]")
+    expect(count).to_have_text(str(UNREAD_COUNTED - 2))
+    expect(count).to_be_in_viewport()
+
+    def assigned():
+        notifications.notify_each(
+            "assigned",
+            [{"user_id": bob.pk, "subject": "Kiel", "conversation_id": conversation.pk}],
+            company_id=company.pk,
+        )
+
+    assigned()
+    expect(count).to_have_text(str(UNREAD_COUNTED - 1))
+    assigned()
+    expect(count).to_have_text(f"{UNREAD_COUNTED - 1}+")
+    assert page.title().startswith(f"({UNREAD_COUNTED - 1}+) ")
+    assigned()  # still "99+": the server counts no further
+    expect(page.locator("#notification-bell")).to_have_attribute("data-unread", str(UNREAD_COUNTED))
+    expect(count).to_have_text(f"{UNREAD_COUNTED - 1}+")
+    page.reload()
+    expect(count).to_have_text(f"{UNREAD_COUNTED - 1}+")
+
+
 def test_typing_and_viewing_are_seen_in_a_second_browser(daphne_server, browser):  # noqa: F405
     company, alice, bob, conversation = _team()
     url = f"{daphne_server.url}/inbox/{conversation.pk}/"

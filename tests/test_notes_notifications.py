@@ -433,6 +433,58 @@ def test_the_bell_counts_unread_and_the_list_marks_read(member, admin_user, comp
     assert not Notification.objects.filter(user=admin_user, read_at=None).exists()
 
 
+def test_the_bell_says_99_plus_from_a_hundred_unread_and_counts_exactly_below(
+    member,
+    admin_user,
+    company,
+    admin_api,
+    pushed,  # noqa: F811
+    django_capture_on_commit_callbacks,
+):
+    """Unread notifications are counted up to UNREAD_COUNTED (a busy agent's thousands cost
+    every inbound message a count of them): the bell, the events and the API say "that many
+    or more" from there, and the exact number below it."""
+    from notifications.models import UNREAD_COUNTED
+
+    Notification.objects.bulk_create(
+        Notification(company_id=company.pk, user=admin_user, kind="assigned", subject=f"#{n}")
+        for n in range(UNREAD_COUNTED + 40)
+    )
+    page = member.get(reverse("dashboard")).content.decode()
+    assert f'data-unread="{UNREAD_COUNTED}"' in page
+    assert f">{UNREAD_COUNTED - 1}+</span>" in page
+    partial = member.get(reverse("notifications"), {"partial": "1"}).content.decode()
+    assert f'data-unread-count="{UNREAD_COUNTED}"' in partial
+
+    conversation = ConversationFactory(company=company)
+    with django_capture_on_commit_callbacks(execute=True):
+        notifications.notify_each(
+            "assigned",
+            [{"user_id": admin_user.pk, "subject": "Kiel", "conversation_id": conversation.pk}],
+            company_id=company.pk,
+        )
+    [(event, data, _groups)] = [sent for sent in pushed if sent[0] == "notification.created"]
+    assert data["unread_count"] == UNREAD_COUNTED
+
+    # Below the cap every number is exact again, the new one counted with the rest.
+    unread = Notification.objects.filter(user=admin_user, read_at=None).order_by("pk")
+    keep = list(unread.values_list("pk", flat=True)[:97])
+    Notification.objects.filter(user=admin_user).exclude(pk__in=keep).update(read_at=timezone.now())
+    pushed.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        notifications.notify_each(
+            "assigned",
+            [{"user_id": admin_user.pk, "subject": "Kiel", "conversation_id": conversation.pk}],
+            company_id=company.pk,
+        )
+    [(_event, data, _groups)] = [sent for sent in pushed if sent[0] == "notification.created"]
+    assert data["unread_count"] == 98
+    page = member.get(reverse("dashboard")).content.decode()
+    assert 'data-unread="98"' in page and ">98</span>" in page
+    marked = admin_api.post("/api/v1/notifications/read-all/")
+    assert marked.status_code == 200 and marked.json() == {"marked": 98, "unread_count": 0}
+
+
 def test_opening_a_conversation_reads_what_told_me_about_it_and_only_that(
     member,
     admin_user,

@@ -12,7 +12,7 @@ from crm.api.base import nested_errors
 from crm.pagination import CursorPagination
 
 from .. import selectors, services
-from ..models import Kind, Notification
+from ..models import UNREAD_COUNTED, Kind, Notification
 
 
 class NotificationPagination(CursorPagination):
@@ -37,7 +37,9 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 class ReadAllSerializer(serializers.Serializer):
     marked = serializers.IntegerField()
-    unread_count = serializers.IntegerField()
+    unread_count = serializers.IntegerField(
+        help_text=f"Unread notifications left, counted up to {UNREAD_COUNTED} (that many or more)"
+    )
 
 
 class PreferenceSerializer(serializers.Serializer):

@@ -1,6 +1,7 @@
 from django import template
 
 from .. import selectors
+from ..models import UNREAD_COUNTED
 
 register = template.Library()
 
@@ -13,4 +14,11 @@ def notification_bell(context):
     if user is None or not user.is_authenticated or not user.company_id:
         return {"show": False}
     unread, sound = selectors.bell_state(user)
-    return {"show": True, "unread": unread, "sound": sound}
+    shown = f"{UNREAD_COUNTED - 1}+" if unread >= UNREAD_COUNTED else str(unread)
+    return {
+        "show": True,
+        "unread": unread,
+        "unread_shown": shown,
+        "unread_counted": UNREAD_COUNTED,
+        "sound": sound,
+    }

@@ -18,14 +18,17 @@
   function setCount(count) {
     const root = bell();
     if (!root) return;
-    count = Math.max(0, Number(count) || 0);
+    // The server counts up to data-unread-counted (notifications.models.UNREAD_COUNTED).
+    const counted = Number(root.dataset.unreadCounted) || 100;
+    count = Math.min(counted, Math.max(0, Number(count) || 0));
     root.dataset.unread = String(count);
+    const shown = count >= counted ? `${counted - 1}+` : String(count);
     const badge = root.querySelector("[data-role=bell-count]");
     if (badge) {
-      badge.textContent = String(count);
+      badge.textContent = shown;
       badge.hidden = count === 0;
     }
-    document.title = count ? `(${count}) ${baseTitle}` : baseTitle;
+    document.title = count ? `(${shown}) ${baseTitle}` : baseTitle;
   }
 
   async function loadPanel() {
