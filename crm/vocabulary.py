@@ -9,6 +9,7 @@ them in their own language.
 """
 
 from collections.abc import Callable
+from functools import cache
 
 from django.utils.functional import Promise
 
@@ -29,10 +30,13 @@ def shows(*models: type) -> Callable:
 
 def label_for(model: type, code: str) -> Words:
     """The choice label of `code` for `model`'s `status` field (the code itself if unknown)."""
-    for value, label in model._meta.get_field("status").flatchoices:
-        if value == code:
-            return label
-    return code
+    return _labels(model).get(code, code)
+
+
+@cache
+def _labels(model: type) -> dict[str, Words]:
+    """{code: lazy label} of `model`'s statuses, read once (every event of a row asks)."""
+    return dict(model._meta.get_field("status").flatchoices)
 
 
 def labels_in_active_language(model: type) -> dict[str, str]:
