@@ -339,7 +339,7 @@ def mark_read(user, notification: Notification) -> Notification:
 
 
 def mark_all_read(user) -> int:
-    return _mark_read(user, Notification.objects.filter(user=user, read_at=None))
+    return _mark_read(user, selectors.unread_of(user.pk))
 
 
 def mark_conversation_seen(user, conversation_id: int) -> int:
@@ -347,7 +347,7 @@ def mark_conversation_seen(user, conversation_id: int) -> int:
     what still waits for them (not every message they have since answered)."""
     return _mark_read(
         user,
-        Notification.objects.filter(user=user, conversation_id=conversation_id, read_at=None),
+        selectors.unread_of(user.pk).filter(conversation_id=conversation_id),
     )
 
 

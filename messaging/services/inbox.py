@@ -363,9 +363,8 @@ def _taken_as_is(field) -> Callable[[object], bool]:
     message's 17 fields through it cost ~16 µs of each ingest, bench/ingest.py): NULL, and a
     str for a text column (a choices member is one too), which Django hands back unchanged;
     never for a field a save fills in. (Django wraps integers in the column's own type.)"""
-    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-        return lambda value: False
-    if isinstance(field, models.FileField):
+    filled_on_save = getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+    if filled_on_save or isinstance(field, models.FileField):
         return lambda value: False
     if type(field) in (models.CharField, models.TextField):
         return lambda value: value is None or isinstance(value, str)
